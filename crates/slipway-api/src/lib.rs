@@ -1,0 +1,141 @@
+//! Slipway HTTP server.
+//!
+//! Three route groups on one listener (127.0.0.1 by default):
+//! - [`data_plane`]: ADE data-plane paths (`/projects/{p}/users/{u}/environments/{e}`…,
+//!   reference `ade.md` §5.1). `api-version` is accepted and ignored.
+//! - [`admin`]: Slipway's minimal control plane under `/admin` (projects,
+//!   environment types, project environment types, catalogs and sync).
+//! - [`runner_api`]: the runner protocol under `/runner/v1` (see
+//!   `slipway_core::protocol`), authorised by per-operation tokens.
+//!
+//! Errors are ADE `CloudError` JSON: `{"error": {"code", "message", "details"?}}`.
+
+pub mod admin;
+pub mod data_plane;
+pub mod runner_api;
+mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::json;
+use slipway_runner::{RunnerImages, Scheduler};
+use slipway_store::{Store, StoreError};
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Base URL clients use, e.g. `http://127.0.0.1:7878` (no trailing slash); used in `uri` fields and `Operation-Location`.
+    pub base_url: String,
+    /// Dev center id reported to runners.
+    pub devcenter_id: String,
+    /// Folder for temporary catalog clones.
+    pub work_dir: PathBuf,
+    /// Largest total size of an environment's stored files, in bytes (ADE exit 14 beyond it).
+    pub max_storage_bytes: u64,
+    /// Runner alias → image mapping.
+    pub runner_images: RunnerImages,
+    /// User id that `me` stands for when the request names no user (`X-Slipway-User`).
+    pub default_user: String,
+}
+
+/// Shared state of all handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Store.
+    pub store: Store,
+    /// Scheduler (woken when operations are queued).
+    pub scheduler: Arc<Scheduler>,
+    /// Settings.
+    pub config: Arc<ServerConfig>,
+}
+
+/// Builds the router with every route group.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(data_plane::routes())
+        .merge(admin::routes())
+        .merge(runner_api::routes(state.config.max_storage_bytes))
+        .with_state(state)
+}
+
+/// An API error rendered as ADE `CloudError`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Error code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+    /// Per-item details `[{code, message, target}]`.
+    pub details: Vec<serde_json::Value>,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// 404 with `code`.
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 400 with `code`.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = json!({"code": self.code, "message": self.message});
+        if !self.details.is_empty() {
+            err["details"] = serde_json::Value::Array(self.details);
+        }
+        (self.status, axum::Json(json!({ "error": err }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            StoreError::InvalidKey(_) => ApiError::bad_request("InvalidName", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Serves the router on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

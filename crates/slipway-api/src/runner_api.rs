@@ -1,0 +1,346 @@
+//! The runner API under `/runner/v1` (contract: `slipway_core::protocol`).
+//!
+//! Every call carries `Authorization: Bearer <token>`; the token's sha256
+//! must match the one stored for the path's operation, and that operation
+//! must be Running. Anything else is 401/403 with code `SecurityError`, so a
+//! token never reaches another operation's environment, files, logs or outputs.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::Value;
+use slipway_core::protocol::{
+    validate_outputs, LogEntry, LogType, OperationResult, RunnerDefinition, RunnerEnvironment,
+    RunnerIdentity,
+};
+use slipway_core::{ErrorBody, OperationStatus};
+use slipway_runner::hash_token;
+use slipway_store::{EnvironmentRecord, OperationRecord, Store};
+
+use crate::data_plane::resource_group_id;
+use crate::views::{environment_path, join_path};
+use crate::{ApiError, ApiResult, AppState};
+
+/// Runner routes; uploads are limited to `max_storage` bytes plus slack so an
+/// oversized upload still reaches the storage check and gets exit 14.
+pub fn routes(max_storage: u64) -> Router<AppState> {
+    let limit = usize::try_from(max_storage)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1 << 20);
+    Router::new()
+        .route("/runner/v1/operations/{o}/environment", get(environment))
+        .route("/runner/v1/operations/{o}/definition", get(definition))
+        .route(
+            "/runner/v1/operations/{o}/definition/content",
+            get(definition_content),
+        )
+        .route("/runner/v1/operations/{o}/identity", get(identity))
+        .route("/runner/v1/operations/{o}/files", get(list_files))
+        .route(
+            "/runner/v1/operations/{o}/files/{name}",
+            get(download_file).put(upload_file),
+        )
+        .route("/runner/v1/operations/{o}/logs", post(append_log))
+        .route("/runner/v1/operations/{o}/outputs", put(upload_outputs))
+        .route("/runner/v1/operations/{o}/result", post(operation_result))
+        .route("/runner/v1/operations/{o}/upgrade", get(upgrade))
+        .layer(DefaultBodyLimit::max(limit))
+}
+
+fn security(status: StatusCode, message: &str) -> ApiError {
+    ApiError::new(status, "SecurityError", message)
+}
+
+/// Checks the bearer token against operation `op_id`; returns the operation and its environment.
+async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    op_id: &str,
+) -> ApiResult<(OperationRecord, EnvironmentRecord)> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            security(
+                StatusCode::UNAUTHORIZED,
+                "missing runner token (Authorization: Bearer …)",
+            )
+        })?;
+    let op = state.store.get_operation(op_id).await?.ok_or_else(|| {
+        security(
+            StatusCode::FORBIDDEN,
+            "the runner token is not valid for this operation",
+        )
+    })?;
+    if op.token_hash.as_deref() != Some(hash_token(token).as_str()) {
+        return Err(security(
+            StatusCode::FORBIDDEN,
+            "the runner token is not valid for this operation",
+        ));
+    }
+    if op.status != OperationStatus::Running {
+        return Err(security(
+            StatusCode::FORBIDDEN,
+            "the operation is not running",
+        ));
+    }
+    if op.result_error.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "OperationFailed",
+            "the operation already reported its result; no further calls are accepted",
+        ));
+    }
+    let env = state
+        .store
+        .get_environment_by_id(&op.environment_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "EnvironmentNotFound",
+                "the operation's environment no longer exists",
+            )
+        })?;
+    Ok((op, env))
+}
+
+async fn environment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Json<RunnerEnvironment>> {
+    let (op, env) = authorize(&state, &headers, &o).await?;
+    let location = state
+        .store
+        .get_project(&env.project)
+        .await?
+        .map(|p| p.location)
+        .unwrap_or_default();
+    Ok(Json(RunnerEnvironment {
+        uri: format!("{}{}", state.config.base_url, environment_path(&env)),
+        resource_group_id: resource_group_id(&state, &env).await?,
+        name: env.name,
+        environment_type: env.environment_type,
+        user: env.owner,
+        provisioning_state: env.provisioning_state.as_str().to_string(),
+        catalog_name: env.catalog,
+        environment_definition_name: env.definition,
+        parameters: op.parameters,
+        location,
+    }))
+}
+
+async fn definition(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Json<RunnerDefinition>> {
+    let (op, env) = authorize(&state, &headers, &o).await?;
+    let d = op.definition;
+    let content_source_path = join_path(&d.catalog, &d.folder);
+    Ok(Json(RunnerDefinition {
+        id: format!(
+            "/projects/{}/catalogs/{}/environmentDefinitions/{}",
+            env.project, d.catalog, d.name
+        ),
+        name: d.name.clone(),
+        catalog_name: d.catalog.clone(),
+        description: d.manifest.description.clone(),
+        parameters_schema: d.manifest.parameters_schema(),
+        parameters: d.manifest.parameters.clone(),
+        template_path: join_path(&content_source_path, &d.manifest.template_path),
+        content_source_path,
+    }))
+}
+
+async fn definition_content(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Response> {
+    let (op, _) = authorize(&state, &headers, &o).await?;
+    let bytes = state
+        .store
+        .blobs
+        .get(&Store::definition_key(&op.definition.content_digest))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "DefinitionContentMissing",
+                "the definition's content snapshot is missing",
+            )
+        })?;
+    Ok(([("content-type", "application/zip")], bytes).into_response())
+}
+
+async fn identity(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Json<RunnerIdentity>> {
+    let (_, env) = authorize(&state, &headers, &o).await?;
+    let rg = resource_group_id(&state, &env).await?;
+    let subscription = rg.split('/').nth(2).unwrap_or_default().to_string();
+    Ok(Json(RunnerIdentity {
+        client_id: "00000000-0000-0000-0000-000000000000".into(),
+        tenant_id: "00000000-0000-0000-0000-000000000000".into(),
+        subscription_id: subscription,
+    }))
+}
+
+fn check_file_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "InvalidFileName",
+            format!("file name '{name}' is not valid: expected letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+async fn list_files(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Json<Vec<String>>> {
+    let (_, env) = authorize(&state, &headers, &o).await?;
+    let files = state
+        .store
+        .blobs
+        .list(&format!("environments/{}/files", env.id))
+        .await?;
+    Ok(Json(files.into_iter().map(|(n, _)| n).collect()))
+}
+
+async fn download_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((o, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, env) = authorize(&state, &headers, &o).await?;
+    check_file_name(&name)?;
+    let bytes = state
+        .store
+        .blobs
+        .get(&Store::file_key(&env.id, &name))
+        .await?
+        .ok_or_else(|| ApiError::not_found("FileNotFound", format!("file '{name}' not found")))?;
+    Ok(([("content-type", "application/octet-stream")], bytes).into_response())
+}
+
+async fn upload_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((o, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let (_, env) = authorize(&state, &headers, &o).await?;
+    check_file_name(&name)?;
+    let others: u64 = state
+        .store
+        .blobs
+        .list(&format!("environments/{}/files", env.id))
+        .await?
+        .into_iter()
+        .filter(|(n, _)| n != &name)
+        .map(|(_, size)| size)
+        .sum();
+    let total = others + body.len() as u64;
+    if total > state.config.max_storage_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "EnvironmentStorageExceeded",
+            format!(
+                "storing '{name}' ({} bytes) would bring the environment's files to {total} bytes, over the limit of {} bytes",
+                body.len(),
+                state.config.max_storage_bytes
+            ),
+        ));
+    }
+    state
+        .store
+        .blobs
+        .put(&Store::file_key(&env.id, &name), &body)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn append_log(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+    entry: Result<Json<LogEntry>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let (op, _) = authorize(&state, &headers, &o).await?;
+    let Json(entry) = entry.map_err(|r| ApiError::bad_request("InvalidCliInput", r.body_text()))?;
+    let mut text = entry.content;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if entry.log_type == LogType::Error {
+        tracing::debug!(operation = %op.id, "runner error line");
+    }
+    state
+        .store
+        .blobs
+        .append(&Store::log_key(&op.id), text.as_bytes())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn upload_outputs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+    doc: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let (_, env) = authorize(&state, &headers, &o).await?;
+    let Json(doc) = doc.map_err(|r| ApiError::bad_request("InvalidOutputs", r.body_text()))?;
+    let outputs = validate_outputs(&doc).map_err(|m| ApiError::bad_request("InvalidOutputs", m))?;
+    let bytes = serde_json::to_vec(&Value::Object(outputs))
+        .map_err(|e| ApiError::bad_request("InvalidOutputs", e.to_string()))?;
+    state
+        .store
+        .blobs
+        .put(&Store::outputs_key(&env.id), &bytes)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn operation_result(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+    result: Result<Json<OperationResult>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let (op, _) = authorize(&state, &headers, &o).await?;
+    let Json(r) = result.map_err(|r| ApiError::bad_request("InvalidCliInput", r.body_text()))?;
+    state
+        .store
+        .set_operation_result(&op.id, &ErrorBody::new(r.code, r.message))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+) -> ApiResult<Response> {
+    authorize(&state, &headers, &o).await?;
+    // The runner's `ade` is the server's own build; there is never a newer one to fetch.
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("text/plain"));
+    Ok((StatusCode::OK, h, "").into_response())
+}

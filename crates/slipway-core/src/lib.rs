@@ -1,0 +1,22 @@
+//! Slipway domain core.
+//!
+//! Pure types, validation and state machines shared by every other crate.
+//! Nothing here performs I/O: parsing takes text, validation takes values.
+//!
+//! - [`manifest`]: `environment.yaml` / `manifest.yaml` (ADE environment definitions).
+//! - [`parameters`]: checking a developer's parameters against a definition.
+//! - [`environment`]: environments, operations and their states.
+//! - [`names`]: resource-name rules.
+//! - [`protocol`]: the runner protocol spoken between the `ade` CLI and the server.
+
+pub mod environment;
+pub mod manifest;
+pub mod names;
+pub mod parameters;
+pub mod protocol;
+
+pub use environment::{ErrorBody, OperationKind, OperationStatus, ProvisioningState, OUTPUT_TYPES};
+pub use manifest::{
+    EnvironmentDefinitionManifest, ManifestError, ParameterDefinition, ParameterType,
+};
+pub use parameters::{resolve_parameters, ParameterError};

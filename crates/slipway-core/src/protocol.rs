@@ -1,0 +1,252 @@
+//! The runner protocol: what the server injects into a runner container and
+//! the HTTP API the in-container `ade` CLI calls.
+//!
+//! Container environment (reference `ade.md` §3, §8.1): `ADE_OPERATION_NAME`
+//! (`deploy`|`delete`), `ADE_HTTP__ENDPOINT` (runner API base URL, an IP
+//! literal so the static `ade` binary never needs DNS), `ADE_HTTP__OPERATIONID`,
+//! `ADE_HTTP__DEVCENTERID`, and Slipway's unforgeable per-operation bearer
+//! token `ADE_HTTP__TOKEN` (ADE itself uses a managed identity; the reference
+//! §7 warns that IDs alone are forgeable).
+//!
+//! HTTP API, relative to `ADE_HTTP__ENDPOINT`, every call with
+//! `Authorization: Bearer <token>`; the token is valid only for the path's
+//! operation and only while it is Running:
+//!
+//! | method, path | body | answer |
+//! |---|---|---|
+//! | `GET operations/{op}/environment` | | [`RunnerEnvironment`] |
+//! | `GET operations/{op}/definition` | | [`RunnerDefinition`] |
+//! | `GET operations/{op}/definition/content` | | zip of the definition folder |
+//! | `GET operations/{op}/identity` | | [`RunnerIdentity`] |
+//! | `GET operations/{op}/files` | | JSON array of file names |
+//! | `GET/PUT operations/{op}/files/{name}` | bytes | bytes / 204; 413 over the storage limit |
+//! | `POST operations/{op}/logs` | [`LogEntry`] | 204 |
+//! | `PUT operations/{op}/outputs` | `{"outputs":{…}}` | 204; 400 on a bad type |
+//! | `POST operations/{op}/result` | [`OperationResult`] | 204 |
+//! | `GET operations/{op}/upgrade` | | text: download URL or empty |
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::manifest::ParameterDefinition;
+
+/// `deploy` or `delete`.
+pub const ENV_OPERATION_NAME: &str = "ADE_OPERATION_NAME";
+/// Runner API base URL, e.g. `http://127.0.0.1:7878/runner/v1/`.
+pub const ENV_ENDPOINT: &str = "ADE_HTTP__ENDPOINT";
+/// Operation id (UUID).
+pub const ENV_OPERATION_ID: &str = "ADE_HTTP__OPERATIONID";
+/// Dev center id.
+pub const ENV_DEVCENTER_ID: &str = "ADE_HTTP__DEVCENTERID";
+/// Per-operation bearer token.
+pub const ENV_TOKEN: &str = "ADE_HTTP__TOKEN";
+
+/// Name of the per-environment state archive (ADE: `ade files upload --folder-path /ade/storage`).
+pub const STORAGE_FILE: &str = "storage.zip";
+
+/// Exit codes of the `ade` CLI and the error codes the core entrypoint maps
+/// them to (ADE core `entrypoint.sh` `exitCodeMap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdeExitCode {
+    /// 1: generic script failure.
+    DeploymentError = 1,
+    /// 7: endpoint missing or malformed.
+    InvalidEndpoint = 7,
+    /// 8: dev center id missing.
+    InvalidDevCenterId = 8,
+    /// 9: CLI setup failed.
+    CliSetupError = 9,
+    /// 10: operation id missing or unknown.
+    InvalidOperationId = 10,
+    /// 11: an API request failed.
+    RequestFailed = 11,
+    /// 12: bad command-line input.
+    InvalidCliInput = 12,
+    /// 13: a local file could not be read or written.
+    FileOperationError = 13,
+    /// 14: the upload would exceed the environment's storage limit.
+    EnvironmentStorageExceeded = 14,
+    /// 15: the token was refused.
+    SecurityError = 15,
+    /// 16: the deployment identity could not sign in.
+    DeploymentIdentitySignInError = 16,
+    /// 17: `ade upgrade` failed.
+    CliUpgradeError = 17,
+    /// 99: anything else.
+    UnknownError = 99,
+}
+
+impl AdeExitCode {
+    /// The process exit code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The ADE error code name for an exit status, as the core entrypoint
+    /// maps it; `UnknownError` for unmapped values.
+    pub fn name_for_status(status: i64) -> &'static str {
+        match status {
+            1 => "DeploymentError",
+            7 => "InvalidEndpoint",
+            8 => "InvalidDevCenterId",
+            9 => "CliSetupError",
+            10 => "InvalidOperationId",
+            11 => "RequestFailed",
+            12 => "InvalidCliInput",
+            13 => "FileOperationError",
+            14 => "EnvironmentStorageExceeded",
+            15 => "SecurityError",
+            16 => "DeploymentIdentitySignInError",
+            17 => "CliUpgradeError",
+            _ => "UnknownError",
+        }
+    }
+}
+
+/// `ade environment` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerEnvironment {
+    /// Data-plane URI of the environment.
+    pub uri: String,
+    /// Environment name.
+    pub name: String,
+    /// Project environment type name.
+    pub environment_type: String,
+    /// Owner id.
+    pub user: String,
+    /// Current provisioning state.
+    pub provisioning_state: String,
+    /// `/subscriptions/<sub>/resourceGroups/<rg>` of the deployment target.
+    pub resource_group_id: String,
+    /// Catalog name.
+    pub catalog_name: String,
+    /// Definition name.
+    pub environment_definition_name: String,
+    /// Effective parameters (defaults applied).
+    pub parameters: Map<String, Value>,
+    /// Region/location of the project.
+    pub location: String,
+}
+
+/// `ade definitions list` output. `templatePath` and `contentSourcePath` are
+/// catalog-prefixed (`<catalog>/<dir>/main.tf`, `<catalog>/<dir>`), unlike the public API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerDefinition {
+    /// `/projects/P/catalogs/C/environmentDefinitions/D`.
+    pub id: String,
+    /// Definition name.
+    pub name: String,
+    /// Catalog name.
+    pub catalog_name: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameters.
+    pub parameters: Vec<ParameterDefinition>,
+    /// JSON Schema string.
+    pub parameters_schema: String,
+    /// `<catalog>/<dir>/<templatePath>`.
+    pub template_path: String,
+    /// `<catalog>/<dir>`.
+    pub content_source_path: String,
+}
+
+/// `ade info` answers plus the subscription id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerIdentity {
+    /// `ADE_CLIENT_ID`.
+    pub client_id: String,
+    /// `ADE_TENANT_ID`.
+    pub tenant_id: String,
+    /// `ADE_SUBSCRIPTION_ID`.
+    pub subscription_id: String,
+}
+
+/// Type of an `ade log` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogType {
+    /// Normal log line (default).
+    #[default]
+    Log,
+    /// Verbose line.
+    Verbose,
+    /// Error line.
+    Error,
+}
+
+/// One `ade log` / `ade execute` chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Line type.
+    #[serde(rename = "type", default)]
+    pub log_type: LogType,
+    /// Text; a trailing newline is added by the server when missing.
+    pub content: String,
+}
+
+/// `ade operation-result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationResult {
+    /// Error code, e.g. `DeploymentError`.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+/// Checks an outputs document `{"outputs": {name: {type, value, sensitive?}}}`.
+/// Returns the `outputs` map or a message naming the first bad output.
+pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
+    let outputs = doc
+        .get("outputs")
+        .and_then(Value::as_object)
+        .ok_or_else(|| "expected a JSON object with an 'outputs' object".to_string())?;
+    for (name, out) in outputs {
+        let ty = out
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("output '{name}': missing 'type'"))?;
+        if !crate::OUTPUT_TYPES.contains(&ty) {
+            return Err(format!(
+                "output '{name}': type '{ty}' is not one of {}",
+                crate::OUTPUT_TYPES.join(", ")
+            ));
+        }
+        if out.get("value").is_none() {
+            return Err(format!("output '{name}': missing 'value'"));
+        }
+    }
+    Ok(outputs.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn exit_code_names() {
+        assert_eq!(AdeExitCode::name_for_status(1), "DeploymentError");
+        assert_eq!(
+            AdeExitCode::name_for_status(14),
+            "EnvironmentStorageExceeded"
+        );
+        assert_eq!(AdeExitCode::name_for_status(3), "UnknownError");
+        assert_eq!(AdeExitCode::EnvironmentStorageExceeded.code(), 14);
+    }
+
+    #[test]
+    fn outputs_validation() {
+        assert!(
+            validate_outputs(&json!({"outputs": {"a": {"type": "string", "value": "x"}}})).is_ok()
+        );
+        let e =
+            validate_outputs(&json!({"outputs": {"a": {"type": "blob", "value": 1}}})).unwrap_err();
+        assert!(e.contains("'blob'"));
+        assert!(validate_outputs(&json!({"x": 1})).is_err());
+    }
+}

@@ -1,0 +1,343 @@
+//! Container engine access through the Docker Engine API (bollard).
+//!
+//! Works against Docker and against Podman's compatible socket. Socket
+//! discovery order: `DOCKER_HOST` (`unix://…`), `/var/run/docker.sock`,
+//! `/run/podman/podman.sock`, `$XDG_RUNTIME_DIR/podman/podman.sock`; when none
+//! answers and `podman` is installed, `podman system service --time=0` is
+//! started on `<data>/podman.sock` and lives as long as the server.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::container::{
+    Config, CreateContainerOptions, InspectContainerOptions, LogOutput, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use bollard::image::CreateImageOptions;
+use bollard::models::HostConfig;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::RunnerError;
+
+/// A container to run.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Container name (unique).
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// Labels.
+    pub labels: HashMap<String, String>,
+    /// Share the host's network namespace (so 127.0.0.1 is the host's loopback).
+    pub host_network: bool,
+}
+
+/// What the engine knows about a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created but never started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited with this code.
+    Exited(i64),
+}
+
+/// A connection to the container engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    /// The socket in use.
+    pub socket: PathBuf,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+async fn try_socket(path: &Path) -> Option<Docker> {
+    if !path.exists() {
+        return None;
+    }
+    let docker =
+        Docker::connect_with_unix(&path.to_string_lossy(), 600, bollard::API_DEFAULT_VERSION)
+            .ok()?;
+    match tokio::time::timeout(Duration::from_secs(5), docker.ping()).await {
+        Ok(Ok(_)) => Some(docker),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Finds a working engine socket, starting `podman system service` on
+    /// `<data_dir>/podman.sock` when none answers.
+    ///
+    /// Errors: [`RunnerError::Engine`] when nothing answers and podman cannot be started.
+    pub async fn connect(data_dir: &Path) -> Result<Engine, RunnerError> {
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Ok(host) = std::env::var("DOCKER_HOST") {
+            if let Some(p) = host.strip_prefix("unix://") {
+                candidates.push(PathBuf::from(p));
+            }
+        }
+        candidates.push("/var/run/docker.sock".into());
+        candidates.push("/run/podman/podman.sock".into());
+        if let Ok(xdg) = std::env::var("XDG_RUNTIME_DIR") {
+            candidates.push(PathBuf::from(xdg).join("podman/podman.sock"));
+        }
+        let own = data_dir.join("podman.sock");
+        candidates.push(own.clone());
+        for c in &candidates {
+            if let Some(docker) = try_socket(c).await {
+                tracing::info!(socket = %c.display(), "connected to container engine");
+                return Ok(Engine {
+                    docker,
+                    socket: c.clone(),
+                });
+            }
+        }
+        tracing::info!(socket = %own.display(), "no container engine socket answers; starting podman system service");
+        let _ = std::fs::remove_file(&own);
+        let mut child = tokio::process::Command::new("podman")
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", own.display()))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                RunnerError::Engine(format!(
+                    "no Docker Engine API socket found (tried {}) and podman could not be started: {e}",
+                    candidates
+                        .iter()
+                        .map(|c| c.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        // Wait for the socket to answer, bounded (podman needs ~1 s).
+        for _ in 0..100 {
+            if let Some(docker) = try_socket(&own).await {
+                // The service outlives this function; it ends with the server process.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                return Ok(Engine {
+                    docker,
+                    socket: own,
+                });
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(RunnerError::Engine(format!(
+                    "podman system service exited with {status}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(RunnerError::Engine(format!(
+            "podman system service did not answer on {} within 10 s",
+            own.display()
+        )))
+    }
+
+    /// Makes sure `image` is present, pulling it when absent.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), RunnerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(RunnerError::Engine(e.to_string())),
+        }
+        let mut stream = self.docker.create_image(
+            Some(CreateImageOptions {
+                from_image: image,
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(RunnerError::ImageUnavailable {
+                    image: image.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts a container with the image's own ENTRYPOINT.
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
+        let config = Config {
+            image: Some(spec.image.clone()),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            host_config: Some(HostConfig {
+                network_mode: spec.host_network.then(|| "host".to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: spec.name.as_str(),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(|e| RunnerError::Engine(format!("create container {}: {e}", spec.name)))?;
+        self.docker
+            .start_container(&spec.name, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| RunnerError::Engine(format!("start container {}: {e}", spec.name)))?;
+        Ok(())
+    }
+
+    /// The container's state; `None` when it does not exist.
+    pub async fn state(&self, name: &str) -> Result<Option<ContainerState>, RunnerError> {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => {
+                let st = info.state.unwrap_or_default();
+                if st.running == Some(true) {
+                    Ok(Some(ContainerState::Running))
+                } else if matches!(
+                    st.status,
+                    Some(bollard::models::ContainerStateStatusEnum::CREATED)
+                ) {
+                    Ok(Some(ContainerState::Created))
+                } else {
+                    Ok(Some(ContainerState::Exited(st.exit_code.unwrap_or(-1))))
+                }
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(RunnerError::Engine(e.to_string())),
+        }
+    }
+
+    /// Waits for the container to exit and returns its exit code.
+    pub async fn wait(&self, name: &str) -> Result<i64, RunnerError> {
+        let mut stream = self
+            .docker
+            .wait_container(name, None::<WaitContainerOptions<String>>);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => {
+                // The wait may fail if the container already exited; ask directly.
+                match self.state(name).await? {
+                    Some(ContainerState::Exited(code)) => Ok(code),
+                    _ => Err(RunnerError::Engine(format!("wait for {name}: {e}"))),
+                }
+            }
+            None => match self.state(name).await? {
+                Some(ContainerState::Exited(code)) => Ok(code),
+                _ => Err(RunnerError::Engine(format!(
+                    "wait for {name}: stream ended"
+                ))),
+            },
+        }
+    }
+
+    /// Sends SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<(), RunnerError> {
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: grace.as_secs() as i64,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(RunnerError::Engine(format!("stop {name}: {e}"))),
+        }
+    }
+
+    /// The container's combined stdout and stderr.
+    pub async fn output(&self, name: &str) -> Result<String, RunnerError> {
+        let mut stream = self.docker.logs(
+            name,
+            Some(LogsOptions::<String> {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message })
+                | Ok(LogOutput::StdErr { message })
+                | Ok(LogOutput::Console { message }) => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(RunnerError::Engine(format!("logs of {name}: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the container (and its anonymous volumes); absent is fine.
+    pub async fn remove(&self, name: &str) -> Result<(), RunnerError> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(RunnerError::Engine(format!("remove {name}: {e}"))),
+        }
+    }
+
+    /// Names of containers carrying label `key` (any value), with that label's value.
+    pub async fn containers_with_label(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, RunnerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![key.to_string()]);
+        let list = self
+            .docker
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                let value = c.labels?.get(key)?.clone();
+                Some((name, value))
+            })
+            .collect())
+    }
+}

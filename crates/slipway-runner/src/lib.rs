@@ -1,0 +1,354 @@
+//! Runner executor and operation scheduler.
+//!
+//! - [`engine`]: the Docker Engine API client (Podman or Docker).
+//! - [`Scheduler`]: takes queued operations from the store, runs each in a
+//!   runner container and records the result.
+//!
+//! Scheduling rules: at most `max_concurrent` operations run at once; at most
+//! one per environment (the oldest queued first); each is bounded by
+//! `max_runtime`. A restart never loses an operation: a Running operation
+//! whose container exists is re-attached (or finalised if it has exited);
+//! one whose container never started is queued again.
+
+pub mod engine;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use slipway_core::protocol::{
+    AdeExitCode, ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
+};
+use slipway_core::{ErrorBody, OperationStatus};
+use slipway_store::{OperationRecord, Store, StoreError};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+pub use engine::{ContainerSpec, ContainerState, Engine};
+
+/// Container label that carries the operation id.
+pub const OPERATION_LABEL: &str = "dev.slipway.operation";
+
+/// Errors of the executor.
+#[derive(Debug, Error)]
+pub enum RunnerError {
+    /// The engine refused or failed a call.
+    #[error("container engine: {0}")]
+    Engine(String),
+    /// The runner image is absent and could not be pulled.
+    #[error("runner image '{image}' is not present and could not be pulled: {message}")]
+    ImageUnavailable {
+        /// Image reference.
+        image: String,
+        /// Engine message.
+        message: String,
+    },
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runner image references for the predefined runner aliases.
+#[derive(Debug, Clone)]
+pub struct RunnerImages {
+    /// `Core`.
+    pub core: String,
+    /// `Terraform`.
+    pub terraform: String,
+    /// `ARM` / `Bicep` (and a manifest without `runner`, as in ADE).
+    pub arm: String,
+}
+
+impl Default for RunnerImages {
+    fn default() -> Self {
+        RunnerImages {
+            core: "localhost/slipway/runner-core:latest".into(),
+            terraform: "localhost/slipway/runner-terraform:latest".into(),
+            arm: "localhost/slipway/runner-arm:latest".into(),
+        }
+    }
+}
+
+impl RunnerImages {
+    /// Resolves a manifest's `runner` value: aliases are case-insensitive;
+    /// anything else is an image reference used as is.
+    pub fn resolve(&self, runner: Option<&str>) -> String {
+        match runner.map(str::trim) {
+            None | Some("") => self.arm.clone(),
+            Some(r) if r.eq_ignore_ascii_case("core") => self.core.clone(),
+            Some(r) if r.eq_ignore_ascii_case("terraform") => self.terraform.clone(),
+            Some(r) if r.eq_ignore_ascii_case("arm") || r.eq_ignore_ascii_case("bicep") => {
+                self.arm.clone()
+            }
+            Some(r) => r.to_string(),
+        }
+    }
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Operations running at once across all environments.
+    pub max_concurrent: usize,
+    /// Longest an operation may run before it is stopped and Failed.
+    pub max_runtime: Duration,
+    /// SIGTERM → SIGKILL grace when stopping a runner.
+    pub stop_grace: Duration,
+    /// Runner API base URL given to runners as `ADE_HTTP__ENDPOINT`.
+    pub runner_endpoint: String,
+    /// Dev center id given as `ADE_HTTP__DEVCENTERID`.
+    pub devcenter_id: String,
+}
+
+/// Hashes a runner token for storage (sha256 hex).
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The operation scheduler. Cheap to clone through `Arc`.
+#[derive(Debug)]
+pub struct Scheduler {
+    store: Store,
+    engine: Engine,
+    config: SchedulerConfig,
+    wake: Notify,
+    running: Mutex<HashSet<String>>,
+}
+
+impl Scheduler {
+    /// Creates a scheduler; call [`Scheduler::spawn`] to start it.
+    pub fn new(store: Store, engine: Engine, config: SchedulerConfig) -> Arc<Scheduler> {
+        Arc::new(Scheduler {
+            store,
+            engine,
+            config,
+            wake: Notify::new(),
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Asks the scheduler to look for runnable operations now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Recovers operations left by a previous process, then runs the
+    /// dispatch loop in the background.
+    pub async fn spawn(self: &Arc<Self>) -> Result<(), RunnerError> {
+        self.recover().await?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = me.dispatch().await {
+                    tracing::error!(error = %e, "scheduler dispatch failed");
+                }
+                // Woken on every enqueue and every finish; the timeout is only a safety net.
+                let _ = tokio::time::timeout(Duration::from_secs(5), me.wake.notified()).await;
+            }
+        });
+        Ok(())
+    }
+
+    fn running_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn recover(self: &Arc<Self>) -> Result<(), RunnerError> {
+        // Containers of operations that already ended (crash after the result was stored).
+        for (name, op_id) in self.engine.containers_with_label(OPERATION_LABEL).await? {
+            let ended = match self.store.get_operation(&op_id).await? {
+                Some(op) => op.status.is_terminal(),
+                None => true,
+            };
+            if ended {
+                self.engine.remove(&name).await?;
+            }
+        }
+        for op in self
+            .store
+            .operations_with_status(OperationStatus::Running)
+            .await?
+        {
+            match self.engine.state(&op.container_name).await? {
+                None | Some(ContainerState::Created) => {
+                    tracing::info!(operation = %op.id, "runner never started; queueing again");
+                    self.engine.remove(&op.container_name).await?;
+                    self.store.requeue_operation(&op.id).await?;
+                }
+                Some(_) => {
+                    tracing::info!(operation = %op.id, "re-attaching to runner container");
+                    self.running_ids().insert(op.id.clone());
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move { me.supervise(op).await });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dispatch(self: &Arc<Self>) -> Result<(), RunnerError> {
+        let free = self
+            .config
+            .max_concurrent
+            .saturating_sub(self.running_ids().len());
+        if free == 0 {
+            return Ok(());
+        }
+        for op in self.store.runnable_operations(free as u32).await? {
+            let mut bytes = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut bytes);
+            let token = hex::encode(bytes);
+            if !self
+                .store
+                .start_operation(&op.id, &hash_token(&token))
+                .await?
+            {
+                continue;
+            }
+            self.running_ids().insert(op.id.clone());
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                match me.launch(&op, &token).await {
+                    Ok(()) => me.supervise(op).await,
+                    Err(e) => {
+                        let code = match e {
+                            RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
+                            _ => "RunnerStartError",
+                        };
+                        me.finish(
+                            &op,
+                            OperationStatus::Failed,
+                            Some(ErrorBody::new(code, e.to_string())),
+                        )
+                        .await;
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn launch(&self, op: &OperationRecord, token: &str) -> Result<(), RunnerError> {
+        self.engine.ensure_image(&op.runner_image).await?;
+        let mut labels = HashMap::new();
+        labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
+        let spec = ContainerSpec {
+            name: op.container_name.clone(),
+            image: op.runner_image.clone(),
+            env: vec![
+                format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
+                format!("{ENV_ENDPOINT}={}", self.config.runner_endpoint),
+                format!("{ENV_OPERATION_ID}={}", op.id),
+                format!("{ENV_DEVCENTER_ID}={}", self.config.devcenter_id),
+                format!("{ENV_TOKEN}={token}"),
+            ],
+            labels,
+            host_network: true,
+        };
+        // A leftover container of the same name (earlier attempt) is replaced.
+        self.engine.remove(&spec.name).await?;
+        self.engine.start(&spec).await
+    }
+
+    /// Waits for the runner of `op` and records the result.
+    async fn supervise(self: Arc<Self>, op: OperationRecord) {
+        let waited = tokio::time::timeout(
+            self.config.max_runtime,
+            self.engine.wait(&op.container_name),
+        )
+        .await;
+        let (status, error) = match waited {
+            Err(_) => {
+                let _ = self
+                    .engine
+                    .stop(&op.container_name, self.config.stop_grace)
+                    .await;
+                (
+                    OperationStatus::Failed,
+                    Some(ErrorBody::new(
+                        "DeploymentCanceledByTimeout",
+                        format!(
+                            "The operation exceeded the runtime limit of {} minutes and was stopped.",
+                            self.config.max_runtime.as_secs() / 60
+                        ),
+                    )),
+                )
+            }
+            Ok(Err(e)) => (
+                OperationStatus::Failed,
+                Some(ErrorBody::new("RunnerError", e.to_string())),
+            ),
+            Ok(Ok(0)) => (OperationStatus::Succeeded, None),
+            Ok(Ok(code)) => {
+                let reported = match self.store.get_operation(&op.id).await {
+                    Ok(Some(o)) => o.result_error,
+                    _ => None,
+                };
+                let err = reported.unwrap_or_else(|| {
+                    let name = AdeExitCode::name_for_status(code);
+                    ErrorBody::new(
+                        name,
+                        format!("Operation failed with exit code {name}, code value {code}."),
+                    )
+                });
+                (OperationStatus::Failed, Some(err))
+            }
+        };
+        if status == OperationStatus::Failed {
+            self.keep_runner_output_if_log_empty(&op).await;
+        }
+        self.finish(&op, status, error).await;
+        if let Err(e) = self.engine.remove(&op.container_name).await {
+            tracing::warn!(operation = %op.id, error = %e, "could not remove runner container");
+        }
+    }
+
+    /// A runner that failed before it could log anything (bad entrypoint,
+    /// missing `ade`) leaves its container output as the operation log.
+    async fn keep_runner_output_if_log_empty(&self, op: &OperationRecord) {
+        let key = Store::log_key(&op.id);
+        let empty = matches!(self.store.blobs.get(&key).await, Ok(None))
+            || matches!(self.store.blobs.get(&key).await, Ok(Some(b)) if b.is_empty());
+        if empty {
+            if let Ok(out) = self.engine.output(&op.container_name).await {
+                let _ = self.store.blobs.append(&key, out.as_bytes()).await;
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        op: &OperationRecord,
+        status: OperationStatus,
+        error: Option<ErrorBody>,
+    ) {
+        match self
+            .store
+            .finish_operation(&op.id, status, error.as_ref())
+            .await
+        {
+            Ok(_) => {
+                if status == OperationStatus::Succeeded
+                    && op.kind == slipway_core::OperationKind::Delete
+                {
+                    if let Err(e) = self
+                        .store
+                        .blobs
+                        .delete(&format!("environments/{}", op.environment_id))
+                        .await
+                    {
+                        tracing::warn!(environment = %op.environment_id, error = %e, "could not remove environment files");
+                    }
+                }
+                tracing::info!(operation = %op.id, status = status.as_str(), "operation finished");
+            }
+            Err(e) => {
+                tracing::error!(operation = %op.id, error = %e, "could not record operation result")
+            }
+        }
+        self.running_ids().remove(&op.id);
+        self.wake();
+    }
+}

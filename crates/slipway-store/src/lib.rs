@@ -1,0 +1,115 @@
+//! Slipway persistence.
+//!
+//! [`Store`] = SQLite metadata (sqlx, embedded migrations in `migrations/`)
+//! plus a [`BlobStore`] for per-environment files (`storage.zip`), outputs,
+//! operation logs and definition content snapshots.
+//!
+//! Data directory layout (`<data>`): `slipway.db` (SQLite, WAL) and `blobs/`:
+//! - `definitions/<sha256>.zip`: a definition folder's content, content-addressed;
+//! - `environments/<env-id>/files/<name>`: files uploaded by `ade files upload`;
+//! - `environments/<env-id>/outputs.json`: last uploaded outputs;
+//! - `operations/<op-id>.log`: the operation log.
+//!
+//! Invariants: every multi-row change is one transaction; state transitions of
+//! operations are compare-and-set on the current status, so two schedulers can
+//! never both start the same operation.
+
+mod blob;
+mod records;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use thiserror::Error;
+
+pub use blob::BlobStore;
+pub use records::*;
+
+/// Errors from the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Database failure.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Schema migration failure.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Filesystem failure.
+    #[error("blob store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A blob key with forbidden characters or segments.
+    #[error("invalid blob key '{0}': expected '/'-separated segments of letters, digits, '.', '_' or '-'")]
+    InvalidKey(String),
+    /// A row already exists.
+    #[error("{kind} '{name}' already exists")]
+    Conflict {
+        /// Resource kind.
+        kind: &'static str,
+        /// Resource name.
+        name: String,
+    },
+    /// A stored JSON column could not be decoded (data corruption).
+    #[error("stored {what} is not valid: {message}")]
+    Corrupt {
+        /// Which column.
+        what: &'static str,
+        /// Decoder message.
+        message: String,
+    },
+}
+
+/// Metadata database plus blob store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: SqlitePool,
+    /// Blob store under `<data>/blobs`.
+    pub blobs: BlobStore,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await?;
+        let db = data_dir.join("slipway.db");
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        let blobs = BlobStore::open(data_dir.join("blobs")).await?;
+        Ok(Store { pool, blobs })
+    }
+
+    /// Blob key of an environment's uploaded file.
+    pub fn file_key(env_id: &str, name: &str) -> String {
+        format!("environments/{env_id}/files/{name}")
+    }
+
+    /// Blob key of an environment's outputs document.
+    pub fn outputs_key(env_id: &str) -> String {
+        format!("environments/{env_id}/outputs.json")
+    }
+
+    /// Blob key of an operation's log.
+    pub fn log_key(op_id: &str) -> String {
+        format!("operations/{op_id}.log")
+    }
+
+    /// Blob key of a definition content zip.
+    pub fn definition_key(digest: &str) -> String {
+        format!("definitions/{digest}.zip")
+    }
+}
+
+/// Current UTC time as RFC 3339 with milliseconds (`2026-11-21T05:31:36.123Z`).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,666 @@
+//! Rows and the queries over them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use slipway_core::{
+    EnvironmentDefinitionManifest, ErrorBody, OperationKind, OperationStatus, ProvisioningState,
+};
+use sqlx::Row;
+
+use crate::{now_rfc3339, Store, StoreError};
+
+fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    }
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    s: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(what, e)))
+        .transpose()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// A project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Location reported to runners as `ADE_ENVIRONMENT_LOCATION`.
+    pub location: String,
+}
+
+/// A project environment type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectEnvironmentType {
+    /// Project.
+    pub project: String,
+    /// Environment type name.
+    pub name: String,
+    /// `/subscriptions/<id>` or any deployment target id.
+    pub deployment_target_id: String,
+    /// `Enabled` | `Disabled`.
+    pub status: String,
+}
+
+/// Catalog source: where definitions come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogSource {
+    /// `local` (a folder on the server) or `git`.
+    pub kind: String,
+    /// Folder path or git URL.
+    pub uri: String,
+    /// Git branch (git only).
+    pub branch: Option<String>,
+    /// Folder inside the source that holds definition folders.
+    pub path: Option<String>,
+}
+
+/// A catalog and its last sync.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Catalog {
+    /// Name.
+    pub name: String,
+    /// Source.
+    pub source: CatalogSource,
+    /// `NotSynced` | `InProgress` | `Succeeded` | `Failed`.
+    pub sync_state: String,
+    /// End of the last sync.
+    pub last_sync_time: Option<String>,
+    /// Commit of the last good snapshot (git) or content digest (local).
+    pub last_commit: Option<String>,
+    /// `{added, updated, unchanged, removed, validationErrors, synchronizationErrors}`.
+    pub last_sync_stats: Option<Value>,
+    /// ADE sync error details `{operationError, conflicts[], errors[]}`.
+    pub last_sync_errors: Option<Value>,
+}
+
+/// A synced environment definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionRecord {
+    /// Catalog name.
+    pub catalog: String,
+    /// Definition name.
+    pub name: String,
+    /// Manifest folder relative to the catalog root (`/`-separated, may be empty).
+    pub folder: String,
+    /// Parsed manifest.
+    pub manifest: EnvironmentDefinitionManifest,
+    /// sha256 of the content zip.
+    pub content_digest: String,
+    /// Catalog commit it was synced from.
+    pub commit: Option<String>,
+}
+
+/// An environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentRecord {
+    /// Internal id (UUID); blob keys use it.
+    pub id: String,
+    /// Project.
+    pub project: String,
+    /// Name, unique per project.
+    pub name: String,
+    /// Owner user id.
+    pub owner: String,
+    /// Project environment type.
+    pub environment_type: String,
+    /// Catalog.
+    pub catalog: String,
+    /// Definition name.
+    pub definition: String,
+    /// Effective parameters.
+    pub parameters: Map<String, Value>,
+    /// Provisioning state.
+    pub provisioning_state: ProvisioningState,
+    /// Last error.
+    pub error: Option<ErrorBody>,
+}
+
+/// An operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationRecord {
+    /// Id (UUID).
+    pub id: String,
+    /// Environment id.
+    pub environment_id: String,
+    /// Project.
+    pub project: String,
+    /// Environment name.
+    pub environment_name: String,
+    /// Kind.
+    pub kind: OperationKind,
+    /// Status.
+    pub status: OperationStatus,
+    /// Parameters the operation runs with.
+    pub parameters: Map<String, Value>,
+    /// User who requested it.
+    pub created_by: String,
+    /// When it was queued.
+    pub created_at: String,
+    /// When its runner started.
+    pub start_time: Option<String>,
+    /// When it ended.
+    pub end_time: Option<String>,
+    /// Error (when Failed/Canceled).
+    pub error: Option<ErrorBody>,
+    /// Error reported by `ade operation-result`.
+    pub result_error: Option<ErrorBody>,
+    /// sha256 of the runner token.
+    pub token_hash: Option<String>,
+    /// Definition snapshot the operation runs with.
+    pub definition: DefinitionRecord,
+    /// Resolved runner image reference.
+    pub runner_image: String,
+    /// Container name (`slipway-op-<id>`).
+    pub container_name: String,
+}
+
+const OP_COLUMNS: &str = "id, environment_id, project, environment_name, kind, status, parameters, created_by, created_at, start_time, end_time, error, result_error, token_hash, definition, runner_image, container_name";
+const ENV_COLUMNS: &str = "id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, error";
+
+fn op_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OperationRecord, StoreError> {
+    let kind: String = r.try_get("kind")?;
+    let status: String = r.try_get("status")?;
+    Ok(OperationRecord {
+        id: r.try_get("id")?,
+        environment_id: r.try_get("environment_id")?,
+        project: r.try_get("project")?,
+        environment_name: r.try_get("environment_name")?,
+        kind: OperationKind::parse(&kind).ok_or_else(|| corrupt("operation kind", &kind))?,
+        status: OperationStatus::parse(&status)
+            .ok_or_else(|| corrupt("operation status", &status))?,
+        parameters: json_col("operation parameters", r.try_get("parameters")?)?.unwrap_or_default(),
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        start_time: r.try_get("start_time")?,
+        end_time: r.try_get("end_time")?,
+        error: json_col("operation error", r.try_get("error")?)?,
+        result_error: json_col("operation result", r.try_get("result_error")?)?,
+        token_hash: r.try_get("token_hash")?,
+        definition: json_col("operation definition", r.try_get("definition")?)?
+            .ok_or_else(|| corrupt("operation definition", "missing"))?,
+        runner_image: r.try_get("runner_image")?,
+        container_name: r.try_get("container_name")?,
+    })
+}
+
+fn env_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnvironmentRecord, StoreError> {
+    let state: String = r.try_get("provisioning_state")?;
+    Ok(EnvironmentRecord {
+        id: r.try_get("id")?,
+        project: r.try_get("project")?,
+        name: r.try_get("name")?,
+        owner: r.try_get("owner")?,
+        environment_type: r.try_get("environment_type")?,
+        catalog: r.try_get("catalog")?,
+        definition: r.try_get("definition")?,
+        parameters: json_col("environment parameters", r.try_get("parameters")?)?
+            .unwrap_or_default(),
+        provisioning_state: ProvisioningState::parse(&state)
+            .ok_or_else(|| corrupt("provisioning state", &state))?,
+        error: json_col("environment error", r.try_get("error")?)?,
+    })
+}
+
+/// What [`Store::enqueue_operation`] needs to queue an operation.
+#[derive(Debug, Clone)]
+pub struct NewOperation {
+    /// Environment as it should be stored (new or updated fields).
+    pub environment: EnvironmentRecord,
+    /// Whether the environment row exists already.
+    pub environment_exists: bool,
+    /// Kind.
+    pub kind: OperationKind,
+    /// Requesting user.
+    pub created_by: String,
+    /// Definition snapshot.
+    pub definition: DefinitionRecord,
+    /// Runner image.
+    pub runner_image: String,
+}
+
+impl Store {
+    // ----- projects and environment types -----
+
+    /// Creates or updates a project.
+    pub async fn put_project(&self, p: &Project) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO projects (name, description, location, created_at) VALUES (?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET description = excluded.description, location = excluded.location")
+            .bind(&p.name).bind(&p.description).bind(&p.location).bind(now_rfc3339())
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Gets a project.
+    pub async fn get_project(&self, name: &str) -> Result<Option<Project>, StoreError> {
+        let row = sqlx::query("SELECT name, description, location FROM projects WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Project {
+                name: r.try_get("name")?,
+                description: r.try_get("description")?,
+                location: r.try_get("location")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Lists projects by name.
+    pub async fn list_projects(&self) -> Result<Vec<Project>, StoreError> {
+        let rows = sqlx::query("SELECT name, description, location FROM projects ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Project {
+                    name: r.try_get("name")?,
+                    description: r.try_get("description")?,
+                    location: r.try_get("location")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates or updates a dev-center environment type.
+    pub async fn put_environment_type(
+        &self,
+        name: &str,
+        display: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO environment_types (name, display_name, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET display_name = excluded.display_name")
+            .bind(name).bind(display).bind(now_rfc3339())
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether a dev-center environment type exists.
+    pub async fn environment_type_exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 FROM environment_types WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Creates or updates a project environment type.
+    pub async fn put_project_environment_type(
+        &self,
+        t: &ProjectEnvironmentType,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status")
+            .bind(&t.project).bind(&t.name).bind(&t.deployment_target_id).bind(&t.status).bind(now_rfc3339())
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Gets a project environment type.
+    pub async fn get_project_environment_type(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<ProjectEnvironmentType>, StoreError> {
+        let row = sqlx::query("SELECT project, name, deployment_target_id, status FROM project_environment_types WHERE project = ? AND name = ?")
+            .bind(project).bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(ProjectEnvironmentType {
+                project: r.try_get("project")?,
+                name: r.try_get("name")?,
+                deployment_target_id: r.try_get("deployment_target_id")?,
+                status: r.try_get("status")?,
+            })
+        })
+        .transpose()
+    }
+
+    // ----- catalogs and definitions -----
+
+    /// Creates or updates a catalog's source (its sync state is kept).
+    pub async fn put_catalog(&self, name: &str, src: &CatalogSource) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO catalogs (name, source_kind, uri, branch, path, sync_state, created_at) VALUES (?, ?, ?, ?, ?, 'NotSynced', ?) ON CONFLICT(name) DO UPDATE SET source_kind = excluded.source_kind, uri = excluded.uri, branch = excluded.branch, path = excluded.path")
+            .bind(name).bind(&src.kind).bind(&src.uri).bind(&src.branch).bind(&src.path).bind(now_rfc3339())
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Gets a catalog.
+    pub async fn get_catalog(&self, name: &str) -> Result<Option<Catalog>, StoreError> {
+        Ok(self
+            .list_catalogs()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name))
+    }
+
+    /// Lists catalogs by name.
+    pub async fn list_catalogs(&self) -> Result<Vec<Catalog>, StoreError> {
+        let rows = sqlx::query("SELECT name, source_kind, uri, branch, path, sync_state, last_sync_time, last_commit, last_sync_stats, last_sync_errors FROM catalogs ORDER BY name")
+            .fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Catalog {
+                    name: r.try_get("name")?,
+                    source: CatalogSource {
+                        kind: r.try_get("source_kind")?,
+                        uri: r.try_get("uri")?,
+                        branch: r.try_get("branch")?,
+                        path: r.try_get("path")?,
+                    },
+                    sync_state: r.try_get("sync_state")?,
+                    last_sync_time: r.try_get("last_sync_time")?,
+                    last_commit: r.try_get("last_commit")?,
+                    last_sync_stats: json_col("sync stats", r.try_get("last_sync_stats")?)?,
+                    last_sync_errors: json_col("sync errors", r.try_get("last_sync_errors")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a catalog's sync as started. Returns false when one is already in progress.
+    pub async fn begin_catalog_sync(&self, name: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE catalogs SET sync_state = 'InProgress' WHERE name = ? AND sync_state <> 'InProgress'")
+            .bind(name).execute(&self.pool).await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Ends a failed sync: the previous snapshot stays.
+    pub async fn fail_catalog_sync(&self, name: &str, errors: &Value) -> Result<(), StoreError> {
+        sqlx::query("UPDATE catalogs SET sync_state = 'Failed', last_sync_time = ?, last_sync_errors = ? WHERE name = ?")
+            .bind(now_rfc3339()).bind(errors.to_string()).bind(name)
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Replaces a catalog's definitions with `defs` in one transaction and
+    /// records the sync result.
+    pub async fn commit_catalog_sync(
+        &self,
+        name: &str,
+        commit: &str,
+        defs: &[DefinitionRecord],
+        stats: &Value,
+        errors: &Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM environment_definitions WHERE catalog = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for d in defs {
+            let manifest =
+                serde_json::to_string(&d.manifest).map_err(|e| corrupt("manifest", e))?;
+            sqlx::query("INSERT INTO environment_definitions (catalog, name, folder, manifest, content_digest, commit_id) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(name).bind(&d.name).bind(&d.folder).bind(manifest).bind(&d.content_digest).bind(commit)
+                .execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE catalogs SET sync_state = 'Succeeded', last_sync_time = ?, last_commit = ?, last_sync_stats = ?, last_sync_errors = ? WHERE name = ?")
+            .bind(now_rfc3339()).bind(commit).bind(stats.to_string()).bind(errors.to_string()).bind(name)
+            .execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Lists definitions, optionally of one catalog, by catalog then name.
+    pub async fn list_definitions(
+        &self,
+        catalog: Option<&str>,
+    ) -> Result<Vec<DefinitionRecord>, StoreError> {
+        let rows = sqlx::query("SELECT catalog, name, folder, manifest, content_digest, commit_id FROM environment_definitions WHERE (?1 IS NULL OR catalog = ?1) ORDER BY catalog, name")
+            .bind(catalog).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DefinitionRecord {
+                    catalog: r.try_get("catalog")?,
+                    name: r.try_get("name")?,
+                    folder: r.try_get("folder")?,
+                    manifest: json_col("manifest", r.try_get("manifest")?)?
+                        .ok_or_else(|| corrupt("manifest", "missing"))?,
+                    content_digest: r.try_get("content_digest")?,
+                    commit: r.try_get("commit_id")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Gets one definition.
+    pub async fn get_definition(
+        &self,
+        catalog: &str,
+        name: &str,
+    ) -> Result<Option<DefinitionRecord>, StoreError> {
+        Ok(self
+            .list_definitions(Some(catalog))
+            .await?
+            .into_iter()
+            .find(|d| d.name == name))
+    }
+
+    // ----- environments and operations -----
+
+    /// Gets an environment by project and name.
+    pub async fn get_environment(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<EnvironmentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE project = ? AND name = ?"
+        ))
+        .bind(project)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(env_from_row).transpose()
+    }
+
+    /// Gets an environment by id.
+    pub async fn get_environment_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<EnvironmentRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(env_from_row).transpose()
+    }
+
+    /// Lists a project's environments, optionally of one owner, by name.
+    pub async fn list_environments(
+        &self,
+        project: &str,
+        owner: Option<&str>,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {ENV_COLUMNS} FROM environments WHERE project = ?1 AND (?2 IS NULL OR owner = ?2) ORDER BY name"))
+            .bind(project).bind(owner).fetch_all(&self.pool).await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
+    /// Inserts or updates the environment and queues an operation, in one
+    /// transaction. Returns the operation id. The environment's
+    /// `provisioning_state` is set from [`ProvisioningState::on_queued`].
+    pub async fn enqueue_operation(&self, new: &NewOperation) -> Result<String, StoreError> {
+        let env = &new.environment;
+        let op_id = uuid::Uuid::new_v4().to_string();
+        let now = now_rfc3339();
+        let state = ProvisioningState::on_queued(new.kind, new.environment_exists);
+        let params = Value::Object(env.parameters.clone()).to_string();
+        let mut tx = self.pool.begin().await?;
+        if new.environment_exists {
+            sqlx::query("UPDATE environments SET parameters = ?, provisioning_state = ?, error = NULL, updated_at = ? WHERE id = ?")
+                .bind(&params).bind(state.as_str()).bind(&now).bind(&env.id)
+                .execute(&mut *tx).await?;
+        } else {
+            let res = sqlx::query("INSERT INTO environments (id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(&env.id).bind(&env.project).bind(&env.name).bind(&env.owner).bind(&env.environment_type)
+                .bind(&env.catalog).bind(&env.definition).bind(&params).bind(state.as_str()).bind(&now).bind(&now)
+                .execute(&mut *tx).await;
+            if let Err(e) = res {
+                if is_unique_violation(&e) {
+                    return Err(StoreError::Conflict {
+                        kind: "environment",
+                        name: env.name.clone(),
+                    });
+                }
+                return Err(e.into());
+            }
+        }
+        let definition =
+            serde_json::to_string(&new.definition).map_err(|e| corrupt("definition", e))?;
+        sqlx::query(&format!("INSERT INTO operations ({OP_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'NotStarted', ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?)"))
+            .bind(&op_id).bind(&env.id).bind(&env.project).bind(&env.name).bind(new.kind.as_str())
+            .bind(&params).bind(&new.created_by).bind(&now).bind(definition).bind(&new.runner_image)
+            .bind(format!("slipway-op-{op_id}"))
+            .execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(op_id)
+    }
+
+    /// Gets an operation.
+    pub async fn get_operation(&self, id: &str) -> Result<Option<OperationRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM operations WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(op_from_row).transpose()
+    }
+
+    /// Lists an environment's operations, newest first.
+    pub async fn list_operations(
+        &self,
+        environment_id: &str,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations WHERE environment_id = ? ORDER BY rowid DESC"
+        ))
+        .bind(environment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(op_from_row).collect()
+    }
+
+    /// Operations with the given status, oldest first.
+    pub async fn operations_with_status(
+        &self,
+        status: OperationStatus,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations WHERE status = ? ORDER BY rowid"
+        ))
+        .bind(status.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(op_from_row).collect()
+    }
+
+    /// Queued operations that may start now: the oldest queued operation of
+    /// each environment that has none running, oldest first.
+    pub async fn runnable_operations(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OP_COLUMNS} FROM operations o WHERE o.status = 'NotStarted' \
+             AND NOT EXISTS (SELECT 1 FROM operations r WHERE r.environment_id = o.environment_id AND r.status = 'Running') \
+             AND o.rowid = (SELECT MIN(q.rowid) FROM operations q WHERE q.environment_id = o.environment_id AND q.status = 'NotStarted') \
+             ORDER BY o.rowid LIMIT ?"
+        ))
+        .bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(op_from_row).collect()
+    }
+
+    /// NotStarted → Running with the runner token's hash. Returns false if the
+    /// operation was no longer NotStarted (someone else took it).
+    pub async fn start_operation(&self, id: &str, token_hash: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE operations SET status = 'Running', start_time = ?, token_hash = ? WHERE id = ? AND status = 'NotStarted'")
+            .bind(now_rfc3339()).bind(token_hash).bind(id).execute(&self.pool).await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Running → NotStarted, for an operation whose runner never started.
+    pub async fn requeue_operation(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE operations SET status = 'NotStarted', start_time = NULL, token_hash = NULL WHERE id = ? AND status = 'Running'")
+            .bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records `ade operation-result` on a running operation.
+    pub async fn set_operation_result(&self, id: &str, err: &ErrorBody) -> Result<(), StoreError> {
+        let body = serde_json::to_string(err).map_err(|e| corrupt("result", e))?;
+        sqlx::query("UPDATE operations SET result_error = ? WHERE id = ? AND status = 'Running'")
+            .bind(body)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an operation (Running or NotStarted → `status`) and moves its
+    /// environment to the matching state, in one transaction. A successful
+    /// delete removes the environment row; its blobs are the caller's to
+    /// remove afterwards. Returns false if the operation had already ended.
+    pub async fn finish_operation(
+        &self,
+        id: &str,
+        status: OperationStatus,
+        error: Option<&ErrorBody>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM operations WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(op) = row.as_ref().map(op_from_row).transpose()? else {
+            return Ok(false);
+        };
+        if op.status.is_terminal() {
+            return Ok(false);
+        }
+        let err_json = error
+            .map(|e| serde_json::to_string(e).map_err(|x| corrupt("error", x)))
+            .transpose()?;
+        let now = now_rfc3339();
+        sqlx::query("UPDATE operations SET status = ?, end_time = ?, error = ?, token_hash = NULL WHERE id = ?")
+            .bind(status.as_str()).bind(&now).bind(&err_json).bind(id)
+            .execute(&mut *tx).await?;
+        match ProvisioningState::on_finished(op.kind, status) {
+            None => {
+                sqlx::query("DELETE FROM environments WHERE id = ?")
+                    .bind(&op.environment_id)
+                    .execute(&mut *tx)
+                    .await?;
+                // Operations queued behind a successful delete have nothing left to act on.
+                sqlx::query("UPDATE operations SET status = 'Canceled', end_time = ?, error = ? WHERE environment_id = ? AND status = 'NotStarted'")
+                    .bind(&now)
+                    .bind(r#"{"code":"EnvironmentDeleted","message":"The environment was deleted before this operation started."}"#)
+                    .bind(&op.environment_id).execute(&mut *tx).await?;
+            }
+            Some(state) => {
+                sqlx::query("UPDATE environments SET provisioning_state = ?, error = ?, updated_at = ? WHERE id = ?")
+                    .bind(state.as_str()).bind(&err_json).bind(&now).bind(&op.environment_id)
+                    .execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,95 @@
+//! Blocking HTTP client for the Slipway API.
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+
+/// A response: the `Operation-Location` header and the body.
+pub struct Reply {
+    /// `Operation-Location` header, if any.
+    pub operation_location: Option<String>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as JSON (`null` when empty).
+    pub fn json(&self) -> anyhow::Result<Value> {
+        if self.body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&self.body)
+            .with_context(|| format!("server sent invalid JSON: {}", self.body))
+    }
+}
+
+/// Client bound to a server and a user.
+pub struct ApiClient {
+    agent: ureq::Agent,
+    base: String,
+    user: Option<String>,
+}
+
+impl ApiClient {
+    /// Creates a client for `base` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base: &str, user: Option<String>) -> Self {
+        ApiClient {
+            agent: ureq::AgentBuilder::new().build(),
+            base: base.trim_end_matches('/').to_string(),
+            user,
+        }
+    }
+
+    /// Sends a request; non-2xx answers become errors carrying the server's `{code, message}`.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.agent.request(method, &url);
+        if let Some(u) = &self.user {
+            req = req.set("X-Slipway-User", u);
+        }
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let detail = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| {
+                        let e = v.get("error")?;
+                        let mut msg = format!(
+                            "{}: {}",
+                            e.get("code")?.as_str()?,
+                            e.get("message")?.as_str()?
+                        );
+                        if let Some(details) = e.get("details").and_then(Value::as_array) {
+                            for d in details {
+                                if let Some(m) = d.get("message").and_then(Value::as_str) {
+                                    msg.push_str(&format!("\n  - {m}"));
+                                }
+                            }
+                        }
+                        Some(msg)
+                    })
+                    .unwrap_or(text);
+                return Err(anyhow!("{method} {path} failed (HTTP {status}): {detail}"));
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(anyhow!(
+                    "cannot reach the Slipway server at {}: {t}",
+                    self.base
+                ));
+            }
+        };
+        Ok(Reply {
+            operation_location: resp.header("operation-location").map(str::to_string),
+            body: resp.into_string().context("reading the response")?,
+        })
+    }
+
+    /// GET → JSON.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send("GET", path, None)?.json()
+    }
+}

@@ -1,0 +1,783 @@
+//! Client commands: `admin`, `catalog`, `definition`, `env`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+use slipway_core::parameters::coerce_cli_value;
+use slipway_core::ParameterType;
+
+use crate::api_client::ApiClient;
+use crate::{Command, OutputFormat};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Dev-center environment types.
+    #[command(subcommand, name = "environment-type")]
+    EnvironmentType(NamedCreate),
+    /// Project environment types.
+    #[command(subcommand, name = "project-environment-type")]
+    ProjectEnvironmentType(PetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create or update a project.
+    Create {
+        /// Project name.
+        name: String,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+        /// Location given to runners as ADE_ENVIRONMENT_LOCATION.
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// List projects.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamedCreate {
+    /// Create or update.
+    Create {
+        /// Name.
+        name: String,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PetCommand {
+    /// Enable an environment type in a project.
+    Create {
+        /// Environment type name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Deployment target (e.g. `/subscriptions/<id>`).
+        #[arg(long)]
+        deployment_target_id: Option<String>,
+        /// Enabled or Disabled.
+        #[arg(long, default_value = "Enabled")]
+        status: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Register (or update) a catalog and sync it.
+    Add {
+        /// Catalog name.
+        name: String,
+        /// A local folder holding definition folders.
+        #[arg(long, conflicts_with = "git", required_unless_present = "git")]
+        path: Option<PathBuf>,
+        /// A git URL (file://, https://, ssh://, git://).
+        #[arg(long)]
+        git: Option<String>,
+        /// Git branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Folder inside the source that holds the definitions.
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Sync a catalog now.
+    Sync {
+        /// Catalog name.
+        name: String,
+    },
+    /// List catalogs.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DefinitionCommand {
+    /// List environment definitions.
+    List {
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Only this catalog.
+        #[arg(long)]
+        catalog: Option<String>,
+    },
+    /// Show one definition.
+    Show {
+        /// Definition name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Catalog.
+        #[arg(long)]
+        catalog: String,
+    },
+}
+
+/// Parameters from the command line.
+#[derive(Debug, Args, Clone)]
+pub struct ParamArgs {
+    /// A parameter `id=value` (typed by the definition), repeatable.
+    #[arg(long = "param", short = 'p', value_name = "ID=VALUE")]
+    pub params: Vec<String>,
+    /// A JSON object of parameters, inline or `@file.json`.
+    #[arg(long)]
+    pub parameters: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment and deploy it.
+    Create {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Project environment type.
+        #[arg(long)]
+        environment_type: String,
+        /// Catalog.
+        #[arg(long)]
+        catalog: String,
+        /// Environment definition.
+        #[arg(long)]
+        definition: String,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Redeploy an environment; given parameters override its current ones.
+    Deploy {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show an environment.
+    Show {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// List environments.
+    List {
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Every user's environments, not just mine.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete an environment (runs the definition's delete operation).
+    Delete {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Print an operation's log (default: the latest operation).
+    Logs {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Operation id.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Keep printing until the operation ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Show outputs.
+    Outputs {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// List operations.
+    Operations {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+}
+
+fn env_path(project: &str, name: &str) -> String {
+    format!("/projects/{project}/users/me/environments/{name}")
+}
+
+fn print(output: OutputFormat, v: &Value, table: impl FnOnce(&Value) -> String) {
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+        OutputFormat::Table => print!("{}", table(v)),
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(x)) => x.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn rows(items: &[Value], cols: &[&str]) -> String {
+    let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
+    let cells: Vec<Vec<String>> = items
+        .iter()
+        .map(|it| cols.iter().map(|c| s(it, c)).collect())
+        .collect();
+    for r in &cells {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let line = |vals: Vec<String>| {
+        vals.iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:width$}", v, width = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    out.push_str(&line(cols.iter().map(|c| c.to_string()).collect()));
+    out.push('\n');
+    for r in cells {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out
+}
+
+fn value_list(v: &Value) -> Vec<Value> {
+    v.get("value")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Runs a client command.
+pub fn run(client: &ApiClient, output: OutputFormat, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Admin(a) => admin(client, output, a)?,
+        Command::Catalog(c) => catalog(client, output, c)?,
+        Command::Definition(d) => definition(client, output, d)?,
+        Command::Env(e) => return env(client, output, e),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow::Result<()> {
+    let (method, path, body) = match cmd {
+        AdminCommand::Project(ProjectCommand::Create {
+            name,
+            description,
+            location,
+        }) => (
+            "PUT",
+            format!("/admin/projects/{name}"),
+            Some(json!({"description": description, "location": location})),
+        ),
+        AdminCommand::Project(ProjectCommand::List) => ("GET", "/admin/projects".to_string(), None),
+        AdminCommand::EnvironmentType(NamedCreate::Create { name, display_name }) => (
+            "PUT",
+            format!("/admin/environmentTypes/{name}"),
+            Some(json!({"displayName": display_name})),
+        ),
+        AdminCommand::ProjectEnvironmentType(PetCommand::Create {
+            name,
+            project,
+            deployment_target_id,
+            status,
+        }) => (
+            "PUT",
+            format!("/admin/projects/{project}/environmentTypes/{name}"),
+            Some(json!({"deploymentTargetId": deployment_target_id, "status": status})),
+        ),
+    };
+    let v = client.send(method, &path, body.as_ref())?.json()?;
+    print(output, &v, |v| {
+        match v.get("value").and_then(Value::as_array) {
+            Some(items) => rows(items, &["name", "location", "description"]),
+            None => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
+        }
+    });
+    Ok(())
+}
+
+fn catalog_table(v: &Value) -> String {
+    let mut out = format!(
+        "catalog {}: sync {} at {} (commit {})\n",
+        s(v, "name"),
+        s(v, "syncState"),
+        s(v, "lastSyncTime"),
+        s(v, "lastSyncCommit")
+    );
+    if let Some(stats) = v.get("lastSyncStats").filter(|x| !x.is_null()) {
+        out.push_str(&format!("  stats: {stats}\n"));
+    }
+    if let Some(errs) = v.get("syncErrorDetails").filter(|x| !x.is_null()) {
+        if let Some(op) = errs.get("operationError").filter(|x| !x.is_null()) {
+            out.push_str(&format!(
+                "  error: {} {}\n",
+                s(op, "code"),
+                s(op, "message")
+            ));
+        }
+        for c in errs
+            .get("conflicts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!("  conflict: {} {}\n", s(c, "path"), s(c, "name")));
+        }
+        for e in errs
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for d in e
+                .get("errorDetails")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "  invalid: {} {}: {}\n",
+                    s(e, "path"),
+                    s(d, "code"),
+                    s(d, "message")
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> anyhow::Result<()> {
+    match cmd {
+        CatalogCommand::Add {
+            name,
+            path,
+            git,
+            branch,
+            folder,
+        } => {
+            let body = match (path, git) {
+                (Some(p), _) => {
+                    let abs = std::fs::canonicalize(&p)
+                        .with_context(|| format!("catalog folder '{}'", p.display()))?;
+                    json!({"kind": "local", "uri": abs.display().to_string(), "path": folder})
+                }
+                (None, Some(g)) => {
+                    json!({"kind": "git", "uri": g, "branch": branch, "path": folder})
+                }
+                (None, None) => bail!("one of --path or --git is required"),
+            };
+            client.send("PUT", &format!("/admin/catalogs/{name}"), Some(&body))?;
+            let v = client
+                .send("POST", &format!("/admin/catalogs/{name}:sync"), None)?
+                .json()?;
+            print(output, &v, catalog_table);
+        }
+        CatalogCommand::Sync { name } => {
+            let v = client
+                .send("POST", &format!("/admin/catalogs/{name}:sync"), None)?
+                .json()?;
+            print(output, &v, catalog_table);
+            if s(&v, "syncState") == "Failed" {
+                bail!("sync of catalog '{name}' failed");
+            }
+        }
+        CatalogCommand::List => {
+            let v = client.get("/admin/catalogs")?;
+            print(output, &v, |v| {
+                value_list(v).iter().map(catalog_table).collect()
+            });
+        }
+    }
+    Ok(())
+}
+
+fn definition(
+    client: &ApiClient,
+    output: OutputFormat,
+    cmd: DefinitionCommand,
+) -> anyhow::Result<()> {
+    match cmd {
+        DefinitionCommand::List { project, catalog } => {
+            let path = match catalog {
+                Some(c) => format!("/projects/{project}/catalogs/{c}/environmentDefinitions"),
+                None => format!("/projects/{project}/environmentDefinitions"),
+            };
+            let v = client.get(&path)?;
+            print(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &["catalogName", "name", "runner", "templatePath"],
+                )
+            });
+        }
+        DefinitionCommand::Show {
+            name,
+            project,
+            catalog,
+        } => {
+            let v = client.get(&format!(
+                "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{name}"
+            ))?;
+            print(output, &v, |v| {
+                let mut out = format!(
+                    "{} ({}): runner {}, template {}\n",
+                    s(v, "name"),
+                    s(v, "catalogName"),
+                    s(v, "runner"),
+                    s(v, "templatePath")
+                );
+                let params: Vec<Value> = v
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                out.push_str(&rows(
+                    &params,
+                    &["id", "type", "required", "readOnly", "default", "allowed"],
+                ));
+                out
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Builds the parameters object from `--parameters` and `--param`, typing
+/// each `--param` by the definition's declared type.
+fn collect_params(
+    args: &ParamArgs,
+    definition: &Value,
+    base: Map<String, Value>,
+) -> anyhow::Result<Map<String, Value>> {
+    let mut out = base;
+    if let Some(p) = &args.parameters {
+        let text = match p.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("reading --parameters file '{file}'"))?,
+            None => p.clone(),
+        };
+        let v: Value = serde_json::from_str(&text).context("--parameters must be a JSON object")?;
+        let Value::Object(m) = v else {
+            bail!(
+                "--parameters must be a JSON object, found {}",
+                slipway_core::manifest::describe_value(&v)
+            );
+        };
+        out.extend(m);
+    }
+    let declared: Vec<Value> = definition
+        .get("parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for kv in &args.params {
+        let (k, raw) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param '{kv}': expected ID=VALUE"))?;
+        let ty = declared
+            .iter()
+            .find(|d| d.get("id").and_then(Value::as_str) == Some(k))
+            .and_then(|d| d.get("type").and_then(Value::as_str))
+            .and_then(ParameterType::parse)
+            .unwrap_or(ParameterType::String);
+        let v = coerce_cli_value(k, ty, raw).map_err(|e| anyhow!("--param {e}"))?;
+        out.insert(k.to_string(), v);
+    }
+    Ok(out)
+}
+
+fn env_table(v: &Value) -> String {
+    let mut out = format!(
+        "{}  {}  type={} definition={}/{}\n",
+        s(v, "name"),
+        s(v, "provisioningState"),
+        s(v, "environmentType"),
+        s(v, "catalogName"),
+        s(v, "environmentDefinitionName")
+    );
+    if let Some(p) = v.get("parameters") {
+        out.push_str(&format!("  parameters: {p}\n"));
+    }
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        out.push_str(&format!("  error: {}: {}\n", s(e, "code"), s(e, "message")));
+    }
+    out
+}
+
+fn outputs_table(v: &Value) -> String {
+    let mut out = String::new();
+    if let Some(m) = v.get("outputs").and_then(Value::as_object) {
+        for (k, o) in m {
+            out.push_str(&format!(
+                "{k} ({}) = {}\n",
+                s(o, "type"),
+                o.get("value").map(|x| x.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(no outputs)\n");
+    }
+    out
+}
+
+/// Follows an operation: prints its log as it grows and returns the final operation.
+fn follow(
+    client: &ApiClient,
+    project: &str,
+    name: &str,
+    op_id: &str,
+    show_log: bool,
+) -> anyhow::Result<Value> {
+    let ops = format!("{}/operations/{op_id}", env_path(project, name));
+    let mut offset = 0usize;
+    loop {
+        let status_before =
+            client.get(&format!("/projects/{project}/operationstatuses/{op_id}"))?;
+        let reply = client.send("GET", &format!("{ops}/logs?offset={offset}"), None)?;
+        offset += reply.body.len();
+        if show_log && !reply.body.is_empty() {
+            print!("{}", reply.body);
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+        let st = s(&status_before, "status");
+        if st == "Succeeded" || st == "Failed" || st == "Canceled" {
+            // The log was read after the status: nothing is missing.
+            return Ok(status_before);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn op_id_from(reply: &crate::api_client::Reply) -> anyhow::Result<String> {
+    reply
+        .operation_location
+        .as_deref()
+        .and_then(|l| l.rsplit('/').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the server did not return an Operation-Location header"))
+}
+
+/// Waits for an operation (unless `no_wait`) and reports the result.
+fn finish_operation(
+    client: &ApiClient,
+    output: OutputFormat,
+    project: &str,
+    name: &str,
+    op_id: &str,
+    no_wait: bool,
+    show_outputs: bool,
+) -> anyhow::Result<ExitCode> {
+    if no_wait {
+        println!("operation {op_id} queued");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show_log = output == OutputFormat::Table;
+    let status = follow(client, project, name, op_id, show_log)?;
+    let st = s(&status, "status");
+    if output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        );
+    } else {
+        eprintln!("operation {op_id}: {st}");
+    }
+    if st != "Succeeded" {
+        if let Some(e) = status.get("error").filter(|e| !e.is_null()) {
+            eprintln!("error: {}: {}", s(e, "code"), s(e, "message"));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    if show_outputs && output == OutputFormat::Table {
+        let v = client.get(&format!("{}/outputs", env_path(project, name)))?;
+        print!("outputs:\n{}", outputs_table(&v));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EnvCommand::Create {
+            name,
+            project,
+            environment_type,
+            catalog,
+            definition,
+            params,
+            no_wait,
+        } => {
+            let def = client.get(&format!(
+                "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{definition}"
+            ))?;
+            let parameters = collect_params(&params, &def, Map::new())?;
+            let body = json!({
+                "environmentType": environment_type,
+                "catalogName": catalog,
+                "environmentDefinitionName": definition,
+                "parameters": parameters,
+            });
+            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, true)
+        }
+        EnvCommand::Deploy {
+            name,
+            project,
+            params,
+            no_wait,
+        } => {
+            let current = client.get(&env_path(&project, &name))?;
+            let def = client.get(&format!(
+                "/projects/{project}/catalogs/{}/environmentDefinitions/{}",
+                s(&current, "catalogName"),
+                s(&current, "environmentDefinitionName")
+            ))?;
+            let base = current
+                .get("parameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let parameters = collect_params(&params, &def, base)?;
+            let body = json!({
+                "environmentType": current.get("environmentType"),
+                "catalogName": current.get("catalogName"),
+                "environmentDefinitionName": current.get("environmentDefinitionName"),
+                "parameters": parameters,
+            });
+            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, true)
+        }
+        EnvCommand::Show { name, project } => {
+            let v = client.get(&env_path(&project, &name))?;
+            print(output, &v, env_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::List { project, all } => {
+            let path = if all {
+                format!("/projects/{project}/environments")
+            } else {
+                format!("/projects/{project}/users/me/environments")
+            };
+            let v = client.get(&path)?;
+            print(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &[
+                        "name",
+                        "provisioningState",
+                        "environmentType",
+                        "environmentDefinitionName",
+                        "user",
+                    ],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Delete {
+            name,
+            project,
+            no_wait,
+        } => {
+            let reply = client.send("DELETE", &env_path(&project, &name), None)?;
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, false)
+        }
+        EnvCommand::Logs {
+            name,
+            project,
+            operation,
+            follow: keep,
+        } => {
+            let op = match operation {
+                Some(o) => o,
+                None => {
+                    let ops = client.get(&format!("{}/operations", env_path(&project, &name)))?;
+                    value_list(&ops)
+                        .first()
+                        .map(|o| s(o, "operationId"))
+                        .ok_or_else(|| anyhow!("environment '{name}' has no operations"))?
+                }
+            };
+            if keep {
+                follow(client, &project, &name, &op, true)?;
+            } else {
+                let reply = client.send(
+                    "GET",
+                    &format!("{}/operations/{op}/logs", env_path(&project, &name)),
+                    None,
+                )?;
+                print!("{}", reply.body);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Outputs { name, project } => {
+            let v = client.get(&format!("{}/outputs", env_path(&project, &name)))?;
+            print(output, &v, outputs_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Operations { name, project } => {
+            let v = client.get(&format!("{}/operations", env_path(&project, &name)))?;
+            print(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &[
+                        "operationId",
+                        "kind",
+                        "status",
+                        "startTime",
+                        "endTime",
+                        "catalogCommit",
+                    ],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

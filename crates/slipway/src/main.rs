@@ -1,0 +1,107 @@
+//! The `slipway` binary: `slipway serve` runs the server; every other
+//! command is a client of its HTTP API (`--server`, default
+//! `http://127.0.0.1:7878`).
+
+mod api_client;
+mod commands;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Output format of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Self-hosted deployment environments, image tasks and VM image templates"
+)]
+pub struct Cli {
+    /// Server base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_SERVER",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    pub server: String,
+    /// User to act as (`me` resolves to it).
+    #[arg(long, global = true, env = "SLIPWAY_USER")]
+    pub user: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Administration: projects, environment types, project environment types.
+    #[command(subcommand)]
+    Admin(commands::AdminCommand),
+    /// Catalogs of environment definitions.
+    #[command(subcommand)]
+    Catalog(commands::CatalogCommand),
+    /// Environment definitions.
+    #[command(subcommand)]
+    Definition(commands::DefinitionCommand),
+    /// Environments.
+    #[command(subcommand)]
+    Env(commands::EnvCommand),
+}
+
+/// Default data directory: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("slipway");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/slipway")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            match serve::serve(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("slipway serve: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        command => {
+            let client = api_client::ApiClient::new(&cli.server, cli.user.clone());
+            match commands::run(&client, cli.output, command) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

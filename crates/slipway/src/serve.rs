@@ -1,0 +1,112 @@
+//! `slipway serve`: store + container engine + scheduler + HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use slipway_api::{AppState, ServerConfig};
+use slipway_runner::{Engine, RunnerImages, Scheduler, SchedulerConfig};
+use slipway_store::Store;
+
+/// Options of `slipway serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (SQLite database and blobs).
+    #[arg(long, env = "SLIPWAY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; loopback only unless you put a proxy in front.
+    #[arg(long, env = "SLIPWAY_LISTEN", default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Operations that may run at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent: usize,
+    /// Runtime limit per operation, in minutes.
+    #[arg(long, default_value_t = 60)]
+    pub max_runtime_minutes: u64,
+    /// Storage limit per environment, in MiB (uploads beyond it fail with ADE exit code 14).
+    #[arg(long, default_value_t = 256)]
+    pub max_storage_mib: u64,
+    /// Image for runner `Core`.
+    #[arg(
+        long,
+        env = "SLIPWAY_RUNNER_CORE",
+        default_value = "localhost/slipway/runner-core:latest"
+    )]
+    pub runner_core: String,
+    /// Image for runner `Terraform`.
+    #[arg(
+        long,
+        env = "SLIPWAY_RUNNER_TERRAFORM",
+        default_value = "localhost/slipway/runner-terraform:latest"
+    )]
+    pub runner_terraform: String,
+    /// User that `me` stands for when a request names none.
+    #[arg(long, default_value = "local-user")]
+    pub default_user: String,
+}
+
+/// Runs the server until the process is stopped.
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::default_data_dir);
+    let store = Store::open(&data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let engine = Engine::connect(&data_dir)
+        .await
+        .context("connecting to the container engine")?;
+    let devcenter_id = "slipway-local".to_string();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        engine,
+        SchedulerConfig {
+            max_concurrent: args.max_concurrent.max(1),
+            max_runtime: Duration::from_secs(args.max_runtime_minutes.max(1) * 60),
+            stop_grace: Duration::from_secs(10),
+            runner_endpoint: format!("{base_url}/runner/v1"),
+            devcenter_id: devcenter_id.clone(),
+        },
+    );
+    scheduler.spawn().await.context("recovering operations")?;
+    let state = AppState {
+        store,
+        scheduler: Arc::clone(&scheduler),
+        config: Arc::new(ServerConfig {
+            base_url: base_url.clone(),
+            devcenter_id,
+            work_dir: data_dir.join("work"),
+            max_storage_bytes: args.max_storage_mib * 1024 * 1024,
+            runner_images: RunnerImages {
+                core: args.runner_core,
+                terraform: args.runner_terraform,
+                ..RunnerImages::default()
+            },
+            default_user: args.default_user,
+        }),
+    };
+    println!(
+        "slipway listening on {base_url} (data in {})",
+        data_dir.display()
+    );
+    slipway_api::serve(listener, state, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")?;
+    Ok(())
+}
