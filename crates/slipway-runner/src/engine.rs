@@ -315,11 +315,11 @@ impl Engine {
         }
     }
 
-    /// Names of containers carrying label `key` (any value), with that label's value.
+    /// Names of containers carrying label `key` (any value), with all their labels.
     pub async fn containers_with_label(
         &self,
         key: &str,
-    ) -> Result<Vec<(String, String)>, RunnerError> {
+    ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
         let mut filters = HashMap::new();
         filters.insert("label".to_string(), vec![key.to_string()]);
         let list = self
@@ -335,8 +335,7 @@ impl Engine {
             .into_iter()
             .filter_map(|c| {
                 let name = c.names?.first()?.trim_start_matches('/').to_string();
-                let value = c.labels?.get(key)?.clone();
-                Some((name, value))
+                Some((name, c.labels.unwrap_or_default()))
             })
             .collect())
     }

@@ -30,6 +30,8 @@ pub use engine::{ContainerSpec, ContainerState, Engine};
 
 /// Container label that carries the operation id.
 pub const OPERATION_LABEL: &str = "dev.slipway.operation";
+/// Container label that carries the server instance id (see [`SchedulerConfig::instance_id`]).
+pub const INSTANCE_LABEL: &str = "dev.slipway.instance";
 
 /// Errors of the executor.
 #[derive(Debug, Error)]
@@ -100,6 +102,9 @@ pub struct SchedulerConfig {
     pub runner_endpoint: String,
     /// Dev center id given as `ADE_HTTP__DEVCENTERID`.
     pub devcenter_id: String,
+    /// Identifies this server's containers, so that recovery never touches
+    /// the runners of another Slipway sharing the same container engine.
+    pub instance_id: String,
 }
 
 /// Hashes a runner token for storage (sha256 hex).
@@ -157,8 +162,14 @@ impl Scheduler {
 
     async fn recover(self: &Arc<Self>) -> Result<(), RunnerError> {
         // Containers of operations that already ended (crash after the result was stored).
-        for (name, op_id) in self.engine.containers_with_label(OPERATION_LABEL).await? {
-            let ended = match self.store.get_operation(&op_id).await? {
+        for (name, labels) in self.engine.containers_with_label(OPERATION_LABEL).await? {
+            if labels.get(INSTANCE_LABEL) != Some(&self.config.instance_id) {
+                continue;
+            }
+            let Some(op_id) = labels.get(OPERATION_LABEL) else {
+                continue;
+            };
+            let ended = match self.store.get_operation(op_id).await? {
                 Some(op) => op.status.is_terminal(),
                 None => true,
             };
@@ -234,6 +245,7 @@ impl Scheduler {
         self.engine.ensure_image(&op.runner_image).await?;
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
+        labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
         let spec = ContainerSpec {
             name: op.container_name.clone(),
             image: op.runner_image.clone(),

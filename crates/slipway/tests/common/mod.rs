@@ -1,0 +1,346 @@
+//! Test harness: real `slipway serve` processes, real Podman, real git.
+//!
+//! Needs the runner images from `runner-images/build` (scripts/test builds
+//! them first). Fixture runner images under `tests/fixtures/` are built with
+//! `podman build` once per test binary.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Builds `tests/fixtures/<name>` as `localhost/slipway-test/<name>:latest` (once per process).
+pub fn fixture_image(name: &'static str) -> String {
+    static BUILT: OnceLock<std::sync::Mutex<Vec<&'static str>>> = OnceLock::new();
+    let lock = BUILT.get_or_init(Default::default);
+    let mut built = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let tag = format!("localhost/slipway-test/{name}:latest");
+    if !built.contains(&name) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let out = Command::new("podman")
+            .args(["build", "--quiet", "-t", &tag])
+            .arg(&dir)
+            .output()
+            .expect("podman must be installed (scripts/setup-host)");
+        assert!(
+            out.status.success(),
+            "podman build {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        built.push(name);
+    }
+    tag
+}
+
+/// A running `slipway serve`.
+pub struct Server {
+    pub data: PathBuf,
+    pub port: u16,
+    pub base: String,
+    child: Option<Child>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// Starts a server on a fresh port with `data` as data directory.
+    pub fn start(data: &Path) -> Server {
+        Self::start_on(data, free_port())
+    }
+
+    /// Starts a server on `port` (used to restart on the same port).
+    pub fn start_on(data: &Path, port: u16) -> Server {
+        std::fs::create_dir_all(data).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("server.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut s = Server {
+            data: data.to_path_buf(),
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build(),
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self
+                .agent
+                .get(&format!("{}/admin/projects", self.base))
+                .call()
+                .is_ok()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not answer within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a request; returns status, headers of interest and JSON (or text) body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, Option<String>) {
+        self.call_with(method, path, body, &[])
+    }
+
+    /// Like [`Server::call`] with extra headers.
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, Option<String>) {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = resp.status();
+        let loc = resp.header("operation-location").map(str::to_string);
+        let text = resp.into_string().unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v, loc)
+    }
+
+    /// GET expecting 200; returns JSON.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v, _) = self.call("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// Project `demo`, environment type `Dev` enabled in it, catalog `name` from `source`, synced.
+    pub fn setup(&self, catalog: &str, source: Value) {
+        assert_eq!(
+            self.call("PUT", "/admin/projects/demo", Some(json!({}))).0,
+            200
+        );
+        assert_eq!(
+            self.call("PUT", "/admin/environmentTypes/Dev", Some(json!({})))
+                .0,
+            200
+        );
+        let (st, v, _) = self.call(
+            "PUT",
+            "/admin/projects/demo/environmentTypes/Dev",
+            Some(json!({})),
+        );
+        assert_eq!(st, 200, "{v}");
+        let (st, v, _) = self.call("PUT", &format!("/admin/catalogs/{catalog}"), Some(source));
+        assert_eq!(st, 200, "{v}");
+        let (st, v, _) = self.call("POST", &format!("/admin/catalogs/{catalog}:sync"), None);
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["syncState"], "Succeeded", "{v}");
+    }
+
+    /// PUTs an environment; returns (status, body, operation id).
+    pub fn put_env(
+        &self,
+        name: &str,
+        catalog: &str,
+        definition: &str,
+        params: Value,
+    ) -> (u16, Value, Option<String>) {
+        let (st, v, loc) = self.call(
+            "PUT",
+            &format!("/projects/demo/users/me/environments/{name}"),
+            Some(json!({
+                "environmentType": "Dev",
+                "catalogName": catalog,
+                "environmentDefinitionName": definition,
+                "parameters": params,
+            })),
+        );
+        (
+            st,
+            v,
+            loc.and_then(|l| l.rsplit('/').next().map(str::to_string)),
+        )
+    }
+
+    /// Waits (bounded) until operation `op` is terminal; returns its status document.
+    pub fn wait_op(&self, op: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let v = self.get(&format!("/projects/demo/operationstatuses/{op}"));
+            let st = v["status"].as_str().unwrap_or_default();
+            if matches!(st, "Succeeded" | "Failed" | "Canceled") {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operation {op} still {st} after 300 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits (bounded) until `cond` holds for the operation's log; returns the log.
+    pub fn wait_log(&self, env: &str, op: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let log = self.op_log(env, op);
+            if cond(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log condition not met within 120 s; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The operation log as text.
+    pub fn op_log(&self, env: &str, op: &str) -> String {
+        let (st, v, _) = self.call(
+            "GET",
+            &format!("/projects/demo/users/me/environments/{env}/operations/{op}/logs"),
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Files stored for environments in a data directory: (path, bytes) of every `storage.zip`.
+pub fn stored_state_archives(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let envs = data.join("blobs/environments");
+    for e in std::fs::read_dir(&envs).into_iter().flatten().flatten() {
+        let p = e.path().join("files/storage.zip");
+        if let Ok(bytes) = std::fs::read(&p) {
+            out.push((p, bytes));
+        }
+    }
+    out
+}
+
+/// Reads one file out of a zip.
+pub fn zip_entry(zip: &[u8], name: &str) -> Option<String> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).ok()?;
+    let mut f = archive.by_name(name).ok()?;
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s).ok()?;
+    Some(s)
+}
+
+/// Creates a git repository at `dir` from `files` (path → content; `.sh` files executable) and commits.
+pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !dir.join(".git").exists() {
+        git(&["init", "-q", "-b", "main"]);
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "catalog"]);
+}

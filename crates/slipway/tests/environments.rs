@@ -1,0 +1,394 @@
+//! Acceptance tests of the spine: environments deployed through real runner
+//! containers (Podman), real Terraform and real git catalogs.
+
+mod common;
+
+use common::{fixture_image, git_repo, repo_root, stored_state_archives, zip_entry, Server};
+use serde_json::{json, Value};
+
+fn examples_catalog() -> Value {
+    json!({"kind": "local", "uri": repo_root().join("examples/catalog").display().to_string()})
+}
+
+fn env_path(name: &str) -> String {
+    format!("/projects/demo/users/me/environments/{name}")
+}
+
+#[test]
+fn terraform_deploy_redeploy_and_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("examples", examples_catalog());
+
+    // Deploy.
+    let (st, body, op) = s.put_env("web", "examples", "HelloTerraform", json!({"name": "shop"}));
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(body["provisioningState"], "Creating");
+    let op = op.expect("Operation-Location header");
+    let done = s.wait_op(&op);
+    assert_eq!(
+        done["status"],
+        "Succeeded",
+        "{done}\n{}",
+        s.op_log("web", &op)
+    );
+    assert_eq!(s.get(&env_path("web"))["provisioningState"], "Succeeded");
+    let log = s.op_log("web", &op);
+    assert!(
+        log.contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed."),
+        "{log}"
+    );
+    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
+    assert_eq!(
+        outputs["app_name"],
+        json!({"type": "string", "value": "shop", "sensitive": false})
+    );
+    assert_eq!(outputs["instance_count"]["type"], "number");
+    assert_eq!(outputs["instance_count"]["value"], 1);
+    assert_eq!(outputs["logs_enabled"]["type"], "boolean");
+    assert_eq!(outputs["logs_enabled"]["value"], false);
+    assert_eq!(outputs["instances"]["type"], "array");
+    assert_eq!(outputs["instances"]["value"], json!(["shop-0"]));
+    assert_eq!(outputs["labels"]["type"], "object");
+    assert_eq!(
+        outputs["labels"]["value"],
+        json!({"tier": "dev", "environment": "web"})
+    );
+    let app_id = outputs["app_id"]["value"].clone();
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(archives.len(), 1);
+    let state = zip_entry(&archives[0].1, "environment.tfstate").expect("state in storage.zip");
+    assert!(state.contains("terraform_data"), "{state}");
+
+    // Redeploy with a changed parameter: Terraform updates from the stored state.
+    let (st, body, op2) = s.put_env(
+        "web",
+        "examples",
+        "HelloTerraform",
+        json!({"name": "shop", "instance_count": 2}),
+    );
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(body["provisioningState"], "Updating");
+    let op2 = op2.unwrap();
+    assert_eq!(
+        s.wait_op(&op2)["status"],
+        "Succeeded",
+        "{}",
+        s.op_log("web", &op2)
+    );
+    let log = s.op_log("web", &op2);
+    assert!(
+        log.contains("Apply complete! Resources: 1 added, 0 changed, 0 destroyed."),
+        "{log}"
+    );
+    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
+    assert_eq!(
+        outputs["app_id"]["value"], app_id,
+        "unchanged resource must not be recreated"
+    );
+    assert_eq!(outputs["instance_count"]["value"], 2);
+    assert_eq!(outputs["instances"]["value"], json!(["shop-0", "shop-1"]));
+    let ops = s.get(&format!("{}/operations", env_path("web")))["value"].clone();
+    assert_eq!(ops.as_array().unwrap().len(), 2);
+    assert_eq!(ops[0]["environmentParameters"]["instance_count"], 2);
+
+    // Delete: destroy runs with the state; the environment is gone.
+    let (st, body, op3) = s.call("DELETE", &env_path("web"), None);
+    assert_eq!(st, 202, "{body}");
+    let op3 = op3.unwrap().rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        s.wait_op(&op3)["status"],
+        "Succeeded",
+        "{}",
+        s.op_log("web", &op3)
+    );
+    let log = s.op_log("web", &op3);
+    assert!(
+        log.contains("Resources: 0 added, 0 changed, 3 destroyed."),
+        "{log}"
+    );
+    assert_eq!(s.call("GET", &env_path("web"), None).0, 404);
+    assert!(
+        stored_state_archives(&s.data).is_empty(),
+        "environment files are removed with it"
+    );
+    let op3_doc = s.get(&format!("{}/operations/{op3}", env_path("web")));
+    assert_eq!(op3_doc["kind"], "Delete");
+    assert_eq!(op3_doc["status"], "Succeeded");
+}
+
+#[test]
+fn failing_definition_reports_deployment_error_and_keeps_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("examples", examples_catalog());
+    let (st, _, op) = s.put_env("broken", "examples", "FailingDeploy", json!({}));
+    assert_eq!(st, 201);
+    let op = op.unwrap();
+    let done = s.wait_op(&op);
+    assert_eq!(done["status"], "Failed");
+    let env = s.get(&env_path("broken"));
+    assert_eq!(env["provisioningState"], "Failed");
+    assert_eq!(env["error"]["code"], "DeploymentError");
+    let msg = env["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "Operation failed with exit code DeploymentError ! Additional Error Details:"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Deployment failed: this definition fails on purpose."),
+        "{msg}"
+    );
+    assert_eq!(done["error"]["code"], "DeploymentError");
+    // The resource created before the failure is in the uploaded state.
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(archives.len(), 1);
+    let state = zip_entry(&archives[0].1, "environment.tfstate").unwrap();
+    assert!(state.contains("created_first"), "{state}");
+}
+
+#[test]
+fn invalid_parameters_are_rejected_before_anything_is_queued() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("examples", examples_catalog());
+    let (st, body, op) = s.put_env(
+        "bad",
+        "examples",
+        "HelloTerraform",
+        json!({"instance_count": "test", "tier": "huge"}),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(op.is_none());
+    assert_eq!(body["error"]["code"], "ParameterValueInvalid");
+    let details: Vec<String> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        details.contains(&"Missing required parameter 'name'.".to_string()),
+        "{details:?}"
+    );
+    assert!(
+        details.contains(&"Expected parameter value for 'instance_count' to be integer but found the string 'test'.".to_string()),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("'tier' must be one of")),
+        "{details:?}"
+    );
+    assert_eq!(
+        s.call("GET", &env_path("bad"), None).0,
+        404,
+        "nothing was stored"
+    );
+
+    // A valid environment, then an invalid redeploy: rejected, no operation queued.
+    let (st, _, op) = s.put_env("good", "examples", "HelloTerraform", json!({"name": "ok"}));
+    assert_eq!(st, 201);
+    s.wait_op(&op.unwrap());
+    let (st, body, _) = s.put_env(
+        "good",
+        "examples",
+        "HelloTerraform",
+        json!({"name": "ok", "enable_logs": "yes"}),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'enable_logs'"));
+    let ops = s.get(&format!("{}/operations", env_path("good")))["value"].clone();
+    assert_eq!(ops.as_array().unwrap().len(), 1);
+}
+
+/// A git catalog whose definitions run with the `scripted` fixture image,
+/// taking deploy.sh from the definition folder.
+fn scripted_catalog(dir: &std::path::Path, name: &str, deploy: &str) -> Value {
+    let image = fixture_image("scripted");
+    let manifest = format!("name: {name}\nrunner: {image}\ntemplatePath: template.txt\n");
+    let repo = dir.join("repo");
+    git_repo(
+        &repo,
+        &[
+            (&format!("Environments/{name}/environment.yaml"), &manifest),
+            (&format!("Environments/{name}/template.txt"), "template"),
+            (&format!("Environments/{name}/deploy.sh"), deploy),
+            (
+                &format!("Environments/{name}/delete.sh"),
+                "#!/bin/bash\necho deleted\n",
+            ),
+        ],
+    );
+    json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})
+}
+
+#[test]
+fn server_killed_during_an_operation_recovers_it_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = r#"#!/bin/bash
+set -e
+n=$(cat "$ADE_STORAGE/count" 2>/dev/null || echo 0)
+n=$((n + 1))
+echo "deploy $n started"
+if [ "$n" -ge 2 ]; then sleep 5; fi
+echo "$n" > "$ADE_STORAGE/count"
+echo "deploy $n done"
+"#;
+    let catalog = scripted_catalog(tmp.path(), "Slow", deploy);
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data);
+    s.setup("git", catalog);
+    let (st, _, op1) = s.put_env("slow", "git", "Slow", json!({}));
+    assert_eq!(st, 201);
+    assert_eq!(s.wait_op(&op1.unwrap())["status"], "Succeeded");
+
+    let (_, _, op2) = s.put_env("slow", "git", "Slow", json!({}));
+    let op2 = op2.unwrap();
+    s.wait_log("slow", &op2, |l| l.contains("deploy 2 started"));
+    let port = s.port;
+    s.kill();
+    let s = Server::start_on(&data, port);
+    let done = s.wait_op(&op2);
+    assert_eq!(
+        done["status"],
+        "Succeeded",
+        "{done}\n{}",
+        s.op_log("slow", &op2)
+    );
+    assert!(s.op_log("slow", &op2).contains("deploy 2 done"));
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(archives.len(), 1);
+    assert_eq!(
+        zip_entry(&archives[0].1, "count").unwrap().trim(),
+        "2",
+        "state carried across the restart"
+    );
+    assert_eq!(s.get(&env_path("slow"))["provisioningState"], "Succeeded");
+}
+
+#[test]
+fn runner_token_only_works_for_its_own_running_operation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = r#"#!/bin/bash
+set -e
+echo "token=$ADE_HTTP__TOKEN"
+until ade files list | grep -q '"go"'; do sleep 0.2; done
+echo released
+"#;
+    let catalog = scripted_catalog(tmp.path(), "Waiter", deploy);
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("git", catalog);
+    let (_, _, a) = s.put_env("env-a", "git", "Waiter", json!({}));
+    let (_, _, b) = s.put_env("env-b", "git", "Waiter", json!({}));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let token_of = |env: &str, op: &str| {
+        let log = s.wait_log(env, op, |l| l.contains("token="));
+        log.lines()
+            .find_map(|l| l.strip_prefix("token="))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (ta, tb) = (token_of("env-a", &a), token_of("env-b", &b));
+    let auth = |t: &str| format!("Bearer {t}");
+    let runner = |op: &str, rest: &str| format!("/runner/v1/operations/{op}/{rest}");
+
+    // Its own operation: allowed.
+    let (st, v, _) = s.call_with(
+        "GET",
+        &runner(&a, "files"),
+        None,
+        &[("Authorization", &auth(&ta))],
+    );
+    assert_eq!(st, 200, "{v}");
+    // Another environment's operation: refused for files, logs, outputs and environment.
+    for (method, rest, body) in [
+        ("GET", "files", None),
+        ("GET", "files/storage.zip", None),
+        ("PUT", "files/go", Some(json!("x"))),
+        ("POST", "logs", Some(json!({"content": "intruder"}))),
+        ("PUT", "outputs", Some(json!({"outputs": {}}))),
+        ("GET", "environment", None),
+    ] {
+        let (st, v, _) = s.call_with(
+            method,
+            &runner(&b, rest),
+            body,
+            &[("Authorization", &auth(&ta))],
+        );
+        assert_eq!(
+            st, 403,
+            "{method} {rest} with another operation's token: {v}"
+        );
+        assert_eq!(v["error"]["code"], "SecurityError");
+    }
+    let (st, _, _) = s.call("GET", &runner(&b, "files"), None);
+    assert_eq!(st, 401, "no token");
+    assert!(!s.op_log("env-b", &b).contains("intruder"));
+
+    // Release both runners with their own tokens.
+    for (op, t) in [(&a, &ta), (&b, &tb)] {
+        let (st, v, _) = s.call_with(
+            "PUT",
+            &runner(op, "files/go"),
+            Some(json!("go")),
+            &[("Authorization", &auth(t))],
+        );
+        assert_eq!(st, 204, "{v}");
+    }
+    assert_eq!(s.wait_op(&a)["status"], "Succeeded");
+    assert_eq!(s.wait_op(&b)["status"], "Succeeded");
+    // Once the operation has ended, its token is dead.
+    let (st, _, _) = s.call_with(
+        "GET",
+        &runner(&a, "files"),
+        None,
+        &[("Authorization", &auth(&ta))],
+    );
+    assert_eq!(st, 403);
+}
+
+#[test]
+fn custom_image_with_its_own_entrypoint_works_through_ade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = fixture_image("own-entrypoint");
+    let repo = tmp.path().join("repo");
+    let manifest =
+        format!("name: OwnEntrypoint\nrunner: {image}\ntemplatePath: infra/template.txt\n");
+    git_repo(
+        &repo,
+        &[
+            ("OwnEntrypoint/environment.yaml", &manifest),
+            ("OwnEntrypoint/infra/template.txt", "hello-from-template"),
+        ],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup(
+        "git",
+        json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main"}),
+    );
+    let (st, _, op) = s.put_env("own", "git", "OwnEntrypoint", json!({}));
+    assert_eq!(st, 201);
+    let op = op.unwrap();
+    assert_eq!(
+        s.wait_op(&op)["status"],
+        "Succeeded",
+        "{}",
+        s.op_log("own", &op)
+    );
+    let log = s.op_log("own", &op);
+    assert!(log.contains("own entrypoint for own (deploy)"), "{log}");
+    assert!(log.contains("template says: hello-from-template"), "{log}");
+    let outputs = s.get(&format!("{}/outputs", env_path("own")))["outputs"].clone();
+    assert_eq!(outputs["who"]["value"], "custom");
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(
+        zip_entry(&archives[0].1, "marker").unwrap().trim(),
+        "custom-state"
+    );
+}
