@@ -195,6 +195,35 @@ fn operation_headers(state: &AppState, project: &str, op_id: &str, env_path: &st
     h
 }
 
+/// Stores the environment and queues an operation of `kind` with the
+/// runner image the definition names, then wakes the scheduler. Returns the operation id.
+async fn queue_operation(
+    state: &AppState,
+    env: &EnvironmentRecord,
+    exists: bool,
+    kind: OperationKind,
+    user: String,
+    definition: DefinitionRecord,
+) -> ApiResult<String> {
+    let runner_image = state
+        .config
+        .runner_images
+        .resolve(definition.manifest.runner.as_deref());
+    let op_id = state
+        .store
+        .enqueue_operation(&NewOperation {
+            environment: env.clone(),
+            environment_exists: exists,
+            kind,
+            created_by: user,
+            definition,
+            runner_image,
+        })
+        .await?;
+    state.scheduler.wake();
+    Ok(op_id)
+}
+
 async fn put_environment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -310,22 +339,15 @@ async fn put_environment(
         ),
         error: None,
     };
-    let runner_image = state
-        .config
-        .runner_images
-        .resolve(definition.manifest.runner.as_deref());
-    let op_id = state
-        .store
-        .enqueue_operation(&NewOperation {
-            environment: env.clone(),
-            environment_exists: exists,
-            kind: OperationKind::Deploy,
-            created_by: user,
-            definition,
-            runner_image,
-        })
-        .await?;
-    state.scheduler.wake();
+    let op_id = queue_operation(
+        &state,
+        &env,
+        exists,
+        OperationKind::Deploy,
+        user,
+        definition,
+    )
+    .await?;
     let path = environment_path(&env);
     let stored = state.store.get_environment(&p, &e).await?.unwrap_or(env);
     let body = env_json(&state, &stored).await?;
@@ -380,22 +402,8 @@ async fn delete_environment(
         }
     };
     let _ = q.force; // Force delete lands with the governance work; a normal delete runs here.
-    let runner_image = state
-        .config
-        .runner_images
-        .resolve(definition.manifest.runner.as_deref());
-    let op_id = state
-        .store
-        .enqueue_operation(&NewOperation {
-            environment: env.clone(),
-            environment_exists: true,
-            kind: OperationKind::Delete,
-            created_by: user,
-            definition,
-            runner_image,
-        })
-        .await?;
-    state.scheduler.wake();
+    let op_id =
+        queue_operation(&state, &env, true, OperationKind::Delete, user, definition).await?;
     let path = environment_path(&env);
     let op = state.store.get_operation(&op_id).await?.ok_or_else(|| {
         ApiError::new(

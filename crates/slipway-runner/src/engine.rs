@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::container::{
-    Config, CreateContainerOptions, InspectContainerOptions, LogOutput, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, AttachContainerResults, Config, CreateContainerOptions,
+    InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use bollard::image::CreateImageOptions;
 use bollard::models::HostConfig;
@@ -20,6 +21,19 @@ use bollard::Docker;
 use futures_util::StreamExt;
 
 use crate::RunnerError;
+
+/// The output stream of a started container; it ends when the container exits.
+pub struct Attachment {
+    output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attachment")
+    }
+}
 
 /// A container to run.
 #[derive(Debug, Clone)]
@@ -43,6 +57,9 @@ pub enum ContainerState {
     Created,
     /// Running.
     Running,
+    /// Exited, exit code not yet recorded (Podman's transient `stopped`
+    /// state, which bollard's typed model cannot represent).
+    Stopping,
     /// Exited with this code.
     Exited(i64),
 }
@@ -174,8 +191,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates and starts a container with the image's own ENTRYPOINT.
-    pub async fn start(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
+    /// Creates a container, attaches to its output, then starts it with the
+    /// image's own ENTRYPOINT. The returned [`Attachment`] ends when the
+    /// container exits (attaching before the start means no exit is missed).
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<Attachment, RunnerError> {
         let config = Config {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
@@ -196,11 +215,25 @@ impl Engine {
             )
             .await
             .map_err(|e| RunnerError::Engine(format!("create container {}: {e}", spec.name)))?;
+        let AttachContainerResults { output, .. } = self
+            .docker
+            .attach_container(
+                &spec.name,
+                Some(AttachContainerOptions::<String> {
+                    stream: Some(true),
+                    stdout: Some(true),
+                    stderr: Some(true),
+                    logs: Some(false),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| RunnerError::Engine(format!("attach to container {}: {e}", spec.name)))?;
         self.docker
             .start_container(&spec.name, None::<StartContainerOptions<String>>)
             .await
             .map_err(|e| RunnerError::Engine(format!("start container {}: {e}", spec.name)))?;
-        Ok(())
+        Ok(Attachment { output })
     }
 
     /// The container's state; `None` when it does not exist.
@@ -224,12 +257,40 @@ impl Engine {
                 }
             }
             Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) if e.to_string().contains("unknown variant `stopped`") => {
+                Ok(Some(ContainerState::Stopping))
+            }
             Err(e) => Err(RunnerError::Engine(e.to_string())),
         }
     }
 
     /// Waits for the container to exit and returns its exit code.
-    pub async fn wait(&self, name: &str) -> Result<i64, RunnerError> {
+    ///
+    /// With the [`Attachment`] from [`Engine::start`] the exit is seen as soon
+    /// as the output stream closes (Podman's `/wait` polls and adds ~200 ms);
+    /// without one (re-attaching after a restart) the engine's wait is used.
+    pub async fn wait(
+        &self,
+        name: &str,
+        attachment: Option<Attachment>,
+    ) -> Result<i64, RunnerError> {
+        if let Some(Attachment { mut output }) = attachment {
+            while let Some(item) = output.next().await {
+                if item.is_err() {
+                    break;
+                }
+            }
+            // Podman reports `stopped` for ~30 ms before `exited` with the code.
+            for _ in 0..50 {
+                match self.state(name).await? {
+                    Some(ContainerState::Exited(code)) => return Ok(code),
+                    Some(ContainerState::Stopping) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
         let mut stream = self
             .docker
             .wait_container(name, None::<WaitContainerOptions<String>>);

@@ -26,7 +26,7 @@ use slipway_store::{OperationRecord, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::Notify;
 
-pub use engine::{ContainerSpec, ContainerState, Engine};
+pub use engine::{Attachment, ContainerSpec, ContainerState, Engine};
 
 /// Container label that carries the operation id.
 pub const OPERATION_LABEL: &str = "dev.slipway.operation";
@@ -192,7 +192,7 @@ impl Scheduler {
                     tracing::info!(operation = %op.id, "re-attaching to runner container");
                     self.running_ids().insert(op.id.clone());
                     let me = Arc::clone(self);
-                    tokio::spawn(async move { me.supervise(op).await });
+                    tokio::spawn(async move { me.supervise(op, None).await });
                 }
             }
         }
@@ -222,7 +222,7 @@ impl Scheduler {
             let me = Arc::clone(self);
             tokio::spawn(async move {
                 match me.launch(&op, &token).await {
-                    Ok(()) => me.supervise(op).await,
+                    Ok(attachment) => me.supervise(op, Some(attachment)).await,
                     Err(e) => {
                         let code = match e {
                             RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
@@ -241,7 +241,7 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn launch(&self, op: &OperationRecord, token: &str) -> Result<(), RunnerError> {
+    async fn launch(&self, op: &OperationRecord, token: &str) -> Result<Attachment, RunnerError> {
         self.engine.ensure_image(&op.runner_image).await?;
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
@@ -265,10 +265,10 @@ impl Scheduler {
     }
 
     /// Waits for the runner of `op` and records the result.
-    async fn supervise(self: Arc<Self>, op: OperationRecord) {
+    async fn supervise(self: Arc<Self>, op: OperationRecord, attachment: Option<Attachment>) {
         let waited = tokio::time::timeout(
             self.config.max_runtime,
-            self.engine.wait(&op.container_name),
+            self.engine.wait(&op.container_name, attachment),
         )
         .await;
         let (status, error) = match waited {

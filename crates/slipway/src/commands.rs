@@ -590,7 +590,7 @@ fn follow(
             // The log was read after the status: nothing is missing.
             return Ok(status_before);
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
