@@ -266,31 +266,58 @@ impl Engine {
 
     /// Waits for the container to exit and returns its exit code.
     ///
-    /// With the [`Attachment`] from [`Engine::start`] the exit is seen as soon
-    /// as the output stream closes (Podman's `/wait` polls and adds ~200 ms);
-    /// without one (re-attaching after a restart) the engine's wait is used.
+    /// With the [`Attachment`] from [`Engine::start`] the exit is usually seen
+    /// as soon as the output stream closes (Podman's `/wait` polls and adds
+    /// ~200 ms). The engine's `/wait` runs alongside as the authority, so a
+    /// stream that never closes cannot hang the operation. Without an
+    /// attachment (re-attaching after a restart) only the engine's wait is used.
     pub async fn wait(
         &self,
         name: &str,
         attachment: Option<Attachment>,
     ) -> Result<i64, RunnerError> {
-        if let Some(Attachment { mut output }) = attachment {
-            while let Some(item) = output.next().await {
-                if item.is_err() {
-                    break;
-                }
-            }
-            // Podman reports `stopped` for ~30 ms before `exited` with the code.
-            for _ in 0..50 {
-                match self.state(name).await? {
-                    Some(ContainerState::Exited(code)) => return Ok(code),
-                    Some(ContainerState::Stopping) => {
-                        tokio::time::sleep(Duration::from_millis(20)).await
-                    }
-                    _ => break,
-                }
+        let engine_wait = self.engine_wait(name);
+        let Some(attachment) = attachment else {
+            return engine_wait.await;
+        };
+        tokio::pin!(engine_wait);
+        tokio::select! {
+            code = &mut engine_wait => code,
+            fast = self.wait_attached(name, attachment) => match fast? {
+                Some(code) => Ok(code),
+                None => engine_wait.await,
+            },
+        }
+    }
+
+    /// Drains the attachment, then reads the exit code once the engine has
+    /// recorded it; `None` if it does not within ~1 s.
+    async fn wait_attached(
+        &self,
+        name: &str,
+        attachment: Attachment,
+    ) -> Result<Option<i64>, RunnerError> {
+        let Attachment { mut output } = attachment;
+        while let Some(item) = output.next().await {
+            if item.is_err() {
+                break;
             }
         }
+        // Podman reports `stopped` for ~30 ms before `exited` with the code.
+        for _ in 0..50 {
+            match self.state(name).await? {
+                Some(ContainerState::Exited(code)) => return Ok(Some(code)),
+                Some(ContainerState::Stopping) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The engine's own `/containers/{name}/wait`.
+    async fn engine_wait(&self, name: &str) -> Result<i64, RunnerError> {
         let mut stream = self
             .docker
             .wait_container(name, None::<WaitContainerOptions<String>>);

@@ -311,9 +311,12 @@ impl Scheduler {
         if status == OperationStatus::Failed {
             self.keep_runner_output_if_log_empty(&op).await;
         }
-        self.finish(&op, status, error).await;
-        if let Err(e) = self.engine.remove(&op.container_name).await {
-            tracing::warn!(operation = %op.id, error = %e, "could not remove runner container");
+        // The container is evidence of the result: remove it only once the
+        // result is stored, so a restart can still finalise the operation.
+        if self.finish(&op, status, error).await {
+            if let Err(e) = self.engine.remove(&op.container_name).await {
+                tracing::warn!(operation = %op.id, error = %e, "could not remove runner container");
+            }
         }
     }
 
@@ -330,17 +333,32 @@ impl Scheduler {
         }
     }
 
+    /// Records the result (retrying transient store errors) and frees the
+    /// operation's slot. Returns whether the result is stored.
     async fn finish(
         &self,
         op: &OperationRecord,
         status: OperationStatus,
         error: Option<ErrorBody>,
-    ) {
-        match self
+    ) -> bool {
+        let mut delay = Duration::from_millis(50);
+        let mut result = self
             .store
             .finish_operation(&op.id, status, error.as_ref())
-            .await
-        {
+            .await;
+        for _ in 0..8 {
+            if result.is_ok() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            result = self
+                .store
+                .finish_operation(&op.id, status, error.as_ref())
+                .await;
+        }
+        let stored = result.is_ok();
+        match result {
             Ok(_) => {
                 if status == OperationStatus::Succeeded
                     && op.kind == slipway_core::OperationKind::Delete
@@ -362,5 +380,6 @@ impl Scheduler {
         }
         self.running_ids().remove(&op.id);
         self.wake();
+        stored
     }
 }

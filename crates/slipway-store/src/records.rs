@@ -624,24 +624,25 @@ impl Store {
         status: OperationStatus,
         error: Option<&ErrorBody>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM operations WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(op) = row.as_ref().map(op_from_row).transpose()? else {
-            return Ok(false);
-        };
-        if op.status.is_terminal() {
-            return Ok(false);
-        }
         let err_json = error
             .map(|e| serde_json::to_string(e).map_err(|x| corrupt("error", x)))
             .transpose()?;
         let now = now_rfc3339();
-        sqlx::query("UPDATE operations SET status = ?, end_time = ?, error = ?, token_hash = NULL WHERE id = ?")
+        let mut tx = self.pool.begin().await?;
+        // Write first: the transaction takes SQLite's write lock at once (and
+        // waits on busy_timeout), instead of upgrading a read lock later,
+        // which fails with SQLITE_BUSY when another writer got there first.
+        let updated = sqlx::query("UPDATE operations SET status = ?, end_time = ?, error = ?, token_hash = NULL WHERE id = ? AND status IN ('NotStarted', 'Running')")
             .bind(status.as_str()).bind(&now).bind(&err_json).bind(id)
             .execute(&mut *tx).await?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let row = sqlx::query(&format!("SELECT {OP_COLUMNS} FROM operations WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let op = op_from_row(&row)?;
         match ProvisioningState::on_finished(op.kind, status) {
             None => {
                 sqlx::query("DELETE FROM environments WHERE id = ?")
