@@ -257,8 +257,18 @@ impl Engine {
                 }
             }
             Err(e) if is_not_found(&e) => Ok(None),
+            // Podman has states bollard's typed model lacks.
             Err(e) if e.to_string().contains("unknown variant `stopped`") => {
                 Ok(Some(ContainerState::Stopping))
+            }
+            Err(e) if e.to_string().contains("unknown variant `stopping`") => {
+                Ok(Some(ContainerState::Running))
+            }
+            Err(e)
+                if e.to_string().contains("unknown variant `initialized`")
+                    || e.to_string().contains("unknown variant `configured`") =>
+            {
+                Ok(Some(ContainerState::Created))
             }
             Err(e) => Err(RunnerError::Engine(e.to_string())),
         }
@@ -266,28 +276,22 @@ impl Engine {
 
     /// Waits for the container to exit and returns its exit code.
     ///
-    /// With the [`Attachment`] from [`Engine::start`] the exit is usually seen
-    /// as soon as the output stream closes (Podman's `/wait` polls and adds
-    /// ~200 ms). The engine's `/wait` runs alongside as the authority, so a
-    /// stream that never closes cannot hang the operation. Without an
-    /// attachment (re-attaching after a restart) only the engine's wait is used.
+    /// With the [`Attachment`] from [`Engine::start`] (attached before the
+    /// start, so no exit is missed) the exit is seen as soon as the output
+    /// stream closes; Podman's `/wait` polls and adds ~200 ms, and running it
+    /// alongside slows Podman's exit handling, so it is only the fallback.
+    /// Without an attachment (re-attaching after a restart) `/wait` is used.
     pub async fn wait(
         &self,
         name: &str,
         attachment: Option<Attachment>,
     ) -> Result<i64, RunnerError> {
-        let engine_wait = self.engine_wait(name);
-        let Some(attachment) = attachment else {
-            return engine_wait.await;
-        };
-        tokio::pin!(engine_wait);
-        tokio::select! {
-            code = &mut engine_wait => code,
-            fast = self.wait_attached(name, attachment) => match fast? {
-                Some(code) => Ok(code),
-                None => engine_wait.await,
-            },
+        if let Some(attachment) = attachment {
+            if let Some(code) = self.wait_attached(name, attachment).await? {
+                return Ok(code);
+            }
         }
+        self.engine_wait(name).await
     }
 
     /// Drains the attachment, then reads the exit code once the engine has
