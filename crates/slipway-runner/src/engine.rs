@@ -72,6 +72,22 @@ pub struct Engine {
     pub socket: PathBuf,
 }
 
+/// Podman has container states bollard's typed model lacks; inspecting such
+/// a container fails to decode with "unknown variant `<state>`". Maps those.
+fn podman_only_state(message: &str) -> Option<ContainerState> {
+    let state = message
+        .split("unknown variant `")
+        .nth(1)?
+        .split('`')
+        .next()?;
+    match state {
+        "stopped" => Some(ContainerState::Stopping),
+        "stopping" => Some(ContainerState::Running),
+        "initialized" | "configured" => Some(ContainerState::Created),
+        _ => None,
+    }
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -257,20 +273,12 @@ impl Engine {
                 }
             }
             Err(e) if is_not_found(&e) => Ok(None),
-            // Podman has states bollard's typed model lacks.
-            Err(e) if e.to_string().contains("unknown variant `stopped`") => {
-                Ok(Some(ContainerState::Stopping))
+            Err(e) => {
+                let message = e.to_string();
+                podman_only_state(&message)
+                    .map(Some)
+                    .ok_or(RunnerError::Engine(message))
             }
-            Err(e) if e.to_string().contains("unknown variant `stopping`") => {
-                Ok(Some(ContainerState::Running))
-            }
-            Err(e)
-                if e.to_string().contains("unknown variant `initialized`")
-                    || e.to_string().contains("unknown variant `configured`") =>
-            {
-                Ok(Some(ContainerState::Created))
-            }
-            Err(e) => Err(RunnerError::Engine(e.to_string())),
         }
     }
 
@@ -430,5 +438,37 @@ impl Engine {
                 Some((name, c.labels.unwrap_or_default()))
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_only_states_are_mapped() {
+        let msg = |s: &str| {
+            format!(
+                "Failed to deserialize JSON: unknown variant `{s}`, expected one of ``, `created`"
+            )
+        };
+        assert_eq!(
+            podman_only_state(&msg("stopped")),
+            Some(ContainerState::Stopping)
+        );
+        assert_eq!(
+            podman_only_state(&msg("stopping")),
+            Some(ContainerState::Running)
+        );
+        assert_eq!(
+            podman_only_state(&msg("initialized")),
+            Some(ContainerState::Created)
+        );
+        assert_eq!(
+            podman_only_state(&msg("configured")),
+            Some(ContainerState::Created)
+        );
+        assert_eq!(podman_only_state(&msg("weird")), None);
+        assert_eq!(podman_only_state("connection refused"), None);
     }
 }

@@ -112,6 +112,17 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// A stable [`SchedulerConfig::instance_id`] for the server owning
+/// `data_dir`: the first 16 hex digits of the sha256 of its canonical path.
+pub fn instance_id_for(data_dir: &std::path::Path) -> String {
+    let path = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut id = hex::encode(Sha256::digest(path.to_string_lossy().as_bytes()));
+    id.truncate(16);
+    id
+}
+
 /// The operation scheduler. Cheap to clone through `Arc`.
 #[derive(Debug)]
 pub struct Scheduler {
@@ -324,8 +335,11 @@ impl Scheduler {
     /// missing `ade`) leaves its container output as the operation log.
     async fn keep_runner_output_if_log_empty(&self, op: &OperationRecord) {
         let key = Store::log_key(&op.id);
-        let empty = matches!(self.store.blobs.get(&key).await, Ok(None))
-            || matches!(self.store.blobs.get(&key).await, Ok(Some(b)) if b.is_empty());
+        let empty = match self.store.blobs.get(&key).await {
+            Ok(None) => true,
+            Ok(Some(b)) => b.is_empty(),
+            Err(_) => false,
+        };
         if empty {
             if let Ok(out) = self.engine.output(&op.container_name).await {
                 let _ = self.store.blobs.append(&key, out.as_bytes()).await;
@@ -342,21 +356,22 @@ impl Scheduler {
         error: Option<ErrorBody>,
     ) -> bool {
         let mut delay = Duration::from_millis(50);
-        let mut result = self
-            .store
-            .finish_operation(&op.id, status, error.as_ref())
-            .await;
-        for _ in 0..8 {
-            if result.is_ok() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-            result = self
+        let mut retries = 0;
+        let result = loop {
+            match self
                 .store
                 .finish_operation(&op.id, status, error.as_ref())
-                .await;
-        }
+                .await
+            {
+                Err(e) if retries < 8 => {
+                    tracing::warn!(operation = %op.id, error = %e, "recording the result failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    retries += 1;
+                }
+                other => break other,
+            }
+        };
         let stored = result.is_ok();
         match result {
             Ok(_) => {

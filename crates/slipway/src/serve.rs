@@ -80,7 +80,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             stop_grace: Duration::from_secs(10),
             runner_endpoint: format!("{base_url}/runner/v1"),
             devcenter_id: devcenter_id.clone(),
-            instance_id: instance_id(&data_dir),
+            instance_id: slipway_runner::instance_id_for(&data_dir),
         },
     );
     scheduler.spawn().await.context("recovering operations")?;
@@ -110,15 +110,4 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("serving HTTP")?;
     Ok(())
-}
-
-/// A stable id for the server owning `data_dir`: the first 16 hex digits of
-/// the sha256 of its canonical path.
-fn instance_id(data_dir: &std::path::Path) -> String {
-    use sha2::{Digest, Sha256};
-    let path = data_dir
-        .canonicalize()
-        .unwrap_or_else(|_| data_dir.to_path_buf());
-    let digest = Sha256::digest(path.to_string_lossy().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
