@@ -25,15 +25,8 @@ fn terraform_deploy_redeploy_and_delete() {
     assert_eq!(st, 201, "{body}");
     assert_eq!(body["provisioningState"], "Creating");
     let op = op.expect("Operation-Location header");
-    let done = s.wait_op(&op);
-    assert_eq!(
-        done["status"],
-        "Succeeded",
-        "{done}\n{}",
-        s.op_log("web", &op)
-    );
+    let log = s.succeeded_log("web", &op);
     assert_eq!(s.get(&env_path("web"))["provisioningState"], "Succeeded");
-    let log = s.op_log("web", &op);
     assert!(
         log.contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed."),
         "{log}"
@@ -70,13 +63,7 @@ fn terraform_deploy_redeploy_and_delete() {
     assert_eq!(st, 201, "{body}");
     assert_eq!(body["provisioningState"], "Updating");
     let op2 = op2.unwrap();
-    assert_eq!(
-        s.wait_op(&op2)["status"],
-        "Succeeded",
-        "{}",
-        s.op_log("web", &op2)
-    );
-    let log = s.op_log("web", &op2);
+    let log = s.succeeded_log("web", &op2);
     assert!(
         log.contains("Apply complete! Resources: 1 added, 0 changed, 0 destroyed."),
         "{log}"
@@ -96,13 +83,7 @@ fn terraform_deploy_redeploy_and_delete() {
     let (st, body, op3) = s.call("DELETE", &env_path("web"), None);
     assert_eq!(st, 202, "{body}");
     let op3 = op3.unwrap().rsplit('/').next().unwrap().to_string();
-    assert_eq!(
-        s.wait_op(&op3)["status"],
-        "Succeeded",
-        "{}",
-        s.op_log("web", &op3)
-    );
-    let log = s.op_log("web", &op3);
+    let log = s.succeeded_log("web", &op3);
     assert!(
         log.contains("Resources: 0 added, 0 changed, 3 destroyed."),
         "{log}"
@@ -253,14 +234,8 @@ echo "deploy $n done"
     let port = s.port;
     s.kill();
     let s = Server::start_on(&data, port);
-    let done = s.wait_op(&op2);
-    assert_eq!(
-        done["status"],
-        "Succeeded",
-        "{done}\n{}",
-        s.op_log("slow", &op2)
-    );
-    assert!(s.op_log("slow", &op2).contains("deploy 2 done"));
+    let log = s.succeeded_log("slow", &op2);
+    assert!(log.contains("deploy 2 done"), "{log}");
     let archives = stored_state_archives(&s.data);
     assert_eq!(archives.len(), 1);
     assert_eq!(
@@ -375,13 +350,7 @@ fn custom_image_with_its_own_entrypoint_works_through_ade() {
     let (st, _, op) = s.put_env("own", "git", "OwnEntrypoint", json!({}));
     assert_eq!(st, 201);
     let op = op.unwrap();
-    assert_eq!(
-        s.wait_op(&op)["status"],
-        "Succeeded",
-        "{}",
-        s.op_log("own", &op)
-    );
-    let log = s.op_log("own", &op);
+    let log = s.succeeded_log("own", &op);
     assert!(log.contains("own entrypoint for own (deploy)"), "{log}");
     assert!(log.contains("template says: hello-from-template"), "{log}");
     let outputs = s.get(&format!("{}/outputs", env_path("own")))["outputs"].clone();

@@ -252,6 +252,15 @@ impl Server {
         }
     }
 
+    /// Waits for operation `op` of environment `env`, asserts it Succeeded
+    /// (with its status and log in the failure message) and returns the log.
+    pub fn succeeded_log(&self, env: &str, op: &str) -> String {
+        let done = self.wait_op(op);
+        let log = self.op_log(env, op);
+        assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+        log
+    }
+
     /// Waits (bounded) until `cond` holds for the operation's log; returns the log.
     pub fn wait_log(&self, env: &str, op: &str, cond: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(120);
