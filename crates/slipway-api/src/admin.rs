@@ -1,5 +1,5 @@
-//! Minimal control plane under `/admin`: projects, environment types,
-//! project environment types and catalogs (register, list, sync).
+//! Minimal control plane under `/admin`: projects, environment types and
+//! project environment types.
 //!
 //! | method, path | body |
 //! |---|---|
@@ -7,9 +7,8 @@
 //! | `GET /admin/projects` | |
 //! | `PUT /admin/environmentTypes/{t}` | `{displayName?}` |
 //! | `PUT /admin/projects/{p}/environmentTypes/{t}` | `{deploymentTargetId?, status?: Enabled|Disabled}` |
-//! | `PUT /admin/catalogs/{c}` | `{kind: local|git, uri, branch?, path?}` |
-//! | `GET /admin/catalogs`, `GET /admin/catalogs/{c}` | |
-//! | `POST /admin/catalogs/{c}:sync` | runs a sync now, answers the catalog |
+//!
+//! Catalogs, definitions and secrets: [`crate::catalogs`].
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,9 +16,8 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use slipway_catalog::{sync_catalog, CatalogError};
 use slipway_core::names::validate_resource_name;
-use slipway_store::{Catalog, CatalogSource, Project, ProjectEnvironmentType};
+use slipway_store::{Project, ProjectEnvironmentType};
 
 use crate::{ApiError, ApiResult, AppState};
 
@@ -33,16 +31,11 @@ pub fn routes() -> Router<AppState> {
             "/admin/projects/{p}/environmentTypes/{t}",
             put(put_project_environment_type),
         )
-        .route("/admin/catalogs", get(list_catalogs))
-        .route(
-            "/admin/catalogs/{c}",
-            put(put_catalog).get(get_catalog).post(catalog_action),
-        )
 }
 
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+pub(crate) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
-fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
+pub(crate) fn body<T>(b: JsonBody<T>) -> ApiResult<T> {
     b.map(|Json(v)| v)
         .map_err(|r| ApiError::bad_request("InvalidRequestBody", r.body_text()))
 }
@@ -139,111 +132,4 @@ async fn put_project_environment_type(
     };
     state.store.put_project_environment_type(&pet).await?;
     Ok(Json(json!(pet)))
-}
-
-fn catalog_view(c: &Catalog) -> Value {
-    json!({
-        "name": c.name,
-        "source": c.source,
-        "syncState": c.sync_state,
-        "lastSyncTime": c.last_sync_time,
-        "lastSyncCommit": c.last_commit,
-        "lastSyncStats": c.last_sync_stats,
-        "syncErrorDetails": c.last_sync_errors,
-    })
-}
-
-async fn put_catalog(
-    State(state): State<AppState>,
-    Path(c): Path<String>,
-    b: JsonBody<CatalogSource>,
-) -> ApiResult<Json<Value>> {
-    name_ok("catalog", &c)?;
-    let src = body(b)?;
-    if src.kind != "local" && src.kind != "git" {
-        return Err(ApiError::bad_request(
-            "InvalidCatalogSource",
-            format!(
-                "property 'kind' is '{}': expected 'local' or 'git'",
-                src.kind
-            ),
-        ));
-    }
-    if src.uri.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "InvalidCatalogSource",
-            "property 'uri' is required",
-        ));
-    }
-    state.store.put_catalog(&c, &src).await?;
-    let cat = state.store.get_catalog(&c).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "catalog vanished",
-        )
-    })?;
-    Ok(Json(catalog_view(&cat)))
-}
-
-async fn list_catalogs(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let value: Vec<Value> = state
-        .store
-        .list_catalogs()
-        .await?
-        .iter()
-        .map(catalog_view)
-        .collect();
-    Ok(Json(json!({ "value": value })))
-}
-
-async fn get_catalog(
-    State(state): State<AppState>,
-    Path(c): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let cat = state.store.get_catalog(&c).await?.ok_or_else(|| {
-        ApiError::not_found("CatalogNotFound", format!("catalog '{c}' not found"))
-    })?;
-    Ok(Json(catalog_view(&cat)))
-}
-
-/// `POST /admin/catalogs/{c}:sync`.
-async fn catalog_action(
-    State(state): State<AppState>,
-    Path(c): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let Some(name) = c.strip_suffix(":sync") else {
-        return Err(ApiError::not_found(
-            "UnknownAction",
-            format!("'{c}' is not a catalog action: expected '<catalog>:sync'"),
-        ));
-    };
-    match sync_catalog(&state.store, name, &state.config.work_dir).await {
-        Ok(_) | Err(CatalogError::Source(_)) => {}
-        Err(CatalogError::NotFound(n)) => {
-            return Err(ApiError::not_found(
-                "CatalogNotFound",
-                format!("catalog '{n}' not found"),
-            ))
-        }
-        Err(CatalogError::SyncInProgress(n)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "SyncInProgress",
-                format!("catalog '{n}' is already syncing"),
-            ))
-        }
-        Err(CatalogError::Store(e)) => return Err(e.into()),
-        Err(CatalogError::Io(e)) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "SyncFailed",
-                e.to_string(),
-            ))
-        }
-    }
-    let cat = state.store.get_catalog(name).await?.ok_or_else(|| {
-        ApiError::not_found("CatalogNotFound", format!("catalog '{name}' not found"))
-    })?;
-    Ok(Json(catalog_view(&cat)))
 }

@@ -295,15 +295,11 @@ async fn put_environment(
             format!("environment type '{env_type}' is disabled in project '{p}'"),
         ));
     }
-    let definition = state
-        .store
-        .get_definition(&catalog, &def_name)
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "EnvironmentDefinitionNotFound",
-                format!("environment definition '{def_name}' not found in catalog '{catalog}'"),
-            )
+    let definition = visible_definition(&state, &p, &catalog, &def_name)
+        .await
+        .map_err(|mut e| {
+            e.status = StatusCode::BAD_REQUEST;
+            e
         })?;
     let parameters =
         resolve_parameters(&definition.manifest.parameters, &supplied).map_err(|errs| {
@@ -378,6 +374,7 @@ async fn delete_environment(
         .store
         .get_definition(&env.catalog, &env.definition)
         .await?
+        .filter(DefinitionRecord::is_valid)
     {
         Some(d) => d,
         None => {
@@ -564,6 +561,50 @@ fn catalog_json(state: &AppState, project: &str, c: &slipway_store::Catalog) -> 
     })
 }
 
+/// A catalog visible in `project` (the dev center's or the project's own), or 404.
+pub async fn visible_catalog(
+    state: &AppState,
+    project: &str,
+    catalog: &str,
+) -> ApiResult<slipway_store::Catalog> {
+    match state.store.get_catalog(catalog).await? {
+        Some(c) if c.spec.project.as_deref().is_none_or(|o| o == project) => Ok(c),
+        _ => Err(ApiError::not_found(
+            "CatalogNotFound",
+            format!("catalog '{catalog}' not found in project '{project}'"),
+        )),
+    }
+}
+
+/// A deployable definition of a catalog visible in `project`, or 404 naming
+/// why (missing, or rejected by the last sync with its first error).
+pub async fn visible_definition(
+    state: &AppState,
+    project: &str,
+    catalog: &str,
+    name: &str,
+) -> ApiResult<DefinitionRecord> {
+    visible_catalog(state, project, catalog).await?;
+    match state.store.get_definition(catalog, name).await? {
+        Some(d) if d.is_valid() => Ok(d),
+        Some(d) => {
+            let reason = d
+                .error_details
+                .first()
+                .and_then(|e| e["message"].as_str())
+                .unwrap_or("validation failed");
+            Err(ApiError::not_found(
+                "EnvironmentDefinitionInvalid",
+                format!("environment definition '{name}' in catalog '{catalog}' failed validation at the last sync: {reason}"),
+            ))
+        }
+        None => Err(ApiError::not_found(
+            "EnvironmentDefinitionNotFound",
+            format!("environment definition '{name}' not found in catalog '{catalog}'"),
+        )),
+    }
+}
+
 async fn list_catalogs(
     State(state): State<AppState>,
     Path(p): Path<String>,
@@ -571,7 +612,7 @@ async fn list_catalogs(
     require_project(&state, &p).await?;
     let value: Vec<Value> = state
         .store
-        .list_catalogs()
+        .catalogs_for_project(&p)
         .await?
         .iter()
         .map(|c| catalog_json(&state, &p, c))
@@ -584,9 +625,7 @@ async fn get_catalog(
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     require_project(&state, &p).await?;
-    let cat = state.store.get_catalog(&c).await?.ok_or_else(|| {
-        ApiError::not_found("CatalogNotFound", format!("catalog '{c}' not found"))
-    })?;
+    let cat = visible_catalog(&state, &p, &c).await?;
     Ok(Json(catalog_json(&state, &p, &cat)))
 }
 
@@ -595,13 +634,14 @@ async fn list_all_definitions(
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
     require_project(&state, &p).await?;
-    let value: Vec<Value> = state
-        .store
-        .list_definitions(None)
-        .await?
-        .iter()
-        .map(|d| views::definition(&state.config.base_url, &p, d))
-        .collect();
+    let mut value = Vec::new();
+    for c in state.store.catalogs_for_project(&p).await? {
+        for d in state.store.list_definitions(Some(&c.name)).await? {
+            if d.is_valid() {
+                value.push(views::definition(&state.config.base_url, &p, &d));
+            }
+        }
+    }
     Ok(Json(json!({ "value": value })))
 }
 
@@ -610,17 +650,13 @@ async fn list_catalog_definitions(
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     require_project(&state, &p).await?;
-    if state.store.get_catalog(&c).await?.is_none() {
-        return Err(ApiError::not_found(
-            "CatalogNotFound",
-            format!("catalog '{c}' not found"),
-        ));
-    }
+    visible_catalog(&state, &p, &c).await?;
     let value: Vec<Value> = state
         .store
         .list_definitions(Some(&c))
         .await?
         .iter()
+        .filter(|d| d.is_valid())
         .map(|d| views::definition(&state.config.base_url, &p, d))
         .collect();
     Ok(Json(json!({ "value": value })))
@@ -631,11 +667,6 @@ async fn get_definition(
     Path((p, c, d)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     require_project(&state, &p).await?;
-    let def = state.store.get_definition(&c, &d).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "EnvironmentDefinitionNotFound",
-            format!("environment definition '{d}' not found in catalog '{c}'"),
-        )
-    })?;
+    let def = visible_definition(&state, &p, &c, &d).await?;
     Ok(Json(views::definition(&state.config.base_url, &p, &def)))
 }

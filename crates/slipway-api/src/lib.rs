@@ -4,13 +4,15 @@
 //! - [`data_plane`]: ADE data-plane paths (`/projects/{p}/users/{u}/environments/{e}`…,
 //!   reference `ade.md` §5.1). `api-version` is accepted and ignored.
 //! - [`admin`]: Slipway's minimal control plane under `/admin` (projects,
-//!   environment types, project environment types, catalogs and sync).
+//!   environment types, project environment types); [`catalogs`]: catalogs,
+//!   their definitions and sync, secrets.
 //! - [`runner_api`]: the runner protocol under `/runner/v1` (see
 //!   `slipway_core::protocol`), authorised by per-operation tokens.
 //!
 //! Errors are ADE `CloudError` JSON: `{"error": {"code", "message", "details"?}}`.
 
 pub mod admin;
+pub mod catalogs;
 pub mod data_plane;
 pub mod runner_api;
 mod views;
@@ -22,8 +24,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
+use slipway_catalog::SyncTrigger;
 use slipway_runner::{RunnerImages, Scheduler};
-use slipway_store::{Store, StoreError};
+use slipway_store::{SecretKey, Store, StoreError};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -51,6 +54,10 @@ pub struct AppState {
     pub scheduler: Arc<Scheduler>,
     /// Settings.
     pub config: Arc<ServerConfig>,
+    /// Key that seals and opens stored secrets.
+    pub secret_key: SecretKey,
+    /// Wakes the scheduled catalog sync after catalog changes.
+    pub catalog_sync: SyncTrigger,
 }
 
 /// Builds the router with every route group.
@@ -58,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(data_plane::routes())
         .merge(admin::routes())
+        .merge(catalogs::routes())
         .merge(runner_api::routes(state.config.max_storage_bytes))
         .with_state(state)
 }

@@ -85,7 +85,11 @@ pub fn definition(base: &str, project: &str, d: &DefinitionRecord) -> Value {
                 v["description"] = json!(desc);
             }
             if let Some(def) = &p.default {
-                v["default"] = def.clone();
+                // ADE's API model serializes `default` as a string (`"true"`, `"3"`).
+                v["default"] = match def {
+                    Value::String(s) => json!(s),
+                    other => json!(other.to_string()),
+                };
             }
             if let Some(a) = &p.allowed {
                 v["allowed"] = json!(a);

@@ -20,7 +20,8 @@ fn rel(root: &Path, p: &Path) -> String {
 
 /// Zips the files at and below `folder` deterministically: sorted paths,
 /// fixed timestamps, unix modes kept, entries named in `skip` left out. Symlinks are followed
-/// only when they stay inside `folder`; one that leaves it is an error.
+/// only when they stay inside `folder`; one that leaves it or dangles is an
+/// error of kind `InvalidData` naming the link.
 pub fn zip_folder(folder: &Path, skip: &[&str]) -> std::io::Result<Vec<u8>> {
     let base = folder.canonicalize()?;
     let mut files = Vec::new();
@@ -55,7 +56,15 @@ fn collect_files(
         }
         let ft = e.file_type()?;
         if ft.is_symlink() {
-            let target = path.canonicalize()?;
+            let target = path.canonicalize().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "symlink '{}' points to something that does not exist",
+                        rel(base, &path)
+                    ),
+                )
+            })?;
             if !target.starts_with(base) {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,

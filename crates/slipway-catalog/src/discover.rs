@@ -1,11 +1,21 @@
 //! Discovery of definition folders and their content snapshots.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use slipway_archive::zip_folder;
-use slipway_core::manifest::{parse_manifest, MANIFEST_FILE_NAMES};
+use slipway_core::manifest::{parse_manifest, peek_name, MANIFEST_FILE_NAMES};
 use slipway_core::EnvironmentDefinitionManifest;
+use slipway_store::DefinitionRecord;
+
+/// ADE code for a `templatePath` that is missing or leaves the definition folder.
+pub const TEMPLATE_PATH_INVALID: &str = "TemplatePathInvalid";
+/// ADE code for content that references something outside the definition
+/// folder (a symlink leaving it, or one that dangles).
+pub const INVALID_REFERENCE: &str = "InvalidReference";
+/// ADE code for two definitions with one name.
+pub const DUPLICATE_NAME: &str = "DuplicateEnvironmentName";
 
 /// One valid definition found in a catalog.
 #[derive(Debug, Clone)]
@@ -14,12 +24,30 @@ pub struct DiscoveredDefinition {
     pub folder: String,
     /// Parsed manifest.
     pub manifest: EnvironmentDefinitionManifest,
-    /// Zip of the folder's content.
-    pub content: Vec<u8>,
-    /// sha256 hex of `content`.
+    /// Zip of the folder's content; `None` when the folder is unchanged since
+    /// the previous snapshot (same git tree) and its stored blob is reused.
+    pub content: Option<Vec<u8>>,
+    /// sha256 hex of the content zip.
     pub digest: String,
     /// Manifest warnings.
     pub warnings: Vec<String>,
+    /// Git tree id of the folder, when the source is git.
+    pub source_tree: Option<String>,
+}
+
+/// A definition folder that failed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinitionError {
+    /// Manifest path from the catalog root, with a leading `/` (ADE `path`).
+    pub path: String,
+    /// Folder relative to the catalog root.
+    pub folder: String,
+    /// The manifest's `name`, when it could be read.
+    pub name: Option<String>,
+    /// ADE error code (`ParseError`, `TemplatePathInvalid`, `InvalidReference`).
+    pub code: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
 }
 
 /// Everything discovery found.
@@ -29,8 +57,8 @@ pub struct DiscoveredCatalog {
     pub definitions: Vec<DiscoveredDefinition>,
     /// `(manifest path, "DuplicateEnvironmentName")` for every definition sharing a name.
     pub conflicts: Vec<(String, String)>,
-    /// `(manifest path, code, message)` for every invalid definition.
-    pub errors: Vec<(String, String, String)>,
+    /// Every invalid definition folder.
+    pub errors: Vec<DefinitionError>,
 }
 
 /// sha256 as lowercase hex.
@@ -40,33 +68,81 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Walks `root` and returns every definition folder's result. Folders named
 /// `.git` are skipped; a definition folder is not searched for nested ones.
-pub fn discover(root: &Path) -> std::io::Result<DiscoveredCatalog> {
+///
+/// `trees` maps folders (relative to `root`) to git tree ids; a folder whose
+/// tree equals the `source_tree` of a valid record in `previous` is taken
+/// from that record without reading or zipping it.
+pub fn discover(
+    root: &Path,
+    trees: &HashMap<String, String>,
+    previous: &[DefinitionRecord],
+) -> std::io::Result<DiscoveredCatalog> {
     let mut folders = Vec::new();
     find_definition_folders(root, &mut folders)?;
+    let reusable: HashMap<(&str, &str), &DefinitionRecord> = previous
+        .iter()
+        .filter(|r| r.is_valid())
+        .filter_map(|r| Some(((r.folder.as_str(), r.source_tree.as_deref()?), r)))
+        .collect();
     let mut out = DiscoveredCatalog::default();
     let mut valid: Vec<(String, DiscoveredDefinition)> = Vec::new();
     for (folder, manifest_file) in folders {
+        let rel_folder = rel(root, &folder);
         let rel_manifest = format!("/{}", rel(root, &folder.join(&manifest_file)));
-        match load_definition(root, &folder, &manifest_file) {
-            Ok(d) => valid.push((rel_manifest, d)),
-            Err((code, message)) => out.errors.push((rel_manifest, code, message)),
+        let tree = trees.get(&rel_folder).cloned();
+        let reused = tree
+            .as_deref()
+            .and_then(|t| reusable.get(&(rel_folder.as_str(), t)).copied());
+        if let Some(r) = reused {
+            valid.push((
+                rel_manifest,
+                DiscoveredDefinition {
+                    folder: rel_folder,
+                    manifest: r.manifest.clone(),
+                    content: None,
+                    digest: r.content_digest.clone(),
+                    warnings: r.warnings.clone(),
+                    source_tree: tree,
+                },
+            ));
+            continue;
+        }
+        match load_definition(&folder, &manifest_file) {
+            Ok((manifest, warnings, content)) => valid.push((
+                rel_manifest,
+                DiscoveredDefinition {
+                    folder: rel_folder,
+                    digest: sha256_hex(&content),
+                    manifest,
+                    content: Some(content),
+                    warnings,
+                    source_tree: tree,
+                },
+            )),
+            Err(e) => out.errors.push(DefinitionError {
+                path: rel_manifest,
+                folder: rel_folder,
+                name: e.name,
+                code: e.code.to_string(),
+                message: e.message,
+            }),
         }
     }
-    for (path, d) in &valid {
-        let dupes = valid
-            .iter()
-            .filter(|(_, o)| o.manifest.name == d.manifest.name)
-            .count();
-        if dupes > 1 {
-            out.conflicts
-                .push((path.clone(), "DuplicateEnvironmentName".into()));
-        }
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (_, d) in &valid {
+        *by_name.entry(d.manifest.name.as_str()).or_default() += 1;
     }
-    out.definitions = valid
-        .into_iter()
-        .filter(|(path, _)| !out.conflicts.iter().any(|(p, _)| p == path))
-        .map(|(_, d)| d)
+    let duplicated: Vec<bool> = valid
+        .iter()
+        .map(|(_, d)| by_name[d.manifest.name.as_str()] > 1)
         .collect();
+    for ((path, d), dup) in valid.into_iter().zip(duplicated) {
+        if dup {
+            out.conflicts.push((path, DUPLICATE_NAME.into()));
+        } else {
+            out.definitions.push(d);
+        }
+    }
     out.definitions
         .sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
     Ok(out)
@@ -87,60 +163,92 @@ fn find_definition_folders(dir: &Path, out: &mut Vec<(PathBuf, String)>) -> std:
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        let ft = e.file_type()?;
-        if ft.is_dir() && e.file_name() != ".git" {
+        // Symlinked folders are not followed: a definition lives in the catalog's own tree.
+        if e.file_type()?.is_dir() && e.file_name() != ".git" {
             find_definition_folders(&e.path(), out)?;
         }
     }
     Ok(())
 }
 
+struct LoadError {
+    name: Option<String>,
+    code: &'static str,
+    message: String,
+}
+
 fn load_definition(
-    root: &Path,
     folder: &Path,
     manifest_file: &str,
-) -> Result<DiscoveredDefinition, (String, String)> {
-    let text = std::fs::read_to_string(folder.join(manifest_file)).map_err(|e| {
-        (
-            "ParseError".to_string(),
+) -> Result<(EnvironmentDefinitionManifest, Vec<String>, Vec<u8>), LoadError> {
+    let fail = |name: Option<String>, code: &'static str, message: String| LoadError {
+        name,
+        code,
+        message,
+    };
+    let bytes = std::fs::read(folder.join(manifest_file)).map_err(|e| {
+        fail(
+            None,
+            "ParseError",
             format!("cannot read {manifest_file}: {e}"),
         )
     })?;
-    let parsed = parse_manifest(&text).map_err(|e| (e.code().to_string(), e.to_string()))?;
-    let template = folder.join(&parsed.manifest.template_path);
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(
+            None,
+            "ParseError",
+            format!(
+                "{manifest_file} is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })?;
+    let name = peek_name(&text);
+    let parsed = parse_manifest(&text).map_err(|e| fail(name.clone(), e.code(), e.to_string()))?;
+    let template_path = &parsed.manifest.template_path;
+    let template = folder.join(template_path);
     let canonical_folder = folder
         .canonicalize()
-        .map_err(|e| ("ParseError".to_string(), e.to_string()))?;
+        .map_err(|e| fail(name.clone(), "ParseError", e.to_string()))?;
     match template.canonicalize() {
         Ok(t) if t.starts_with(&canonical_folder) && t.is_file() => {}
+        Ok(t) if t.starts_with(&canonical_folder) => {
+            return Err(fail(
+                name,
+                TEMPLATE_PATH_INVALID,
+                format!("templatePath '{template_path}' is a folder: expected a file inside the definition folder"),
+            ))
+        }
         Ok(_) => {
-            return Err((
-                "TemplatePathInvalid".into(),
-                format!(
-                    "templatePath '{}' must be a file inside the definition folder",
-                    parsed.manifest.template_path
-                ),
+            return Err(fail(
+                name,
+                TEMPLATE_PATH_INVALID,
+                format!("templatePath '{template_path}' leads outside the definition folder: definitions cannot reference content outside their folder"),
             ))
         }
         Err(_) => {
-            return Err((
-                "TemplatePathInvalid".into(),
-                format!(
-                    "templatePath '{}' does not exist in the definition folder",
-                    parsed.manifest.template_path
-                ),
+            return Err(fail(
+                name,
+                TEMPLATE_PATH_INVALID,
+                format!("templatePath '{template_path}' does not exist in the definition folder: expected a path relative to {manifest_file}"),
             ))
         }
     }
-    let content =
-        zip_folder(folder, &[".git"]).map_err(|e| ("ParseError".to_string(), e.to_string()))?;
-    Ok(DiscoveredDefinition {
-        folder: rel(root, folder),
-        digest: sha256_hex(&content),
-        manifest: parsed.manifest,
-        content,
-        warnings: parsed.warnings,
-    })
+    let content = zip_folder(folder, &[".git"]).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::InvalidData
+            || e.kind() == std::io::ErrorKind::NotFound
+        {
+            INVALID_REFERENCE
+        } else {
+            "ParseError"
+        };
+        fail(
+            name.clone(),
+            code,
+            format!("{e}: definitions cannot reference content outside their folder"),
+        )
+    })?;
+    Ok((parsed.manifest, parsed.warnings, content))
 }
 
 #[cfg(test)]
@@ -197,7 +305,7 @@ mod tests {
         );
         std::os::unix::fs::symlink(r.join("outside.tf"), r.join("Escape/link.tf")).unwrap();
 
-        let found = discover(r).unwrap();
+        let found = discover(r, &HashMap::new(), &[]).unwrap();
         let names: Vec<_> = found
             .definitions
             .iter()
@@ -212,17 +320,21 @@ mod tests {
         let codes: Vec<_> = found
             .errors
             .iter()
-            .map(|(p, c, _)| (p.as_str(), c.as_str()))
+            .map(|e| (e.path.as_str(), e.code.as_str()))
             .collect();
         assert!(codes.contains(&("/Broken/environment.yaml", "ParseError")));
         assert!(codes.contains(&("/NoTemplate/environment.yaml", "TemplatePathInvalid")));
         assert!(codes.contains(&("/Escape/environment.yaml", "TemplatePathInvalid")));
         let good = &found.definitions[0];
-        let archive = zip::ZipArchive::new(std::io::Cursor::new(good.content.clone())).unwrap();
+        let archive =
+            zip::ZipArchive::new(std::io::Cursor::new(good.content.clone().unwrap())).unwrap();
         let mut files: Vec<_> = archive.file_names().collect();
         files.sort();
         assert_eq!(files, ["environment.yaml", "main.tf", "sub/extra.txt"]);
         // Deterministic: same content, same digest.
-        assert_eq!(discover(r).unwrap().definitions[0].digest, good.digest);
+        assert_eq!(
+            discover(r, &HashMap::new(), &[]).unwrap().definitions[0].digest,
+            good.digest
+        );
     }
 }

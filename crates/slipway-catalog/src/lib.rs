@@ -13,14 +13,22 @@
 //! sync keeps the previous snapshot; two syncs of one catalog never overlap.
 
 mod discover;
+mod schedule;
 mod source;
 
+use std::collections::HashMap;
+use std::path::Path;
+
 use serde_json::{json, Value};
-use slipway_store::{CatalogSource, DefinitionRecord, Store, StoreError};
+use slipway_store::{CatalogSource, DefinitionRecord, SecretKey, Store, StoreError};
 use thiserror::Error;
 
-pub use discover::{discover, DiscoveredCatalog, DiscoveredDefinition};
-pub use source::{fetch, FetchedSource};
+pub use discover::{
+    discover, sha256_hex, DefinitionError, DiscoveredCatalog, DiscoveredDefinition, DUPLICATE_NAME,
+    INVALID_REFERENCE, TEMPLATE_PATH_INVALID,
+};
+pub use schedule::{SyncScheduler, SyncTrigger};
+pub use source::{fetch, remote_head, scrub, FetchedSource, GitCredential};
 
 /// Errors of catalog operations.
 #[derive(Debug, Error)]
@@ -31,15 +39,41 @@ pub enum CatalogError {
     /// A sync of this catalog is already running.
     #[error("catalog '{0}' is already syncing")]
     SyncInProgress(String),
-    /// Fetching the source failed (git error, missing folder…).
+    /// The source was reached but is not usable (missing folder or branch, unknown kind…).
     #[error("{0}")]
     Source(String),
+    /// The source refused the credentials (or asked for some).
+    #[error("The source control credentials could not be validated successfully. {0}")]
+    Unauthorized(String),
+    /// The source could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The catalog's secret is missing, of the wrong kind, or cannot be opened.
+    #[error("{0}")]
+    Secret(String),
     /// Local I/O failure.
     #[error("catalog I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CatalogError {
+    /// ADE `operationError.code` for a failed sync.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CatalogError::Unauthorized(_) | CatalogError::Secret(_) => "Conflict",
+            CatalogError::Unreachable(_) => "SourceUnreachable",
+            CatalogError::Source(_) => "InvalidSource",
+            _ => "SyncFailed",
+        }
+    }
+
+    /// Whether the source was reached (ADE `connectionState` Connected).
+    fn connected(&self) -> bool {
+        matches!(self, CatalogError::Source(_))
+    }
 }
 
 /// Result of a successful sync: ADE `lastSyncStats` and the sync error details.
@@ -51,18 +85,27 @@ pub struct SyncOutcome {
     pub stats: Value,
     /// `{operationError, conflicts[{path,name}], errors[{path, errorDetails[{code,message}]}]}`.
     pub errors: Value,
+    /// Whether the source was unchanged since the last snapshot and nothing was fetched.
+    pub skipped_fetch: bool,
 }
 
 /// Syncs catalog `name`: fetch, discover, validate, store content blobs and
-/// replace the definitions in one transaction. `work_dir` holds temporary clones.
+/// replace the definitions in one transaction. `work_dir` holds temporary
+/// clones and key files; `key` opens the catalog's secret.
+///
+/// A git catalog whose branch still points at the last synced commit (and
+/// whose source is unchanged) is not fetched again: the sync reports every
+/// definition unchanged. Unchanged definition folders (same git tree) are not
+/// re-read or re-zipped.
 ///
 /// Errors: [`CatalogError::SyncInProgress`] if another sync runs; on any
-/// other failure the catalog is marked `Failed` with an `operationError` and
-/// the previous snapshot keeps serving.
+/// other failure the catalog is marked `Failed` with an ADE `operationError`
+/// and the previous snapshot keeps serving.
 pub async fn sync_catalog(
     store: &Store,
     name: &str,
-    work_dir: &std::path::Path,
+    work_dir: &Path,
+    key: &SecretKey,
 ) -> Result<SyncOutcome, CatalogError> {
     let catalog = store
         .get_catalog(name)
@@ -71,60 +114,129 @@ pub async fn sync_catalog(
     if !store.begin_catalog_sync(name).await? {
         return Err(CatalogError::SyncInProgress(name.to_string()));
     }
-    match run_sync(store, name, &catalog.source, work_dir).await {
+    let started = std::time::Instant::now();
+    let result = run_sync(store, &catalog, work_dir, key).await;
+    tracing::info!(
+        catalog = name,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "catalog sync"
+    );
+    match result {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             let details = json!({
-                "operationError": {"code": "SyncFailed", "message": e.to_string()},
+                "operationError": {"code": e.code(), "message": e.to_string()},
                 "conflicts": [],
                 "errors": []
             });
-            store.fail_catalog_sync(name, &details).await?;
+            store
+                .fail_catalog_sync(name, &details, e.connected())
+                .await?;
             Err(e)
         }
     }
 }
 
+async fn credential(
+    store: &Store,
+    secret: Option<&str>,
+    key: &SecretKey,
+) -> Result<Option<GitCredential>, CatalogError> {
+    let Some(secret) = secret else {
+        return Ok(None);
+    };
+    let (kind, value) = store
+        .secret_value(secret, key)
+        .await
+        .map_err(|e| CatalogError::Secret(e.to_string()))?
+        .ok_or_else(|| {
+            CatalogError::Secret(format!(
+                "secret '{secret}' named by the catalog's secretIdentifier does not exist"
+            ))
+        })?;
+    GitCredential::from_secret(&kind, value)
+        .map(Some)
+        .map_err(CatalogError::Secret)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CatalogError> + Send + 'static,
+) -> Result<T, CatalogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CatalogError::Source(format!("sync task failed: {e}")))?
+}
+
 async fn run_sync(
     store: &Store,
-    name: &str,
-    src: &CatalogSource,
-    work_dir: &std::path::Path,
+    catalog: &slipway_store::Catalog,
+    work_dir: &Path,
+    key: &SecretKey,
 ) -> Result<SyncOutcome, CatalogError> {
-    let src = src.clone();
+    let name = catalog.name.as_str();
+    let src: CatalogSource = catalog.spec.source.clone();
+    let cred = credential(store, catalog.spec.secret.as_deref(), key).await?;
     let work = work_dir.to_path_buf();
-    let found = tokio::task::spawn_blocking(
-        move || -> Result<(DiscoveredCatalog, String), CatalogError> {
-            let fetched = fetch(&src, &work)?;
-            let discovered = discover(&fetched.root)?;
-            let commit = fetched.commit.unwrap_or_else(|| {
-                let mut all: Vec<&str> = discovered
-                    .definitions
-                    .iter()
-                    .map(|d| d.digest.as_str())
-                    .collect();
-                all.sort();
-                format!(
-                    "local-{}",
-                    &discover::sha256_hex(all.join(",").as_bytes())[..12]
-                )
-            });
-            Ok((discovered, commit))
-        },
-    )
-    .await
-    .map_err(|e| CatalogError::Source(format!("sync task failed: {e}")))??;
-    let (discovered, commit) = found;
-
     let previous = store.list_definitions(Some(name)).await?;
+
+    if src.kind == "git" {
+        let (s, c, w) = (src.clone(), cred.clone(), work.clone());
+        let head = blocking(move || remote_head(&s, c.as_ref(), &w)).await?;
+        let same_source = catalog.synced_source.as_ref() == Some(&src);
+        if same_source && catalog.last_commit.as_deref() == Some(head.as_str()) {
+            let valid = previous.iter().filter(|d| d.is_valid()).count();
+            let errors = catalog
+                .last_sync_errors
+                .clone()
+                .unwrap_or_else(|| json!({}));
+            let stats = json!({
+                "added": 0, "updated": 0, "unchanged": valid, "removed": 0,
+                "validationErrors": count_errors(&errors),
+                "synchronizationErrors": 0,
+            });
+            store.commit_unchanged_catalog_sync(name, &stats).await?;
+            return Ok(SyncOutcome {
+                commit: head,
+                stats,
+                errors,
+                skipped_fetch: true,
+            });
+        }
+    }
+
+    let prev = previous.clone();
+    let (discovered, commit) = blocking(move || {
+        let fetched = fetch(&src, cred.as_ref(), &work)?;
+        let discovered = discover(&fetched.root, &fetched.trees, &prev)?;
+        let commit = fetched.commit.clone().unwrap_or_else(|| {
+            let mut all: Vec<&str> = discovered
+                .definitions
+                .iter()
+                .map(|d| d.digest.as_str())
+                .collect();
+            all.sort();
+            format!("local-{}", &sha256_hex(all.join(",").as_bytes())[..12])
+        });
+        Ok((discovered, commit))
+    })
+    .await?;
+
+    let prev_by_name: HashMap<&str, &DefinitionRecord> = previous
+        .iter()
+        .filter(|p| p.is_valid())
+        .map(|p| (p.name.as_str(), p))
+        .collect();
     let mut records = Vec::new();
     let (mut added, mut updated, mut unchanged) = (0, 0, 0);
     for d in &discovered.definitions {
-        let key = Store::definition_key(&d.digest);
-        if !store.blobs.exists(&key).await? {
-            store.blobs.put(&key, &d.content).await?;
+        if let Some(content) = &d.content {
+            let key = Store::definition_key(&d.digest);
+            if !store.blobs.exists(&key).await? {
+                store.blobs.put(&key, content).await?;
+            }
         }
-        match previous.iter().find(|p| p.name == d.manifest.name) {
+        match prev_by_name.get(d.manifest.name.as_str()) {
             None => added += 1,
             Some(p)
                 if p.content_digest == d.digest
@@ -142,31 +254,86 @@ async fn run_sync(
             manifest: d.manifest.clone(),
             content_digest: d.digest.clone(),
             commit: Some(commit.clone()),
+            validation_status: "Succeeded".into(),
+            error_details: Vec::new(),
+            warnings: d.warnings.clone(),
+            source_tree: d.source_tree.clone(),
         });
     }
-    let removed = previous
-        .iter()
-        .filter(|p| !records.iter().any(|r| r.name == p.name))
+    let removed = prev_by_name
+        .keys()
+        .filter(|n| !records.iter().any(|r| r.name == **n))
         .count();
+    // Rejected definitions with a usable, otherwise unused name keep their
+    // error details under that name (ADE per-definition error details).
+    for e in &discovered.errors {
+        let Some(n) = e.name.as_deref() else { continue };
+        if records.iter().any(|r| r.name == n)
+            || discovered
+                .errors
+                .iter()
+                .filter(|o| o.name.as_deref() == Some(n))
+                .count()
+                > 1
+        {
+            continue;
+        }
+        records.push(DefinitionRecord {
+            catalog: name.to_string(),
+            name: n.to_string(),
+            folder: e.folder.clone(),
+            manifest: slipway_core::EnvironmentDefinitionManifest {
+                name: n.to_string(),
+                version: None,
+                summary: None,
+                description: None,
+                runner: None,
+                template_path: String::new(),
+                parameters: Vec::new(),
+            },
+            content_digest: String::new(),
+            commit: Some(commit.clone()),
+            validation_status: "Failed".into(),
+            error_details: vec![json!({"code": e.code, "message": e.message})],
+            warnings: Vec::new(),
+            source_tree: None,
+        });
+    }
+    let errors = json!({
+        "operationError": Value::Null,
+        "conflicts": discovered.conflicts.iter().map(|(path, n)| json!({"path": path, "name": n})).collect::<Vec<_>>(),
+        "errors": discovered.errors.iter().map(|e| json!({"path": e.path, "errorDetails": [{"code": e.code, "message": e.message}]})).collect::<Vec<_>>(),
+    });
     let stats = json!({
         "added": added,
         "updated": updated,
         "unchanged": unchanged,
         "removed": removed,
-        "validationErrors": discovered.errors.len() + discovered.conflicts.len(),
+        "validationErrors": count_errors(&errors),
         "synchronizationErrors": 0,
     });
-    let errors = json!({
-        "operationError": Value::Null,
-        "conflicts": discovered.conflicts.iter().map(|(path, n)| json!({"path": path, "name": n})).collect::<Vec<_>>(),
-        "errors": discovered.errors.iter().map(|(path, code, msg)| json!({"path": path, "errorDetails": [{"code": code, "message": msg}]})).collect::<Vec<_>>(),
-    });
     store
-        .commit_catalog_sync(name, &commit, &records, &stats, &errors)
+        .commit_catalog_sync(
+            name,
+            &commit,
+            &catalog.spec.source,
+            &records,
+            &stats,
+            &errors,
+        )
         .await?;
     Ok(SyncOutcome {
         commit,
         stats,
         errors,
+        skipped_fetch: false,
     })
+}
+
+/// Number of rejected definition files in ADE sync error details (conflicts + errors).
+fn count_errors(details: &Value) -> usize {
+    ["conflicts", "errors"]
+        .iter()
+        .map(|k| details[k].as_array().map_or(0, Vec::len))
+        .sum()
 }

@@ -290,6 +290,16 @@ pub fn parse_manifest(text: &str) -> Result<ParsedManifest, ManifestError> {
     })
 }
 
+/// The `name` of a manifest that may not pass validation, when it is a
+/// usable string: lets a sync keep a rejected definition's error details
+/// under its name. `None` for malformed YAML or a missing or invalid name.
+pub fn peek_name(text: &str) -> Option<String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let raw: Value = serde_yaml::from_str(text).ok()?;
+    let name = scalar_to_string(raw.get("name")?)?;
+    is_valid_definition_name(&name).then_some(name)
+}
+
 /// Normalises a manifest-relative path: `/` separators, no leading `./`.
 /// Errors (as a message fragment) for absolute paths and `..` components.
 pub fn normalize_relative_path(path: &str) -> Result<String, &'static str> {

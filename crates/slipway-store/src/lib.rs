@@ -10,12 +10,16 @@
 //! - `environments/<env-id>/outputs.json`: last uploaded outputs;
 //! - `operations/<op-id>.log`: the operation log.
 //!
+//! Secrets (`secrets` table) are sealed with ChaCha20-Poly1305 under a
+//! [`SecretKey`] the operator provides; only ciphertext reaches the disk.
+//!
 //! Invariants: every multi-row change is one transaction; state transitions of
 //! operations are compare-and-set on the current status, so two schedulers can
 //! never both start the same operation.
 
 mod blob;
 mod records;
+mod secrets;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -26,6 +30,7 @@ use thiserror::Error;
 
 pub use blob::BlobStore;
 pub use records::*;
+pub use secrets::SecretKey;
 
 /// Errors from the store.
 #[derive(Debug, Error)]
@@ -50,6 +55,9 @@ pub enum StoreError {
         /// Resource name.
         name: String,
     },
+    /// A secret could not be sealed or opened, or the key file is malformed.
+    #[error("{0}")]
+    Secret(String),
     /// A stored JSON column could not be decoded (data corruption).
     #[error("stored {what} is not valid: {message}")]
     Corrupt {

@@ -32,6 +32,10 @@ fn new_op(project: &str, name: &str) -> NewOperation {
             manifest,
             content_digest: "d".into(),
             commit: None,
+            validation_status: "Succeeded".into(),
+            error_details: Vec::new(),
+            warnings: Vec::new(),
+            source_tree: None,
         },
         runner_image: "img".into(),
     }

@@ -24,6 +24,9 @@ pub enum AdminCommand {
     /// Project environment types.
     #[command(subcommand, name = "project-environment-type")]
     ProjectEnvironmentType(PetCommand),
+    /// Secrets (catalog tokens, SSH keys); values are write-only.
+    #[command(subcommand)]
+    Secret(SecretCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,36 +77,89 @@ pub enum PetCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create or replace a secret. The value is read from a file, standard
+    /// input or an environment variable, never from the command line.
+    Set {
+        /// Secret name.
+        name: String,
+        /// `token` (git https), `sshKey` (git ssh) or `generic`.
+        #[arg(long, default_value = "generic")]
+        kind: String,
+        /// File holding the value (`-` = standard input).
+        #[arg(
+            long,
+            conflicts_with = "from_env",
+            required_unless_present = "from_env"
+        )]
+        value_file: Option<PathBuf>,
+        /// Environment variable holding the value.
+        #[arg(long)]
+        from_env: Option<String>,
+    },
+    /// List secrets (names and kinds; values are never shown).
+    List,
+    /// Delete a secret.
+    Delete {
+        /// Secret name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
-    /// Register (or update) a catalog and sync it.
+    /// Register (or update) a catalog; it syncs at once when new or when its source changed.
     Add {
-        /// Catalog name.
+        /// Catalog name (unique per server).
         name: String,
         /// A local folder holding definition folders.
         #[arg(long, conflicts_with = "git", required_unless_present = "git")]
         path: Option<PathBuf>,
-        /// A git URL (file://, https://, ssh://, git://).
+        /// A git URL (https://, ssh://, user@host:repo, git://, file://).
         #[arg(long)]
         git: Option<String>,
-        /// Git branch.
+        /// Git branch (default: the remote's default branch).
         #[arg(long)]
         branch: Option<String>,
-        /// Folder inside the source that holds the definitions.
+        /// Folder inside the source that holds the definitions (leading `/` optional).
         #[arg(long)]
         folder: Option<String>,
+        /// Make it a project catalog, visible only in this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Secret (kind token or sshKey) used to fetch the git source.
+        #[arg(long)]
+        secret: Option<String>,
+        /// `Scheduled` (synced every interval) or `Manual`.
+        #[arg(long, default_value = "Scheduled")]
+        sync_type: String,
     },
     /// Sync a catalog now.
     Sync {
         /// Catalog name.
         name: String,
     },
+    /// Show a catalog, its last sync and its errors.
+    Show {
+        /// Catalog name.
+        name: String,
+    },
     /// List catalogs.
-    List,
+    List {
+        /// Only the catalogs of this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Delete a catalog and its definitions.
+    Delete {
+        /// Catalog name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DefinitionCommand {
-    /// List environment definitions.
+    /// List the deployable environment definitions of a project.
     List {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
@@ -119,6 +175,20 @@ pub enum DefinitionCommand {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
         project: String,
+        /// Catalog.
+        #[arg(long)]
+        catalog: String,
+    },
+    /// List every definition of a catalog with its validation status (admin view).
+    Validation {
+        /// Catalog.
+        #[arg(long)]
+        catalog: String,
+    },
+    /// Show a definition's validation error details (ADE getErrorDetails).
+    Errors {
+        /// Definition name.
+        name: String,
         /// Catalog.
         #[arg(long)]
         catalog: String,
@@ -328,11 +398,47 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
             format!("/admin/projects/{project}/environmentTypes/{name}"),
             Some(json!({"deploymentTargetId": deployment_target_id, "status": status})),
         ),
+        AdminCommand::Secret(SecretCommand::Set {
+            name,
+            kind,
+            value_file,
+            from_env,
+        }) => {
+            let value = match (value_file, from_env) {
+                (Some(f), _) if f.as_os_str() == "-" => {
+                    let mut v = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut v)
+                        .context("reading the secret from standard input")?;
+                    v
+                }
+                (Some(f), _) => std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading the secret from '{}'", f.display()))?,
+                (None, Some(var)) => std::env::var(&var)
+                    .with_context(|| format!("environment variable '{var}' is not set"))?,
+                (None, None) => bail!("one of --value-file or --from-env is required"),
+            };
+            let value = if kind == "sshKey" {
+                value
+            } else {
+                value.trim().to_string()
+            };
+            (
+                "PUT",
+                format!("/admin/secrets/{name}"),
+                Some(json!({"kind": kind, "value": value})),
+            )
+        }
+        AdminCommand::Secret(SecretCommand::List) => ("GET", "/admin/secrets".to_string(), None),
+        AdminCommand::Secret(SecretCommand::Delete { name }) => {
+            client.send("DELETE", &format!("/admin/secrets/{name}"), None)?;
+            println!("secret '{name}' deleted");
+            return Ok(());
+        }
     };
     let v = client.send(method, &path, body.as_ref())?.json()?;
     print(output, &v, |v| {
         match v.get("value").and_then(Value::as_array) {
-            Some(items) => rows(items, &["name", "location", "description"]),
+            Some(items) => rows(items, &["name", "kind", "location", "description"]),
             None => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
         }
     });
@@ -390,7 +496,21 @@ fn catalog_table(v: &Value) -> String {
     out
 }
 
+/// `/admin` or `/admin/projects/{p}`: where catalog `name` lives.
+fn catalog_scope(client: &ApiClient, name: &str) -> anyhow::Result<String> {
+    let all = client.get("/admin/catalogs")?;
+    let found = value_list(&all)
+        .into_iter()
+        .find(|c| s(c, "name") == name)
+        .with_context(|| format!("catalog '{name}' not found"))?;
+    Ok(match found.get("project").and_then(Value::as_str) {
+        Some(p) => format!("/admin/projects/{p}"),
+        None => "/admin".to_string(),
+    })
+}
+
 fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> anyhow::Result<()> {
+    let failed = |v: &Value| s(v, "syncState") == "Failed";
     match cmd {
         CatalogCommand::Add {
             name,
@@ -398,38 +518,62 @@ fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> any
             git,
             branch,
             folder,
+            project,
+            secret,
+            sync_type,
         } => {
             let body = match (path, git) {
                 (Some(p), _) => {
                     let abs = std::fs::canonicalize(&p)
                         .with_context(|| format!("catalog folder '{}'", p.display()))?;
-                    json!({"kind": "local", "uri": abs.display().to_string(), "path": folder})
+                    json!({"kind": "local", "uri": abs.display().to_string(), "path": folder, "syncType": sync_type})
                 }
                 (None, Some(g)) => {
-                    json!({"kind": "git", "uri": g, "branch": branch, "path": folder})
+                    json!({"kind": "git", "uri": g, "branch": branch, "path": folder, "secretIdentifier": secret, "syncType": sync_type})
                 }
                 (None, None) => bail!("one of --path or --git is required"),
             };
-            client.send("PUT", &format!("/admin/catalogs/{name}"), Some(&body))?;
+            let scope = match project {
+                Some(p) => format!("/admin/projects/{p}"),
+                None => "/admin".to_string(),
+            };
             let v = client
-                .send("POST", &format!("/admin/catalogs/{name}:sync"), None)?
+                .send("PUT", &format!("{scope}/catalogs/{name}"), Some(&body))?
                 .json()?;
             print(output, &v, catalog_table);
-        }
-        CatalogCommand::Sync { name } => {
-            let v = client
-                .send("POST", &format!("/admin/catalogs/{name}:sync"), None)?
-                .json()?;
-            print(output, &v, catalog_table);
-            if s(&v, "syncState") == "Failed" {
+            if failed(&v) {
                 bail!("sync of catalog '{name}' failed");
             }
         }
-        CatalogCommand::List => {
-            let v = client.get("/admin/catalogs")?;
+        CatalogCommand::Sync { name } => {
+            let scope = catalog_scope(client, &name)?;
+            let v = client
+                .send("POST", &format!("{scope}/catalogs/{name}:sync"), None)?
+                .json()?;
+            print(output, &v, catalog_table);
+            if failed(&v) {
+                bail!("sync of catalog '{name}' failed");
+            }
+        }
+        CatalogCommand::Show { name } => {
+            let scope = catalog_scope(client, &name)?;
+            let v = client.get(&format!("{scope}/catalogs/{name}"))?;
+            print(output, &v, catalog_table);
+        }
+        CatalogCommand::List { project } => {
+            let path = match project {
+                Some(p) => format!("/admin/projects/{p}/catalogs"),
+                None => "/admin/catalogs".to_string(),
+            };
+            let v = client.get(&path)?;
             print(output, &v, |v| {
                 value_list(v).iter().map(catalog_table).collect()
             });
+        }
+        CatalogCommand::Delete { name } => {
+            let scope = catalog_scope(client, &name)?;
+            client.send("DELETE", &format!("{scope}/catalogs/{name}"), None)?;
+            println!("catalog '{name}' deleted");
         }
     }
     Ok(())
@@ -464,11 +608,12 @@ fn definition(
             ))?;
             print(output, &v, |v| {
                 let mut out = format!(
-                    "{} ({}): runner {}, template {}\n",
+                    "{} ({}): runner {}, template {}, commit {}\n",
                     s(v, "name"),
                     s(v, "catalogName"),
                     s(v, "runner"),
-                    s(v, "templatePath")
+                    s(v, "templatePath"),
+                    s(v, "catalogCommit")
                 );
                 let params: Vec<Value> = v
                     .get("parameters")
@@ -480,6 +625,39 @@ fn definition(
                     &["id", "type", "required", "readOnly", "default", "allowed"],
                 ));
                 out
+            });
+        }
+        DefinitionCommand::Validation { catalog } => {
+            let scope = catalog_scope(client, &catalog)?;
+            let v = client.get(&format!(
+                "{scope}/catalogs/{catalog}/environmentDefinitions"
+            ))?;
+            print(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &["name", "validationStatus", "folder", "templatePath"],
+                )
+            });
+        }
+        DefinitionCommand::Errors { name, catalog } => {
+            let scope = catalog_scope(client, &catalog)?;
+            let v = client
+                .send(
+                    "POST",
+                    &format!(
+                        "{scope}/catalogs/{catalog}/environmentDefinitions/{name}/getErrorDetails"
+                    ),
+                    None,
+                )?
+                .json()?;
+            print(output, &v, |v| {
+                rows(
+                    v.get("errors")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                    &["code", "message"],
+                )
             });
         }
     }

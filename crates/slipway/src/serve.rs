@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use slipway_api::{AppState, ServerConfig};
+use slipway_catalog::SyncScheduler;
 use slipway_runner::{Engine, RunnerImages, Scheduler, SchedulerConfig};
-use slipway_store::Store;
+use slipway_store::{SecretKey, Store};
 
 /// Options of `slipway serve`.
 #[derive(Debug, Args)]
@@ -46,6 +47,14 @@ pub struct ServeArgs {
     /// User that `me` stands for when a request names none.
     #[arg(long, default_value = "local-user")]
     pub default_user: String,
+    /// File holding the key that seals stored secrets (64 hex digits). Default:
+    /// `<data-dir>/secret.key`, created on first start; keep your own outside
+    /// the data directory in production.
+    #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    /// Interval of the scheduled sync of `Scheduled` catalogs, in seconds (ADE: 30 minutes).
+    #[arg(long, env = "SLIPWAY_CATALOG_SYNC_INTERVAL", default_value_t = 1800)]
+    pub catalog_sync_interval_seconds: u64,
 }
 
 /// Runs the server until the process is stopped.
@@ -62,6 +71,27 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&data_dir)
         .await
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let key_file = args
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("secret.key"));
+    let secret_key = match &args.secret_key_file {
+        Some(f) => SecretKey::from_file(f),
+        None => SecretKey::load_or_create(&key_file),
+    }
+    .with_context(|| format!("loading the secret key from {}", key_file.display()))?;
+    for c in store.cancel_interrupted_syncs().await? {
+        tracing::warn!(catalog = %c, "a sync was interrupted by the last shutdown; its previous snapshot stays");
+    }
+    let work_dir = data_dir.join("work");
+    let catalog_scheduler = SyncScheduler::new(
+        store.clone(),
+        work_dir.clone(),
+        secret_key.clone(),
+        Duration::from_secs(args.catalog_sync_interval_seconds.max(1)),
+    );
+    let catalog_sync = catalog_scheduler.trigger();
+    catalog_scheduler.spawn();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -90,7 +120,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config: Arc::new(ServerConfig {
             base_url: base_url.clone(),
             devcenter_id,
-            work_dir: data_dir.join("work"),
+            work_dir,
             max_storage_bytes: args.max_storage_mib * 1024 * 1024,
             runner_images: RunnerImages {
                 core: args.runner_core,
@@ -99,6 +129,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             },
             default_user: args.default_user,
         }),
+        secret_key,
+        catalog_sync,
     };
     println!(
         "slipway listening on {base_url} (data in {})",

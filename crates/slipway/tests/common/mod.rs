@@ -202,10 +202,9 @@ impl Server {
             Some(json!({})),
         );
         assert_eq!(st, 200, "{v}");
+        // Creating a catalog syncs it.
         let (st, v, _) = self.call("PUT", &format!("/admin/catalogs/{catalog}"), Some(source));
-        assert_eq!(st, 200, "{v}");
-        let (st, v, _) = self.call("POST", &format!("/admin/catalogs/{catalog}:sync"), None);
-        assert_eq!(st, 200, "{v}");
+        assert_eq!(st, 201, "{v}");
         assert_eq!(v["syncState"], "Succeeded", "{v}");
     }
 

@@ -1,0 +1,595 @@
+//! Control plane for catalogs, their definitions and secrets (reference
+//! `ade.md` §4.2 and §5.3). Dev-center catalogs live under
+//! `/admin/catalogs/{c}` and are visible in every project; project catalogs
+//! under `/admin/projects/{p}/catalogs/{c}` are visible only in `p`. Catalog
+//! names are unique per server, so `catalogName` on an environment is never
+//! ambiguous.
+//!
+//! | method, path (`{scope}` = `/admin` or `/admin/projects/{p}`) | |
+//! |---|---|
+//! | `PUT {scope}/catalogs/{c}` | ADE body `{properties:{gitHub\|adoGit:{uri,branch,path,secretIdentifier},syncType}}` or flat `{kind: git\|local, uri, branch?, path?, secretIdentifier?, syncType?}`; 201 on create; syncs at once when new or when the source changed |
+//! | `GET {scope}/catalogs[/{c}]`, `DELETE {scope}/catalogs/{c}` | |
+//! | `POST {scope}/catalogs/{c}:sync` (or `/sync`) | sync now; answers the catalog (409 `SyncInProgress`) |
+//! | `POST {scope}/catalogs/{c}:getSyncErrorDetails` (or `/getSyncErrorDetails`) | `{operationError, conflicts[], errors[]}` |
+//! | `GET {scope}/catalogs/{c}/environmentDefinitions[/{d}]` | every definition, valid or not, with `validationStatus` |
+//! | `POST {scope}/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails` | `{errors:[{code,message}]}` |
+//! | `PUT /admin/secrets/{s}` `{kind: token\|sshKey\|generic, value}`, `GET /admin/secrets[/{s}]`, `DELETE /admin/secrets/{s}` | values are write-only |
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use slipway_catalog::{sync_catalog, CatalogError};
+use slipway_core::names::validate_resource_name;
+use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord};
+
+use crate::admin::{body, JsonBody};
+use crate::{views, ApiError, ApiResult, AppState};
+
+/// Catalog, definition and secret routes.
+pub fn routes() -> Router<AppState> {
+    let mut r = Router::new();
+    for scope in ["/admin", "/admin/projects/{p}"] {
+        r = r
+            .route(&format!("{scope}/catalogs"), get(list_catalogs))
+            .route(
+                &format!("{scope}/catalogs/{{c}}"),
+                put(put_catalog)
+                    .get(get_catalog)
+                    .delete(delete_catalog)
+                    .post(catalog_action),
+            )
+            .route(
+                &format!("{scope}/catalogs/{{c}}/{{action}}"),
+                post(catalog_sub_action),
+            )
+            .route(
+                &format!("{scope}/catalogs/{{c}}/environmentDefinitions"),
+                get(list_definitions),
+            )
+            .route(
+                &format!("{scope}/catalogs/{{c}}/environmentDefinitions/{{d}}"),
+                get(get_definition).post(definition_action),
+            )
+            .route(
+                &format!("{scope}/catalogs/{{c}}/environmentDefinitions/{{d}}/getErrorDetails"),
+                post(definition_error_details),
+            );
+    }
+    r.route("/admin/secrets", get(list_secrets)).route(
+        "/admin/secrets/{s}",
+        put(put_secret).get(get_secret).delete(delete_secret),
+    )
+}
+
+type Params = Path<HashMap<String, String>>;
+
+fn param<'a>(params: &'a HashMap<String, String>, key: &str) -> &'a str {
+    params.get(key).map(String::as_str).unwrap_or_default()
+}
+
+/// The admin view of a catalog (ADE `Catalog` properties, flattened).
+fn catalog_view(c: &Catalog) -> Value {
+    json!({
+        "name": c.name,
+        "project": c.spec.project,
+        "source": c.spec.source,
+        "syncType": c.spec.sync_type,
+        "secretIdentifier": c.spec.secret,
+        "syncState": c.sync_state,
+        "lastSyncTime": c.last_sync_time,
+        "lastSyncCommit": c.last_commit,
+        "lastSyncStats": c.last_sync_stats,
+        "connectionState": c.connection_state,
+        "lastConnectionTime": c.last_connection_time,
+        "syncErrorDetails": c.last_sync_errors,
+    })
+}
+
+/// The catalog `c` in the scope of the request (dev center or project `p`), or 404.
+async fn scoped_catalog(state: &AppState, params: &HashMap<String, String>) -> ApiResult<Catalog> {
+    let name = param(params, "c");
+    let project = params.get("p").map(String::as_str);
+    match state.store.get_catalog(name).await? {
+        Some(c) if c.spec.project.as_deref() == project => Ok(c),
+        _ => Err(ApiError::not_found(
+            "CatalogNotFound",
+            match project {
+                Some(p) => format!("catalog '{name}' not found in project '{p}'"),
+                None => format!("catalog '{name}' not found at the dev center"),
+            },
+        )),
+    }
+}
+
+fn invalid(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("InvalidCatalog", format!("property '{field}' {message}"))
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, field: &str) -> ApiResult<Option<String>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+        Some(other) => Err(invalid(
+            field,
+            format!(
+                "is {}: expected a string",
+                slipway_core::manifest::describe_value(other)
+            ),
+        )),
+    }
+}
+
+fn check_keys(obj: &Map<String, Value>, allowed: &[&str], at: &str) -> ApiResult<()> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(invalid(
+            &format!("{at}{k}"),
+            format!("is not known: expected one of {}", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Reads a catalog body in ADE's shape or Slipway's flat shape.
+fn parse_catalog_body(body: &Value, project: Option<&str>) -> ApiResult<CatalogSpec> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::bad_request(
+            "InvalidRequestBody",
+            "expected a JSON object",
+        ));
+    };
+    let (kind, src, sync_type, at): (String, &Map<String, Value>, Option<String>, String) =
+        if let Some(props) = obj.get("properties") {
+            check_keys(obj, &["properties"], "")?;
+            let props = props
+                .as_object()
+                .ok_or_else(|| invalid("properties", "must be an object"))?;
+            check_keys(
+                props,
+                &["gitHub", "adoGit", "syncType", "tags"],
+                "properties.",
+            )?;
+            let (key, git) = match (props.get("gitHub"), props.get("adoGit")) {
+                (Some(g), None) => ("gitHub", g),
+                (None, Some(g)) => ("adoGit", g),
+                _ => {
+                    return Err(invalid(
+                        "properties",
+                        "must have exactly one of 'gitHub' or 'adoGit'",
+                    ))
+                }
+            };
+            let git = git
+                .as_object()
+                .ok_or_else(|| invalid(&format!("properties.{key}"), "must be an object"))?;
+            check_keys(
+                git,
+                &["uri", "branch", "path", "secretIdentifier"],
+                &format!("properties.{key}."),
+            )?;
+            (
+                "git".to_string(),
+                git,
+                opt_string(props, "syncType", "properties.syncType")?,
+                format!("properties.{key}."),
+            )
+        } else {
+            check_keys(
+                obj,
+                &[
+                    "kind",
+                    "uri",
+                    "branch",
+                    "path",
+                    "secretIdentifier",
+                    "syncType",
+                ],
+                "",
+            )?;
+            let kind = opt_string(obj, "kind", "kind")?.unwrap_or_else(|| "git".into());
+            if kind != "git" && kind != "local" {
+                return Err(invalid(
+                    "kind",
+                    format!("is '{kind}': expected 'git' or 'local'"),
+                ));
+            }
+            (
+                kind,
+                obj,
+                opt_string(obj, "syncType", "syncType")?,
+                String::new(),
+            )
+        };
+    let uri = opt_string(src, "uri", &format!("{at}uri"))?
+        .ok_or_else(|| invalid(&format!("{at}uri"), "is required"))?;
+    let sync_type = sync_type.unwrap_or_else(|| "Scheduled".into());
+    if sync_type != "Manual" && sync_type != "Scheduled" {
+        return Err(invalid(
+            "syncType",
+            format!("is '{sync_type}': expected 'Manual' or 'Scheduled'"),
+        ));
+    }
+    let secret = opt_string(src, "secretIdentifier", &format!("{at}secretIdentifier"))?;
+    if kind == "local" && secret.is_some() {
+        return Err(invalid("secretIdentifier", "applies to git catalogs only"));
+    }
+    Ok(CatalogSpec {
+        source: CatalogSource {
+            branch: if kind == "git" {
+                opt_string(src, "branch", &format!("{at}branch"))?
+            } else {
+                None
+            },
+            path: opt_string(src, "path", &format!("{at}path"))?,
+            kind,
+            uri,
+        },
+        project: project.map(str::to_string),
+        sync_type,
+        secret,
+    })
+}
+
+async fn put_catalog(
+    State(state): State<AppState>,
+    Path(params): Params,
+    b: JsonBody<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = body(b)?;
+    let name = param(&params, "c").to_string();
+    validate_resource_name("catalog", &name)
+        .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
+    let project = params.get("p").cloned();
+    if let Some(p) = &project {
+        if state.store.get_project(p).await?.is_none() {
+            return Err(ApiError::not_found(
+                "ProjectNotFound",
+                format!("project '{p}' not found"),
+            ));
+        }
+    }
+    let spec = parse_catalog_body(&body, project.as_deref())?;
+    if let Some(s) = &spec.secret {
+        if !state
+            .store
+            .list_secrets()
+            .await?
+            .iter()
+            .any(|m| &m.name == s)
+        {
+            return Err(invalid(
+                "secretIdentifier",
+                format!("names secret '{s}', which does not exist: create it with PUT /admin/secrets/{s}"),
+            ));
+        }
+    }
+    let before = state.store.get_catalog(&name).await?;
+    if let Some(b) = &before {
+        if b.spec.project != spec.project {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "catalog name '{name}' is already used by {}: catalog names are unique per server",
+                    b.spec.project.as_deref().map_or("the dev center".to_string(), |p| format!("project '{p}'"))
+                ),
+            ));
+        }
+    }
+    state.store.put_catalog(&name, &spec).await?;
+    let changed = before.as_ref().is_none_or(|b| {
+        b.spec.source != spec.source
+            || b.spec.secret != spec.secret
+            || b.synced_source.as_ref() != Some(&spec.source)
+    });
+    if changed {
+        run_sync(&state, &name).await?;
+    }
+    state.catalog_sync.catalogs_changed();
+    let cat = state.store.get_catalog(&name).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "CatalogNotFound",
+            format!("catalog '{name}' was deleted meanwhile"),
+        )
+    })?;
+    let status = if before.is_none() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(catalog_view(&cat))))
+}
+
+/// Runs a sync; a failed sync is not an HTTP error (the catalog shows it).
+async fn run_sync(state: &AppState, name: &str) -> ApiResult<()> {
+    let res = sync_catalog(
+        &state.store,
+        name,
+        &state.config.work_dir,
+        &state.secret_key,
+    )
+    .await;
+    state.catalog_sync.catalogs_changed();
+    match res {
+        Ok(_)
+        | Err(CatalogError::Source(_))
+        | Err(CatalogError::Unauthorized(_))
+        | Err(CatalogError::Unreachable(_))
+        | Err(CatalogError::Secret(_)) => Ok(()),
+        Err(CatalogError::NotFound(n)) => Err(ApiError::not_found(
+            "CatalogNotFound",
+            format!("catalog '{n}' not found"),
+        )),
+        Err(CatalogError::SyncInProgress(n)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "SyncInProgress",
+            format!("catalog '{n}' is already syncing; try again when its syncState is no longer InProgress"),
+        )),
+        Err(CatalogError::Store(e)) => Err(e.into()),
+        Err(CatalogError::Io(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SyncFailed",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn list_catalogs(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let project = params.get("p");
+    let value: Vec<Value> = state
+        .store
+        .list_catalogs()
+        .await?
+        .iter()
+        .filter(|c| project.is_none() || c.spec.project.as_ref() == project)
+        .map(catalog_view)
+        .collect();
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn get_catalog(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(catalog_view(&scoped_catalog(&state, &params).await?)))
+}
+
+async fn delete_catalog(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<StatusCode> {
+    let c = scoped_catalog(&state, &params).await?;
+    state.store.delete_catalog(&c.name).await?;
+    state.catalog_sync.catalogs_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST .../catalogs/{c}:sync` and `:getSyncErrorDetails`.
+async fn catalog_action(
+    state: State<AppState>,
+    Path(mut params): Params,
+) -> ApiResult<Json<Value>> {
+    let full = param(&params, "c").to_string();
+    let Some((name, action)) = full.split_once(':') else {
+        return Err(ApiError::not_found(
+            "UnknownAction",
+            format!("'{full}' is not a catalog action: expected '<catalog>:sync' or '<catalog>:getSyncErrorDetails'"),
+        ));
+    };
+    params.insert("c".into(), name.to_string());
+    params.insert("action".into(), action.to_string());
+    catalog_sub_action(state, Path(params)).await
+}
+
+/// `POST .../catalogs/{c}/sync` and `/getSyncErrorDetails` (ADE control-plane actions).
+async fn catalog_sub_action(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let c = scoped_catalog(&state, &params).await?;
+    match param(&params, "action") {
+        "sync" => {
+            run_sync(&state, &c.name).await?;
+            let c = scoped_catalog(&state, &params).await?;
+            Ok(Json(catalog_view(&c)))
+        }
+        "getSyncErrorDetails" => Ok(Json(
+            c.last_sync_errors
+                .unwrap_or_else(|| json!({"operationError": null, "conflicts": [], "errors": []})),
+        )),
+        other => Err(ApiError::not_found(
+            "UnknownAction",
+            format!("'{other}' is not a catalog action: expected 'sync' or 'getSyncErrorDetails'"),
+        )),
+    }
+}
+
+/// The admin view of a definition: the data-plane shape plus validation.
+fn definition_view(state: &AppState, d: &DefinitionRecord, project: Option<&str>) -> Value {
+    let mut v = views::definition(&state.config.base_url, project.unwrap_or("-"), d);
+    v["validationStatus"] = json!(d.validation_status);
+    v["errorDetails"] = json!(d.error_details);
+    v["warnings"] = json!(d.warnings);
+    v["folder"] = json!(d.folder);
+    v["contentDigest"] = json!(d.content_digest);
+    v
+}
+
+async fn list_definitions(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let c = scoped_catalog(&state, &params).await?;
+    let project = params.get("p").map(String::as_str);
+    let value: Vec<Value> = state
+        .store
+        .list_definitions(Some(&c.name))
+        .await?
+        .iter()
+        .map(|d| definition_view(&state, d, project))
+        .collect();
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn scoped_definition(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    name: &str,
+) -> ApiResult<DefinitionRecord> {
+    let c = scoped_catalog(state, params).await?;
+    state
+        .store
+        .get_definition(&c.name, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "EnvironmentDefinitionNotFound",
+                format!(
+                    "environment definition '{name}' not found in catalog '{}'",
+                    c.name
+                ),
+            )
+        })
+}
+
+async fn get_definition(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let d = scoped_definition(&state, &params, param(&params, "d")).await?;
+    Ok(Json(definition_view(
+        &state,
+        &d,
+        params.get("p").map(String::as_str),
+    )))
+}
+
+/// `POST .../environmentDefinitions/{d}:getErrorDetails`.
+async fn definition_action(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let full = param(&params, "d");
+    match full.split_once(':') {
+        Some((name, "getErrorDetails")) => {
+            let d = scoped_definition(&state, &params, name).await?;
+            Ok(Json(json!({"errors": d.error_details})))
+        }
+        _ => Err(ApiError::not_found(
+            "UnknownAction",
+            format!("'{full}' is not a definition action: expected '<definition>:getErrorDetails'"),
+        )),
+    }
+}
+
+/// `POST .../environmentDefinitions/{d}/getErrorDetails` (ADE
+/// `ProjectCatalogEnvironmentDefinitions_GetErrorDetails`): `{errors:[{code,message}]}`.
+async fn definition_error_details(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let d = scoped_definition(&state, &params, param(&params, "d")).await?;
+    Ok(Json(json!({"errors": d.error_details})))
+}
+
+// ----- secrets -----
+
+const SECRET_KINDS: [&str; 3] = ["token", "sshKey", "generic"];
+
+async fn put_secret(
+    State(state): State<AppState>,
+    Path(s): Path<String>,
+    b: JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let body = body(b)?;
+    validate_resource_name("secret", &s)
+        .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
+    let obj = body.as_object().ok_or_else(|| {
+        ApiError::bad_request("InvalidRequestBody", "expected a JSON object {kind, value}")
+    })?;
+    let bad = |m: String| ApiError::bad_request("InvalidSecret", m);
+    if let Some(k) = obj.keys().find(|k| *k != "kind" && *k != "value") {
+        return Err(bad(format!(
+            "property '{k}' is not known: expected 'kind' and 'value'"
+        )));
+    }
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("generic");
+    if !SECRET_KINDS.contains(&kind) {
+        return Err(bad(format!(
+            "property 'kind' is '{kind}': expected one of {}",
+            SECRET_KINDS.join(", ")
+        )));
+    }
+    let value = match obj.get("value") {
+        Some(Value::String(v)) if !v.is_empty() => v,
+        _ => {
+            return Err(bad(
+                "property 'value' is required: a non-empty string".into()
+            ))
+        }
+    };
+    state
+        .store
+        .put_secret(&s, kind, value.as_bytes(), &state.secret_key)
+        .await?;
+    secret_meta(&state, &s).await
+}
+
+async fn secret_meta(state: &AppState, s: &str) -> ApiResult<Json<Value>> {
+    let meta = state
+        .store
+        .list_secrets()
+        .await?
+        .into_iter()
+        .find(|m| m.name == s)
+        .ok_or_else(|| ApiError::not_found("SecretNotFound", format!("secret '{s}' not found")))?;
+    Ok(Json(json!(meta)))
+}
+
+async fn get_secret(
+    State(state): State<AppState>,
+    Path(s): Path<String>,
+) -> ApiResult<Json<Value>> {
+    secret_meta(&state, &s).await
+}
+
+async fn list_secrets(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"value": state.store.list_secrets().await?})))
+}
+
+async fn delete_secret(
+    State(state): State<AppState>,
+    Path(s): Path<String>,
+) -> ApiResult<StatusCode> {
+    if let Some(c) = state
+        .store
+        .list_catalogs()
+        .await?
+        .into_iter()
+        .find(|c| c.spec.secret.as_deref() == Some(s.as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "SecretInUse",
+            format!(
+                "secret '{s}' is used by catalog '{}': point the catalog at another secret first",
+                c.name
+            ),
+        ));
+    }
+    if state.store.delete_secret(&s).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "SecretNotFound",
+            format!("secret '{s}' not found"),
+        ))
+    }
+}

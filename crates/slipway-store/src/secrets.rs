@@ -1,0 +1,172 @@
+//! Secrets at rest: catalog tokens, SSH keys, deployment credentials.
+//!
+//! Values are sealed with ChaCha20-Poly1305 under a 256-bit key the operator
+//! provides ([`SecretKey`]); the secret's name is the associated data, so a
+//! ciphertext copied onto another row does not open. The database holds only
+//! nonce + ciphertext; no API returns a value ([`SecretMeta`] has none).
+
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore;
+use sqlx::Row;
+
+use crate::{now_rfc3339, SecretMeta, Store, StoreError};
+
+/// The key that seals secrets: 32 bytes, kept in a file as 64 hex digits.
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(***)")
+    }
+}
+
+impl SecretKey {
+    /// Reads a key file (64 hex digits, surrounding whitespace ignored).
+    ///
+    /// Errors: [`StoreError::Secret`] naming the file when it is not 64 hex digits.
+    pub fn from_file(path: &Path) -> Result<SecretKey, StoreError> {
+        let text = std::fs::read_to_string(path)?;
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| {
+                StoreError::Secret(format!(
+                    "secret key file '{}' must hold 64 hex digits (32 bytes)",
+                    path.display()
+                ))
+            })?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes);
+        Ok(SecretKey(key))
+    }
+
+    /// Reads `path`, or creates it with a random key (mode 0600, written
+    /// atomically) when it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<SecretKey, StoreError> {
+        if path.exists() {
+            return SecretKey::from_file(path);
+        }
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(hex::encode(key).as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        Ok(SecretKey(key))
+    }
+
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(&self.0))
+    }
+}
+
+impl Store {
+    /// Creates or replaces secret `name` of `kind` with `value`, sealed under `key`.
+    pub async fn put_secret(
+        &self,
+        name: &str,
+        kind: &str,
+        value: &[u8],
+        key: &SecretKey,
+    ) -> Result<(), StoreError> {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let sealed = key
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Secret(format!("cannot seal secret '{name}'")))?;
+        let now = now_rfc3339();
+        sqlx::query("INSERT INTO secrets (name, kind, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
+            .bind(name).bind(kind).bind(&nonce[..]).bind(sealed).bind(now)
+            .execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Opens secret `name`: `(kind, value)`, or `None` when it does not exist.
+    ///
+    /// Errors: [`StoreError::Secret`] when `key` is not the key it was sealed with.
+    pub async fn secret_value(
+        &self,
+        name: &str,
+        key: &SecretKey,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        let Some(row) = sqlx::query("SELECT kind, nonce, ciphertext FROM secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let nonce: Vec<u8> = row.try_get("nonce")?;
+        let sealed: Vec<u8> = row.try_get("ciphertext")?;
+        if nonce.len() != 12 {
+            return Err(StoreError::Secret(format!(
+                "secret '{name}' has a damaged nonce"
+            )));
+        }
+        let value = key
+            .cipher()
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                StoreError::Secret(format!(
+                    "secret '{name}' cannot be opened: the server's secret key is not the one it was stored with"
+                ))
+            })?;
+        Ok(Some((row.try_get("kind")?, value)))
+    }
+
+    /// Lists secrets by name, without values.
+    pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>, StoreError> {
+        let rows =
+            sqlx::query("SELECT name, kind, created_at, updated_at FROM secrets ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretMeta {
+                    name: r.try_get("name")?,
+                    kind: r.try_get("kind")?,
+                    created_at: r.try_get("created_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a secret. Returns whether it existed.
+    pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+}
