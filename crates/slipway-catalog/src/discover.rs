@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use slipway_archive::zip_folder;
-use slipway_core::manifest::{parse_manifest, peek_name, MANIFEST_FILE_NAMES};
+use slipway_core::manifest::{parse_manifest, peek_name, ManifestError, MANIFEST_FILE_NAMES};
 use slipway_core::EnvironmentDefinitionManifest;
 use slipway_store::DefinitionRecord;
 
@@ -204,7 +204,19 @@ fn load_definition(
         )
     })?;
     let name = peek_name(&text);
-    let parsed = parse_manifest(&text).map_err(|e| fail(name.clone(), e.code(), e.to_string()))?;
+    let parsed = parse_manifest(&text).map_err(|e| {
+        // A templatePath that is present but absolute or climbing out with
+        // `..` is a reference error, like one that does not exist.
+        let code = match &e {
+            ManifestError::Schema { field, message }
+                if field == "templatePath" && !message.starts_with("Missing") =>
+            {
+                TEMPLATE_PATH_INVALID
+            }
+            _ => e.code(),
+        };
+        fail(name.clone(), code, e.to_string())
+    })?;
     let template_path = &parsed.manifest.template_path;
     let template = folder.join(template_path);
     let canonical_folder = folder

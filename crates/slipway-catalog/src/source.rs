@@ -141,10 +141,13 @@ impl Git {
             ("GIT_TERMINAL_PROMPT".to_string(), "0".to_string()),
             ("GIT_ASKPASS".to_string(), "true".to_string()),
             ("SSH_ASKPASS".to_string(), "true".to_string()),
+            // A source that stops sending fails the sync instead of hanging it.
+            ("GIT_HTTP_LOW_SPEED_LIMIT".to_string(), "1".to_string()),
+            ("GIT_HTTP_LOW_SPEED_TIME".to_string(), "120".to_string()),
         ];
         let known_hosts = work.join("known_hosts");
         let ssh_opts = format!(
-            "-o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{}'",
+            "-o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{}'",
             known_hosts.display()
         );
         let mut key = None;

@@ -371,6 +371,19 @@ fn optional_bool(map: &Map<String, Value>, key: &str, field: &str) -> Result<boo
     }
 }
 
+/// ADE samples quote scalars freely (`default: "true"`, `default: "3"`):
+/// a quoted string that spells a value of the declared non-string type is
+/// read as that value. Anything else is returned unchanged.
+fn quoted_scalar(ty: ParameterType, v: &Value) -> Value {
+    match (ty, v) {
+        (
+            ParameterType::Integer | ParameterType::Number | ParameterType::Boolean,
+            Value::String(s),
+        ) => crate::parameters::coerce_cli_value("", ty, s).unwrap_or_else(|_| v.clone()),
+        _ => v.clone(),
+    }
+}
+
 fn parse_parameter(
     index: usize,
     item: &Value,
@@ -400,7 +413,11 @@ fn parse_parameter(
     };
     let allowed = match map.get("allowed") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(values)) => {
+        Some(Value::Array(raw_values)) => {
+            let values: Vec<Value> = raw_values
+                .iter()
+                .map(|v| quoted_scalar(param_type, v))
+                .collect();
             if values.is_empty() {
                 return Err(ManifestError::schema(
                     at("allowed"),
@@ -428,7 +445,7 @@ fn parse_parameter(
                     ));
                 }
             }
-            Some(values.clone())
+            Some(values)
         }
         Some(other) => {
             return Err(ManifestError::schema(
@@ -442,7 +459,8 @@ fn parse_parameter(
     };
     let default = match map.get("default") {
         None | Some(Value::Null) => None,
-        Some(v) => {
+        Some(raw) => {
+            let v = &quoted_scalar(param_type, raw);
             if !param_type.matches(v) {
                 return Err(ManifestError::schema(
                     at("default"),

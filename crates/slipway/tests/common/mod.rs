@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod git_servers;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +75,11 @@ impl Server {
 
     /// Starts a server on `port` (used to restart on the same port).
     pub fn start_on(data: &Path, port: u16) -> Server {
+        Self::start_with(data, port, &[])
+    }
+
+    /// Starts a server on `port` with extra `serve` flags.
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -87,6 +94,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -318,6 +326,26 @@ pub fn zip_entry(zip: &[u8], name: &str) -> Option<String> {
     Some(s)
 }
 
+/// Runs `git -C dir args…` (asserting success) and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Creates a git repository at `dir` from `files` (path → content; `.sh` files executable) and commits.
 pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
@@ -329,23 +357,7 @@ pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let git = |args: &[&str]| git(dir, args);
     if !dir.join(".git").exists() {
         git(&["init", "-q", "-b", "main"]);
     }
