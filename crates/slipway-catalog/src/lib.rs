@@ -19,6 +19,7 @@ mod source;
 use std::collections::HashMap;
 use std::path::Path;
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use slipway_store::{CatalogSource, DefinitionRecord, SecretKey, Store, StoreError};
 use thiserror::Error;
@@ -29,6 +30,42 @@ pub use discover::{
 };
 pub use schedule::{SyncScheduler, SyncTrigger};
 pub use source::{fetch, remote_head, scrub, FetchedSource, GitCredential};
+
+/// Where temporary clones and key files go by default: a tmpfs
+/// (`/dev/shm/slipway-<digest of data_dir>`) when the machine has one — a
+/// checkout writes every file of the catalog, which costs seconds on a slow
+/// disk and nothing in memory, and key files then never touch a disk — else
+/// `<data_dir>/work`.
+pub fn default_scratch_dir(data_dir: &Path) -> std::path::PathBuf {
+    let shm = Path::new("/dev/shm");
+    let writable =
+        shm.is_dir() && std::fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly());
+    if writable {
+        let abs = data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf());
+        let digest = sha256_hex(abs.to_string_lossy().as_bytes());
+        shm.join(format!("slipway-{}", &digest[..12]))
+    } else {
+        data_dir.join("work")
+    }
+}
+
+/// Removes temporary clones and key files a killed process left in `scratch`.
+pub fn clean_scratch(scratch: &Path) -> std::io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(scratch) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("git-") {
+            std::fs::remove_dir_all(e.path())?;
+        } else if name.starts_with("key-") {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
 
 /// Errors of catalog operations.
 #[derive(Debug, Error)]
@@ -229,13 +266,23 @@ async fn run_sync(
         .collect();
     let mut records = Vec::new();
     let (mut added, mut updated, mut unchanged) = (0, 0, 0);
+    // Content blobs first (content-addressed, so writing one twice is harmless),
+    // several at once: each put is an fsync'd atomic write.
+    let puts: Vec<(String, Vec<u8>)> = discovered
+        .definitions
+        .iter()
+        .filter_map(|d| {
+            d.content
+                .as_ref()
+                .map(|c| (Store::definition_key(&d.digest), c.clone()))
+        })
+        .collect();
+    futures_util::stream::iter(puts)
+        .map(|(key, content)| put_blob(store.clone(), key, content))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
     for d in &discovered.definitions {
-        if let Some(content) = &d.content {
-            let key = Store::definition_key(&d.digest);
-            if !store.blobs.exists(&key).await? {
-                store.blobs.put(&key, content).await?;
-            }
-        }
         match prev_by_name.get(d.manifest.name.as_str()) {
             None => added += 1,
             Some(p)
@@ -328,6 +375,13 @@ async fn run_sync(
         errors,
         skipped_fetch: false,
     })
+}
+
+async fn put_blob(store: Store, key: String, content: Vec<u8>) -> Result<(), StoreError> {
+    if !store.blobs.exists(&key).await? {
+        store.blobs.put(&key, &content).await?;
+    }
+    Ok(())
 }
 
 /// Number of rejected definition files in ADE sync error details (conflicts + errors).

@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// the data directory in production.
     #[arg(long, env = "SLIPWAY_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
+    /// Scratch folder for temporary catalog clones and key files. Default: a
+    /// folder on /dev/shm when present (fast, never on disk), else `<data-dir>/work`.
+    #[arg(long, env = "SLIPWAY_SCRATCH_DIR")]
+    pub scratch_dir: Option<PathBuf>,
     /// Interval of the scheduled sync of `Scheduled` catalogs, in seconds (ADE: 30 minutes).
     #[arg(long, env = "SLIPWAY_CATALOG_SYNC_INTERVAL", default_value_t = 1800)]
     pub catalog_sync_interval_seconds: u64,
@@ -83,7 +87,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for c in store.cancel_interrupted_syncs().await? {
         tracing::warn!(catalog = %c, "a sync was interrupted by the last shutdown; its previous snapshot stays");
     }
-    let work_dir = data_dir.join("work");
+    let work_dir = args
+        .scratch_dir
+        .clone()
+        .unwrap_or_else(|| slipway_catalog::default_scratch_dir(&data_dir));
+    slipway_catalog::clean_scratch(&work_dir)
+        .with_context(|| format!("cleaning the scratch folder {}", work_dir.display()))?;
     let catalog_scheduler = SyncScheduler::new(
         store.clone(),
         work_dir.clone(),
