@@ -209,8 +209,10 @@ impl Engine {
 
     /// Creates a container, attaches to its output, then starts it with the
     /// image's own ENTRYPOINT. The returned [`Attachment`] ends when the
-    /// container exits (attaching before the start means no exit is missed).
-    pub async fn start(&self, spec: &ContainerSpec) -> Result<Attachment, RunnerError> {
+    /// container exits (attaching before the start means no exit is missed);
+    /// `None` when the engine refused the attach three times, in which case
+    /// [`Engine::wait`] falls back to the engine's wait endpoint.
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<Option<Attachment>, RunnerError> {
         let config = Config {
             image: Some(spec.image.clone()),
             env: Some(spec.env.clone()),
@@ -231,25 +233,41 @@ impl Engine {
             )
             .await
             .map_err(|e| RunnerError::Engine(format!("create container {}: {e}", spec.name)))?;
-        let AttachContainerResults { output, .. } = self
-            .docker
-            .attach_container(
-                &spec.name,
-                Some(AttachContainerOptions::<String> {
-                    stream: Some(true),
-                    stdout: Some(true),
-                    stderr: Some(true),
-                    logs: Some(false),
-                    ..Default::default()
-                }),
-            )
-            .await
-            .map_err(|e| RunnerError::Engine(format!("attach to container {}: {e}", spec.name)))?;
+        // Podman sometimes refuses an attach to a just-created container
+        // ("preparing container … for attach: write child: broken pipe").
+        // Retry a little; without an attachment the exit is still detected
+        // through the engine's wait, only more slowly.
+        let mut attachment = None;
+        for attempt in 1..=3u64 {
+            match self
+                .docker
+                .attach_container(
+                    &spec.name,
+                    Some(AttachContainerOptions::<String> {
+                        stream: Some(true),
+                        stdout: Some(true),
+                        stderr: Some(true),
+                        logs: Some(false),
+                        ..Default::default()
+                    }),
+                )
+                .await
+            {
+                Ok(AttachContainerResults { output, .. }) => {
+                    attachment = Some(Attachment { output });
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %spec.name, attempt, error = %e, "attach before start failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
         self.docker
             .start_container(&spec.name, None::<StartContainerOptions<String>>)
             .await
             .map_err(|e| RunnerError::Engine(format!("start container {}: {e}", spec.name)))?;
-        Ok(Attachment { output })
+        Ok(attachment)
     }
 
     /// The container's state; `None` when it does not exist.

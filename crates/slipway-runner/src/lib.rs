@@ -233,7 +233,7 @@ impl Scheduler {
             let me = Arc::clone(self);
             tokio::spawn(async move {
                 match me.launch(&op, &token).await {
-                    Ok(attachment) => me.supervise(op, Some(attachment)).await,
+                    Ok(attachment) => me.supervise(op, attachment).await,
                     Err(e) => {
                         let code = match e {
                             RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
@@ -252,7 +252,11 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn launch(&self, op: &OperationRecord, token: &str) -> Result<Attachment, RunnerError> {
+    async fn launch(
+        &self,
+        op: &OperationRecord,
+        token: &str,
+    ) -> Result<Option<Attachment>, RunnerError> {
         self.engine.ensure_image(&op.runner_image).await?;
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
