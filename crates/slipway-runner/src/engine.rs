@@ -144,6 +144,9 @@ impl Engine {
         let mut child = tokio::process::Command::new("podman")
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", own.display()))
+            // conmon inherits the working directory; one that is later
+            // deleted makes every container start fail ("write child: broken pipe").
+            .current_dir("/")
             .stdin(std::process::Stdio::null())
             .spawn()
             .map_err(|e| {
