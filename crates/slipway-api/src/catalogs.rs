@@ -254,13 +254,7 @@ async fn put_catalog(
     }
     let spec = parse_catalog_body(&body, project.as_deref())?;
     if let Some(s) = &spec.secret {
-        if !state
-            .store
-            .list_secrets()
-            .await?
-            .iter()
-            .any(|m| &m.name == s)
-        {
+        if state.store.secret_meta(s).await?.is_none() {
             return Err(invalid(
                 "secretIdentifier",
                 format!("names secret '{s}', which does not exist: create it with PUT /admin/secrets/{s}"),
@@ -287,9 +281,10 @@ async fn put_catalog(
             || b.synced_source.as_ref() != Some(&spec.source)
     });
     if changed {
-        run_sync(&state, &name).await?;
+        run_sync(&state, &name).await?; // wakes the scheduler itself
+    } else {
+        state.catalog_sync.catalogs_changed();
     }
-    state.catalog_sync.catalogs_changed();
     let cat = state.store.get_catalog(&name).await?.ok_or_else(|| {
         ApiError::not_found(
             "CatalogNotFound",
@@ -543,13 +538,10 @@ async fn put_secret(
 }
 
 async fn secret_meta(state: &AppState, s: &str) -> ApiResult<Json<Value>> {
-    let meta = state
-        .store
-        .list_secrets()
-        .await?
-        .into_iter()
-        .find(|m| m.name == s)
-        .ok_or_else(|| ApiError::not_found("SecretNotFound", format!("secret '{s}' not found")))?;
+    let meta =
+        state.store.secret_meta(s).await?.ok_or_else(|| {
+            ApiError::not_found("SecretNotFound", format!("secret '{s}' not found"))
+        })?;
     Ok(Json(json!(meta)))
 }
 

@@ -145,10 +145,19 @@ impl Store {
 
     /// Lists secrets by name, without values.
     pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, kind, created_at, updated_at FROM secrets ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        self.query_secrets(None).await
+    }
+
+    /// One secret's metadata (no value); `None` when it does not exist.
+    pub async fn secret_meta(&self, name: &str) -> Result<Option<SecretMeta>, StoreError> {
+        Ok(self.query_secrets(Some(name)).await?.pop())
+    }
+
+    async fn query_secrets(&self, name: Option<&str>) -> Result<Vec<SecretMeta>, StoreError> {
+        let rows = sqlx::query("SELECT name, kind, created_at, updated_at FROM secrets WHERE (?1 IS NULL OR name = ?1) ORDER BY name")
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(SecretMeta {

@@ -213,6 +213,18 @@ fn build_validation_repo(repo: &Path) {
     git_repo(repo, &refs);
 }
 
+/// Commits one definition, `<folder>/environment.yaml` naming `name` plus an
+/// empty `main.tf`, to the repository at `repo` (created if needed).
+fn commit_definition(repo: &Path, folder: &str, name: &str) {
+    git_repo(
+        repo,
+        &[
+            (&format!("{folder}/environment.yaml"), manifest(name, "")),
+            (&format!("{folder}/main.tf"), ""),
+        ],
+    );
+}
+
 fn errors_by_path(details: &Value) -> BTreeMap<String, (String, String)> {
     details["errors"]
         .as_array()
@@ -231,27 +243,6 @@ fn errors_by_path(details: &Value) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-fn base_setup(s: &Server) {
-    assert_eq!(
-        s.call("PUT", "/admin/projects/demo", Some(json!({}))).0,
-        200
-    );
-    assert_eq!(
-        s.call("PUT", "/admin/environmentTypes/Dev", Some(json!({})))
-            .0,
-        200
-    );
-    assert_eq!(
-        s.call(
-            "PUT",
-            "/admin/projects/demo/environmentTypes/Dev",
-            Some(json!({}))
-        )
-        .0,
-        200
-    );
-}
-
 fn names(v: &Value) -> Vec<String> {
     v["value"]
         .as_array()
@@ -268,7 +259,7 @@ fn discovery_and_validation_report_ade_codes() {
     build_validation_repo(&repo);
     let head = git(&repo, &["rev-parse", "HEAD"]);
     let s = Server::start(&tmp.path().join("data"));
-    base_setup(&s);
+    s.setup_project();
 
     // ADE's catalog body; the folder path with a leading slash.
     let (st, cat, _) = s.call(
@@ -425,16 +416,10 @@ fn git_daemon_branch_resync_and_changes() {
     );
     git(&repo, &["branch", "release"]);
     // main moves on; the catalog follows `release`.
-    git_repo(
-        &repo,
-        &[
-            ("defs/Z/environment.yaml", manifest("Zeta", "")),
-            ("defs/Z/main.tf", ""),
-        ],
-    );
+    commit_definition(&repo, "defs/Z", "Zeta");
     let daemon = GitDaemon::start(&repos);
     let s = Server::start(&tmp.path().join("data"));
-    base_setup(&s);
+    s.setup_project();
     let uri = format!("git://127.0.0.1:{}/catalog.git", daemon.port);
     let (st, cat, _) = s.call(
         "PUT",
@@ -519,18 +504,12 @@ fn grep_dir(dir: &Path, needle: &[u8]) -> Vec<String> {
 fn token_and_ssh_key_credentials_stay_secret() {
     let tmp = tempfile::tempdir().unwrap();
     let repos = tmp.path().join("repos");
-    git_repo(
-        &repos.join("private.git"),
-        &[
-            ("Env/environment.yaml", manifest("Private", "")),
-            ("Env/main.tf", ""),
-        ],
-    );
+    commit_definition(&repos.join("private.git"), "Env", "Private");
     let token = "tok-5f1c0ffee-do-not-leak";
     let http = GitHttp::start(&repos, token);
     let data = tmp.path().join("data");
     let s = Server::start(&data);
-    base_setup(&s);
+    s.setup_project();
     let uri = format!("http://127.0.0.1:{}/private.git", http.port);
 
     // Without credentials the source refuses: Failed, Conflict, nothing synced.
@@ -653,23 +632,11 @@ fn token_and_ssh_key_credentials_stay_secret() {
 fn project_catalogs_are_visible_only_in_their_project() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    git_repo(
-        &repo,
-        &[
-            ("X/environment.yaml", manifest("Shared", "")),
-            ("X/main.tf", ""),
-        ],
-    );
+    commit_definition(&repo, "X", "Shared");
     let own = tmp.path().join("own");
-    git_repo(
-        &own,
-        &[
-            ("Y/environment.yaml", manifest("TeamOnly", "")),
-            ("Y/main.tf", ""),
-        ],
-    );
+    commit_definition(&own, "Y", "TeamOnly");
     let s = Server::start(&tmp.path().join("data"));
-    base_setup(&s);
+    s.setup_project();
     assert_eq!(
         s.call("PUT", "/admin/projects/other", Some(json!({}))).0,
         200
@@ -762,19 +729,13 @@ fn catalog(s: &Server, name: &str) -> Value {
 fn scheduled_sync_fires_on_its_timer_and_manual_catalogs_wait() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    git_repo(
-        &repo,
-        &[
-            ("A/environment.yaml", manifest("Alpha", "")),
-            ("A/main.tf", ""),
-        ],
-    );
+    commit_definition(&repo, "A", "Alpha");
     let s = Server::start_with(
         &tmp.path().join("data"),
         free_port(),
         &["--catalog-sync-interval-seconds", "2"],
     );
-    base_setup(&s);
+    s.setup_project();
     let uri = format!("file://{}", repo.display());
     let (st, _, _) = s.call(
         "PUT",
@@ -793,13 +754,7 @@ fn scheduled_sync_fires_on_its_timer_and_manual_catalogs_wait() {
         .unwrap()
         .to_string();
 
-    git_repo(
-        &repo,
-        &[
-            ("B/environment.yaml", manifest("Beta", "")),
-            ("B/main.tf", ""),
-        ],
-    );
+    commit_definition(&repo, "B", "Beta");
     let head = git(&repo, &["rev-parse", "HEAD"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     let synced = loop {
@@ -832,17 +787,11 @@ fn scheduled_sync_fires_on_its_timer_and_manual_catalogs_wait() {
 fn server_killed_during_a_sync_keeps_the_previous_snapshot() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
-    git_repo(
-        &repo,
-        &[
-            ("A/environment.yaml", manifest("Alpha", "")),
-            ("A/main.tf", ""),
-        ],
-    );
+    commit_definition(&repo, "A", "Alpha");
     let data = tmp.path().join("data");
     let port = free_port();
     let mut s = Server::start_on(&data, port);
-    base_setup(&s);
+    s.setup_project();
     let (st, _, _) = s.call(
         "PUT",
         "/admin/catalogs/main",

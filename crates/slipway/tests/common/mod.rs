@@ -195,6 +195,15 @@ impl Server {
 
     /// Project `demo`, environment type `Dev` enabled in it, catalog `name` from `source`, synced.
     pub fn setup(&self, catalog: &str, source: Value) {
+        self.setup_project();
+        // Creating a catalog syncs it.
+        let (st, v, _) = self.call("PUT", &format!("/admin/catalogs/{catalog}"), Some(source));
+        assert_eq!(st, 201, "{v}");
+        assert_eq!(v["syncState"], "Succeeded", "{v}");
+    }
+
+    /// Project `demo` with environment type `Dev` enabled in it.
+    pub fn setup_project(&self) {
         assert_eq!(
             self.call("PUT", "/admin/projects/demo", Some(json!({}))).0,
             200
@@ -210,10 +219,6 @@ impl Server {
             Some(json!({})),
         );
         assert_eq!(st, 200, "{v}");
-        // Creating a catalog syncs it.
-        let (st, v, _) = self.call("PUT", &format!("/admin/catalogs/{catalog}"), Some(source));
-        assert_eq!(st, 201, "{v}");
-        assert_eq!(v["syncState"], "Succeeded", "{v}");
     }
 
     /// PUTs an environment; returns (status, body, operation id).
