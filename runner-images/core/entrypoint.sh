@@ -73,6 +73,14 @@ catch() {
   exit "$code"
 }
 
+on_cancel() {
+  trap '' TERM
+  kill -TERM 0 2>/dev/null
+  wait "$child" 2>/dev/null
+  echo "Operation canceled: $ADE_OPERATION_NAME stopped" >>"$ADE_ERROR_LOG"
+  exit 143
+}
+
 # ADE waits 10 s here for its managed identity endpoint; Slipway injects the
 # identity directly, so the default delay is 0.
 sleep "${ADE_IDENTITY_DELAY_SECONDS:-0}"
@@ -104,9 +112,15 @@ fi
 if [ -f "$script" ] && [ -x "$script" ]; then
   verbose "Executing script ($script)"
   set +e
-  ade execute --operation "$ADE_OPERATION_NAME" --command "$script" 2> >(tee -a "$ADE_ERROR_LOG" >&2)
+  # In the background so that a cancel (SIGTERM from Slipway) interrupts the
+  # wait at once: the handler stops the script's process group and exits,
+  # and the catch handler above still uploads state and outputs.
+  ade execute --operation "$ADE_OPERATION_NAME" --command "$script" 2> >(tee -a "$ADE_ERROR_LOG" >&2) &
+  child=$!
+  trap 'on_cancel' TERM
+  wait "$child"
   rc=$?
-  wait $! 2>/dev/null
+  trap - TERM
   set -e
   if [ "$rc" -ne 0 ]; then exit "$rc"; fi
 elif [ -f "$script" ]; then

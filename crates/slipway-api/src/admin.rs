@@ -1,24 +1,35 @@
-//! Minimal control plane under `/admin`: projects, environment types and
-//! project environment types.
+//! Control plane under `/admin`: projects, environment types, project
+//! environment types (reference `ade.md` §5.3), role assignments, API tokens
+//! and the audit log.
 //!
-//! | method, path | body |
-//! |---|---|
-//! | `PUT /admin/projects/{p}` | `{description?, location?}` |
-//! | `GET /admin/projects` | |
-//! | `PUT /admin/environmentTypes/{t}` | `{displayName?}` |
-//! | `PUT /admin/projects/{p}/environmentTypes/{t}` | `{deploymentTargetId?, status?: Enabled|Disabled}` |
+//! | method, path | body | needs |
+//! |---|---|---|
+//! | `GET /admin/projects` | | any token (lists the projects one has a role in) |
+//! | `PUT /admin/projects/{p}` | `{description?, location?}` | DevCenter Admin (create), Project Admin (update) |
+//! | `GET /admin/environmentTypes`, `PUT`/`DELETE /admin/environmentTypes/{t}` | `{displayName?}` | any token / DevCenter Admin |
+//! | `GET /admin/projects/{p}/environmentTypes[/{t}]` | | any role in `p` |
+//! | `PUT /admin/projects/{p}/environmentTypes/{t}` | [`PetBody`] (flat or under `properties`) | Project Admin |
+//! | `DELETE /admin/projects/{p}/environmentTypes/{t}` | | Project Admin; 409 while environments of the type exist |
+//! | `GET /admin/roleAssignments[?project=]`, `POST /admin/roleAssignments`, `DELETE /admin/roleAssignments/{id}` | `{principalId, role, scope}` | admin of the scope |
+//! | `GET /admin/tokens[?user=]`, `POST /admin/tokens`, `DELETE /admin/tokens/{id}` | `{user?, name?, expiresAt?, expiresInDays?}` | oneself, or DevCenter Admin for anyone |
+//! | `GET /audit?project=&user=&since=&until=&top=` | | DevCenter Admin; Project Admin with `project` |
 //!
 //! Catalogs, definitions and secrets: [`crate::catalogs`].
 
-use axum::extract::{Path, State};
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use slipway_core::access::{Permission, Role, Scope};
+use slipway_core::credentials::DEPLOYMENT_IDENTITY_KIND;
 use slipway_core::names::validate_resource_name;
-use slipway_store::{Project, ProjectEnvironmentType};
+use slipway_store::{AuditFilter, PetLimits, Project, ProjectEnvironmentType};
 
+use crate::auth::Caller;
 use crate::{ApiError, ApiResult, AppState};
 
 /// Admin routes.
@@ -26,11 +37,32 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/projects", get(list_projects))
         .route("/admin/projects/{p}", put(put_project))
-        .route("/admin/environmentTypes/{t}", put(put_environment_type))
+        .route("/admin/environmentTypes", get(list_environment_types))
+        .route(
+            "/admin/environmentTypes/{t}",
+            put(put_environment_type).delete(delete_environment_type),
+        )
+        .route(
+            "/admin/projects/{p}/environmentTypes",
+            get(list_project_environment_types),
+        )
         .route(
             "/admin/projects/{p}/environmentTypes/{t}",
-            put(put_project_environment_type),
+            put(put_project_environment_type)
+                .get(get_project_environment_type)
+                .delete(delete_project_environment_type),
         )
+        .route(
+            "/admin/roleAssignments",
+            get(list_role_assignments).post(post_role_assignment),
+        )
+        .route(
+            "/admin/roleAssignments/{id}",
+            delete(delete_role_assignment),
+        )
+        .route("/admin/tokens", get(list_tokens).post(post_token))
+        .route("/admin/tokens/{id}", delete(revoke_token))
+        .route("/audit", get(list_audit))
 }
 
 pub(crate) type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -44,7 +76,35 @@ fn name_ok(kind: &'static str, v: &str) -> ApiResult<()> {
     validate_resource_name(kind, v).map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))
 }
 
+/// Parses an RFC 3339 time into the store's form (UTC, milliseconds).
+///
+/// Errors: 400 naming `field` and the value.
+pub(crate) fn rfc3339(field: &str, v: &str) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            ApiError::bad_request(
+                "InvalidDateTime",
+                format!("property '{field}' is '{v}': expected an RFC 3339 date-time such as 2026-12-31T17:00:00Z ({e})"),
+            )
+        })
+}
+
+/// The store's text form of a time.
+pub(crate) fn stored_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub(crate) async fn require_project(state: &AppState, project: &str) -> ApiResult<Project> {
+    state.store.get_project(project).await?.ok_or_else(|| {
+        ApiError::not_found("ProjectNotFound", format!("project '{project}' not found"))
+    })
+}
+
+// ----- projects -----
+
 #[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct ProjectBody {
     description: Option<String>,
     location: Option<String>,
@@ -52,10 +112,16 @@ struct ProjectBody {
 
 async fn put_project(
     State(state): State<AppState>,
+    caller: Caller,
     Path(p): Path<String>,
     b: JsonBody<ProjectBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     name_ok("project", &p)?;
+    let existing = state.store.get_project(&p).await?;
+    caller.require(match existing {
+        Some(_) => Permission::AdministerProject(p.clone()),
+        None => Permission::AdministerDevCenter,
+    })?;
     let b = body(b)?;
     let project = Project {
         name: p,
@@ -66,21 +132,32 @@ async fn put_project(
     Ok((StatusCode::OK, Json(json!(project))))
 }
 
-async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "value": state.store.list_projects().await? })))
+async fn list_projects(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let value: Vec<Project> = state
+        .store
+        .list_projects()
+        .await?
+        .into_iter()
+        .filter(|p| caller.can(&Permission::ReadProject(p.name.clone())))
+        .collect();
+    Ok(Json(json!({ "value": value })))
 }
 
+// ----- environment types -----
+
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct EnvTypeBody {
     display_name: Option<String>,
 }
 
 async fn put_environment_type(
     State(state): State<AppState>,
+    caller: Caller,
     Path(t): Path<String>,
     b: JsonBody<EnvTypeBody>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::AdministerDevCenter)?;
     name_ok("environment type", &t)?;
     let b = body(b)?;
     state
@@ -90,25 +167,134 @@ async fn put_environment_type(
     Ok(Json(json!({"name": t, "displayName": b.display_name})))
 }
 
+async fn list_environment_types(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"value": state.store.list_environment_types().await?}),
+    ))
+}
+
+async fn delete_environment_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Permission::AdministerDevCenter)?;
+    if state.store.delete_environment_type(&t).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "EnvironmentTypeNotFound",
+            format!("environment type '{t}' not found"),
+        ))
+    }
+}
+
+// ----- project environment types -----
+
+/// Body of `PUT /admin/projects/{p}/environmentTypes/{t}` (ADE
+/// `ProjectEnvironmentType.properties`, plus Slipway's identity and limits).
 #[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PetBody {
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PetBody {
+    /// `/subscriptions/<id>`; default all zeros.
     deployment_target_id: Option<String>,
+    /// `Enabled` (default) | `Disabled`.
     status: Option<String>,
+    /// Display name.
+    display_name: Option<String>,
+    /// `{roles: {<role>: {}}}`: roles the creator gets on each environment.
+    creator_role_assignment: Option<RolesObject>,
+    /// `{<user>: {roles: {<role>: {}}}}`: assignments at this type's scope (replaced whole).
+    user_role_assignments: Option<BTreeMap<String, RolesObject>>,
+    /// Name of a `deploymentIdentity` secret.
+    deployment_identity: Option<String>,
+    /// Limits.
+    limits: Option<LimitsBody>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RolesObject {
+    roles: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LimitsBody {
+    max_runtime_minutes: Option<i64>,
+    #[serde(rename = "maxStorageMB")]
+    max_storage_mb: Option<i64>,
+    max_environments_per_user: Option<i64>,
+}
+
+fn bad_pet(m: String) -> ApiError {
+    ApiError::bad_request("InvalidProjectEnvironmentType", m)
+}
+
+fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> ApiResult<Vec<Role>> {
+    roles
+        .keys()
+        .map(|r| Role::parse(r).map_err(|e| bad_pet(format!("property '{field}': {e}"))))
+        .collect()
+}
+
+async fn pet_view(state: &AppState, t: &ProjectEnvironmentType) -> ApiResult<Value> {
+    let scope = Scope::EnvironmentType(t.project.clone(), t.name.clone());
+    let mut users: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for a in state.store.assignments_at(&scope).await? {
+        users
+            .entry(a.principal_id)
+            .or_default()
+            .insert(a.role, json!({}));
+    }
+    let users: Map<String, Value> = users
+        .into_iter()
+        .map(|(u, roles)| (u, json!({ "roles": roles })))
+        .collect();
+    let creator: Map<String, Value> = t
+        .creator_roles
+        .iter()
+        .map(|r| (r.clone(), json!({})))
+        .collect();
+    let count = state
+        .store
+        .list_environments(&t.project, None)
+        .await?
+        .iter()
+        .filter(|e| e.environment_type == t.name)
+        .count();
+    Ok(json!({
+        "name": t.name,
+        "project": t.project,
+        "deploymentTargetId": t.deployment_target_id,
+        "status": t.status,
+        "displayName": t.display_name,
+        "creatorRoleAssignment": {"roles": creator},
+        "userRoleAssignments": users,
+        "deploymentIdentity": t.deployment_identity,
+        "limits": t.limits,
+        "environmentCount": count,
+        "provisioningState": "Succeeded",
+    }))
 }
 
 async fn put_project_environment_type(
     State(state): State<AppState>,
+    caller: Caller,
     Path((p, t)): Path<(String, String)>,
-    b: JsonBody<PetBody>,
+    b: JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    let b = body(b)?;
-    if state.store.get_project(&p).await?.is_none() {
-        return Err(ApiError::not_found(
-            "ProjectNotFound",
-            format!("project '{p}' not found"),
-        ));
-    }
+    caller.require(Permission::AdministerProject(p.clone()))?;
+    let raw = body(b)?;
+    let raw = match raw.get("properties") {
+        Some(props) if raw.as_object().is_some_and(|o| o.len() == 1) => props.clone(),
+        _ => raw,
+    };
+    let b: PetBody = serde_json::from_value(raw).map_err(|e| bad_pet(e.to_string()))?;
+    require_project(&state, &p).await?;
     if !state.store.environment_type_exists(&t).await? {
         return Err(ApiError::not_found(
             "EnvironmentTypeNotFound",
@@ -122,14 +308,387 @@ async fn put_project_environment_type(
             format!("property 'status' is '{status}': expected 'Enabled' or 'Disabled'"),
         ));
     }
+    let creator_roles = match &b.creator_role_assignment {
+        Some(c) => parse_roles("creatorRoleAssignment.roles", &c.roles)?
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut user_roles = Vec::new();
+    for (user, roles) in b.user_role_assignments.iter().flatten() {
+        for role in parse_roles(&format!("userRoleAssignments.{user}.roles"), &roles.roles)? {
+            if !matches!(role, Role::User | Role::Reader) {
+                return Err(bad_pet(format!("property 'userRoleAssignments.{user}.roles' has '{role}': expected 'Deployment Environments User' or 'Deployment Environments Reader' at an environment type's scope")));
+            }
+            user_roles.push((user.clone(), role));
+        }
+    }
+    if let Some(id) = &b.deployment_identity {
+        match state.store.secret_meta(id).await? {
+            Some(m) if m.kind == DEPLOYMENT_IDENTITY_KIND => {}
+            Some(m) => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}' of kind '{}': expected a secret of kind '{DEPLOYMENT_IDENTITY_KIND}'", m.kind))),
+            None => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}', which does not exist: create it with PUT /admin/secrets/{id} {{\"kind\": \"{DEPLOYMENT_IDENTITY_KIND}\", \"value\": {{…}}}}"))),
+        }
+    }
+    let limits = b.limits.unwrap_or_default();
+    for (field, v) in [
+        ("limits.maxRuntimeMinutes", limits.max_runtime_minutes),
+        ("limits.maxStorageMB", limits.max_storage_mb),
+        (
+            "limits.maxEnvironmentsPerUser",
+            limits.max_environments_per_user,
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| *v < 1) {
+            return Err(bad_pet(format!(
+                "property '{field}' is {v}: expected a positive whole number"
+            )));
+        }
+    }
     let pet = ProjectEnvironmentType {
-        project: p,
-        name: t,
+        project: p.clone(),
+        name: t.clone(),
         deployment_target_id: b
             .deployment_target_id
             .unwrap_or_else(|| "/subscriptions/00000000-0000-0000-0000-000000000000".into()),
         status,
+        display_name: b.display_name,
+        creator_roles,
+        deployment_identity: b.deployment_identity,
+        limits: PetLimits {
+            max_runtime_minutes: limits.max_runtime_minutes,
+            max_storage_mb: limits.max_storage_mb,
+            max_environments_per_user: limits.max_environments_per_user,
+        },
     };
     state.store.put_project_environment_type(&pet).await?;
-    Ok(Json(json!(pet)))
+    if b.user_role_assignments.is_some() {
+        state
+            .store
+            .replace_scope_assignments(&Scope::EnvironmentType(p, t), &user_roles)
+            .await?;
+    }
+    Ok(Json(pet_view(&state, &pet).await?))
+}
+
+pub(crate) async fn require_pet(
+    state: &AppState,
+    p: &str,
+    t: &str,
+) -> ApiResult<ProjectEnvironmentType> {
+    state
+        .store
+        .get_project_environment_type(p, t)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "EnvironmentTypeNotFound",
+                format!("environment type '{t}' is not enabled for project '{p}'"),
+            )
+        })
+}
+
+async fn get_project_environment_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, t)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
+    let pet = require_pet(&state, &p, &t).await?;
+    Ok(Json(pet_view(&state, &pet).await?))
+}
+
+async fn list_project_environment_types(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
+    require_project(&state, &p).await?;
+    let mut value = Vec::new();
+    for t in state.store.list_project_environment_types(&p).await? {
+        value.push(pet_view(&state, &t).await?);
+    }
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn delete_project_environment_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, t)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(Permission::AdministerProject(p.clone()))?;
+    if state.store.delete_project_environment_type(&p, &t).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "EnvironmentTypeNotFound",
+            format!("environment type '{t}' is not enabled for project '{p}'"),
+        ))
+    }
+}
+
+// ----- role assignments -----
+
+/// The permission that administers assignments at `scope`.
+fn administers(scope: &Scope) -> Permission {
+    match scope.project() {
+        None => Permission::AdministerDevCenter,
+        Some(p) => Permission::AdministerProject(p.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AssignmentBody {
+    principal_id: String,
+    role: String,
+    scope: String,
+}
+
+async fn post_role_assignment(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: JsonBody<AssignmentBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b = body(b)?;
+    let bad = |m: String| ApiError::bad_request("InvalidRoleAssignment", m);
+    let scope = Scope::parse(&b.scope).map_err(|e| bad(format!("property 'scope': {e}")))?;
+    let role = Role::parse(&b.role).map_err(|e| bad(format!("property 'role': {e}")))?;
+    // DevCenter Admin only at '/', Project Admin at a project, the others anywhere below.
+    let need = if role == Role::DevCenterAdmin {
+        Permission::AdministerDevCenter
+    } else {
+        administers(&scope)
+    };
+    caller.require(need)?;
+    match (&role, &scope) {
+        (Role::DevCenterAdmin, Scope::DevCenter) => {}
+        (Role::DevCenterAdmin, _) => {
+            return Err(bad(format!(
+                "role '{role}' is assigned at scope '/' only, not '{scope}'"
+            )))
+        }
+        (Role::ProjectAdmin, Scope::Project(_)) => {}
+        (Role::ProjectAdmin, _) => {
+            return Err(bad(format!(
+                "role '{role}' is assigned at a project's scope ('/projects/{{project}}'), not '{scope}'"
+            )))
+        }
+        (_, Scope::DevCenter) => {
+            return Err(bad(format!(
+                "role '{role}' is assigned at a project or environment type scope, not '/'"
+            )))
+        }
+        _ => {}
+    }
+    if b.principal_id.trim().is_empty() {
+        return Err(bad(
+            "property 'principalId' is empty: expected a user id".into()
+        ));
+    }
+    if let Some(p) = scope.project() {
+        require_project(&state, p).await?;
+        if let Scope::EnvironmentType(_, t) = &scope {
+            require_pet(&state, p, t).await?;
+        }
+    }
+    let a = state
+        .store
+        .assign_role(&b.principal_id, role, &scope)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(a))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ProjectQuery {
+    project: Option<String>,
+}
+
+async fn list_role_assignments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ProjectQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(match &q.project {
+        Some(p) => Permission::AdministerProject(p.clone()),
+        None => Permission::AdministerDevCenter,
+    })?;
+    let value = state
+        .store
+        .list_role_assignments(q.project.as_deref())
+        .await?;
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn delete_role_assignment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let not_found = || {
+        ApiError::not_found(
+            "RoleAssignmentNotFound",
+            format!("role assignment '{id}' not found"),
+        )
+    };
+    let a = state
+        .store
+        .get_role_assignment(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    let scope = Scope::parse(&a.scope)
+        .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", m))?;
+    caller.require(if a.role == Role::DevCenterAdmin.as_str() {
+        Permission::AdministerDevCenter
+    } else {
+        administers(&scope)
+    })?;
+    state.store.delete_role_assignment(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- tokens -----
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TokenBody {
+    user: Option<String>,
+    name: Option<String>,
+    expires_at: Option<String>,
+    expires_in_days: Option<u32>,
+}
+
+async fn post_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    b: JsonBody<TokenBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let b = body(b)?;
+    let user = b.user.unwrap_or_else(|| caller.user.clone());
+    if user != caller.user {
+        caller.require(Permission::AdministerDevCenter)?;
+    }
+    if user.trim().is_empty() || user == "me" {
+        return Err(ApiError::bad_request(
+            "InvalidToken",
+            format!("property 'user' is '{user}': expected a user id"),
+        ));
+    }
+    let expires = match (b.expires_at, b.expires_in_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "InvalidToken",
+                "properties 'expiresAt' and 'expiresInDays' exclude each other: give one",
+            ))
+        }
+        (Some(at), None) => {
+            let t = rfc3339("expiresAt", &at)?;
+            if t <= chrono::Utc::now() {
+                return Err(ApiError::bad_request(
+                    "InvalidToken",
+                    format!("property 'expiresAt' is '{at}': expected a time in the future"),
+                ));
+            }
+            Some(stored_time(t))
+        }
+        (None, Some(days)) => Some(stored_time(
+            chrono::Utc::now() + chrono::Duration::days(i64::from(days.max(1))),
+        )),
+        (None, None) => None,
+    };
+    let (meta, token) = state
+        .store
+        .create_token(&user, b.name.as_deref(), expires.as_deref())
+        .await?;
+    let mut v = json!(meta);
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    user: Option<String>,
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<UserQuery>,
+) -> ApiResult<Json<Value>> {
+    let user = match q.user {
+        Some(u) if u != caller.user && u != "me" => {
+            caller.require(Permission::AdministerDevCenter)?;
+            Some(u)
+        }
+        None if caller.can(&Permission::AdministerDevCenter) => None,
+        _ => Some(caller.user.clone()),
+    };
+    Ok(Json(
+        json!({"value": state.store.list_tokens(user.as_deref()).await?}),
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let not_found = || ApiError::not_found("TokenNotFound", format!("token '{id}' not found"));
+    let meta = state.store.get_token(&id).await?.ok_or_else(not_found)?;
+    if meta.user != caller.user {
+        caller.require(Permission::AdministerDevCenter)?;
+    }
+    if state.store.revoke_token(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TokenRevoked",
+            format!("token '{id}' was revoked already"),
+        ))
+    }
+}
+
+// ----- audit -----
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    project: Option<String>,
+    user: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    top: Option<u32>,
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(match &q.project {
+        Some(p) => Permission::AdministerProject(p.clone()),
+        None => Permission::AdministerDevCenter,
+    })?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| rfc3339("since", s).map(stored_time))
+        .transpose()?;
+    let until = q
+        .until
+        .as_deref()
+        .map(|s| rfc3339("until", s).map(stored_time))
+        .transpose()?;
+    let filter = AuditFilter {
+        project: q.project,
+        user: q.user,
+        since,
+        until,
+        limit: q.top.unwrap_or(1000).min(10_000),
+    };
+    Ok(Json(
+        json!({"value": state.store.list_audit(&filter).await?}),
+    ))
 }

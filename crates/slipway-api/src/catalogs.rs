@@ -27,7 +27,10 @@ use slipway_core::names::validate_resource_name;
 use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord};
 
 use crate::admin::{body, JsonBody};
+use crate::auth::Caller;
 use crate::{views, ApiError, ApiResult, AppState};
+use slipway_core::access::Permission;
+use slipway_core::credentials::{DeploymentIdentity, DEPLOYMENT_IDENTITY_KIND};
 
 /// Catalog, definition and secret routes.
 pub fn routes() -> Router<AppState> {
@@ -59,10 +62,30 @@ pub fn routes() -> Router<AppState> {
                 post(definition_error_details),
             );
     }
-    r.route("/admin/secrets", get(list_secrets)).route(
-        "/admin/secrets/{s}",
-        put(put_secret).get(get_secret).delete(delete_secret),
-    )
+    r.route("/admin/secrets", get(list_secrets))
+        .route(
+            "/admin/secrets/{s}",
+            put(put_secret).get(get_secret).delete(delete_secret),
+        )
+        .route_layer(axum::middleware::from_fn(require_scope_admin))
+}
+
+/// Every route here administers its scope: a project's catalogs need
+/// Project Admin of that project, everything else DevCenter Admin.
+async fn require_scope_admin(
+    caller: Caller,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let need = match crate::auth::project_of_path(req.uri().path()) {
+        Some(p) => Permission::AdministerProject(p),
+        None => Permission::AdministerDevCenter,
+    };
+    match caller.require(need) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 type Params = Path<HashMap<String, String>>;
@@ -496,7 +519,7 @@ async fn definition_error_details(
 
 // ----- secrets -----
 
-const SECRET_KINDS: [&str; 3] = ["token", "sshKey", "generic"];
+const SECRET_KINDS: [&str; 4] = ["token", "sshKey", "generic", DEPLOYMENT_IDENTITY_KIND];
 
 async fn put_secret(
     State(state): State<AppState>,
@@ -522,8 +545,17 @@ async fn put_secret(
             SECRET_KINDS.join(", ")
         )));
     }
-    let value = match obj.get("value") {
-        Some(Value::String(v)) if !v.is_empty() => v,
+    let value = match (kind, obj.get("value")) {
+        (DEPLOYMENT_IDENTITY_KIND, Some(v @ Value::Object(_))) => {
+            let id = DeploymentIdentity::from_json(v).map_err(|m| bad(format!("property 'value': {m}")))?;
+            serde_json::to_string(&id).map_err(|e| bad(e.to_string()))?
+        }
+        (DEPLOYMENT_IDENTITY_KIND, _) => {
+            return Err(bad(
+                "property 'value' is required: an object {clientId, tenantId, subscriptionId?, variables?}".into(),
+            ))
+        }
+        (_, Some(Value::String(v))) if !v.is_empty() => v.clone(),
         _ => {
             return Err(bad(
                 "property 'value' is required: a non-empty string".into()
@@ -575,6 +607,24 @@ async fn delete_secret(
                 c.name
             ),
         ));
+    }
+    for project in state.store.list_projects().await? {
+        if let Some(t) = state
+            .store
+            .list_project_environment_types(&project.name)
+            .await?
+            .into_iter()
+            .find(|t| t.deployment_identity.as_deref() == Some(s.as_str()))
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "SecretInUse",
+                format!(
+                    "secret '{s}' is the deployment identity of environment type '{}' in project '{}': point it at another identity first",
+                    t.name, project.name
+                ),
+            ));
+        }
     }
     if state.store.delete_secret(&s).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,16 @@
 //! ADE data-plane routes (reference `ade.md` §5.1).
 //!
-//! `userId` may be `me`: the requesting user, taken from the `X-Slipway-User`
-//! header, else the server's default user.
+//! `userId` may be `me`: the caller (see [`crate::auth`]). Who may do what:
+//! reading a project's catalogs, definitions and types needs any role in
+//! it; an environment is readable by its owner, Readers of its type and
+//! admins, and changeable (redeploy, patch, delete, actions, cancel) by its
+//! owner while they hold the User role for its type, and by admins.
+//! `sensitive` outputs show their value only to the owner and admins.
+//!
+//! Beyond the read paths of ADE: `PATCH` (merge-patch `{expirationDate}`),
+//! `DELETE ?force=true`, the scheduled `Delete` action
+//! (`…/actions[/{a}]`, `POST …/actions/{a}:skip`, `POST …/actions/{a}:delay?until=`)
+//! and `POST …/operations/{o}:cancel` (Slipway).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -10,10 +19,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use slipway_core::access::Permission;
 use slipway_core::names::validate_resource_name;
-use slipway_core::{resolve_parameters, OperationKind};
+use slipway_core::{resolve_parameters, OperationKind, OperationStatus};
 use slipway_store::{DefinitionRecord, EnvironmentRecord, NewOperation, OperationRecord};
 
+use crate::admin::{body, require_pet, require_project, rfc3339, stored_time, JsonBody};
+use crate::auth::Caller;
 use crate::views::{self, environment_path};
 use crate::{ApiError, ApiResult, AppState};
 
@@ -29,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             "/projects/{p}/users/{u}/environments/{e}",
             get(get_environment)
                 .put(put_environment)
+                .patch(patch_environment)
                 .delete(delete_environment),
         )
         .route(
@@ -37,7 +50,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/projects/{p}/users/{u}/environments/{e}/operations/{o}",
-            get(get_operation),
+            get(get_operation).post(operation_action),
         )
         .route(
             "/projects/{p}/users/{u}/environments/{e}/operations/{o}/logs",
@@ -48,8 +61,24 @@ pub fn routes() -> Router<AppState> {
             get(get_outputs),
         )
         .route(
+            "/projects/{p}/users/{u}/environments/{e}/actions",
+            get(list_actions),
+        )
+        .route(
+            "/projects/{p}/users/{u}/environments/{e}/actions/{a}",
+            get(get_action).post(action_action),
+        )
+        .route(
             "/projects/{p}/operationstatuses/{o}",
             get(get_operation_status),
+        )
+        .route(
+            "/projects/{p}/environmentTypes",
+            get(list_environment_types),
+        )
+        .route(
+            "/projects/{p}/environmentTypes/{t}",
+            get(get_environment_type),
         )
         .route("/projects/{p}/catalogs", get(list_catalogs))
         .route("/projects/{p}/catalogs/{c}", get(get_catalog))
@@ -67,28 +96,32 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// The user a request acts as.
-pub fn request_user(state: &AppState, headers: &HeaderMap) -> String {
-    headers
-        .get("x-slipway-user")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| state.config.default_user.clone())
+/// Loads environment `name` of `user` in `project` and checks the caller may
+/// read it (403 naming the role otherwise); 404 when it does not exist.
+async fn readable_environment(
+    state: &AppState,
+    caller: &Caller,
+    project: &str,
+    user: &str,
+    name: &str,
+) -> ApiResult<EnvironmentRecord> {
+    caller.require(Permission::ReadProject(project.to_string()))?;
+    let env = require_environment(state, project, caller.resolve(user), name).await?;
+    caller.require_read(&env)?;
+    Ok(env)
 }
 
-fn resolve_user(state: &AppState, headers: &HeaderMap, user: &str) -> String {
-    if user == "me" {
-        request_user(state, headers)
-    } else {
-        user.to_string()
-    }
-}
-
-async fn require_project(state: &AppState, project: &str) -> ApiResult<slipway_store::Project> {
-    state.store.get_project(project).await?.ok_or_else(|| {
-        ApiError::not_found("ProjectNotFound", format!("project '{project}' not found"))
-    })
+/// Like [`readable_environment`], for changes (redeploy, delete, actions, cancel).
+async fn manageable_environment(
+    state: &AppState,
+    caller: &Caller,
+    project: &str,
+    user: &str,
+    name: &str,
+) -> ApiResult<EnvironmentRecord> {
+    let env = readable_environment(state, caller, project, user, name).await?;
+    caller.require_manage(&env)?;
+    Ok(env)
 }
 
 /// Loads an environment owned by `user` in `project`, or 404.
@@ -128,39 +161,49 @@ async fn env_json(state: &AppState, env: &EnvironmentRecord) -> ApiResult<Value>
     Ok(views::environment(&state.config.base_url, env, &rg))
 }
 
-async fn list_project_environments(
-    State(state): State<AppState>,
-    Path(p): Path<String>,
+async fn envs_json(
+    state: &AppState,
+    caller: &Caller,
+    envs: Vec<EnvironmentRecord>,
 ) -> ApiResult<Json<Value>> {
-    require_project(&state, &p).await?;
     let mut value = Vec::new();
-    for env in state.store.list_environments(&p, None).await? {
-        value.push(env_json(&state, &env).await?);
+    for env in envs.iter().filter(|e| caller.can_read(e)) {
+        value.push(env_json(state, env).await?);
     }
     Ok(Json(json!({ "value": value })))
+}
+
+async fn list_project_environments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
+    require_project(&state, &p).await?;
+    let envs = state.store.list_environments(&p, None).await?;
+    envs_json(&state, &caller, envs).await
 }
 
 async fn list_user_environments(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
-    let user = resolve_user(&state, &headers, &u);
-    let mut value = Vec::new();
-    for env in state.store.list_environments(&p, Some(&user)).await? {
-        value.push(env_json(&state, &env).await?);
-    }
-    Ok(Json(json!({ "value": value })))
+    let envs = state
+        .store
+        .list_environments(&p, Some(caller.resolve(&u)))
+        .await?;
+    envs_json(&state, &caller, envs).await
 }
 
 async fn get_environment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let user = resolve_user(&state, &headers, &u);
-    let env = require_environment(&state, &p, &user, &e).await?;
+    let env = readable_environment(&state, &caller, &p, &u, &e).await?;
     Ok(Json(env_json(&state, &env).await?))
 }
 
@@ -173,12 +216,26 @@ struct EnvironmentBody {
     environment_definition_name: Option<String>,
     #[serde(default)]
     parameters: Option<Value>,
+    #[serde(default)]
+    expiration_date: Option<String>,
 }
 
 fn required_field(v: Option<String>, field: &str) -> ApiResult<String> {
     v.filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::bad_request("MissingProperty", format!("property '{field}' is required"))
     })
+}
+
+/// An `expirationDate` in the store's form; it must lie in the future.
+fn future_expiration(v: &str) -> ApiResult<String> {
+    let t = rfc3339("expirationDate", v)?;
+    if t <= chrono::Utc::now() {
+        return Err(ApiError::bad_request(
+            "InvalidExpirationDate",
+            format!("property 'expirationDate' is '{v}': expected a time in the future"),
+        ));
+    }
+    Ok(stored_time(t))
 }
 
 fn operation_headers(state: &AppState, project: &str, op_id: &str, env_path: &str) -> HeaderMap {
@@ -204,6 +261,7 @@ async fn queue_operation(
     kind: OperationKind,
     user: String,
     definition: DefinitionRecord,
+    force: bool,
 ) -> ApiResult<String> {
     let runner_image = state
         .config
@@ -218,30 +276,44 @@ async fn queue_operation(
             created_by: user,
             definition,
             runner_image,
+            force,
         })
         .await?;
     state.scheduler.wake();
+    state.expirations.notify_one();
     Ok(op_id)
 }
 
 async fn put_environment(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
     body: Result<Json<EnvironmentBody>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Response> {
     let Json(body) =
         body.map_err(|r| ApiError::bad_request("InvalidRequestBody", r.body_text()))?;
+    caller.require(Permission::ReadProject(p.clone()))?;
     validate_resource_name("environment", &e)
         .map_err(|err| ApiError::bad_request("InvalidEnvironmentName", err.to_string()))?;
     require_project(&state, &p).await?;
-    let user = resolve_user(&state, &headers, &u);
+    let user = caller.resolve(&u).to_string();
     let env_type = required_field(body.environment_type, "environmentType")?;
+    if user != caller.user {
+        // Creating or redeploying on behalf of someone else is an admin's job.
+        caller.require(Permission::ManageEnvironments(p.clone()))?;
+    } else {
+        caller.require(Permission::DeployEnvironments(p.clone(), env_type.clone()))?;
+    }
     let catalog = required_field(body.catalog_name, "catalogName")?;
     let def_name = required_field(
         body.environment_definition_name,
         "environmentDefinitionName",
     )?;
+    let expiration = body
+        .expiration_date
+        .as_deref()
+        .map(future_expiration)
+        .transpose()?;
     let supplied: Map<String, Value> = match body.parameters {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
@@ -279,21 +351,25 @@ async fn put_environment(
             }
         }
     }
-    let pet = state
-        .store
-        .get_project_environment_type(&p, &env_type)
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "EnvironmentTypeNotFound",
-                format!("environment type '{env_type}' is not enabled for project '{p}'"),
-            )
-        })?;
+    let pet = require_pet(&state, &p, &env_type).await.map_err(|mut e| {
+        e.status = StatusCode::BAD_REQUEST;
+        e
+    })?;
     if pet.status != "Enabled" {
         return Err(ApiError::bad_request(
             "EnvironmentTypeDisabled",
             format!("environment type '{env_type}' is disabled in project '{p}'"),
         ));
+    }
+    if let (None, Some(max)) = (&existing, pet.limits.max_environments_per_user) {
+        let have = state.store.count_environments(&p, &env_type, &user).await?;
+        if have >= max {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "EnvironmentLimitExceeded",
+                format!("user '{user}' already has {have} environment(s) of type '{env_type}' in project '{p}': the limit (limits.maxEnvironmentsPerUser) is {max}"),
+            ));
+        }
     }
     let definition = visible_definition(&state, &p, &catalog, &def_name)
         .await
@@ -334,14 +410,19 @@ async fn put_environment(
             exists,
         ),
         error: None,
+        expiration_date: expiration,
+        delete_at: None,
+        action_modified_by: None,
+        action_modified_at: None,
     };
     let op_id = queue_operation(
         &state,
         &env,
         exists,
         OperationKind::Deploy,
-        user,
+        caller.user.clone(),
         definition,
+        false,
     )
     .await?;
     let path = environment_path(&env);
@@ -355,52 +436,139 @@ async fn put_environment(
         .into_response())
 }
 
+/// `PATCH` (`application/merge-patch+json`): only `expirationDate` (a time, or `null` to clear).
+async fn patch_environment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e)): Path<(String, String, String)>,
+    b: JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let patch = body(b)?;
+    let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
+    let obj = patch.as_object().ok_or_else(|| {
+        ApiError::bad_request("InvalidRequestBody", "expected a JSON merge-patch object")
+    })?;
+    if let Some(k) = obj.keys().find(|k| *k != "expirationDate") {
+        return Err(ApiError::bad_request(
+            "PropertyChangeNotAllowed",
+            format!("property '{k}' cannot be patched: only 'expirationDate' can (parameters change with PUT)"),
+        ));
+    }
+    if let Some(v) = obj.get("expirationDate") {
+        let expiration = match v {
+            Value::Null => None,
+            Value::String(s) => Some(future_expiration(s)?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "InvalidExpirationDate",
+                    format!(
+                        "property 'expirationDate' is {}: expected an RFC 3339 date-time or null",
+                        slipway_core::manifest::describe_value(other)
+                    ),
+                ))
+            }
+        };
+        state
+            .store
+            .set_expiration(&env.id, expiration.as_deref(), &caller.user)
+            .await?;
+        state.expirations.notify_one();
+    }
+    let env = require_environment(&state, &p, &env.owner, &e).await?;
+    Ok(Json(env_json(&state, &env).await?))
+}
+
 #[derive(Debug, Deserialize)]
 struct DeleteQuery {
     #[serde(default)]
     force: Option<bool>,
 }
 
-async fn delete_environment(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((p, u, e)): Path<(String, String, String)>,
-    Query(q): Query<DeleteQuery>,
-) -> ApiResult<Response> {
-    let user = resolve_user(&state, &headers, &u);
-    let env = require_environment(&state, &p, &user, &e).await?;
-    // The current definition if it still exists, else the one the last operation ran with.
-    let definition: DefinitionRecord = match state
+/// The definition a delete runs with: the current one if it still exists
+/// and is valid, else the one the last operation ran with.
+async fn delete_definition(
+    state: &AppState,
+    env: &EnvironmentRecord,
+) -> ApiResult<Option<DefinitionRecord>> {
+    if let Some(d) = state
         .store
         .get_definition(&env.catalog, &env.definition)
         .await?
         .filter(DefinitionRecord::is_valid)
     {
-        Some(d) => d,
-        None => {
-            let last = state
-                .store
-                .list_operations(&env.id)
-                .await?
-                .into_iter()
-                .next();
-            match last {
-                Some(op) => op.definition,
-                None => {
-                    return Err(ApiError::bad_request(
-                        "EnvironmentDefinitionNotFound",
-                        format!(
-                            "environment definition '{}' no longer exists in catalog '{}'",
-                            env.definition, env.catalog
-                        ),
-                    ))
-                }
-            }
+        return Ok(Some(d));
+    }
+    Ok(state
+        .store
+        .list_operations(&env.id)
+        .await?
+        .into_iter()
+        .next()
+        .map(|op| op.definition))
+}
+
+/// Queues the delete of `env` requested by `by`; `force` removes the record
+/// even if the runner fails, and at once when the definition is gone.
+/// Returns the operation id, or `None` when the record was removed at once.
+pub(crate) async fn queue_delete(
+    state: &AppState,
+    env: &EnvironmentRecord,
+    by: &str,
+    force: bool,
+) -> ApiResult<Option<String>> {
+    let current = state
+        .store
+        .get_definition(&env.catalog, &env.definition)
+        .await?
+        .filter(DefinitionRecord::is_valid);
+    if force && current.is_none() {
+        state.store.delete_environment_record(&env.id).await?;
+        if let Err(e) = state
+            .store
+            .blobs
+            .delete(&format!("environments/{}", env.id))
+            .await
+        {
+            tracing::warn!(environment = %env.id, error = %e, "could not remove environment files");
         }
+        return Ok(None);
+    }
+    let definition = match current {
+        Some(d) => d,
+        None => delete_definition(state, env).await?.ok_or_else(|| {
+            ApiError::bad_request(
+                "EnvironmentDefinitionNotFound",
+                format!(
+                    "environment definition '{}' no longer exists in catalog '{}': delete with ?force=true to remove the environment without running it",
+                    env.definition, env.catalog
+                ),
+            )
+        })?,
     };
-    let _ = q.force; // Force delete lands with the governance work; a normal delete runs here.
-    let op_id =
-        queue_operation(&state, &env, true, OperationKind::Delete, user, definition).await?;
+    let op_id = queue_operation(
+        state,
+        env,
+        true,
+        OperationKind::Delete,
+        by.to_string(),
+        definition,
+        force,
+    )
+    .await?;
+    Ok(Some(op_id))
+}
+
+async fn delete_environment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e)): Path<(String, String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Response> {
+    let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
+    let Some(op_id) = queue_delete(&state, &env, &caller.user, q.force.unwrap_or(false)).await?
+    else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
     let path = environment_path(&env);
     let op = state.store.get_operation(&op_id).await?.ok_or_else(|| {
         ApiError::new(
@@ -418,17 +586,22 @@ async fn delete_environment(
         .into_response())
 }
 
-/// Finds operation `op_id` of environment `name`. Operations stay readable
-/// after a successful delete removed the environment (so a client following
-/// a delete can read its log to the end); then the requester must be the
-/// user who queued the operation.
+/// Finds operation `op_id` of environment `name` and checks the caller may
+/// read it (`manage`: change it). Operations stay readable after a
+/// successful delete removed the environment (so a client following a
+/// delete can read its log to the end); then the requester must be the user
+/// who queued the operation or a Project Admin.
 async fn require_operation(
     state: &AppState,
+    caller: &Caller,
     project: &str,
     user: &str,
     name: &str,
     op_id: &str,
+    manage: bool,
 ) -> ApiResult<(OperationRecord, String)> {
+    caller.require(Permission::ReadProject(project.to_string()))?;
+    let user = caller.resolve(user);
     let not_found = || {
         ApiError::not_found(
             "OperationNotFound",
@@ -441,9 +614,17 @@ async fn require_operation(
     };
     match state.store.get_environment(project, name).await? {
         Some(env) if env.id == op.environment_id && env.owner == user => {
+            if manage {
+                caller.require_manage(&env)?;
+            } else {
+                caller.require_read(&env)?;
+            }
             Ok((op, environment_path(&env)))
         }
         None if op.created_by == user => {
+            if op.created_by != caller.user {
+                caller.require(Permission::ManageEnvironments(project.to_string()))?;
+            }
             let path = format!("/projects/{project}/users/{user}/environments/{name}");
             Ok((op, path))
         }
@@ -453,11 +634,10 @@ async fn require_operation(
 
 async fn list_operations(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let user = resolve_user(&state, &headers, &u);
-    let env = require_environment(&state, &p, &user, &e).await?;
+    let env = readable_environment(&state, &caller, &p, &u, &e).await?;
     let path = environment_path(&env);
     let value: Vec<Value> = state
         .store
@@ -471,12 +651,49 @@ async fn list_operations(
 
 async fn get_operation(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e, o)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let user = resolve_user(&state, &headers, &u);
-    let (op, path) = require_operation(&state, &p, &user, &e, &o).await?;
+    let (op, path) = require_operation(&state, &caller, &p, &u, &e, &o, false).await?;
     Ok(Json(views::operation(&state.config.base_url, &path, &op)))
+}
+
+/// `POST …/operations/{o}:cancel`: a queued operation ends Canceled at once;
+/// a running one gets SIGTERM, a grace period, then SIGKILL, and ends
+/// Canceled (state uploaded by the runner's catch handler is kept). 202 with
+/// the operation status; 409 when it has ended already.
+async fn operation_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e, o)): Path<(String, String, String, String)>,
+) -> ApiResult<Response> {
+    let Some(op_id) = o.strip_suffix(":cancel") else {
+        return Err(ApiError::not_found(
+            "ActionNotFound",
+            format!("'{o}' is not an operation action: expected '<operationId>:cancel'"),
+        ));
+    };
+    let (op, path) = require_operation(&state, &caller, &p, &u, &e, op_id, true).await?;
+    match state.store.request_cancel(&op.id, &caller.user).await? {
+        Some(OperationStatus::Running) => state.scheduler.cancel(&op.id),
+        Some(OperationStatus::Canceled) if !op.status.is_terminal() => state.scheduler.wake(),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "OperationNotCancelable",
+                format!(
+                    "operation '{op_id}' has ended ({}): only NotStarted or Running operations can be canceled",
+                    op.status.as_str()
+                ),
+            ))
+        }
+    }
+    let op = state.store.get_operation(op_id).await?.unwrap_or(op);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(views::operation_status(&state.config.base_url, &op, &path)),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -488,12 +705,11 @@ struct LogQuery {
 
 async fn get_logs(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e, o)): Path<(String, String, String, String)>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    let user = resolve_user(&state, &headers, &u);
-    let (op, _) = require_operation(&state, &p, &user, &e, &o).await?;
+    let (op, _) = require_operation(&state, &caller, &p, &u, &e, &o, false).await?;
     let log = state
         .store
         .blobs
@@ -514,12 +730,11 @@ async fn get_logs(
 
 async fn get_outputs(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let user = resolve_user(&state, &headers, &u);
-    let env = require_environment(&state, &p, &user, &e).await?;
-    let outputs = match state
+    let env = readable_environment(&state, &caller, &p, &u, &e).await?;
+    let mut outputs = match state
         .store
         .blobs
         .get(&slipway_store::Store::outputs_key(&env.id))
@@ -528,30 +743,193 @@ async fn get_outputs(
         Some(bytes) => serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| json!({})),
         None => json!({}),
     };
+    let sees_secrets =
+        env.owner == caller.user || caller.can(&Permission::ManageEnvironments(p.clone()));
+    if !sees_secrets {
+        for out in outputs
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            if out.get("sensitive").and_then(Value::as_bool) == Some(true) {
+                out["value"] = Value::Null;
+            }
+        }
+    }
     Ok(Json(json!({ "outputs": outputs })))
+}
+
+async fn list_actions(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let env = readable_environment(&state, &caller, &p, &u, &e).await?;
+    let value: Vec<Value> = views::delete_action(&state.config.base_url, &env)
+        .into_iter()
+        .collect();
+    Ok(Json(json!({ "value": value })))
+}
+
+fn action_not_found(env: &EnvironmentRecord, a: &str) -> ApiError {
+    ApiError::not_found(
+        "ActionNotFound",
+        format!(
+            "action '{a}' not found for environment '{}': it has {}",
+            env.name,
+            match &env.expiration_date {
+                Some(_) => format!("only '{}'", views::delete_action_name(env)),
+                None => "none (set an expirationDate to schedule a Delete action)".into(),
+            }
+        ),
+    )
+}
+
+async fn get_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e, a)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let env = readable_environment(&state, &caller, &p, &u, &e).await?;
+    match views::delete_action(&state.config.base_url, &env) {
+        Some(v) if a == views::delete_action_name(&env) => Ok(Json(v)),
+        _ => Err(action_not_found(&env, &a)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DelayQuery {
+    until: Option<String>,
+}
+
+/// `POST …/actions/{a}:skip` (204) and `POST …/actions/{a}:delay?until=` (200 action).
+async fn action_action(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, u, e, a)): Path<(String, String, String, String)>,
+    Query(q): Query<DelayQuery>,
+) -> ApiResult<Response> {
+    let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
+    let (name, verb) = a.rsplit_once(':').unwrap_or((a.as_str(), ""));
+    if name != views::delete_action_name(&env) || env.expiration_date.is_none() {
+        return Err(action_not_found(&env, name));
+    }
+    match verb {
+        "skip" => {
+            state
+                .store
+                .reschedule_delete(&env.id, None, &caller.user)
+                .await?;
+            state.expirations.notify_one();
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        "delay" => {
+            let until = q.until.ok_or_else(|| {
+                ApiError::bad_request(
+                    "MissingProperty",
+                    "query parameter 'until' is required: an RFC 3339 date-time",
+                )
+            })?;
+            let t = rfc3339("until", &until)?;
+            if t <= chrono::Utc::now() {
+                return Err(ApiError::bad_request(
+                    "InvalidDateTime",
+                    format!("query parameter 'until' is '{until}': expected a time in the future"),
+                ));
+            }
+            state
+                .store
+                .reschedule_delete(&env.id, Some(&stored_time(t)), &caller.user)
+                .await?;
+            state.expirations.notify_one();
+            let env = require_environment(&state, &p, &env.owner, &e).await?;
+            let v = views::delete_action(&state.config.base_url, &env).unwrap_or_default();
+            Ok(Json(v).into_response())
+        }
+        other => Err(ApiError::not_found(
+            "ActionNotFound",
+            format!("'{other}' is not an action verb: expected '{name}:skip' or '{name}:delay'"),
+        )),
+    }
 }
 
 async fn get_operation_status(
     State(state): State<AppState>,
+    caller: Caller,
     Path((p, o)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    match state.store.get_operation(&o).await? {
-        Some(op) if op.project == p => {
-            let path = format!(
-                "/projects/{}/users/{}/environments/{}",
-                op.project, op.created_by, op.environment_name
-            );
-            Ok(Json(views::operation_status(
-                &state.config.base_url,
-                &op,
-                &path,
-            )))
+    caller.require(Permission::ReadProject(p.clone()))?;
+    let op = match state.store.get_operation(&o).await? {
+        Some(op) if op.project == p => op,
+        _ => {
+            return Err(ApiError::not_found(
+                "OperationNotFound",
+                format!("operation '{o}' not found in project '{p}'"),
+            ))
         }
-        _ => Err(ApiError::not_found(
-            "OperationNotFound",
-            format!("operation '{o}' not found in project '{p}'"),
-        )),
-    }
+    };
+    let owner = match state
+        .store
+        .get_environment_by_id(&op.environment_id)
+        .await?
+    {
+        Some(env) => {
+            caller.require_read(&env)?;
+            env.owner
+        }
+        None => {
+            if op.created_by != caller.user {
+                caller.require(Permission::ManageEnvironments(p.clone()))?;
+            }
+            op.created_by.clone()
+        }
+    };
+    let path = format!(
+        "/projects/{}/users/{owner}/environments/{}",
+        op.project, op.environment_name
+    );
+    Ok(Json(views::operation_status(
+        &state.config.base_url,
+        &op,
+        &path,
+    )))
+}
+
+fn environment_type_json(state: &AppState, t: &slipway_store::ProjectEnvironmentType) -> Value {
+    json!({
+        "uri": format!("{}/projects/{}/environmentTypes/{}", state.config.base_url, t.project, t.name),
+        "name": t.name,
+        "displayName": t.display_name,
+        "deploymentTargetId": t.deployment_target_id,
+        "status": t.status,
+    })
+}
+
+async fn list_environment_types(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(p): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
+    require_project(&state, &p).await?;
+    let value: Vec<Value> = state
+        .store
+        .list_project_environment_types(&p)
+        .await?
+        .iter()
+        .map(|t| environment_type_json(&state, t))
+        .collect();
+    Ok(Json(json!({ "value": value })))
+}
+
+async fn get_environment_type(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((p, t)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
+    let pet = require_pet(&state, &p, &t).await?;
+    Ok(Json(environment_type_json(&state, &pet)))
 }
 
 fn catalog_json(state: &AppState, project: &str, c: &slipway_store::Catalog) -> Value {
@@ -607,8 +985,10 @@ pub async fn visible_definition(
 
 async fn list_catalogs(
     State(state): State<AppState>,
+    caller: Caller,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let value: Vec<Value> = state
         .store
@@ -622,8 +1002,10 @@ async fn list_catalogs(
 
 async fn get_catalog(
     State(state): State<AppState>,
+    caller: Caller,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let cat = visible_catalog(&state, &p, &c).await?;
     Ok(Json(catalog_json(&state, &p, &cat)))
@@ -631,8 +1013,10 @@ async fn get_catalog(
 
 async fn list_all_definitions(
     State(state): State<AppState>,
+    caller: Caller,
     Path(p): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let mut value = Vec::new();
     for c in state.store.catalogs_for_project(&p).await? {
@@ -647,8 +1031,10 @@ async fn list_all_definitions(
 
 async fn list_catalog_definitions(
     State(state): State<AppState>,
+    caller: Caller,
     Path((p, c)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     visible_catalog(&state, &p, &c).await?;
     let value: Vec<Value> = state
@@ -664,8 +1050,10 @@ async fn list_catalog_definitions(
 
 async fn get_definition(
     State(state): State<AppState>,
+    caller: Caller,
     Path((p, c, d)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let def = visible_definition(&state, &p, &c, &d).await?;
     Ok(Json(views::definition(&state.config.base_url, &p, &def)))

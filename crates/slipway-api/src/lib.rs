@@ -9,9 +9,15 @@
 //! - [`runner_api`]: the runner protocol under `/runner/v1` (see
 //!   `slipway_core::protocol`), authorised by per-operation tokens.
 //!
+//! Every route but `/healthz` and the runner API needs an API token; see
+//! [`auth`] for authentication, authorization and the audit trail, and
+//! [`actions`] for the scheduled `Delete` actions of expiring environments.
+//!
 //! Errors are ADE `CloudError` JSON: `{"error": {"code", "message", "details"?}}`.
 
+pub mod actions;
 pub mod admin;
+pub mod auth;
 pub mod catalogs;
 pub mod data_plane;
 pub mod runner_api;
@@ -41,8 +47,6 @@ pub struct ServerConfig {
     pub max_storage_bytes: u64,
     /// Runner alias → image mapping.
     pub runner_images: RunnerImages,
-    /// User id that `me` stands for when the request names no user (`X-Slipway-User`).
-    pub default_user: String,
 }
 
 /// Shared state of all handlers.
@@ -58,15 +62,22 @@ pub struct AppState {
     pub secret_key: SecretKey,
     /// Wakes the scheduled catalog sync after catalog changes.
     pub catalog_sync: SyncTrigger,
+    /// Wakes the expiration timer after an expiration or action changed.
+    pub expirations: Arc<tokio::sync::Notify>,
 }
 
 /// Builds the router with every route group.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(data_plane::routes())
         .merge(admin::routes())
         .merge(catalogs::routes())
         .merge(runner_api::routes(state.config.max_storage_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state)
 }
 
@@ -122,6 +133,7 @@ impl From<StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
             StoreError::InvalidKey(_) => ApiError::bad_request("InvalidName", e.to_string()),
+            StoreError::InUse(m) => ApiError::new(StatusCode::CONFLICT, "ResourceInUse", m),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::new(
@@ -143,7 +155,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

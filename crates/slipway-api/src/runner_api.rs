@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::Value;
+use slipway_core::credentials::subscription_of;
 use slipway_core::protocol::{
     validate_outputs, LogEntry, LogType, OperationResult, RunnerDefinition, RunnerEnvironment,
     RunnerIdentity,
@@ -184,11 +185,30 @@ async fn identity(
 ) -> ApiResult<Json<RunnerIdentity>> {
     let (_, env) = authorize(&state, &headers, &o).await?;
     let rg = resource_group_id(&state, &env).await?;
-    let subscription = rg.split('/').nth(2).unwrap_or_default().to_string();
-    Ok(Json(RunnerIdentity {
-        client_id: "00000000-0000-0000-0000-000000000000".into(),
-        tenant_id: "00000000-0000-0000-0000-000000000000".into(),
-        subscription_id: subscription,
+    let subscription = subscription_of(&rg);
+    let none = "00000000-0000-0000-0000-000000000000".to_string();
+    let id = state
+        .store
+        .deployment_identity(&env.project, &env.environment_type, &state.secret_key)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "DeploymentIdentitySignInError",
+                e.to_string(),
+            )
+        })?;
+    Ok(Json(match id {
+        Some(id) => RunnerIdentity {
+            client_id: id.client_id,
+            tenant_id: id.tenant_id,
+            subscription_id: id.subscription_id.unwrap_or(subscription),
+        },
+        None => RunnerIdentity {
+            client_id: none.clone(),
+            tenant_id: none,
+            subscription_id: subscription,
+        },
     }))
 }
 
@@ -257,14 +277,23 @@ async fn upload_file(
         .map(|(_, size)| size)
         .sum();
     let total = others + body.len() as u64;
-    if total > state.config.max_storage_bytes {
+    let limit = match state
+        .store
+        .get_project_environment_type(&env.project, &env.environment_type)
+        .await?
+        .and_then(|t| t.limits.max_storage_mb)
+    {
+        Some(mb) => u64::try_from(mb).unwrap_or(0).saturating_mul(1 << 20),
+        None => state.config.max_storage_bytes,
+    };
+    if total > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "EnvironmentStorageExceeded",
             format!(
                 "storing '{name}' ({} bytes) would bring the environment's files to {total} bytes, over the limit of {} bytes",
                 body.len(),
-                state.config.max_storage_bytes
+                limit
             ),
         ));
     }
@@ -282,9 +311,13 @@ async fn append_log(
     Path(o): Path<String>,
     entry: Result<Json<LogEntry>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<StatusCode> {
-    let (op, _) = authorize(&state, &headers, &o).await?;
+    let (op, env) = authorize(&state, &headers, &o).await?;
     let Json(entry) = entry.map_err(|r| ApiError::bad_request("InvalidCliInput", r.body_text()))?;
-    let mut text = entry.content;
+    let mut text = state
+        .store
+        .scrubber_for(&env.project, &env.environment_type, &state.secret_key)
+        .await
+        .scrub(&entry.content);
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -324,11 +357,15 @@ async fn operation_result(
     Path(o): Path<String>,
     result: Result<Json<OperationResult>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<StatusCode> {
-    let (op, _) = authorize(&state, &headers, &o).await?;
+    let (op, env) = authorize(&state, &headers, &o).await?;
     let Json(r) = result.map_err(|r| ApiError::bad_request("InvalidCliInput", r.body_text()))?;
+    let scrubber = state
+        .store
+        .scrubber_for(&env.project, &env.environment_type, &state.secret_key)
+        .await;
     state
         .store
-        .set_operation_result(&op.id, &ErrorBody::new(r.code, r.message))
+        .set_operation_result(&op.id, &ErrorBody::new(r.code, scrubber.scrub(&r.message)))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

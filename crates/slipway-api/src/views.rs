@@ -24,10 +24,36 @@ pub fn environment(base: &str, env: &EnvironmentRecord, resource_group_id: &str)
         "environmentDefinitionName": env.definition,
         "parameters": env.parameters,
     });
+    if let Some(x) = &env.expiration_date {
+        v["expirationDate"] = json!(x);
+    }
     if let Some(e) = &env.error {
         v["error"] = json!({"code": e.code, "message": e.message});
     }
     v
+}
+
+/// Name of an environment's scheduled delete action (ADE: `<env>-Delete`).
+pub fn delete_action_name(env: &EnvironmentRecord) -> String {
+    format!("{}-Delete", env.name)
+}
+
+/// ADE `EnvironmentAction` `{name, uri, actionType, next: {scheduledTime}, lastModifiedBy, lastModifiedAt}`;
+/// `None` when the environment has no expiration.
+pub fn delete_action(base: &str, env: &EnvironmentRecord) -> Option<Value> {
+    env.expiration_date.as_ref()?;
+    let name = delete_action_name(env);
+    let mut v = json!({
+        "name": name,
+        "uri": format!("{base}{}/actions/{name}", environment_path(env)),
+        "actionType": "Delete",
+        "lastModifiedBy": env.action_modified_by,
+        "lastModifiedAt": env.action_modified_at,
+    });
+    if let Some(t) = &env.delete_at {
+        v["next"] = json!({"scheduledTime": t});
+    }
+    Some(v)
 }
 
 /// ADE `EnvironmentOperation` (plus Slipway's `catalogCommit` and `runnerImage`).

@@ -8,12 +8,18 @@
 //! - [`environment`]: environments, operations and their states.
 //! - [`names`]: resource-name rules.
 //! - [`protocol`]: the runner protocol spoken between the `ade` CLI and the server.
+//! - [`access`]: roles, scopes and the authorization decision.
+//! - [`credentials`]: deployment identities handed to runners.
+//! - [`scrub`]: masking secret values in text shown to users.
 
+pub mod access;
+pub mod credentials;
 pub mod environment;
 pub mod manifest;
 pub mod names;
 pub mod parameters;
 pub mod protocol;
+pub mod scrub;
 
 pub use environment::{ErrorBody, OperationKind, OperationStatus, ProvisioningState, OUTPUT_TYPES};
 pub use manifest::{

@@ -5,8 +5,13 @@
 //!   runner container and records the result.
 //!
 //! Scheduling rules: at most `max_concurrent` operations run at once; at most
-//! one per environment (the oldest queued first); each is bounded by
-//! `max_runtime`. A restart never loses an operation: a Running operation
+//! one per environment (the oldest queued first); each is bounded by its
+//! project environment type's `maxRuntimeMinutes`, else `max_runtime`.
+//! [`Scheduler::cancel`] stops a runner with SIGTERM, `stop_grace`, then
+//! SIGKILL, and the operation ends Canceled. The runner gets the deployment
+//! identity of its project environment type (`ADE_CLIENT_ID`,
+//! `ADE_TENANT_ID`, `ADE_SUBSCRIPTION_ID` and the identity's variables);
+//! runner output kept as a log is scrubbed of those values. A restart never loses an operation: a Running operation
 //! whose container exists is re-attached (or finalised if it has exited);
 //! one whose container never started is queued again.
 
@@ -22,7 +27,7 @@ use slipway_core::protocol::{
     AdeExitCode, ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
 };
 use slipway_core::{ErrorBody, OperationStatus};
-use slipway_store::{OperationRecord, Store, StoreError};
+use slipway_store::{now_rfc3339, AuditEvent, OperationRecord, SecretKey, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::Notify;
 
@@ -105,6 +110,8 @@ pub struct SchedulerConfig {
     /// Identifies this server's containers, so that recovery never touches
     /// the runners of another Slipway sharing the same container engine.
     pub instance_id: String,
+    /// Opens deployment identities.
+    pub secret_key: SecretKey,
 }
 
 /// Hashes a runner token for storage (sha256 hex).
@@ -131,6 +138,8 @@ pub struct Scheduler {
     config: SchedulerConfig,
     wake: Notify,
     running: Mutex<HashSet<String>>,
+    /// Cancel signals of running operations.
+    cancels: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Scheduler {
@@ -142,7 +151,57 @@ impl Scheduler {
             config,
             wake: Notify::new(),
             running: Mutex::new(HashSet::new()),
+            cancels: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Stops the runner of running operation `op_id` (SIGTERM, the grace
+    /// period, SIGKILL); the operation then ends Canceled. The caller marks
+    /// the operation first (`Store::request_cancel`), so a cancel that
+    /// arrives while the runner is being (re)attached is still honoured.
+    pub fn cancel(&self, op_id: &str) {
+        if let Some(n) = self.cancel_signal(op_id) {
+            n.notify_one();
+        }
+    }
+
+    fn cancel_signal(&self, op_id: &str) -> Option<Arc<Notify>> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(op_id)
+            .cloned()
+    }
+
+    fn track(&self, op_id: &str) {
+        self.running_ids().insert(op_id.to_string());
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(op_id.to_string(), Arc::new(Notify::new()));
+    }
+
+    fn untrack(&self, op_id: &str) {
+        self.running_ids().remove(op_id);
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(op_id);
+    }
+
+    async fn audit(&self, op: &OperationRecord, action: &str, result: &str) {
+        let event = AuditEvent {
+            time: now_rfc3339(),
+            user: op.created_by.clone(),
+            action: action.to_string(),
+            target: op.id.clone(),
+            project: Some(op.project.clone()),
+            source: Some("scheduler".into()),
+            result: result.to_string(),
+        };
+        if let Err(e) = self.store.record_audit(&event).await {
+            tracing::warn!(operation = %op.id, error = %e, "could not record an audit event");
+        }
     }
 
     /// Asks the scheduler to look for runnable operations now.
@@ -201,7 +260,7 @@ impl Scheduler {
                 }
                 Some(_) => {
                     tracing::info!(operation = %op.id, "re-attaching to runner container");
-                    self.running_ids().insert(op.id.clone());
+                    self.track(&op.id);
                     let me = Arc::clone(self);
                     tokio::spawn(async move { me.supervise(op, None).await });
                 }
@@ -229,7 +288,8 @@ impl Scheduler {
             {
                 continue;
             }
-            self.running_ids().insert(op.id.clone());
+            self.track(&op.id);
+            self.audit(&op, "operation.start", "Running").await;
             let me = Arc::clone(self);
             tokio::spawn(async move {
                 match me.launch(&op, &token).await {
@@ -237,6 +297,9 @@ impl Scheduler {
                     Err(e) => {
                         let code = match e {
                             RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
+                            RunnerError::Store(StoreError::Secret(_)) => {
+                                "DeploymentIdentitySignInError"
+                            }
                             _ => "RunnerStartError",
                         };
                         me.finish(
@@ -261,16 +324,35 @@ impl Scheduler {
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
+        let mut env = vec![
+            format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
+            format!("{ENV_ENDPOINT}={}", self.config.runner_endpoint),
+            format!("{ENV_OPERATION_ID}={}", op.id),
+            format!("{ENV_DEVCENTER_ID}={}", self.config.devcenter_id),
+            format!("{ENV_TOKEN}={token}"),
+        ];
+        if let Some(environment) = self.store.get_environment_by_id(&op.environment_id).await? {
+            let identity = self
+                .store
+                .deployment_identity(
+                    &environment.project,
+                    &environment.environment_type,
+                    &self.config.secret_key,
+                )
+                .await?;
+            if let Some(id) = identity {
+                env.push(format!("ADE_CLIENT_ID={}", id.client_id));
+                env.push(format!("ADE_TENANT_ID={}", id.tenant_id));
+                if let Some(sub) = &id.subscription_id {
+                    env.push(format!("ADE_SUBSCRIPTION_ID={sub}"));
+                }
+                env.extend(id.variables.iter().map(|(k, v)| format!("{k}={v}")));
+            }
+        }
         let spec = ContainerSpec {
             name: op.container_name.clone(),
             image: op.runner_image.clone(),
-            env: vec![
-                format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
-                format!("{ENV_ENDPOINT}={}", self.config.runner_endpoint),
-                format!("{ENV_OPERATION_ID}={}", op.id),
-                format!("{ENV_DEVCENTER_ID}={}", self.config.devcenter_id),
-                format!("{ENV_TOKEN}={token}"),
-            ],
+            env,
             labels,
             host_network: true,
         };
@@ -281,12 +363,47 @@ impl Scheduler {
 
     /// Waits for the runner of `op` and records the result.
     async fn supervise(self: Arc<Self>, op: OperationRecord, attachment: Option<Attachment>) {
-        let waited = tokio::time::timeout(
-            self.config.max_runtime,
-            self.engine.wait(&op.container_name, attachment),
-        )
-        .await;
+        let max_runtime = self.max_runtime_of(&op).await;
+        let cancel = self
+            .cancel_signal(&op.id)
+            .unwrap_or_else(|| Arc::new(Notify::new()));
+        // A cancel requested before this point (e.g. before a restart) is honoured too.
+        if let Ok(Some(o)) = self.store.get_operation(&op.id).await {
+            if o.cancel_requested_by.is_some() {
+                cancel.notify_one();
+            }
+        }
+        let wait = self.engine.wait(&op.container_name, attachment);
+        tokio::pin!(wait);
+        let mut canceled_by = None;
+        let waited = tokio::select! {
+            w = tokio::time::timeout(max_runtime, &mut wait) => w,
+            _ = cancel.notified() => {
+                tracing::info!(operation = %op.id, "canceling: SIGTERM, then SIGKILL after the grace period");
+                if let Err(e) = self.engine.stop(&op.container_name, self.config.stop_grace).await {
+                    tracing::warn!(operation = %op.id, error = %e, "could not stop the runner");
+                }
+                canceled_by = match self.store.get_operation(&op.id).await {
+                    Ok(Some(o)) => o.cancel_requested_by,
+                    _ => None,
+                }
+                .or_else(|| Some("a user".into()));
+                Ok(tokio::time::timeout(self.config.stop_grace + Duration::from_secs(30), &mut wait)
+                    .await
+                    .unwrap_or(Ok(137)))
+            }
+        };
         let (status, error) = match waited {
+            _ if canceled_by.is_some() => (
+                OperationStatus::Canceled,
+                Some(ErrorBody::new(
+                    "OperationCanceled",
+                    format!(
+                        "The operation was canceled by '{}'.",
+                        canceled_by.unwrap_or_default()
+                    ),
+                )),
+            ),
             Err(_) => {
                 let _ = self
                     .engine
@@ -298,7 +415,7 @@ impl Scheduler {
                         "DeploymentCanceledByTimeout",
                         format!(
                             "The operation exceeded the runtime limit of {} minutes and was stopped.",
-                            self.config.max_runtime.as_secs() / 60
+                            max_runtime.as_secs() / 60
                         ),
                     )),
                 )
@@ -346,8 +463,36 @@ impl Scheduler {
         };
         if empty {
             if let Ok(out) = self.engine.output(&op.container_name).await {
+                let out = match self.store.get_environment_by_id(&op.environment_id).await {
+                    Ok(Some(env)) => self
+                        .store
+                        .scrubber_for(&env.project, &env.environment_type, &self.config.secret_key)
+                        .await
+                        .scrub(&out),
+                    _ => out,
+                };
                 let _ = self.store.blobs.append(&key, out.as_bytes()).await;
             }
+        }
+    }
+
+    /// The runtime limit of `op`: its project environment type's, else the server's.
+    async fn max_runtime_of(&self, op: &OperationRecord) -> Duration {
+        let Ok(Some(env)) = self.store.get_environment_by_id(&op.environment_id).await else {
+            return self.config.max_runtime;
+        };
+        match self
+            .store
+            .get_project_environment_type(&env.project, &env.environment_type)
+            .await
+        {
+            Ok(Some(t)) => t
+                .limits
+                .max_runtime_minutes
+                .and_then(|m| u64::try_from(m).ok())
+                .map(|m| Duration::from_secs(m * 60))
+                .unwrap_or(self.config.max_runtime),
+            _ => self.config.max_runtime,
         }
     }
 
@@ -397,7 +542,10 @@ impl Scheduler {
                 tracing::error!(operation = %op.id, error = %e, "could not record operation result")
             }
         }
-        self.running_ids().remove(&op.id);
+        if stored {
+            self.audit(op, "operation.end", status.as_str()).await;
+        }
+        self.untrack(&op.id);
         self.wake();
         stored
     }

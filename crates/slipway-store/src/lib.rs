@@ -17,6 +17,7 @@
 //! operations are compare-and-set on the current status, so two schedulers can
 //! never both start the same operation.
 
+mod access;
 mod blob;
 mod records;
 mod secrets;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use thiserror::Error;
 
+pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFIX};
 pub use blob::BlobStore;
 pub use records::*;
 pub use secrets::SecretKey;
@@ -58,6 +60,9 @@ pub enum StoreError {
     /// A secret could not be sealed or opened, or the key file is malformed.
     #[error("{0}")]
     Secret(String),
+    /// The resource is still used by others (e.g. a type with environments).
+    #[error("{0}")]
+    InUse(String),
     /// A stored JSON column could not be decoded (data corruption).
     #[error("stored {what} is not valid: {message}")]
     Corrupt {

@@ -52,6 +52,28 @@ pub struct ProjectEnvironmentType {
     pub deployment_target_id: String,
     /// `Enabled` | `Disabled`.
     pub status: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// Roles the creator of an environment gets on it (ADE
+    /// `creatorRoleAssignment.roles`), recorded and reported to runners' owners.
+    pub creator_roles: Vec<String>,
+    /// Name of the `deploymentIdentity` secret whose credentials the runners
+    /// of this type receive; `None` = no credentials.
+    pub deployment_identity: Option<String>,
+    /// Limits.
+    pub limits: PetLimits,
+}
+
+/// Limits of a project environment type; `None` = the server default (or none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PetLimits {
+    /// Longest an operation may run, in minutes.
+    pub max_runtime_minutes: Option<i64>,
+    /// Largest total size of an environment's stored files, in MiB.
+    pub max_storage_mb: Option<i64>,
+    /// Most environments of this type one user may own.
+    pub max_environments_per_user: Option<i64>,
 }
 
 /// Catalog source: where definitions come from.
@@ -186,6 +208,15 @@ pub struct EnvironmentRecord {
     pub provisioning_state: ProvisioningState,
     /// Last error.
     pub error: Option<ErrorBody>,
+    /// `expirationDate` (RFC 3339), if set.
+    pub expiration_date: Option<String>,
+    /// Next run of the scheduled `Delete` action (RFC 3339); `None` when
+    /// there is none or it was skipped.
+    pub delete_at: Option<String>,
+    /// Who last changed the action (set, skip, delay).
+    pub action_modified_by: Option<String>,
+    /// When the action was last changed.
+    pub action_modified_at: Option<String>,
 }
 
 /// An operation.
@@ -225,10 +256,14 @@ pub struct OperationRecord {
     pub runner_image: String,
     /// Container name (`slipway-op-<id>`).
     pub container_name: String,
+    /// Force delete: the environment record goes even if the runner fails.
+    pub force: bool,
+    /// Who asked to cancel it while it ran.
+    pub cancel_requested_by: Option<String>,
 }
 
-const OP_COLUMNS: &str = "id, environment_id, project, environment_name, kind, status, parameters, created_by, created_at, start_time, end_time, error, result_error, token_hash, definition, runner_image, container_name";
-const ENV_COLUMNS: &str = "id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, error";
+const OP_COLUMNS: &str = "id, environment_id, project, environment_name, kind, status, parameters, created_by, created_at, start_time, end_time, error, result_error, token_hash, definition, runner_image, container_name, force, cancel_requested_by";
+const ENV_COLUMNS: &str = "id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, error, expiration_date, delete_at, action_modified_by, action_modified_at";
 
 fn op_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OperationRecord, StoreError> {
     let kind: String = r.try_get("kind")?;
@@ -253,6 +288,8 @@ fn op_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<OperationRecord, StoreErro
             .ok_or_else(|| corrupt("operation definition", "missing"))?,
         runner_image: r.try_get("runner_image")?,
         container_name: r.try_get("container_name")?,
+        force: r.try_get::<i64, _>("force")? != 0,
+        cancel_requested_by: r.try_get("cancel_requested_by")?,
     })
 }
 
@@ -271,6 +308,29 @@ fn env_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnvironmentRecord, StoreE
         provisioning_state: ProvisioningState::parse(&state)
             .ok_or_else(|| corrupt("provisioning state", &state))?,
         error: json_col("environment error", r.try_get("error")?)?,
+        expiration_date: r.try_get("expiration_date")?,
+        delete_at: r.try_get("delete_at")?,
+        action_modified_by: r.try_get("action_modified_by")?,
+        action_modified_at: r.try_get("action_modified_at")?,
+    })
+}
+
+const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user";
+
+fn pet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProjectEnvironmentType, StoreError> {
+    Ok(ProjectEnvironmentType {
+        project: r.try_get("project")?,
+        name: r.try_get("name")?,
+        deployment_target_id: r.try_get("deployment_target_id")?,
+        status: r.try_get("status")?,
+        display_name: r.try_get("display_name")?,
+        creator_roles: json_col("creator roles", r.try_get("creator_roles")?)?.unwrap_or_default(),
+        deployment_identity: r.try_get("deployment_identity")?,
+        limits: PetLimits {
+            max_runtime_minutes: r.try_get("max_runtime_minutes")?,
+            max_storage_mb: r.try_get("max_storage_mb")?,
+            max_environments_per_user: r.try_get("max_environments_per_user")?,
+        },
     })
 }
 
@@ -289,6 +349,8 @@ pub struct NewOperation {
     pub definition: DefinitionRecord,
     /// Runner image.
     pub runner_image: String,
+    /// Force delete (see [`OperationRecord::force`]).
+    pub force: bool,
 }
 
 impl Store {
@@ -346,6 +408,20 @@ impl Store {
         Ok(())
     }
 
+    /// Dev-center environment types `{name, displayName}`, by name.
+    pub async fn list_environment_types(&self) -> Result<Vec<Value>, StoreError> {
+        let rows = sqlx::query("SELECT name, display_name FROM environment_types ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let name: String = r.try_get("name")?;
+                let display: Option<String> = r.try_get("display_name")?;
+                Ok(serde_json::json!({"name": name, "displayName": display}))
+            })
+            .collect()
+    }
+
     /// Whether a dev-center environment type exists.
     pub async fn environment_type_exists(&self, name: &str) -> Result<bool, StoreError> {
         Ok(
@@ -362,8 +438,13 @@ impl Store {
         &self,
         t: &ProjectEnvironmentType,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status")
+        let roles =
+            serde_json::to_string(&t.creator_roles).map_err(|e| corrupt("creator roles", e))?;
+        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status, display_name = excluded.display_name, creator_roles = excluded.creator_roles, deployment_identity = excluded.deployment_identity, max_runtime_minutes = excluded.max_runtime_minutes, max_storage_mb = excluded.max_storage_mb, max_environments_per_user = excluded.max_environments_per_user")
             .bind(&t.project).bind(&t.name).bind(&t.deployment_target_id).bind(&t.status).bind(now_rfc3339())
+            .bind(&t.display_name).bind(roles).bind(&t.deployment_identity)
+            .bind(t.limits.max_runtime_minutes).bind(t.limits.max_storage_mb).bind(t.limits.max_environments_per_user)
             .execute(&self.pool).await?;
         Ok(())
     }
@@ -374,17 +455,92 @@ impl Store {
         project: &str,
         name: &str,
     ) -> Result<Option<ProjectEnvironmentType>, StoreError> {
-        let row = sqlx::query("SELECT project, name, deployment_target_id, status FROM project_environment_types WHERE project = ? AND name = ?")
-            .bind(project).bind(name).fetch_optional(&self.pool).await?;
-        row.map(|r| {
-            Ok(ProjectEnvironmentType {
-                project: r.try_get("project")?,
-                name: r.try_get("name")?,
-                deployment_target_id: r.try_get("deployment_target_id")?,
-                status: r.try_get("status")?,
-            })
-        })
-        .transpose()
+        let row = sqlx::query(&format!(
+            "SELECT {PET_COLUMNS} FROM project_environment_types WHERE project = ? AND name = ?"
+        ))
+        .bind(project)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(pet_from_row).transpose()
+    }
+
+    /// A project's environment types, by name.
+    pub async fn list_project_environment_types(
+        &self,
+        project: &str,
+    ) -> Result<Vec<ProjectEnvironmentType>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PET_COLUMNS} FROM project_environment_types WHERE project = ? ORDER BY name"
+        ))
+        .bind(project)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pet_from_row).collect()
+    }
+
+    /// Removes a project environment type and the role assignments at its
+    /// scope. Returns false if it does not exist.
+    ///
+    /// Errors: [`StoreError::InUse`] while environments of the type exist.
+    pub async fn delete_project_environment_type(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("DELETE FROM project_environment_types WHERE project = ? AND name = ? AND NOT EXISTS (SELECT 1 FROM environments WHERE project = ? AND environment_type = ?)")
+            .bind(project).bind(name).bind(project).bind(name).execute(&mut *tx).await?;
+        if res.rows_affected() == 0 {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM environments WHERE project = ? AND environment_type = ?",
+            )
+            .bind(project)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            if count > 0 {
+                return Err(StoreError::InUse(format!("project environment type '{name}' of project '{project}' has {count} environment(s): delete them first")));
+            }
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM role_assignments WHERE scope = ?")
+            .bind(format!("/projects/{project}/environmentTypes/{name}"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes a dev-center environment type. Returns false if it does not exist.
+    ///
+    /// Errors: [`StoreError::InUse`] while a project enables it.
+    pub async fn delete_environment_type(&self, name: &str) -> Result<bool, StoreError> {
+        let projects: Vec<String> = sqlx::query_scalar(
+            "SELECT project FROM project_environment_types WHERE name = ? ORDER BY project",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        if !projects.is_empty() {
+            return Err(StoreError::InUse(format!("environment type '{name}' is enabled in project(s) {}: remove those project environment types first", projects.join(", "))));
+        }
+        let res = sqlx::query("DELETE FROM environment_types WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// How many environments of type `env_type` in `project` `owner` owns.
+    pub async fn count_environments(
+        &self,
+        project: &str,
+        env_type: &str,
+        owner: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM environments WHERE project = ? AND environment_type = ? AND owner = ?")
+            .bind(project).bind(env_type).bind(owner).fetch_one(&self.pool).await?)
     }
 
     // ----- catalogs and definitions -----
@@ -664,10 +820,24 @@ impl Store {
             sqlx::query("UPDATE environments SET parameters = ?, provisioning_state = ?, error = NULL, updated_at = ? WHERE id = ?")
                 .bind(&params).bind(state.as_str()).bind(&now).bind(&env.id)
                 .execute(&mut *tx).await?;
+            if new.kind == OperationKind::Delete {
+                // A requested delete supersedes the scheduled one.
+                sqlx::query("UPDATE environments SET delete_at = NULL WHERE id = ?")
+                    .bind(&env.id)
+                    .execute(&mut *tx)
+                    .await?;
+            } else if env.expiration_date.is_some() {
+                sqlx::query("UPDATE environments SET expiration_date = ?, delete_at = ?, action_modified_by = ?, action_modified_at = ? WHERE id = ?")
+                    .bind(&env.expiration_date).bind(&env.expiration_date).bind(&new.created_by).bind(&now).bind(&env.id)
+                    .execute(&mut *tx).await?;
+            }
         } else {
-            let res = sqlx::query("INSERT INTO environments (id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            let modified_by = env.expiration_date.as_ref().map(|_| new.created_by.clone());
+            let modified_at = env.expiration_date.as_ref().map(|_| now.clone());
+            let res = sqlx::query("INSERT INTO environments (id, project, name, owner, environment_type, catalog, definition, parameters, provisioning_state, created_at, updated_at, expiration_date, delete_at, action_modified_by, action_modified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
                 .bind(&env.id).bind(&env.project).bind(&env.name).bind(&env.owner).bind(&env.environment_type)
                 .bind(&env.catalog).bind(&env.definition).bind(&params).bind(state.as_str()).bind(&now).bind(&now)
+                .bind(&env.expiration_date).bind(&env.expiration_date).bind(modified_by).bind(modified_at)
                 .execute(&mut *tx).await;
             if let Err(e) = res {
                 if is_unique_violation(&e) {
@@ -681,10 +851,10 @@ impl Store {
         }
         let definition =
             serde_json::to_string(&new.definition).map_err(|e| corrupt("definition", e))?;
-        sqlx::query(&format!("INSERT INTO operations ({OP_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'NotStarted', ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO operations ({OP_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'NotStarted', ?, ?, ?, NULL, NULL, NULL, NULL, NULL, ?, ?, ?, ?, NULL)"))
             .bind(&op_id).bind(&env.id).bind(&env.project).bind(&env.name).bind(new.kind.as_str())
             .bind(&params).bind(&new.created_by).bind(&now).bind(definition).bind(&new.runner_image)
-            .bind(format!("slipway-op-{op_id}"))
+            .bind(format!("slipway-op-{op_id}")).bind(new.force as i64)
             .execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(op_id)
@@ -798,7 +968,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let op = op_from_row(&row)?;
-        match ProvisioningState::on_finished(op.kind, status) {
+        let forced_delete = op.force && op.kind == OperationKind::Delete;
+        let outcome = if forced_delete && status != OperationStatus::Canceled {
+            None
+        } else {
+            ProvisioningState::on_finished(op.kind, status)
+        };
+        match outcome {
             None => {
                 sqlx::query("DELETE FROM environments WHERE id = ?")
                     .bind(&op.environment_id)
@@ -818,5 +994,100 @@ impl Store {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    // ----- lifecycle: expiration actions, cancel, force delete -----
+
+    /// Sets (or clears) an environment's `expirationDate`; the scheduled
+    /// `Delete` action follows it. Returns false if the environment is gone.
+    pub async fn set_expiration(
+        &self,
+        env_id: &str,
+        expiration: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE environments SET expiration_date = ?1, delete_at = ?1, action_modified_by = ?2, action_modified_at = ?3, updated_at = ?3 WHERE id = ?4")
+            .bind(expiration).bind(by).bind(now_rfc3339()).bind(env_id)
+            .execute(&self.pool).await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Moves (`Some`) or skips (`None`) the next run of the `Delete` action.
+    /// Returns false if the environment is gone.
+    pub async fn reschedule_delete(
+        &self,
+        env_id: &str,
+        at: Option<&str>,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE environments SET delete_at = ?1, action_modified_by = ?2, action_modified_at = ?3 WHERE id = ?4")
+            .bind(at).bind(by).bind(now_rfc3339()).bind(env_id)
+            .execute(&self.pool).await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The earliest scheduled `Delete` action time (RFC 3339), if any.
+    pub async fn next_delete_at(&self) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(delete_at) FROM environments WHERE delete_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Environments whose `Delete` action is due at `now` (RFC 3339).
+    pub async fn due_deletes(&self, now: &str) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE delete_at IS NOT NULL AND delete_at <= ? ORDER BY delete_at"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(env_from_row).collect()
+    }
+
+    /// Asks to cancel an operation. A queued one ends Canceled at once
+    /// (returns `Canceled`); a running one is marked (returns `Running`) and
+    /// its runner is the scheduler's to stop; an ended one is left alone
+    /// (returns its status).
+    pub async fn request_cancel(
+        &self,
+        op_id: &str,
+        by: &str,
+    ) -> Result<Option<OperationStatus>, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE operations SET cancel_requested_by = ? WHERE id = ? AND status = 'Running'",
+        )
+        .bind(by)
+        .bind(op_id)
+        .execute(&self.pool)
+        .await?;
+        if marked.rows_affected() == 1 {
+            return Ok(Some(OperationStatus::Running));
+        }
+        let err = ErrorBody::new(
+            "OperationCanceled",
+            format!("The operation was canceled by '{by}' before it started."),
+        );
+        self.finish_operation(op_id, OperationStatus::Canceled, Some(&err))
+            .await?;
+        Ok(self.get_operation(op_id).await?.map(|o| o.status))
+    }
+
+    /// Drops an environment record without running anything (force delete
+    /// of an environment whose definition is gone); queued operations end
+    /// Canceled. Returns false if it did not exist.
+    pub async fn delete_environment_record(&self, env_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let res = sqlx::query("DELETE FROM environments WHERE id = ?")
+            .bind(env_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE operations SET status = 'Canceled', end_time = ?, error = ? WHERE environment_id = ? AND status = 'NotStarted'")
+            .bind(now_rfc3339())
+            .bind(r#"{"code":"EnvironmentDeleted","message":"The environment was force-deleted before this operation started."}"#)
+            .bind(env_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() == 1)
     }
 }

@@ -5,6 +5,8 @@
 //! ciphertext copied onto another row does not open. The database holds only
 //! nonce + ciphertext; no API returns a value ([`SecretMeta`] has none).
 
+use slipway_core::credentials::{DeploymentIdentity, DEPLOYMENT_IDENTITY_KIND};
+use slipway_core::scrub::Scrubber;
 use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -177,5 +179,51 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// The deployment identity of project environment type `env_type` in
+    /// `project`, opened; `None` when the type has none.
+    ///
+    /// Errors: [`StoreError::Secret`] when the named secret is missing, not
+    /// a deployment identity, or cannot be opened with `key`.
+    pub async fn deployment_identity(
+        &self,
+        project: &str,
+        env_type: &str,
+        key: &SecretKey,
+    ) -> Result<Option<DeploymentIdentity>, StoreError> {
+        let Some(name) = self
+            .get_project_environment_type(project, env_type)
+            .await?
+            .and_then(|t| t.deployment_identity)
+        else {
+            return Ok(None);
+        };
+        let Some((kind, value)) = self.secret_value(&name, key).await? else {
+            return Err(StoreError::Secret(format!(
+                "deployment identity '{name}' of environment type '{env_type}' no longer exists"
+            )));
+        };
+        if kind != DEPLOYMENT_IDENTITY_KIND {
+            return Err(StoreError::Secret(format!(
+                "secret '{name}' is of kind '{kind}', not a deployment identity"
+            )));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&value)
+            .map_err(|e| StoreError::Secret(format!("deployment identity '{name}': {e}")))?;
+        DeploymentIdentity::from_json(&doc)
+            .map(Some)
+            .map_err(StoreError::Secret)
+    }
+
+    /// A scrubber for the logs and messages of operations of `env_type` in
+    /// `project`: masks the values of its deployment identity's variables.
+    /// An identity that cannot be opened yields an empty scrubber (and the
+    /// operation itself fails when its runner starts).
+    pub async fn scrubber_for(&self, project: &str, env_type: &str, key: &SecretKey) -> Scrubber {
+        match self.deployment_identity(project, env_type, key).await {
+            Ok(Some(id)) => Scrubber::new(id.secret_values()),
+            _ => Scrubber::default(),
+        }
     }
 }

@@ -21,6 +21,10 @@ fn new_op(project: &str, name: &str) -> NewOperation {
             parameters: Map::new(),
             provisioning_state: ProvisioningState::Creating,
             error: None,
+            expiration_date: None,
+            delete_at: None,
+            action_modified_by: None,
+            action_modified_at: None,
         },
         environment_exists: false,
         kind: OperationKind::Deploy,
@@ -38,6 +42,7 @@ fn new_op(project: &str, name: &str) -> NewOperation {
             source_tree: None,
         },
         runner_image: "img".into(),
+        force: false,
     }
 }
 

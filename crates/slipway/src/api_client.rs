@@ -22,20 +22,21 @@ impl Reply {
     }
 }
 
-/// Client bound to a server and a user.
+/// Client bound to a server and an API token.
 pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
-    user: Option<String>,
+    token: Option<String>,
 }
 
 impl ApiClient {
-    /// Creates a client for `base` (e.g. `http://127.0.0.1:7878`).
-    pub fn new(base: &str, user: Option<String>) -> Self {
+    /// Creates a client for `base` (e.g. `http://127.0.0.1:7878`) sending
+    /// `token` as `Authorization: Bearer`.
+    pub fn new(base: &str, token: Option<String>) -> Self {
         ApiClient {
             agent: ureq::AgentBuilder::new().build(),
             base: base.trim_end_matches('/').to_string(),
-            user,
+            token,
         }
     }
 
@@ -43,8 +44,8 @@ impl ApiClient {
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.request(method, &url);
-        if let Some(u) = &self.user {
-            req = req.set("X-Slipway-User", u);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
         }
         let res = match body {
             Some(b) => req.send_json(b),

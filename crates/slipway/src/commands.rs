@@ -24,9 +24,85 @@ pub enum AdminCommand {
     /// Project environment types.
     #[command(subcommand, name = "project-environment-type")]
     ProjectEnvironmentType(PetCommand),
-    /// Secrets (catalog tokens, SSH keys); values are write-only.
+    /// Secrets (catalog tokens, SSH keys, deployment identities); values are write-only.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Role assignments.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The audit log (newest first).
+    Audit {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Only this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Assign a role: 'DevCenter Admin' (scope /), 'Project Admin' (scope
+    /// /projects/P), 'Deployment Environments User' or '… Reader' (a project
+    /// or /projects/P/environmentTypes/T).
+    Assign {
+        /// User id.
+        user: String,
+        /// Role name.
+        #[arg(long)]
+        role: String,
+        /// Scope path.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List assignments (all, or of one project).
+    List {
+        /// Only this project.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Remove an assignment by id.
+    Remove {
+        /// Assignment id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (for yourself, or for any user as DevCenter Admin); it is shown once.
+    Create {
+        /// User the token authenticates as (default: yourself).
+        #[arg(long)]
+        user: Option<String>,
+        /// Label.
+        #[arg(long)]
+        name: Option<String>,
+        /// Days until it expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List tokens (metadata only).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +132,13 @@ pub enum NamedCreate {
         #[arg(long)]
         display_name: Option<String>,
     },
+    /// List.
+    List,
+    /// Delete (refused while a project enables it).
+    Delete {
+        /// Name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +156,38 @@ pub enum PetCommand {
         /// Enabled or Disabled.
         #[arg(long, default_value = "Enabled")]
         status: String,
+        /// Display name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Name of a `deploymentIdentity` secret given to this type's runners.
+        #[arg(long)]
+        deployment_identity: Option<String>,
+        /// Runtime limit per operation, in minutes.
+        #[arg(long)]
+        max_runtime_minutes: Option<i64>,
+        /// Storage limit per environment, in MiB.
+        #[arg(long)]
+        max_storage_mb: Option<i64>,
+        /// Most environments of this type per user.
+        #[arg(long)]
+        max_environments_per_user: Option<i64>,
+        /// `USER=ROLE` assignments at this type's scope (replaces them), repeatable.
+        #[arg(long = "user-role", value_name = "USER=ROLE")]
+        user_roles: Vec<String>,
+    },
+    /// List a project's environment types.
+    List {
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// Remove an environment type from a project (refused while environments of it exist).
+    Delete {
+        /// Environment type name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
     },
 }
 
@@ -226,6 +341,9 @@ pub enum EnvCommand {
         definition: String,
         #[command(flatten)]
         params: ParamArgs,
+        /// Expiration (RFC 3339): the environment is deleted then.
+        #[arg(long)]
+        expiration: Option<String>,
         /// Return once queued.
         #[arg(long)]
         no_wait: bool,
@@ -267,9 +385,67 @@ pub enum EnvCommand {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
         project: String,
+        /// Remove the record even if the delete fails, and at once when the definition is gone.
+        #[arg(long)]
+        force: bool,
         /// Return once queued.
         #[arg(long)]
         no_wait: bool,
+    },
+    /// Set or clear (`--expiration none`) the expiration date.
+    UpdateExpiration {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// RFC 3339 time, or `none`.
+        #[arg(long)]
+        expiration: String,
+    },
+    /// List scheduled actions.
+    ListActions {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// Skip the scheduled delete.
+    SkipAction {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Action name (default `<env>-Delete`).
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Move the scheduled delete to a later time.
+    DelayAction {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Action name (default `<env>-Delete`).
+        #[arg(long)]
+        action: Option<String>,
+        /// New time (RFC 3339).
+        #[arg(long)]
+        until: String,
+    },
+    /// Cancel the running or queued operation (default: the latest).
+    Cancel {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Operation id.
+        #[arg(long)]
+        operation: Option<String>,
     },
     /// Print an operation's log (default: the latest operation).
     Logs {
@@ -305,6 +481,14 @@ pub enum EnvCommand {
 
 fn env_path(project: &str, name: &str) -> String {
     format!("/projects/{project}/users/me/environments/{name}")
+}
+
+fn latest_operation(client: &ApiClient, project: &str, name: &str) -> anyhow::Result<String> {
+    let ops = client.get(&format!("{}/operations", env_path(project, name)))?;
+    value_list(&ops)
+        .first()
+        .map(|o| s(o, "operationId"))
+        .ok_or_else(|| anyhow!("environment '{name}' has no operations"))
 }
 
 fn print(output: OutputFormat, v: &Value, table: impl FnOnce(&Value) -> String) {
@@ -393,11 +577,145 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
             project,
             deployment_target_id,
             status,
-        }) => (
-            "PUT",
-            format!("/admin/projects/{project}/environmentTypes/{name}"),
-            Some(json!({"deploymentTargetId": deployment_target_id, "status": status})),
+            display_name,
+            deployment_identity,
+            max_runtime_minutes,
+            max_storage_mb,
+            max_environments_per_user,
+            user_roles,
+        }) => {
+            let mut body = json!({
+                "deploymentTargetId": deployment_target_id,
+                "status": status,
+                "displayName": display_name,
+                "deploymentIdentity": deployment_identity,
+                "limits": {
+                    "maxRuntimeMinutes": max_runtime_minutes,
+                    "maxStorageMB": max_storage_mb,
+                    "maxEnvironmentsPerUser": max_environments_per_user,
+                },
+            });
+            if !user_roles.is_empty() {
+                let mut users = Map::new();
+                for ur in &user_roles {
+                    let (u, r) = ur
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("--user-role '{ur}': expected USER=ROLE"))?;
+                    users
+                        .entry(u.to_string())
+                        .or_insert_with(|| json!({"roles": {}}))["roles"][r] = json!({});
+                }
+                body["userRoleAssignments"] = Value::Object(users);
+            }
+            (
+                "PUT",
+                format!("/admin/projects/{project}/environmentTypes/{name}"),
+                Some(body),
+            )
+        }
+        AdminCommand::ProjectEnvironmentType(PetCommand::List { project }) => (
+            "GET",
+            format!("/admin/projects/{project}/environmentTypes"),
+            None,
         ),
+        AdminCommand::ProjectEnvironmentType(PetCommand::Delete { name, project }) => {
+            client.send(
+                "DELETE",
+                &format!("/admin/projects/{project}/environmentTypes/{name}"),
+                None,
+            )?;
+            println!("environment type '{name}' removed from project '{project}'");
+            return Ok(());
+        }
+        AdminCommand::EnvironmentType(NamedCreate::List) => {
+            ("GET", "/admin/environmentTypes".to_string(), None)
+        }
+        AdminCommand::EnvironmentType(NamedCreate::Delete { name }) => {
+            client.send("DELETE", &format!("/admin/environmentTypes/{name}"), None)?;
+            println!("environment type '{name}' deleted");
+            return Ok(());
+        }
+        AdminCommand::Role(RoleCommand::Assign { user, role, scope }) => (
+            "POST",
+            "/admin/roleAssignments".to_string(),
+            Some(json!({"principalId": user, "role": role, "scope": scope})),
+        ),
+        AdminCommand::Role(RoleCommand::List { project }) => (
+            "GET",
+            match project {
+                Some(p) => format!("/admin/roleAssignments?project={p}"),
+                None => "/admin/roleAssignments".to_string(),
+            },
+            None,
+        ),
+        AdminCommand::Role(RoleCommand::Remove { id }) => {
+            client.send("DELETE", &format!("/admin/roleAssignments/{id}"), None)?;
+            println!("role assignment '{id}' removed");
+            return Ok(());
+        }
+        AdminCommand::Token(TokenCommand::Create {
+            user,
+            name,
+            expires_in_days,
+        }) => {
+            let v = client
+                .send(
+                    "POST",
+                    "/admin/tokens",
+                    Some(&json!({"user": user, "name": name, "expiresInDays": expires_in_days})),
+                )?
+                .json()?;
+            match output {
+                OutputFormat::Json => print(output, &v, |_| String::new()),
+                OutputFormat::Table => {
+                    eprintln!(
+                        "token '{}' for user '{}' (expires {}); it is shown only once:",
+                        s(&v, "id"),
+                        s(&v, "user"),
+                        s(&v, "expiresAt")
+                    );
+                    println!("{}", s(&v, "token"));
+                }
+            }
+            return Ok(());
+        }
+        AdminCommand::Token(TokenCommand::List { user }) => (
+            "GET",
+            match user {
+                Some(u) => format!("/admin/tokens?user={u}"),
+                None => "/admin/tokens".to_string(),
+            },
+            None,
+        ),
+        AdminCommand::Token(TokenCommand::Revoke { id }) => {
+            client.send("DELETE", &format!("/admin/tokens/{id}"), None)?;
+            println!("token '{id}' revoked");
+            return Ok(());
+        }
+        AdminCommand::Audit {
+            project,
+            user,
+            since,
+            until,
+        } => {
+            let q: Vec<String> = [
+                ("project", project),
+                ("user", user),
+                ("since", since),
+                ("until", until),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_escape(&v))))
+            .collect();
+            let v = client.get(&format!("/audit?{}", q.join("&")))?;
+            print(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &["time", "user", "action", "project", "source", "result"],
+                )
+            });
+            return Ok(());
+        }
         AdminCommand::Secret(SecretCommand::Set {
             name,
             kind,
@@ -438,7 +756,23 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
     let v = client.send(method, &path, body.as_ref())?.json()?;
     print(output, &v, |v| {
         match v.get("value").and_then(Value::as_array) {
-            Some(items) => rows(items, &["name", "kind", "location", "description"]),
+            Some(items) => rows(
+                items,
+                &[
+                    "name",
+                    "kind",
+                    "status",
+                    "location",
+                    "description",
+                    "id",
+                    "principalId",
+                    "role",
+                    "scope",
+                    "user",
+                    "expiresAt",
+                    "revokedAt",
+                ],
+            ),
             None => format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default()),
         }
     });
@@ -828,18 +1162,22 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
             catalog,
             definition,
             params,
+            expiration,
             no_wait,
         } => {
             let def = client.get(&format!(
                 "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{definition}"
             ))?;
             let parameters = collect_params(&params, &def, Map::new())?;
-            let body = json!({
+            let mut body = json!({
                 "environmentType": environment_type,
                 "catalogName": catalog,
                 "environmentDefinitionName": definition,
                 "parameters": parameters,
             });
+            if let Some(x) = expiration {
+                body["expirationDate"] = json!(x);
+            }
             let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
             let op = op_id_from(&reply)?;
             finish_operation(client, output, &project, &name, &op, no_wait, true)
@@ -901,11 +1239,120 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
         EnvCommand::Delete {
             name,
             project,
+            force,
             no_wait,
         } => {
-            let reply = client.send("DELETE", &env_path(&project, &name), None)?;
+            let path = if force {
+                format!("{}?force=true", env_path(&project, &name))
+            } else {
+                env_path(&project, &name)
+            };
+            let reply = client.send("DELETE", &path, None)?;
+            if reply.operation_location.is_none() {
+                println!("environment '{name}' removed");
+                return Ok(ExitCode::SUCCESS);
+            }
             let op = op_id_from(&reply)?;
             finish_operation(client, output, &project, &name, &op, no_wait, false)
+        }
+        EnvCommand::UpdateExpiration {
+            name,
+            project,
+            expiration,
+        } => {
+            let value = if expiration == "none" {
+                Value::Null
+            } else {
+                json!(expiration)
+            };
+            let v = client
+                .send(
+                    "PATCH",
+                    &env_path(&project, &name),
+                    Some(&json!({ "expirationDate": value })),
+                )?
+                .json()?;
+            print(output, &v, env_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::ListActions { name, project } => {
+            let v = client.get(&format!("{}/actions", env_path(&project, &name)))?;
+            print(output, &v, |v| {
+                let items: Vec<Value> = value_list(v)
+                    .into_iter()
+                    .map(|mut a| {
+                        a["scheduledTime"] = a["next"]["scheduledTime"].clone();
+                        a
+                    })
+                    .collect();
+                rows(
+                    &items,
+                    &["name", "actionType", "scheduledTime", "lastModifiedBy"],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::SkipAction {
+            name,
+            project,
+            action,
+        } => {
+            let a = action.unwrap_or_else(|| format!("{name}-Delete"));
+            client.send(
+                "POST",
+                &format!("{}/actions/{a}:skip", env_path(&project, &name)),
+                None,
+            )?;
+            println!("action '{a}' skipped");
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::DelayAction {
+            name,
+            project,
+            action,
+            until,
+        } => {
+            let a = action.unwrap_or_else(|| format!("{name}-Delete"));
+            let v = client
+                .send(
+                    "POST",
+                    &format!(
+                        "{}/actions/{a}:delay?until={}",
+                        env_path(&project, &name),
+                        query_escape(&until)
+                    ),
+                    None,
+                )?
+                .json()?;
+            print(output, &v, |v| {
+                format!(
+                    "{} now at {}\n",
+                    s(v, "name"),
+                    s(&v["next"], "scheduledTime")
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Cancel {
+            name,
+            project,
+            operation,
+        } => {
+            let op = match operation {
+                Some(o) => o,
+                None => latest_operation(client, &project, &name)?,
+            };
+            let v = client
+                .send(
+                    "POST",
+                    &format!("{}/operations/{op}:cancel", env_path(&project, &name)),
+                    None,
+                )?
+                .json()?;
+            print(output, &v, |v| {
+                format!("operation {op}: {}\n", s(v, "status"))
+            });
+            Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Logs {
             name,
@@ -915,13 +1362,7 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
         } => {
             let op = match operation {
                 Some(o) => o,
-                None => {
-                    let ops = client.get(&format!("{}/operations", env_path(&project, &name)))?;
-                    value_list(&ops)
-                        .first()
-                        .map(|o| s(o, "operationId"))
-                        .ok_or_else(|| anyhow!("environment '{name}' has no operations"))?
-                }
+                None => latest_operation(client, &project, &name)?,
             };
             if keep {
                 follow(client, &project, &name, &op, true)?;
@@ -958,4 +1399,16 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -35,9 +35,18 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7878"
     )]
     pub server: String,
-    /// User to act as (`me` resolves to it).
-    #[arg(long, global = true, env = "SLIPWAY_USER")]
-    pub user: Option<String>,
+    /// API token (`slw_…`); see `slipway admin token create`. Prefer the
+    /// environment variable or --token-file over the command line.
+    #[arg(long, global = true, env = "SLIPWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the API token (e.g. `<data-dir>/admin.token`, written on first start).
+    #[arg(
+        long,
+        global = true,
+        env = "SLIPWAY_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: OutputFormat,
@@ -94,7 +103,18 @@ fn main() -> ExitCode {
             }
         }
         command => {
-            let client = api_client::ApiClient::new(&cli.server, cli.user.clone());
+            let token = match (&cli.token, &cli.token_file) {
+                (Some(t), _) => Some(t.trim().to_string()),
+                (None, Some(f)) => match std::fs::read_to_string(f) {
+                    Ok(t) => Some(t.trim().to_string()),
+                    Err(e) => {
+                        eprintln!("error: reading the token file '{}': {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+                (None, None) => None,
+            };
+            let client = api_client::ApiClient::new(&cli.server, token);
             match commands::run(&client, cli.output, command) {
                 Ok(code) => code,
                 Err(e) => {

@@ -1,7 +1,7 @@
 //! `slipway serve`: store + container engine + scheduler + HTTP server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use slipway_api::{AppState, ServerConfig};
 use slipway_catalog::SyncScheduler;
+use slipway_core::access::{Role, Scope};
 use slipway_runner::{Engine, RunnerImages, Scheduler, SchedulerConfig};
 use slipway_store::{SecretKey, Store};
 
@@ -44,9 +45,13 @@ pub struct ServeArgs {
         default_value = "localhost/slipway/runner-terraform:latest"
     )]
     pub runner_terraform: String,
-    /// User that `me` stands for when a request names none.
-    #[arg(long, default_value = "local-user")]
-    pub default_user: String,
+    /// User made DevCenter Admin on first start (when nobody holds the role);
+    /// a token for it is written to `<data-dir>/admin.token` (mode 0600).
+    #[arg(long, env = "SLIPWAY_ADMIN_USER", default_value = "admin")]
+    pub admin_user: String,
+    /// Grace period between SIGTERM and SIGKILL when an operation is canceled, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub cancel_grace_seconds: u64,
     /// File holding the key that seals stored secrets (64 hex digits). Default:
     /// `<data-dir>/secret.key`, created on first start; keep your own outside
     /// the data directory in production.
@@ -84,6 +89,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => SecretKey::load_or_create(&key_file),
     }
     .with_context(|| format!("loading the secret key from {}", key_file.display()))?;
+    bootstrap_admin(&store, &args.admin_user, &data_dir.join("admin.token")).await?;
     for c in store.cancel_interrupted_syncs().await? {
         tracing::warn!(catalog = %c, "a sync was interrupted by the last shutdown; its previous snapshot stays");
     }
@@ -116,10 +122,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         SchedulerConfig {
             max_concurrent: args.max_concurrent.max(1),
             max_runtime: Duration::from_secs(args.max_runtime_minutes.max(1) * 60),
-            stop_grace: Duration::from_secs(10),
+            stop_grace: Duration::from_secs(args.cancel_grace_seconds),
             runner_endpoint: format!("{base_url}/runner/v1"),
             devcenter_id: devcenter_id.clone(),
             instance_id: slipway_runner::instance_id_for(&data_dir),
+            secret_key: secret_key.clone(),
         },
     );
     scheduler.spawn().await.context("recovering operations")?;
@@ -136,11 +143,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 terraform: args.runner_terraform,
                 ..RunnerImages::default()
             },
-            default_user: args.default_user,
         }),
         secret_key,
         catalog_sync,
+        expirations: Arc::new(tokio::sync::Notify::new()),
     };
+    slipway_api::actions::spawn(state.clone());
     println!(
         "slipway listening on {base_url} (data in {})",
         data_dir.display()
@@ -150,5 +158,39 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
     .context("serving HTTP")?;
+    Ok(())
+}
+
+/// First start: makes `user` DevCenter Admin and writes a token for it to
+/// `token_file` (0600, temp file + rename). Does nothing once anybody holds
+/// the role.
+async fn bootstrap_admin(store: &Store, user: &str, token_file: &Path) -> anyhow::Result<()> {
+    if store.has_devcenter_admin().await? {
+        return Ok(());
+    }
+    let (_, token) = store
+        .create_token(user, Some("bootstrap"), None)
+        .await
+        .context("creating the first admin token")?;
+    let tmp = token_file.with_extension("token.tmp");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(token.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, token_file)
+        .with_context(|| format!("writing {}", token_file.display()))?;
+    store
+        .assign_role(user, Role::DevCenterAdmin, &Scope::DevCenter)
+        .await?;
+    tracing::info!(user, file = %token_file.display(), "first start: DevCenter Admin token written");
     Ok(())
 }

@@ -803,8 +803,10 @@ fn server_killed_during_a_sync_keeps_the_previous_snapshot() {
     let hang = TcpListener::bind("127.0.0.1:0").unwrap();
     let hang_port = hang.local_addr().unwrap().port();
     let base = s.base.clone();
+    let auth = format!("Bearer {}", s.admin_token);
     let put = std::thread::spawn(move || {
         let _ = ureq::put(&format!("{base}/admin/catalogs/main"))
+            .set("Authorization", &auth)
             .timeout(Duration::from_secs(600))
             .send_json(
                 json!({"kind": "git", "uri": format!("http://127.0.0.1:{hang_port}/repo.git")}),

@@ -11,6 +11,7 @@ fn slipway(s: &Server, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env("SLIPWAY_SERVER", &s.base)
         .env("SLIPWAY_PROJECT", "demo")
+        .env("SLIPWAY_TOKEN_FILE", s.data.join("admin.token"))
         .output()
         .unwrap();
     (

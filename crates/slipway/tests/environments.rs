@@ -302,7 +302,7 @@ echo released
         );
         assert_eq!(v["error"]["code"], "SecurityError");
     }
-    let (st, _, _) = s.call("GET", &runner(&b, "files"), None);
+    let (st, _, _) = s.call_with("GET", &runner(&b, "files"), None, &[]);
     assert_eq!(st, 401, "no token");
     assert!(!s.op_log("env-b", &b).contains("intruder"));
 

@@ -65,6 +65,8 @@ pub struct Server {
     pub base: String,
     child: Option<Child>,
     agent: ureq::Agent,
+    /// The bootstrap DevCenter Admin token (user `admin`), sent by [`Server::call`].
+    pub admin_token: String,
 }
 
 impl Server {
@@ -107,8 +109,13 @@ impl Server {
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(60))
                 .build(),
+            admin_token: String::new(),
         };
         s.wait_ready();
+        s.admin_token = std::fs::read_to_string(data.join("admin.token"))
+            .expect("the server writes admin.token on first start")
+            .trim()
+            .to_string();
         s
     }
 
@@ -117,7 +124,7 @@ impl Server {
         loop {
             if self
                 .agent
-                .get(&format!("{}/admin/projects", self.base))
+                .get(&format!("{}/healthz", self.base))
                 .call()
                 .is_ok()
             {
@@ -148,17 +155,50 @@ impl Server {
         }
     }
 
-    /// Sends a request; returns status, headers of interest and JSON (or text) body.
+    /// Sends a request as the bootstrap admin; returns status, headers of
+    /// interest and JSON (or text) body.
     pub fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value, Option<String>) {
-        self.call_with(method, path, body, &[])
+        self.call_as(&self.admin_token, method, path, body)
     }
 
-    /// Like [`Server::call`] with extra headers.
+    /// Like [`Server::call`] with API token `token` (empty: none).
+    pub fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, Option<String>) {
+        if token.is_empty() {
+            return self.call_with(method, path, body, &[]);
+        }
+        let auth = format!("Bearer {token}");
+        self.call_with(method, path, body, &[("Authorization", &auth)])
+    }
+
+    /// A new API token for `user` (minted by the admin).
+    pub fn token_for(&self, user: &str) -> String {
+        let (st, v, _) = self.call("POST", "/admin/tokens", Some(json!({ "user": user })));
+        assert_eq!(st, 201, "{v}");
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    /// Assigns `role` to `user` at `scope` (as the admin).
+    pub fn assign(&self, user: &str, role: &str, scope: &str) {
+        let (st, v, _) = self.call(
+            "POST",
+            "/admin/roleAssignments",
+            Some(json!({"principalId": user, "role": role, "scope": scope})),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+
+    /// Sends a request with exactly `headers` (no API token unless given).
     pub fn call_with(
         &self,
         method: &str,

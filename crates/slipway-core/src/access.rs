@@ -1,0 +1,295 @@
+//! Roles, scopes and the authorization decision.
+//!
+//! Contract: the ADE built-in roles (reference `peers.md` "Tenancy / RBAC":
+//! DevCenter Project Admin, Deployment Environments User, Deployment
+//! Environments Reader) plus a dev-center-wide admin. Roles are assigned to a
+//! principal (user id) at a [`Scope`]: the dev center (`/`), a project
+//! (`/projects/{p}`) or a project environment type
+//! (`/projects/{p}/environmentTypes/{t}`). An assignment applies to its scope
+//! and everything below it.
+//!
+//! What each role allows ([`Permission`]):
+//!
+//! | permission | DevCenter Admin | Project Admin | User | Reader |
+//! |---|---|---|---|---|
+//! | administer the dev center (env types, secrets, tokens, audit) | ✓ | | | |
+//! | administer a project (its PETs, catalogs, role assignments) | ✓ | ✓ | | |
+//! | read a project (catalogs, definitions, environment types) | ✓ | ✓ | ✓ | ✓ |
+//! | read every environment of a type | ✓ | ✓ | | ✓ |
+//! | create environments of a type, manage one's own | ✓ | ✓ | ✓ | |
+//! | manage any environment of the project | ✓ | ✓ | | |
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A built-in role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Everything, everywhere.
+    #[serde(rename = "DevCenter Admin")]
+    DevCenterAdmin,
+    /// Administers one project.
+    #[serde(rename = "Project Admin")]
+    ProjectAdmin,
+    /// Creates environments and manages their own.
+    #[serde(rename = "Deployment Environments User")]
+    User,
+    /// Reads every environment in scope.
+    #[serde(rename = "Deployment Environments Reader")]
+    Reader,
+}
+
+impl Role {
+    /// Every role, most powerful first.
+    pub const ALL: [Role; 4] = [
+        Role::DevCenterAdmin,
+        Role::ProjectAdmin,
+        Role::User,
+        Role::Reader,
+    ];
+
+    /// The wire name, e.g. `Deployment Environments User`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::DevCenterAdmin => "DevCenter Admin",
+            Role::ProjectAdmin => "Project Admin",
+            Role::User => "Deployment Environments User",
+            Role::Reader => "Deployment Environments Reader",
+        }
+    }
+
+    /// Parses a wire name; also accepts the ADE spelling `DevCenter Project Admin`.
+    ///
+    /// Errors: a message naming the value and the accepted names.
+    pub fn parse(s: &str) -> Result<Role, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("DevCenter Project Admin") {
+            return Ok(Role::ProjectAdmin);
+        }
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                format!(
+                    "role '{s}' is not known: expected one of {}",
+                    Role::ALL
+                        .iter()
+                        .map(|r| format!("'{}'", r.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an assignment applies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// `/`: the whole dev center.
+    DevCenter,
+    /// `/projects/{p}`.
+    Project(String),
+    /// `/projects/{p}/environmentTypes/{t}`.
+    EnvironmentType(String, String),
+}
+
+impl Scope {
+    /// Parses `/`, `/projects/{p}` or `/projects/{p}/environmentTypes/{t}`.
+    ///
+    /// Errors: a message naming the value and the accepted forms.
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
+        match parts.as_slice() {
+            [""] => Ok(Scope::DevCenter),
+            ["", "projects", p] if !p.is_empty() => Ok(Scope::Project(p.to_string())),
+            ["", "projects", p, "environmentTypes", t] if !p.is_empty() && !t.is_empty() => {
+                Ok(Scope::EnvironmentType(p.to_string(), t.to_string()))
+            }
+            _ => Err(format!(
+                "scope '{s}' is not valid: expected '/', '/projects/{{project}}' or '/projects/{{project}}/environmentTypes/{{type}}'"
+            )),
+        }
+    }
+
+    /// The project the scope lies in (`None` for the dev center).
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Scope::DevCenter => None,
+            Scope::Project(p) | Scope::EnvironmentType(p, _) => Some(p),
+        }
+    }
+
+    /// Whether an assignment at `self` applies to `target`.
+    pub fn covers(&self, target: &Scope) -> bool {
+        match (self, target) {
+            (Scope::DevCenter, _) => true,
+            (Scope::Project(a), Scope::Project(b)) => a == b,
+            (Scope::Project(a), Scope::EnvironmentType(b, _)) => a == b,
+            (Scope::EnvironmentType(a, x), Scope::EnvironmentType(b, y)) => a == b && x == y,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::DevCenter => f.write_str("/"),
+            Scope::Project(p) => write!(f, "/projects/{p}"),
+            Scope::EnvironmentType(p, t) => write!(f, "/projects/{p}/environmentTypes/{t}"),
+        }
+    }
+}
+
+/// One role held at one scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Role.
+    pub role: Role,
+    /// Scope.
+    pub scope: Scope,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permission {
+    /// Dev-center administration.
+    AdministerDevCenter,
+    /// Administration of project `.0`.
+    AdministerProject(String),
+    /// Reading project `.0` (catalogs, definitions, types, own environments).
+    ReadProject(String),
+    /// Reading every environment of type `.1` in project `.0`.
+    ReadEnvironments(String, String),
+    /// Creating environments of type `.1` in project `.0`, and managing one's own.
+    DeployEnvironments(String, String),
+    /// Managing any environment of project `.0`.
+    ManageEnvironments(String),
+}
+
+impl Permission {
+    /// The least role that grants this permission and the scope it must be held at.
+    pub fn needs(&self) -> (Role, Scope) {
+        match self {
+            Permission::AdministerDevCenter => (Role::DevCenterAdmin, Scope::DevCenter),
+            Permission::AdministerProject(p) | Permission::ManageEnvironments(p) => {
+                (Role::ProjectAdmin, Scope::Project(p.clone()))
+            }
+            Permission::ReadProject(p) => (Role::Reader, Scope::Project(p.clone())),
+            Permission::ReadEnvironments(p, t) => {
+                (Role::Reader, Scope::EnvironmentType(p.clone(), t.clone()))
+            }
+            Permission::DeployEnvironments(p, t) => {
+                (Role::User, Scope::EnvironmentType(p.clone(), t.clone()))
+            }
+        }
+    }
+
+    /// Whether `grants` allow this permission.
+    pub fn allowed_by(&self, grants: &[Grant]) -> bool {
+        grants.iter().any(|g| self.granted_by(g))
+    }
+
+    fn granted_by(&self, g: &Grant) -> bool {
+        if g.role == Role::DevCenterAdmin {
+            return true;
+        }
+        let in_project = |p: &str| g.scope.project() == Some(p) || g.scope == Scope::DevCenter;
+        match self {
+            Permission::AdministerDevCenter => false,
+            Permission::AdministerProject(p) | Permission::ManageEnvironments(p) => {
+                g.role == Role::ProjectAdmin && g.scope.covers(&Scope::Project(p.clone()))
+            }
+            // Any role anywhere in the project lets one read the project.
+            Permission::ReadProject(p) => in_project(p),
+            Permission::ReadEnvironments(p, t) => {
+                matches!(g.role, Role::ProjectAdmin | Role::Reader)
+                    && g.scope
+                        .covers(&Scope::EnvironmentType(p.clone(), t.clone()))
+            }
+            Permission::DeployEnvironments(p, t) => {
+                matches!(g.role, Role::ProjectAdmin | Role::User)
+                    && g.scope
+                        .covers(&Scope::EnvironmentType(p.clone(), t.clone()))
+            }
+        }
+    }
+
+    /// The refusal message: who, what, and the role that would be needed.
+    pub fn denied_message(&self, user: &str) -> String {
+        let (role, scope) = self.needs();
+        let what = match self {
+            Permission::AdministerDevCenter => "administer the dev center",
+            Permission::AdministerProject(_) => "administer this project",
+            Permission::ReadProject(_) => "read this project",
+            Permission::ReadEnvironments(_, _) => "read environments of other users",
+            Permission::DeployEnvironments(_, _) => "create or manage environments",
+            Permission::ManageEnvironments(_) => "manage environments of other users",
+        };
+        format!("user '{user}' needs role '{role}' at scope '{scope}' (or above) to {what}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(role: Role, scope: &str) -> Grant {
+        Grant {
+            role,
+            scope: Scope::parse(scope).unwrap(),
+        }
+    }
+
+    #[test]
+    fn scopes_parse_print_and_nest() {
+        for s in ["/", "/projects/p", "/projects/p/environmentTypes/Dev"] {
+            assert_eq!(Scope::parse(s).unwrap().to_string(), s);
+        }
+        let err = Scope::parse("/projects").unwrap_err();
+        assert!(err.contains("'/projects'"), "{err}");
+        let p = Scope::Project("p".into());
+        let t = Scope::EnvironmentType("p".into(), "Dev".into());
+        assert!(p.covers(&t) && !t.covers(&p));
+        assert!(!Scope::Project("q".into()).covers(&t));
+    }
+
+    #[test]
+    fn roles_grant_what_the_table_says() {
+        let dev = Permission::DeployEnvironments("p".into(), "Dev".into());
+        let read = Permission::ReadEnvironments("p".into(), "Dev".into());
+        let user_on_type = [g(Role::User, "/projects/p/environmentTypes/Dev")];
+        assert!(dev.allowed_by(&user_on_type));
+        assert!(!read.allowed_by(&user_on_type));
+        assert!(Permission::ReadProject("p".into()).allowed_by(&user_on_type));
+        assert!(!Permission::ReadProject("q".into()).allowed_by(&user_on_type));
+        assert!(
+            !Permission::DeployEnvironments("p".into(), "Prod".into()).allowed_by(&user_on_type)
+        );
+        let reader = [g(Role::Reader, "/projects/p")];
+        assert!(read.allowed_by(&reader) && !dev.allowed_by(&reader));
+        let padmin = [g(Role::ProjectAdmin, "/projects/p")];
+        assert!(Permission::ManageEnvironments("p".into()).allowed_by(&padmin));
+        assert!(!Permission::AdministerDevCenter.allowed_by(&padmin));
+        assert!(!Permission::AdministerProject("q".into()).allowed_by(&padmin));
+        assert!(Permission::AdministerDevCenter.allowed_by(&[g(Role::DevCenterAdmin, "/")]));
+    }
+
+    #[test]
+    fn refusals_name_the_needed_role() {
+        let m = Permission::DeployEnvironments("p".into(), "Dev".into()).denied_message("bob");
+        assert_eq!(m, "user 'bob' needs role 'Deployment Environments User' at scope '/projects/p/environmentTypes/Dev' (or above) to create or manage environments");
+        assert_eq!(
+            Role::parse("deployment environments reader"),
+            Ok(Role::Reader)
+        );
+        assert!(Role::parse("Owner").unwrap_err().contains("'Owner'"));
+    }
+}
