@@ -119,7 +119,8 @@ async fn manageable_environment(
     user: &str,
     name: &str,
 ) -> ApiResult<EnvironmentRecord> {
-    let env = readable_environment(state, caller, project, user, name).await?;
+    caller.require(Permission::ReadProject(project.to_string()))?;
+    let env = require_environment(state, project, caller.resolve(user), name).await?;
     caller.require_manage(&env)?;
     Ok(env)
 }

@@ -71,6 +71,7 @@ pub struct PetLimits {
     /// Longest an operation may run, in minutes.
     pub max_runtime_minutes: Option<i64>,
     /// Largest total size of an environment's stored files, in MiB.
+    #[serde(rename = "maxStorageMB")]
     pub max_storage_mb: Option<i64>,
     /// Most environments of this type one user may own.
     pub max_environments_per_user: Option<i64>,

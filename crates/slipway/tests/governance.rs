@@ -1,0 +1,888 @@
+//! Governance as users meet it: tokens and roles on every endpoint,
+//! credentials developers never see, expiration, cancel, limits and audit.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{fixture_image, git_repo, stored_state_archives, zip_entry, Server};
+use serde_json::{json, Value};
+
+/// A git catalog whose definitions run with the `scripted` fixture image,
+/// taking deploy.sh from the definition folder.
+fn scripted_catalog(dir: &Path, defs: &[(&str, &str)]) -> Value {
+    let image = fixture_image("scripted");
+    let mut files = Vec::new();
+    for (name, deploy) in defs {
+        files.push((
+            format!("Environments/{name}/environment.yaml"),
+            format!("name: {name}\nrunner: {image}\ntemplatePath: template.txt\n"),
+        ));
+        files.push((format!("Environments/{name}/template.txt"), "t".to_string()));
+        files.push((format!("Environments/{name}/deploy.sh"), deploy.to_string()));
+        files.push((
+            format!("Environments/{name}/delete.sh"),
+            "#!/bin/bash\necho deleted\n".to_string(),
+        ));
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let repo = dir.join("repo");
+    git_repo(&repo, &refs);
+    json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn put(s: &Server, path: &str, body: Value) {
+    let (st, v, _) = s.call("PUT", path, Some(body));
+    assert!(st == 200 || st == 201, "PUT {path}: {st} {v}");
+}
+
+fn rfc3339_in(d: Duration) -> String {
+    (chrono::Utc::now() + chrono::Duration::from_std(d).unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+#[test]
+fn authorization_matrix_every_endpoint_every_role_in_and_out_of_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    // A definition whose runner image cannot exist: operations fail at once, no container runs.
+    let cat = tmp.path().join("cat/Def");
+    std::fs::create_dir_all(&cat).unwrap();
+    std::fs::write(
+        cat.join("environment.yaml"),
+        "name: Def\nrunner: localhost/slipway-test/absent-runner:none\ntemplatePath: main.tf\n",
+    )
+    .unwrap();
+    std::fs::write(cat.join("main.tf"), "").unwrap();
+    put(&s, "/admin/environmentTypes/Dev", json!({}));
+    for p in ["prj1", "prj2"] {
+        put(&s, &format!("/admin/projects/{p}"), json!({}));
+        put(
+            &s,
+            &format!("/admin/projects/{p}/environmentTypes/Dev"),
+            json!({}),
+        );
+    }
+    put(
+        &s,
+        "/admin/catalogs/cat",
+        json!({"kind": "local", "uri": tmp.path().join("cat").display().to_string()}),
+    );
+    s.assign("padmin", "Project Admin", "/projects/prj1");
+    s.assign("dev", "Deployment Environments User", "/projects/prj1");
+    s.assign("rdr", "Deployment Environments Reader", "/projects/prj1");
+    s.assign("owner", "Deployment Environments User", "/projects/prj1");
+    // Every environment in both projects belongs to `owner`.
+    for p in ["prj1", "prj2"] {
+        let (st, v, _) = s.call(
+            "PUT",
+            &format!("/projects/{p}/users/owner/environments/shared"),
+            Some(json!({"environmentType": "Dev", "catalogName": "cat", "environmentDefinitionName": "Def"})),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+    let tokens: Vec<(&str, String)> = vec![
+        ("anonymous", String::new()),
+        ("norole", s.token_for("norole")),
+        ("reader", s.token_for("rdr")),
+        ("user", s.token_for("dev")),
+        ("padmin", s.token_for("padmin")),
+        ("dcadmin", s.admin_token.clone()),
+    ];
+    let env = |p: &str| format!("/projects/{p}/users/owner/environments/shared");
+    // (method, path for project P, body, roles allowed in P = prj1, success status)
+    type Row = (
+        &'static str,
+        String,
+        Option<Value>,
+        &'static [&'static str],
+        u16,
+    );
+    let readers: &[&str] = &["reader", "user", "padmin", "dcadmin"];
+    let env_readers: &[&str] = &["reader", "padmin", "dcadmin"];
+    let admins: &[&str] = &["padmin", "dcadmin"];
+    let dc: &[&str] = &["dcadmin"];
+    let rows = |p: &str, role: &str| -> Vec<Row> {
+        vec![
+            (
+                "PUT",
+                format!("/admin/projects/{p}"),
+                Some(json!({})),
+                admins,
+                200,
+            ),
+            (
+                "PUT",
+                "/admin/environmentTypes/Dev".into(),
+                Some(json!({})),
+                dc,
+                200,
+            ),
+            (
+                "GET",
+                "/admin/environmentTypes".into(),
+                None,
+                &["norole", "reader", "user", "padmin", "dcadmin"],
+                200,
+            ),
+            (
+                "GET",
+                format!("/admin/projects/{p}/environmentTypes"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/admin/projects/{p}/environmentTypes/Dev"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "PUT",
+                format!("/admin/projects/{p}/environmentTypes/Dev"),
+                Some(json!({})),
+                admins,
+                200,
+            ),
+            (
+                "GET",
+                format!("/admin/roleAssignments?project={p}"),
+                None,
+                admins,
+                200,
+            ),
+            (
+                "POST",
+                "/admin/roleAssignments".into(),
+                Some(
+                    json!({"principalId": "x", "role": "Deployment Environments Reader", "scope": format!("/projects/{p}")}),
+                ),
+                admins,
+                201,
+            ),
+            ("GET", "/admin/roleAssignments".into(), None, dc, 200),
+            ("GET", "/admin/secrets".into(), None, dc, 200),
+            (
+                "PUT",
+                "/admin/secrets/sec1".into(),
+                Some(json!({"kind": "generic", "value": "v"})),
+                dc,
+                200,
+            ),
+            ("GET", "/admin/catalogs".into(), None, dc, 200),
+            (
+                "GET",
+                format!("/admin/projects/{p}/catalogs"),
+                None,
+                admins,
+                200,
+            ),
+            ("GET", format!("/audit?project={p}"), None, admins, 200),
+            ("GET", "/audit".into(), None, dc, 200),
+            (
+                "POST",
+                "/admin/tokens".into(),
+                Some(json!({"user": "someone-else"})),
+                dc,
+                201,
+            ),
+            ("GET", format!("/projects/{p}/catalogs"), None, readers, 200),
+            (
+                "GET",
+                format!("/projects/{p}/catalogs/cat"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/projects/{p}/environmentDefinitions"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/projects/{p}/catalogs/cat/environmentDefinitions/Def"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/projects/{p}/environmentTypes"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/projects/{p}/environmentTypes/Dev"),
+                None,
+                readers,
+                200,
+            ),
+            (
+                "GET",
+                format!("/projects/{p}/environments"),
+                None,
+                readers,
+                200,
+            ),
+            ("GET", env(p), None, env_readers, 200),
+            (
+                "GET",
+                format!("{}/operations", env(p)),
+                None,
+                env_readers,
+                200,
+            ),
+            ("GET", format!("{}/outputs", env(p)), None, env_readers, 200),
+            ("GET", format!("{}/actions", env(p)), None, env_readers, 200),
+            (
+                "PATCH",
+                env(p),
+                Some(json!({"expirationDate": null})),
+                admins,
+                200,
+            ),
+            (
+                "PUT",
+                format!("/projects/{p}/users/me/environments/own-{role}"),
+                Some(
+                    json!({"environmentType": "Dev", "catalogName": "cat", "environmentDefinitionName": "Def"}),
+                ),
+                &["user", "padmin", "dcadmin"],
+                201,
+            ),
+        ]
+    };
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (p, in_scope) in [("prj1", true), ("prj2", false)] {
+        for (role, token) in &tokens {
+            for (method, path, body, allowed, ok) in rows(p, role) {
+                let scoped =
+                    path.contains(p) || body.as_ref().is_some_and(|b| b.to_string().contains(p));
+                let expected = if *role == "anonymous" {
+                    401
+                } else if allowed.contains(role) && (in_scope || *role == "dcadmin" || !scoped) {
+                    ok
+                } else {
+                    403
+                };
+                let (st, v, _) = s.call_as(token, method, &path, body);
+                checked += 1;
+                if st != expected {
+                    failures.push(format!(
+                        "{role} {method} {path}: expected {expected}, got {st} {v}"
+                    ));
+                } else if st == 403 {
+                    let m = v["error"]["message"].as_str().unwrap_or_default();
+                    if v["error"]["code"] != "AuthorizationFailed" || !m.contains("needs role '") {
+                        failures.push(format!(
+                            "{role} {method} {path}: 403 without the needed role: {v}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} cases wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // The owner manages their own environment; a token of another user does not.
+    let owner = s.token_for("owner");
+    assert_eq!(
+        s.call_as(
+            &owner,
+            "GET",
+            "/projects/prj1/users/me/environments/shared",
+            None
+        )
+        .0,
+        200
+    );
+    let (st, v, _) = s.call_as(
+        &owner,
+        "PATCH",
+        "/projects/prj1/users/me/environments/shared",
+        Some(json!({"expirationDate": rfc3339_in(Duration::from_secs(3600))})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v, _) = s.call_as(&tokens[3].1, "DELETE", &env("prj1"), None);
+    assert_eq!(st, 403, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'Project Admin' at scope '/projects/prj1'"),
+        "{v}"
+    );
+    // Out of the owner's scope: the same environment name in prj2.
+    assert_eq!(
+        s.call_as(
+            &owner,
+            "GET",
+            "/projects/prj2/users/me/environments/shared",
+            None
+        )
+        .0,
+        403
+    );
+
+    // Tokens: revoked and expired ones stop working; a role can be taken away.
+    let (st, t, _) = s.call_as(&owner, "POST", "/admin/tokens", Some(json!({"name": "ci"})));
+    assert_eq!(st, 201, "{t}");
+    let ci = t["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.call_as(&ci, "GET", "/projects/prj1/environments", None).0,
+        200
+    );
+    let listed = s
+        .call_as(&owner, "GET", "/admin/tokens", None)
+        .1
+        .to_string();
+    assert!(
+        !listed.contains(&ci) && listed.contains(t["id"].as_str().unwrap()),
+        "{listed}"
+    );
+    assert_eq!(
+        s.call_as(
+            &owner,
+            "DELETE",
+            &format!("/admin/tokens/{}", t["id"].as_str().unwrap()),
+            None
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        s.call_as(&ci, "GET", "/projects/prj1/environments", None).0,
+        401
+    );
+    let (st, v, _) = s.call(
+        "POST",
+        "/admin/tokens",
+        Some(json!({"user": "owner", "expiresAt": "2020-01-01T00:00:00Z"})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'expiresAt'"),
+        "{v}"
+    );
+    let db = std::fs::read(s.data.join("slipway.db")).unwrap();
+    let wal = std::fs::read(s.data.join("slipway.db-wal")).unwrap_or_default();
+    let secret_part = owner.rsplit('_').next().unwrap();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes
+                .windows(secret_part.len())
+                .any(|w| w == secret_part.as_bytes()),
+            "token stored in plain text"
+        );
+    }
+
+    // Audit: who, what, when, from where, result; filterable by project and user.
+    let (st, a, _) = s.call("GET", "/audit?project=prj1&user=dev", None);
+    assert_eq!(st, 200, "{a}");
+    let events = a["value"].as_array().unwrap();
+    let created = events
+        .iter()
+        .find(|e| e["action"] == "PUT /projects/prj1/users/me/environments/own-user")
+        .unwrap_or_else(|| panic!("no audit event of dev's create: {a}"));
+    assert_eq!(created["result"], "201");
+    assert!(
+        created["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{created}"
+    );
+    assert!(
+        events.iter().any(|e| e["result"] == "403"),
+        "refusals are audited: {a}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["user"] == "dev" && e["project"] == "prj1"),
+        "{a}"
+    );
+    wait_until("an audited operation end", || {
+        let (_, all, _) = s.call("GET", "/audit?project=prj1", None);
+        all["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "operation.end" && e["result"] == "Failed")
+    });
+    let later = rfc3339_in(Duration::from_secs(3600));
+    assert_eq!(s.get(&format!("/audit?since={later}"))["value"], json!([]));
+}
+
+#[test]
+fn a_developer_deploys_with_a_credential_they_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = format!(
+        "s3cr3t-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    // deploy.sh succeeds only with the credential, prints it (masked in the
+    // log) and publishes a sensitive output.
+    let deploy = r#"#!/bin/bash
+set -e
+if [ -z "$ARM_CLIENT_SECRET" ] || [ "$ADE_CLIENT_ID" != "client-123" ]; then
+  echo "no credential" >&2
+  exit 1
+fi
+echo "using $ARM_CLIENT_SECRET for $ADE_CLIENT_ID in $ADE_TENANT_ID"
+echo "stderr also has $ARM_CLIENT_SECRET" >&2
+cat > "$ADE_OUTPUTS" <<EOF
+{"outputs": {"endpoint": {"type": "string", "value": "https://app"}, "password": {"type": "string", "value": "pw-only-for-owner", "sensitive": true}}}
+EOF
+"#;
+    let catalog = scripted_catalog(tmp.path(), &[("NeedsCred", deploy)]);
+    let s = Server::start(&tmp.path().join("data"));
+    put(&s, "/admin/projects/demo", json!({}));
+    put(&s, "/admin/environmentTypes/Dev", json!({}));
+    put(&s, "/admin/environmentTypes/Bare", json!({}));
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/deployer",
+        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "variables": {"ARM_CLIENT_SECRET": secret}}})),
+    );
+    assert_eq!(st, 200, "{v}");
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Dev",
+        json!({"deploymentIdentity": "deployer"}),
+    );
+    put(&s, "/admin/projects/demo/environmentTypes/Bare", json!({}));
+    put(&s, "/admin/catalogs/cat", catalog);
+    s.assign("dana", "Deployment Environments User", "/projects/demo");
+    s.assign("rita", "Deployment Environments Reader", "/projects/demo");
+    let dana = s.token_for("dana");
+    let rita = s.token_for("rita");
+    let mut seen = String::new(); // every API answer and CLI output dana and rita got
+
+    let deploy_as = |token: &str, env: &str, env_type: &str| {
+        let (st, v, loc) = s.call_as(
+            token,
+            "PUT",
+            &format!("/projects/demo/users/me/environments/{env}"),
+            Some(json!({"environmentType": env_type, "catalogName": "cat", "environmentDefinitionName": "NeedsCred"})),
+        );
+        assert_eq!(st, 201, "{v}");
+        let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (_, v, _) = s.call_as(
+                token,
+                "GET",
+                &format!("/projects/demo/operationstatuses/{op}"),
+                None,
+            );
+            if matches!(
+                v["status"].as_str(),
+                Some("Succeeded" | "Failed" | "Canceled")
+            ) {
+                return (op, v);
+            }
+            assert!(Instant::now() < deadline, "operation {op} did not end");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Without a credential the definition cannot succeed...
+    let (_, bare) = deploy_as(&dana, "bare", "Bare");
+    assert_eq!(bare["status"], "Failed", "{bare}");
+    assert!(
+        bare["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no credential"),
+        "{bare}"
+    );
+    // ...through Slipway, with the type's identity, it does.
+    let (op, done) = deploy_as(&dana, "app", "Dev");
+    let base = "/projects/demo/users/dana/environments/app";
+    let log = s
+        .call_as(&dana, "GET", &format!("{base}/operations/{op}/logs"), None)
+        .1;
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let log = log.as_str().unwrap().to_string();
+    assert!(
+        log.contains("using *** for client-123 in tenant-456"),
+        "{log}"
+    );
+    assert!(log.contains("stderr also has ***"), "{log}");
+    seen.push_str(&log);
+
+    // Dana cannot read the credential by any route.
+    for path in ["/admin/secrets/deployer", "/admin/secrets"] {
+        let (st, v, _) = s.call_as(&dana, "GET", path, None);
+        assert_eq!(st, 403, "{path}: {v}");
+        seen.push_str(&v.to_string());
+    }
+    for (token, path) in [
+        (
+            &dana,
+            "/admin/projects/demo/environmentTypes/Dev".to_string(),
+        ),
+        (&dana, base.to_string()),
+        (&dana, format!("{base}/operations")),
+        (&dana, format!("{base}/outputs")),
+        (&rita, format!("{base}/outputs")),
+        (&s.admin_token, "/admin/secrets/deployer".to_string()),
+    ] {
+        let (st, v, _) = s.call_as(token, "GET", &path, None);
+        assert_eq!(st, 200, "{path}: {v}");
+        seen.push_str(&v.to_string());
+    }
+    // Sensitive outputs: the owner sees the value, a Reader does not.
+    let mine = s.call_as(&dana, "GET", &format!("{base}/outputs"), None).1;
+    assert_eq!(
+        mine["outputs"]["password"]["value"], "pw-only-for-owner",
+        "{mine}"
+    );
+    let theirs = s.call_as(&rita, "GET", &format!("{base}/outputs"), None).1;
+    assert_eq!(
+        theirs["outputs"]["password"]["value"],
+        Value::Null,
+        "{theirs}"
+    );
+    assert_eq!(theirs["outputs"]["password"]["sensitive"], true);
+    assert_eq!(theirs["outputs"]["endpoint"]["value"], "https://app");
+    // The CLI shows no more than the API.
+    for args in [
+        vec!["admin", "secret", "list"],
+        vec!["env", "logs", "app", "--project", "demo"],
+        vec![
+            "admin",
+            "project-environment-type",
+            "list",
+            "--project",
+            "demo",
+        ],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(&args)
+            .env("SLIPWAY_SERVER", &s.base)
+            .env(
+                "SLIPWAY_TOKEN",
+                if args[0] == "env" {
+                    &dana
+                } else {
+                    &s.admin_token
+                },
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push_str(&String::from_utf8_lossy(&out.stdout));
+        seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(seen.contains("using ***"), "the CLI printed the masked log");
+    assert!(
+        !seen.contains(&secret),
+        "the credential leaked into an answer:\n{seen}"
+    );
+    // Nothing under the data directory holds it in plain text.
+    let mut stack = vec![s.data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let (path, kind) = (entry.path(), entry.file_type().unwrap());
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds the credential in plain text",
+                    path.display()
+                );
+            }
+        }
+    }
+    // A secret in use cannot be deleted.
+    let (st, v, _) = s.call("DELETE", "/admin/secrets/deployer", None);
+    assert_eq!(st, 409, "{v}");
+}
+
+#[test]
+fn expiration_deletes_on_time_across_a_restart_and_actions_can_be_skipped_or_delayed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let catalog = scripted_catalog(tmp.path(), &[("Quick", "#!/bin/bash\necho up\n")]);
+    let mut s = Server::start(&data);
+    s.setup("cat", catalog);
+    for env in ["doomed", "skipped", "delayed"] {
+        let (st, v, op) = s.put_env(env, "cat", "Quick", json!({}));
+        assert_eq!(st, 201, "{v}");
+        s.succeeded_log(env, &op.unwrap());
+    }
+    let path = |e: &str| format!("/projects/demo/users/me/environments/{e}");
+    // A past expiration is refused with the field named.
+    let (st, v, _) = s.call(
+        "PATCH",
+        &path("doomed"),
+        Some(json!({"expirationDate": "2001-01-01T00:00:00Z"})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'expirationDate'"),
+        "{v}"
+    );
+    let (st, v, _) = s.call("PATCH", &path("doomed"), Some(json!({"parameters": {}})));
+    assert_eq!(st, 400, "{v}");
+
+    let expiry = rfc3339_in(Duration::from_secs(4));
+    for env in ["doomed", "skipped", "delayed"] {
+        let (st, v, _) = s.call("PATCH", &path(env), Some(json!({"expirationDate": expiry})));
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["expirationDate"], expiry.as_str());
+    }
+    let actions = s.get(&format!("{}/actions", path("doomed")));
+    assert_eq!(actions["value"][0]["name"], "doomed-Delete", "{actions}");
+    assert_eq!(actions["value"][0]["actionType"], "Delete");
+    assert_eq!(
+        actions["value"][0]["next"]["scheduledTime"],
+        expiry.as_str()
+    );
+    let (st, _, _) = s.call(
+        "POST",
+        &format!("{}/actions/skipped-Delete:skip", path("skipped")),
+        None,
+    );
+    assert_eq!(st, 204);
+    let later = rfc3339_in(Duration::from_secs(3600));
+    let (st, v, _) = s.call(
+        "POST",
+        &format!(
+            "{}/actions/delayed-Delete:delay?until={later}",
+            path("delayed")
+        ),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["next"]["scheduledTime"], later.as_str());
+
+    // The server goes down and comes back before the expiration.
+    let port = s.port;
+    s.kill();
+    let s = Server::start_on(&data, port);
+    let expiry_t = parse_time(&json!(expiry));
+    wait_until("the doomed environment to be deleted", || {
+        s.call("GET", &path("doomed"), None).0 == 404
+    });
+    // The delete was queued within 1 s of the expiration, not on a sweep.
+    let (_, audit, _) = s.call("GET", "/audit?project=demo&user=slipway-scheduler", None);
+    let fired = audit["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["action"] == "action.delete" && e["target"].as_str().unwrap().ends_with("/doomed")
+        })
+        .unwrap_or_else(|| panic!("no action event: {audit}"))
+        .clone();
+    let lag = parse_time(&fired["time"]) - expiry_t;
+    assert!(
+        lag >= chrono::Duration::zero() && lag <= chrono::Duration::seconds(1),
+        "action fired {lag} after the expiration: {fired}"
+    );
+    // The skipped and the delayed environments are still there.
+    assert_eq!(s.get(&path("skipped"))["provisioningState"], "Succeeded");
+    let delayed = s.get(&format!("{}/actions", path("delayed")));
+    assert_eq!(
+        delayed["value"][0]["next"]["scheduledTime"],
+        later.as_str(),
+        "{delayed}"
+    );
+    let skipped = s.get(&format!("{}/actions", path("skipped")));
+    assert!(skipped["value"][0].get("next").is_none(), "{skipped}");
+}
+
+#[test]
+fn cancel_stops_a_long_deploy_within_the_grace_period_and_keeps_its_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = "#!/bin/bash\necho checkpoint-1 > \"$ADE_STORAGE/state.txt\"\necho started\nsleep 300\necho never\n";
+    let catalog = scripted_catalog(tmp.path(), &[("Long", deploy)]);
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--cancel-grace-seconds", "8"],
+    );
+    s.setup("cat", catalog);
+    let (_, _, op) = s.put_env("long", "cat", "Long", json!({}));
+    let op = op.unwrap();
+    s.wait_log("long", &op, |l| l.contains("started"));
+    let asked = Instant::now();
+    let (st, v, _) = s.call(
+        "POST",
+        &format!("/projects/demo/users/me/environments/long/operations/{op}:cancel"),
+        None,
+    );
+    assert_eq!(st, 202, "{v}");
+    let done = s.wait_op(&op);
+    let took = asked.elapsed();
+    assert_eq!(done["status"], "Canceled", "{done}");
+    assert_eq!(done["error"]["code"], "OperationCanceled", "{done}");
+    assert!(
+        took < Duration::from_secs(8),
+        "canceled after {took:?}, beyond the 8 s grace"
+    );
+    let env = s.get("/projects/demo/users/me/environments/long");
+    assert_eq!(env["provisioningState"], "Canceled", "{env}");
+    // The catch handler uploaded the state written before the cancel.
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(archives.len(), 1, "{archives:?}");
+    assert_eq!(
+        zip_entry(&archives[0].1, "state.txt").as_deref(),
+        Some("checkpoint-1\n")
+    );
+    assert!(!s.op_log("long", &op).contains("never"));
+    // An ended operation cannot be canceled again.
+    let (st, v, _) = s.call(
+        "POST",
+        &format!("/projects/demo/users/me/environments/long/operations/{op}:cancel"),
+        None,
+    );
+    assert_eq!(st, 409, "{v}");
+}
+
+#[test]
+fn environment_type_rules_limits_and_force_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let big = "#!/bin/bash\nhead -c 3000000 /dev/urandom > \"$ADE_STORAGE/big.bin\"\necho wrote\n";
+    let catalog = scripted_catalog(
+        tmp.path(),
+        &[("Big", big), ("Small", "#!/bin/bash\necho ok\n")],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("cat", catalog);
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Dev",
+        json!({"properties": {"status": "Enabled", "limits": {"maxStorageMB": 1, "maxEnvironmentsPerUser": 2}, "userRoleAssignments": {"dev": {"roles": {"Deployment Environments User": {}}}}}}),
+    );
+    let pet = s.get("/admin/projects/demo/environmentTypes/Dev");
+    assert_eq!(
+        pet["userRoleAssignments"]["dev"]["roles"],
+        json!({"Deployment Environments User": {}}),
+        "{pet}"
+    );
+    assert_eq!(pet["limits"]["maxStorageMB"], 1);
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/projects/demo/environmentTypes/Dev",
+        Some(json!({"limits": {"maxStorageMB": 0}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'limits.maxStorageMB' is 0"),
+        "{v}"
+    );
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/projects/demo/environmentTypes/Dev",
+        Some(json!({"deploymentIdentity": "nope"})),
+    );
+    assert_eq!(st, 400, "{v}");
+
+    // Storage over the type's limit: the upload fails with ADE exit code 14.
+    let (_, _, op) = s.put_env("big", "cat", "Big", json!({}));
+    let done = s.wait_op(&op.unwrap());
+    assert_eq!(done["status"], "Failed", "{done}");
+    assert_eq!(
+        done["error"]["code"], "EnvironmentStorageExceeded",
+        "{done}"
+    );
+    // At most two environments of the type per user.
+    let (st, _, small) = s.put_env("small", "cat", "Small", json!({}));
+    assert_eq!(st, 201);
+    s.succeeded_log("small", &small.unwrap());
+    let (st, v, _) = s.put_env("third", "cat", "Small", json!({}));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["error"]["code"], "EnvironmentLimitExceeded", "{v}");
+    // A type with environments cannot be removed; a disabled one blocks creation.
+    let (st, v, _) = s.call("DELETE", "/admin/projects/demo/environmentTypes/Dev", None);
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 environment(s)"),
+        "{v}"
+    );
+    let (st, v, _) = s.call("DELETE", "/admin/environmentTypes/Dev", None);
+    assert_eq!(st, 409, "{v}");
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Dev",
+        json!({"status": "Disabled"}),
+    );
+    let dev = s.token_for("dev");
+    let (st, v, _) = s.call_as(&dev, "PUT", "/projects/demo/users/me/environments/devs", Some(json!({"environmentType": "Dev", "catalogName": "cat", "environmentDefinitionName": "Small"})));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "EnvironmentTypeDisabled", "{v}");
+
+    // Force delete: with the definition gone, the record goes at once.
+    let (st, _, _) = s.call("DELETE", "/admin/catalogs/cat", None);
+    assert_eq!(st, 204);
+    let (st, v, _) = s.call("DELETE", "/projects/demo/users/me/environments/big", None);
+    assert_eq!(
+        st, 202,
+        "without force the last definition snapshot still runs: {v}"
+    );
+    let (st, v, _) = s.call(
+        "DELETE",
+        "/projects/demo/users/me/environments/small?force=true",
+        None,
+    );
+    assert_eq!(st, 204, "{v}");
+    assert_eq!(
+        s.call("GET", "/projects/demo/users/me/environments/small", None)
+            .0,
+        404
+    );
+}
