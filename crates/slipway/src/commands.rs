@@ -536,6 +536,20 @@ fn rows(items: &[Value], cols: &[&str]) -> String {
     out
 }
 
+/// Like [`rows`] with only the columns some item has a value for.
+fn present_rows(items: &[Value], cols: &[&str]) -> String {
+    let cols: Vec<&str> = cols
+        .iter()
+        .copied()
+        .filter(|c| {
+            items
+                .iter()
+                .any(|it| it.get(*c).is_some_and(|v| !v.is_null()))
+        })
+        .collect();
+    rows(items, &cols)
+}
+
 fn value_list(v: &Value) -> Vec<Value> {
     v.get("value")
         .and_then(Value::as_array)
@@ -756,15 +770,15 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
     let v = client.send(method, &path, body.as_ref())?.json()?;
     print(output, &v, |v| {
         match v.get("value").and_then(Value::as_array) {
-            Some(items) => rows(
+            Some(items) => present_rows(
                 items,
                 &[
+                    "id",
                     "name",
                     "kind",
                     "status",
                     "location",
                     "description",
-                    "id",
                     "principalId",
                     "role",
                     "scope",

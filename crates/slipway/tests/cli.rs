@@ -104,3 +104,154 @@ fn create_redeploy_fail_and_delete_from_the_command_line() {
     let (_, out, _) = slipway(&s, &["env", "list"]);
     assert!(!out.contains("app ") && out.contains("boom"), "{out}");
 }
+
+#[test]
+fn governance_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let catalog = repo_root().join("examples/catalog");
+    let ok = |args: &[&str]| {
+        let (code, out, err) = slipway(&s, args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+    ok(&["admin", "project", "create", "demo"]);
+    ok(&["admin", "environment-type", "create", "Dev"]);
+    ok(&[
+        "admin",
+        "project-environment-type",
+        "create",
+        "Dev",
+        "--max-environments-per-user",
+        "3",
+        "--user-role",
+        "dana=Deployment Environments Reader",
+    ]);
+    ok(&[
+        "catalog",
+        "add",
+        "examples",
+        "--path",
+        catalog.to_str().unwrap(),
+    ]);
+    let out = ok(&[
+        "admin",
+        "role",
+        "assign",
+        "dana",
+        "--role",
+        "Deployment Environments User",
+        "--scope",
+        "/projects/demo",
+    ]);
+    assert!(out.contains("Deployment Environments User"), "{out}");
+    let out = ok(&["admin", "role", "list", "--project", "demo"]);
+    assert!(
+        out.contains("/projects/demo/environmentTypes/Dev") && out.contains("dana"),
+        "{out}"
+    );
+    let token = ok(&[
+        "admin",
+        "token",
+        "create",
+        "--user",
+        "dana",
+        "--expires-in-days",
+        "1",
+    ]);
+    let token = token.trim();
+    assert!(token.starts_with("slw_"), "{token}");
+
+    // Dana creates an environment that expires, then manages its delete action.
+    let dana = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .env("SLIPWAY_SERVER", &s.base)
+            .env("SLIPWAY_PROJECT", "demo")
+            .env("SLIPWAY_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = dana(&[
+        "env",
+        "create",
+        "mine",
+        "--environment-type",
+        "Dev",
+        "--catalog",
+        "examples",
+        "--definition",
+        "HelloTerraform",
+        "--param",
+        "name=x",
+        "--expiration",
+        "2099-01-01T00:00:00Z",
+        "--no-wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dana(&[
+        "env",
+        "update-expiration",
+        "mine",
+        "--expiration",
+        "2098-06-01T00:00:00Z",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dana(&["env", "list-actions", "mine"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mine-Delete") && text.contains("2098-06-01T00:00:00.000Z"),
+        "{text}"
+    );
+    let out = dana(&[
+        "env",
+        "delay-action",
+        "mine",
+        "--until",
+        "2098-07-01T00:00:00Z",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2098-07-01"),
+        "{out:?}"
+    );
+    let out = dana(&["env", "skip-action", "mine"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Dana may not read the audit log; the admin sees her calls in it.
+    let out = dana(&["admin", "audit"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("HTTP 403") && err.contains("'DevCenter Admin'"),
+        "{err}"
+    );
+    let out = ok(&["admin", "audit", "--project", "demo", "--user", "dana"]);
+    assert!(
+        out.contains("POST /projects/demo/users/me/environments/mine/actions/mine-Delete:skip"),
+        "{out}"
+    );
+    let out = ok(&["admin", "token", "list", "--user", "dana"]);
+    let id = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    ok(&["admin", "token", "revoke", &id]);
+    let out = dana(&["env", "list"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP 401"),
+        "{out:?}"
+    );
+}
