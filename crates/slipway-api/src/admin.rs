@@ -90,6 +90,21 @@ pub(crate) fn rfc3339(field: &str, v: &str) -> ApiResult<chrono::DateTime<chrono
         })
 }
 
+/// Parses an RFC 3339 time that must lie in the future; returns the store's
+/// form. `label` names the input in the message (`property 'expiresAt'`).
+///
+/// Errors: 400 `code` for a past time, as [`rfc3339`] for a malformed one.
+pub(crate) fn future_time(code: &str, field: &str, label: &str, v: &str) -> ApiResult<String> {
+    let t = rfc3339(field, v)?;
+    if t <= chrono::Utc::now() {
+        return Err(ApiError::bad_request(
+            code,
+            format!("{label} is '{v}': expected a time in the future"),
+        ));
+    }
+    Ok(stored_time(t))
+}
+
 /// The store's text form of a time.
 pub(crate) fn stored_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -261,11 +276,8 @@ async fn pet_view(state: &AppState, t: &ProjectEnvironmentType) -> ApiResult<Val
         .collect();
     let count = state
         .store
-        .list_environments(&t.project, None)
-        .await?
-        .iter()
-        .filter(|e| e.environment_type == t.name)
-        .count();
+        .count_environments(&t.project, &t.name, None)
+        .await?;
     Ok(json!({
         "name": t.name,
         "project": t.project,
@@ -583,16 +595,12 @@ async fn post_token(
                 "properties 'expiresAt' and 'expiresInDays' exclude each other: give one",
             ))
         }
-        (Some(at), None) => {
-            let t = rfc3339("expiresAt", &at)?;
-            if t <= chrono::Utc::now() {
-                return Err(ApiError::bad_request(
-                    "InvalidToken",
-                    format!("property 'expiresAt' is '{at}': expected a time in the future"),
-                ));
-            }
-            Some(stored_time(t))
-        }
+        (Some(at), None) => Some(future_time(
+            "InvalidToken",
+            "expiresAt",
+            "property 'expiresAt'",
+            &at,
+        )?),
         (None, Some(days)) => Some(stored_time(
             chrono::Utc::now() + chrono::Duration::days(i64::from(days.max(1))),
         )),

@@ -24,7 +24,7 @@ use slipway_core::names::validate_resource_name;
 use slipway_core::{resolve_parameters, OperationKind, OperationStatus};
 use slipway_store::{DefinitionRecord, EnvironmentRecord, NewOperation, OperationRecord};
 
-use crate::admin::{body, require_pet, require_project, rfc3339, stored_time, JsonBody};
+use crate::admin::{body, future_time, require_pet, require_project, JsonBody};
 use crate::auth::Caller;
 use crate::views::{self, environment_path};
 use crate::{ApiError, ApiResult, AppState};
@@ -229,14 +229,12 @@ fn required_field(v: Option<String>, field: &str) -> ApiResult<String> {
 
 /// An `expirationDate` in the store's form; it must lie in the future.
 fn future_expiration(v: &str) -> ApiResult<String> {
-    let t = rfc3339("expirationDate", v)?;
-    if t <= chrono::Utc::now() {
-        return Err(ApiError::bad_request(
-            "InvalidExpirationDate",
-            format!("property 'expirationDate' is '{v}': expected a time in the future"),
-        ));
-    }
-    Ok(stored_time(t))
+    future_time(
+        "InvalidExpirationDate",
+        "expirationDate",
+        "property 'expirationDate'",
+        v,
+    )
 }
 
 fn operation_headers(state: &AppState, project: &str, op_id: &str, env_path: &str) -> HeaderMap {
@@ -363,7 +361,10 @@ async fn put_environment(
         ));
     }
     if let (None, Some(max)) = (&existing, pet.limits.max_environments_per_user) {
-        let have = state.store.count_environments(&p, &env_type, &user).await?;
+        let have = state
+            .store
+            .count_environments(&p, &env_type, Some(&user))
+            .await?;
         if have >= max {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -485,31 +486,10 @@ struct DeleteQuery {
     force: Option<bool>,
 }
 
-/// The definition a delete runs with: the current one if it still exists
-/// and is valid, else the one the last operation ran with.
-async fn delete_definition(
-    state: &AppState,
-    env: &EnvironmentRecord,
-) -> ApiResult<Option<DefinitionRecord>> {
-    if let Some(d) = state
-        .store
-        .get_definition(&env.catalog, &env.definition)
-        .await?
-        .filter(DefinitionRecord::is_valid)
-    {
-        return Ok(Some(d));
-    }
-    Ok(state
-        .store
-        .list_operations(&env.id)
-        .await?
-        .into_iter()
-        .next()
-        .map(|op| op.definition))
-}
-
 /// Queues the delete of `env` requested by `by`; `force` removes the record
-/// even if the runner fails, and at once when the definition is gone.
+/// even if the runner fails, and at once when the definition is gone. The
+/// delete runs with the current definition if it still exists and is valid,
+/// else with the one the last operation ran with.
 /// Returns the operation id, or `None` when the record was removed at once.
 pub(crate) async fn queue_delete(
     state: &AppState,
@@ -527,16 +507,24 @@ pub(crate) async fn queue_delete(
         if let Err(e) = state
             .store
             .blobs
-            .delete(&format!("environments/{}", env.id))
+            .delete(&slipway_store::Store::environment_key(&env.id))
             .await
         {
             tracing::warn!(environment = %env.id, error = %e, "could not remove environment files");
         }
         return Ok(None);
     }
-    let definition = match current {
-        Some(d) => d,
-        None => delete_definition(state, env).await?.ok_or_else(|| {
+    let chosen = match current {
+        Some(d) => Some(d),
+        None => state
+            .store
+            .list_operations(&env.id)
+            .await?
+            .into_iter()
+            .next()
+            .map(|op| op.definition),
+    };
+    let definition = chosen.ok_or_else(|| {
             ApiError::bad_request(
                 "EnvironmentDefinitionNotFound",
                 format!(
@@ -544,8 +532,7 @@ pub(crate) async fn queue_delete(
                     env.definition, env.catalog
                 ),
             )
-        })?,
-    };
+        })?;
     let op_id = queue_operation(
         state,
         env,
@@ -831,16 +818,15 @@ async fn action_action(
                     "query parameter 'until' is required: an RFC 3339 date-time",
                 )
             })?;
-            let t = rfc3339("until", &until)?;
-            if t <= chrono::Utc::now() {
-                return Err(ApiError::bad_request(
-                    "InvalidDateTime",
-                    format!("query parameter 'until' is '{until}': expected a time in the future"),
-                ));
-            }
+            let at = future_time(
+                "InvalidDateTime",
+                "until",
+                "query parameter 'until'",
+                &until,
+            )?;
             state
                 .store
-                .reschedule_delete(&env.id, Some(&stored_time(t)), &caller.user)
+                .reschedule_delete(&env.id, Some(&at), &caller.user)
                 .await?;
             state.expirations.notify_one();
             let env = require_environment(&state, &p, &env.owner, &e).await?;

@@ -530,7 +530,7 @@ impl Scheduler {
                     if let Err(e) = self
                         .store
                         .blobs
-                        .delete(&format!("environments/{}", op.environment_id))
+                        .delete(&Store::environment_key(&op.environment_id))
                         .await
                     {
                         tracing::warn!(environment = %op.environment_id, error = %e, "could not remove environment files");

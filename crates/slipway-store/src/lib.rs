@@ -101,6 +101,11 @@ impl Store {
         Ok(Store { pool, blobs })
     }
 
+    /// Blob key prefix of everything an environment stores (files, outputs).
+    pub fn environment_key(env_id: &str) -> String {
+        format!("environments/{env_id}")
+    }
+
     /// Blob key of an environment's uploaded file.
     pub fn file_key(env_id: &str, name: &str) -> String {
         format!("environments/{env_id}/files/{name}")
@@ -120,6 +125,32 @@ impl Store {
     pub fn definition_key(digest: &str) -> String {
         format!("definitions/{digest}.zip")
     }
+}
+
+/// Writes `bytes` to `path` readable by the owner only (mode 0600),
+/// atomically: a unique temp file beside it, synced, then renamed over it.
+/// Creates the parent folder.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Current UTC time as RFC 3339 with milliseconds (`2026-11-21T05:31:36.123Z`).

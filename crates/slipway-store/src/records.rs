@@ -533,14 +533,15 @@ impl Store {
         Ok(res.rows_affected() == 1)
     }
 
-    /// How many environments of type `env_type` in `project` `owner` owns.
+    /// How many environments of type `env_type` in `project` there are,
+    /// of one owner or of all.
     pub async fn count_environments(
         &self,
         project: &str,
         env_type: &str,
-        owner: &str,
+        owner: Option<&str>,
     ) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM environments WHERE project = ? AND environment_type = ? AND owner = ?")
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM environments WHERE project = ?1 AND environment_type = ?2 AND (?3 IS NULL OR owner = ?3)")
             .bind(project).bind(env_type).bind(owner).fetch_one(&self.pool).await?)
     }
 

@@ -54,22 +54,7 @@ impl SecretKey {
         }
         let mut key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut key);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(hex::encode(key).as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
+        crate::write_private_file(path, hex::encode(key).as_bytes())?;
         Ok(SecretKey(key))
     }
 

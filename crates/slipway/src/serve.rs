@@ -172,21 +172,7 @@ async fn bootstrap_admin(store: &Store, user: &str, token_file: &Path) -> anyhow
         .create_token(user, Some("bootstrap"), None)
         .await
         .context("creating the first admin token")?;
-    let tmp = token_file.with_extension("token.tmp");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(token.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, token_file)
+    slipway_store::write_private_file(token_file, token.as_bytes())
         .with_context(|| format!("writing {}", token_file.display()))?;
     store
         .assign_role(user, Role::DevCenterAdmin, &Scope::DevCenter)

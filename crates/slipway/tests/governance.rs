@@ -503,23 +503,8 @@ EOF
         );
         assert_eq!(st, 201, "{v}");
         let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let (_, v, _) = s.call_as(
-                token,
-                "GET",
-                &format!("/projects/demo/operationstatuses/{op}"),
-                None,
-            );
-            if matches!(
-                v["status"].as_str(),
-                Some("Succeeded" | "Failed" | "Canceled")
-            ) {
-                return (op, v);
-            }
-            assert!(Instant::now() < deadline, "operation {op} did not end");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let done = s.wait_op_as(token, "demo", &op);
+        (op, done)
     };
     // Without a credential the definition cannot succeed...
     let (_, bare) = deploy_as(&dana, "bare", "Bare");

@@ -288,9 +288,16 @@ impl Server {
 
     /// Waits (bounded) until operation `op` is terminal; returns its status document.
     pub fn wait_op(&self, op: &str) -> Value {
+        self.wait_op_as(&self.admin_token, "demo", op)
+    }
+
+    /// Like [`Server::wait_op`], polling as `token` in `project`.
+    pub fn wait_op_as(&self, token: &str, project: &str, op: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let v = self.get(&format!("/projects/demo/operationstatuses/{op}"));
+            let path = format!("/projects/{project}/operationstatuses/{op}");
+            let (status, v, _) = self.call_as(token, "GET", &path, None);
+            assert_eq!(status, 200, "GET {path}: {v}");
             let st = v["status"].as_str().unwrap_or_default();
             if matches!(st, "Succeeded" | "Failed" | "Canceled") {
                 return v;
