@@ -13,7 +13,7 @@
 //! | `POST {scope}/catalogs/{c}:getSyncErrorDetails` (or `/getSyncErrorDetails`) | `{operationError, conflicts[], errors[]}` |
 //! | `GET {scope}/catalogs/{c}/environmentDefinitions[/{d}]` | every definition, valid or not, with `validationStatus` |
 //! | `POST {scope}/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails` | `{errors:[{code,message}]}` |
-//! | `PUT /admin/secrets/{s}` `{kind: token\|sshKey\|generic, value}`, `GET /admin/secrets[/{s}]`, `DELETE /admin/secrets/{s}` | values are write-only |
+//! | `PUT /admin/secrets/{s}` `{kind: token\|sshKey\|generic, value: string}` or `{kind: deploymentIdentity\|registry, value: object}`, `GET /admin/secrets[/{s}]`, `DELETE /admin/secrets/{s}` | values are write-only |
 
 use std::collections::HashMap;
 
@@ -30,7 +30,9 @@ use crate::admin::{body, JsonBody};
 use crate::auth::Caller;
 use crate::{views, ApiError, ApiResult, AppState};
 use slipway_core::access::Permission;
-use slipway_core::credentials::{DeploymentIdentity, DEPLOYMENT_IDENTITY_KIND};
+use slipway_core::credentials::{
+    DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
+};
 
 /// Catalog, definition and secret routes.
 pub fn routes() -> Router<AppState> {
@@ -519,7 +521,13 @@ async fn definition_error_details(
 
 // ----- secrets -----
 
-const SECRET_KINDS: [&str; 4] = ["token", "sshKey", "generic", DEPLOYMENT_IDENTITY_KIND];
+const SECRET_KINDS: [&str; 5] = [
+    "token",
+    "sshKey",
+    "generic",
+    DEPLOYMENT_IDENTITY_KIND,
+    REGISTRY_CREDENTIAL_KIND,
+];
 
 async fn put_secret(
     State(state): State<AppState>,
@@ -553,6 +561,16 @@ async fn put_secret(
         (DEPLOYMENT_IDENTITY_KIND, _) => {
             return Err(bad(
                 "property 'value' is required: an object {clientId, tenantId, subscriptionId?, variables?}".into(),
+            ))
+        }
+        (REGISTRY_CREDENTIAL_KIND, Some(v @ Value::Object(_))) => {
+            let c = RegistryCredential::from_json(v)
+                .map_err(|m| bad(format!("property 'value': {m}")))?;
+            serde_json::to_string(&c).map_err(|e| bad(e.to_string()))?
+        }
+        (REGISTRY_CREDENTIAL_KIND, _) => {
+            return Err(bad(
+                "property 'value' is required: an object {server, username, password}".into(),
             ))
         }
         (_, Some(Value::String(v))) if !v.is_empty() => v.clone(),

@@ -81,6 +81,104 @@ pub fn subscription_of(deployment_target_id: &str) -> String {
         .to_string()
 }
 
+/// Secret kind that holds a [`RegistryCredential`].
+pub const REGISTRY_CREDENTIAL_KIND: &str = "registry";
+
+/// Credentials for a private container registry, used by the control plane
+/// to pull runner images (and by image tasks to push); runners never see them.
+///
+/// Stored as a secret of kind `registry` whose value is
+/// `{"server": "host[:port]", "username": "…", "password": "…"}`; like a
+/// Docker `config.json` `auths` entry, it applies to every image reference
+/// whose registry host equals `server` (see [`registry_of`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegistryCredential {
+    /// Registry host with optional port, e.g. `registry.example.com:5000`;
+    /// normalized by [`RegistryCredential::from_json`] (no scheme, no path).
+    pub server: String,
+    /// User name (or token name).
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredential")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl RegistryCredential {
+    /// Parses and checks a registry credential document.
+    ///
+    /// Errors: a message naming the field, the value and what was expected
+    /// (unknown keys, empty fields, a server that is not a host[:port]).
+    pub fn from_json(v: &Value) -> Result<RegistryCredential, String> {
+        let mut c: RegistryCredential = serde_json::from_value(v.clone()).map_err(|e| {
+            format!("registry credential: {e}; expected {{server, username, password}}")
+        })?;
+        for (field, value) in [
+            ("server", &c.server),
+            ("username", &c.username),
+            ("password", &c.password),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("registry credential: '{field}' is empty"));
+            }
+        }
+        let server = normalize_server(&c.server);
+        if server.is_empty()
+            || !server
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | ':' | '[' | ']'))
+        {
+            return Err(format!(
+                "registry credential: 'server' is '{}': expected a registry host with an optional port, e.g. 'registry.example.com:5000'",
+                c.server
+            ));
+        }
+        c.server = server;
+        Ok(c)
+    }
+}
+
+/// A registry address as written by users (`https://host:port/v2/`,
+/// `index.docker.io`) reduced to the host[:port] that [`registry_of`] yields.
+fn normalize_server(server: &str) -> String {
+    let s = server.trim();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let host = s.split('/').next().unwrap_or_default().to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
+        _ => host,
+    }
+}
+
+/// The registry host of an image reference, following Docker's rule: the
+/// first path component is a registry when it contains `.` or `:` or is
+/// `localhost`; otherwise the image is on `docker.io`.
+///
+/// `registry.example.com:5000/team/runner:1` → `registry.example.com:5000`;
+/// `ubuntu:22.04` → `docker.io`.
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            normalize_server(first)
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +204,34 @@ mod tests {
             subscription_of("/subscriptions/abc/resourceGroups/x"),
             "abc"
         );
+    }
+
+    #[test]
+    fn registry_credentials_match_image_hosts() {
+        let c = RegistryCredential::from_json(
+            &json!({"server": "https://Registry.Example.com:5000/v2/", "username": "u", "password": "pw-secret"}),
+        )
+        .unwrap();
+        assert_eq!(c.server, "registry.example.com:5000");
+        assert!(!format!("{c:?}").contains("pw-secret"));
+        assert_eq!(
+            registry_of("registry.example.com:5000/team/runner:1"),
+            c.server
+        );
+        assert_eq!(
+            registry_of("127.0.0.1:5077/private/runner:v1"),
+            "127.0.0.1:5077"
+        );
+        assert_eq!(registry_of("localhost/slipway/runner-core"), "localhost");
+        assert_eq!(registry_of("ubuntu:22.04"), "docker.io");
+        assert_eq!(registry_of("library/ubuntu"), "docker.io");
+        let e = RegistryCredential::from_json(
+            &json!({"server": "a b", "username": "u", "password": "p"}),
+        )
+        .unwrap_err();
+        assert!(e.contains("'server' is 'a b'"), "{e}");
+        let e =
+            RegistryCredential::from_json(&json!({"server": "r.io", "username": "u"})).unwrap_err();
+        assert!(e.contains("password"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bollard::auth::DockerCredentials;
 use bollard::container::{
     AttachContainerOptions, AttachContainerResults, Config, CreateContainerOptions,
     InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
@@ -19,6 +20,7 @@ use bollard::image::CreateImageOptions;
 use bollard::models::HostConfig;
 use bollard::Docker;
 use futures_util::StreamExt;
+use slipway_core::credentials::RegistryCredential;
 
 use crate::RunnerError;
 
@@ -184,8 +186,16 @@ impl Engine {
         )))
     }
 
-    /// Makes sure `image` is present, pulling it when absent.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), RunnerError> {
+    /// Makes sure `image` is present, pulling it when absent, with
+    /// `credential` when given (sent as the engine's `X-Registry-Auth`).
+    ///
+    /// Errors: [`RunnerError::ImageUnavailable`] with the engine's message
+    /// when the pull fails (unknown image, refused credentials, …).
+    pub async fn ensure_image(
+        &self,
+        image: &str,
+        credential: Option<&RegistryCredential>,
+    ) -> Result<(), RunnerError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => return Ok(()),
             Err(e) if is_not_found(&e) => {}
@@ -197,13 +207,23 @@ impl Engine {
                 ..Default::default()
             }),
             None,
-            None,
+            credential.map(|c| DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(c.server.clone()),
+                ..Default::default()
+            }),
         );
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
+                let message = match e {
+                    // The engine's own words ("… unauthorized: authentication required").
+                    bollard::errors::Error::DockerStreamError { error } => error,
+                    e => e.to_string(),
+                };
                 return Err(RunnerError::ImageUnavailable {
                     image: image.to_string(),
-                    message: e.to_string(),
+                    message,
                 });
             }
         }

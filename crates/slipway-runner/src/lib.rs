@@ -320,7 +320,17 @@ impl Scheduler {
         op: &OperationRecord,
         token: &str,
     ) -> Result<Option<Attachment>, RunnerError> {
-        self.engine.ensure_image(&op.runner_image).await?;
+        let credential = self
+            .store
+            .registry_credential_for(&op.runner_image, &self.config.secret_key)
+            .await
+            .map_err(|e| RunnerError::ImageUnavailable {
+                image: op.runner_image.clone(),
+                message: e.to_string(),
+            })?;
+        self.engine
+            .ensure_image(&op.runner_image, credential.as_ref())
+            .await?;
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());

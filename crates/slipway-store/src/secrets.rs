@@ -5,7 +5,10 @@
 //! ciphertext copied onto another row does not open. The database holds only
 //! nonce + ciphertext; no API returns a value ([`SecretMeta`] has none).
 
-use slipway_core::credentials::{DeploymentIdentity, DEPLOYMENT_IDENTITY_KIND};
+use slipway_core::credentials::{
+    registry_of, DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND,
+    REGISTRY_CREDENTIAL_KIND,
+};
 use slipway_core::scrub::Scrubber;
 use std::path::Path;
 
@@ -210,5 +213,36 @@ impl Store {
             Ok(Some(id)) => Scrubber::new(id.secret_values()),
             _ => Scrubber::default(),
         }
+    }
+
+    /// The registry credential that applies to `image`: the `registry`
+    /// secret whose `server` equals the image's registry host
+    /// ([`registry_of`]); `None` when there is none (the pull is anonymous).
+    /// With several for one server, the first by name wins.
+    ///
+    /// Errors: [`StoreError::Secret`] when a matching candidate cannot be
+    /// opened with `key` or no longer parses.
+    pub async fn registry_credential_for(
+        &self,
+        image: &str,
+        key: &SecretKey,
+    ) -> Result<Option<RegistryCredential>, StoreError> {
+        let host = registry_of(image);
+        for meta in self.list_secrets().await? {
+            if meta.kind != REGISTRY_CREDENTIAL_KIND {
+                continue;
+            }
+            let Some((_, value)) = self.secret_value(&meta.name, key).await? else {
+                continue;
+            };
+            let doc: serde_json::Value = serde_json::from_slice(&value).map_err(|e| {
+                StoreError::Secret(format!("registry credential '{}': {e}", meta.name))
+            })?;
+            let cred = RegistryCredential::from_json(&doc).map_err(StoreError::Secret)?;
+            if cred.server == host {
+                return Ok(Some(cred));
+            }
+        }
+        Ok(None)
     }
 }

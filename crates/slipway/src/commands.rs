@@ -24,7 +24,7 @@ pub enum AdminCommand {
     /// Project environment types.
     #[command(subcommand, name = "project-environment-type")]
     ProjectEnvironmentType(PetCommand),
-    /// Secrets (catalog tokens, SSH keys, deployment identities); values are write-only.
+    /// Secrets (catalog tokens, SSH keys, deployment identities, registry credentials); values are write-only.
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Role assignments.
@@ -198,7 +198,10 @@ pub enum SecretCommand {
     Set {
         /// Secret name.
         name: String,
-        /// `token` (git https), `sshKey` (git ssh) or `generic`.
+        /// `token` (git https), `sshKey` (git ssh), `generic`, or the JSON
+        /// kinds `deploymentIdentity` (`{clientId, tenantId, subscriptionId?,
+        /// variables?}`) and `registry` (`{server, username, password}`:
+        /// pulls runner images from a private registry).
         #[arg(long, default_value = "generic")]
         kind: String,
         /// File holding the value (`-` = standard input).
@@ -749,10 +752,14 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
                     .with_context(|| format!("environment variable '{var}' is not set"))?,
                 (None, None) => bail!("one of --value-file or --from-env is required"),
             };
-            let value = if kind == "sshKey" {
-                value
-            } else {
-                value.trim().to_string()
+            let value = match kind.as_str() {
+                "sshKey" => json!(value),
+                "deploymentIdentity" | "registry" => {
+                    serde_json::from_str::<serde_json::Value>(&value).with_context(|| {
+                        format!("the value of a '{kind}' secret must be a JSON object")
+                    })?
+                }
+                _ => json!(value.trim()),
             };
             (
                 "PUT",

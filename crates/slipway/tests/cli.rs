@@ -117,6 +117,44 @@ fn governance_from_the_command_line() {
     };
     ok(&["admin", "project", "create", "demo"]);
     ok(&["admin", "environment-type", "create", "Dev"]);
+    // JSON-valued secrets come from a file; a malformed one is refused locally.
+    let cred = tmp.path().join("registry.json");
+    std::fs::write(
+        &cred,
+        r#"{"server": "registry.example.com:5000", "username": "ci", "password": "cli-reg-pw-91f3"}"#,
+    )
+    .unwrap();
+    ok(&[
+        "admin",
+        "secret",
+        "set",
+        "private-registry",
+        "--kind",
+        "registry",
+        "--value-file",
+        cred.to_str().unwrap(),
+    ]);
+    let out = ok(&["admin", "secret", "list"]);
+    assert!(
+        out.contains("private-registry") && out.contains("registry") && !out.contains("cli-reg-pw"),
+        "{out}"
+    );
+    std::fs::write(&cred, "server=x").unwrap();
+    let (code, _, err) = slipway(
+        &s,
+        &[
+            "admin",
+            "secret",
+            "set",
+            "bad",
+            "--kind",
+            "registry",
+            "--value-file",
+            cred.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("must be a JSON object"), "{err}");
     ok(&[
         "admin",
         "project-environment-type",

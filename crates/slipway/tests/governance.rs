@@ -6,13 +6,18 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::registry::Registry;
 use common::{fixture_image, git_repo, stored_state_archives, zip_entry, Server};
 use serde_json::{json, Value};
 
 /// A git catalog whose definitions run with the `scripted` fixture image,
 /// taking deploy.sh from the definition folder.
 fn scripted_catalog(dir: &Path, defs: &[(&str, &str)]) -> Value {
-    let image = fixture_image("scripted");
+    catalog_on_runner(dir, &fixture_image("scripted"), defs)
+}
+
+/// A git catalog whose definitions `(name, deploy.sh)` run on `image`.
+fn catalog_on_runner(dir: &Path, image: &str, defs: &[(&str, &str)]) -> Value {
     let mut files = Vec::new();
     for (name, deploy) in defs {
         files.push((
@@ -33,6 +38,27 @@ fn scripted_catalog(dir: &Path, defs: &[(&str, &str)]) -> Value {
     let repo = dir.join("repo");
     git_repo(&repo, &refs);
     json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})
+}
+
+/// Fails when any regular file under `dir` contains `secret`.
+fn assert_no_file_holds(dir: &Path, secret: &str) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let (path, kind) = (entry.path(), entry.file_type().unwrap());
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} holds the credential in plain text",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -604,24 +630,7 @@ EOF
         !seen.contains(&secret),
         "the credential leaked into an answer:\n{seen}"
     );
-    // Nothing under the data directory holds it in plain text.
-    let mut stack = vec![s.data.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let (path, kind) = (entry.path(), entry.file_type().unwrap());
-            if kind.is_dir() {
-                stack.push(path);
-            } else if kind.is_file() {
-                let bytes = std::fs::read(&path).unwrap();
-                assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "{} holds the credential in plain text",
-                    path.display()
-                );
-            }
-        }
-    }
+    assert_no_file_holds(&s.data, &secret);
     // A secret in use cannot be deleted.
     let (st, v, _) = s.call("DELETE", "/admin/secrets/deployer", None);
     assert_eq!(st, 409, "{v}");
@@ -870,4 +879,92 @@ fn environment_type_rules_limits_and_force_delete() {
             .0,
         404
     );
+}
+
+#[test]
+fn a_private_runner_image_is_pulled_with_the_registry_credential() {
+    let tmp = tempfile::tempdir().unwrap();
+    let password = "reg-pw-4c1e9a77d2";
+    let registry = Registry::start(&tmp.path().join("registry"), Some(("puller", password)));
+    let image = registry.push(
+        &fixture_image("scripted"),
+        "private/scripted:v1",
+        Some(&format!("puller:{password}")),
+    );
+    let catalog = catalog_on_runner(
+        tmp.path(),
+        &image,
+        &[(
+            "Private",
+            "#!/bin/bash\necho deployed from the private image\n",
+        )],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    put(&s, "/admin/projects/demo", json!({}));
+    put(&s, "/admin/environmentTypes/Dev", json!({}));
+    put(&s, "/admin/projects/demo/environmentTypes/Dev", json!({}));
+    put(&s, "/admin/catalogs/cat", catalog);
+    let deploy = |env: &str| {
+        let (st, v, loc) = s.call(
+            "PUT",
+            &format!("/projects/demo/users/me/environments/{env}"),
+            Some(json!({"environmentType": "Dev", "catalogName": "cat", "environmentDefinitionName": "Private"})),
+        );
+        assert_eq!(st, 201, "{v}");
+        let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+        let done = s.wait_op(&op);
+        (op, done)
+    };
+    let local = |image: &str| {
+        std::process::Command::new("podman")
+            .args(["image", "exists", image])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!local(&image), "the pushed image is only in the registry");
+
+    // Without a credential the registry refuses the pull.
+    let (_, refused) = deploy("anonymous");
+    assert_eq!(refused["status"], "Failed", "{refused}");
+    assert_eq!(
+        refused["error"]["code"], "RunnerImageUnavailable",
+        "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&image), "{message}");
+    assert!(message.contains("authentication required"), "{message}");
+
+    // A malformed credential is refused with the field named.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/private-registry",
+        Some(json!({"kind": "registry", "value": {"server": registry.host, "username": "puller"}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("password"),
+        "{v}"
+    );
+
+    // With the credential of the image's registry the runner starts.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/private-registry",
+        Some(json!({"kind": "registry", "value": {"server": format!("http://{}/", registry.host), "username": "puller", "password": password}})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["kind"], "registry", "{v}");
+    assert!(v.get("value").is_none(), "{v}");
+    let (op, done) = deploy("pulled");
+    let log = s.op_log("pulled", &op);
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("deployed from the private image"), "{log}");
+    assert!(!log.contains(password), "{log}");
+    assert!(local(&image), "the runner image was pulled");
+    assert_no_file_holds(&s.data, password);
+
+    let _ = std::process::Command::new("podman")
+        .args(["rmi", "--force", &image])
+        .output();
 }

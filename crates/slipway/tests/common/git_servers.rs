@@ -12,7 +12,7 @@ use base64::Engine as _;
 
 use super::free_port;
 
-fn wait_listening(port: u16, child: &mut Child, what: &str) {
+pub fn wait_listening(port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(st)) = child.try_wait() {

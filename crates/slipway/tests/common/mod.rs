@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub mod git_servers;
+pub mod registry;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
