@@ -11,6 +11,7 @@
 //! - [`access`]: roles, scopes and the authorization decision.
 //! - [`credentials`]: deployment identities handed to runners.
 //! - [`scrub`]: masking secret values in text shown to users.
+//! - [`tasks`]: container image tasks (acb task files, templating, Dockerfile scanning).
 
 pub mod access;
 pub mod credentials;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod parameters;
 pub mod protocol;
 pub mod scrub;
+pub mod tasks;
 
 pub use environment::{ErrorBody, OperationKind, OperationStatus, ProvisioningState, OUTPUT_TYPES};
 pub use manifest::{

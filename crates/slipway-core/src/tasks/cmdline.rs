@@ -1,0 +1,216 @@
+//! A `cmd` step's string split into container settings, image and argv.
+//!
+//! acb appends `cmd` verbatim to a `docker run …` line run by `/bin/sh -c`,
+//! so users put `docker run` flags before the image (reference
+//! `acr-tasks.md` §1.3, §6). Slipway lexes it with shell-words rules
+//! (quotes, escapes; no expansion, no `sh -c`) and maps the flags it knows;
+//! an unknown flag is an error that names it.
+
+use std::collections::BTreeMap;
+
+/// The parsed `cmd`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunCommand {
+    /// Image reference (after alias expansion by the caller).
+    pub image: String,
+    /// Arguments after the image.
+    pub args: Vec<String>,
+    /// `-e K=V` / `--env`.
+    pub env: Vec<String>,
+    /// `-v src:dst[:opts]` / `--volume`.
+    pub volumes: Vec<String>,
+    /// `--entrypoint`.
+    pub entrypoint: Option<String>,
+    /// `-w` / `--workdir`.
+    pub workdir: Option<String>,
+    /// `-u` / `--user`.
+    pub user: Option<String>,
+    /// `--network`.
+    pub network: Option<String>,
+    /// `--privileged`.
+    pub privileged: bool,
+    /// `-p` / `--publish`.
+    pub ports: Vec<String>,
+    /// `--expose`.
+    pub expose: Vec<String>,
+    /// `-m` / `--memory`, bytes.
+    pub memory: Option<i64>,
+    /// `--cpus`.
+    pub cpus: Option<f64>,
+    /// `-l` / `--label`.
+    pub labels: BTreeMap<String, String>,
+    /// `--add-host`.
+    pub add_hosts: Vec<String>,
+}
+
+/// Splits `cmd` into flags, image and argv.
+///
+/// Errors: unbalanced quotes, a flag Slipway does not support (named), a
+/// flag without its value, or no image.
+pub fn parse_cmd(cmd: &str) -> Result<RunCommand, String> {
+    let words = shell_words::split(cmd).map_err(|e| format!("cmd {cmd:?}: {e}"))?;
+    let mut rc = RunCommand::default();
+    let mut it = words.into_iter().peekable();
+    while let Some(w) = it.next() {
+        if !w.starts_with('-') || w == "-" {
+            rc.image = w;
+            rc.args = it.collect();
+            return Ok(rc);
+        }
+        let (flag, inline) = match w.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (w.clone(), None),
+        };
+        let boolean = matches!(
+            flag.as_str(),
+            "--privileged"
+                | "--rm"
+                | "-t"
+                | "-i"
+                | "-it"
+                | "-ti"
+                | "--tty"
+                | "--interactive"
+                | "--init"
+                | "-d"
+                | "--detach"
+        );
+        if boolean {
+            if flag == "--privileged" {
+                rc.privileged = inline.as_deref() != Some("false");
+            }
+            continue;
+        }
+        let mut value = || -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("cmd flag '{flag}' needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-e" | "--env" => {
+                let v = value()?;
+                rc.env.push(v);
+            }
+            "-v" | "--volume" => {
+                let v = value()?;
+                rc.volumes.push(v);
+            }
+            "--entrypoint" => rc.entrypoint = Some(value()?),
+            "-w" | "--workdir" => rc.workdir = Some(value()?),
+            "-u" | "--user" => rc.user = Some(value()?),
+            "--network" | "--net" => rc.network = Some(value()?),
+            "-p" | "--publish" => {
+                let v = value()?;
+                rc.ports.push(v);
+            }
+            "--expose" => {
+                let v = value()?;
+                rc.expose.push(v);
+            }
+            "--add-host" => {
+                let v = value()?;
+                rc.add_hosts.push(v);
+            }
+            "-l" | "--label" => {
+                let v = value()?;
+                let (k, val) = v.split_once('=').unwrap_or((v.as_str(), ""));
+                rc.labels.insert(k.to_string(), val.to_string());
+            }
+            "-m" | "--memory" => {
+                let v = value()?;
+                rc.memory = Some(parse_bytes(&v).ok_or_else(|| {
+                    format!("cmd flag '{flag}' is '{v}': expected a size like 512m or 1g")
+                })?);
+            }
+            "--cpus" => {
+                let v = value()?;
+                rc.cpus = Some(v.parse().map_err(|_| {
+                    format!("cmd flag '--cpus' is '{v}': expected a number")
+                })?);
+            }
+            // Accepted and ignored: the run sets the name and the engine pulls.
+            "--name" | "--pull" | "--isolation" | "--platform" => {
+                value()?;
+            }
+            other => {
+                return Err(format!(
+                    "cmd flag '{other}' is not supported: expected -e, -v, --entrypoint, -w, -u, --network, -p, --expose, -l, -m, --cpus, --add-host, --privileged, --rm, -i, -t before the image"
+                ))
+            }
+        }
+    }
+    Err(format!("cmd {cmd:?} names no image"))
+}
+
+/// `512m`, `1g`, `1024k`, `100` (bytes).
+fn parse_bytes(v: &str) -> Option<i64> {
+    let v = v.trim().to_ascii_lowercase();
+    let v = v.strip_suffix('b').unwrap_or(&v);
+    let (num, mult) = match v.chars().last()? {
+        'k' => (&v[..v.len() - 1], 1i64 << 10),
+        'm' => (&v[..v.len() - 1], 1 << 20),
+        'g' => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    num.parse::<i64>().ok().map(|n| n * mult)
+}
+
+/// Replaces the first word of `cmd` when it is an alias key (acb
+/// `ExpandCommandAliases`, v1.1.0 only).
+pub fn expand_command_alias(cmd: &str, aliases: &BTreeMap<String, String>) -> String {
+    let trimmed = cmd.trim_start();
+    let first = trimmed.split_whitespace().next().unwrap_or_default();
+    match aliases.get(first) {
+        Some(v) => format!("{v}{}", &trimmed[first.len()..]),
+        None => cmd.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_image_and_quoted_args() {
+        let rc = parse_cmd(
+            r#"--memory 1g -e "A=hello world" --network=n1 alpine sh -c 'echo "$A"; exit 3'"#,
+        )
+        .unwrap();
+        assert_eq!(rc.image, "alpine");
+        assert_eq!(rc.args, vec!["sh", "-c", "echo \"$A\"; exit 3"]);
+        assert_eq!(rc.env, vec!["A=hello world"]);
+        assert_eq!(rc.memory, Some(1 << 30));
+        assert_eq!(rc.network.as_deref(), Some("n1"));
+        assert_eq!(
+            parse_cmd("img --not-a-flag").unwrap().args,
+            vec!["--not-a-flag"]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        assert!(parse_cmd("--gpus all img")
+            .unwrap_err()
+            .contains("'--gpus'"));
+        assert!(parse_cmd("-e").unwrap_err().contains("needs a value"));
+        assert!(parse_cmd("--rm").unwrap_err().contains("names no image"));
+        assert!(parse_cmd("img 'open").is_err());
+    }
+
+    #[test]
+    fn command_aliases_expand_the_first_word_only() {
+        let mut a = BTreeMap::new();
+        a.insert(
+            "bash".to_string(),
+            "mcr.microsoft.com/acr/bash:2ff604c".to_string(),
+        );
+        assert_eq!(
+            expand_command_alias("bash echo bash", &a),
+            "mcr.microsoft.com/acr/bash:2ff604c echo bash"
+        );
+        assert_eq!(expand_command_alias("alpine bash", &a), "alpine bash");
+    }
+}

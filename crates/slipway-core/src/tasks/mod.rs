@@ -1,0 +1,15 @@
+//! Container image tasks (modelled on ACR Tasks / acb): the pure parts.
+//!
+//! - [`template`]: Go `text/template` + Sprig for task files.
+//! - [`values`]: comment stripping, `$` aliases, run variables, values + `--set`.
+//! - [`taskfile`]: the acb YAML model, defaults, validation, the step DAG.
+//! - [`cmdline`]: a `cmd` step's string → container flags, image, argv.
+//! - [`dockerfile`]: a Dockerfile's runtime and build-time base images.
+//!
+//! Contract: `../shared/reference/acr-tasks.md`.
+
+pub mod cmdline;
+pub mod dockerfile;
+pub mod taskfile;
+pub mod template;
+pub mod values;
