@@ -6,6 +6,8 @@
 //! - [`admin`]: Slipway's minimal control plane under `/admin` (projects,
 //!   environment types, project environment types); [`catalogs`]: catalogs,
 //!   their definitions and sync, secrets.
+//! - [`image_tasks`]: container image tasks (quick builds, task runs, the
+//!   embedded registry's notifications).
 //! - [`runner_api`]: the runner protocol under `/runner/v1` (see
 //!   `slipway_core::protocol`), authorised by per-operation tokens.
 //!
@@ -20,6 +22,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalogs;
 pub mod data_plane;
+pub mod image_tasks;
 pub mod runner_api;
 mod views;
 
@@ -64,6 +67,10 @@ pub struct AppState {
     pub catalog_sync: SyncTrigger,
     /// Wakes the expiration timer after an expiration or action changed.
     pub expirations: Arc<tokio::sync::Notify>,
+    /// Image tasks; `None` when the embedded registry could not start.
+    pub tasks: Option<Arc<slipway_tasks::TaskService>>,
+    /// Bearer token the embedded registry sends with its notifications.
+    pub registry_events_token: String,
 }
 
 /// Builds the router with every route group.
@@ -73,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(data_plane::routes())
         .merge(admin::routes())
         .merge(catalogs::routes())
+        .merge(image_tasks::routes())
         .merge(runner_api::routes(state.config.max_storage_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -186,6 +186,12 @@ impl Engine {
         )))
     }
 
+    /// The Docker Engine API client (for callers that need calls this
+    /// module does not wrap: networks, builds, pushes).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// Makes sure `image` is present, pulling it when absent, with
     /// `credential` when given (sent as the engine's `X-Registry-Auth`).
     ///

@@ -19,6 +19,7 @@
 
 mod access;
 mod blob;
+mod image_tasks;
 mod records;
 mod secrets;
 
@@ -31,6 +32,7 @@ use thiserror::Error;
 
 pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFIX};
 pub use blob::BlobStore;
+pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
 pub use records::*;
 pub use secrets::SecretKey;
 

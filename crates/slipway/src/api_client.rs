@@ -7,6 +7,8 @@ use serde_json::Value;
 pub struct Reply {
     /// `Operation-Location` header, if any.
     pub operation_location: Option<String>,
+    /// `X-Slipway-Run-Status` header of image task run logs, if any.
+    pub run_status: Option<String>,
     /// Body text.
     pub body: String,
 }
@@ -20,6 +22,11 @@ impl Reply {
         serde_json::from_str(&self.body)
             .with_context(|| format!("server sent invalid JSON: {}", self.body))
     }
+}
+
+enum Body<'a> {
+    Json(&'a Value),
+    Bytes(&'a [u8]),
 }
 
 /// Client bound to a server and an API token.
@@ -42,13 +49,25 @@ impl ApiClient {
 
     /// Sends a request; non-2xx answers become errors carrying the server's `{code, message}`.
     pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
+        self.send_body(method, path, body.map(Body::Json))
+    }
+
+    /// Sends raw bytes (e.g. a context tarball) as `application/octet-stream`.
+    pub fn send_bytes(&self, method: &str, path: &str, bytes: &[u8]) -> anyhow::Result<Reply> {
+        self.send_body(method, path, Some(Body::Bytes(bytes)))
+    }
+
+    fn send_body(&self, method: &str, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Reply> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.request(method, &url);
         if let Some(t) = &self.token {
             req = req.set("Authorization", &format!("Bearer {t}"));
         }
         let res = match body {
-            Some(b) => req.send_json(b),
+            Some(Body::Json(b)) => req.send_json(b),
+            Some(Body::Bytes(b)) => req
+                .set("Content-Type", "application/octet-stream")
+                .send_bytes(b),
             None => req.call(),
         };
         let resp = match res {
@@ -85,6 +104,7 @@ impl ApiClient {
         };
         Ok(Reply {
             operation_location: resp.header("operation-location").map(str::to_string),
+            run_status: resp.header("x-slipway-run-status").map(str::to_string),
             body: resp.into_string().context("reading the response")?,
         })
     }

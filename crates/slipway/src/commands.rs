@@ -563,7 +563,9 @@ fn value_list(v: &Value) -> Vec<Value> {
 /// Runs a client command.
 pub fn run(client: &ApiClient, output: OutputFormat, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(_) => unreachable!("serve is handled by main"),
+        Command::Serve(_) | Command::Image(_) | Command::Task(_) => {
+            unreachable!("serve, image and task are handled by main")
+        }
         Command::Admin(a) => admin(client, output, a)?,
         Command::Catalog(c) => catalog(client, output, c)?,
         Command::Definition(d) => definition(client, output, d)?,

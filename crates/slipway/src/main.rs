@@ -4,6 +4,7 @@
 
 mod api_client;
 mod commands;
+mod image_commands;
 mod serve;
 
 use std::path::PathBuf;
@@ -70,6 +71,12 @@ pub enum Command {
     /// Environments.
     #[command(subcommand)]
     Env(commands::EnvCommand),
+    /// Container images: quick builds (like `az acr build`).
+    #[command(subcommand)]
+    Image(image_commands::ImageCommand),
+    /// Container image tasks and their runs (like `az acr task`).
+    #[command(subcommand)]
+    Task(image_commands::TaskCommand),
 }
 
 /// Default data directory: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
@@ -115,7 +122,12 @@ fn main() -> ExitCode {
                 (None, None) => None,
             };
             let client = api_client::ApiClient::new(&cli.server, token);
-            match commands::run(&client, cli.output, command) {
+            let result = match command {
+                Command::Image(c) => image_commands::run_image(&client, c),
+                Command::Task(c) => image_commands::run_task(&client, c),
+                other => commands::run(&client, cli.output, other),
+            };
+            match result {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -64,6 +64,12 @@ pub struct ServeArgs {
     /// Interval of the scheduled sync of `Scheduled` catalogs, in seconds (ADE: 30 minutes).
     #[arg(long, env = "SLIPWAY_CATALOG_SYNC_INTERVAL", default_value_t = 1800)]
     pub catalog_sync_interval_seconds: u64,
+    /// Port of the embedded OCI registry on 127.0.0.1 (0 = a free port).
+    #[arg(long, env = "SLIPWAY_REGISTRY_PORT", default_value_t = 0)]
+    pub registry_port: u16,
+    /// Image task runs executing at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent_task_runs: usize,
 }
 
 /// Runs the server until the process is stopped.
@@ -115,6 +121,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::connect(&data_dir)
         .await
         .context("connecting to the container engine")?;
+    let docker = engine.docker().clone();
     let devcenter_id = "slipway-local".to_string();
     let scheduler = Scheduler::new(
         store.clone(),
@@ -130,6 +137,48 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     scheduler.spawn().await.context("recovering operations")?;
+    // Image tasks: the embedded registry notifies this server of pushes.
+    let registry_events_token = {
+        use rand::RngCore;
+        let mut b = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut b);
+        hex::encode(b)
+    };
+    let registry_port = match args.registry_port {
+        0 => std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .context("choosing a port for the embedded registry")?,
+        p => p,
+    };
+    let (registry, tasks) = match slipway_tasks::registry::EmbeddedRegistry::start(
+        &data_dir,
+        registry_port,
+        &format!("{base_url}/registry/events"),
+        &registry_events_token,
+    )
+    .await
+    {
+        Ok(r) => {
+            let svc = slipway_tasks::TaskService::new(
+                store.clone(),
+                docker,
+                slipway_tasks::TaskConfig {
+                    data_dir: data_dir.clone(),
+                    registry: r.host.clone(),
+                    secret_key: secret_key.clone(),
+                    max_concurrent_runs: args.max_concurrent_task_runs,
+                },
+            );
+            svc.start().await.context("starting image tasks")?;
+            println!("slipway registry on {}", r.host);
+            (Some(r), Some(svc))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "image tasks are off");
+            (None, None)
+        }
+    };
     let state = AppState {
         store,
         scheduler: Arc::clone(&scheduler),
@@ -147,6 +196,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         secret_key,
         catalog_sync,
         expirations: Arc::new(tokio::sync::Notify::new()),
+        tasks,
+        registry_events_token,
     };
     slipway_api::actions::spawn(state.clone());
     println!(
@@ -158,6 +209,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
     .context("serving HTTP")?;
+    drop(registry);
     Ok(())
 }
 

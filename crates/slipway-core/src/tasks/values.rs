@@ -261,9 +261,11 @@ pub fn preprocess_aliases(
             let mut cs = d.chars();
             match (cs.next(), cs.next()) {
                 (Some(c), None) if !c.is_alphanumeric() => directive = c,
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "alias: directive '{d}' is not valid: expected one non-alphanumeric character"
-                )),
+                ))
+                }
             }
         }
         let mut layered: Vec<BTreeMap<String, String>> = Vec::new();

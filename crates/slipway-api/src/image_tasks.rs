@@ -1,0 +1,431 @@
+//! Container image tasks over HTTP (ACR Tasks model). DevCenter Admins only.
+//!
+//! | Route | Body / answer |
+//! |---|---|
+//! | `GET /imageTasks/registry` | `{loginServer}` of the embedded registry |
+//! | `PUT /imageTasks/contexts` | a tar (or tar.gz) of a build context → 201 `{context: "upload:<sha256>"}` (ACR `listBuildSourceUploadUrl`) |
+//! | `POST /imageTasks/builds` | quick build `{context, images[], file?, buildArgs[], secretBuildArgs[], target?, platform?, noPush?, timeout?}` → 202 run (`az acr build`) |
+//! | `POST /imageTasks/runs` | quick run `{context?, taskFile?, encodedTask?, valuesFile?, encodedValues?, set[], timeout?}` → 202 run (`az acr run`) |
+//! | `PUT /imageTasks/tasks/{t}` | task spec (see `slipway_tasks::TaskSpec`) → 201/200; `GET`, `DELETE`; `GET /imageTasks/tasks` |
+//! | `POST /imageTasks/tasks/{t}/runs` | `{set[]}` → 202 run (`az acr task run`) |
+//! | `GET /imageTasks/runs?task=&status=&top=` | newest first, `top` default 15 |
+//! | `GET /imageTasks/runs/{r}`, `POST /imageTasks/runs/{r}/cancel` | run; cancel → 202, 409 when finished |
+//! | `GET /imageTasks/runs/{r}/logs?offset=N` | log text from byte N; header `X-Slipway-Run-Status` (complete when final) |
+//! | `POST /registry/events` | the embedded registry's notifications (its own bearer token) |
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use slipway_core::access::Permission;
+use slipway_core::names::validate_resource_name;
+use slipway_tasks::{context_key, DockerBuild, RunRequest, TaskService, TaskSpec, TIMEOUT_RANGE};
+use std::sync::Arc;
+
+use crate::auth::Caller;
+use crate::{ApiError, ApiResult, AppState};
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/imageTasks/registry", get(registry_info))
+        .route("/imageTasks/contexts", put(upload_context))
+        .route("/imageTasks/builds", post(quick_build))
+        .route("/imageTasks/runs", post(quick_run).get(list_runs))
+        .route("/imageTasks/tasks", get(list_tasks))
+        .route(
+            "/imageTasks/tasks/{t}",
+            put(put_task).get(get_task).delete(delete_task),
+        )
+        .route("/imageTasks/tasks/{t}/runs", post(run_task))
+        .route("/imageTasks/runs/{r}", get(get_run))
+        .route("/imageTasks/runs/{r}/cancel", post(cancel_run))
+        .route("/imageTasks/runs/{r}/logs", get(run_logs))
+        .route("/registry/events", post(registry_events))
+}
+
+fn service(state: &AppState, caller: &Caller) -> ApiResult<Arc<TaskService>> {
+    caller.require(Permission::AdministerDevCenter)?;
+    state.tasks.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ImageTasksUnavailable",
+            "image tasks are off: the embedded registry could not start (install docker-registry; see the server log)",
+        )
+    })
+}
+
+fn task_error(e: slipway_tasks::TaskError) -> ApiError {
+    match e {
+        slipway_tasks::TaskError::Validation(m) => ApiError::bad_request("InvalidRequest", m),
+        slipway_tasks::TaskError::Store(s) => ApiError::from(s),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ImageTaskError",
+            other.to_string(),
+        ),
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> ApiResult<T> {
+    let text = if body.is_empty() {
+        &b"{}"[..]
+    } else {
+        &body[..]
+    };
+    serde_json::from_slice(text)
+        .map_err(|e| ApiError::bad_request("InvalidRequestBody", format!("{what}: {e}")))
+}
+
+fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
+    json!(r)
+}
+
+async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    Ok(Json(json!({"loginServer": svc.registry()})))
+}
+
+async fn upload_context(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    service(&state, &caller)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "InvalidRequestBody",
+            "the body must be a tar or tar.gz of the build context",
+        ));
+    }
+    let digest = hex::encode(Sha256::digest(&body));
+    state.store.blobs.put(&context_key(&digest), &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"context": format!("upload:{digest}"), "size": body.len()})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QuickBuild {
+    context: Option<String>,
+    #[serde(flatten)]
+    docker: DockerBuild,
+    #[serde(default)]
+    timeout: u64,
+}
+
+fn check_timeout(t: u64) -> ApiResult<u64> {
+    match t {
+        0 => Ok(slipway_tasks::DEFAULT_TIMEOUT),
+        t if TIMEOUT_RANGE.contains(&t) => Ok(t),
+        t => Err(ApiError::bad_request(
+            "InvalidRequest",
+            format!("property 'timeout' is {t}: expected seconds between 300 and 28800"),
+        )),
+    }
+}
+
+async fn quick_build(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let b: QuickBuild = json_body(&body, "quick build")?;
+    if b.context.is_none() {
+        return Err(ApiError::bad_request("InvalidRequest", "property 'context' is required: upload one with PUT /imageTasks/contexts, or give a git or tarball URL"));
+    }
+    let request = RunRequest {
+        context: b.context,
+        docker: Some(b.docker),
+        timeout: check_timeout(b.timeout)?,
+        ..Default::default()
+    };
+    let run = svc
+        .queue(
+            None,
+            "QuickBuild",
+            &request,
+            json!({"type": "manual", "user": caller.user}),
+        )
+        .await
+        .map_err(task_error)?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+async fn quick_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let mut request: RunRequest = json_body(&body, "quick run")?;
+    if request.docker.is_some() {
+        return Err(ApiError::bad_request(
+            "InvalidRequest",
+            "property 'docker' belongs to POST /imageTasks/builds",
+        ));
+    }
+    request.timeout = check_timeout(request.timeout)?;
+    if request.context.is_none() && request.encoded_task.is_none() {
+        return Err(ApiError::bad_request(
+            "InvalidRequest",
+            "give 'context' (with 'taskFile', default acb.yaml) or 'encodedTask'",
+        ));
+    }
+    let run = svc
+        .queue(
+            None,
+            "QuickRun",
+            &request,
+            json!({"type": "manual", "user": caller.user}),
+        )
+        .await
+        .map_err(task_error)?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    service(&state, &caller)?;
+    let tasks: Vec<Value> = state
+        .store
+        .list_image_tasks()
+        .await?
+        .into_iter()
+        .map(|(name, spec)| {
+            let mut v = spec;
+            v["name"] = json!(name);
+            v
+        })
+        .collect();
+    Ok(Json(json!({"value": tasks})))
+}
+
+async fn put_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    validate_resource_name("task", &t)
+        .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
+    let spec: TaskSpec = json_body(&body, "task")?;
+    let (spec, created) = svc.put_task(&t, spec).await.map_err(task_error)?;
+    let mut v = json!(spec);
+    v["name"] = json!(t);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(v)).into_response())
+}
+
+async fn get_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let spec = svc
+        .task(&t)
+        .await
+        .map_err(task_error)?
+        .ok_or_else(|| ApiError::not_found("TaskNotFound", format!("task '{t}' not found")))?;
+    let mut v = json!(spec);
+    v["name"] = json!(t);
+    Ok(Json(v))
+}
+
+async fn delete_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<StatusCode> {
+    let svc = service(&state, &caller)?;
+    if svc.delete_task(&t).await.map_err(task_error)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            "TaskNotFound",
+            format!("task '{t}' not found"),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunTask {
+    #[serde(default)]
+    set: Vec<String>,
+}
+
+async fn run_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let b: RunTask = json_body(&body, "run")?;
+    if svc.task(&t).await.map_err(task_error)?.is_none() {
+        return Err(ApiError::not_found(
+            "TaskNotFound",
+            format!("task '{t}' not found"),
+        ));
+    }
+    let run = svc
+        .run_task(&t, &b.set, json!({"type": "manual", "user": caller.user}))
+        .await
+        .map_err(task_error)?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+#[derive(Deserialize)]
+struct RunFilter {
+    task: Option<String>,
+    status: Option<String>,
+    top: Option<u32>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(f): Query<RunFilter>,
+) -> ApiResult<Json<Value>> {
+    service(&state, &caller)?;
+    let runs = state
+        .store
+        .list_task_runs(
+            f.task.as_deref(),
+            f.status.as_deref(),
+            f.top.unwrap_or(15).min(1000),
+        )
+        .await?;
+    Ok(Json(
+        json!({"value": runs.iter().map(run_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn run_of(state: &AppState, r: &str) -> ApiResult<slipway_store::TaskRunRecord> {
+    state
+        .store
+        .get_task_run(r)
+        .await?
+        .ok_or_else(|| ApiError::not_found("RunNotFound", format!("run '{r}' not found")))
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(r): Path<String>,
+) -> ApiResult<Json<Value>> {
+    service(&state, &caller)?;
+    Ok(Json(run_view(&run_of(&state, &r).await?)))
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(r): Path<String>,
+) -> ApiResult<StatusCode> {
+    let svc = service(&state, &caller)?;
+    let run = run_of(&state, &r).await?;
+    if svc.cancel(&r).await.map_err(task_error)? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "RunFinished",
+            format!("run '{r}' already finished with status {}", run.status),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    offset: Option<usize>,
+}
+
+async fn run_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(r): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    service(&state, &caller)?;
+    // Status first: a final status read before the log means the log is complete.
+    let run = run_of(&state, &r).await?;
+    let log = state
+        .store
+        .blobs
+        .get(&slipway_store::Store::task_run_log_key(&r))
+        .await?
+        .unwrap_or_default();
+    let from = q.offset.unwrap_or(0).min(log.len());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        "text/plain; charset=utf-8"
+            .parse()
+            .map_err(|_| ApiError::bad_request("x", "x"))?,
+    );
+    if let Ok(v) = run.status.parse() {
+        headers.insert("x-slipway-run-status", v);
+    }
+    Ok((StatusCode::OK, headers, log[from..].to_vec()).into_response())
+}
+
+async fn registry_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let expected = format!("Bearer {}", state.registry_events_token);
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.registry_events_token.is_empty() || given != Some(expected.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "registry notifications need the registry's token",
+        ));
+    }
+    let Some(svc) = state.tasks.clone() else {
+        return Ok(StatusCode::OK);
+    };
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("InvalidRequestBody", e.to_string()))?;
+    for ev in doc["events"].as_array().into_iter().flatten() {
+        let target = &ev["target"];
+        let tag = target["tag"].as_str().unwrap_or_default();
+        let media = target["mediaType"].as_str().unwrap_or_default();
+        if ev["action"] != "push"
+            || tag.is_empty()
+            || !media.contains("manifest") && !media.contains("index")
+        {
+            continue;
+        }
+        let repo = target["repository"].as_str().unwrap_or_default();
+        let digest = target["digest"].as_str().unwrap_or_default();
+        match svc.on_image_pushed(repo, tag, digest).await {
+            Ok(runs) => {
+                for r in runs {
+                    tracing::info!(run = %r.run_id, task = ?r.task, image = %format!("{repo}:{tag}@{digest}"), "base image updated: run queued");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "base-image trigger failed"),
+        }
+    }
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,269 @@
+//! Container image tasks and their runs (ACR Tasks model).
+//!
+//! A task's spec is an opaque JSON document owned by `slipway-tasks`; runs
+//! are rows with a compare-and-set status. Run ids are short and increasing
+//! (`ca1`, `ca2`, …, base 36 after the `c`), like ACR's `cf4`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::{now_rfc3339, Store, StoreError};
+
+/// Run statuses that are final (ACR `RunStatus`).
+pub const FINISHED_RUN_STATUSES: [&str; 5] =
+    ["Succeeded", "Failed", "Canceled", "Error", "Timeout"];
+
+/// A task run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRunRecord {
+    /// `ca1`, `ca2`, …
+    pub run_id: String,
+    /// Task name; `None` for quick builds and runs.
+    pub task: Option<String>,
+    /// `QuickBuild` | `QuickRun` | `AutoBuild` | `AutoRun`.
+    pub run_type: String,
+    /// `Queued` | `Started` | `Running` | `Succeeded` | `Failed` | `Canceled` | `Error` | `Timeout`.
+    pub status: String,
+    /// What to run (shape owned by `slipway-tasks`).
+    pub request: Value,
+    /// Trigger provenance: `{"type": "manual"|"timer"|"imageUpdate"|"commit", …}`.
+    pub trigger: Value,
+    /// Images pushed: `[{registry, repository, tag, digest}]`.
+    pub output_images: Value,
+    /// Base images found: acb's dependency list.
+    pub dependencies: Value,
+    /// Why the run did not succeed.
+    pub run_error_message: Option<String>,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// RFC 3339.
+    pub create_time: String,
+    /// RFC 3339.
+    pub start_time: Option<String>,
+    /// RFC 3339.
+    pub finish_time: Option<String>,
+}
+
+fn run_id(seq: i64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = seq as u64 + 36 * 10; // start at "ca0"-ish so ids have 3+ chars
+    let mut s = Vec::new();
+    while n > 0 {
+        s.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    s.reverse();
+    format!("c{}", String::from_utf8_lossy(&s))
+}
+
+fn json_col(row: &sqlx::sqlite::SqliteRow, col: &'static str) -> Result<Value, StoreError> {
+    let text: Option<String> = row.try_get(col)?;
+    match text {
+        None => Ok(Value::Null),
+        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what: col,
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreError> {
+    Ok(TaskRunRecord {
+        run_id: row.try_get("id")?,
+        task: row.try_get("task")?,
+        run_type: row.try_get("run_type")?,
+        status: row.try_get("status")?,
+        request: json_col(row, "request")?,
+        trigger: json_col(row, "trigger_info")?,
+        output_images: json_col(row, "output_images")?,
+        dependencies: json_col(row, "dependencies")?,
+        run_error_message: row.try_get("error")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        create_time: row.try_get("created_at")?,
+        start_time: row.try_get("started_at")?,
+        finish_time: row.try_get("finished_at")?,
+    })
+}
+
+impl Store {
+    /// Creates or replaces task `name` with `spec`; returns whether it was new.
+    pub async fn put_image_task(&self, name: &str, spec: &Value) -> Result<bool, StoreError> {
+        let now = now_rfc3339();
+        let existed = self.get_image_task(name).await?.is_some();
+        sqlx::query("INSERT INTO image_tasks (name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at")
+            .bind(name)
+            .bind(spec.to_string())
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(!existed)
+    }
+
+    /// Task `name`'s spec, `None` when absent.
+    pub async fn get_image_task(&self, name: &str) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT spec FROM image_tasks WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| json_col(&r, "spec")).transpose()
+    }
+
+    /// Every task's `(name, spec)` by name.
+    pub async fn list_image_tasks(&self) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows = sqlx::query("SELECT name, spec FROM image_tasks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("name")?, json_col(r, "spec")?)))
+            .collect()
+    }
+
+    /// Deletes task `name` (its runs stay); returns whether it existed.
+    pub async fn delete_image_task(&self, name: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("DELETE FROM image_tasks WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Queues a run; returns it with its new id.
+    pub async fn create_task_run(
+        &self,
+        task: Option<&str>,
+        run_type: &str,
+        request: &Value,
+        trigger: &Value,
+    ) -> Result<TaskRunRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_rfc3339();
+        let seq: i64 = sqlx::query("INSERT INTO task_runs (id, task, run_type, status, request, trigger_info, created_at) VALUES ('pending-' || hex(randomblob(8)), ?1, ?2, 'Queued', ?3, ?4, ?5) RETURNING seq")
+            .bind(task)
+            .bind(run_type)
+            .bind(request.to_string())
+            .bind(trigger.to_string())
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("seq")?;
+        let id = run_id(seq);
+        sqlx::query("UPDATE task_runs SET id = ?1 WHERE seq = ?2")
+            .bind(&id)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.get_task_run(&id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "task_runs",
+                message: format!("run {id} vanished after insert"),
+            })
+    }
+
+    /// Run `id`, `None` when absent.
+    pub async fn get_task_run(&self, id: &str) -> Result<Option<TaskRunRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM task_runs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Newest first, at most `top`; filtered by task and status when given.
+    pub async fn list_task_runs(
+        &self,
+        task: Option<&str>,
+        status: Option<&str>,
+        top: u32,
+    ) -> Result<Vec<TaskRunRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM task_runs WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY seq DESC LIMIT ?3")
+            .bind(task)
+            .bind(status)
+            .bind(top as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Runs in `status`, oldest first.
+    pub async fn task_runs_in(&self, status: &str) -> Result<Vec<TaskRunRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM task_runs WHERE status = ? ORDER BY seq")
+            .bind(status)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Moves run `id` from `from` to `to` (compare-and-set); stamps the
+    /// start time on `Started`. Returns whether it moved.
+    pub async fn transition_task_run(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE task_runs SET status = ?3, started_at = CASE WHEN ?3 = 'Started' THEN ?4 ELSE started_at END WHERE id = ?1 AND status = ?2")
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .bind(now_rfc3339())
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Finishes a run that is not finished yet: final status, error, images,
+    /// dependencies. Returns whether it changed.
+    pub async fn finish_task_run(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+        output_images: &Value,
+        dependencies: &Value,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE task_runs SET status = ?2, error = ?3, output_images = ?4, dependencies = ?5, finished_at = ?6 WHERE id = ?1 AND status NOT IN ('Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout')")
+            .bind(id)
+            .bind(status)
+            .bind(error)
+            .bind(output_images.to_string())
+            .bind(dependencies.to_string())
+            .bind(now_rfc3339())
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Marks a cancel request on an unfinished run; returns whether it was unfinished.
+    pub async fn request_task_run_cancel(&self, id: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE task_runs SET cancel_requested = 1 WHERE id = ? AND status NOT IN ('Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout')")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Blob key of run `id`'s log.
+    pub fn task_run_log_key(id: &str) -> String {
+        format!("task-runs/{id}.log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_short_and_increase() {
+        let ids: Vec<String> = (1..=40).map(run_id).collect();
+        assert_eq!(ids[0], "ca1");
+        assert!(
+            ids.windows(2)
+                .all(|w| (w[0].len(), &w[0]) < (w[1].len(), &w[1])),
+            "{ids:?}"
+        );
+    }
+}

@@ -1,0 +1,973 @@
+//! Executing a planned task run on the container engine.
+//!
+//! Semantics (reference `acr-tasks.md` §1.3–1.10, §3.2): steps start when
+//! their predecessors succeeded (independent steps really run in parallel);
+//! the first failing step without `ignoreErrors` fails the run at once,
+//! stops its running siblings and removes every container and network of
+//! the run. `/workspace` is the run's workspace folder, shared by all
+//! steps; steps reach each other by step id on the run network.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::container::{
+    Config, CreateContainerOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::image::{BuildImageOptions, PushImageOptions, TagImageOptions};
+use bollard::models::{EndpointSettings, HostConfig};
+use bollard::network::CreateNetworkOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use slipway_core::credentials::RegistryCredential;
+use slipway_core::scrub::Scrubber;
+use slipway_core::tasks::cmdline::parse_cmd;
+use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
+use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
+use tokio::task::JoinSet;
+
+use crate::context::tar_dir;
+use crate::registry::manifest_digest;
+use crate::{RunLog, TaskError};
+
+/// Label on every container and network of a run: `<instance>/<run id>`.
+pub const RUN_LABEL: &str = "io.slipway.task-run";
+
+/// The [`RUN_LABEL`] value of run `run_id` on server `instance`.
+pub fn run_label(instance: &str, run_id: &str) -> String {
+    format!("{instance}.{run_id}")
+}
+
+/// Everything a run's steps need.
+pub struct RunEnv {
+    /// Engine client.
+    pub docker: Docker,
+    /// Run id.
+    pub run_id: String,
+    /// This server's instance id (run ids repeat across servers sharing an engine).
+    pub instance: String,
+    /// Host folder mounted at `/workspace`.
+    pub workspace: PathBuf,
+    /// Host folder for secret volumes.
+    pub volumes_dir: PathBuf,
+    /// Log sink.
+    pub log: RunLog,
+    /// Values masked in the log (secret build args, secrets).
+    pub scrubber: Scrubber,
+    /// Registry credentials by server.
+    pub credentials: Vec<RegistryCredential>,
+}
+
+impl RunEnv {
+    fn container(&self, step_id: &str) -> String {
+        let safe: String = step_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("slw-{}-{}-{safe}", self.instance, self.run_id)
+    }
+
+    fn network(&self, name: &str) -> String {
+        format!("slw-{}-{}-{name}", self.instance, self.run_id)
+    }
+
+    /// The label value that marks this run's containers and networks.
+    pub fn label(&self) -> String {
+        run_label(&self.instance, &self.run_id)
+    }
+
+    fn credential_for(&self, image: &str) -> Option<RegistryCredential> {
+        let host = slipway_core::credentials::registry_of(image);
+        self.credentials.iter().find(|c| c.server == host).cloned()
+    }
+
+    /// The host path behind a container path under `/workspace`.
+    fn host_path(&self, container_path: &str) -> PathBuf {
+        let rel = container_path
+            .strip_prefix(WORKSPACE)
+            .unwrap_or(container_path)
+            .trim_start_matches('/');
+        self.workspace.join(rel)
+    }
+}
+
+/// What a finished run produced.
+#[derive(Debug, Default, Clone)]
+pub struct RunOutput {
+    /// Pushed images `{registry, repository, tag, digest}`.
+    pub images: Vec<Value>,
+    /// acb-style dependency list.
+    pub dependencies: Vec<Value>,
+}
+
+/// Runs `plan`; cleans up containers and networks whatever the outcome.
+///
+/// Errors: [`TaskError::Step`] naming the first failed step.
+pub async fn execute(env: Arc<RunEnv>, plan: Plan) -> Result<RunOutput, TaskError> {
+    let res = execute_inner(&env, &plan).await;
+    cleanup(&env, &plan).await;
+    res
+}
+
+async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, TaskError> {
+    for n in &plan.networks {
+        if n.skip_creation {
+            continue;
+        }
+        env.log
+            .line(&format!(
+                "Creating Docker network: {}, driver: '{}'",
+                n.name,
+                n.driver.as_deref().unwrap_or("bridge")
+            ))
+            .await;
+        let mut labels = HashMap::new();
+        labels.insert(RUN_LABEL.to_string(), env.label());
+        env.docker
+            .create_network(CreateNetworkOptions {
+                name: env.network(&n.name),
+                driver: n.driver.clone().unwrap_or_else(|| "bridge".into()),
+                enable_ipv6: n.ipv6,
+                labels,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| TaskError::Engine(format!("create network {}: {e}", n.name)))?;
+    }
+    for v in &plan.task.volumes {
+        let dir = env.volumes_dir.join(&v.name);
+        std::fs::create_dir_all(&dir).map_err(|e| TaskError::Engine(e.to_string()))?;
+        for (file, b64) in v.secret.iter().flatten() {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| {
+                    TaskError::Validation(format!(
+                        "volume {}: secret {file} is not base64: {e}",
+                        v.name
+                    ))
+                })?;
+            slipway_store::write_private_file(&dir.join(file), &bytes)
+                .map_err(|e| TaskError::Engine(e.to_string()))?;
+        }
+    }
+    let n = plan.task.steps.len();
+    let mut pending: Vec<usize> = plan.deps.iter().map(Vec::len).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, d) in plan.deps.iter().enumerate() {
+        for &p in d {
+            children[p].push(i);
+        }
+    }
+    let mut set: JoinSet<(usize, Result<StepOutput, TaskError>)> = JoinSet::new();
+    let spawn = |set: &mut JoinSet<_>, i: usize| {
+        let env = Arc::clone(env);
+        let step = plan.task.steps[i].clone();
+        let networks = plan
+            .networks
+            .iter()
+            .map(|n| (n.name.clone(), n.skip_creation))
+            .collect::<Vec<_>>();
+        set.spawn(async move { (i, run_step(&env, &step, &networks).await) });
+    };
+    for (i, _) in pending.iter().enumerate().filter(|(_, p)| **p == 0) {
+        spawn(&mut set, i);
+    }
+    let mut out = RunOutput::default();
+    while let Some(joined) = set.join_next().await {
+        let (i, res) = joined.map_err(|e| TaskError::Engine(format!("step task: {e}")))?;
+        let step = &plan.task.steps[i];
+        match res {
+            Ok(o) => {
+                out.images.extend(o.images);
+                out.dependencies.extend(o.dependencies);
+            }
+            Err(e) if step.ignore_errors => {
+                env.log
+                    .line(&format!(
+                        "Step ID: {} encountered an error: {e}, but is set to ignore errors. Continuing...",
+                        step.id
+                    ))
+                    .await;
+            }
+            Err(e) => {
+                // Fail fast: the siblings are stopped by cleanup.
+                set.abort_all();
+                return Err(TaskError::Step(format!(
+                    "failed to run step ID: {}: {e}",
+                    step.id
+                )));
+            }
+        }
+        for &c in &children[i] {
+            pending[c] -= 1;
+            if pending[c] == 0 {
+                spawn(&mut set, c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes every container and network labelled with the run (including
+/// detached services and the containers of aborted steps), unless `keep`.
+async fn cleanup(env: &RunEnv, plan: &Plan) {
+    let kept: Vec<String> = plan
+        .task
+        .steps
+        .iter()
+        .filter(|s| s.keep)
+        .map(|s| env.container(&s.id))
+        .collect();
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{RUN_LABEL}={}", env.label())],
+    );
+    if let Ok(list) = env
+        .docker
+        .list_containers(Some(bollard::container::ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in list {
+            let name = c
+                .names
+                .unwrap_or_default()
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            let name = name.trim_start_matches('/').to_string();
+            if kept.contains(&name) {
+                continue;
+            }
+            let _ = env
+                .docker
+                .remove_container(
+                    &name,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
+    for n in &plan.networks {
+        if !n.skip_creation {
+            let _ = env.docker.remove_network(&env.network(&n.name)).await;
+        }
+    }
+}
+
+#[derive(Default)]
+struct StepOutput {
+    images: Vec<Value>,
+    dependencies: Vec<Value>,
+}
+
+async fn run_step(
+    env: &RunEnv,
+    step: &Step,
+    networks: &[(String, bool)],
+) -> Result<StepOutput, TaskError> {
+    if step.start_delay > 0 {
+        tokio::time::sleep(Duration::from_secs(step.start_delay as u64)).await;
+    }
+    let started = Instant::now();
+    env.log
+        .line(&format!(
+            "Executing step ID: {}. Timeout(sec): {}, Working directory: '{}', Network: '{}'",
+            step.id,
+            step.timeout,
+            step.working_directory.as_deref().unwrap_or(""),
+            step.network.as_deref().unwrap_or("")
+        ))
+        .await;
+    let kind = step.kind().map_err(TaskError::Validation)?;
+    let work = async {
+        match kind {
+            StepKind::Cmd => {
+                let mut last = Err(TaskError::Step("not run".into()));
+                for _ in 0..=step.repeat {
+                    last = with_retries(env, step, || run_cmd(env, step, networks)).await;
+                    last.as_ref().map_err(|e| TaskError::Step(e.to_string()))?;
+                }
+                last.map(|_| StepOutput::default())
+            }
+            StepKind::Build => with_retries(env, step, || run_build(env, step)).await,
+            StepKind::Push => push_images(env, &step.push).await.map(|images| StepOutput {
+                images,
+                dependencies: vec![],
+            }),
+        }
+    };
+    let res =
+        match tokio::time::timeout(Duration::from_secs(step.timeout.max(1) as u64), work).await {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = env
+                    .docker
+                    .remove_container(
+                        &env.container(&step.id),
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+                Err(TaskError::Step(format!(
+                    "step timed out after {} seconds",
+                    step.timeout
+                )))
+            }
+        };
+    let status = if res.is_ok() { "successful" } else { "failed" };
+    env.log
+        .line(&format!(
+            "Step ID: {} marked as {status} (elapsed time in seconds: {:.6})",
+            step.id,
+            started.elapsed().as_secs_f64()
+        ))
+        .await;
+    res
+}
+
+async fn with_retries<F, Fut>(env: &RunEnv, step: &Step, mut f: F) -> Result<StepOutput, TaskError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<StepOutput, TaskError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(o) => return Ok(o),
+            Err(e) if attempt < step.retries => {
+                let retry = step.retry_on_errors.is_empty()
+                    || step
+                        .retry_on_errors
+                        .iter()
+                        .any(|s| e.to_string().contains(s));
+                if !retry {
+                    return Err(e);
+                }
+                attempt += 1;
+                env.log
+                    .line(&format!(
+                        "Step ID: {} failed: {e}; retry {attempt} of {} in {} s",
+                        step.id, step.retries, step.retry_delay
+                    ))
+                    .await;
+                tokio::time::sleep(Duration::from_secs(step.retry_delay as u64)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn run_cmd(
+    env: &RunEnv,
+    step: &Step,
+    networks: &[(String, bool)],
+) -> Result<StepOutput, TaskError> {
+    let cmd = step.cmd.as_deref().unwrap_or_default();
+    let rc = parse_cmd(cmd).map_err(TaskError::Validation)?;
+    let name = env.container(&step.id);
+    if step.pull || !image_present(&env.docker, &rc.image).await {
+        pull(env, &rc.image).await?;
+    }
+    let mut binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
+    binds.extend(rc.volumes.iter().cloned());
+    for m in &step.volume_mounts {
+        binds.push(format!(
+            "{}:{}:ro",
+            env.volumes_dir.join(&m.name).display(),
+            m.mount_path
+        ));
+    }
+    let mut envs = step.env.clone();
+    envs.extend(rc.env.iter().cloned());
+    let network = rc.network.clone().or_else(|| step.network.clone());
+    let network_id = network.map(|n| match networks.iter().find(|(name, _)| *name == n) {
+        Some((_, false)) => env.network(&n),
+        _ => n,
+    });
+    let mut endpoints = HashMap::new();
+    if let Some(net) = &network_id {
+        endpoints.insert(
+            net.clone(),
+            EndpointSettings {
+                aliases: Some(vec![step.id.clone()]),
+                ..Default::default()
+            },
+        );
+    }
+    let mut labels: HashMap<String, String> = rc.labels.clone().into_iter().collect();
+    labels.insert(RUN_LABEL.to_string(), env.label());
+    let exposed: HashMap<String, HashMap<(), ()>> = step
+        .expose
+        .iter()
+        .chain(rc.expose.iter())
+        .map(|p| {
+            (
+                if p.contains('/') {
+                    p.clone()
+                } else {
+                    format!("{p}/tcp")
+                },
+                HashMap::new(),
+            )
+        })
+        .collect();
+    let entrypoint = rc
+        .entrypoint
+        .clone()
+        .or_else(|| step.entry_point.clone())
+        .map(|e| vec![e]);
+    let config = Config {
+        image: Some(rc.image.clone()),
+        cmd: (!rc.args.is_empty()).then(|| rc.args.clone()),
+        entrypoint,
+        env: Some(envs),
+        working_dir: rc.workdir.clone().or_else(|| step.workdir()),
+        user: rc.user.clone().or_else(|| step.user.clone()),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: network_id.clone(),
+            privileged: Some(step.privileged || rc.privileged),
+            memory: rc.memory,
+            nano_cpus: rc
+                .cpus
+                .or_else(|| step.cpus.as_deref().and_then(|c| c.parse().ok()))
+                .map(|c| (c * 1e9) as i64),
+            extra_hosts: (!rc.add_hosts.is_empty()).then(|| rc.add_hosts.clone()),
+            ..Default::default()
+        }),
+        networking_config: network_id
+            .as_ref()
+            .map(|_| bollard::container::NetworkingConfig {
+                endpoints_config: endpoints,
+            }),
+        ..Default::default()
+    };
+    let _ = env
+        .docker
+        .remove_container(
+            &name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    env.log
+        .line(&format!("Launching container with name: {}", step.id))
+        .await;
+    env.docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: name.as_str(),
+                platform: None,
+            }),
+            config,
+        )
+        .await
+        .map_err(|e| {
+            TaskError::Step(format!(
+                "create container {}: {}",
+                step.id,
+                engine_message(e)
+            ))
+        })?;
+    env.docker
+        .start_container(&name, None::<StartContainerOptions<String>>)
+        .await
+        .map_err(|e| {
+            TaskError::Step(format!(
+                "start container {}: {}",
+                step.id,
+                engine_message(e)
+            ))
+        })?;
+    if step.detach {
+        env.log
+            .line(&format!(
+                "Successfully started detached container: {}",
+                step.id
+            ))
+            .await;
+        return Ok(StepOutput::default());
+    }
+    let mut logs = env.docker.logs(
+        &name,
+        Some(LogsOptions::<String> {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        }),
+    );
+    while let Some(chunk) = logs.next().await {
+        match chunk {
+            Ok(c) => {
+                env.log
+                    .raw(
+                        &env.scrubber
+                            .scrub(&String::from_utf8_lossy(&c.into_bytes())),
+                    )
+                    .await
+            }
+            Err(_) => break,
+        }
+    }
+    let code = exit_code(&env.docker, &name).await?;
+    if !step.keep {
+        let _ = env
+            .docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+    if code != 0 {
+        return Err(TaskError::Step(format!(
+            "container {} exited with status {code}",
+            step.id
+        )));
+    }
+    env.log
+        .line(&format!("Successfully executed container: {}", step.id))
+        .await;
+    Ok(StepOutput::default())
+}
+
+async fn exit_code(docker: &Docker, name: &str) -> Result<i64, TaskError> {
+    loop {
+        match docker.inspect_container(name, None).await {
+            Ok(c) => {
+                let state = c.state.unwrap_or_default();
+                if state.running != Some(true) {
+                    return Ok(state.exit_code.unwrap_or(-1));
+                }
+            }
+            // Podman states bollard cannot decode ("stopped") mean exited.
+            Err(e) if e.to_string().contains("unknown variant") => {}
+            Err(e) => {
+                return Err(TaskError::Engine(format!(
+                    "inspect {name}: {}",
+                    engine_message(e)
+                )))
+            }
+        }
+        // Still running (the log stream ended early): block on the engine's wait.
+        let mut wait = docker.wait_container(name, None::<WaitContainerOptions<String>>);
+        match wait.next().await {
+            Some(Ok(r)) => return Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                return Ok(code)
+            }
+            _ => {}
+        }
+    }
+}
+
+fn engine_message(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError {
+            message,
+            status_code,
+        } if !message.is_empty() => {
+            let _ = status_code;
+            message
+        }
+        bollard::errors::Error::DockerStreamError { error } if !error.is_empty() => error,
+        other => format!("{other:?}"),
+    }
+}
+
+async fn image_present(docker: &Docker, image: &str) -> bool {
+    docker.inspect_image(image).await.is_ok()
+}
+
+async fn pull(env: &RunEnv, image: &str) -> Result<(), TaskError> {
+    let cred = env
+        .credential_for(image)
+        .map(|c| bollard::auth::DockerCredentials {
+            username: Some(c.username),
+            password: Some(c.password),
+            serveraddress: Some(c.server),
+            ..Default::default()
+        });
+    let mut s = env.docker.create_image(
+        Some(bollard::image::CreateImageOptions {
+            from_image: image,
+            ..Default::default()
+        }),
+        None,
+        cred,
+    );
+    while let Some(item) = s.next().await {
+        item.map_err(|e| TaskError::Step(format!("pull {image}: {}", engine_message(e))))?;
+    }
+    Ok(())
+}
+
+/// A `build` step's arguments (docker build CLI words).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuildArgs {
+    /// `-t` / `--tag`.
+    pub tags: Vec<String>,
+    /// `-f` / `--file`.
+    pub file: Option<String>,
+    /// `--build-arg K=V`.
+    pub build_args: Vec<String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--platform`.
+    pub platform: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label K=V`.
+    pub labels: Vec<String>,
+    /// Positional context (default `.`).
+    pub context: String,
+}
+
+/// Parses a `build` string (`-t x -f Dockerfile --build-arg A=1 .`), also
+/// the `--tag=x` forms acb misses.
+///
+/// Errors: unbalanced quotes, an unsupported flag (named), two contexts.
+pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
+    let words = shell_words::split(build).map_err(|e| format!("build {build:?}: {e}"))?;
+    let mut b = BuildArgs::default();
+    let mut it = words.into_iter();
+    let mut context = None;
+    while let Some(w) = it.next() {
+        let (flag, inline) = match w.split_once('=') {
+            Some((f, v)) if f.starts_with('-') => (f.to_string(), Some(v.to_string())),
+            _ => (w.clone(), None),
+        };
+        let value = |it: &mut std::vec::IntoIter<String>| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("build flag '{flag}' needs a value"))
+        };
+        match flag.as_str() {
+            "-t" | "--tag" => b.tags.push(value(&mut it)?),
+            "-f" | "--file" => b.file = Some(value(&mut it)?),
+            "--build-arg" => b.build_args.push(value(&mut it)?),
+            "--target" => b.target = Some(value(&mut it)?),
+            "--platform" => b.platform = Some(value(&mut it)?),
+            "--label" => b.labels.push(value(&mut it)?),
+            "--no-cache" => b.no_cache = true,
+            "--pull" | "--rm" | "--force-rm" | "-q" | "--quiet" => {}
+            "--network" | "--isolation" | "--cache-from" => {
+                value(&mut it)?;
+            }
+            f if f.starts_with('-') && f != "-" => {
+                return Err(format!(
+                    "build flag '{f}' is not supported: expected -t, -f, --build-arg, --target, --platform, --label, --no-cache"
+                ))
+            }
+            _ => {
+                if context.replace(w.clone()).is_some() {
+                    return Err(format!("build {build:?} names two contexts"));
+                }
+            }
+        }
+    }
+    b.context = context.unwrap_or_else(|| ".".into());
+    Ok(b)
+}
+
+async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
+    let args =
+        parse_build(step.build.as_deref().unwrap_or_default()).map_err(TaskError::Validation)?;
+    let workdir = env.host_path(&step.workdir().unwrap_or_else(|| WORKSPACE.into()));
+    let context_dir = if Path::new(&args.context).is_absolute() {
+        env.host_path(&args.context)
+    } else {
+        workdir.join(&args.context)
+    };
+    let dockerfile_name = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
+    let dockerfile_path = workdir.join(&dockerfile_name);
+    let dockerfile_text = std::fs::read_to_string(&dockerfile_path).map_err(|e| {
+        TaskError::Step(format!("cannot read Dockerfile '{}': {e}", dockerfile_name))
+    })?;
+    let in_context = dockerfile_path
+        .strip_prefix(&context_dir)
+        .ok()
+        .map(|p| p.to_string_lossy().to_string());
+    let deps = scan(&dockerfile_text, &args.build_args, args.target.as_deref())
+        .map_err(TaskError::Step)?;
+    let context_dir_c = context_dir.clone();
+    let in_ctx = in_context.clone();
+    let mut tar = tokio::task::spawn_blocking(move || tar_dir(&context_dir_c, in_ctx.as_deref()))
+        .await
+        .map_err(|e| TaskError::Engine(e.to_string()))??;
+    let dockerfile_in_tar = match in_context {
+        Some(p) => p,
+        None => {
+            // A Dockerfile outside the context travels inside the tarball
+            // under a generated name, like `az acr build`.
+            let name = format!(
+                "{}_{}",
+                env.run_id,
+                dockerfile_name.rsplit('/').next().unwrap_or("Dockerfile")
+            );
+            tar = append_file(tar, &name, dockerfile_text.as_bytes())?;
+            name
+        }
+    };
+    let tag = args
+        .tags
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("localhost/slipway-build/{}", env.run_id));
+    let buildargs: HashMap<String, String> = args
+        .build_args
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), std::env::var(a).unwrap_or_default()),
+        })
+        .collect();
+    let labels: HashMap<String, String> = args
+        .labels
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    // Always look for a newer base in its registry (a base-image update must
+    // be seen), except for images that only exist locally (`localhost/…`).
+    let bases = deps.runtime.iter().chain(deps.buildtime.iter());
+    let pull = !bases.clone().any(|r| r.registry == "localhost");
+    let mut stream = env.docker.build_image(
+        BuildImageOptions {
+            dockerfile: dockerfile_in_tar,
+            t: tag.clone(),
+            buildargs,
+            target: args.target.clone().unwrap_or_default(),
+            platform: args.platform.clone().unwrap_or_default(),
+            nocache: args.no_cache,
+            pull,
+            rm: true,
+            forcerm: true,
+            labels,
+            ..Default::default()
+        },
+        // X-Registry-Config: credentials for pulling private bases (Podman
+        // refuses a build without the header).
+        Some(
+            env.credentials
+                .iter()
+                .map(|c| {
+                    (
+                        c.server.clone(),
+                        bollard::auth::DockerCredentials {
+                            username: Some(c.username.clone()),
+                            password: Some(c.password.clone()),
+                            serveraddress: Some(c.server.clone()),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        Some(tar.into()),
+    );
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(e) = info.error {
+                    return Err(TaskError::Step(format!(
+                        "build: {}",
+                        env.scrubber.scrub(&e)
+                    )));
+                }
+                if let Some(s) = info.stream {
+                    env.log.raw(&env.scrubber.scrub(&s)).await;
+                }
+            }
+            Err(e) => {
+                return Err(TaskError::Step(format!(
+                    "build: {}",
+                    env.scrubber.scrub(&engine_message(e))
+                )))
+            }
+        }
+    }
+    for extra in args.tags.iter().skip(1) {
+        let (repo, t) = split_tag(extra);
+        env.docker
+            .tag_image(&tag, Some(TagImageOptions { repo, tag: t }))
+            .await
+            .map_err(|e| TaskError::Step(format!("tag {extra}: {}", engine_message(e))))?;
+    }
+    let mut dependencies = Vec::new();
+    let images: Vec<Option<&String>> = if args.tags.is_empty() {
+        vec![None]
+    } else {
+        args.tags.iter().map(Some).collect()
+    };
+    for image in images {
+        dependencies.push(dependency_doc(env, image.map(|s| s.as_str()), &deps).await);
+    }
+    Ok(StepOutput {
+        images: vec![],
+        dependencies,
+    })
+}
+
+async fn dependency_doc(env: &RunEnv, image: Option<&str>, deps: &Dependencies) -> Value {
+    let resolve = |r: ImageReference| async move {
+        let cred = env.credential_for(&r.reference);
+        let mut r = r;
+        if r.digest.is_empty() {
+            if let Ok(Some(d)) = manifest_digest(&r.registry, &r.repository, &r.tag, cred).await {
+                r.digest = d;
+            }
+        }
+        json!(r)
+    };
+    let runtime = match &deps.runtime {
+        Some(r) => resolve(r.clone()).await,
+        None => Value::Null,
+    };
+    let mut buildtime = Vec::new();
+    for b in &deps.buildtime {
+        buildtime.push(resolve(b.clone()).await);
+    }
+    json!({
+        "image": image.map(|i| json!(ImageReference::parse(i))),
+        "runtime-dependency": runtime,
+        "buildtime-dependency": buildtime,
+    })
+}
+
+fn append_file(tar: Vec<u8>, name: &str, bytes: &[u8]) -> Result<Vec<u8>, TaskError> {
+    // A tar ends with two zero blocks; drop them, append, re-terminate.
+    let mut t = tar;
+    while t.len() >= 512 && t[t.len() - 512..].iter().all(|&b| b == 0) {
+        t.truncate(t.len() - 512);
+    }
+    let mut b = tar::Builder::new(t);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    b.append_data(&mut header, name, bytes)
+        .map_err(|e| TaskError::Engine(e.to_string()))?;
+    b.into_inner().map_err(|e| TaskError::Engine(e.to_string()))
+}
+
+/// `repo[:tag]` → `(repo, tag)`, tag defaulting to `latest`.
+pub fn split_tag(image: &str) -> (String, String) {
+    match image.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+        _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// Pushes each image: 3 attempts, backoff 250 ms·2^n (acb `pushWithRetries`).
+async fn push_images(env: &RunEnv, images: &[String]) -> Result<Vec<Value>, TaskError> {
+    let mut out = Vec::new();
+    for image in images {
+        env.log
+            .line(&format!("Pushing image: {image}, attempt 1"))
+            .await;
+        let (repo, tag) = split_tag(image);
+        let cred = env.credential_for(image);
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+                env.log
+                    .line(&format!("Pushing image: {image}, attempt {}", attempt + 1))
+                    .await;
+            }
+            let creds = cred.clone().map(|c| bollard::auth::DockerCredentials {
+                username: Some(c.username),
+                password: Some(c.password),
+                serveraddress: Some(c.server),
+                ..Default::default()
+            });
+            let mut s =
+                env.docker
+                    .push_image(&repo, Some(PushImageOptions { tag: tag.clone() }), creds);
+            let mut failed = None;
+            while let Some(item) = s.next().await {
+                if let Err(e) = item {
+                    failed = Some(engine_message(e));
+                    break;
+                }
+            }
+            match failed {
+                None => {
+                    last = None;
+                    break;
+                }
+                Some(m) => last = Some(m),
+            }
+        }
+        if let Some(m) = last {
+            env.log.line(&format!("push {image}: {m}")).await;
+            return Err(TaskError::Step("failed to push images successfully".into()));
+        }
+        let r = ImageReference::parse(image);
+        let digest = manifest_digest(&r.registry, &r.repository, &r.tag, cred)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        env.log
+            .line(&format!("Successfully pushed image: {image} ({digest})"))
+            .await;
+        out.push(json!({"registry": r.registry, "repository": r.repository, "tag": r.tag, "digest": digest}));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_strings() {
+        let b = parse_build("-t r/app:{v} --tag=r/app:latest -f sub/Dockerfile --build-arg A=1 --target final ./src").unwrap();
+        assert_eq!(b.tags, vec!["r/app:{v}", "r/app:latest"]);
+        assert_eq!(b.file.as_deref(), Some("sub/Dockerfile"));
+        assert_eq!(b.build_args, vec!["A=1"]);
+        assert_eq!(b.target.as_deref(), Some("final"));
+        assert_eq!(b.context, "./src");
+        assert!(parse_build("--squash .")
+            .unwrap_err()
+            .contains("'--squash'"));
+        assert_eq!(
+            split_tag("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app".into(), "latest".into())
+        );
+    }
+}

@@ -1,0 +1,1116 @@
+//! Container image tasks (modelled on ACR Tasks): quick builds, multi-step
+//! acb task runs, the embedded registry and the triggers that start runs.
+//!
+//! - [`context`]: build contexts (tar with `.dockerignore`, git, tarball URLs).
+//! - [`registry`]: the embedded `docker-registry` and manifest digests.
+//! - [`exec`]: running a planned task on the container engine.
+//! - [`TaskService`]: the run queue, cancel, run timeouts, base-image and
+//!   timer triggers.
+//!
+//! Contract: `../shared/reference/acr-tasks.md`. Run statuses are ACR's
+//! (`Queued → Started → Running → Succeeded|Failed|Canceled|Error|Timeout`).
+
+pub mod context;
+pub mod exec;
+pub mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use slipway_core::credentials::{RegistryCredential, REGISTRY_CREDENTIAL_KIND};
+use slipway_core::scrub::Scrubber;
+use slipway_core::tasks::cmdline::expand_command_alias;
+use slipway_core::tasks::taskfile::{self, Plan, Step, TaskFile};
+use slipway_core::tasks::template::render;
+use slipway_core::tasks::values::{
+    aliases_enabled, merge_values, parse_set, preprocess_aliases, strip_comment_lines,
+    template_data, RunVariables,
+};
+use slipway_store::{SecretKey, Store, StoreError, TaskRunRecord};
+use thiserror::Error;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::context::{untar, GitContext};
+use crate::exec::{execute, RunEnv};
+
+/// Default run timeout, seconds (ACR: default 3600, 300–28800).
+pub const DEFAULT_TIMEOUT: u64 = 3600;
+/// Allowed run timeouts, seconds.
+pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 300..=28800;
+/// Quick-build `build` step timeout (acb `buildTimeoutInSec`).
+pub const QUICK_BUILD_STEP_TIMEOUT: i64 = 28800;
+
+/// Errors of image tasks.
+#[derive(Debug, Error)]
+pub enum TaskError {
+    /// Bad input: names the field and what was expected.
+    #[error("{0}")]
+    Validation(String),
+    /// The context could not be fetched or unpacked.
+    #[error("context: {0}")]
+    Context(String),
+    /// A step failed.
+    #[error("{0}")]
+    Step(String),
+    /// The container engine failed.
+    #[error("container engine: {0}")]
+    Engine(String),
+    /// The registry failed or is missing.
+    #[error("registry: {0}")]
+    Registry(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A task's base-image dependency, learned from its last successful run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseImageDependency {
+    /// `RunTime` | `BuildTime`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Registry host.
+    pub registry: String,
+    /// Repository.
+    pub repository: String,
+    /// Tag.
+    pub tag: String,
+    /// Digest seen at the last build (or the last trigger).
+    pub digest: String,
+}
+
+/// A timer trigger (5-field UTC cron).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerTrigger {
+    /// `t1`, `t2`, … by default.
+    pub name: String,
+    /// `minute hour day month day-of-week`, UTC.
+    pub schedule: String,
+    /// `Enabled` | `Disabled`.
+    #[serde(default = "enabled")]
+    pub status: String,
+}
+
+/// The base-image-update trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseImageTrigger {
+    /// Default `defaultBaseimageTriggerName`.
+    #[serde(default = "default_base_trigger_name")]
+    pub name: String,
+    /// `Runtime` (default) | `All`.
+    #[serde(default = "runtime", rename = "baseImageTriggerType")]
+    pub kind: String,
+    /// `Enabled` | `Disabled`.
+    #[serde(default = "enabled")]
+    pub status: String,
+}
+
+fn enabled() -> String {
+    "Enabled".into()
+}
+fn runtime() -> String {
+    "Runtime".into()
+}
+fn default_base_trigger_name() -> String {
+    "defaultBaseimageTriggerName".into()
+}
+
+/// A Docker build (quick build, or a task whose file is a Dockerfile).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerBuild {
+    /// `-t` images (templated with run variables; the run registry is
+    /// prefixed to names without a registry).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Dockerfile path in the context (default `Dockerfile`).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// `K=V` build args.
+    #[serde(default)]
+    pub build_args: Vec<String>,
+    /// `K=V` build args whose values never appear in logs.
+    #[serde(default)]
+    pub secret_build_args: Vec<String>,
+    /// `--target`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// `--platform` (`linux/amd64`).
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Build only.
+    #[serde(default)]
+    pub no_push: bool,
+}
+
+/// What one run executes (stored on the run as `request`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRequest {
+    /// `upload:<sha256>` (an uploaded tarball), a git URL
+    /// (`…repo.git#ref:folder`), a tarball URL, or `None` (no context).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// A Docker build.
+    #[serde(default)]
+    pub docker: Option<DockerBuild>,
+    /// Task file path in the context (default `acb.yaml`).
+    #[serde(default)]
+    pub task_file: Option<String>,
+    /// Inline task YAML (tasks without a context).
+    #[serde(default)]
+    pub encoded_task: Option<String>,
+    /// Values file path in the context.
+    #[serde(default)]
+    pub values_file: Option<String>,
+    /// Inline values YAML.
+    #[serde(default)]
+    pub encoded_values: Option<String>,
+    /// `--set k=v`.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Run timeout, seconds.
+    #[serde(default)]
+    pub timeout: u64,
+}
+
+/// A task (`slipway task create`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSpec {
+    /// What each run executes (the context, file, values…).
+    #[serde(flatten)]
+    pub run: RunRequest,
+    /// `linux/amd64`.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// `Enabled` | `Disabled`.
+    #[serde(default = "enabled")]
+    pub status: String,
+    /// Timer triggers.
+    #[serde(default)]
+    pub timers: Vec<TimerTrigger>,
+    /// Base-image-update trigger.
+    #[serde(default)]
+    pub base_image_trigger: Option<BaseImageTrigger>,
+    /// Learned from the last successful run.
+    #[serde(default)]
+    pub base_image_dependencies: Vec<BaseImageDependency>,
+}
+
+impl TaskSpec {
+    /// Checks and normalizes a spec: timeout default and range, timer names
+    /// (`t1`, `t2`… by position) and cron expressions, trigger types.
+    ///
+    /// Errors: [`TaskError::Validation`] naming the field, value and what
+    /// was expected.
+    pub fn validate(mut self) -> Result<TaskSpec, TaskError> {
+        let bad = |m: String| Err(TaskError::Validation(m));
+        if self.run.timeout == 0 {
+            self.run.timeout = DEFAULT_TIMEOUT;
+        }
+        if !TIMEOUT_RANGE.contains(&self.run.timeout) {
+            return bad(format!(
+                "property 'timeout' is {}: expected seconds between 300 and 28800",
+                self.run.timeout
+            ));
+        }
+        if self.status != "Enabled" && self.status != "Disabled" {
+            return bad(format!(
+                "property 'status' is '{}': expected 'Enabled' or 'Disabled'",
+                self.status
+            ));
+        }
+        if self.run.docker.is_none()
+            && self.run.context.is_none()
+            && self.run.encoded_task.is_none()
+        {
+            return bad("a task needs a context with a task file or Dockerfile, or an inline task file ('encodedTask')".into());
+        }
+        for (i, t) in self.timers.iter_mut().enumerate() {
+            if t.name.is_empty() {
+                t.name = format!("t{}", i + 1);
+            }
+            parse_cron(&t.schedule)?;
+        }
+        let mut names: Vec<&str> = self.timers.iter().map(|t| t.name.as_str()).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return bad(format!("timer name '{}' is used twice", w[0]));
+        }
+        if let Some(b) = &self.base_image_trigger {
+            if b.kind != "Runtime" && b.kind != "All" {
+                return bad(format!("property 'baseImageTrigger.baseImageTriggerType' is '{}': expected 'Runtime' or 'All'", b.kind));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Parses a 5-field UTC cron (minute hour day month day-of-week).
+///
+/// Errors: [`TaskError::Validation`] naming the schedule.
+pub fn parse_cron(schedule: &str) -> Result<croner::Cron, TaskError> {
+    if schedule.split_whitespace().count() != 5 {
+        return Err(TaskError::Validation(format!(
+            "schedule '{schedule}' is not valid: expected 5 fields 'minute hour day month day-of-week' (UTC)"
+        )));
+    }
+    croner::Cron::new(schedule)
+        .parse()
+        .map_err(|e| TaskError::Validation(format!("schedule '{schedule}' is not valid: {e}")))
+}
+
+/// Appends timestamped lines to a run's log blob.
+#[derive(Clone)]
+pub struct RunLog {
+    store: Store,
+    key: String,
+}
+
+impl RunLog {
+    /// The log of run `id`.
+    pub fn new(store: &Store, id: &str) -> RunLog {
+        RunLog {
+            store: store.clone(),
+            key: Store::task_run_log_key(id),
+        }
+    }
+
+    /// Appends `YYYY/MM/DD HH:MM:SS <line>\n` (acb's log format).
+    pub async fn line(&self, line: &str) {
+        let stamp = Utc::now().format("%Y/%m/%d %H:%M:%S");
+        self.raw(&format!("{stamp} {line}\n")).await;
+    }
+
+    /// Appends text as is.
+    pub async fn raw(&self, text: &str) {
+        if let Err(e) = self.store.blobs.append(&self.key, text.as_bytes()).await {
+            tracing::warn!(key = %self.key, error = %e, "cannot append to the run log");
+        }
+    }
+}
+
+/// Settings of the task service.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// The data directory (run workspaces under `task-runs/`).
+    pub data_dir: PathBuf,
+    /// Login server of the run registry (`.Run.Registry`).
+    pub registry: String,
+    /// Opens registry credentials.
+    pub secret_key: SecretKey,
+    /// Runs executing at once.
+    pub max_concurrent_runs: usize,
+}
+
+/// The run queue and the triggers.
+pub struct TaskService {
+    store: Store,
+    docker: bollard::Docker,
+    config: TaskConfig,
+    wake: Notify,
+    timers_changed: Notify,
+    cancels: Mutex<HashMap<String, Arc<Notify>>>,
+    slots: Arc<Semaphore>,
+    instance: String,
+}
+
+impl std::fmt::Debug for TaskService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskService")
+            .field("registry", &self.config.registry)
+            .finish()
+    }
+}
+
+impl TaskService {
+    /// A service over `store` and the engine behind `docker`.
+    pub fn new(store: Store, docker: bollard::Docker, config: TaskConfig) -> Arc<TaskService> {
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_runs.max(1)));
+        Arc::new(TaskService {
+            store,
+            docker,
+            wake: Notify::new(),
+            timers_changed: Notify::new(),
+            cancels: Mutex::new(HashMap::new()),
+            slots,
+            instance: slipway_runner::instance_id_for(&config.data_dir),
+            config,
+        })
+    }
+
+    /// Login server of the run registry.
+    pub fn registry(&self) -> &str {
+        &self.config.registry
+    }
+
+    /// Starts the queue loop and the timer loop. Runs left `Started` or
+    /// `Running` by a previous server end as `Error`.
+    pub async fn start(self: &Arc<Self>) -> Result<(), TaskError> {
+        for status in ["Started", "Running"] {
+            for run in self.store.task_runs_in(status).await? {
+                self.store
+                    .finish_task_run(
+                        &run.run_id,
+                        "Error",
+                        Some("the server stopped during the run"),
+                        &json!([]),
+                        &json!([]),
+                    )
+                    .await?;
+            }
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.queue_loop().await });
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.timer_loop().await });
+        Ok(())
+    }
+
+    /// Queues a run and wakes the queue.
+    pub async fn queue(
+        &self,
+        task: Option<&str>,
+        run_type: &str,
+        request: &RunRequest,
+        trigger: Value,
+    ) -> Result<TaskRunRecord, TaskError> {
+        let run = self
+            .store
+            .create_task_run(task, run_type, &json!(request), &trigger)
+            .await?;
+        RunLog::new(&self.store, &run.run_id)
+            .raw(&format!(
+                "Queued a run with ID: {}\nWaiting for an agent...\n",
+                run.run_id
+            ))
+            .await;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    /// Queues a run of task `name` (`AutoBuild` for Dockerfile tasks,
+    /// `AutoRun` otherwise) with extra `--set` values.
+    ///
+    /// Errors: unknown or disabled task.
+    pub async fn run_task(
+        &self,
+        name: &str,
+        set: &[String],
+        trigger: Value,
+    ) -> Result<TaskRunRecord, TaskError> {
+        let spec = self
+            .task(name)
+            .await?
+            .ok_or_else(|| TaskError::Validation(format!("task '{name}' not found")))?;
+        let mut request = spec.run.clone();
+        request.set.extend(set.iter().cloned());
+        let run_type = if request.docker.is_some() {
+            "AutoBuild"
+        } else {
+            "AutoRun"
+        };
+        self.queue(Some(name), run_type, &request, trigger).await
+    }
+
+    /// Task `name`'s spec.
+    pub async fn task(&self, name: &str) -> Result<Option<TaskSpec>, TaskError> {
+        self.store
+            .get_image_task(name)
+            .await?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| TaskError::Validation(format!("stored task '{name}': {e}")))
+    }
+
+    /// Creates or replaces a task (validated); wakes the timer loop.
+    pub async fn put_task(
+        &self,
+        name: &str,
+        spec: TaskSpec,
+    ) -> Result<(TaskSpec, bool), TaskError> {
+        let mut spec = spec.validate()?;
+        if let Some(old) = self.task(name).await? {
+            // Learned dependencies survive an update.
+            if spec.base_image_dependencies.is_empty() {
+                spec.base_image_dependencies = old.base_image_dependencies;
+            }
+        }
+        let created = self.store.put_image_task(name, &json!(spec)).await?;
+        self.timers_changed.notify_one();
+        Ok((spec, created))
+    }
+
+    /// Deletes a task; wakes the timer loop.
+    pub async fn delete_task(&self, name: &str) -> Result<bool, TaskError> {
+        let existed = self.store.delete_image_task(name).await?;
+        self.timers_changed.notify_one();
+        Ok(existed)
+    }
+
+    /// Asks run `id` to stop: a queued run is Canceled at once, a running
+    /// one has its containers removed. Returns false when already finished.
+    pub async fn cancel(&self, id: &str) -> Result<bool, TaskError> {
+        if !self.store.request_task_run_cancel(id).await? {
+            return Ok(false);
+        }
+        if self
+            .store
+            .transition_task_run(id, "Queued", "Canceled")
+            .await?
+        {
+            self.store
+                .finish_task_run(
+                    id,
+                    "Canceled",
+                    Some("canceled before it started"),
+                    &json!([]),
+                    &json!([]),
+                )
+                .await?;
+            return Ok(true);
+        }
+        if let Some(n) = self
+            .cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            n.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// A push of `repository:tag` with `digest` reached the embedded
+    /// registry: queues one run of every enabled task whose recorded
+    /// dependency on that tag has another digest (`Runtime` only, or `All`
+    /// with build-time bases). The recorded digest is updated first, so a
+    /// repeated notification or a re-push of the same digest starts nothing.
+    pub async fn on_image_pushed(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<Vec<TaskRunRecord>, TaskError> {
+        let mut started = Vec::new();
+        for (name, raw) in self.store.list_image_tasks().await? {
+            let Ok(mut spec) = serde_json::from_value::<TaskSpec>(raw) else {
+                continue;
+            };
+            let Some(trigger) = spec.base_image_trigger.clone() else {
+                continue;
+            };
+            if spec.status != "Enabled" || trigger.status != "Enabled" {
+                continue;
+            }
+            let mut hit = Vec::new();
+            for dep in spec.base_image_dependencies.iter_mut() {
+                let tracked = dep.kind == "RunTime" || trigger.kind == "All";
+                if tracked
+                    && dep.registry == self.config.registry
+                    && dep.repository == repository
+                    && dep.tag == tag
+                    && dep.digest != digest
+                {
+                    dep.digest = digest.to_string();
+                    hit.push(format!(
+                        "{}/{}:{}@{}",
+                        dep.registry, dep.repository, dep.tag, digest
+                    ));
+                }
+            }
+            if hit.is_empty() {
+                continue;
+            }
+            self.store.put_image_task(&name, &json!(spec)).await?;
+            let trigger = json!({
+                "type": "imageUpdate",
+                "name": trigger.name,
+                "images": hit,
+                "timestamp": Utc::now().to_rfc3339(),
+            });
+            started.push(self.run_task(&name, &[], trigger).await?);
+        }
+        Ok(started)
+    }
+
+    async fn queue_loop(self: Arc<Self>) {
+        loop {
+            match self.store.task_runs_in("Queued").await {
+                Ok(runs) => {
+                    for run in runs {
+                        if let Ok(true) = self
+                            .store
+                            .transition_task_run(&run.run_id, "Queued", "Started")
+                            .await
+                        {
+                            let me = Arc::clone(&self);
+                            tokio::spawn(async move { me.run(run).await });
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read queued runs"),
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    async fn run(self: Arc<Self>, run: TaskRunRecord) {
+        let id = run.run_id.clone();
+        let log = RunLog::new(&self.store, &id);
+        let Ok(_permit) = Arc::clone(&self.slots).acquire_owned().await else {
+            return;
+        };
+        let cancel = Arc::new(Notify::new());
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), Arc::clone(&cancel));
+        let _ = self
+            .store
+            .transition_task_run(&id, "Started", "Running")
+            .await;
+        let started = std::time::Instant::now();
+        let request: RunRequest = serde_json::from_value(run.request.clone()).unwrap_or_default();
+        let timeout = Duration::from_secs(if request.timeout == 0 {
+            DEFAULT_TIMEOUT
+        } else {
+            request.timeout
+        });
+        let dir = registry::run_dir(&self.config.data_dir, &id);
+        let work = self.prepare_and_execute(&run, &request, &dir, &log);
+        tokio::pin!(work);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, &mut work) => match r {
+                Ok(r) => r.map_err(|e| ("Failed", e.to_string())),
+                Err(_) => Err(("Timeout", format!("the run exceeded its timeout of {} seconds", timeout.as_secs()))),
+            },
+            _ = cancel.notified() => Err(("Canceled", "the run was canceled".to_string())),
+        };
+        // `work` is never polled again; remove what its steps left.
+        exec_cleanup(&self.docker, &exec::run_label(&self.instance, &id)).await;
+        let secs = started.elapsed().as_secs();
+        let (status, error, output) = match outcome {
+            Ok(o) => ("Succeeded", None, o),
+            Err((s, m)) => (s, Some(m), exec::RunOutput::default()),
+        };
+        if !output.dependencies.is_empty() {
+            log.line("The following dependencies were found:").await;
+            log.raw(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&output.dependencies).unwrap_or_default()
+            ))
+            .await;
+        }
+        match &error {
+            None => {
+                log.raw(&format!("\nRun ID: {id} was successful after {secs}s\n"))
+                    .await
+            }
+            Some(m) => {
+                log.raw(&format!(
+                    "\nRun ID: {id} failed after {secs}s. Error: {m}\n"
+                ))
+                .await
+            }
+        }
+        if status == "Succeeded" {
+            if let Some(task) = &run.task {
+                if let Err(e) = self.record_dependencies(task, &output.dependencies).await {
+                    tracing::warn!(task = %task, error = %e, "cannot record base-image dependencies");
+                }
+            }
+        }
+        if let Err(e) = self
+            .store
+            .finish_task_run(
+                &id,
+                status,
+                error.as_deref(),
+                &json!(output.images),
+                &json!(output.dependencies),
+            )
+            .await
+        {
+            tracing::warn!(run = %id, error = %e, "cannot record the run's end");
+        }
+        self.cancels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+    }
+
+    async fn record_dependencies(&self, task: &str, deps: &[Value]) -> Result<(), TaskError> {
+        let Some(mut spec) = self.task(task).await? else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        for d in deps {
+            let mut push = |kind: &str, r: &Value| {
+                if r.is_object() {
+                    let dep = BaseImageDependency {
+                        kind: kind.into(),
+                        registry: r["registry"].as_str().unwrap_or_default().into(),
+                        repository: r["repository"].as_str().unwrap_or_default().into(),
+                        tag: r["tag"].as_str().unwrap_or_default().into(),
+                        digest: r["digest"].as_str().unwrap_or_default().into(),
+                    };
+                    if !found.contains(&dep) {
+                        found.push(dep);
+                    }
+                }
+            };
+            push("RunTime", &d["runtime-dependency"]);
+            for b in d["buildtime-dependency"].as_array().into_iter().flatten() {
+                push("BuildTime", b);
+            }
+        }
+        spec.base_image_dependencies = found;
+        self.store.put_image_task(task, &json!(spec)).await?;
+        Ok(())
+    }
+
+    async fn registry_credentials(&self) -> Vec<RegistryCredential> {
+        let mut out = Vec::new();
+        if let Ok(list) = self.store.list_secrets().await {
+            for m in list
+                .into_iter()
+                .filter(|m| m.kind == REGISTRY_CREDENTIAL_KIND)
+            {
+                if let Ok(Some((_, v))) = self
+                    .store
+                    .secret_value(&m.name, &self.config.secret_key)
+                    .await
+                {
+                    if let Ok(doc) = serde_json::from_slice::<Value>(&v) {
+                        if let Ok(c) = RegistryCredential::from_json(&doc) {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    async fn prepare_and_execute(
+        &self,
+        run: &TaskRunRecord,
+        request: &RunRequest,
+        dir: &Path,
+        log: &RunLog,
+    ) -> Result<exec::RunOutput, TaskError> {
+        let workspace = dir.join("workspace");
+        tokio::fs::create_dir_all(&workspace)
+            .await
+            .map_err(|e| TaskError::Engine(format!("{}: {e}", workspace.display())))?;
+        let (commit, branch, repository) = self.materialize(request, dir, &workspace).await?;
+        let vars = RunVariables {
+            id: run.run_id.clone(),
+            shared_volume: workspace.display().to_string(),
+            registry: self.config.registry.clone(),
+            registry_name: RunVariables::registry_name_of(&self.config.registry),
+            date: Utc::now().format("%Y%m%d-%H%M%Sz").to_string(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            commit,
+            branch,
+            task_name: run.task.clone().unwrap_or_default(),
+            repository,
+            triggered_by: run.trigger["type"].as_str().unwrap_or("manual").to_string(),
+        };
+        let mut secret_values = Vec::new();
+        let plan = match &request.docker {
+            Some(d) => {
+                let data = template_data(&vars, &json!({}), &BTreeMap::new());
+                for a in &d.secret_build_args {
+                    if let Some((_, v)) = a.split_once('=') {
+                        secret_values.push(v.to_string());
+                    }
+                }
+                docker_plan(d, &data, &self.config.registry)?
+            }
+            None => {
+                let text = match (&request.encoded_task, &request.task_file) {
+                    (Some(t), _) => t.clone(),
+                    (None, f) => {
+                        let f = f.clone().unwrap_or_else(|| "acb.yaml".into());
+                        read_in(&workspace, &f).await?
+                    }
+                };
+                let values_text = match (&request.encoded_values, &request.values_file) {
+                    (Some(v), _) => Some(v.clone()),
+                    (None, Some(f)) => Some(read_in(&workspace, f).await?),
+                    _ => None,
+                };
+                let set = parse_set(&request.set).map_err(TaskError::Validation)?;
+                let values =
+                    merge_values(values_text.as_deref(), &set).map_err(TaskError::Validation)?;
+                let secrets = BTreeMap::new();
+                let data = template_data(&vars, &values, &secrets);
+                render_plan(&text, &data, &workspace)?
+            }
+        };
+        let env = Arc::new(RunEnv {
+            docker: self.docker.clone(),
+            run_id: run.run_id.clone(),
+            instance: self.instance.clone(),
+            workspace: workspace.clone(),
+            volumes_dir: dir.join("volumes"),
+            log: log.clone(),
+            scrubber: Scrubber::new(secret_values),
+            credentials: self.registry_credentials().await,
+        });
+        execute(env, plan).await
+    }
+
+    /// Puts the context into `workspace`; returns `(commit, branch, repository)`.
+    async fn materialize(
+        &self,
+        request: &RunRequest,
+        dir: &Path,
+        workspace: &Path,
+    ) -> Result<(String, String, String), TaskError> {
+        let Some(ctx) = request.context.clone() else {
+            return Ok(Default::default());
+        };
+        if let Some(digest) = ctx.strip_prefix("upload:") {
+            let bytes = self
+                .store
+                .blobs
+                .get(&context_key(digest))
+                .await?
+                .ok_or_else(|| {
+                    TaskError::Context(format!("uploaded context '{digest}' not found"))
+                })?;
+            let ws = workspace.to_path_buf();
+            tokio::task::spawn_blocking(move || untar(&bytes, &ws))
+                .await
+                .map_err(|e| TaskError::Engine(e.to_string()))??;
+            return Ok(Default::default());
+        }
+        if let Some(g) = GitContext::parse(&ctx) {
+            let checkout = dir.join("git");
+            let g2 = g.clone();
+            let c2 = checkout.clone();
+            let (commit, branch) = tokio::task::spawn_blocking(move || g2.fetch(&c2))
+                .await
+                .map_err(|e| TaskError::Engine(e.to_string()))??;
+            tokio::fs::remove_dir_all(workspace).await.ok();
+            tokio::fs::rename(checkout.join(&g.folder), workspace)
+                .await
+                .map_err(|e| TaskError::Context(format!("placing the checkout: {e}")))?;
+            return Ok((commit, branch, g.url));
+        }
+        if ctx.starts_with("http://") || ctx.starts_with("https://") {
+            let url = ctx.clone();
+            let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, TaskError> {
+                let resp = ureq::get(&url)
+                    .timeout(Duration::from_secs(300))
+                    .call()
+                    .map_err(|e| TaskError::Context(format!("GET {url}: {e}")))?;
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf)
+                    .map_err(|e| TaskError::Context(format!("GET {url}: {e}")))?;
+                Ok(buf)
+            })
+            .await
+            .map_err(|e| TaskError::Engine(e.to_string()))??;
+            let ws = workspace.to_path_buf();
+            tokio::task::spawn_blocking(move || untar(&bytes, &ws))
+                .await
+                .map_err(|e| TaskError::Engine(e.to_string()))??;
+            return Ok(Default::default());
+        }
+        Err(TaskError::Validation(format!(
+            "context '{ctx}' is not supported: expected an uploaded folder, a git URL (…repo.git#ref:folder) or a tarball URL"
+        )))
+    }
+
+    async fn timer_loop(self: Arc<Self>) {
+        let mut cursor: DateTime<Utc> = Utc::now();
+        loop {
+            let mut next: Option<(DateTime<Utc>, Vec<TimerRef>)> = None;
+            if let Ok(tasks) = self.store.list_image_tasks().await {
+                for (name, raw) in tasks {
+                    let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
+                        continue;
+                    };
+                    if spec.status != "Enabled" {
+                        continue;
+                    }
+                    for t in spec.timers.iter().filter(|t| t.status == "Enabled") {
+                        let Ok(cron) = parse_cron(&t.schedule) else {
+                            continue;
+                        };
+                        let Ok(at) = cron.find_next_occurrence(&cursor, false) else {
+                            continue;
+                        };
+                        match &mut next {
+                            Some((when, list)) if *when == at => {
+                                list.push((name.clone(), t.name.clone()))
+                            }
+                            Some((when, _)) if *when < at => {}
+                            _ => next = Some((at, vec![(name.clone(), t.name.clone())])),
+                        }
+                    }
+                }
+            }
+            let Some((at, due)) = next else {
+                self.timers_changed.notified().await;
+                cursor = cursor.max(Utc::now());
+                continue;
+            };
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {
+                    for (task, timer) in due {
+                        let trigger = json!({"type": "timer", "timerTriggerName": timer, "scheduleOccurrence": at.to_rfc3339()});
+                        if let Err(e) = self.run_task(&task, &[], trigger).await {
+                            tracing::warn!(task = %task, error = %e, "timer trigger could not queue a run");
+                        }
+                    }
+                    cursor = at;
+                }
+                _ = self.timers_changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// `(task name, timer name)`.
+type TimerRef = (String, String);
+
+/// Blob key of an uploaded context tarball.
+pub fn context_key(digest: &str) -> String {
+    format!("task-contexts/{digest}.tar")
+}
+
+async fn exec_cleanup(docker: &bollard::Docker, label: &str) {
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{}={label}", exec::RUN_LABEL)],
+    );
+    if let Ok(list) = docker
+        .list_containers(Some(bollard::container::ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in list {
+            if let Some(id) = c.id {
+                let _ = docker
+                    .remove_container(
+                        &id,
+                        Some(bollard::container::RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+            }
+        }
+    }
+    if let Ok(nets) = docker
+        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+        .await
+    {
+        for n in nets {
+            if let Some(id) = n.id {
+                let _ = docker.remove_network(&id).await;
+            }
+        }
+    }
+}
+
+async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskError> {
+    let p = workspace.join(rel.trim_start_matches("./"));
+    if !p.starts_with(workspace) || rel.split('/').any(|s| s == "..") {
+        return Err(TaskError::Validation(format!(
+            "file '{rel}' is outside the context"
+        )));
+    }
+    tokio::fs::read_to_string(&p).await.map_err(|e| {
+        TaskError::Validation(format!("file '{rel}' cannot be read from the context: {e}"))
+    })
+}
+
+/// Renders a task file (comments stripped, aliases, template) into a plan,
+/// expanding command aliases for v1.1.0.
+///
+/// Errors: [`TaskError::Validation`] with the template or acb message.
+pub fn render_plan(text: &str, data: &Value, workspace: &Path) -> Result<Plan, TaskError> {
+    let text = strip_comment_lines(text);
+    let (text, aliases) = if aliases_enabled(&text) {
+        let load = |src: &str| -> Result<String, String> {
+            if src.starts_with("http://") || src.starts_with("https://") {
+                let resp = ureq::get(src)
+                    .timeout(Duration::from_secs(2))
+                    .call()
+                    .map_err(|e| e.to_string())?;
+                return resp.into_string().map_err(|e| e.to_string());
+            }
+            std::fs::read_to_string(workspace.join(src.trim_start_matches("./")))
+                .map_err(|e| e.to_string())
+        };
+        let a = preprocess_aliases(&text, data, &load).map_err(TaskError::Validation)?;
+        (a.text, Some(a.aliases))
+    } else {
+        (text, None)
+    };
+    let rendered = render(&text, data).map_err(|e| TaskError::Validation(e.to_string()))?;
+    let mut task: TaskFile = taskfile::parse_task(&rendered).map_err(TaskError::Validation)?;
+    if let Some(aliases) = aliases {
+        for s in task.steps.iter_mut() {
+            if let Some(c) = &s.cmd {
+                s.cmd = Some(expand_command_alias(c, &aliases));
+            }
+        }
+    }
+    if task.secrets.iter().any(|s| s.keyvault.is_some()) {
+        return Err(TaskError::Validation(
+            "secrets: Azure Key Vault secrets ('keyvault') cannot be resolved by Slipway".into(),
+        ));
+    }
+    taskfile::plan(task, false).map_err(TaskError::Validation)
+}
+
+/// The plan of a Docker build: `build` (timeout 28800 s) then `push` of
+/// every image unless `noPush` (acb `build`). Image names are templated
+/// with run variables and prefixed with the run registry when they have
+/// no registry.
+pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan, TaskError> {
+    let mut images = Vec::new();
+    for i in &d.images {
+        let r = render(i, data).map_err(|e| TaskError::Validation(format!("image '{i}': {e}")))?;
+        let first = r.split('/').next().unwrap_or_default();
+        let has_registry =
+            r.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+        images.push(if has_registry || r.starts_with("library/") {
+            r
+        } else {
+            format!("{registry}/{r}")
+        });
+    }
+    let q = |s: &str| shell_words::quote(s).into_owned();
+    let mut build = String::new();
+    for i in &images {
+        build.push_str(&format!("-t {} ", q(i)));
+    }
+    if let Some(f) = &d.file {
+        build.push_str(&format!("-f {} ", q(f)));
+    }
+    for a in d.build_args.iter().chain(d.secret_build_args.iter()) {
+        build.push_str(&format!("--build-arg {} ", q(a)));
+    }
+    if let Some(t) = &d.target {
+        build.push_str(&format!("--target {} ", q(t)));
+    }
+    if let Some(p) = &d.platform {
+        build.push_str(&format!("--platform {} ", q(p)));
+    }
+    build.push('.');
+    let mut steps = vec![Step {
+        id: "build".into(),
+        build: Some(build),
+        timeout: QUICK_BUILD_STEP_TIMEOUT,
+        ..Default::default()
+    }];
+    if !d.no_push && !images.is_empty() {
+        steps.push(Step {
+            id: "push".into(),
+            push: images,
+            timeout: 3600,
+            when: vec!["build".into()],
+            ..Default::default()
+        });
+    }
+    taskfile::plan(
+        TaskFile {
+            steps,
+            ..Default::default()
+        },
+        true,
+    )
+    .map_err(TaskError::Validation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_validate_timeouts_timers_and_triggers() {
+        let spec = TaskSpec {
+            run: RunRequest {
+                encoded_task: Some("steps: []".into()),
+                ..Default::default()
+            },
+            status: "Enabled".into(),
+            timers: vec![
+                TimerTrigger {
+                    name: String::new(),
+                    schedule: "*/5 * * * *".into(),
+                    status: "Enabled".into(),
+                },
+                TimerTrigger {
+                    name: String::new(),
+                    schedule: "0 2 * * Mon-Fri".into(),
+                    status: "Enabled".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let v = spec.clone().validate().unwrap();
+        assert_eq!(v.run.timeout, 3600);
+        assert_eq!(v.timers[0].name, "t1");
+        assert_eq!(v.timers[1].name, "t2");
+        let mut bad = spec.clone();
+        bad.run.timeout = 100;
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("between 300 and 28800"));
+        let mut bad = spec;
+        bad.timers[0].schedule = "* * * *".into();
+        assert!(bad.validate().unwrap_err().to_string().contains("5 fields"));
+    }
+
+    #[test]
+    fn quick_build_plans_prefix_the_registry_and_push_after_build() {
+        let d = DockerBuild {
+            images: vec!["app:{{.Run.ID}}".into(), "other.io/x/app:1".into()],
+            ..Default::default()
+        };
+        let data = json!({"Run": {"ID": "ca1"}});
+        let p = docker_plan(&d, &data, "127.0.0.1:5000").unwrap();
+        assert_eq!(p.task.steps.len(), 2);
+        assert_eq!(
+            p.task.steps[1].push,
+            vec!["127.0.0.1:5000/app:ca1", "other.io/x/app:1"]
+        );
+        assert_eq!(p.deps[1], vec![0]);
+        assert!(p.networks.is_empty());
+        let d = DockerBuild {
+            images: vec!["app".into()],
+            no_push: true,
+            ..Default::default()
+        };
+        assert_eq!(docker_plan(&d, &data, "r").unwrap().task.steps.len(), 1);
+    }
+}

@@ -1,0 +1,336 @@
+//! `slipway image build` (like `az acr build`) and `slipway task …` (like
+//! `az acr task`): container image tasks from the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::api_client::ApiClient;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build an image from a context and push it (a quick task).
+    Build {
+        /// A local folder (uploaded as a tarball, honouring .dockerignore),
+        /// a git URL `https://…/repo.git#ref:folder`, or a tarball URL.
+        context: String,
+        /// Image name, templated (`app:{{.Run.ID}}`); names without a
+        /// registry go to the embedded registry. Repeatable.
+        #[arg(short = 't', long = "image")]
+        images: Vec<String>,
+        /// Dockerfile path in the context.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        /// `NAME=VALUE` build argument. Repeatable.
+        #[arg(long = "build-arg")]
+        build_args: Vec<String>,
+        /// `NAME=VALUE` build argument whose value never shows in logs. Repeatable.
+        #[arg(long = "secret-build-arg")]
+        secret_build_args: Vec<String>,
+        /// Stage to build.
+        #[arg(long)]
+        target: Option<String>,
+        /// `os/arch[/variant]`.
+        #[arg(long)]
+        platform: Option<String>,
+        /// Build only.
+        #[arg(long)]
+        no_push: bool,
+        /// Run timeout in seconds (300–28800; default 3600).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Do not follow the log; print the run id.
+        #[arg(long)]
+        no_logs: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create or replace a task.
+    Create {
+        /// Task name.
+        name: String,
+        /// Context: a local folder (uploaded now), a git URL or a tarball URL;
+        /// omit with `--task-file-inline`.
+        #[arg(short = 'c', long)]
+        context: Option<String>,
+        /// Task file (acb YAML) in the context, default `acb.yaml`; a name
+        /// without a YAML extension is a Dockerfile (then `-t` applies).
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        /// A local task file sent inline (a task without a context).
+        #[arg(long)]
+        task_file_inline: Option<PathBuf>,
+        /// Images of a Dockerfile task. Repeatable.
+        #[arg(short = 't', long = "image")]
+        images: Vec<String>,
+        /// Values file in the context.
+        #[arg(long)]
+        values: Option<String>,
+        /// `key=value`. Repeatable.
+        #[arg(long)]
+        set: Vec<String>,
+        /// `[name:]cron` (5 fields, UTC). Repeatable.
+        #[arg(long)]
+        schedule: Vec<String>,
+        /// Base-image trigger type `Runtime` or `All`; `none` disables it.
+        #[arg(long, default_value = "Runtime")]
+        base_image_trigger_type: String,
+        /// Run timeout in seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+    /// Show a task.
+    Show { name: String },
+    /// List tasks.
+    List,
+    /// Delete a task.
+    Delete { name: String },
+    /// Run a task now and follow its log.
+    Run {
+        name: String,
+        /// `key=value`. Repeatable.
+        #[arg(long)]
+        set: Vec<String>,
+        /// Do not follow the log.
+        #[arg(long)]
+        no_logs: bool,
+    },
+    /// List runs, newest first.
+    ListRuns {
+        /// Only this task's runs.
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+        /// Only runs in this status.
+        #[arg(long)]
+        run_status: Option<String>,
+        #[arg(long, default_value_t = 15)]
+        top: u32,
+    },
+    /// Show a run.
+    ShowRun { run_id: String },
+    /// Print a run's log (following it until the run ends).
+    Logs { run_id: String },
+    /// Cancel a run.
+    CancelRun { run_id: String },
+}
+
+/// Uploads `dir` as a context tarball; returns `upload:<sha256>`.
+fn upload(client: &ApiClient, dir: &Path, dockerfile: Option<&str>) -> anyhow::Result<String> {
+    let tar = slipway_tasks::context::tar_dir(dir, dockerfile)
+        .with_context(|| format!("packing the context '{}'", dir.display()))?;
+    eprintln!(
+        "Packing source code into tar to upload... ({} bytes)",
+        tar.len()
+    );
+    let v = client
+        .send_bytes("PUT", "/imageTasks/contexts", &tar)?
+        .json()?;
+    v["context"]
+        .as_str()
+        .map(str::to_string)
+        .context("the server did not return a context id")
+}
+
+fn context_arg(
+    client: &ApiClient,
+    context: &str,
+    dockerfile: Option<&str>,
+) -> anyhow::Result<String> {
+    let p = Path::new(context);
+    if p.is_dir() {
+        upload(client, p, dockerfile)
+    } else if context.contains("://") || context.starts_with("git@") {
+        Ok(context.to_string())
+    } else {
+        bail!("context '{context}' is neither a folder nor a URL")
+    }
+}
+
+/// Follows a run's log until it ends; exit code 0 only when it Succeeded.
+fn follow(client: &ApiClient, run_id: &str) -> anyhow::Result<ExitCode> {
+    let mut offset = 0usize;
+    loop {
+        let reply = client.send(
+            "GET",
+            &format!("/imageTasks/runs/{run_id}/logs?offset={offset}"),
+            None,
+        )?;
+        print!("{}", reply.body);
+        offset += reply.body.len();
+        let status = reply.run_status.unwrap_or_default();
+        if slipway_store::FINISHED_RUN_STATUSES.contains(&status.as_str()) {
+            // The status was read before the log: this log is complete.
+            return Ok(if status == "Succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn started(client: &ApiClient, run: &Value, no_logs: bool) -> anyhow::Result<ExitCode> {
+    let id = run["runId"]
+        .as_str()
+        .context("the server did not return a run id")?;
+    if no_logs {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow(client, id)
+}
+
+pub fn run_image(client: &ApiClient, cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+    let ImageCommand::Build {
+        context,
+        images,
+        file,
+        build_args,
+        secret_build_args,
+        target,
+        platform,
+        no_push,
+        timeout,
+        no_logs,
+    } = cmd;
+    if images.is_empty() && !no_push {
+        eprintln!("WARNING: '--image or -t' is not provided. Skipping image push after build.");
+    }
+    let ctx = context_arg(client, &context, file.as_deref())?;
+    let body = json!({
+        "context": ctx, "images": images, "file": file, "buildArgs": build_args,
+        "secretBuildArgs": secret_build_args, "target": target, "platform": platform,
+        "noPush": no_push || images.is_empty(), "timeout": timeout.unwrap_or(0),
+    });
+    let run = client
+        .send("POST", "/imageTasks/builds", Some(&body))?
+        .json()?;
+    started(client, &run, no_logs)
+}
+
+pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode> {
+    let print = |v: Value| {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        Ok(ExitCode::SUCCESS)
+    };
+    match cmd {
+        TaskCommand::Create {
+            name,
+            context,
+            file,
+            task_file_inline,
+            images,
+            values,
+            set,
+            schedule,
+            base_image_trigger_type,
+            timeout,
+        } => {
+            let is_yaml = |f: &str| [".yaml", ".yml"].iter().any(|e| f.ends_with(e));
+            let dockerfile = file.as_deref().filter(|f| !is_yaml(f));
+            let ctx = context
+                .as_deref()
+                .map(|c| context_arg(client, c, dockerfile))
+                .transpose()?;
+            let mut body = json!({"context": ctx, "set": set, "valuesFile": values, "timeout": timeout.unwrap_or(0)});
+            if let Some(p) = task_file_inline {
+                body["encodedTask"] = json!(std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading '{}'", p.display()))?);
+            } else if dockerfile.is_some() || !images.is_empty() {
+                body["docker"] = json!({"images": images, "file": dockerfile});
+            } else {
+                body["taskFile"] = json!(file.unwrap_or_else(|| "acb.yaml".into()));
+            }
+            body["timers"] = json!(schedule
+                .iter()
+                .map(|s| {
+                    // `name:cron`; a cron never contains ':'.
+                    match s.split_once(':') {
+                        Some((n, c)) => json!({"name": n, "schedule": c.trim()}),
+                        None => json!({"name": "", "schedule": s}),
+                    }
+                })
+                .collect::<Vec<_>>());
+            if base_image_trigger_type != "none" {
+                body["baseImageTrigger"] = json!({"baseImageTriggerType": base_image_trigger_type});
+            }
+            print(
+                client
+                    .send("PUT", &format!("/imageTasks/tasks/{name}"), Some(&body))?
+                    .json()?,
+            )
+        }
+        TaskCommand::Show { name } => print(client.get(&format!("/imageTasks/tasks/{name}"))?),
+        TaskCommand::List => {
+            for t in client.get("/imageTasks/tasks")?["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "{}\t{}",
+                    t["name"].as_str().unwrap_or_default(),
+                    t["status"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Delete { name } => {
+            client.send("DELETE", &format!("/imageTasks/tasks/{name}"), None)?;
+            println!("task '{name}' deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::Run { name, set, no_logs } => {
+            let run = client
+                .send(
+                    "POST",
+                    &format!("/imageTasks/tasks/{name}/runs"),
+                    Some(&json!({"set": set})),
+                )?
+                .json()?;
+            started(client, &run, no_logs)
+        }
+        TaskCommand::ListRuns {
+            name,
+            run_status,
+            top,
+        } => {
+            let mut q = format!("/imageTasks/runs?top={top}");
+            if let Some(n) = name {
+                q.push_str(&format!("&task={n}"));
+            }
+            if let Some(s) = run_status {
+                q.push_str(&format!("&status={s}"));
+            }
+            println!("RUN ID\tTASK\tSTATUS\tTRIGGER\tSTARTED\tFINISHED");
+            for r in client.get(&q)?["value"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r["runId"].as_str().unwrap_or_default(),
+                    r["task"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    r["trigger"]["type"].as_str().unwrap_or_default(),
+                    r["startTime"].as_str().unwrap_or_default(),
+                    r["finishTime"].as_str().unwrap_or_default(),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCommand::ShowRun { run_id } => {
+            print(client.get(&format!("/imageTasks/runs/{run_id}"))?)
+        }
+        TaskCommand::Logs { run_id } => follow(client, &run_id),
+        TaskCommand::CancelRun { run_id } => {
+            client.send("POST", &format!("/imageTasks/runs/{run_id}/cancel"), None)?;
+            println!("run '{run_id}' cancel requested");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! Container image tasks end to end: real `slipway serve` with its embedded
+//! `docker-registry`, real Podman builds and containers.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{json, Value};
+
+const BASE: &str = "localhost/slipway/runner-core:latest";
+
+fn slipway(s: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .env("SLIPWAY_SERVER", &s.base)
+        .env("SLIPWAY_TOKEN_FILE", s.data.join("admin.token"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn podman(args: &[&str]) -> (bool, String) {
+    let out = Command::new("podman").args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+fn wait_run(s: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (st, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+        assert_eq!(st, 200, "{v}");
+        let status = v["status"].as_str().unwrap_or_default().to_string();
+        if ["Succeeded", "Failed", "Canceled", "Error", "Timeout"].contains(&status.as_str()) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "run {id} did not finish: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run_log(s: &Server, id: &str) -> String {
+    let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn registry(s: &Server) -> String {
+    let (st, v, _) = s.call("GET", "/imageTasks/registry", None);
+    assert_eq!(st, 200, "{v}");
+    v["loginServer"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                &format!("ARG BASE={BASE}\nFROM $BASE\nARG GREETING\nCOPY . /ctx/\nRUN echo \"$GREETING\" > /greeting.txt\n"),
+            ),
+            ("hello.txt", "hello from slipway\n"),
+            ("debug.log", "must not be sent\n"),
+            (".dockerignore", "*.log\n"),
+        ],
+    );
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "image",
+            "build",
+            ctx.to_str().unwrap(),
+            "-t",
+            "hello:{{.Run.ID}}",
+            "--build-arg",
+            "GREETING=hi-there",
+            "--secret-build-arg",
+            "TOKEN=sekrit-build-value-77",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("Successfully executed") || out.contains("marked as successful"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("sekrit-build-value-77"),
+        "secret build arg leaked:\n{out}"
+    );
+    let reg = registry(&s);
+    let image = format!("{reg}/hello:ca1");
+    assert!(
+        out.contains(&format!("Successfully pushed image: {image}")),
+        "{out}"
+    );
+    assert!(out.contains("Run ID: ca1 was successful"), "{out}");
+    // The run records its image digest and its base.
+    let run = wait_run(&s, "ca1");
+    assert_eq!(run["status"], "Succeeded");
+    assert!(
+        run["outputImages"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{run}"
+    );
+    assert_eq!(
+        run["dependencies"][0]["runtime-dependency"]["repository"], "slipway/runner-core",
+        "{run}"
+    );
+    // Pulled fresh from the registry, it runs.
+    podman(&["rmi", "--force", &image]);
+    let (ok, pulled) = podman(&["pull", "--tls-verify=false", &image]);
+    assert!(ok, "{pulled}");
+    let (ok, shown) = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "cat /ctx/hello.txt /greeting.txt; ls /ctx",
+    ]);
+    assert!(ok, "{shown}");
+    assert!(
+        shown.contains("hello from slipway") && shown.contains("hi-there"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("debug.log"),
+        ".dockerignore was not honoured: {shown}"
+    );
+    podman(&["rmi", "--force", &image]);
+}
+
+#[test]
+fn independent_steps_overlap_and_a_failure_stops_its_siblings_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    // a and b start at once; b also resolves a by its step id; c waits for both.
+    let task = format!(
+        r#"version: v1.1.0
+# a comment line, stripped before rendering
+stepTimeout: 120
+steps:
+  - id: a
+    cmd: --entrypoint sh {BASE} -c 'date +%s.%N > /workspace/a.start; sleep 2; date +%s.%N > /workspace/a.end'
+    when: ["-"]
+  - id: b
+    cmd: --entrypoint sh {BASE} -c 'date +%s.%N > /workspace/b.start; getent hosts a > /workspace/b.dns; sleep 2; date +%s.%N > /workspace/b.end'
+    when: ["-"]
+  - id: c
+    cmd: --entrypoint sh {BASE} -c 'cat /workspace/b.dns; awk -v as=$(cat a.start) -v ae=$(cat a.end) -v bs=$(cat b.start) -v be=$(cat b.end) "BEGIN {{ if (as < be && bs < ae) print \"OVERLAP {{{{.Values.word}}}}\"; else exit 1 }}"'
+    when: [a, b]
+"#
+    );
+    let (st, run, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({"encodedTask": task, "set": ["word=yes"]})),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    let done = wait_run(&s, &id);
+    let log = run_log(&s, &id);
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("OVERLAP yes"), "{log}");
+    assert!(
+        log.contains(".dns.podman") || log.contains(" a"),
+        "b resolved a: {log}"
+    );
+
+    // A failing step stops a long-running sibling; nothing is left behind.
+    let task = format!(
+        r#"steps:
+  - id: slow
+    cmd: --entrypoint sleep {BASE} 300
+    when: ["-"]
+  - id: bad
+    cmd: --entrypoint sh {BASE} -c 'sleep 1; exit 3'
+    when: ["-"]
+  - id: never
+    cmd: --entrypoint true {BASE}
+"#
+    );
+    let started = Instant::now();
+    let (st, run, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({"encodedTask": task})),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    let done = wait_run(&s, &id);
+    let log = run_log(&s, &id);
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the sibling was not stopped"
+    );
+    assert!(
+        done["runErrorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("failed to run step ID: bad"),
+        "{done}"
+    );
+    assert!(!log.contains("Executing step ID: never"), "{log}");
+    let instance = slipway_runner::instance_id_for(&s.data);
+    let label = format!("label=io.slipway.task-run={instance}.{id}");
+    let (_, left) = podman(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]);
+    assert_eq!(left.trim(), "", "containers left: {left}");
+    let (_, nets) = podman(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    assert_eq!(nets.trim(), "", "networks left: {nets}");
+
+    // Bad input names the problem.
+    let (st, v, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({"encodedTask": "steps: []", "timeout": 5})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("timeout"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let reg = registry(&s);
+    let base = format!("{reg}/base:1");
+    let (ok, m) = podman(&["push", "--tls-verify=false", BASE, &base]);
+    assert!(ok, "{m}");
+    let ctx = tmp.path().join("app");
+    write(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {base}\nCOPY app.txt /app.txt\n"),
+            ),
+            ("app.txt", "app\n"),
+        ],
+    );
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "app",
+            "-c",
+            ctx.to_str().unwrap(),
+            "-f",
+            "Dockerfile",
+            "-t",
+            "app:{{.Run.ID}}",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The first run learns the dependency.
+    let (code, out, err) = slipway(&s, &["task", "run", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let spec = s.call("GET", "/imageTasks/tasks/app", None).1;
+    assert_eq!(
+        spec["baseImageDependencies"][0]["repository"], "base",
+        "{spec}"
+    );
+
+    // A new digest of the same tag.
+    let v2 = tmp.path().join("v2");
+    write(
+        &v2,
+        &[("Containerfile", &format!("FROM {BASE}\nLABEL version=2\n"))],
+    );
+    let (ok, m) = podman(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/slipway-test/base-v2",
+        v2.to_str().unwrap(),
+    ]);
+    assert!(ok, "{m}");
+    let pushed = Instant::now();
+    let (ok, m) = podman(&[
+        "push",
+        "--tls-verify=false",
+        "localhost/slipway-test/base-v2",
+        &base,
+    ]);
+    assert!(ok, "{m}");
+    let runs = |s: &Server| {
+        s.call("GET", "/imageTasks/runs?task=app", None).1["value"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while runs(&s).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no run after the base image push"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lag = pushed.elapsed();
+    let triggered = runs(&s)[0].clone();
+    assert_eq!(triggered["trigger"]["type"], "imageUpdate", "{triggered}");
+    assert!(
+        lag < Duration::from_secs(5),
+        "run started {lag:?} after the push"
+    );
+    let done = wait_run(&s, triggered["runId"].as_str().unwrap());
+    assert_eq!(done["status"], "Succeeded", "{done}");
+
+    // The same digest again starts nothing: a push of another tag that a
+    // second task depends on is delivered after it (notifications are in
+    // order), so once that task ran the first had its chance.
+    let ctx2 = tmp.path().join("sentinel");
+    let sentinel = format!("{reg}/sentinel:1");
+    write(&ctx2, &[("Dockerfile", &format!("FROM {sentinel}\n"))]);
+    let (ok, m) = podman(&["push", "--tls-verify=false", BASE, &sentinel]);
+    assert!(ok, "{m}");
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "sentinel",
+            "-c",
+            ctx2.to_str().unwrap(),
+            "-f",
+            "Dockerfile",
+            "-t",
+            "sentinel-app",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = slipway(&s, &["task", "run", "sentinel"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (ok, m) = podman(&[
+        "push",
+        "--tls-verify=false",
+        "localhost/slipway-test/base-v2",
+        &base,
+    ]);
+    assert!(ok, "{m}");
+    let (ok, m) = podman(&[
+        "push",
+        "--tls-verify=false",
+        "localhost/slipway-test/base-v2",
+        &sentinel,
+    ]);
+    assert!(ok, "{m}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.call("GET", "/imageTasks/runs?task=sentinel", None).1["value"]
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "the sentinel task did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        runs(&s).len(),
+        2,
+        "a re-push of the same digest started a run"
+    );
+    podman(&["rmi", "--force", "localhost/slipway-test/base-v2"]);
+}
