@@ -149,16 +149,25 @@ async fn quick_build(
         timeout: check_timeout(b.timeout)?,
         ..Default::default()
     };
+    queue_manual(&svc, &caller, "QuickBuild", &request).await
+}
+
+/// Queues a quick run started by `caller` → 202 with the run.
+async fn queue_manual(
+    svc: &TaskService,
+    caller: &Caller,
+    run_type: &str,
+    request: &RunRequest,
+) -> ApiResult<Response> {
     let run = svc
-        .queue(
-            None,
-            "QuickBuild",
-            &request,
-            json!({"type": "manual", "user": caller.user}),
-        )
+        .queue(None, run_type, request, manual_trigger(caller))
         .await
         .map_err(task_error)?;
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+fn manual_trigger(caller: &Caller) -> Value {
+    json!({"type": "manual", "user": caller.user})
 }
 
 async fn quick_run(
@@ -181,16 +190,7 @@ async fn quick_run(
             "give 'context' (with 'taskFile', default acb.yaml) or 'encodedTask'",
         ));
     }
-    let run = svc
-        .queue(
-            None,
-            "QuickRun",
-            &request,
-            json!({"type": "manual", "user": caller.user}),
-        )
-        .await
-        .map_err(task_error)?;
-    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+    queue_manual(&svc, &caller, "QuickRun", &request).await
 }
 
 async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -284,7 +284,7 @@ async fn run_task(
         ));
     }
     let run = svc
-        .run_task(&t, &b.set, json!({"type": "manual", "user": caller.user}))
+        .run_task(&t, &b.set, manual_trigger(&caller))
         .await
         .map_err(task_error)?;
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())

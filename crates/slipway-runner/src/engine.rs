@@ -90,6 +90,17 @@ fn podman_only_state(message: &str) -> Option<ContainerState> {
     }
 }
 
+/// A registry credential as the engine's `X-Registry-Auth` /
+/// `X-Registry-Config` entry.
+pub fn registry_auth(c: &RegistryCredential) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.clone()),
+        serveraddress: Some(c.server.clone()),
+        ..Default::default()
+    }
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -203,22 +214,28 @@ impl Engine {
         credential: Option<&RegistryCredential>,
     ) -> Result<(), RunnerError> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(RunnerError::Engine(e.to_string())),
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => self.pull(image, credential).await,
+            Err(e) => Err(RunnerError::Engine(e.to_string())),
         }
+    }
+
+    /// Pulls `image` (also when present, to see a newer digest), with
+    /// `credential` when given.
+    ///
+    /// Errors: [`RunnerError::ImageUnavailable`] with the engine's message.
+    pub async fn pull(
+        &self,
+        image: &str,
+        credential: Option<&RegistryCredential>,
+    ) -> Result<(), RunnerError> {
         let mut stream = self.docker.create_image(
             Some(CreateImageOptions {
                 from_image: image,
                 ..Default::default()
             }),
             None,
-            credential.map(|c| DockerCredentials {
-                username: Some(c.username.clone()),
-                password: Some(c.password.clone()),
-                serveraddress: Some(c.server.clone()),
-                ..Default::default()
-            }),
+            credential.map(registry_auth),
         );
         while let Some(item) = stream.next().await {
             if let Err(e) = item {

@@ -215,19 +215,15 @@ impl Store {
         }
     }
 
-    /// The registry credential that applies to `image`: the `registry`
-    /// secret whose `server` equals the image's registry host
-    /// ([`registry_of`]); `None` when there is none (the pull is anonymous).
-    /// With several for one server, the first by name wins.
+    /// Every `registry` secret, opened, by name.
     ///
-    /// Errors: [`StoreError::Secret`] when a matching candidate cannot be
-    /// opened with `key` or no longer parses.
-    pub async fn registry_credential_for(
+    /// Errors: [`StoreError::Secret`] when one cannot be opened with `key`
+    /// or no longer parses.
+    pub async fn registry_credentials(
         &self,
-        image: &str,
         key: &SecretKey,
-    ) -> Result<Option<RegistryCredential>, StoreError> {
-        let host = registry_of(image);
+    ) -> Result<Vec<RegistryCredential>, StoreError> {
+        let mut out = Vec::new();
         for meta in self.list_secrets().await? {
             if meta.kind != REGISTRY_CREDENTIAL_KIND {
                 continue;
@@ -238,11 +234,27 @@ impl Store {
             let doc: serde_json::Value = serde_json::from_slice(&value).map_err(|e| {
                 StoreError::Secret(format!("registry credential '{}': {e}", meta.name))
             })?;
-            let cred = RegistryCredential::from_json(&doc).map_err(StoreError::Secret)?;
-            if cred.server == host {
-                return Ok(Some(cred));
-            }
+            out.push(RegistryCredential::from_json(&doc).map_err(StoreError::Secret)?);
         }
-        Ok(None)
+        Ok(out)
+    }
+
+    /// The registry credential that applies to `image`: the `registry`
+    /// secret whose `server` equals the image's registry host
+    /// ([`registry_of`]); `None` when there is none (the pull is anonymous).
+    /// With several for one server, the first by name wins.
+    ///
+    /// Errors: as [`Store::registry_credentials`].
+    pub async fn registry_credential_for(
+        &self,
+        image: &str,
+        key: &SecretKey,
+    ) -> Result<Option<RegistryCredential>, StoreError> {
+        let host = registry_of(image);
+        Ok(self
+            .registry_credentials(key)
+            .await?
+            .into_iter()
+            .find(|c| c.server == host))
     }
 }

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::container::{
-    Config, CreateContainerOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-    WaitContainerOptions,
+    Config, CreateContainerOptions, LogsOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::image::{BuildImageOptions, PushImageOptions, TagImageOptions};
 use bollard::models::{EndpointSettings, HostConfig};
@@ -27,6 +26,8 @@ use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
+use slipway_runner::engine::registry_auth;
+use slipway_runner::{Engine, RunnerError};
 use tokio::task::JoinSet;
 
 use crate::context::tar_dir;
@@ -43,8 +44,8 @@ pub fn run_label(instance: &str, run_id: &str) -> String {
 
 /// Everything a run's steps need.
 pub struct RunEnv {
-    /// Engine client.
-    pub docker: Docker,
+    /// The container engine.
+    pub engine: Engine,
     /// Run id.
     pub run_id: String,
     /// This server's instance id (run ids repeat across servers sharing an engine).
@@ -114,7 +115,14 @@ pub struct RunOutput {
 /// Errors: [`TaskError::Step`] naming the first failed step.
 pub async fn execute(env: Arc<RunEnv>, plan: Plan) -> Result<RunOutput, TaskError> {
     let res = execute_inner(&env, &plan).await;
-    cleanup(&env, &plan).await;
+    let kept: Vec<String> = plan
+        .task
+        .steps
+        .iter()
+        .filter(|s| s.keep)
+        .map(|s| env.container(&s.id))
+        .collect();
+    remove_run_resources(&env.engine, &env.label(), &kept).await;
     res
 }
 
@@ -132,7 +140,8 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
             .await;
         let mut labels = HashMap::new();
         labels.insert(RUN_LABEL.to_string(), env.label());
-        env.docker
+        env.engine
+            .docker()
             .create_network(CreateNetworkOptions {
                 name: env.network(&n.name),
                 driver: n.driver.clone().unwrap_or_else(|| "bridge".into()),
@@ -218,23 +227,14 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
     Ok(out)
 }
 
-/// Removes every container and network labelled with the run (including
-/// detached services and the containers of aborted steps), unless `keep`.
-async fn cleanup(env: &RunEnv, plan: &Plan) {
-    let kept: Vec<String> = plan
-        .task
-        .steps
-        .iter()
-        .filter(|s| s.keep)
-        .map(|s| env.container(&s.id))
-        .collect();
+/// Removes every container (but those named in `keep`) and network
+/// labelled [`RUN_LABEL`]` = label`: detached services, the containers of
+/// aborted steps, the run's networks. Failures are ignored (best effort).
+pub async fn remove_run_resources(engine: &Engine, label: &str, keep: &[String]) {
     let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("{RUN_LABEL}={}", env.label())],
-    );
-    if let Ok(list) = env
-        .docker
+    filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={label}")]);
+    if let Ok(list) = engine
+        .docker()
         .list_containers(Some(bollard::container::ListContainersOptions {
             all: true,
             filters: filters.clone(),
@@ -249,26 +249,19 @@ async fn cleanup(env: &RunEnv, plan: &Plan) {
                 .first()
                 .cloned()
                 .unwrap_or_default();
-            let name = name.trim_start_matches('/').to_string();
-            if kept.contains(&name) {
-                continue;
+            let name = name.trim_start_matches('/');
+            if !keep.iter().any(|k| k == name) {
+                let _ = engine.remove(name).await;
             }
-            let _ = env
-                .docker
-                .remove_container(
-                    &name,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
         }
     }
-    for n in &plan.networks {
-        if !n.skip_creation {
-            let _ = env.docker.remove_network(&env.network(&n.name)).await;
+    if let Ok(nets) = engine
+        .docker()
+        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+        .await
+    {
+        for n in nets.into_iter().filter_map(|n| n.id) {
+            let _ = engine.docker().remove_network(&n).await;
         }
     }
 }
@@ -319,16 +312,7 @@ async fn run_step(
         match tokio::time::timeout(Duration::from_secs(step.timeout.max(1) as u64), work).await {
             Ok(r) => r,
             Err(_) => {
-                let _ = env
-                    .docker
-                    .remove_container(
-                        &env.container(&step.id),
-                        Some(RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
+                let _ = env.engine.remove(&env.container(&step.id)).await;
                 Err(TaskError::Step(format!(
                     "step timed out after {} seconds",
                     step.timeout
@@ -386,9 +370,18 @@ async fn run_cmd(
     let cmd = step.cmd.as_deref().unwrap_or_default();
     let rc = parse_cmd(cmd).map_err(TaskError::Validation)?;
     let name = env.container(&step.id);
-    if step.pull || !image_present(&env.docker, &rc.image).await {
-        pull(env, &rc.image).await?;
-    }
+    let cred = env.credential_for(&rc.image);
+    let pulled = if step.pull {
+        env.engine.pull(&rc.image, cred.as_ref()).await
+    } else {
+        env.engine.ensure_image(&rc.image, cred.as_ref()).await
+    };
+    pulled.map_err(|e| match e {
+        RunnerError::ImageUnavailable { image, message } => {
+            TaskError::Step(format!("pull {image}: {message}"))
+        }
+        other => TaskError::Engine(other.to_string()),
+    })?;
     let mut binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
     binds.extend(rc.volumes.iter().cloned());
     for m in &step.volume_mounts {
@@ -465,20 +458,12 @@ async fn run_cmd(
             }),
         ..Default::default()
     };
-    let _ = env
-        .docker
-        .remove_container(
-            &name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    let _ = env.engine.remove(&name).await;
     env.log
         .line(&format!("Launching container with name: {}", step.id))
         .await;
-    env.docker
+    env.engine
+        .docker()
         .create_container(
             Some(CreateContainerOptions {
                 name: name.as_str(),
@@ -494,7 +479,8 @@ async fn run_cmd(
                 engine_message(e)
             ))
         })?;
-    env.docker
+    env.engine
+        .docker()
         .start_container(&name, None::<StartContainerOptions<String>>)
         .await
         .map_err(|e| {
@@ -513,7 +499,7 @@ async fn run_cmd(
             .await;
         return Ok(StepOutput::default());
     }
-    let mut logs = env.docker.logs(
+    let mut logs = env.engine.docker().logs(
         &name,
         Some(LogsOptions::<String> {
             follow: true,
@@ -535,18 +521,9 @@ async fn run_cmd(
             Err(_) => break,
         }
     }
-    let code = exit_code(&env.docker, &name).await?;
+    let code = exit_code(env.engine.docker(), &name).await?;
     if !step.keep {
-        let _ = env
-            .docker
-            .remove_container(
-                &name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
+        let _ = env.engine.remove(&name).await;
     }
     if code != 0 {
         return Err(TaskError::Step(format!(
@@ -602,33 +579,6 @@ fn engine_message(e: bollard::errors::Error) -> String {
         bollard::errors::Error::DockerStreamError { error } if !error.is_empty() => error,
         other => format!("{other:?}"),
     }
-}
-
-async fn image_present(docker: &Docker, image: &str) -> bool {
-    docker.inspect_image(image).await.is_ok()
-}
-
-async fn pull(env: &RunEnv, image: &str) -> Result<(), TaskError> {
-    let cred = env
-        .credential_for(image)
-        .map(|c| bollard::auth::DockerCredentials {
-            username: Some(c.username),
-            password: Some(c.password),
-            serveraddress: Some(c.server),
-            ..Default::default()
-        });
-    let mut s = env.docker.create_image(
-        Some(bollard::image::CreateImageOptions {
-            from_image: image,
-            ..Default::default()
-        }),
-        None,
-        cred,
-    );
-    while let Some(item) = s.next().await {
-        item.map_err(|e| TaskError::Step(format!("pull {image}: {}", engine_message(e))))?;
-    }
-    Ok(())
 }
 
 /// A `build` step's arguments (docker build CLI words).
@@ -764,7 +714,7 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     // be seen), except for images that only exist locally (`localhost/…`).
     let bases = deps.runtime.iter().chain(deps.buildtime.iter());
     let pull = !bases.clone().any(|r| r.registry == "localhost");
-    let mut stream = env.docker.build_image(
+    let mut stream = env.engine.docker().build_image(
         BuildImageOptions {
             dockerfile: dockerfile_in_tar,
             t: tag.clone(),
@@ -783,17 +733,7 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
         Some(
             env.credentials
                 .iter()
-                .map(|c| {
-                    (
-                        c.server.clone(),
-                        bollard::auth::DockerCredentials {
-                            username: Some(c.username.clone()),
-                            password: Some(c.password.clone()),
-                            serveraddress: Some(c.server.clone()),
-                            ..Default::default()
-                        },
-                    )
-                })
+                .map(|c| (c.server.clone(), registry_auth(c)))
                 .collect(),
         ),
         Some(tar.into()),
@@ -821,7 +761,8 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     }
     for extra in args.tags.iter().skip(1) {
         let (repo, t) = split_tag(extra);
-        env.docker
+        env.engine
+            .docker()
             .tag_image(&tag, Some(TagImageOptions { repo, tag: t }))
             .await
             .map_err(|e| TaskError::Step(format!("tag {extra}: {}", engine_message(e))))?;
@@ -908,15 +849,12 @@ async fn push_images(env: &RunEnv, images: &[String]) -> Result<Vec<Value>, Task
                     .line(&format!("Pushing image: {image}, attempt {}", attempt + 1))
                     .await;
             }
-            let creds = cred.clone().map(|c| bollard::auth::DockerCredentials {
-                username: Some(c.username),
-                password: Some(c.password),
-                serveraddress: Some(c.server),
-                ..Default::default()
-            });
-            let mut s =
-                env.docker
-                    .push_image(&repo, Some(PushImageOptions { tag: tag.clone() }), creds);
+            let creds = cred.as_ref().map(registry_auth);
+            let mut s = env.engine.docker().push_image(
+                &repo,
+                Some(PushImageOptions { tag: tag.clone() }),
+                creds,
+            );
             let mut failed = None;
             while let Some(item) = s.next().await {
                 if let Err(e) = item {

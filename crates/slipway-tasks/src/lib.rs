@@ -22,7 +22,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use slipway_core::credentials::{RegistryCredential, REGISTRY_CREDENTIAL_KIND};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::expand_command_alias;
 use slipway_core::tasks::taskfile::{self, Plan, Step, TaskFile};
@@ -31,6 +30,7 @@ use slipway_core::tasks::values::{
     aliases_enabled, merge_values, parse_set, preprocess_aliases, strip_comment_lines,
     template_data, RunVariables,
 };
+use slipway_runner::Engine;
 use slipway_store::{SecretKey, Store, StoreError, TaskRunRecord};
 use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
@@ -315,7 +315,7 @@ pub struct TaskConfig {
 /// The run queue and the triggers.
 pub struct TaskService {
     store: Store,
-    docker: bollard::Docker,
+    engine: Engine,
     config: TaskConfig,
     wake: Notify,
     timers_changed: Notify,
@@ -333,12 +333,12 @@ impl std::fmt::Debug for TaskService {
 }
 
 impl TaskService {
-    /// A service over `store` and the engine behind `docker`.
-    pub fn new(store: Store, docker: bollard::Docker, config: TaskConfig) -> Arc<TaskService> {
+    /// A service over `store` and `engine`.
+    pub fn new(store: Store, engine: Engine, config: TaskConfig) -> Arc<TaskService> {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_runs.max(1)));
         Arc::new(TaskService {
             store,
-            docker,
+            engine,
             wake: Notify::new(),
             timers_changed: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
@@ -596,8 +596,12 @@ impl TaskService {
             },
             _ = cancel.notified() => Err(("Canceled", "the run was canceled".to_string())),
         };
-        // `work` is never polled again; remove what its steps left.
-        exec_cleanup(&self.docker, &exec::run_label(&self.instance, &id)).await;
+        if matches!(&outcome, Err(("Timeout" | "Canceled", _))) {
+            // `work` stopped mid-run and is never polled again (so its own
+            // cleanup did not run): remove what its steps left.
+            let label = exec::run_label(&self.instance, &id);
+            exec::remove_run_resources(&self.engine, &label, &[]).await;
+        }
         let secs = started.elapsed().as_secs();
         let (status, error, output) = match outcome {
             Ok(o) => ("Succeeded", None, o),
@@ -680,29 +684,6 @@ impl TaskService {
         Ok(())
     }
 
-    async fn registry_credentials(&self) -> Vec<RegistryCredential> {
-        let mut out = Vec::new();
-        if let Ok(list) = self.store.list_secrets().await {
-            for m in list
-                .into_iter()
-                .filter(|m| m.kind == REGISTRY_CREDENTIAL_KIND)
-            {
-                if let Ok(Some((_, v))) = self
-                    .store
-                    .secret_value(&m.name, &self.config.secret_key)
-                    .await
-                {
-                    if let Ok(doc) = serde_json::from_slice::<Value>(&v) {
-                        if let Ok(c) = RegistryCredential::from_json(&doc) {
-                            out.push(c);
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-
     async fn prepare_and_execute(
         &self,
         run: &TaskRunRecord,
@@ -762,14 +743,21 @@ impl TaskService {
             }
         };
         let env = Arc::new(RunEnv {
-            docker: self.docker.clone(),
+            engine: self.engine.clone(),
             run_id: run.run_id.clone(),
             instance: self.instance.clone(),
             workspace: workspace.clone(),
             volumes_dir: dir.join("volumes"),
             log: log.clone(),
             scrubber: Scrubber::new(secret_values),
-            credentials: self.registry_credentials().await,
+            credentials: self
+                .store
+                .registry_credentials(&self.config.secret_key)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "registry credentials cannot be opened; pulling and pushing without them");
+                    Vec::new()
+                }),
         });
         execute(env, plan).await
     }
@@ -894,47 +882,6 @@ type TimerRef = (String, String);
 /// Blob key of an uploaded context tarball.
 pub fn context_key(digest: &str) -> String {
     format!("task-contexts/{digest}.tar")
-}
-
-async fn exec_cleanup(docker: &bollard::Docker, label: &str) {
-    let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("{}={label}", exec::RUN_LABEL)],
-    );
-    if let Ok(list) = docker
-        .list_containers(Some(bollard::container::ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-    {
-        for c in list {
-            if let Some(id) = c.id {
-                let _ = docker
-                    .remove_container(
-                        &id,
-                        Some(bollard::container::RemoveContainerOptions {
-                            force: true,
-                            v: true,
-                            ..Default::default()
-                        }),
-                    )
-                    .await;
-            }
-        }
-    }
-    if let Ok(nets) = docker
-        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
-        .await
-    {
-        for n in nets {
-            if let Some(id) = n.id {
-                let _ = docker.remove_network(&id).await;
-            }
-        }
-    }
 }
 
 async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskError> {

@@ -121,7 +121,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Engine::connect(&data_dir)
         .await
         .context("connecting to the container engine")?;
-    let docker = engine.docker().clone();
+    let task_engine = engine.clone();
     let devcenter_id = "slipway-local".to_string();
     let scheduler = Scheduler::new(
         store.clone(),
@@ -162,7 +162,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Ok(r) => {
             let svc = slipway_tasks::TaskService::new(
                 store.clone(),
-                docker,
+                task_engine,
                 slipway_tasks::TaskConfig {
                     data_dir: data_dir.clone(),
                     registry: r.host.clone(),

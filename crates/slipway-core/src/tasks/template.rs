@@ -517,7 +517,8 @@ fn text(v: &Value) -> String {
 /// toString repeat substr nospace trunc list dict`. With a pipe, the piped
 /// value is the last argument (Go semantics).
 fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError> {
-    use base64_lite::{decode, encode};
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let n = args.len();
     let want = |k: usize| -> Result<(), TemplateError> {
         if n == k {
@@ -767,15 +768,16 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
             Value::String(if args[0].is_null() {
                 String::new()
             } else {
-                encode(s(0).as_bytes())
+                b64.encode(s(0).as_bytes())
             })
         }
         "b64dec" => {
             want(1)?;
             Value::String(
-                decode(&s(0))
+                base64_lenient()
+                    .decode(s(0).trim())
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_else(|| format!("{} is not valid base64", s(0))),
+                    .unwrap_or_else(|_| format!("{} is not valid base64", s(0))),
             )
         }
         "toJson" => {
@@ -817,48 +819,13 @@ fn printf(fmt: &str, args: &[Value]) -> String {
     out
 }
 
-/// Standard base64 (RFC 4648 with padding), kept here so the core has no
-/// dependency for two small functions.
-mod base64_lite {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-    pub fn encode(bytes: &[u8]) -> String {
-        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    pub fn decode(text: &str) -> Option<Vec<u8>> {
-        let t = text.trim().trim_end_matches('=');
-        let mut out = Vec::new();
-        let mut acc = 0u32;
-        let mut bits = 0;
-        for c in t.bytes() {
-            let v = ALPHABET.iter().position(|&a| a == c)? as u32;
-            acc = (acc << 6) | v;
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        Some(out)
-    }
+/// Standard alphabet, padding optional when decoding.
+fn base64_lenient() -> base64::engine::GeneralPurpose {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    )
 }
 
 #[cfg(test)]
