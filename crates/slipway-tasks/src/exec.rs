@@ -60,6 +60,8 @@ pub struct RunEnv {
     pub scrubber: Scrubber,
     /// Registry credentials by server.
     pub credentials: Vec<RegistryCredential>,
+    /// Commit of a git context (acb's `git.git-head-revision`), or empty.
+    pub git_commit: String,
 }
 
 impl RunEnv {
@@ -801,11 +803,15 @@ async fn dependency_doc(env: &RunEnv, image: Option<&str>, deps: &Dependencies) 
     for b in &deps.buildtime {
         buildtime.push(resolve(b.clone()).await);
     }
-    json!({
+    let mut doc = json!({
         "image": image.map(|i| json!(ImageReference::parse(i))),
         "runtime-dependency": runtime,
         "buildtime-dependency": buildtime,
-    })
+    });
+    if !env.git_commit.is_empty() {
+        doc["git"] = json!({ "git-head-revision": env.git_commit });
+    }
+    doc
 }
 
 fn append_file(tar: Vec<u8>, name: &str, bytes: &[u8]) -> Result<Vec<u8>, TaskError> {

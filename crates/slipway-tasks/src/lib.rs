@@ -1,7 +1,8 @@
 //! Container image tasks (modelled on ACR Tasks): quick builds, multi-step
 //! acb task runs, the embedded registry and the triggers that start runs.
 //!
-//! - [`context`]: build contexts (tar with `.dockerignore`, git, tarball URLs).
+//! - [`context`]: build contexts (tar with `.dockerignore`, git, tarball URLs;
+//!   `oci://` artifacts come through [`registry::pull_artifact`]).
 //! - [`registry`]: the embedded `docker-registry` and manifest digests.
 //! - [`exec`]: running a planned task on the container engine.
 //! - [`TaskService`]: the run queue, cancel, run timeouts, base-image and
@@ -156,7 +157,8 @@ pub struct DockerBuild {
 #[serde(rename_all = "camelCase")]
 pub struct RunRequest {
     /// `upload:<sha256>` (an uploaded tarball), a git URL
-    /// (`…repo.git#ref:folder`), a tarball URL, or `None` (no context).
+    /// (`…repo.git#ref:folder`), `oci://<registry>/<repo>:<tag>` (an OCI
+    /// artifact or image), a tarball URL, or `None` (no context).
     #[serde(default)]
     pub context: Option<String>,
     /// A Docker build.
@@ -696,6 +698,7 @@ impl TaskService {
             .await
             .map_err(|e| TaskError::Engine(format!("{}: {e}", workspace.display())))?;
         let (commit, branch, repository) = self.materialize(request, dir, &workspace).await?;
+        let git_commit = commit.clone();
         let vars = RunVariables {
             id: run.run_id.clone(),
             shared_volume: workspace.display().to_string(),
@@ -758,6 +761,7 @@ impl TaskService {
                     tracing::warn!(error = %e, "registry credentials cannot be opened; pulling and pushing without them");
                     Vec::new()
                 }),
+            git_commit,
         });
         execute(env, plan).await
     }
@@ -800,6 +804,18 @@ impl TaskService {
                 .map_err(|e| TaskError::Context(format!("placing the checkout: {e}")))?;
             return Ok((commit, branch, g.url));
         }
+        if let Some(reference) = ctx.strip_prefix("oci://") {
+            let credential = self
+                .store
+                .registry_credential_for(reference, &self.config.secret_key)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "registry credentials cannot be opened; pulling the context without them");
+                    None
+                });
+            registry::pull_artifact(&ctx, credential, workspace).await?;
+            return Ok(Default::default());
+        }
         if ctx.starts_with("http://") || ctx.starts_with("https://") {
             let url = ctx.clone();
             let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, TaskError> {
@@ -821,7 +837,7 @@ impl TaskService {
             return Ok(Default::default());
         }
         Err(TaskError::Validation(format!(
-            "context '{ctx}' is not supported: expected an uploaded folder, a git URL (…repo.git#ref:folder) or a tarball URL"
+            "context '{ctx}' is not supported: expected an uploaded folder, a git URL (…repo.git#ref:folder), oci://<registry>/<repository>:<tag> or a tarball URL"
         )))
     }
 

@@ -104,7 +104,7 @@ async fn ping(host: &str) -> bool {
 
 /// The digest of `repository:tag` on `registry` (`HEAD` on the manifest),
 /// `None` when the tag does not exist. Plain HTTP for loopback hosts,
-/// HTTPS otherwise; Basic auth with `credential`.
+/// HTTPS otherwise; see [`RegistryClient`] for authentication.
 ///
 /// Errors: [`TaskError::Registry`] on transport failures and refusals.
 pub async fn manifest_digest(
@@ -113,34 +113,255 @@ pub async fn manifest_digest(
     tag: &str,
     credential: Option<RegistryCredential>,
 ) -> Result<Option<String>, TaskError> {
-    let host = if registry == "registry.hub.docker.com" || registry == "docker.io" {
-        "registry-1.docker.io".to_string()
-    } else {
-        registry.to_string()
-    };
-    let scheme = if host.starts_with("127.0.0.1") || host.starts_with("localhost") {
-        "http"
-    } else {
-        "https"
-    };
-    let url = format!("{scheme}://{host}/v2/{repository}/manifests/{tag}");
-    tokio::task::spawn_blocking(move || {
-        let mut req = ureq::head(&url)
-            .timeout(Duration::from_secs(10))
-            .set("Accept", MANIFEST_ACCEPT);
-        if let Some(c) = &credential {
-            let basic = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", c.username, c.password));
-            req = req.set("Authorization", &format!("Basic {basic}"));
-        }
-        match req.call() {
-            Ok(resp) => Ok(resp.header("Docker-Content-Digest").map(str::to_string)),
-            Err(ureq::Error::Status(404, _)) => Ok(None),
-            Err(e) => Err(TaskError::Registry(format!("HEAD {url}: {e}"))),
-        }
+    let mut client = RegistryClient::new(registry, credential);
+    let path = format!("/v2/{repository}/manifests/{tag}");
+    blocking(move || {
+        Ok(client
+            .call("HEAD", &path, MANIFEST_ACCEPT)?
+            .and_then(|r| r.header("Docker-Content-Digest").map(str::to_string)))
     })
     .await
-    .map_err(|e| TaskError::Registry(e.to_string()))?
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TaskError> + Send + 'static,
+) -> Result<T, TaskError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TaskError::Registry(e.to_string()))?
+}
+
+/// A blocking client of one registry's distribution API (`/v2/…`).
+///
+/// Authentication: Basic with the credential when one is given; when the
+/// registry answers 401 with `WWW-Authenticate: Bearer realm=…,service=…,
+/// scope=…` (Docker Hub, ACR, Harbor…) a token is fetched from the realm
+/// (with the credential, if any) and the request is retried once with it.
+/// Plain HTTP for `127.0.0.1`/`localhost` hosts, HTTPS otherwise.
+pub struct RegistryClient {
+    base: String,
+    credential: Option<RegistryCredential>,
+    bearer: Option<String>,
+}
+
+impl RegistryClient {
+    /// A client of `registry` (`host[:port]`; `docker.io` means Docker Hub).
+    pub fn new(registry: &str, credential: Option<RegistryCredential>) -> RegistryClient {
+        let host = if registry == "registry.hub.docker.com" || registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let scheme = if host.starts_with("127.0.0.1") || host.starts_with("localhost") {
+            "http"
+        } else {
+            "https"
+        };
+        RegistryClient {
+            base: format!("{scheme}://{host}"),
+            credential,
+            bearer: None,
+        }
+    }
+
+    fn basic(&self) -> Option<String> {
+        self.credential.as_ref().map(|c| {
+            let b = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", c.username, c.password));
+            format!("Basic {b}")
+        })
+    }
+
+    /// `method path` with `Accept: accept`; `None` on 404.
+    ///
+    /// Errors: [`TaskError::Registry`] naming the URL and status.
+    pub fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        accept: &str,
+    ) -> Result<Option<ureq::Response>, TaskError> {
+        let url = format!("{}{path}", self.base);
+        for attempt in 0..2 {
+            let mut req = ureq::request(method, &url)
+                .timeout(Duration::from_secs(300))
+                .set("Accept", accept);
+            if let Some(t) = &self.bearer {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            } else if let Some(b) = self.basic() {
+                req = req.set("Authorization", &b);
+            }
+            match req.call() {
+                Ok(r) => return Ok(Some(r)),
+                Err(ureq::Error::Status(404, _)) => return Ok(None),
+                Err(ureq::Error::Status(401, r)) if attempt == 0 => {
+                    let challenge = r.header("WWW-Authenticate").unwrap_or_default().to_string();
+                    match challenge.strip_prefix("Bearer ") {
+                        Some(params) => self.bearer = Some(self.token(params)?),
+                        None => {
+                            return Err(TaskError::Registry(format!(
+                                "{method} {url}: 401 Unauthorized (is a registry credential for this server stored?)"
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(TaskError::Registry(format!("{method} {url}: {e}"))),
+            }
+        }
+        Err(TaskError::Registry(format!(
+            "{method} {url}: 401 Unauthorized with a token"
+        )))
+    }
+
+    /// Fetches a bearer token for a `realm="…",service="…",scope="…"` challenge.
+    fn token(&self, params: &str) -> Result<String, TaskError> {
+        let mut realm = String::new();
+        let mut query = Vec::new();
+        for part in params.split(',') {
+            let Some((k, v)) = part.trim().split_once('=') else {
+                continue;
+            };
+            let v = v.trim_matches('"').to_string();
+            match k {
+                "realm" => realm = v,
+                "service" | "scope" => query.push((k.to_string(), v)),
+                _ => {}
+            }
+        }
+        if realm.is_empty() {
+            return Err(TaskError::Registry(format!(
+                "the registry's Bearer challenge has no realm: {params}"
+            )));
+        }
+        let mut req = ureq::get(&realm).timeout(Duration::from_secs(30));
+        for (k, v) in &query {
+            req = req.query(k, v);
+        }
+        if let Some(b) = self.basic() {
+            req = req.set("Authorization", &b);
+        }
+        let body: serde_json::Value = req
+            .call()
+            .map_err(|e| TaskError::Registry(format!("token from {realm}: {e}")))?
+            .into_json()
+            .map_err(|e| TaskError::Registry(format!("token from {realm}: {e}")))?;
+        body["token"]
+            .as_str()
+            .or(body["access_token"].as_str())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                TaskError::Registry(format!("token from {realm}: no 'token' in the answer"))
+            })
+    }
+}
+
+/// Pulls an OCI artifact or image (`oci://host/repo:tag` or `…@sha256:…`,
+/// the `az acr build` context form) into `dest`: tar layers (gzip or not)
+/// (image layers, ORAS folders) are unpacked in order; ORAS file blobs are
+/// written under their `org.opencontainers.image.title` annotation. Every blob's sha256 is
+/// checked against its descriptor; an index resolves to its `linux/amd64`
+/// manifest (or the first).
+///
+/// Errors: [`TaskError::Context`] for a malformed reference, a missing
+/// artifact, a digest mismatch or an unsafe file name.
+pub async fn pull_artifact(
+    reference: &str,
+    credential: Option<RegistryCredential>,
+    dest: &Path,
+) -> Result<(), TaskError> {
+    let r = reference.strip_prefix("oci://").unwrap_or(reference);
+    let (host, rest) = r.split_once('/').ok_or_else(|| {
+        TaskError::Validation(format!(
+            "context '{reference}' is not valid: expected oci://<registry>/<repository>:<tag>"
+        ))
+    })?;
+    let (repo, tag) = match rest.split_once('@') {
+        Some((repo, digest)) => (repo.to_string(), digest.to_string()),
+        None => match rest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+            _ => (rest.to_string(), "latest".to_string()),
+        },
+    };
+    let mut client = RegistryClient::new(host, credential);
+    let dest = dest.to_path_buf();
+    let reference = reference.to_string();
+    blocking(move || {
+        let missing = || TaskError::Context(format!("'{reference}' was not found in the registry"));
+        let get_json =
+            |client: &mut RegistryClient, path: &str| -> Result<serde_json::Value, TaskError> {
+                client
+                    .call("GET", path, MANIFEST_ACCEPT)?
+                    .ok_or_else(missing)?
+                    .into_json()
+                    .map_err(|e| TaskError::Context(format!("manifest of '{reference}': {e}")))
+            };
+        let mut manifest = get_json(&mut client, &format!("/v2/{repo}/manifests/{tag}"))?;
+        if let Some(list) = manifest["manifests"].as_array() {
+            let pick = list
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"] == "linux" && m["platform"]["architecture"] == "amd64"
+                })
+                .or(list.first())
+                .and_then(|m| m["digest"].as_str())
+                .ok_or_else(|| TaskError::Context(format!("'{reference}' is an empty index")))?
+                .to_string();
+            manifest = get_json(&mut client, &format!("/v2/{repo}/manifests/{pick}"))?;
+        }
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        if layers.is_empty() {
+            return Err(TaskError::Context(format!("'{reference}' has no layers")));
+        }
+        for layer in layers {
+            let digest = layer["digest"].as_str().unwrap_or_default().to_string();
+            let resp = client
+                .call("GET", &format!("/v2/{repo}/blobs/{digest}"), "*/*")?
+                .ok_or_else(|| {
+                    TaskError::Context(format!("blob {digest} of '{reference}' is missing"))
+                })?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut resp.into_reader(), &mut bytes)
+                .map_err(|e| TaskError::Context(format!("blob {digest}: {e}")))?;
+            let actual = format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+            );
+            if actual != digest {
+                return Err(TaskError::Context(format!(
+                    "blob of '{reference}' has digest {actual}, expected {digest}"
+                )));
+            }
+            // ORAS: a file layer carries its name as the title; a folder is
+            // a tar.gz marked `io.deis.oras.content.unpack`. Image layers
+            // have neither and are unpacked.
+            let title = layer["annotations"]["org.opencontainers.image.title"].as_str();
+            let unpack = layer["annotations"]["io.deis.oras.content.unpack"] == "true";
+            match title {
+                Some(name) if !unpack => {
+                    let rel = Path::new(name);
+                    if rel.is_absolute()
+                        || rel
+                            .components()
+                            .any(|c| matches!(c, std::path::Component::ParentDir))
+                    {
+                        return Err(TaskError::Context(format!(
+                            "artifact file name '{name}' leaves the context"
+                        )));
+                    }
+                    let p = dest.join(rel);
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| TaskError::Context(e.to_string()))?;
+                    }
+                    std::fs::write(&p, &bytes)
+                        .map_err(|e| TaskError::Context(format!("{}: {e}", p.display())))?;
+                }
+                _ => crate::context::untar(&bytes, &dest)?,
+            }
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Where run workspaces live: `<data>/task-runs/<run>/`.

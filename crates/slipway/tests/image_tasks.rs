@@ -159,6 +159,154 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     podman(&["rmi", "--force", &image]);
 }
 
+/// Serves `body` to every HTTP request on 127.0.0.1 (a tarball URL).
+fn serve_bytes(body: Vec<u8>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    port
+}
+
+/// Pulls `image` fresh from the registry and returns `cat /msg.txt` in it.
+fn pull_and_cat(image: &str) -> String {
+    podman(&["rmi", "--force", image]);
+    let (ok, pulled) = podman(&["pull", "--tls-verify=false", image]);
+    assert!(ok, "{pulled}");
+    let (ok, shown) = podman(&["run", "--rm", "--entrypoint", "cat", image, "/msg.txt"]);
+    assert!(ok, "{shown}");
+    podman(&["rmi", "--force", image]);
+    shown
+}
+
+#[test]
+fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let reg = registry(&s);
+    let dockerfile = format!("FROM {BASE}\nCOPY msg.txt /msg.txt\n");
+    let build = |context: &str, image: &str| {
+        let (code, out, err) = slipway(&s, &["image", "build", context, "-t", image]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        out
+    };
+
+    // git: a private repository over smart HTTP, a branch and a folder.
+    let repos = tmp.path().join("repos");
+    common::git_repo(
+        &repos.join("app.git"),
+        &[
+            ("web/Dockerfile", dockerfile.as_str()),
+            ("web/msg.txt", "from git\n"),
+            ("README", "not in the context\n"),
+        ],
+    );
+    let token = "git-tok-8c1d-do-not-leak";
+    let http = common::git_servers::GitHttp::start(&repos, token);
+    let url = format!(
+        "http://x-access-token:{token}@127.0.0.1:{}/app.git#main:web",
+        http.port
+    );
+    let out = build(&url, "from-git:1");
+    assert!(!out.contains(token), "the git token leaked:\n{out}");
+    assert_eq!(pull_and_cat(&format!("{reg}/from-git:1")), "from git\n");
+    let run = wait_run(&s, "ca1");
+    let head = common::git(&repos.join("app.git"), &["rev-parse", "HEAD"]);
+    assert_eq!(
+        run["dependencies"][0]["git"]["git-head-revision"], head,
+        "{run}"
+    );
+
+    // A tarball URL (gzip).
+    let tgz = {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        for (name, text) in [
+            ("Dockerfile", dockerfile.as_str()),
+            ("msg.txt", "from a tarball\n"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, text.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap().finish().unwrap()
+    };
+    let port = serve_bytes(tgz);
+    build(
+        &format!("http://127.0.0.1:{port}/ctx.tar.gz"),
+        "from-tarball:1",
+    );
+    assert_eq!(
+        pull_and_cat(&format!("{reg}/from-tarball:1")),
+        "from a tarball\n"
+    );
+
+    // oci://: the context is an image in the registry whose files are the context.
+    let ctx = tmp.path().join("oci-ctx");
+    write(
+        &ctx,
+        &[
+            ("Dockerfile", dockerfile.as_str()),
+            ("msg.txt", "from an OCI artifact\n"),
+            (
+                "Containerfile.ctx",
+                "FROM scratch\nCOPY Dockerfile msg.txt /\n",
+            ),
+        ],
+    );
+    let artifact = format!("{reg}/contexts/app:1");
+    let (ok, m) = podman(&[
+        "build",
+        "-q",
+        "-f",
+        ctx.join("Containerfile.ctx").to_str().unwrap(),
+        "-t",
+        &artifact,
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(ok, "{m}");
+    let (ok, m) = podman(&["push", "--tls-verify=false", &artifact]);
+    assert!(ok, "{m}");
+    build(&format!("oci://{artifact}"), "from-oci:1");
+    assert_eq!(
+        pull_and_cat(&format!("{reg}/from-oci:1")),
+        "from an OCI artifact\n"
+    );
+    podman(&["rmi", "--force", &artifact]);
+
+    // A missing artifact fails the run with a clear message.
+    let (code, out, _) = slipway(
+        &s,
+        &[
+            "image",
+            "build",
+            &format!("oci://{reg}/contexts/none:1"),
+            "-t",
+            "x:1",
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(out.contains("was not found in the registry"), "{out}");
+}
+
 #[test]
 fn independent_steps_overlap_and_a_failure_stops_its_siblings_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
