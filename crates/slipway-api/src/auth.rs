@@ -128,8 +128,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 fn unauthenticated(path: &str) -> bool {
-    // The registry's notifications carry their own token (checked by the handler).
-    path == "/healthz" || path.starts_with("/runner/") || path == "/registry/events"
+    // Registry notifications and source webhooks carry their own token or
+    // signature, checked by their handlers.
+    path == "/healthz"
+        || path.starts_with("/runner/")
+        || path == "/registry/events"
+        || path.starts_with("/imageTasks/webhooks/")
 }
 
 /// The project a request path concerns: `/projects/{p}/…` or `/admin/projects/{p}/…`.

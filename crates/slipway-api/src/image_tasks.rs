@@ -11,6 +11,7 @@
 //! | `GET /imageTasks/runs?task=&status=&top=` | newest first, `top` default 15 |
 //! | `GET /imageTasks/runs/{r}`, `POST /imageTasks/runs/{r}/cancel` | run; cancel → 202, 409 when finished |
 //! | `GET /imageTasks/runs/{r}/logs?offset=N` | log text from byte N; header `X-Slipway-Run-Status` (complete when final) |
+//! | `POST /imageTasks/webhooks/{t}` | a push delivery from GitHub, Gitea/Forgejo or GitLab for task `t`'s source trigger, authenticated by its signature (`slipway_core::tasks::webhook`) → 202 run, 200 when nothing starts, 401 on a bad signature |
 //! | `POST /registry/events` | the embedded registry's notifications (its own bearer token) |
 
 use axum::body::Bytes;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/imageTasks/runs/{r}", get(get_run))
         .route("/imageTasks/runs/{r}/cancel", post(cancel_run))
         .route("/imageTasks/runs/{r}/logs", get(run_logs))
+        .route("/imageTasks/webhooks/{t}", post(source_webhook))
         .route("/registry/events", post(registry_events))
 }
 
@@ -82,8 +84,21 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> ApiRes
         .map_err(|e| ApiError::bad_request("InvalidRequestBody", format!("{what}: {e}")))
 }
 
+/// A run as the API shows it: sealed `--set-secret` values left out.
 fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
-    json!(r)
+    let mut v = json!(r);
+    if let Some(list) = v["request"]
+        .get_mut("setSecret")
+        .and_then(Value::as_array_mut)
+    {
+        for s in list {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("sealed");
+                o.insert("value".into(), json!("(secure)"));
+            }
+        }
+    }
+    v
 }
 
 async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
@@ -200,10 +215,10 @@ async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .list_image_tasks()
         .await?
         .into_iter()
-        .map(|(name, spec)| {
-            let mut v = spec;
+        .filter_map(|(name, spec)| {
+            let mut v = serde_json::from_value::<TaskSpec>(spec).ok()?.view();
             v["name"] = json!(name);
-            v
+            Some(v)
         })
         .collect();
     Ok(Json(json!({"value": tasks})))
@@ -220,7 +235,7 @@ async fn put_task(
         .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
     let spec: TaskSpec = json_body(&body, "task")?;
     let (spec, created) = svc.put_task(&t, spec).await.map_err(task_error)?;
-    let mut v = json!(spec);
+    let mut v = spec.view();
     v["name"] = json!(t);
     let status = if created {
         StatusCode::CREATED
@@ -241,7 +256,7 @@ async fn get_task(
         .await
         .map_err(task_error)?
         .ok_or_else(|| ApiError::not_found("TaskNotFound", format!("task '{t}' not found")))?;
-    let mut v = json!(spec);
+    let mut v = spec.view();
     v["name"] = json!(t);
     Ok(Json(v))
 }
@@ -267,6 +282,8 @@ async fn delete_task(
 struct RunTask {
     #[serde(default)]
     set: Vec<String>,
+    #[serde(default, rename = "setSecret")]
+    set_secret: Vec<slipway_tasks::SecretValue>,
 }
 
 async fn run_task(
@@ -284,7 +301,7 @@ async fn run_task(
         ));
     }
     let run = svc
-        .run_task(&t, &b.set, manual_trigger(&caller))
+        .run_task(&t, &b.set, &b.set_secret, manual_trigger(&caller))
         .await
         .map_err(task_error)?;
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
@@ -383,6 +400,67 @@ async fn run_logs(
         headers.insert("x-slipway-run-status", v);
     }
     Ok((StatusCode::OK, headers, log[from..].to_vec()).into_response())
+}
+
+async fn source_webhook(
+    State(state): State<AppState>,
+    Path(t): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    use slipway_core::tasks::webhook::{verify, WebhookEvent};
+    let svc = state.tasks.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ImageTasksUnavailable",
+            "image tasks are off on this server",
+        )
+    })?;
+    // One answer for unknown tasks and missing secrets: no probing of names.
+    let secret = svc.webhook_secret(&t).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "WebhookNotFound",
+            format!("no task '{t}' with a source trigger webhook secret"),
+        )
+    })?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (forge, event) = verify(&header, &body, &secret).map_err(|e| match e {
+        slipway_core::tasks::webhook::WebhookError::BadPayload(_) => {
+            ApiError::bad_request("InvalidWebhookPayload", e.to_string())
+        }
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "InvalidWebhookSignature",
+            e.to_string(),
+        ),
+    })?;
+    let push = match event {
+        WebhookEvent::Push(p) => p,
+        WebhookEvent::Ping => {
+            return Ok((StatusCode::OK, Json(json!({"message": "pong"}))).into_response())
+        }
+        WebhookEvent::Other(e) => {
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"message": format!("event '{e}' ignored: only pushes start runs")})),
+            )
+                .into_response())
+        }
+    };
+    match svc.on_push(&t, &push, forge.as_str()).await.map_err(task_error)? {
+        Some(run) => Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response()),
+        None => Ok((
+            StatusCode::OK,
+            Json(json!({"message": format!("push to '{}' at {} starts no run (another branch, a deleted ref, a disabled trigger, or a commit already built)", push.reference, push.commit)})),
+        )
+            .into_response()),
+    }
 }
 
 async fn registry_events(

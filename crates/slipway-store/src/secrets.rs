@@ -64,6 +64,74 @@ impl SecretKey {
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new(Key::from_slice(&self.0))
     }
+
+    /// Seals `value` bound to `aad` (a ciphertext only opens with the same
+    /// `aad`): `(nonce (12 bytes), ciphertext)`.
+    ///
+    /// Errors: [`StoreError::Secret`] naming `aad`.
+    fn seal_parts(&self, aad: &str, value: &[u8]) -> Result<([u8; 12], Vec<u8>), StoreError> {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: value,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Secret(format!("cannot seal '{aad}'")))?;
+        Ok((nonce, sealed))
+    }
+
+    fn open_parts(&self, aad: &str, nonce: &[u8], sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if nonce.len() != 12 {
+            return Err(StoreError::Secret(format!("'{aad}' has a damaged nonce")));
+        }
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                StoreError::Secret(format!(
+                    "'{aad}' cannot be opened: the server's secret key is not the one it was sealed with"
+                ))
+            })
+    }
+
+    /// Seals `value` for storage inside a document (task `--set-secret`
+    /// values, webhook secrets): base64 of nonce + ciphertext, bound to
+    /// `aad` (e.g. `task/<name>/webhook`).
+    ///
+    /// Errors: [`StoreError::Secret`].
+    pub fn seal(&self, aad: &str, value: &str) -> Result<String, StoreError> {
+        use base64::Engine as _;
+        let (nonce, sealed) = self.seal_parts(aad, value.as_bytes())?;
+        let mut all = nonce.to_vec();
+        all.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::STANDARD.encode(all))
+    }
+
+    /// Opens what [`SecretKey::seal`] made with the same `aad`.
+    ///
+    /// Errors: [`StoreError::Secret`] when it is malformed, bound to another
+    /// `aad` or sealed under another key.
+    pub fn open(&self, aad: &str, sealed: &str) -> Result<String, StoreError> {
+        use base64::Engine as _;
+        let all = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| StoreError::Secret(format!("'{aad}' is not a sealed value")))?;
+        if all.len() < 12 {
+            return Err(StoreError::Secret(format!("'{aad}' is not a sealed value")));
+        }
+        let value = self.open_parts(aad, &all[..12], &all[12..])?;
+        String::from_utf8(value).map_err(|_| StoreError::Secret(format!("'{aad}' is not text")))
+    }
 }
 
 impl Store {
@@ -75,18 +143,7 @@ impl Store {
         value: &[u8],
         key: &SecretKey,
     ) -> Result<(), StoreError> {
-        let mut nonce = [0u8; 12];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let sealed = key
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: value,
-                    aad: name.as_bytes(),
-                },
-            )
-            .map_err(|_| StoreError::Secret(format!("cannot seal secret '{name}'")))?;
+        let (nonce, sealed) = key.seal_parts(name, value)?;
         let now = now_rfc3339();
         sqlx::query("INSERT INTO secrets (name, kind, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
             .bind(name).bind(kind).bind(&nonce[..]).bind(sealed).bind(now)
@@ -111,25 +168,11 @@ impl Store {
         };
         let nonce: Vec<u8> = row.try_get("nonce")?;
         let sealed: Vec<u8> = row.try_get("ciphertext")?;
-        if nonce.len() != 12 {
-            return Err(StoreError::Secret(format!(
-                "secret '{name}' has a damaged nonce"
-            )));
-        }
-        let value = key
-            .cipher()
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &sealed,
-                    aad: name.as_bytes(),
-                },
-            )
-            .map_err(|_| {
-                StoreError::Secret(format!(
-                    "secret '{name}' cannot be opened: the server's secret key is not the one it was stored with"
-                ))
-            })?;
+        let value = key.open_parts(name, &nonce, &sealed).map_err(|_| {
+            StoreError::Secret(format!(
+                "secret '{name}' cannot be opened: the server's secret key is not the one it was stored with"
+            ))
+        })?;
         Ok(Some((row.try_get("kind")?, value)))
     }
 

@@ -250,28 +250,44 @@ impl GitContext {
         })
     }
 
+    /// The remote's current head for the context's reference (`HEAD` when
+    /// none) with `git ls-remote`: `(commit, branch)`, the branch empty for
+    /// `HEAD`.
+    ///
+    /// Errors: [`TaskError::Context`] with git's message (credentials
+    /// scrubbed), or when the reference does not exist.
+    pub fn remote_head(&self) -> Result<(String, String), TaskError> {
+        let r = self.reference.clone().unwrap_or_else(|| "HEAD".into());
+        let out = git(&["ls-remote", &self.url, &r], Path::new("/"))?;
+        let wanted = [
+            format!("refs/heads/{r}"),
+            format!("refs/tags/{r}"),
+            r.clone(),
+        ];
+        out.lines()
+            .filter_map(|l| l.split_once('\t'))
+            .find(|(_, name)| wanted.iter().any(|w| w == name))
+            .map(|(sha, _)| {
+                let branch = if r == "HEAD" {
+                    String::new()
+                } else {
+                    r.clone()
+                };
+                (sha.to_string(), branch)
+            })
+            .ok_or_else(|| {
+                TaskError::Context(format!(
+                    "'{r}' does not exist in {}",
+                    scrub_url_credentials(&self.url)
+                ))
+            })
+    }
+
     /// Fetches into `dest` (which must not exist) and returns `(commit,
     /// branch)`; the build context is `dest/<folder>`.
     ///
     /// Errors: git's message (URL credentials scrubbed).
     pub fn fetch(&self, dest: &Path) -> Result<(String, String), TaskError> {
-        let git = |args: &[&str], cwd: &Path| -> Result<String, TaskError> {
-            let out = Command::new("git")
-                .args(args)
-                .current_dir(cwd)
-                .env("GIT_TERMINAL_PROMPT", "0")
-                .output()
-                .map_err(|e| TaskError::Context(format!("git: {e}")))?;
-            if !out.status.success() {
-                let msg = String::from_utf8_lossy(&out.stderr).to_string();
-                return Err(TaskError::Context(format!(
-                    "git {}: {}",
-                    args.first().copied().unwrap_or_default(),
-                    scrub_url_credentials(msg.trim())
-                )));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
         std::fs::create_dir_all(dest).map_err(|e| TaskError::Context(e.to_string()))?;
         git(&["init", "-q"], dest)?;
         git(&["remote", "add", "origin", &self.url], dest)?;
@@ -296,6 +312,27 @@ impl GitContext {
         }
         Ok((commit, branch))
     }
+}
+
+/// Runs `git args…` in `cwd` without prompting; its trimmed stdout.
+///
+/// Errors: [`TaskError::Context`] with git's stderr, URL credentials scrubbed.
+fn git(args: &[&str], cwd: &Path) -> Result<String, TaskError> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| TaskError::Context(format!("git: {e}")))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr).to_string();
+        return Err(TaskError::Context(format!(
+            "git {}: {}",
+            args.first().copied().unwrap_or_default(),
+            scrub_url_credentials(msg.trim())
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Replaces `user:password@` in URLs with `***@`.

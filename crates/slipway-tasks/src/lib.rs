@@ -114,6 +114,62 @@ pub struct BaseImageTrigger {
     pub status: String,
 }
 
+/// The source-commit trigger of a task with a git context (ACR
+/// `sourceTriggers[0]`): a signed webhook from GitHub, Gitea/Forgejo or
+/// GitLab, and/or polling the remote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceTrigger {
+    /// Default `defaultSourceTriggerName`.
+    #[serde(default = "default_source_trigger_name")]
+    pub name: String,
+    /// `commit` (the only event; ACR's `pullrequest` is not offered).
+    #[serde(default = "commit_events")]
+    pub source_trigger_events: Vec<String>,
+    /// `Enabled` | `Disabled`.
+    #[serde(default = "enabled")]
+    pub status: String,
+    /// Write-only: the webhook secret (HMAC key for GitHub/Gitea, the
+    /// token for GitLab). Sealed on save into `sealedWebhookSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// The webhook secret sealed with the server's key (never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_webhook_secret: Option<String>,
+    /// Poll the remote every this many seconds (5–86400); none = webhook only.
+    #[serde(default)]
+    pub poll_interval_seconds: Option<u64>,
+    /// The last commit that started (or, at the first poll, was found
+    /// without starting) a run: state, kept across updates.
+    #[serde(default)]
+    pub last_commit: Option<String>,
+}
+
+/// Allowed polling intervals, seconds.
+pub const POLL_INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 5..=86400;
+
+fn default_source_trigger_name() -> String {
+    "defaultSourceTriggerName".into()
+}
+fn commit_events() -> Vec<String> {
+    vec!["commit".into()]
+}
+
+/// A secret value for the template (`--set-secret name=value`, read as
+/// `{{.Values.name}}`, masked in logs, never shown).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValue {
+    /// The value's name.
+    pub name: String,
+    /// Write-only plain value; sealed into `sealed` when stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The value sealed with the server's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+}
+
 fn enabled() -> String {
     "Enabled".into()
 }
@@ -179,6 +235,9 @@ pub struct RunRequest {
     /// `--set k=v`.
     #[serde(default)]
     pub set: Vec<String>,
+    /// `--set-secret k=v` values (sealed once stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_secret: Vec<SecretValue>,
     /// Run timeout, seconds.
     #[serde(default)]
     pub timeout: u64,
@@ -203,6 +262,9 @@ pub struct TaskSpec {
     /// Base-image-update trigger.
     #[serde(default)]
     pub base_image_trigger: Option<BaseImageTrigger>,
+    /// Source-commit trigger (git contexts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_trigger: Option<SourceTrigger>,
     /// Learned from the last successful run.
     #[serde(default)]
     pub base_image_dependencies: Vec<BaseImageDependency>,
@@ -248,12 +310,74 @@ impl TaskSpec {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return bad(format!("timer name '{}' is used twice", w[0]));
         }
+        if let Some(t) = &self.source_trigger {
+            let git = self.run.context.as_deref().and_then(GitContext::parse);
+            let Some(git) = git else {
+                return bad(format!(
+                    "property 'sourceTrigger' needs a git context (…repo.git#branch:folder); context is '{}'",
+                    self.run.context.as_deref().unwrap_or_default()
+                ));
+            };
+            if let Some(e) = t.source_trigger_events.iter().find(|e| *e != "commit") {
+                return bad(format!(
+                    "property 'sourceTrigger.sourceTriggerEvents' has '{e}': expected 'commit'"
+                ));
+            }
+            if t.status != "Enabled" && t.status != "Disabled" {
+                return bad(format!(
+                    "property 'sourceTrigger.status' is '{}': expected 'Enabled' or 'Disabled'",
+                    t.status
+                ));
+            }
+            if let Some(p) = t.poll_interval_seconds {
+                if !POLL_INTERVAL_RANGE.contains(&p) {
+                    return bad(format!("property 'sourceTrigger.pollIntervalSeconds' is {p}: expected seconds between 5 and 86400"));
+                }
+                if git.reference.as_deref().is_some_and(looks_like_commit) {
+                    return bad(format!("property 'sourceTrigger.pollIntervalSeconds': the context '{}' pins a commit, so there is nothing to poll; name a branch", self.run.context.as_deref().unwrap_or_default()));
+                }
+            }
+        }
+        for v in &self.run.set_secret {
+            if v.name.is_empty() || v.value.is_none() && v.sealed.is_none() {
+                return bad(format!(
+                    "property 'setSecret' has '{}': expected name=value",
+                    v.name
+                ));
+            }
+        }
         if let Some(b) = &self.base_image_trigger {
             if b.kind != "Runtime" && b.kind != "All" {
                 return bad(format!("property 'baseImageTrigger.baseImageTriggerType' is '{}': expected 'Runtime' or 'All'", b.kind));
             }
         }
         Ok(self)
+    }
+}
+
+/// A 7–40 digit hex string: a commit id rather than a branch.
+fn looks_like_commit(r: &str) -> bool {
+    (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+impl TaskSpec {
+    /// The spec as the API shows it: sealed values left out
+    /// (`hasWebhookSecret`, `setSecret[].value: "(secure)"`).
+    pub fn view(&self) -> Value {
+        let mut v = json!(self);
+        if let Some(t) = v.get_mut("sourceTrigger").and_then(Value::as_object_mut) {
+            let has = t.remove("sealedWebhookSecret").is_some();
+            t.insert("hasWebhookSecret".into(), json!(has));
+        }
+        if let Some(list) = v.get_mut("setSecret").and_then(Value::as_array_mut) {
+            for s in list {
+                if let Some(o) = s.as_object_mut() {
+                    o.remove("sealed");
+                    o.insert("value".into(), json!("(secure)"));
+                }
+            }
+        }
+        v
     }
 }
 
@@ -321,6 +445,7 @@ pub struct TaskService {
     config: TaskConfig,
     wake: Notify,
     timers_changed: Notify,
+    sources_changed: Notify,
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
     slots: Arc<Semaphore>,
     instance: String,
@@ -343,6 +468,7 @@ impl TaskService {
             engine,
             wake: Notify::new(),
             timers_changed: Notify::new(),
+            sources_changed: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             slots,
             instance: slipway_runner::instance_id_for(&config.data_dir),
@@ -375,6 +501,8 @@ impl TaskService {
         tokio::spawn(async move { me.queue_loop().await });
         let me = Arc::clone(self);
         tokio::spawn(async move { me.timer_loop().await });
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.source_poll_loop().await });
         Ok(())
     }
 
@@ -386,6 +514,8 @@ impl TaskService {
         request: &RunRequest,
         trigger: Value,
     ) -> Result<TaskRunRecord, TaskError> {
+        let mut request = request.clone();
+        self.seal_values(&mut request.set_secret)?;
         let run = self
             .store
             .create_task_run(task, run_type, &json!(request), &trigger)
@@ -401,13 +531,14 @@ impl TaskService {
     }
 
     /// Queues a run of task `name` (`AutoBuild` for Dockerfile tasks,
-    /// `AutoRun` otherwise) with extra `--set` values.
+    /// `AutoRun` otherwise) with extra `--set` and `--set-secret` values.
     ///
     /// Errors: unknown or disabled task.
     pub async fn run_task(
         &self,
         name: &str,
         set: &[String],
+        set_secret: &[SecretValue],
         trigger: Value,
     ) -> Result<TaskRunRecord, TaskError> {
         let spec = self
@@ -416,6 +547,7 @@ impl TaskService {
             .ok_or_else(|| TaskError::Validation(format!("task '{name}' not found")))?;
         let mut request = spec.run.clone();
         request.set.extend(set.iter().cloned());
+        request.set_secret.extend(set_secret.iter().cloned());
         let run_type = if request.docker.is_some() {
             "AutoBuild"
         } else {
@@ -441,15 +573,200 @@ impl TaskService {
         spec: TaskSpec,
     ) -> Result<(TaskSpec, bool), TaskError> {
         let mut spec = spec.validate()?;
-        if let Some(old) = self.task(name).await? {
+        self.seal_values(&mut spec.run.set_secret)?;
+        let old = self.task(name).await?;
+        if let Some(old) = &old {
             // Learned dependencies survive an update.
             if spec.base_image_dependencies.is_empty() {
-                spec.base_image_dependencies = old.base_image_dependencies;
+                spec.base_image_dependencies = old.base_image_dependencies.clone();
+            }
+        }
+        if let Some(t) = spec.source_trigger.as_mut() {
+            let before = old.as_ref().and_then(|o| o.source_trigger.as_ref());
+            match t.webhook_secret.take() {
+                Some(secret) if !secret.is_empty() => {
+                    t.sealed_webhook_secret = Some(
+                        self.config
+                            .secret_key
+                            .seal(&format!("task/{name}/webhook"), &secret)?,
+                    )
+                }
+                Some(_) => t.sealed_webhook_secret = None,
+                None if t.sealed_webhook_secret.is_none() => {
+                    t.sealed_webhook_secret = before.and_then(|b| b.sealed_webhook_secret.clone())
+                }
+                None => {}
+            }
+            if t.last_commit.is_none() {
+                t.last_commit = before.and_then(|b| b.last_commit.clone());
             }
         }
         let created = self.store.put_image_task(name, &json!(spec)).await?;
         self.timers_changed.notify_one();
+        self.sources_changed.notify_one();
         Ok((spec, created))
+    }
+
+    /// Seals every plain `value` (bound to its name) and drops the plain text.
+    fn seal_values(&self, values: &mut [SecretValue]) -> Result<(), TaskError> {
+        for v in values.iter_mut() {
+            if let Some(plain) = v.value.take() {
+                v.sealed = Some(
+                    self.config
+                        .secret_key
+                        .seal(&format!("set-secret/{}", v.name), &plain)?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens sealed `--set-secret` values: `(name, value)`.
+    fn open_values(&self, values: &[SecretValue]) -> Result<Vec<(String, String)>, TaskError> {
+        let mut out = Vec::new();
+        for v in values {
+            let value = match (&v.value, &v.sealed) {
+                (Some(p), _) => p.clone(),
+                (None, Some(sealed)) => self
+                    .config
+                    .secret_key
+                    .open(&format!("set-secret/{}", v.name), sealed)?,
+                (None, None) => continue,
+            };
+            out.push((v.name.clone(), value));
+        }
+        Ok(out)
+    }
+
+    /// Resolves a task file's `secrets:` (Slipway extension `secret: <name>`:
+    /// the value of a stored Slipway secret) into `{id: value}`.
+    ///
+    /// Errors: [`TaskError::Validation`] naming the secret id when it has no
+    /// `secret`, or the named secret does not exist.
+    async fn resolve_secrets(
+        &self,
+        secrets: &[taskfile::TaskSecret],
+    ) -> Result<BTreeMap<String, String>, TaskError> {
+        let mut out = BTreeMap::new();
+        for s in secrets {
+            let Some(name) = &s.secret else {
+                return Err(TaskError::Validation(format!(
+                    "secret '{}': expected 'secret: <name of a Slipway secret>'",
+                    s.id
+                )));
+            };
+            let (_, value) = self
+                .store
+                .secret_value(name, &self.config.secret_key)
+                .await?
+                .ok_or_else(|| {
+                    TaskError::Validation(format!(
+                        "secret '{}': Slipway secret '{name}' does not exist (slipway admin secret set {name} …)",
+                        s.id
+                    ))
+                })?;
+            out.insert(s.id.clone(), String::from_utf8_lossy(&value).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// The webhook secret of task `name`'s source trigger, opened.
+    ///
+    /// Errors: unknown task, no source trigger or no webhook secret
+    /// ([`TaskError::Validation`]), or a secret sealed under another key.
+    pub async fn webhook_secret(&self, name: &str) -> Result<String, TaskError> {
+        let spec = self
+            .task(name)
+            .await?
+            .ok_or_else(|| TaskError::Validation(format!("task '{name}' not found")))?;
+        let sealed = spec
+            .source_trigger
+            .and_then(|t| t.sealed_webhook_secret)
+            .ok_or_else(|| {
+                TaskError::Validation(format!(
+                    "task '{name}' has no source trigger with a webhook secret"
+                ))
+            })?;
+        Ok(self
+            .config
+            .secret_key
+            .open(&format!("task/{name}/webhook"), &sealed)?)
+    }
+
+    /// A new head `commit` of the task's context branch was seen (webhook
+    /// `via` = `github`|`gitea`|`gitlab`, or `poll`): when the trigger is
+    /// enabled and the commit is not the last one, records it and queues a
+    /// run that builds exactly that commit (trigger `commit`, with
+    /// `commitId` and `branchName`). `None` when nothing was started.
+    pub async fn on_commit(
+        &self,
+        name: &str,
+        branch: &str,
+        commit: &str,
+        via: &str,
+    ) -> Result<Option<TaskRunRecord>, TaskError> {
+        let Some(mut spec) = self.task(name).await? else {
+            return Ok(None);
+        };
+        let Some(trigger) = spec.source_trigger.as_mut() else {
+            return Ok(None);
+        };
+        if spec.status != "Enabled"
+            || trigger.status != "Enabled"
+            || trigger.last_commit.as_deref() == Some(commit)
+        {
+            return Ok(None);
+        }
+        trigger.last_commit = Some(commit.to_string());
+        let trigger_name = trigger.name.clone();
+        self.store.put_image_task(name, &json!(spec)).await?;
+        let Some(git) = spec.run.context.as_deref().and_then(GitContext::parse) else {
+            return Ok(None);
+        };
+        let mut request = spec.run.clone();
+        request.context = Some(format!("{}#{commit}:{}", git.url, git.folder));
+        let run_type = if request.docker.is_some() {
+            "AutoBuild"
+        } else {
+            "AutoRun"
+        };
+        let trigger = json!({
+            "type": "commit",
+            "eventType": "commit",
+            "name": trigger_name,
+            "commitId": commit,
+            "branchName": branch,
+            "via": via,
+            "timestamp": Utc::now().to_rfc3339(),
+        });
+        Ok(Some(
+            self.queue(Some(name), run_type, &request, trigger).await?,
+        ))
+    }
+
+    /// A verified push delivery for task `name`: runs [`Self::on_commit`]
+    /// when it pushed the context's branch (the repository's default branch
+    /// when the context names none). Deleted refs and tags start nothing.
+    pub async fn on_push(
+        &self,
+        name: &str,
+        push: &slipway_core::tasks::webhook::PushEvent,
+        via: &str,
+    ) -> Result<Option<TaskRunRecord>, TaskError> {
+        let Some(spec) = self.task(name).await? else {
+            return Err(TaskError::Validation(format!("task '{name}' not found")));
+        };
+        let Some(git) = spec.run.context.as_deref().and_then(GitContext::parse) else {
+            return Ok(None);
+        };
+        let Some(branch) = push.branch.as_deref().filter(|_| !push.deleted) else {
+            return Ok(None);
+        };
+        let wanted = git.reference.clone().or(push.default_branch.clone());
+        if wanted.is_some_and(|w| w != branch) {
+            return Ok(None);
+        }
+        self.on_commit(name, branch, &push.commit, via).await
     }
 
     /// Deletes a task; wakes the timer loop.
@@ -540,7 +857,7 @@ impl TaskService {
                 "images": hit,
                 "timestamp": Utc::now().to_rfc3339(),
             });
-            started.push(self.run_task(&name, &[], trigger).await?);
+            started.push(self.run_task(&name, &[], &[], trigger).await?);
         }
         Ok(started)
     }
@@ -697,7 +1014,10 @@ impl TaskService {
         tokio::fs::create_dir_all(&workspace)
             .await
             .map_err(|e| TaskError::Engine(format!("{}: {e}", workspace.display())))?;
-        let (commit, branch, repository) = self.materialize(request, dir, &workspace).await?;
+        let (commit, mut branch, repository) = self.materialize(request, dir, &workspace).await?;
+        if let Some(b) = run.trigger["branchName"].as_str() {
+            branch = b.to_string();
+        }
         let git_commit = commit.clone();
         let vars = RunVariables {
             id: run.run_id.clone(),
@@ -737,12 +1057,25 @@ impl TaskService {
                     (None, Some(f)) => Some(read_in(&workspace, f).await?),
                     _ => None,
                 };
-                let set = parse_set(&request.set).map_err(TaskError::Validation)?;
+                let mut set_args = request.set.clone();
+                for (name, value) in self.open_values(&request.set_secret)? {
+                    set_args.push(format!("{name}={value}"));
+                    secret_values.push(value);
+                }
+                let set = parse_set(&set_args).map_err(TaskError::Validation)?;
                 let values =
                     merge_values(values_text.as_deref(), &set).map_err(TaskError::Validation)?;
-                let secrets = BTreeMap::new();
-                let data = template_data(&vars, &values, &secrets);
-                render_plan(&text, &data, &workspace)?
+                // acb: render with no secrets, read `secrets:`, resolve, render again.
+                let data = template_data(&vars, &values, &BTreeMap::new());
+                let plan = render_plan(&text, &data, &workspace)?;
+                if plan.task.secrets.is_empty() {
+                    plan
+                } else {
+                    let secrets = self.resolve_secrets(&plan.task.secrets).await?;
+                    secret_values.extend(secrets.values().cloned());
+                    let data = template_data(&vars, &values, &secrets);
+                    render_plan(&text, &data, &workspace)?
+                }
             }
         };
         let env = Arc::new(RunEnv {
@@ -841,6 +1174,74 @@ impl TaskService {
         )))
     }
 
+    /// Polls the git remote of every task whose source trigger has
+    /// `pollIntervalSeconds`: the first poll records the head without a
+    /// run; a later different head goes through [`Self::on_commit`].
+    async fn source_poll_loop(self: Arc<Self>) {
+        let mut due: HashMap<String, tokio::time::Instant> = HashMap::new();
+        loop {
+            let now = tokio::time::Instant::now();
+            let mut next = now + Duration::from_secs(3600);
+            let mut seen = Vec::new();
+            for (name, raw) in self.store.list_image_tasks().await.unwrap_or_default() {
+                let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
+                    continue;
+                };
+                let Some(t) = spec.source_trigger.as_ref() else {
+                    continue;
+                };
+                let (Some(every), Some(git)) = (
+                    t.poll_interval_seconds,
+                    spec.run.context.as_deref().and_then(GitContext::parse),
+                ) else {
+                    continue;
+                };
+                if spec.status != "Enabled" || t.status != "Enabled" {
+                    continue;
+                }
+                seen.push(name.clone());
+                let at = *due.entry(name.clone()).or_insert(now);
+                if at > now {
+                    next = next.min(at);
+                    continue;
+                }
+                let g = git.clone();
+                match tokio::task::spawn_blocking(move || g.remote_head()).await {
+                    Ok(Ok((head, branch))) => {
+                        if t.last_commit.is_none() {
+                            self.record_head(&name, &head).await;
+                        } else if let Err(e) = self.on_commit(&name, &branch, &head, "poll").await {
+                            tracing::warn!(task = %name, error = %e, "source poll could not queue a run");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(task = %name, error = %e, "source poll failed"),
+                    Err(e) => tracing::warn!(task = %name, error = %e, "source poll failed"),
+                }
+                let again = tokio::time::Instant::now() + Duration::from_secs(every);
+                due.insert(name, again);
+                next = next.min(again);
+            }
+            due.retain(|k, _| seen.contains(k));
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.sources_changed.notified() => {}
+            }
+        }
+    }
+
+    /// Records `head` as the source trigger's last commit (first poll).
+    async fn record_head(&self, name: &str, head: &str) {
+        let Ok(Some(mut spec)) = self.task(name).await else {
+            return;
+        };
+        if let Some(t) = spec.source_trigger.as_mut() {
+            t.last_commit = Some(head.to_string());
+            if let Err(e) = self.store.put_image_task(name, &json!(spec)).await {
+                tracing::warn!(task = %name, error = %e, "cannot record the polled head");
+            }
+        }
+    }
+
     async fn timer_loop(self: Arc<Self>) {
         let mut cursor: DateTime<Utc> = Utc::now();
         loop {
@@ -880,7 +1281,7 @@ impl TaskService {
                 _ = tokio::time::sleep(wait) => {
                     for (task, timer) in due {
                         let trigger = json!({"type": "timer", "timerTriggerName": timer, "scheduleOccurrence": at.to_rfc3339()});
-                        if let Err(e) = self.run_task(&task, &[], trigger).await {
+                        if let Err(e) = self.run_task(&task, &[], &[], trigger).await {
                             tracing::warn!(task = %task, error = %e, "timer trigger could not queue a run");
                         }
                     }

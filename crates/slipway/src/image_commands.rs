@@ -49,42 +49,58 @@ pub enum ImageCommand {
     },
 }
 
+/// `slipway task create` arguments.
+#[derive(Debug, clap::Args)]
+pub struct TaskCreate {
+    /// Task name.
+    name: String,
+    /// Context: a local folder (uploaded now), a git URL or a tarball URL;
+    /// omit with `--task-file-inline`.
+    #[arg(short = 'c', long)]
+    context: Option<String>,
+    /// Task file (acb YAML) in the context, default `acb.yaml`; a name
+    /// without a YAML extension is a Dockerfile (then `-t` applies).
+    #[arg(short = 'f', long)]
+    file: Option<String>,
+    /// A local task file sent inline (a task without a context).
+    #[arg(long)]
+    task_file_inline: Option<PathBuf>,
+    /// Images of a Dockerfile task. Repeatable.
+    #[arg(short = 't', long = "image")]
+    images: Vec<String>,
+    /// Values file in the context.
+    #[arg(long)]
+    values: Option<String>,
+    /// `key=value`. Repeatable.
+    #[arg(long)]
+    set: Vec<String>,
+    /// `key=value` read as `{{.Values.key}}`, stored sealed, masked in
+    /// logs and never shown. Repeatable.
+    #[arg(long)]
+    set_secret: Vec<String>,
+    /// `[name:]cron` (5 fields, UTC). Repeatable.
+    #[arg(long)]
+    schedule: Vec<String>,
+    /// Source-commit trigger: the secret that signs webhook deliveries
+    /// (GitHub/Gitea HMAC key, GitLab token) sent to
+    /// `POST /imageTasks/webhooks/<name>`.
+    #[arg(long)]
+    webhook_secret: Option<String>,
+    /// Source-commit trigger: poll the git remote every N seconds (5–86400).
+    #[arg(long)]
+    poll_interval: Option<u64>,
+    /// Base-image trigger type `Runtime` or `All`; `none` disables it.
+    #[arg(long, default_value = "Runtime")]
+    base_image_trigger_type: String,
+    /// Run timeout in seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Create or replace a task.
-    Create {
-        /// Task name.
-        name: String,
-        /// Context: a local folder (uploaded now), a git URL or a tarball URL;
-        /// omit with `--task-file-inline`.
-        #[arg(short = 'c', long)]
-        context: Option<String>,
-        /// Task file (acb YAML) in the context, default `acb.yaml`; a name
-        /// without a YAML extension is a Dockerfile (then `-t` applies).
-        #[arg(short = 'f', long)]
-        file: Option<String>,
-        /// A local task file sent inline (a task without a context).
-        #[arg(long)]
-        task_file_inline: Option<PathBuf>,
-        /// Images of a Dockerfile task. Repeatable.
-        #[arg(short = 't', long = "image")]
-        images: Vec<String>,
-        /// Values file in the context.
-        #[arg(long)]
-        values: Option<String>,
-        /// `key=value`. Repeatable.
-        #[arg(long)]
-        set: Vec<String>,
-        /// `[name:]cron` (5 fields, UTC). Repeatable.
-        #[arg(long)]
-        schedule: Vec<String>,
-        /// Base-image trigger type `Runtime` or `All`; `none` disables it.
-        #[arg(long, default_value = "Runtime")]
-        base_image_trigger_type: String,
-        /// Run timeout in seconds.
-        #[arg(long)]
-        timeout: Option<u64>,
-    },
+    Create(Box<TaskCreate>),
     /// Show a task.
     Show { name: String },
     /// List tasks.
@@ -97,6 +113,9 @@ pub enum TaskCommand {
         /// `key=value`. Repeatable.
         #[arg(long)]
         set: Vec<String>,
+        /// `key=value` read as `{{.Values.key}}`, masked in logs. Repeatable.
+        #[arg(long)]
+        set_secret: Vec<String>,
         /// Do not follow the log.
         #[arg(long)]
         no_logs: bool,
@@ -118,6 +137,19 @@ pub enum TaskCommand {
     Logs { run_id: String },
     /// Cancel a run.
     CancelRun { run_id: String },
+}
+
+/// `--set-secret k=v` arguments → `[{name, value}]`.
+fn secret_values(args: &[String]) -> anyhow::Result<Vec<Value>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok(json!({"name": k, "value": v})),
+            _ => bail!(
+                "--set-secret '{}': expected name=value",
+                a.split('=').next().unwrap_or_default()
+            ),
+        })
+        .collect()
 }
 
 /// Uploads `dir` as a context tarball; returns `upload:<sha256>`.
@@ -221,25 +253,33 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
         Ok(ExitCode::SUCCESS)
     };
     match cmd {
-        TaskCommand::Create {
-            name,
-            context,
-            file,
-            task_file_inline,
-            images,
-            values,
-            set,
-            schedule,
-            base_image_trigger_type,
-            timeout,
-        } => {
+        TaskCommand::Create(args) => {
+            let TaskCreate {
+                name,
+                context,
+                file,
+                task_file_inline,
+                images,
+                values,
+                set,
+                set_secret,
+                schedule,
+                webhook_secret,
+                poll_interval,
+                base_image_trigger_type,
+                timeout,
+            } = *args;
             let is_yaml = |f: &str| [".yaml", ".yml"].iter().any(|e| f.ends_with(e));
             let dockerfile = file.as_deref().filter(|f| !is_yaml(f));
             let ctx = context
                 .as_deref()
                 .map(|c| context_arg(client, c, dockerfile))
                 .transpose()?;
-            let mut body = json!({"context": ctx, "set": set, "valuesFile": values, "timeout": timeout.unwrap_or(0)});
+            let mut body = json!({"context": ctx, "set": set, "setSecret": secret_values(&set_secret)?, "valuesFile": values, "timeout": timeout.unwrap_or(0)});
+            if webhook_secret.is_some() || poll_interval.is_some() {
+                body["sourceTrigger"] =
+                    json!({"webhookSecret": webhook_secret, "pollIntervalSeconds": poll_interval});
+            }
             if let Some(p) = task_file_inline {
                 body["encodedTask"] = json!(std::fs::read_to_string(&p)
                     .with_context(|| format!("reading '{}'", p.display()))?);
@@ -287,12 +327,17 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
             println!("task '{name}' deleted");
             Ok(ExitCode::SUCCESS)
         }
-        TaskCommand::Run { name, set, no_logs } => {
+        TaskCommand::Run {
+            name,
+            set,
+            set_secret,
+            no_logs,
+        } => {
             let run = client
                 .send(
                     "POST",
                     &format!("/imageTasks/tasks/{name}/runs"),
-                    Some(&json!({"set": set})),
+                    Some(&json!({"set": set, "setSecret": secret_values(&set_secret)?})),
                 )?
                 .json()?;
             started(client, &run, no_logs)

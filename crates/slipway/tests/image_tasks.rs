@@ -545,3 +545,247 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     );
     podman(&["rmi", "--force", "localhost/slipway-test/base-v2"]);
 }
+
+/// Waits until `cond` holds for task `name`'s shown spec.
+fn wait_task(s: &Server, name: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, v, _) = s.call("GET", &format!("/imageTasks/tasks/{name}"), None);
+        assert_eq!(st, 200, "{v}");
+        if cond(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {name} never got there: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits for the first run of `task` and returns it once finished.
+fn wait_task_run(s: &Server, task: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, v, _) = s.call("GET", &format!("/imageTasks/runs?task={task}"), None);
+        if let Some(id) = v["value"][0]["runId"].as_str() {
+            return wait_run(s, id);
+        }
+        assert!(Instant::now() < deadline, "task {task} never ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn runs_of(s: &Server, task: &str) -> Vec<Value> {
+    let (_, v, _) = s.call("GET", &format!("/imageTasks/runs?task={task}"), None);
+    v["value"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn signed_push_webhooks_and_polling_start_runs_of_the_pushed_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let repo = tmp.path().join("repos/app.git");
+    let acb = format!(
+        "steps:\n  - cmd: --entrypoint sh {BASE} -c 'echo built {{{{.Run.Commit}}}} on {{{{.Run.Branch}}}}'\n"
+    );
+    common::git_repo(&repo, &[("ci/acb.yaml", acb.as_str())]);
+    let first = common::git(&repo, &["rev-parse", "HEAD"]);
+    let context = format!("file://{}#main:ci", repo.display());
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "hook",
+            "-c",
+            &context,
+            "--webhook-secret",
+            "s3cret-hook",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.contains("s3cret-hook"),
+        "the webhook secret is shown: {out}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["sourceTrigger"]["hasWebhookSecret"],
+        true
+    );
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "poll",
+            "-c",
+            &context,
+            "--poll-interval",
+            "5",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The first poll records the head and starts nothing.
+    wait_task(&s, "poll", |v| {
+        v["sourceTrigger"]["lastCommit"] == first.as_str()
+    });
+    assert!(runs_of(&s, "poll").is_empty());
+
+    common::git_repo(&repo, &[("ci/README", "second commit\n")]);
+    let second = common::git(&repo, &["rev-parse", "HEAD"]);
+    let payload = json!({
+        "ref": "refs/heads/main",
+        "after": second,
+        "repository": {"default_branch": "main"},
+    })
+    .to_string();
+    let deliver = |task: &str, headers: &[(&str, String)], body: &str| {
+        let mut req = ureq::post(&format!("{}/imageTasks/webhooks/{task}", s.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.send_string(body) {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let github = |secret: &str, body: &str| {
+        vec![
+            ("X-GitHub-Event", "push".to_string()),
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_sha256_hex(secret, body)),
+            ),
+        ]
+    };
+    // Wrong signature, unknown task: refused, nothing runs.
+    let (st, body) = deliver("hook", &github("wrong", &payload), &payload);
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("X-Hub-Signature-256"), "{body}");
+    let (st, _) = deliver("nope", &github("s3cret-hook", &payload), &payload);
+    assert_eq!(st, 404);
+    // Another branch: accepted, nothing runs.
+    let other = payload.replace("refs/heads/main", "refs/heads/feature");
+    let (st, body) = deliver("hook", &github("s3cret-hook", &other), &other);
+    assert_eq!(st, 200, "{body}");
+    assert!(runs_of(&s, "hook").is_empty());
+    // The signed push starts a run of exactly that commit.
+    let (st, body) = deliver("hook", &github("s3cret-hook", &payload), &payload);
+    assert_eq!(st, 202, "{body}");
+    let run = wait_task_run(&s, "hook");
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    assert_eq!(run["trigger"]["type"], "commit");
+    assert_eq!(run["trigger"]["commitId"], second.as_str());
+    let log = run_log(&s, run["runId"].as_str().unwrap());
+    assert!(log.contains(&format!("built {second} on main")), "{log}");
+    // A redelivery of the same push starts nothing.
+    let (st, body) = deliver("hook", &github("s3cret-hook", &payload), &payload);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(runs_of(&s, "hook").len(), 1);
+
+    // Polling sees the new head and builds it.
+    let run = wait_task_run(&s, "poll");
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    assert_eq!(run["trigger"]["via"], "poll");
+    assert_eq!(run["trigger"]["commitId"], second.as_str());
+    let log = run_log(&s, run["runId"].as_str().unwrap());
+    assert!(log.contains(&format!("built {second} on main")), "{log}");
+}
+
+fn hmac_sha256_hex(secret: &str, body: &str) -> String {
+    slipway_core::tasks::webhook::sign(secret, body.as_bytes())
+}
+
+#[test]
+fn set_secret_values_and_slipway_secrets_render_but_never_show() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/deploy-token",
+        Some(json!({"kind": "generic", "value": "tok-from-store-31"})),
+    );
+    assert!(st == 200 || st == 201, "{v}");
+    // The step checks the rendered values by their hash (the task file must
+    // not hold them) and prints them, which the log must mask.
+    let expected = {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "echo 'hunter2-x/tok-from-store-31' | sha256sum | cut -d' ' -f1",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let task = tmp.path().join("acb.yaml");
+    write(
+        tmp.path(),
+        &[(
+            "acb.yaml",
+            &format!(
+                "secrets:\n  - id: tok\n    secret: deploy-token\nsteps:\n  - cmd: --entrypoint sh {BASE} -c 'echo v={{{{.Values.pw}}}} s={{{{.Secrets.tok}}}}; echo \"{{{{.Values.pw}}}}/{{{{.Secrets.tok}}}}\" | sha256sum | grep -q {expected}'\n"
+            ),
+        )],
+    );
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "secretive",
+            "--task-file-inline",
+            task.to_str().unwrap(),
+            "--set-secret",
+            "pw=hunter2-x",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("hunter2-x"), "{out}");
+    let (code, out, err) = slipway(&s, &["task", "run", "secretive"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.contains("hunter2-x") && !out.contains("tok-from-store-31"),
+        "a secret reached the log:\n{out}"
+    );
+    assert!(out.contains("v=*** s=***"), "{out}");
+    let (_, shown, _) = slipway(&s, &["task", "show", "secretive"]);
+    assert!(!shown.contains("hunter2-x"), "{shown}");
+    let (_, run, _) = slipway(&s, &["task", "show-run", "ca1"]);
+    assert!(!run.contains("hunter2-x"), "{run}");
+    let mut db = std::fs::read(s.data.join("slipway.db")).unwrap();
+    db.extend(std::fs::read(s.data.join("slipway.db-wal")).unwrap_or_default());
+    assert!(
+        !String::from_utf8_lossy(&db).contains("hunter2-x"),
+        "the secret value is stored in plain text"
+    );
+    // A missing Slipway secret fails the run naming it.
+    write(
+        tmp.path(),
+        &[(
+            "acb.yaml",
+            &format!(
+                "secrets:\n  - id: tok\n    secret: absent-secret\nsteps:\n  - cmd: {BASE} true\n"
+            ),
+        )],
+    );
+    let (code, out, _) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "missing",
+            "--task-file-inline",
+            task.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = slipway(&s, &["task", "run", "missing"]);
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("Slipway secret 'absent-secret' does not exist"),
+        "{out}"
+    );
+}

@@ -5,6 +5,7 @@
 //! - [`taskfile`]: the acb YAML model, defaults, validation, the step DAG.
 //! - [`cmdline`]: a `cmd` step's string → container flags, image, argv.
 //! - [`dockerfile`]: a Dockerfile's runtime and build-time base images.
+//! - [`webhook`]: source-commit webhook signatures and push payloads.
 //!
 //! Contract: `../shared/reference/acr-tasks.md`.
 
@@ -13,3 +14,4 @@ pub mod dockerfile;
 pub mod taskfile;
 pub mod template;
 pub mod values;
+pub mod webhook;
