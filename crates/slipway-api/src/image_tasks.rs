@@ -388,6 +388,11 @@ async fn run_logs(
         .get(&slipway_store::Store::task_run_log_key(&r))
         .await?
         .unwrap_or_default();
+    let log = if log.is_empty() && run.log_expired {
+        format!("The log of run {r} was deleted after the retention period (slipway serve --task-log-retention-days).\n").into_bytes()
+    } else {
+        log
+    };
     let from = q.offset.unwrap_or(0).min(log.len());
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -38,6 +38,8 @@ pub struct TaskRunRecord {
     pub run_error_message: Option<String>,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
+    /// The log was deleted after the retention period.
+    pub log_expired: bool,
     /// RFC 3339.
     pub create_time: String,
     /// RFC 3339.
@@ -81,6 +83,7 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreErr
         dependencies: json_col(row, "dependencies")?,
         run_error_message: row.try_get("error")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        log_expired: row.try_get::<i64, _>("log_expired")? != 0,
         create_time: row.try_get("created_at")?,
         start_time: row.try_get("started_at")?,
         finish_time: row.try_get("finished_at")?,
@@ -244,6 +247,27 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// Deletes the logs of runs that finished before `before` (RFC 3339,
+    /// UTC) and marks them `log_expired`; returns the run ids. Each log is
+    /// deleted before its run is marked, so a failure part-way leaves the
+    /// rest for the next sweep.
+    pub async fn expire_task_run_logs(&self, before: &str) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM task_runs WHERE log_expired = 0 AND finished_at IS NOT NULL AND finished_at < ? ORDER BY seq",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            self.blobs.delete(&Store::task_run_log_key(id)).await?;
+            sqlx::query("UPDATE task_runs SET log_expired = 1 WHERE id = ?")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(ids)
     }
 
     /// Blob key of run `id`'s log.

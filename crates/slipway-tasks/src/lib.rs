@@ -436,6 +436,26 @@ pub struct TaskConfig {
     pub secret_key: SecretKey,
     /// Runs executing at once.
     pub max_concurrent_runs: usize,
+    /// Base images in other registries are polled (`HEAD` on the manifest)
+    /// at a random interval in this range, seconds (ACR: 10–60 minutes).
+    pub base_image_poll: (u64, u64),
+    /// Run logs are deleted this many days after the run ends (ACR: 30).
+    pub log_retention_days: u64,
+}
+
+impl TaskConfig {
+    /// Defaults: 4 concurrent runs, base-image polling every 600–3600 s,
+    /// 30-day log retention.
+    pub fn new(data_dir: PathBuf, registry: String, secret_key: SecretKey) -> TaskConfig {
+        TaskConfig {
+            data_dir,
+            registry,
+            secret_key,
+            max_concurrent_runs: 4,
+            base_image_poll: (600, 3600),
+            log_retention_days: 30,
+        }
+    }
 }
 
 /// The run queue and the triggers.
@@ -446,6 +466,7 @@ pub struct TaskService {
     wake: Notify,
     timers_changed: Notify,
     sources_changed: Notify,
+    deps_changed: Notify,
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
     slots: Arc<Semaphore>,
     instance: String,
@@ -469,6 +490,7 @@ impl TaskService {
             wake: Notify::new(),
             timers_changed: Notify::new(),
             sources_changed: Notify::new(),
+            deps_changed: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             slots,
             instance: slipway_runner::instance_id_for(&config.data_dir),
@@ -503,6 +525,10 @@ impl TaskService {
         tokio::spawn(async move { me.timer_loop().await });
         let me = Arc::clone(self);
         tokio::spawn(async move { me.source_poll_loop().await });
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.base_image_poll_loop().await });
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.log_retention_loop().await });
         Ok(())
     }
 
@@ -604,6 +630,7 @@ impl TaskService {
         let created = self.store.put_image_task(name, &json!(spec)).await?;
         self.timers_changed.notify_one();
         self.sources_changed.notify_one();
+        self.deps_changed.notify_one();
         Ok((spec, created))
     }
 
@@ -810,12 +837,26 @@ impl TaskService {
     }
 
     /// A push of `repository:tag` with `digest` reached the embedded
-    /// registry: queues one run of every enabled task whose recorded
+    /// registry (its notification): see [`Self::on_base_image_digest`].
+    pub async fn on_image_pushed(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<Vec<TaskRunRecord>, TaskError> {
+        let registry = self.config.registry.clone();
+        self.on_base_image_digest(&registry, repository, tag, digest)
+            .await
+    }
+
+    /// `registry/repository:tag` now has `digest` (a push notification or
+    /// a poll): queues one run of every enabled task whose recorded
     /// dependency on that tag has another digest (`Runtime` only, or `All`
     /// with build-time bases). The recorded digest is updated first, so a
     /// repeated notification or a re-push of the same digest starts nothing.
-    pub async fn on_image_pushed(
+    pub async fn on_base_image_digest(
         &self,
+        registry: &str,
         repository: &str,
         tag: &str,
         digest: &str,
@@ -835,7 +876,7 @@ impl TaskService {
             for dep in spec.base_image_dependencies.iter_mut() {
                 let tracked = dep.kind == "RunTime" || trigger.kind == "All";
                 if tracked
-                    && dep.registry == self.config.registry
+                    && dep.registry == registry
                     && dep.repository == repository
                     && dep.tag == tag
                     && dep.digest != digest
@@ -1000,6 +1041,7 @@ impl TaskService {
         }
         spec.base_image_dependencies = found;
         self.store.put_image_task(task, &json!(spec)).await?;
+        self.deps_changed.notify_one();
         Ok(())
     }
 
@@ -1226,6 +1268,107 @@ impl TaskService {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = self.sources_changed.notified() => {}
             }
+        }
+    }
+
+    /// Polls base images outside the embedded registry: each recorded
+    /// `(registry, repository, tag)` that an enabled base-image trigger
+    /// tracks gets a `HEAD` on its manifest at a random interval in
+    /// `base_image_poll`; a changed digest goes through
+    /// [`Self::on_base_image_digest`].
+    async fn base_image_poll_loop(self: Arc<Self>) {
+        use rand::Rng;
+        let (lo, hi) = self.config.base_image_poll;
+        let jitter = move || {
+            Duration::from_secs(rand::thread_rng().gen_range(lo.max(1)..=hi.max(lo.max(1))))
+        };
+        let mut due: HashMap<(String, String, String), tokio::time::Instant> = HashMap::new();
+        loop {
+            let now = tokio::time::Instant::now();
+            let mut tracked = Vec::new();
+            for (_, raw) in self.store.list_image_tasks().await.unwrap_or_default() {
+                let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
+                    continue;
+                };
+                let Some(t) = spec.base_image_trigger.as_ref() else {
+                    continue;
+                };
+                if spec.status != "Enabled" || t.status != "Enabled" {
+                    continue;
+                }
+                for d in &spec.base_image_dependencies {
+                    let key = (d.registry.clone(), d.repository.clone(), d.tag.clone());
+                    if d.registry != self.config.registry
+                        && (d.kind == "RunTime" || t.kind == "All")
+                        && !tracked.contains(&key)
+                    {
+                        tracked.push(key);
+                    }
+                }
+            }
+            due.retain(|k, _| tracked.contains(k));
+            let mut next = now + Duration::from_secs(60);
+            for key in tracked {
+                let at = *due.entry(key.clone()).or_insert_with(|| now + jitter());
+                if at > now {
+                    next = next.min(at);
+                    continue;
+                }
+                let (registry, repository, tag) = key.clone();
+                let image = format!("{registry}/{repository}:{tag}");
+                let credential = self
+                    .store
+                    .registry_credential_for(&image, &self.config.secret_key)
+                    .await
+                    .unwrap_or(None);
+                match registry::manifest_digest(&registry, &repository, &tag, credential).await {
+                    Ok(Some(digest)) => {
+                        match self
+                            .on_base_image_digest(&registry, &repository, &tag, &digest)
+                            .await
+                        {
+                            Ok(runs) => {
+                                for r in runs {
+                                    tracing::info!(run = %r.run_id, image = %image, digest = %digest, "polled base image changed: run queued");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(image = %image, error = %e, "base-image trigger failed")
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        tracing::warn!(image = %image, "polled base image no longer exists")
+                    }
+                    Err(e) => tracing::warn!(image = %image, error = %e, "base-image poll failed"),
+                }
+                let again = tokio::time::Instant::now() + jitter();
+                due.insert(key, again);
+                next = next.min(again);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.deps_changed.notified() => {}
+            }
+        }
+    }
+
+    /// Hourly: deletes run logs older than `log_retention_days`.
+    async fn log_retention_loop(self: Arc<Self>) {
+        loop {
+            let cutoff = Utc::now() - chrono::Duration::days(self.config.log_retention_days as i64);
+            match self
+                .store
+                .expire_task_run_logs(&cutoff.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .await
+            {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(count = ids.len(), "expired image task run logs")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot expire image task run logs"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
 

@@ -70,6 +70,27 @@ pub struct ServeArgs {
     /// Image task runs executing at once.
     #[arg(long, default_value_t = 4)]
     pub max_concurrent_task_runs: usize,
+    /// Base images outside the embedded registry are polled at a random
+    /// interval in `MIN-MAX` seconds (ACR polls every 10–60 minutes).
+    #[arg(long, default_value = "600-3600", value_parser = parse_range)]
+    pub base_image_poll_seconds: (u64, u64),
+    /// Image task run logs are deleted this many days after the run ends.
+    #[arg(long, default_value_t = 30)]
+    pub task_log_retention_days: u64,
+}
+
+/// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("'{s}' is not a range: expected MIN-MAX seconds, e.g. 600-3600");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
 }
 
 /// Runs the server until the process is stopped.
@@ -164,10 +185,14 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 store.clone(),
                 task_engine,
                 slipway_tasks::TaskConfig {
-                    data_dir: data_dir.clone(),
-                    registry: r.host.clone(),
-                    secret_key: secret_key.clone(),
                     max_concurrent_runs: args.max_concurrent_task_runs,
+                    base_image_poll: args.base_image_poll_seconds,
+                    log_retention_days: args.task_log_retention_days,
+                    ..slipway_tasks::TaskConfig::new(
+                        data_dir.clone(),
+                        r.host.clone(),
+                        secret_key.clone(),
+                    )
                 },
             );
             svc.start().await.context("starting image tasks")?;

@@ -789,3 +789,123 @@ fn set_secret_values_and_slipway_secrets_render_but_never_show() {
         "{out}"
     );
 }
+
+#[test]
+fn a_base_image_in_another_registry_is_polled_and_its_new_digest_starts_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--base-image-poll-seconds", "1-2"],
+    );
+    let ext = common::registry::Registry::start(&tmp.path().join("ext"), None);
+    let base = ext.push(BASE, "base:1", None);
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, &[("Dockerfile", &format!("FROM {base}\nRUN true\n"))]);
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "ext",
+            "-c",
+            ctx.to_str().unwrap(),
+            "-t",
+            "ext-app:{{.Run.ID}}",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = slipway(&s, &["task", "run", "ext"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let task = wait_task(&s, "ext", |v| {
+        v["baseImageDependencies"][0]["registry"] == ext.host.as_str()
+    });
+    assert_eq!(
+        task["baseImageDependencies"][0]["type"], "RunTime",
+        "{task}"
+    );
+    // Polling the unchanged tag starts nothing; a new digest of it does.
+    let changed = tmp.path().join("changed");
+    write(
+        &changed,
+        &[("Dockerfile", &format!("FROM {BASE}\nLABEL rebuilt=yes\n"))],
+    );
+    let (ok, m) = podman(&[
+        "build",
+        "-q",
+        "-t",
+        "localhost/slipway-test/changed:1",
+        changed.to_str().unwrap(),
+    ]);
+    assert!(ok, "{m}");
+    ext.push("localhost/slipway-test/changed:1", "base:1", None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let triggered = loop {
+        let runs = runs_of(&s, "ext");
+        if let Some(r) = runs.iter().find(|r| r["trigger"]["type"] == "imageUpdate") {
+            break r.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run after the base changed: {runs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        triggered["trigger"]["images"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/base:1@sha256:", ext.host)),
+        "{triggered}"
+    );
+    assert_eq!(
+        wait_run(&s, triggered["runId"].as_str().unwrap())["status"],
+        "Succeeded"
+    );
+    assert_eq!(runs_of(&s, "ext").len(), 2);
+    podman(&["rmi", "--force", "localhost/slipway-test/changed:1"]);
+}
+
+#[test]
+fn a_timer_trigger_fires_at_its_minute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    write(
+        tmp.path(),
+        &[("acb.yaml", &format!("steps:\n  - cmd: --entrypoint true {BASE}\n"))],
+    );
+    let (code, out, err) = slipway(
+        &s,
+        &[
+            "task",
+            "create",
+            "cron",
+            "--task-file-inline",
+            tmp.path().join("acb.yaml").to_str().unwrap(),
+            "--schedule",
+            "* * * * *",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["timers"][0]["name"],
+        "t1"
+    );
+    // Waits for the next minute boundary (at most 60 s).
+    let run = wait_task_run(&s, "cron");
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    assert_eq!(run["trigger"]["type"], "timer");
+    assert_eq!(run["trigger"]["timerTriggerName"], "t1");
+    let at = chrono::DateTime::parse_from_rfc3339(
+        run["trigger"]["scheduleOccurrence"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(chrono::Timelike::second(&at), 0, "{run}");
+    let created =
+        chrono::DateTime::parse_from_rfc3339(run["createTime"].as_str().unwrap()).unwrap();
+    let late = created - at;
+    assert!(
+        late >= chrono::Duration::zero() && late < chrono::Duration::seconds(5),
+        "queued {late} after its minute: {run}"
+    );
+}
