@@ -872,7 +872,10 @@ fn a_timer_trigger_fires_at_its_minute() {
     let s = Server::start(&tmp.path().join("data"));
     write(
         tmp.path(),
-        &[("acb.yaml", &format!("steps:\n  - cmd: --entrypoint true {BASE}\n"))],
+        &[(
+            "acb.yaml",
+            &format!("steps:\n  - cmd: --entrypoint true {BASE}\n"),
+        )],
     );
     let (code, out, err) = slipway(
         &s,
