@@ -412,7 +412,7 @@ async fn run_cmd(
     }
     let mut labels: HashMap<String, String> = rc.labels.clone().into_iter().collect();
     labels.insert(RUN_LABEL.to_string(), env.label());
-    let exposed: HashMap<String, HashMap<(), ()>> = step
+    let mut exposed: HashMap<String, HashMap<(), ()>> = step
         .expose
         .iter()
         .chain(rc.expose.iter())
@@ -427,6 +427,21 @@ async fn run_cmd(
             )
         })
         .collect();
+    let mut port_bindings: HashMap<String, Option<Vec<bollard::service::PortBinding>>> =
+        HashMap::new();
+    for spec in step.ports.iter().chain(rc.ports.iter()) {
+        let p = slipway_core::tasks::cmdline::parse_port(spec)
+            .map_err(|m| TaskError::Validation(format!("step {}: {m}", step.id)))?;
+        exposed.insert(p.container.clone(), HashMap::new());
+        port_bindings
+            .entry(p.container)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(bollard::service::PortBinding {
+                host_ip: Some(p.host_ip),
+                host_port: Some(p.host_port),
+            });
+    }
     let entrypoint = rc
         .entrypoint
         .clone()
@@ -451,6 +466,7 @@ async fn run_cmd(
                 .or_else(|| step.cpus.as_deref().and_then(|c| c.parse().ok()))
                 .map(|c| (c * 1e9) as i64),
             extra_hosts: (!rc.add_hosts.is_empty()).then(|| rc.add_hosts.clone()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             ..Default::default()
         }),
         networking_config: network_id
@@ -655,6 +671,17 @@ pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
 async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     let args =
         parse_build(step.build.as_deref().unwrap_or_default()).map_err(TaskError::Validation)?;
+    if step
+        .cache
+        .as_deref()
+        .is_some_and(|c| c.eq_ignore_ascii_case("enabled"))
+    {
+        // acb exports a buildx registry cache (`<repo>:cache_<task>_<step>`);
+        // Slipway builds through the engine, whose layer cache is local.
+        env.log
+            .line("cache: enabled: layers are reused from the container engine's local cache; no registry cache is exported")
+            .await;
+    }
     let workdir = env.host_path(&step.workdir().unwrap_or_else(|| WORKSPACE.into()));
     let context_dir = if Path::new(&args.context).is_absolute() {
         env.host_path(&args.context)

@@ -912,3 +912,47 @@ fn a_timer_trigger_fires_at_its_minute() {
         "queued {late} after its minute: {run}"
     );
 }
+
+#[test]
+fn step_ports_are_published_and_kept_containers_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let port = common::free_port();
+    let task = format!(
+        "steps:\n  - id: published-port-step\n    cmd: --entrypoint true {BASE}\n    ports: [\"127.0.0.1:{port}:8080\"]\n    expose: [\"9090\"]\n    keep: true\n"
+    );
+    let (st, run, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({ "encodedTask": task })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let run = wait_run(&s, run["runId"].as_str().unwrap());
+    assert_eq!(run["status"], "Succeeded", "{run}");
+    let (ok, names) = podman(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=published-port-step",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert!(ok, "{names}");
+    let name = names
+        .lines()
+        .find(|n| n.contains(&format!("-{}-", run["runId"].as_str().unwrap())))
+        .unwrap_or_else(|| panic!("the kept container is gone: {names}"))
+        .to_string();
+    let (ok, bindings) = podman(&[
+        "inspect",
+        "--format",
+        "{{json .HostConfig.PortBindings}}",
+        &name,
+    ]);
+    podman(&["rm", "-f", &name]);
+    assert!(ok, "{bindings}");
+    assert!(
+        bindings.contains("8080/tcp") && bindings.contains(&port.to_string()),
+        "{bindings}"
+    );
+}

@@ -169,6 +169,48 @@ pub fn expand_command_alias(cmd: &str, aliases: &BTreeMap<String, String>) -> St
     }
 }
 
+/// A published port (`docker run -p`, acb step `ports`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// `8080/tcp`: container port and protocol (tcp by default).
+    pub container: String,
+    /// Host address; empty = every address (Docker's default).
+    pub host_ip: String,
+    /// Host port; empty = one the engine picks.
+    pub host_port: String,
+}
+
+/// Parses `[[ip:]host:]container[/proto]` (`8080`, `80:8080`,
+/// `127.0.0.1:80:8080/udp`, `127.0.0.1::8080`).
+///
+/// Errors: names the spec and the expected form.
+pub fn parse_port(spec: &str) -> Result<PortSpec, String> {
+    let bad = || {
+        format!("port '{spec}' is not valid: expected [[ip:]hostPort:]containerPort[/tcp|udp|sctp]")
+    };
+    let (rest, proto) = match spec.rsplit_once('/') {
+        Some((r, p)) if ["tcp", "udp", "sctp"].contains(&p) => (r, p),
+        Some(_) => return Err(bad()),
+        None => (spec, "tcp"),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => return Err(bad()),
+    };
+    let is_port = |p: &str| p.parse::<u16>().is_ok_and(|n| n > 0);
+    if !is_port(container) || !(host.is_empty() || is_port(host)) {
+        return Err(bad());
+    }
+    Ok(PortSpec {
+        container: format!("{container}/{proto}"),
+        host_ip: ip.to_string(),
+        host_port: host.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +254,22 @@ mod tests {
             "mcr.microsoft.com/acr/bash:2ff604c echo bash"
         );
         assert_eq!(expand_command_alias("alpine bash", &a), "alpine bash");
+    }
+
+    #[test]
+    fn port_specs() {
+        let p = parse_port("127.0.0.1:8081:80").unwrap();
+        assert_eq!(
+            (
+                p.container.as_str(),
+                p.host_ip.as_str(),
+                p.host_port.as_str()
+            ),
+            ("80/tcp", "127.0.0.1", "8081")
+        );
+        assert_eq!(parse_port("53/udp").unwrap().container, "53/udp");
+        assert_eq!(parse_port("127.0.0.1::80").unwrap().host_port, "");
+        assert!(parse_port("http").unwrap_err().contains("port 'http'"));
+        assert!(parse_port("80/xyz").is_err());
     }
 }
