@@ -12,10 +12,12 @@
 //! - [`credentials`]: deployment identities handed to runners.
 //! - [`scrub`]: masking secret values in text shown to users.
 //! - [`tasks`]: container image tasks (acb task files, templating, Dockerfile scanning).
+//! - [`images`]: VM image templates (the AIB template document and its validation).
 
 pub mod access;
 pub mod credentials;
 pub mod environment;
+pub mod images;
 pub mod manifest;
 pub mod names;
 pub mod parameters;

@@ -1,0 +1,687 @@
+//! The image template document (Azure VM Image Builder
+//! `Microsoft.VirtualMachineImages/imageTemplates`, API 2024-02-01):
+//! case-sensitive field names, unknown fields rejected, `type`
+//! discriminators, and AIB's defaults and `ValidationFailed` wording.
+//!
+//! Contract: `../shared/reference/image-builder.md` §1.2–1.7.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// `buildTimeoutInMinutes` when 0 or omitted, minutes.
+pub const DEFAULT_BUILD_TIMEOUT_MINUTES: u32 = 240;
+/// Largest `buildTimeoutInMinutes`.
+pub const MAX_BUILD_TIMEOUT_MINUTES: u32 = 960;
+
+/// A template that failed validation: AIB's `ValidationFailed` error.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("Validation failed: 'ImageTemplate.{path}': {detail}")]
+pub struct ValidationFailed {
+    /// Property path, `properties.customize[1].inline`.
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub detail: String,
+}
+
+impl ValidationFailed {
+    fn new(path: impl Into<String>, detail: impl Into<String>) -> ValidationFailed {
+        ValidationFailed {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The AIB error code, `ValidationFailed`.
+    pub fn code(&self) -> &'static str {
+        "ValidationFailed"
+    }
+}
+
+/// The ARM envelope around [`TemplateProperties`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTemplate {
+    /// `Microsoft.VirtualMachineImages/imageTemplates` when given.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    /// Region (kept, not used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Managed identity (kept, not used: Slipway needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<serde_json::Value>,
+    /// The template.
+    pub properties: TemplateProperties,
+}
+
+/// `properties` (AIB `ImageTemplateProperties`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TemplateProperties {
+    /// The image to start from.
+    pub source: Source,
+    /// Customizers, run in order.
+    #[serde(default)]
+    pub customize: Vec<Customizer>,
+    /// In-image validation after customizing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<Validate>,
+    /// Where the image goes (at least one).
+    pub distribute: Vec<Distributor>,
+    /// Minutes; 0 or omitted = 240, at most 960.
+    #[serde(default)]
+    pub build_timeout_in_minutes: u32,
+    /// Build machine size and OS disk size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_profile: Option<VmProfile>,
+    /// What to keep when a customizer or validator fails.
+    #[serde(default)]
+    pub error_handling: ErrorHandling,
+    /// Kept for compatibility; Slipway stages under its data folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_resource_group: Option<String>,
+    /// `{state: Enabled|Disabled}`: run once on create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_run: Option<AutoRun>,
+    /// Kept, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_resource_tags: Option<BTreeMap<String, String>>,
+    /// Kept, not used (`vmBoot` optimization has no local meaning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimize: Option<serde_json::Value>,
+}
+
+/// `autoRun`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRun {
+    /// `Enabled` | `Disabled`.
+    pub state: EnabledState,
+}
+
+/// `Enabled` | `Disabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EnabledState {
+    /// On.
+    Enabled,
+    /// Off.
+    Disabled,
+}
+
+/// The source image (`type` discriminator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
+pub enum Source {
+    /// A base image from Slipway's local catalog (built with debootstrap),
+    /// addressed like a marketplace image; `version: latest` resolves at
+    /// build time.
+    PlatformImage {
+        /// `Debian`.
+        publisher: String,
+        /// `debian-12`.
+        offer: String,
+        /// `12`.
+        sku: String,
+        /// A concrete version or `latest`.
+        version: String,
+        /// Kept, not used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan_info: Option<serde_json::Value>,
+    },
+    /// An image in Slipway's image store (`…/images/<name>`).
+    ManagedImage {
+        /// Image id.
+        image_id: String,
+    },
+    /// A gallery image version (`…/images/<def>/versions/<x.y.z>|latest`).
+    SharedImageVersion {
+        /// Version id.
+        image_version_id: String,
+    },
+    /// Slipway extension: a qcow2, raw or fixed-VHD file, a local path or
+    /// an http(s) URL.
+    DiskImage {
+        /// Path or URL.
+        uri: String,
+        /// Lower-case hex sha256 of the file, checked when given.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        sha256_checksum: String,
+    },
+}
+
+/// A customizer (`type` discriminator); Windows-only types are parsed so
+/// they can be refused by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
+pub enum Customizer {
+    /// A script run with `/bin/sh -e` (Packer `shell`).
+    Shell {
+        /// Shown in the log markers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// A script to download (path or http(s) URL)…
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        script_uri: Option<String>,
+        /// …or inline commands (exactly one of the two).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inline: Option<Vec<String>>,
+        /// Lower-case hex sha256 of `scriptUri`'s content.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        sha256_checksum: String,
+    },
+    /// One file copied into the image.
+    File {
+        /// Shown in the log markers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// Path or http(s) URL.
+        source_uri: String,
+        /// Absolute path in the image.
+        destination: String,
+        /// Lower-case hex sha256 of the file.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        sha256_checksum: String,
+    },
+    /// Windows only: refused.
+    PowerShell(serde_json::Map<String, serde_json::Value>),
+    /// Windows only: refused.
+    WindowsRestart(serde_json::Map<String, serde_json::Value>),
+    /// Windows only: refused.
+    WindowsUpdate(serde_json::Map<String, serde_json::Value>),
+}
+
+impl Customizer {
+    /// The name shown in `(telemetry) Starting provisioner <name>`: the
+    /// customizer's `name`, else its type in lower case (`shell`, `file`).
+    pub fn display_name(&self) -> String {
+        match self {
+            Customizer::Shell { name, .. } => name.clone().unwrap_or_else(|| "shell".into()),
+            Customizer::File { name, .. } => name.clone().unwrap_or_else(|| "file".into()),
+            Customizer::PowerShell(_) => "powershell".into(),
+            Customizer::WindowsRestart(_) => "windows-restart".into(),
+            Customizer::WindowsUpdate(_) => "windows-update".into(),
+        }
+    }
+}
+
+/// `validate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Validate {
+    /// Distribute even when validation fails (the run is still Failed).
+    #[serde(default)]
+    pub continue_distribute_on_failure: bool,
+    /// Validate the source image only, without customizing.
+    #[serde(default)]
+    pub source_validation_only: bool,
+    /// Validators (`Shell`, `File`).
+    #[serde(default)]
+    pub in_vm_validations: Vec<Customizer>,
+}
+
+/// A distributor (`type` discriminator), each with a `runOutputName`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
+pub enum Distributor {
+    /// A fixed VHD (virtual size a whole number of MiB).
+    #[serde(rename = "VHD")]
+    Vhd {
+        /// Run output name.
+        run_output_name: String,
+        /// Output path; empty = in the run's output folder.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        uri: String,
+        /// Tags on the artifact.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        artifact_tags: BTreeMap<String, String>,
+    },
+    /// An image in Slipway's image store.
+    ManagedImage {
+        /// Run output name.
+        run_output_name: String,
+        /// `…/images/<name>`.
+        image_id: String,
+        /// Kept, not used.
+        location: String,
+        /// Tags on the artifact.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        artifact_tags: BTreeMap<String, String>,
+    },
+    /// A version of a gallery image definition.
+    SharedImage {
+        /// Run output name.
+        run_output_name: String,
+        /// `…/galleries/<g>/images/<def>` (automatic version) or
+        /// `…/images/<def>/versions/<x.y.z>`.
+        gallery_image_id: String,
+        /// `Latest` (default) or `Source`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        versioning: Option<Versioning>,
+        /// Kept out of `latest`.
+        #[serde(default)]
+        exclude_from_latest: bool,
+        /// Kept, not used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_regions: Option<serde_json::Value>,
+        /// Kept, not used (deprecated in AIB).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replication_regions: Option<Vec<String>>,
+        /// Tags on the artifact.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        artifact_tags: BTreeMap<String, String>,
+    },
+    /// Slipway extension: a qcow2 file.
+    #[serde(rename = "Qcow2")]
+    Qcow2 {
+        /// Run output name.
+        run_output_name: String,
+        /// Output path; empty = in the run's output folder.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        uri: String,
+    },
+    /// Slipway extension: a raw disk file.
+    #[serde(rename = "Raw")]
+    Raw {
+        /// Run output name.
+        run_output_name: String,
+        /// Output path; empty = in the run's output folder.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        uri: String,
+    },
+}
+
+impl Distributor {
+    /// The distributor's `runOutputName`.
+    pub fn run_output_name(&self) -> &str {
+        match self {
+            Distributor::Vhd {
+                run_output_name, ..
+            }
+            | Distributor::ManagedImage {
+                run_output_name, ..
+            }
+            | Distributor::SharedImage {
+                run_output_name, ..
+            }
+            | Distributor::Qcow2 {
+                run_output_name, ..
+            }
+            | Distributor::Raw {
+                run_output_name, ..
+            } => run_output_name,
+        }
+    }
+}
+
+/// `versioning` of a `SharedImage` distributor (`scheme` discriminator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scheme", deny_unknown_fields)]
+pub enum Versioning {
+    /// Next patch of the highest version (within `major` when ≥ 0).
+    Latest {
+        /// -1 (default) = the highest major.
+        #[serde(default = "minus_one")]
+        major: i64,
+    },
+    /// The source image's version.
+    Source,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+/// `vmProfile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VmProfile {
+    /// `Standard_D2s_v3`…; mapped to vCPUs and memory for full-boot builds.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vm_size: String,
+    /// 0 = the source's size; can only grow the disk.
+    #[serde(default)]
+    pub os_disk_size_gb: u32,
+    /// Kept, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_assigned_identities: Option<Vec<String>>,
+    /// Kept, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vnet_config: Option<serde_json::Value>,
+}
+
+/// `errorHandling`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ErrorHandling {
+    /// Default `cleanup`.
+    #[serde(default)]
+    pub on_customizer_error: OnError,
+    /// Default `cleanup`.
+    #[serde(default)]
+    pub on_validation_error: OnError,
+}
+
+/// `cleanup` deletes the staging area; `abort` keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Delete the staging area (AIB default).
+    #[default]
+    Cleanup,
+    /// Keep it for inspection.
+    Abort,
+}
+
+/// vCPUs and memory (MiB) of an Azure VM size, for full-boot builds:
+/// `Standard_<family><vcpus>…` sizes map to their published shapes; an
+/// empty size is AIB's default `Standard_D2ds_v4` (2 vCPUs, 8 GiB).
+///
+/// Errors: names the size and the expected form.
+pub fn vm_shape(vm_size: &str) -> Result<(u32, u32), String> {
+    if vm_size.is_empty() {
+        return Ok((2, 8192));
+    }
+    let bad = || {
+        format!("vmSize '{vm_size}' is not known: expected Standard_<family><vCPUs>… (e.g. Standard_D2s_v3, Standard_B1s)")
+    };
+    let rest = vm_size.strip_prefix("Standard_").ok_or_else(bad)?;
+    let family: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    let digits: String = rest[family.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    let vcpus: u32 = digits.parse().map_err(|_| bad())?;
+    if vcpus == 0 {
+        return Err(bad());
+    }
+    // GiB per vCPU by family letter (Azure's general-purpose ratios).
+    let per_cpu_gib = match family.chars().next() {
+        Some('B') if vcpus == 1 => return Ok((1, 1024)),
+        Some('A') => 2,
+        Some('B') | Some('D') => 4,
+        Some('E') | Some('M') => 8,
+        Some('F') => 2,
+        _ => return Err(bad()),
+    };
+    Ok((vcpus, vcpus * per_cpu_gib * 1024))
+}
+
+fn name_ok(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// Checks a template name against `^[A-Za-z0-9-_.]{1,64}$`.
+///
+/// Errors: [`ValidationFailed`] at path `name`.
+pub fn validate_template_name(name: &str) -> Result<(), ValidationFailed> {
+    if name_ok(name) {
+        Ok(())
+    } else {
+        Err(ValidationFailed::new(
+            "name",
+            format!("Field 'name' has a bad value: '{name}'. Expected 1 to 64 characters from A-Z, a-z, 0-9, '-', '_' and '.'."),
+        ))
+    }
+}
+
+/// Parses and validates a template document (JSON). The timeout is
+/// normalized (0 → 240).
+///
+/// Errors: [`ValidationFailed`] with the property path: unknown or
+/// misspelled fields (names are case-sensitive), unknown `type`s, missing
+/// required fields, Windows-only customizers, `Shell` without exactly one
+/// of `scriptUri`/`inline`, a timeout above 960, an empty or duplicate
+/// `runOutputName`, a `File` destination that is not absolute.
+pub fn parse_template(json: &str) -> Result<ImageTemplate, ValidationFailed> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let mut t: ImageTemplate = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ValidationFailed::new(path, e.into_inner().to_string())
+    })?;
+    validate(&mut t.properties)?;
+    Ok(t)
+}
+
+fn validate(p: &mut TemplateProperties) -> Result<(), ValidationFailed> {
+    if p.build_timeout_in_minutes > MAX_BUILD_TIMEOUT_MINUTES {
+        return Err(ValidationFailed::new(
+            "properties.buildTimeoutInMinutes",
+            format!(
+                "Field 'buildTimeoutInMinutes' has a bad value: '{}'. Expected 0 (= 240) to 960 minutes.",
+                p.build_timeout_in_minutes
+            ),
+        ));
+    }
+    if p.build_timeout_in_minutes == 0 {
+        p.build_timeout_in_minutes = DEFAULT_BUILD_TIMEOUT_MINUTES;
+    }
+    if let Source::PlatformImage {
+        publisher,
+        offer,
+        sku,
+        version,
+        ..
+    } = &p.source
+    {
+        for (field, v) in [
+            ("publisher", publisher),
+            ("offer", offer),
+            ("sku", sku),
+            ("version", version),
+        ] {
+            if v.is_empty() {
+                return Err(ValidationFailed::new(
+                    "properties.source",
+                    format!("Missing field {field}"),
+                ));
+            }
+        }
+    }
+    check_customizers(&p.customize, "properties.customize")?;
+    if let Some(v) = &p.validate {
+        check_customizers(&v.in_vm_validations, "properties.validate.inVMValidations")?;
+    }
+    if p.distribute.is_empty() {
+        return Err(ValidationFailed::new(
+            "properties.distribute",
+            "At least one distribute target is required (VHD, ManagedImage, SharedImage, Qcow2 or Raw).",
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, d) in p.distribute.iter().enumerate() {
+        let name = d.run_output_name();
+        let path = format!("properties.distribute[{i}]");
+        if !name_ok(name) {
+            return Err(ValidationFailed::new(
+                path,
+                format!("Field 'runOutputName' has a bad value: '{name}'. Expected 1 to 64 characters from A-Z, a-z, 0-9, '-', '_' and '.'."),
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(ValidationFailed::new(
+                path,
+                format!("Field 'runOutputName' has a bad value: '{name}'. Run output names must be unique."),
+            ));
+        }
+        seen.push(name);
+    }
+    if let Some(vm) = &p.vm_profile {
+        vm_shape(&vm.vm_size).map_err(|m| ValidationFailed::new("properties.vmProfile", m))?;
+    }
+    Ok(())
+}
+
+fn check_customizers(list: &[Customizer], at: &str) -> Result<(), ValidationFailed> {
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("{at}[{i}]");
+        match c {
+            Customizer::Shell {
+                script_uri, inline, ..
+            } => match (script_uri, inline) {
+                (Some(_), None) | (None, Some(_)) => {}
+                (Some(_), Some(_)) => {
+                    return Err(ValidationFailed::new(
+                        path,
+                        "Only one of 'scriptUri' and 'inline' may be given.",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ValidationFailed::new(
+                        path,
+                        "Missing field scriptUri or inline.",
+                    ))
+                }
+            },
+            Customizer::File { destination, .. } => {
+                if !destination.starts_with('/') {
+                    return Err(ValidationFailed::new(
+                        path,
+                        format!("Field 'destination' has a bad value: '{destination}'. Expected an absolute path in the image."),
+                    ));
+                }
+            }
+            other => {
+                return Err(ValidationFailed::new(
+                    path,
+                    format!(
+                        "Customizer type '{}' is not supported for Linux images (UnsupportedCustomizerType): expected Shell or File.",
+                        match other {
+                            Customizer::PowerShell(_) => "PowerShell",
+                            Customizer::WindowsRestart(_) => "WindowsRestart",
+                            _ => "WindowsUpdate",
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+      "type": "Microsoft.VirtualMachineImages/imageTemplates",
+      "location": "local",
+      "properties": {
+        "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+        "customize": [
+          {"type": "Shell", "name": "install", "inline": ["apt-get install -y hello"]},
+          {"type": "File", "sourceUri": "files/motd", "destination": "/etc/motd"}
+        ],
+        "distribute": [{"type": "VHD", "runOutputName": "vhd"}, {"type": "Qcow2", "runOutputName": "qcow"}]
+      }
+    }"#;
+
+    #[test]
+    fn a_minimal_template_parses_with_defaults() {
+        let t = parse_template(MINIMAL).unwrap();
+        let p = &t.properties;
+        assert_eq!(p.build_timeout_in_minutes, 240);
+        assert_eq!(p.error_handling.on_customizer_error, OnError::Cleanup);
+        assert_eq!(p.customize[0].display_name(), "install");
+        assert_eq!(p.customize[1].display_name(), "file");
+        assert_eq!(p.distribute[1].run_output_name(), "qcow");
+    }
+
+    fn err(json: &str) -> String {
+        parse_template(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn fields_are_case_sensitive_and_unknown_ones_are_refused_with_their_path() {
+        let e = err(&MINIMAL.replace("\"inline\"", "\"Inline\""));
+        assert!(
+            e.starts_with("Validation failed: 'ImageTemplate.properties.customize[0]"),
+            "{e}"
+        );
+        assert!(e.contains("Inline"), "{e}");
+        let e = err(&MINIMAL.replace("\"location\": \"local\",", "\"color\": 1,"));
+        assert!(e.contains("unknown field `color`"), "{e}");
+        let e = err(&MINIMAL.replace("\"type\": \"VHD\"", "\"type\": \"Vhdx\""));
+        assert!(
+            e.contains("properties.distribute[0]") && e.contains("Vhdx"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rules_beyond_the_schema() {
+        let e = err(&MINIMAL.replace(
+            "\"customize\"",
+            "\"buildTimeoutInMinutes\": 961, \"customize\"",
+        ));
+        assert!(
+            e.contains("'ImageTemplate.properties.buildTimeoutInMinutes'") && e.contains("961"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace(
+            "\"inline\": [\"apt-get install -y hello\"]",
+            "\"inline\": [\"x\"], \"scriptUri\": \"s.sh\"",
+        ));
+        assert!(
+            e.contains("properties.customize[0]") && e.contains("Only one"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("\"runOutputName\": \"qcow\"", "\"runOutputName\": \"vhd\""));
+        assert!(
+            e.contains("properties.distribute[1]") && e.contains("unique"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("\"/etc/motd\"", "\"etc/motd\""));
+        assert!(e.contains("destination"), "{e}");
+        let e = err(&MINIMAL.replace(
+            "{\"type\": \"Shell\", \"name\": \"install\", \"inline\": [\"apt-get install -y hello\"]}",
+            "{\"type\": \"PowerShell\", \"inline\": [\"x\"]}",
+        ));
+        assert!(e.contains("UnsupportedCustomizerType"), "{e}");
+        let e = err(&MINIMAL.replace(
+            "\"distribute\": [{\"type\": \"VHD\", \"runOutputName\": \"vhd\"}, {\"type\": \"Qcow2\", \"runOutputName\": \"qcow\"}]",
+            "\"distribute\": []",
+        ));
+        assert!(e.contains("properties.distribute"), "{e}");
+        assert!(validate_template_name("debian-12_web.v1").is_ok());
+        assert!(validate_template_name("bad name")
+            .unwrap_err()
+            .to_string()
+            .contains("'bad name'"));
+    }
+
+    #[test]
+    fn vm_sizes_map_to_shapes() {
+        assert_eq!(vm_shape("").unwrap(), (2, 8192));
+        assert_eq!(vm_shape("Standard_D2s_v3").unwrap(), (2, 8192));
+        assert_eq!(vm_shape("Standard_B1s").unwrap(), (1, 1024));
+        assert_eq!(vm_shape("Standard_E4ds_v4").unwrap(), (4, 32768));
+        assert!(vm_shape("Large").unwrap_err().contains("'Large'"));
+    }
+
+    #[test]
+    fn shared_image_versioning() {
+        let t = parse_template(&MINIMAL.replace(
+            "{\"type\": \"Qcow2\", \"runOutputName\": \"qcow\"}",
+            "{\"type\": \"SharedImage\", \"runOutputName\": \"sig\", \"galleryImageId\": \"/galleries/g/images/web\", \"versioning\": {\"scheme\": \"Latest\"}}",
+        ))
+        .unwrap();
+        match &t.properties.distribute[1] {
+            Distributor::SharedImage { versioning, .. } => {
+                assert_eq!(versioning, &Some(Versioning::Latest { major: -1 }))
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+}
