@@ -3,7 +3,7 @@
 //! | Route | Body / answer |
 //! |---|---|
 //! | `GET /imageTasks/registry` | `{loginServer}` of the embedded registry |
-//! | `PUT /imageTasks/contexts` | a tar (or tar.gz) of a build context → 201 `{context: "upload:<sha256>"}` (ACR `listBuildSourceUploadUrl`) |
+//! | `PUT /imageTasks/contexts` | a tar (or tar.gz) of a build context, at most 1 GiB → 201 `{context: "upload:<sha256>"}` (ACR `listBuildSourceUploadUrl`) |
 //! | `POST /imageTasks/builds` | quick build `{context, images[], file?, buildArgs[], secretBuildArgs[], target?, platform?, noPush?, timeout?}` → 202 run (`az acr build`) |
 //! | `POST /imageTasks/runs` | quick run `{context?, taskFile?, encodedTask?, valuesFile?, encodedValues?, set[], timeout?}` → 202 run (`az acr run`) |
 //! | `PUT /imageTasks/tasks/{t}` | task spec (see `slipway_tasks::TaskSpec`) → 201/200; `GET`, `DELETE`; `GET /imageTasks/tasks` |
@@ -31,11 +31,18 @@ use std::sync::Arc;
 use crate::auth::Caller;
 use crate::{ApiError, ApiResult, AppState};
 
+/// Largest uploaded build context (tar or tar.gz), bytes: 1 GiB. Other
+/// routes keep axum's 2 MB default.
+pub const MAX_CONTEXT_BYTES: usize = 1 << 30;
+
 /// The routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/imageTasks/registry", get(registry_info))
-        .route("/imageTasks/contexts", put(upload_context))
+        .route(
+            "/imageTasks/contexts",
+            put(upload_context).layer(axum::extract::DefaultBodyLimit::max(MAX_CONTEXT_BYTES)),
+        )
         .route("/imageTasks/builds", post(quick_build))
         .route("/imageTasks/runs", post(quick_run).get(list_runs))
         .route("/imageTasks/tasks", get(list_tasks))

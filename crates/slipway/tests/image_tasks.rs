@@ -90,6 +90,11 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
             (".dockerignore", "*.log\n"),
         ],
     );
+    // Bigger than axum's default 2 MB request body limit.
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
     let (code, out, err) = slipway(
         &s,
         &[
