@@ -94,17 +94,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> ApiRes
 /// A run as the API shows it: sealed `--set-secret` values left out.
 fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
     let mut v = json!(r);
-    if let Some(list) = v["request"]
-        .get_mut("setSecret")
-        .and_then(Value::as_array_mut)
-    {
-        for s in list {
-            if let Some(o) = s.as_object_mut() {
-                o.remove("sealed");
-                o.insert("value".into(), json!("(secure)"));
-            }
-        }
-    }
+    slipway_tasks::redact_secret_values(&mut v["request"]);
     v
 }
 

@@ -300,7 +300,7 @@ impl GitContext {
         }
         let commit = git(&["rev-parse", "--verify", "HEAD"], dest)?;
         let branch = match &self.reference {
-            Some(r) if !r.chars().all(|c| c.is_ascii_hexdigit()) || r.len() < 7 => r.clone(),
+            Some(r) if !looks_like_commit(r) => r.clone(),
             _ => String::new(),
         };
         let folder = dest.join(&self.folder);
@@ -312,6 +312,12 @@ impl GitContext {
         }
         Ok((commit, branch))
     }
+}
+
+/// Whether a git reference is a commit id (7 or more hex digits: an
+/// abbreviated or full SHA-1/SHA-256) rather than a branch or tag.
+pub fn looks_like_commit(reference: &str) -> bool {
+    reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// Runs `git args…` in `cwd` without prompting; its trimmed stdout.

@@ -243,6 +243,18 @@ pub struct RunRequest {
     pub timeout: u64,
 }
 
+impl RunRequest {
+    /// ACR's run type of a task run: `AutoBuild` for Dockerfile tasks,
+    /// `AutoRun` for task files.
+    pub fn task_run_type(&self) -> &'static str {
+        if self.docker.is_some() {
+            "AutoBuild"
+        } else {
+            "AutoRun"
+        }
+    }
+}
+
 /// A task (`slipway task create`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -333,7 +345,11 @@ impl TaskSpec {
                 if !POLL_INTERVAL_RANGE.contains(&p) {
                     return bad(format!("property 'sourceTrigger.pollIntervalSeconds' is {p}: expected seconds between 5 and 86400"));
                 }
-                if git.reference.as_deref().is_some_and(looks_like_commit) {
+                if git
+                    .reference
+                    .as_deref()
+                    .is_some_and(context::looks_like_commit)
+                {
                     return bad(format!("property 'sourceTrigger.pollIntervalSeconds': the context '{}' pins a commit, so there is nothing to poll; name a branch", self.run.context.as_deref().unwrap_or_default()));
                 }
             }
@@ -355,11 +371,6 @@ impl TaskSpec {
     }
 }
 
-/// A 7–40 digit hex string: a commit id rather than a branch.
-fn looks_like_commit(r: &str) -> bool {
-    (7..=40).contains(&r.len()) && r.chars().all(|c| c.is_ascii_hexdigit())
-}
-
 impl TaskSpec {
     /// The spec as the API shows it: sealed values left out
     /// (`hasWebhookSecret`, `setSecret[].value: "(secure)"`).
@@ -369,15 +380,24 @@ impl TaskSpec {
             let has = t.remove("sealedWebhookSecret").is_some();
             t.insert("hasWebhookSecret".into(), json!(has));
         }
-        if let Some(list) = v.get_mut("setSecret").and_then(Value::as_array_mut) {
-            for s in list {
-                if let Some(o) = s.as_object_mut() {
-                    o.remove("sealed");
-                    o.insert("value".into(), json!("(secure)"));
-                }
+        redact_secret_values(&mut v);
+        v
+    }
+}
+
+/// Replaces every sealed `setSecret[]` value of a task spec or run request
+/// (as JSON) by `"value": "(secure)"`, as the API shows them.
+pub fn redact_secret_values(spec_or_request: &mut Value) {
+    if let Some(list) = spec_or_request
+        .get_mut("setSecret")
+        .and_then(Value::as_array_mut)
+    {
+        for s in list {
+            if let Some(o) = s.as_object_mut() {
+                o.remove("sealed");
+                o.insert("value".into(), json!("(secure)"));
             }
         }
-        v
     }
 }
 
@@ -574,12 +594,37 @@ impl TaskService {
         let mut request = spec.run.clone();
         request.set.extend(set.iter().cloned());
         request.set_secret.extend(set_secret.iter().cloned());
-        let run_type = if request.docker.is_some() {
-            "AutoBuild"
-        } else {
-            "AutoRun"
-        };
-        self.queue(Some(name), run_type, &request, trigger).await
+        self.queue(Some(name), request.task_run_type(), &request, trigger)
+            .await
+    }
+
+    /// The stored credential for `image`'s registry; `None` (with a
+    /// warning) when the credentials cannot be opened.
+    async fn registry_credential(
+        &self,
+        image: &str,
+    ) -> Option<slipway_core::credentials::RegistryCredential> {
+        self.store
+            .registry_credential_for(image, &self.config.secret_key)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, image = %image, "registry credentials cannot be opened; going on without them");
+                None
+            })
+    }
+
+    /// Every task whose `status` is `Enabled`, by name. A stored spec that
+    /// no longer parses is skipped with a warning.
+    async fn enabled_tasks(&self) -> Result<Vec<(String, TaskSpec)>, TaskError> {
+        let mut out = Vec::new();
+        for (name, raw) in self.store.list_image_tasks().await? {
+            match serde_json::from_value::<TaskSpec>(raw) {
+                Ok(spec) if spec.status == "Enabled" => out.push((name, spec)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(task = %name, error = %e, "stored task cannot be read"),
+            }
+        }
+        Ok(out)
     }
 
     /// Task `name`'s spec.
@@ -752,11 +797,6 @@ impl TaskService {
         };
         let mut request = spec.run.clone();
         request.context = Some(format!("{}#{commit}:{}", git.url, git.folder));
-        let run_type = if request.docker.is_some() {
-            "AutoBuild"
-        } else {
-            "AutoRun"
-        };
         let trigger = json!({
             "type": "commit",
             "eventType": "commit",
@@ -767,7 +807,8 @@ impl TaskService {
             "timestamp": Utc::now().to_rfc3339(),
         });
         Ok(Some(
-            self.queue(Some(name), run_type, &request, trigger).await?,
+            self.queue(Some(name), request.task_run_type(), &request, trigger)
+                .await?,
         ))
     }
 
@@ -862,14 +903,11 @@ impl TaskService {
         digest: &str,
     ) -> Result<Vec<TaskRunRecord>, TaskError> {
         let mut started = Vec::new();
-        for (name, raw) in self.store.list_image_tasks().await? {
-            let Ok(mut spec) = serde_json::from_value::<TaskSpec>(raw) else {
-                continue;
-            };
+        for (name, mut spec) in self.enabled_tasks().await? {
             let Some(trigger) = spec.base_image_trigger.clone() else {
                 continue;
             };
-            if spec.status != "Enabled" || trigger.status != "Enabled" {
+            if trigger.status != "Enabled" {
                 continue;
             }
             let mut hit = Vec::new();
@@ -1180,14 +1218,7 @@ impl TaskService {
             return Ok((commit, branch, g.url));
         }
         if let Some(reference) = ctx.strip_prefix("oci://") {
-            let credential = self
-                .store
-                .registry_credential_for(reference, &self.config.secret_key)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "registry credentials cannot be opened; pulling the context without them");
-                    None
-                });
+            let credential = self.registry_credential(reference).await;
             registry::pull_artifact(&ctx, credential, workspace).await?;
             return Ok(Default::default());
         }
@@ -1225,10 +1256,7 @@ impl TaskService {
             let now = tokio::time::Instant::now();
             let mut next = now + Duration::from_secs(3600);
             let mut seen = Vec::new();
-            for (name, raw) in self.store.list_image_tasks().await.unwrap_or_default() {
-                let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
-                    continue;
-                };
+            for (name, spec) in self.enabled_tasks().await.unwrap_or_default() {
                 let Some(t) = spec.source_trigger.as_ref() else {
                     continue;
                 };
@@ -1238,7 +1266,7 @@ impl TaskService {
                 ) else {
                     continue;
                 };
-                if spec.status != "Enabled" || t.status != "Enabled" {
+                if t.status != "Enabled" {
                     continue;
                 }
                 seen.push(name.clone());
@@ -1286,14 +1314,11 @@ impl TaskService {
         loop {
             let now = tokio::time::Instant::now();
             let mut tracked = Vec::new();
-            for (_, raw) in self.store.list_image_tasks().await.unwrap_or_default() {
-                let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
-                    continue;
-                };
+            for (_, spec) in self.enabled_tasks().await.unwrap_or_default() {
                 let Some(t) = spec.base_image_trigger.as_ref() else {
                     continue;
                 };
-                if spec.status != "Enabled" || t.status != "Enabled" {
+                if t.status != "Enabled" {
                     continue;
                 }
                 for d in &spec.base_image_dependencies {
@@ -1316,11 +1341,7 @@ impl TaskService {
                 }
                 let (registry, repository, tag) = key.clone();
                 let image = format!("{registry}/{repository}:{tag}");
-                let credential = self
-                    .store
-                    .registry_credential_for(&image, &self.config.secret_key)
-                    .await
-                    .unwrap_or(None);
+                let credential = self.registry_credential(&image).await;
                 match registry::manifest_digest(&registry, &repository, &tag, credential).await {
                     Ok(Some(digest)) => {
                         match self
@@ -1389,14 +1410,8 @@ impl TaskService {
         let mut cursor: DateTime<Utc> = Utc::now();
         loop {
             let mut next: Option<(DateTime<Utc>, Vec<TimerRef>)> = None;
-            if let Ok(tasks) = self.store.list_image_tasks().await {
-                for (name, raw) in tasks {
-                    let Ok(spec) = serde_json::from_value::<TaskSpec>(raw) else {
-                        continue;
-                    };
-                    if spec.status != "Enabled" {
-                        continue;
-                    }
+            if let Ok(tasks) = self.enabled_tasks().await {
+                for (name, spec) in tasks {
                     for t in spec.timers.iter().filter(|t| t.status == "Enabled") {
                         let Ok(cron) = parse_cron(&t.schedule) else {
                             continue;

@@ -62,11 +62,9 @@ fn assert_no_file_holds(dir: &Path, secret: &str) {
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::poll(what, Duration::from_secs(120), || {
+        cond().then_some(()).ok_or_else(String::new)
+    })
 }
 
 fn put(s: &Server, path: &str, body: Value) {

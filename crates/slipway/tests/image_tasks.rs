@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{poll, Server};
 use serde_json::{json, Value};
 
 const BASE: &str = "localhost/slipway/runner-core:latest";
@@ -47,17 +47,18 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
 }
 
 fn wait_run(s: &Server, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let (st, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
-        assert_eq!(st, 200, "{v}");
-        let status = v["status"].as_str().unwrap_or_default().to_string();
-        if ["Succeeded", "Failed", "Canceled", "Error", "Timeout"].contains(&status.as_str()) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "run {id} did not finish: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        &format!("run {id} to finish"),
+        Duration::from_secs(300),
+        || {
+            let (st, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+            assert_eq!(st, 200, "{v}");
+            match v["status"].as_str().unwrap_or_default() {
+                "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
+                _ => Err(v.to_string()),
+            }
+        },
+    )
 }
 
 fn run_log(s: &Server, id: &str) -> String {
@@ -470,22 +471,20 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
         &base,
     ]);
     assert!(ok, "{m}");
-    let runs = |s: &Server| {
-        s.call("GET", "/imageTasks/runs?task=app", None).1["value"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while runs(&s).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no run after the base image push"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let runs = poll(
+        "a run after the base image push",
+        Duration::from_secs(30),
+        || {
+            let runs = runs_of(&s, "app");
+            if runs.len() < 2 {
+                Err(format!("{runs:?}"))
+            } else {
+                Ok(runs)
+            }
+        },
+    );
     let lag = pushed.elapsed();
-    let triggered = runs(&s)[0].clone();
+    let triggered = runs[0].clone();
     assert_eq!(triggered["trigger"]["type"], "imageUpdate", "{triggered}");
     assert!(
         lag < Duration::from_secs(5),
@@ -533,18 +532,16 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
         &sentinel,
     ]);
     assert!(ok, "{m}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.call("GET", "/imageTasks/runs?task=sentinel", None).1["value"]
-        .as_array()
-        .unwrap()
-        .len()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "the sentinel task did not run");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll("the sentinel task to run", Duration::from_secs(30), || {
+        let runs = runs_of(&s, "sentinel");
+        if runs.len() < 2 {
+            Err(format!("{runs:?}"))
+        } else {
+            Ok(())
+        }
+    });
     assert_eq!(
-        runs(&s).len(),
+        runs_of(&s, "app").len(),
         2,
         "a re-push of the same digest started a run"
     );
@@ -553,32 +550,30 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
 
 /// Waits until `cond` holds for task `name`'s shown spec.
 fn wait_task(s: &Server, name: &str, cond: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    poll(&format!("task {name}"), Duration::from_secs(120), || {
         let (st, v, _) = s.call("GET", &format!("/imageTasks/tasks/{name}"), None);
         assert_eq!(st, 200, "{v}");
         if cond(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(v.to_string())
         }
-        assert!(
-            Instant::now() < deadline,
-            "task {name} never got there: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    })
 }
 
 /// Waits for the first run of `task` and returns it once finished.
 fn wait_task_run(s: &Server, task: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, v, _) = s.call("GET", &format!("/imageTasks/runs?task={task}"), None);
-        if let Some(id) = v["value"][0]["runId"].as_str() {
-            return wait_run(s, id);
-        }
-        assert!(Instant::now() < deadline, "task {task} never ran");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let id = poll(
+        &format!("task {task} to run"),
+        Duration::from_secs(120),
+        || {
+            runs_of(s, task)
+                .first()
+                .and_then(|r| r["runId"].as_str().map(str::to_string))
+                .ok_or_else(|| "no run".to_string())
+        },
+    );
+    wait_run(s, &id)
 }
 
 fn runs_of(s: &Server, task: &str) -> Vec<Value> {
@@ -844,18 +839,17 @@ fn a_base_image_in_another_registry_is_polled_and_its_new_digest_starts_a_run() 
     ]);
     assert!(ok, "{m}");
     ext.push("localhost/slipway-test/changed:1", "base:1", None);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let triggered = loop {
-        let runs = runs_of(&s, "ext");
-        if let Some(r) = runs.iter().find(|r| r["trigger"]["type"] == "imageUpdate") {
-            break r.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no run after the base changed: {runs:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let triggered = poll(
+        "a run after the base changed",
+        Duration::from_secs(120),
+        || {
+            let runs = runs_of(&s, "ext");
+            runs.iter()
+                .find(|r| r["trigger"]["type"] == "imageUpdate")
+                .cloned()
+                .ok_or_else(|| format!("{runs:?}"))
+        },
+    );
     assert!(
         triggered["trigger"]["images"][0]
             .as_str()

@@ -59,6 +59,23 @@ pub fn fixture_image(name: &'static str) -> String {
     tag
 }
 
+/// Calls `f` every 50 ms until it returns `Ok`, for at most `timeout`;
+/// then panics naming `what` with the last `Err` (the state last seen).
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {} s; last seen: {state}",
+                timeout.as_secs()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A running `slipway serve`.
 pub struct Server {
     pub data: PathBuf,
@@ -294,22 +311,19 @@ impl Server {
 
     /// Like [`Server::wait_op`], polling as `token` in `project`.
     pub fn wait_op_as(&self, token: &str, project: &str, op: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let path = format!("/projects/{project}/operationstatuses/{op}");
-            let (status, v, _) = self.call_as(token, "GET", &path, None);
-            assert_eq!(status, 200, "GET {path}: {v}");
-            let st = v["status"].as_str().unwrap_or_default();
-            if matches!(st, "Succeeded" | "Failed" | "Canceled") {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "operation {op} still {st} after 300 s: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let path = format!("/projects/{project}/operationstatuses/{op}");
+        poll(
+            &format!("operation {op} to end"),
+            Duration::from_secs(300),
+            || {
+                let (status, v, _) = self.call_as(token, "GET", &path, None);
+                assert_eq!(status, 200, "GET {path}: {v}");
+                match v["status"].as_str().unwrap_or_default() {
+                    "Succeeded" | "Failed" | "Canceled" => Ok(v),
+                    st => Err(format!("{st}; server log:\n{}", self.log())),
+                }
+            },
+        )
     }
 
     /// Waits for operation `op` of environment `env`, asserts it Succeeded
@@ -323,18 +337,14 @@ impl Server {
 
     /// Waits (bounded) until `cond` holds for the operation's log; returns the log.
     pub fn wait_log(&self, env: &str, op: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
+        poll("log condition", Duration::from_secs(120), || {
             let log = self.op_log(env, op);
             if cond(&log) {
-                return log;
+                Ok(log)
+            } else {
+                Err(format!("log:\n{log}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "log condition not met within 120 s; log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     /// The operation log as text.
