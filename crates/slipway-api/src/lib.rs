@@ -25,6 +25,7 @@ pub mod data_plane;
 pub mod image_tasks;
 pub mod runner_api;
 mod views;
+pub mod vm_images;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub expirations: Arc<tokio::sync::Notify>,
     /// Image tasks; `None` when the embedded registry could not start.
     pub tasks: Option<Arc<slipway_tasks::TaskService>>,
+    /// VM image templates, runs and the image store.
+    pub images: Arc<slipway_images::ImageService>,
     /// Bearer token the embedded registry sends with its notifications.
     pub registry_events_token: String,
 }
@@ -81,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(catalogs::routes())
         .merge(image_tasks::routes())
+        .merge(vm_images::routes())
         .merge(runner_api::routes(state.config.max_storage_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -22,6 +22,7 @@ mod blob;
 mod image_tasks;
 mod records;
 mod secrets;
+mod vm_images;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub use blob::BlobStore;
 pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
 pub use records::*;
 pub use secrets::SecretKey;
+pub use vm_images::{ImageRunRecord, VmImageRecord};
 
 /// Errors from the store.
 #[derive(Debug, Error)]

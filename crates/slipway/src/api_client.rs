@@ -57,7 +57,12 @@ impl ApiClient {
         self.send_body(method, path, Some(Body::Bytes(bytes)))
     }
 
-    fn send_body(&self, method: &str, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Reply> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Body<'_>>,
+    ) -> anyhow::Result<ureq::Response> {
         let url = format!("{}{path}", self.base);
         let mut req = self.agent.request(method, &url);
         if let Some(t) = &self.token {
@@ -70,8 +75,8 @@ impl ApiClient {
                 .send_bytes(b),
             None => req.call(),
         };
-        let resp = match res {
-            Ok(r) => r,
+        match res {
+            Ok(r) => Ok(r),
             Err(ureq::Error::Status(status, r)) => {
                 let text = r.into_string().unwrap_or_default();
                 let detail = serde_json::from_str::<Value>(&text)
@@ -93,20 +98,35 @@ impl ApiClient {
                         Some(msg)
                     })
                     .unwrap_or(text);
-                return Err(anyhow!("{method} {path} failed (HTTP {status}): {detail}"));
+                Err(anyhow!("{method} {path} failed (HTTP {status}): {detail}"))
             }
-            Err(ureq::Error::Transport(t)) => {
-                return Err(anyhow!(
-                    "cannot reach the Slipway server at {}: {t}",
-                    self.base
-                ));
-            }
-        };
+            Err(ureq::Error::Transport(t)) => Err(anyhow!(
+                "cannot reach the Slipway server at {}: {t}",
+                self.base
+            )),
+        }
+    }
+
+    fn send_body(&self, method: &str, path: &str, body: Option<Body<'_>>) -> anyhow::Result<Reply> {
+        let resp = self.request(method, path, body)?;
         Ok(Reply {
             operation_location: resp.header("operation-location").map(str::to_string),
             run_status: resp.header("x-slipway-run-status").map(str::to_string),
             body: resp.into_string().context("reading the response")?,
         })
+    }
+
+    /// GETs `path` into `dest` (temp file + rename); returns the bytes written.
+    pub fn download(&self, path: &str, dest: &std::path::Path) -> anyhow::Result<u64> {
+        let resp = self.request("GET", path, None)?;
+        let tmp = dest.with_extension("partial");
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let n = std::io::copy(&mut resp.into_reader(), &mut f)
+            .with_context(|| format!("downloading {path}"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))?;
+        Ok(n)
     }
 
     /// GET → JSON.

@@ -6,6 +6,7 @@ mod api_client;
 mod commands;
 mod image_commands;
 mod serve;
+mod vm_image_commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ pub enum Command {
     /// Container image tasks and their runs (like `az acr task`).
     #[command(subcommand)]
     Task(image_commands::TaskCommand),
+    /// VM images: image templates, runs, outputs and the image store (like
+    /// Azure VM Image Builder), and the one-shot `vm-image build`.
+    #[command(subcommand)]
+    VmImage(vm_image_commands::VmImageCommand),
 }
 
 /// Default data directory: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             let result = match command {
                 Command::Image(c) => image_commands::run_image(&client, c),
                 Command::Task(c) => image_commands::run_task(&client, c),
+                Command::VmImage(c) => vm_image_commands::run(&client, c),
                 other => commands::run(&client, cli.output, other),
             };
             match result {

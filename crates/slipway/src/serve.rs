@@ -77,6 +77,24 @@ pub struct ServeArgs {
     /// Image task run logs are deleted this many days after the run ends.
     #[arg(long, default_value_t = 30)]
     pub task_log_retention_days: u64,
+    /// Where `PlatformImage` base images are built and cached (shared by
+    /// every server on the host).
+    #[arg(
+        long,
+        env = "SLIPWAY_BASE_IMAGE_DIR",
+        default_value = "/var/cache/slipway/base-images"
+    )]
+    pub base_image_dir: PathBuf,
+    /// Debian mirror that base images are built from.
+    #[arg(
+        long,
+        env = "SLIPWAY_DEBIAN_MIRROR",
+        default_value = "http://deb.debian.org/debian"
+    )]
+    pub debian_mirror: String,
+    /// VM image builds at once.
+    #[arg(long, default_value_t = 2)]
+    pub max_concurrent_image_builds: usize,
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -204,7 +222,20 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (None, None)
         }
     };
+    let images = slipway_images::ImageService::new(
+        store.clone(),
+        slipway_images::ImageConfig {
+            max_concurrent_runs: args.max_concurrent_image_builds,
+            ..slipway_images::ImageConfig::new(
+                &data_dir,
+                args.base_image_dir.clone(),
+                args.debian_mirror.clone(),
+            )
+        },
+    );
+    images.recover().await.context("recovering VM image runs")?;
     let state = AppState {
+        images,
         store,
         scheduler: Arc::clone(&scheduler),
         config: Arc::new(ServerConfig {

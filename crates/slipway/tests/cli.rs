@@ -6,21 +6,6 @@ use std::process::Command;
 
 use common::{repo_root, Server};
 
-fn slipway(s: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(args)
-        .env("SLIPWAY_SERVER", &s.base)
-        .env("SLIPWAY_PROJECT", "demo")
-        .env("SLIPWAY_TOKEN_FILE", s.data.join("admin.token"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn create_redeploy_fail_and_delete_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -38,10 +23,10 @@ fn create_redeploy_fail_and_delete_from_the_command_line() {
             catalog.to_str().unwrap(),
         ],
     ] {
-        let (code, out, err) = slipway(&s, &args);
+        let (code, out, err) = s.cli(&args);
         assert_eq!(code, 0, "{args:?}: {out}{err}");
     }
-    let (_, out, _) = slipway(&s, &["definition", "list"]);
+    let (_, out, _) = s.cli(&["definition", "list"]);
     assert!(
         out.contains("HelloTerraform") && out.contains("FailingDeploy"),
         "{out}"
@@ -60,7 +45,7 @@ fn create_redeploy_fail_and_delete_from_the_command_line() {
         "--param",
         "name=cli",
     ];
-    let (code, out, err) = slipway(&s, &create);
+    let (code, out, err) = s.cli(&create);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("Apply complete!"),
@@ -68,40 +53,34 @@ fn create_redeploy_fail_and_delete_from_the_command_line() {
     );
     assert!(out.contains("app_name (string) = \"cli\""), "{out}");
 
-    let (code, out, err) = slipway(&s, &["env", "deploy", "app", "--param", "instance_count=2"]);
+    let (code, out, err) = s.cli(&["env", "deploy", "app", "--param", "instance_count=2"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("instance_count (number) = 2"), "{out}");
 
-    let (code, _, err) = slipway(
-        &s,
-        &["env", "deploy", "app", "--param", "instance_count=many"],
-    );
+    let (code, _, err) = s.cli(&["env", "deploy", "app", "--param", "instance_count=many"]);
     assert_ne!(code, 0);
     assert!(
         err.contains("'instance_count'") && err.contains("expected integer"),
         "{err}"
     );
 
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "env",
-            "create",
-            "boom",
-            "--environment-type",
-            "Dev",
-            "--catalog",
-            "examples",
-            "--definition",
-            "FailingDeploy",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "env",
+        "create",
+        "boom",
+        "--environment-type",
+        "Dev",
+        "--catalog",
+        "examples",
+        "--definition",
+        "FailingDeploy",
+    ]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("DeploymentError"), "{err}");
 
-    let (code, out, err) = slipway(&s, &["env", "delete", "app"]);
+    let (code, out, err) = s.cli(&["env", "delete", "app"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (_, out, _) = slipway(&s, &["env", "list"]);
+    let (_, out, _) = s.cli(&["env", "list"]);
     assert!(!out.contains("app ") && out.contains("boom"), "{out}");
 }
 
@@ -111,7 +90,7 @@ fn governance_from_the_command_line() {
     let s = Server::start(&tmp.path().join("data"));
     let catalog = repo_root().join("examples/catalog");
     let ok = |args: &[&str]| {
-        let (code, out, err) = slipway(&s, args);
+        let (code, out, err) = s.cli(args);
         assert_eq!(code, 0, "{args:?}: {out}{err}");
         out
     };
@@ -140,19 +119,16 @@ fn governance_from_the_command_line() {
         "{out}"
     );
     std::fs::write(&cred, "server=x").unwrap();
-    let (code, _, err) = slipway(
-        &s,
-        &[
-            "admin",
-            "secret",
-            "set",
-            "bad",
-            "--kind",
-            "registry",
-            "--value-file",
-            cred.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = s.cli(&[
+        "admin",
+        "secret",
+        "set",
+        "bad",
+        "--kind",
+        "registry",
+        "--value-file",
+        cred.to_str().unwrap(),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("must be a JSON object"), "{err}");
     ok(&[

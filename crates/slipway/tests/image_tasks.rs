@@ -12,20 +12,6 @@ use serde_json::{json, Value};
 
 const BASE: &str = "localhost/slipway/runner-core:latest";
 
-fn slipway(s: &Server, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(args)
-        .env("SLIPWAY_SERVER", &s.base)
-        .env("SLIPWAY_TOKEN_FILE", s.data.join("admin.token"))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn podman(args: &[&str]) -> (bool, String) {
     let out = Command::new("podman").args(args).output().unwrap();
     (
@@ -96,20 +82,17 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     std::fs::write(ctx.join("big.bin"), &big).unwrap();
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "image",
-            "build",
-            ctx.to_str().unwrap(),
-            "-t",
-            "hello:{{.Run.ID}}",
-            "--build-arg",
-            "GREETING=hi-there",
-            "--secret-build-arg",
-            "TOKEN=sekrit-build-value-77",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "image",
+        "build",
+        ctx.to_str().unwrap(),
+        "-t",
+        "hello:{{.Run.ID}}",
+        "--build-arg",
+        "GREETING=hi-there",
+        "--secret-build-arg",
+        "TOKEN=sekrit-build-value-77",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("Successfully executed") || out.contains("marked as successful"),
@@ -206,7 +189,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     let reg = registry(&s);
     let dockerfile = format!("FROM {BASE}\nCOPY msg.txt /msg.txt\n");
     let build = |context: &str, image: &str| {
-        let (code, out, err) = slipway(&s, &["image", "build", context, "-t", image]);
+        let (code, out, err) = s.cli(&["image", "build", context, "-t", image]);
         assert_eq!(code, 0, "{out}\n{err}");
         out
     };
@@ -299,16 +282,13 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     podman(&["rmi", "--force", &artifact]);
 
     // A missing artifact fails the run with a clear message.
-    let (code, out, _) = slipway(
-        &s,
-        &[
-            "image",
-            "build",
-            &format!("oci://{reg}/contexts/none:1"),
-            "-t",
-            "x:1",
-        ],
-    );
+    let (code, out, _) = s.cli(&[
+        "image",
+        "build",
+        &format!("oci://{reg}/contexts/none:1"),
+        "-t",
+        "x:1",
+    ]);
     assert_ne!(code, 0);
     assert!(out.contains("was not found in the registry"), "{out}");
 }
@@ -425,23 +405,20 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
             ("app.txt", "app\n"),
         ],
     );
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "app",
-            "-c",
-            ctx.to_str().unwrap(),
-            "-f",
-            "Dockerfile",
-            "-t",
-            "app:{{.Run.ID}}",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "app",
+        "-c",
+        ctx.to_str().unwrap(),
+        "-f",
+        "Dockerfile",
+        "-t",
+        "app:{{.Run.ID}}",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     // The first run learns the dependency.
-    let (code, out, err) = slipway(&s, &["task", "run", "app"]);
+    let (code, out, err) = s.cli(&["task", "run", "app"]);
     assert_eq!(code, 0, "{out}{err}");
     let spec = s.call("GET", "/imageTasks/tasks/app", None).1;
     assert_eq!(
@@ -501,22 +478,19 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     write(&ctx2, &[("Dockerfile", &format!("FROM {sentinel}\n"))]);
     let (ok, m) = podman(&["push", "--tls-verify=false", BASE, &sentinel]);
     assert!(ok, "{m}");
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "sentinel",
-            "-c",
-            ctx2.to_str().unwrap(),
-            "-f",
-            "Dockerfile",
-            "-t",
-            "sentinel-app",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "sentinel",
+        "-c",
+        ctx2.to_str().unwrap(),
+        "-f",
+        "Dockerfile",
+        "-t",
+        "sentinel-app",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = slipway(&s, &["task", "run", "sentinel"]);
+    let (code, out, err) = s.cli(&["task", "run", "sentinel"]);
     assert_eq!(code, 0, "{out}{err}");
     let (ok, m) = podman(&[
         "push",
@@ -592,18 +566,15 @@ fn signed_push_webhooks_and_polling_start_runs_of_the_pushed_commit() {
     common::git_repo(&repo, &[("ci/acb.yaml", acb.as_str())]);
     let first = common::git(&repo, &["rev-parse", "HEAD"]);
     let context = format!("file://{}#main:ci", repo.display());
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "hook",
-            "-c",
-            &context,
-            "--webhook-secret",
-            "s3cret-hook",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "hook",
+        "-c",
+        &context,
+        "--webhook-secret",
+        "s3cret-hook",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         !out.contains("s3cret-hook"),
@@ -613,18 +584,15 @@ fn signed_push_webhooks_and_polling_start_runs_of_the_pushed_commit() {
         serde_json::from_str::<Value>(&out).unwrap()["sourceTrigger"]["hasWebhookSecret"],
         true
     );
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "poll",
-            "-c",
-            &context,
-            "--poll-interval",
-            "5",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "poll",
+        "-c",
+        &context,
+        "--poll-interval",
+        "5",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     // The first poll records the head and starts nothing.
     wait_task(&s, "poll", |v| {
@@ -730,30 +698,27 @@ fn set_secret_values_and_slipway_secrets_render_but_never_show() {
             ),
         )],
     );
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "secretive",
-            "--task-file-inline",
-            task.to_str().unwrap(),
-            "--set-secret",
-            "pw=hunter2-x",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "secretive",
+        "--task-file-inline",
+        task.to_str().unwrap(),
+        "--set-secret",
+        "pw=hunter2-x",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(!out.contains("hunter2-x"), "{out}");
-    let (code, out, err) = slipway(&s, &["task", "run", "secretive"]);
+    let (code, out, err) = s.cli(&["task", "run", "secretive"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         !out.contains("hunter2-x") && !out.contains("tok-from-store-31"),
         "a secret reached the log:\n{out}"
     );
     assert!(out.contains("v=*** s=***"), "{out}");
-    let (_, shown, _) = slipway(&s, &["task", "show", "secretive"]);
+    let (_, shown, _) = s.cli(&["task", "show", "secretive"]);
     assert!(!shown.contains("hunter2-x"), "{shown}");
-    let (_, run, _) = slipway(&s, &["task", "show-run", "ca1"]);
+    let (_, run, _) = s.cli(&["task", "show-run", "ca1"]);
     assert!(!run.contains("hunter2-x"), "{run}");
     let mut db = std::fs::read(s.data.join("slipway.db")).unwrap();
     db.extend(std::fs::read(s.data.join("slipway.db-wal")).unwrap_or_default());
@@ -771,18 +736,15 @@ fn set_secret_values_and_slipway_secrets_render_but_never_show() {
             ),
         )],
     );
-    let (code, out, _) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "missing",
-            "--task-file-inline",
-            task.to_str().unwrap(),
-        ],
-    );
+    let (code, out, _) = s.cli(&[
+        "task",
+        "create",
+        "missing",
+        "--task-file-inline",
+        task.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = slipway(&s, &["task", "run", "missing"]);
+    let (code, out, _) = s.cli(&["task", "run", "missing"]);
     assert_ne!(code, 0);
     assert!(
         out.contains("Slipway secret 'absent-secret' does not exist"),
@@ -802,20 +764,17 @@ fn a_base_image_in_another_registry_is_polled_and_its_new_digest_starts_a_run() 
     let base = ext.push(BASE, "base:1", None);
     let ctx = tmp.path().join("ctx");
     write(&ctx, &[("Dockerfile", &format!("FROM {base}\nRUN true\n"))]);
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "ext",
-            "-c",
-            ctx.to_str().unwrap(),
-            "-t",
-            "ext-app:{{.Run.ID}}",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "ext",
+        "-c",
+        ctx.to_str().unwrap(),
+        "-t",
+        "ext-app:{{.Run.ID}}",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
-    let (code, out, err) = slipway(&s, &["task", "run", "ext"]);
+    let (code, out, err) = s.cli(&["task", "run", "ext"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let task = wait_task(&s, "ext", |v| {
         v["baseImageDependencies"][0]["registry"] == ext.host.as_str()
@@ -876,18 +835,15 @@ fn a_timer_trigger_fires_at_its_minute() {
             &format!("steps:\n  - cmd: --entrypoint true {BASE}\n"),
         )],
     );
-    let (code, out, err) = slipway(
-        &s,
-        &[
-            "task",
-            "create",
-            "cron",
-            "--task-file-inline",
-            tmp.path().join("acb.yaml").to_str().unwrap(),
-            "--schedule",
-            "* * * * *",
-        ],
-    );
+    let (code, out, err) = s.cli(&[
+        "task",
+        "create",
+        "cron",
+        "--task-file-inline",
+        tmp.path().join("acb.yaml").to_str().unwrap(),
+        "--schedule",
+        "* * * * *",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["timers"][0]["name"],

@@ -2,7 +2,14 @@
 //!
 //! - [`template`]: the template document, its defaults and `ValidationFailed`
 //!   errors with property paths.
+//! - [`ids`]: image-store ids (Azure-shaped or canonical) and gallery
+//!   `Latest` versioning.
+//! - [`run`]: run states, log markers and AIB's failure wording.
+//! - [`vhd`]: the fixed VHD footer.
 //!
 //! Contract: `../shared/reference/image-builder.md`.
 
+pub mod ids;
+pub mod run;
 pub mod template;
+pub mod vhd;

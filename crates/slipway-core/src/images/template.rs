@@ -220,7 +220,7 @@ pub struct Validate {
     #[serde(default)]
     pub source_validation_only: bool,
     /// Validators (`Shell`, `File`).
-    #[serde(default)]
+    #[serde(default, rename = "inVMValidations")]
     pub in_vm_validations: Vec<Customizer>,
 }
 
@@ -358,23 +358,31 @@ pub struct VmProfile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorHandling {
-    /// Default `cleanup`.
-    #[serde(default)]
-    pub on_customizer_error: OnError,
-    /// Default `cleanup`.
-    #[serde(default)]
-    pub on_validation_error: OnError,
+    /// What happens to the staging area when a customizer fails. Unset:
+    /// kept (AIB keeps its staging resource group on failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_customizer_error: Option<OnError>,
+    /// The same when validation fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_validation_error: Option<OnError>,
 }
 
-/// `cleanup` deletes the staging area; `abort` keeps it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `cleanup` deletes the staging area (the working disk); `abort` keeps it
+/// for inspection. The run's `customization.log` is kept either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
-    /// Delete the staging area (AIB default).
-    #[default]
+    /// Delete the staging area.
     Cleanup,
-    /// Keep it for inspection.
+    /// Keep it.
     Abort,
+}
+
+impl OnError {
+    /// Whether a failure under this setting (`None` = unset) keeps staging.
+    pub fn keeps_staging(setting: Option<OnError>) -> bool {
+        setting != Some(OnError::Cleanup)
+    }
 }
 
 /// vCPUs and memory (MiB) of an Azure VM size, for full-boot builds:
@@ -592,7 +600,8 @@ mod tests {
         let t = parse_template(MINIMAL).unwrap();
         let p = &t.properties;
         assert_eq!(p.build_timeout_in_minutes, 240);
-        assert_eq!(p.error_handling.on_customizer_error, OnError::Cleanup);
+        assert_eq!(p.error_handling.on_customizer_error, None);
+        assert!(OnError::keeps_staging(p.error_handling.on_customizer_error));
         assert_eq!(p.customize[0].display_name(), "install");
         assert_eq!(p.customize[1].display_name(), "file");
         assert_eq!(p.distribute[1].run_output_name(), "qcow");

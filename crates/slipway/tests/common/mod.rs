@@ -160,6 +160,23 @@ impl Server {
         }
     }
 
+    /// Runs the `slipway` CLI against this server as the bootstrap admin
+    /// (project `demo`); returns exit code, stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(args)
+            .env("SLIPWAY_SERVER", &self.base)
+            .env("SLIPWAY_PROJECT", "demo")
+            .env("SLIPWAY_TOKEN_FILE", self.data.join("admin.token"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// The server's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()

@@ -1,0 +1,353 @@
+//! VM image templates over HTTP (Azure VM Image Builder model). DevCenter
+//! Admins only.
+//!
+//! | Route | Body / answer |
+//! |---|---|
+//! | `PUT /imageTemplates/{t}` | an AIB template document → 201 new / 200 replaced; 400 `ValidationFailed` with the property path |
+//! | `GET /imageTemplates/{t}`, `DELETE`, `GET /imageTemplates` | the template with `properties.provisioningState` and `lastRunStatus {startTime, endTime, runState, runSubState, message}` |
+//! | `POST /imageTemplates/{t}/run` | → 202 the run, `Location` of the run; 409 while one is in progress |
+//! | `POST /imageTemplates/{t}/cancel` | → 202; `runState` goes Canceling → Canceled |
+//! | `GET /imageTemplates/{t}/runs`, `/runs/{r}`, `/runs/{r}/log?offset=N` | runs newest first; the run's `customization.log` from byte N (header `X-Slipway-Run-Status`: the run state) |
+//! | `GET /imageTemplates/{t}/runOutputs`, `/runOutputs/{o}`, `/runOutputs/{o}/content` | AIB run outputs (`artifactId` / `artifactUri`, `sha256`); the artifact's bytes |
+//! | `PUT /vmImages/artifacts` | a build-artifacts archive, at most 1 GiB → 201 `{uri: "upload:<sha256>"}` for a `File` customizer's `sourceUri` |
+//! | `GET /vmImages` | the image store (managed images, gallery image versions) |
+//! | `GET /vmImages/platformImages` | built base images (`publisher`, `offer`, `sku`, `version`) |
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use slipway_core::access::Permission;
+use slipway_images::{ImageError, ImageService};
+use slipway_store::ImageRunRecord;
+
+use crate::auth::Caller;
+use crate::{ApiError, ApiResult, AppState};
+
+/// Largest uploaded build-artifacts archive, bytes: 1 GiB.
+pub const MAX_ARTIFACT_BYTES: usize = 1 << 30;
+
+/// The routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/imageTemplates", get(list_templates))
+        .route(
+            "/imageTemplates/{t}",
+            put(put_template).get(get_template).delete(delete_template),
+        )
+        .route("/imageTemplates/{t}/run", post(run_template))
+        .route("/imageTemplates/{t}/cancel", post(cancel_run))
+        .route("/imageTemplates/{t}/runs", get(list_runs))
+        .route("/imageTemplates/{t}/runs/{r}", get(get_run))
+        .route("/imageTemplates/{t}/runs/{r}/log", get(run_log))
+        .route("/imageTemplates/{t}/runOutputs", get(list_outputs))
+        .route("/imageTemplates/{t}/runOutputs/{o}", get(get_output))
+        .route(
+            "/imageTemplates/{t}/runOutputs/{o}/content",
+            get(output_content),
+        )
+        .route(
+            "/vmImages/artifacts",
+            put(upload_artifact).layer(axum::extract::DefaultBodyLimit::max(MAX_ARTIFACT_BYTES)),
+        )
+        .route("/vmImages", get(list_images))
+        .route("/vmImages/platformImages", get(platform_images))
+}
+
+fn service(state: &AppState, caller: &Caller) -> ApiResult<Arc<ImageService>> {
+    caller.require(Permission::AdministerDevCenter)?;
+    Ok(state.images.clone())
+}
+
+fn image_error(e: ImageError) -> ApiError {
+    match e {
+        ImageError::Validation(v) => ApiError::bad_request(v.code(), v.to_string()),
+        ImageError::NotFound { .. } => ApiError::not_found("NotFound", e.to_string()),
+        ImageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "Conflict", m),
+        ImageError::Store(s) => ApiError::from(s),
+    }
+}
+
+fn last_run_status(r: &ImageRunRecord) -> Value {
+    json!({
+        "runId": r.run_id,
+        "startTime": r.start_time.clone().unwrap_or_else(|| r.create_time.clone()),
+        "endTime": r.end_time.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "runState": r.run_state,
+        "runSubState": r.run_sub_state,
+        "message": r.message,
+    })
+}
+
+async fn template_view(svc: &ImageService, name: &str) -> ApiResult<Value> {
+    let t = svc.template(name).await.map_err(image_error)?;
+    let mut v = json!(t);
+    v["name"] = json!(name);
+    v["id"] = json!(format!("/slipway/imageTemplates/{name}"));
+    v["type"] = json!("Microsoft.VirtualMachineImages/imageTemplates");
+    v["properties"]["provisioningState"] = json!("Succeeded");
+    if let Some(r) = svc.runs(name).await.map_err(image_error)?.first() {
+        v["properties"]["lastRunStatus"] = last_run_status(r);
+    }
+    Ok(v)
+}
+
+fn run_view(r: &ImageRunRecord) -> Value {
+    let mut v = json!(r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("document");
+    }
+    v
+}
+
+async fn list_templates(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let mut out = Vec::new();
+    for name in state.store.list_image_templates().await? {
+        out.push(template_view(&svc, &name).await?);
+    }
+    Ok(Json(json!({"value": out})))
+}
+
+async fn put_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::bad_request("InvalidRequestBody", "the template must be UTF-8 JSON")
+    })?;
+    let new = svc.put_template(&t, text).await.map_err(image_error)?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(template_view(&svc, &t).await?)).into_response())
+}
+
+async fn get_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    Ok(Json(template_view(&svc, &t).await?))
+}
+
+async fn delete_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<StatusCode> {
+    let svc = service(&state, &caller)?;
+    svc.delete_template(&t).await.map_err(image_error)?;
+    Ok(StatusCode::OK)
+}
+
+async fn run_template(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let run = svc.run(&t).await.map_err(image_error)?;
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = format!("/imageTemplates/{t}/runs/{}", run.run_id).parse() {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(run_view(&run))).into_response())
+}
+
+async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let run = svc.cancel(&t).await.map_err(image_error)?;
+    Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let runs = svc.runs(&t).await.map_err(image_error)?;
+    Ok(Json(
+        json!({"value": runs.iter().map(run_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn run_of(state: &AppState, t: &str, r: &str) -> ApiResult<ImageRunRecord> {
+    state
+        .store
+        .get_image_run(r)
+        .await?
+        .filter(|run| run.template == t)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "NotFound",
+                format!("run '{r}' of image template '{t}' was not found"),
+            )
+        })
+}
+
+async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, r)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    service(&state, &caller)?;
+    Ok(Json(run_view(&run_of(&state, &t, &r).await?)))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    offset: Option<usize>,
+}
+
+async fn run_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, r)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    // State first: a final state read before the log means the log is complete.
+    let run = run_of(&state, &t, &r).await?;
+    let log = tokio::fs::read(svc.log_path(&r)).await.unwrap_or_default();
+    let from = q.offset.unwrap_or(0).min(log.len());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = run.run_state.parse() {
+        headers.insert("x-slipway-run-status", v);
+    }
+    Ok((StatusCode::OK, headers, log[from..].to_vec()).into_response())
+}
+
+fn output_view(t: &str, o: &Value) -> Value {
+    let name = o["name"].as_str().unwrap_or_default();
+    json!({
+        "name": name,
+        "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs",
+        "id": format!("/slipway/imageTemplates/{t}/runOutputs/{name}"),
+        "properties": o,
+    })
+}
+
+async fn list_outputs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let outs = svc.run_outputs(&t).await.map_err(image_error)?;
+    Ok(Json(
+        json!({"value": outs.iter().map(|o| output_view(&t, o)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_output(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, o)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let outs = svc.run_outputs(&t).await.map_err(image_error)?;
+    let out = outs
+        .iter()
+        .find(|x| x["name"] == o.as_str())
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "NotFound",
+                format!("run output '{o}' of image template '{t}' was not found"),
+            )
+        })?;
+    Ok(Json(output_view(&t, out)))
+}
+
+async fn output_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, o)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let path = svc.output_file(&t, &o).await.map_err(image_error)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        ApiError::not_found("NotFound", format!("artifact {}: {e}", path.display()))
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = len.to_string().parse() {
+        headers.insert(header::CONTENT_LENGTH, v);
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
+async fn upload_artifact(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
+    service(&state, &caller)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "InvalidRequestBody",
+            "the body must be the artifact's bytes (e.g. a tar.gz)",
+        ));
+    }
+    let digest = hex::encode(Sha256::digest(&body));
+    state
+        .store
+        .blobs
+        .put(&slipway_images::upload_key(&digest), &body)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"uri": format!("upload:{digest}"), "sha256": digest, "size": body.len()})),
+    )
+        .into_response())
+}
+
+async fn list_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    Ok(Json(
+        json!({"value": svc.images().await.map_err(image_error)?}),
+    ))
+}
+
+async fn platform_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let mut out = Vec::new();
+    for o in slipway_images::base::OFFERS {
+        let vs = svc
+            .base_images()
+            .versions(o.publisher, o.offer, o.sku)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "BaseImageCatalog", e))?;
+        out.push(json!({
+            "publisher": o.publisher, "offer": o.offer, "sku": o.sku,
+            "versions": vs.iter().map(|b| b.version.clone()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({"value": out})))
+}

@@ -1,0 +1,400 @@
+//! The local base-image catalog: what `PlatformImage` sources resolve to.
+//! Vendor cloud images cannot be downloaded offline, so Slipway builds its
+//! own from the configured Debian mirror with debootstrap: a 2 GiB raw disk
+//! with an MBR, one ext4 partition at 1 MiB (label `rootfs`), extlinux as
+//! the boot loader, the Debian kernel, systemd, systemd-networkd (DHCP on
+//! `e*`), openssh-server, and the serial console on `ttyS0`.
+//!
+//! Layout: `<dir>/<publisher>/<offer>/<sku>/<version>/{disk.raw,image.json}`;
+//! versions are `<debian_version>.<yyyymmdd>` (`12.15.20261121`), so
+//! `latest` is the highest. A build holds `<dir>/.build.lock`, so several
+//! servers (or test processes) sharing a cache build once.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use slipway_core::images::ids::parse_version;
+
+use crate::disk::run;
+
+/// Virtual size of a freshly built base disk, bytes (2 GiB).
+pub const BASE_DISK_BYTES: u64 = 2 << 30;
+/// Partition start, bytes (1 MiB, sector 2048).
+pub const PARTITION_OFFSET: u64 = 1 << 20;
+/// Filesystem label of the root partition.
+pub const ROOT_LABEL: &str = "rootfs";
+
+/// An offered base image (publisher, offer, sku) and the Debian suite that
+/// builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// `Debian`.
+    pub publisher: &'static str,
+    /// `debian-12`.
+    pub offer: &'static str,
+    /// `12` (BIOS boot; there is no `-gen2` UEFI variant yet).
+    pub sku: &'static str,
+    /// debootstrap suite, `bookworm`.
+    pub suite: &'static str,
+}
+
+/// Every base image Slipway can build.
+pub const OFFERS: &[Offer] = &[Offer {
+    publisher: "Debian",
+    offer: "debian-12",
+    sku: "12",
+    suite: "bookworm",
+}];
+
+/// A built base image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaseImage {
+    /// `Debian`.
+    pub publisher: String,
+    /// `debian-12`.
+    pub offer: String,
+    /// `12`.
+    pub sku: String,
+    /// `12.15.20261121`.
+    pub version: String,
+    /// The raw disk.
+    pub path: PathBuf,
+}
+
+/// The catalog in a folder shared by servers on this host.
+#[derive(Debug, Clone)]
+pub struct BaseCatalog {
+    dir: PathBuf,
+    mirror: String,
+}
+
+impl BaseCatalog {
+    /// A catalog in `dir`, built from Debian `mirror` (`http://deb.debian.org/debian`).
+    pub fn new(dir: impl Into<PathBuf>, mirror: impl Into<String>) -> BaseCatalog {
+        BaseCatalog {
+            dir: dir.into(),
+            mirror: mirror.into(),
+        }
+    }
+
+    fn offer(publisher: &str, offer: &str, sku: &str) -> Result<&'static Offer, String> {
+        OFFERS
+            .iter()
+            .find(|o| {
+                o.publisher.eq_ignore_ascii_case(publisher)
+                    && o.offer.eq_ignore_ascii_case(offer)
+                    && o.sku.eq_ignore_ascii_case(sku)
+            })
+            .ok_or_else(|| {
+                let known: Vec<String> = OFFERS
+                    .iter()
+                    .map(|o| format!("{}:{}:{}", o.publisher, o.offer, o.sku))
+                    .collect();
+                format!(
+                    "platform image '{publisher}:{offer}:{sku}' is not in the local catalog: expected one of {}",
+                    known.join(", ")
+                )
+            })
+    }
+
+    fn offer_dir(&self, o: &Offer) -> PathBuf {
+        self.dir.join(o.publisher).join(o.offer).join(o.sku)
+    }
+
+    /// Built versions of an offer, lowest first.
+    pub fn versions(
+        &self,
+        publisher: &str,
+        offer: &str,
+        sku: &str,
+    ) -> Result<Vec<BaseImage>, String> {
+        let o = Self::offer(publisher, offer, sku)?;
+        let dir = self.offer_dir(o);
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let v = e.file_name().to_string_lossy().into_owned();
+                let path = e.path().join("disk.raw");
+                if parse_version(&v).is_some() && path.is_file() {
+                    found.push(BaseImage {
+                        publisher: o.publisher.into(),
+                        offer: o.offer.into(),
+                        sku: o.sku.into(),
+                        version: v,
+                        path,
+                    });
+                }
+            }
+        }
+        found.sort_by_key(|b| parse_version(&b.version));
+        Ok(found)
+    }
+
+    /// Resolves a `PlatformImage` source: `latest` is the highest built
+    /// version, building one first when there is none (minutes: debootstrap
+    /// from the mirror). Blocking; call from `spawn_blocking`.
+    ///
+    /// Errors: unknown publisher/offer/sku (names the known ones), an exact
+    /// version that is not built (names the built ones), build failures.
+    pub fn resolve(
+        &self,
+        publisher: &str,
+        offer: &str,
+        sku: &str,
+        version: &str,
+    ) -> Result<BaseImage, String> {
+        let have = self.versions(publisher, offer, sku)?;
+        if version.eq_ignore_ascii_case("latest") {
+            if let Some(b) = have.last() {
+                return Ok(b.clone());
+            }
+            return self.build(Self::offer(publisher, offer, sku)?);
+        }
+        have.iter()
+            .find(|b| b.version == version)
+            .cloned()
+            .ok_or_else(|| {
+                let list: Vec<&str> = have.iter().map(|b| b.version.as_str()).collect();
+                format!(
+                    "platform image '{publisher}:{offer}:{sku}' has no version '{version}': built versions are [{}] (or use 'latest')",
+                    list.join(", ")
+                )
+            })
+    }
+
+    /// Builds today's version of `o` unless it exists. Blocking.
+    pub fn build(&self, o: &Offer) -> Result<BaseImage, String> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+        let lock = std::fs::File::create(self.dir.join(".build.lock"))
+            .map_err(|e| format!("base-image lock: {e}"))?;
+        lock.lock().map_err(|e| format!("base-image lock: {e}"))?;
+        let work = self
+            .dir
+            .join(format!(".work-{}", uuid::Uuid::new_v4().simple()));
+        let r = self.build_locked(o, &work);
+        let _ = std::fs::remove_dir_all(&work);
+        r
+    }
+
+    fn build_locked(&self, o: &Offer, work: &Path) -> Result<BaseImage, String> {
+        let today = chrono::Utc::now().format("%Y%m%d").to_string();
+        // Another process may have built today's image while we waited.
+        if let Some(b) = self
+            .versions(o.publisher, o.offer, o.sku)?
+            .into_iter()
+            .rev()
+            .find(|b| b.version.ends_with(&today))
+        {
+            return Ok(b);
+        }
+        let rootfs = work.join("rootfs");
+        std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+        tracing::info!(suite = o.suite, mirror = %self.mirror, "building base image with debootstrap");
+        let root = rootfs.to_string_lossy().into_owned();
+        run(
+            "debootstrap",
+            &[
+                "--variant=minbase",
+                "--include=systemd-sysv,linux-image-amd64,udev,kmod,initramfs-tools,e2fsprogs,ca-certificates,openssh-server,apt-utils",
+                o.suite,
+                &root,
+                &self.mirror,
+            ],
+        )
+        .map_err(|e| format!("debootstrap {} from {}: {}", o.suite, self.mirror, tail(&e, 2000)))?;
+        configure_tree(&rootfs)?;
+        let debian_version = std::fs::read_to_string(rootfs.join("etc/debian_version"))
+            .map_err(|e| format!("reading etc/debian_version: {e}"))?;
+        let mut dv = debian_version.trim().to_string();
+        if dv.split('.').count() == 1 {
+            dv.push_str(".0");
+        }
+        let version = format!("{dv}.{today}");
+        if parse_version(&version).is_none() {
+            return Err(format!(
+                "debian_version '{dv}' does not make an x.y.z version"
+            ));
+        }
+        let vdir = work.join(&version);
+        std::fs::create_dir_all(&vdir).map_err(|e| format!("{}: {e}", vdir.display()))?;
+        let disk = vdir.join("disk.raw");
+        make_disk(&rootfs, &disk)?;
+        let image = BaseImage {
+            publisher: o.publisher.into(),
+            offer: o.offer.into(),
+            sku: o.sku.into(),
+            version: version.clone(),
+            path: PathBuf::new(),
+        };
+        let meta = serde_json::to_vec_pretty(&image).map_err(|e| e.to_string())?;
+        std::fs::write(vdir.join("image.json"), meta).map_err(|e| e.to_string())?;
+        let dest_parent = self.offer_dir(o);
+        std::fs::create_dir_all(&dest_parent).map_err(|e| e.to_string())?;
+        let dest = dest_parent.join(&version);
+        std::fs::rename(&vdir, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        tracing::info!(version = %version, "base image built");
+        Ok(BaseImage {
+            path: dest.join("disk.raw"),
+            ..image
+        })
+    }
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let start = s.len().saturating_sub(n);
+    let mut i = start;
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Image-wide settings for a bootable, cloud-like Debian.
+fn configure_tree(root: &Path) -> Result<(), String> {
+    write(
+        &root.join("etc/fstab"),
+        &format!("LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"),
+    )?;
+    write(&root.join("etc/hostname"), "debian\n")?;
+    write(
+        &root.join("etc/systemd/network/80-dhcp.network"),
+        "[Match]\nName=e*\n\n[Network]\nDHCP=yes\n",
+    )?;
+    let wants = root.join("etc/systemd/system/multi-user.target.wants");
+    std::fs::create_dir_all(&wants).map_err(|e| e.to_string())?;
+    let link = wants.join("systemd-networkd.service");
+    if !link.exists() {
+        std::os::unix::fs::symlink("/lib/systemd/system/systemd-networkd.service", &link)
+            .map_err(|e| format!("{}: {e}", link.display()))?;
+    }
+    // A machine id is made at first boot; SSH host keys are regenerated by
+    // the deprovision step of each build.
+    write(&root.join("etc/machine-id"), "")?;
+    if let Ok(entries) = std::fs::read_dir(root.join("var/cache/apt/archives")) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "deb") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `/boot/extlinux/extlinux.conf` for the kernel `/vmlinuz` points
+/// at (called again after customizing, in case a customizer changed the
+/// kernel). No-op when the image has no extlinux.
+pub fn write_boot_config(root: &Path) -> Result<(), String> {
+    let dir = root.join("boot/extlinux");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let target = |link: &str| -> Result<String, String> {
+        let t = std::fs::read_link(root.join(link))
+            .map_err(|e| format!("/{link} in the image: {e}"))?;
+        let t = t.to_string_lossy();
+        Ok(format!("/{}", t.trim_start_matches('/')))
+    };
+    let conf = format!(
+        "DEFAULT linux\nTIMEOUT 1\nPROMPT 0\nLABEL linux\n  LINUX {}\n  INITRD {}\n  APPEND root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0 net.ifnames=0\n",
+        target("vmlinuz")?,
+        target("initrd.img")?
+    );
+    write(&dir.join("extlinux.conf"), &conf)
+}
+
+/// Makes the bootable raw disk from a root tree: MBR with one bootable
+/// Linux partition at 1 MiB, ext4 from the tree (`mke2fs -d`, no mount),
+/// syslinux's MBR code and extlinux (needs a loop mount).
+fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
+    let d = disk.to_string_lossy().into_owned();
+    let f = std::fs::File::create(disk).map_err(|e| format!("{d}: {e}"))?;
+    f.set_len(BASE_DISK_BYTES)
+        .map_err(|e| format!("{d}: {e}"))?;
+    drop(f);
+    let mut child = std::process::Command::new("sfdisk")
+        .args(["-q", &d])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sfdisk: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(b"label: dos\nstart=2048, type=83, bootable\n")
+            .map_err(|e| format!("sfdisk: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sfdisk: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sfdisk {d}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let fs_kib = (BASE_DISK_BYTES - PARTITION_OFFSET) / 1024;
+    // syslinux 6 cannot boot from ext4 with the 64bit feature.
+    run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-O",
+            "^64bit",
+            "-L",
+            ROOT_LABEL,
+            "-E",
+            &format!("offset={PARTITION_OFFSET}"),
+            "-d",
+            &rootfs.to_string_lossy(),
+            &d,
+            &format!("{fs_kib}k"),
+        ],
+    )?;
+    run(
+        "dd",
+        &[
+            "if=/usr/lib/syslinux/mbr/mbr.bin",
+            &format!("of={d}"),
+            "bs=440",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+        ],
+    )?;
+    let mnt = disk.with_extension("mnt");
+    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let dev = run(
+        "losetup",
+        &[
+            "--find",
+            "--show",
+            "--offset",
+            &PARTITION_OFFSET.to_string(),
+            &d,
+        ],
+    )?
+    .trim()
+    .to_string();
+    let m = mnt.to_string_lossy().into_owned();
+    let r = run("mount", &[&dev, &m]).and_then(|_| {
+        let r = std::fs::create_dir_all(mnt.join("boot/extlinux"))
+            .map_err(|e| e.to_string())
+            .and_then(|_| run("extlinux", &["--install", &format!("{m}/boot/extlinux")]))
+            .and_then(|_| write_boot_config(&mnt));
+        let u = run("umount", &[&m]);
+        r.and(u.map(|_| ()))
+    });
+    let _ = run("losetup", &["-d", &dev]);
+    let _ = std::fs::remove_dir(&mnt);
+    r
+}

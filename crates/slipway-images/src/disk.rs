@@ -1,0 +1,354 @@
+//! Disk files: partition discovery, loop mounts with the chroot binds,
+//! sparse copies (optionally as a fixed VHD), growth and format conversion.
+//! Everything here shells out to util-linux, e2fsprogs and qemu-img.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use slipway_core::images::vhd;
+
+/// Runs a command to completion; `Err` carries its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e} (is it installed? scripts/setup-host installs it)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Where the root filesystem sits in a disk file, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootPartition {
+    /// Offset from the start of the disk.
+    pub offset: u64,
+    /// Length; `None` = to the end (no partition table).
+    pub size: Option<u64>,
+    /// 1-based partition number, `None` for a whole-disk filesystem.
+    pub number: Option<u32>,
+}
+
+/// Finds the root filesystem: the largest Linux partition (MBR type 83 or
+/// GPT "Linux filesystem"), else the largest partition, else the whole disk.
+pub fn root_partition(disk: &Path) -> Result<RootPartition, String> {
+    let path = disk.to_str().ok_or("disk path is not UTF-8")?;
+    let Ok(text) = run("sfdisk", &["--json", path]) else {
+        return Ok(RootPartition {
+            offset: 0,
+            size: None,
+            number: None,
+        });
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("sfdisk --json {path}: {e}"))?;
+    let table = &v["partitiontable"];
+    let sector = table["sectorsize"].as_u64().unwrap_or(512);
+    let parts = table["partitions"].as_array().cloned().unwrap_or_default();
+    let linux = |p: &serde_json::Value| {
+        let t = p["type"].as_str().unwrap_or("").to_ascii_lowercase();
+        t == "83" || t == "0fc63daf-8483-4772-8e79-3d69d8477de4"
+    };
+    let pick = parts
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| linux(p))
+        .max_by_key(|(_, p)| p["size"].as_u64().unwrap_or(0))
+        .or_else(|| {
+            parts
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, p)| p["size"].as_u64().unwrap_or(0))
+        });
+    match pick {
+        Some((i, p)) => Ok(RootPartition {
+            offset: p["start"].as_u64().unwrap_or(0) * sector,
+            size: Some(p["size"].as_u64().unwrap_or(0) * sector),
+            number: Some(i as u32 + 1),
+        }),
+        None => Ok(RootPartition {
+            offset: 0,
+            size: None,
+            number: None,
+        }),
+    }
+}
+
+/// A disk's root filesystem mounted through a loop device, with `/proc`,
+/// `/sys`, `/dev` and `/dev/pts` bound for chroot. Dropping it unmounts
+/// everything (lazily if busy) and detaches the loop device.
+#[derive(Debug)]
+pub struct Mounted {
+    root: PathBuf,
+    loop_dev: String,
+    mounts: Vec<PathBuf>,
+}
+
+impl Mounted {
+    /// Mounts `disk`'s root filesystem on `at` (created if missing).
+    ///
+    /// Errors: losetup/mount failures with their stderr.
+    pub fn mount(disk: &Path, at: &Path) -> Result<Mounted, String> {
+        let part = root_partition(disk)?;
+        std::fs::create_dir_all(at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+        let disk_s = disk.to_str().ok_or("disk path is not UTF-8")?;
+        let offset = part.offset.to_string();
+        let size = part.size.map(|s| s.to_string());
+        let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
+        if let Some(s) = &size {
+            args.extend(["--sizelimit", s.as_str()]);
+        }
+        args.push(disk_s);
+        let loop_dev = run("losetup", &args)?.trim().to_string();
+        let mut m = Mounted {
+            root: at.to_path_buf(),
+            loop_dev,
+            mounts: Vec::new(),
+        };
+        let at_s = at.to_str().ok_or("mount path is not UTF-8")?.to_string();
+        run("mount", &[&m.loop_dev, &at_s])?;
+        m.mounts.push(at.to_path_buf());
+        for (what, kind, dir) in [
+            ("proc", Some("proc"), "proc"),
+            ("sysfs", Some("sysfs"), "sys"),
+            ("/dev", None, "dev"),
+            ("/dev/pts", None, "dev/pts"),
+        ] {
+            let target = at.join(dir);
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            let t = target.to_str().unwrap_or_default();
+            match kind {
+                Some(k) => run("mount", &["-t", k, what, t])?,
+                None => run("mount", &["--bind", what, t])?,
+            };
+            m.mounts.push(target);
+        }
+        Ok(m)
+    }
+
+    /// The mounted root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            let p = m.to_string_lossy();
+            if run("umount", &[&p]).is_err() {
+                let _ = run("umount", &["-l", &p]);
+            }
+        }
+        let _ = run("losetup", &["-d", &self.loop_dev]);
+    }
+}
+
+/// Result of a copy: bytes in the output and their sha256 (lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Output length, bytes.
+    pub size: u64,
+    /// sha256 of the whole output.
+    pub sha256: String,
+}
+
+/// Copies `src` to `dst` (via a temp file + rename), leaving holes where
+/// `src` has zero MiBs. With `vhd_footer`, the virtual size is rounded up
+/// to whole MiB and a fixed VHD footer is appended (`../shared/reference/
+/// image-builder.md` §4.5).
+pub fn sparse_copy(src: &Path, dst: &Path, vhd_footer: bool) -> Result<Written, String> {
+    let ctx = |e: std::io::Error| format!("copying {} to {}: {e}", src.display(), dst.display());
+    let mut input = File::open(src).map_err(ctx)?;
+    let len = input.metadata().map_err(ctx)?.len();
+    let tmp = dst.with_extension("partial");
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir).map_err(ctx)?;
+    }
+    let mut out = File::create(&tmp).map_err(ctx)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; vhd::MIB as usize];
+    let zeros = vec![0u8; vhd::MIB as usize];
+    let mut pos = 0u64;
+    while pos < len {
+        let want = ((len - pos) as usize).min(buf.len());
+        input.read_exact(&mut buf[..want]).map_err(ctx)?;
+        hash.update(&buf[..want]);
+        if buf[..want] == zeros[..want] {
+            out.seek(SeekFrom::Current(want as i64)).map_err(ctx)?;
+        } else {
+            out.write_all(&buf[..want]).map_err(ctx)?;
+        }
+        pos += want as u64;
+    }
+    let mut size = len;
+    if vhd_footer {
+        let virt = vhd::round_up_mib(len);
+        for _ in 0..(virt - len) / 512 {
+            hash.update([0u8; 512]);
+        }
+        out.set_len(virt).map_err(ctx)?;
+        out.seek(SeekFrom::Start(virt)).map_err(ctx)?;
+        let footer = vhd::fixed_footer(
+            virt,
+            chrono::Utc::now().timestamp(),
+            *uuid::Uuid::new_v4().as_bytes(),
+        );
+        out.write_all(&footer).map_err(ctx)?;
+        hash.update(footer);
+        size = virt + vhd::FOOTER_LEN as u64;
+    } else {
+        out.set_len(len).map_err(ctx)?;
+    }
+    out.sync_all().map_err(ctx)?;
+    drop(out);
+    std::fs::rename(&tmp, dst).map_err(ctx)?;
+    Ok(Written {
+        size,
+        sha256: hex::encode(hash.finalize()),
+    })
+}
+
+/// sha256 of a file (lower-case hex) and its length.
+pub fn hash_file(path: &Path) -> Result<Written, String> {
+    let ctx = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    let mut f = File::open(path).map_err(ctx)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(ctx)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Written {
+        size,
+        sha256: hex::encode(hash.finalize()),
+    })
+}
+
+/// Converts `src` (any format qemu-img reads: raw, qcow2, vpc, vmdk…) to
+/// `format` (`raw` or `qcow2`) at `dst`, via a temp file + rename.
+pub fn convert(src: &Path, dst: &Path, format: &str) -> Result<(), String> {
+    let tmp = dst.with_extension("partial");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            format,
+            &src.to_string_lossy(),
+            &tmp.to_string_lossy(),
+        ],
+    )?;
+    std::fs::rename(&tmp, dst).map_err(|e| format!("renaming {}: {e}", tmp.display()))
+}
+
+/// Grows a raw disk to `size` bytes, its root partition to the end and the
+/// ext2/3/4 filesystem in it. Never shrinks.
+///
+/// Errors: the disk is larger than `size`, or a tool failed.
+pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
+    let len = std::fs::metadata(disk)
+        .map_err(|e| format!("{}: {e}", disk.display()))?
+        .len();
+    if size < len {
+        return Err(format!(
+            "vmProfile.osDiskSizeGB: {size} bytes is smaller than the source disk ({len} bytes); disks only grow"
+        ));
+    }
+    if size == len {
+        return Ok(());
+    }
+    let part = root_partition(disk)?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    f.set_len(size)
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    drop(f);
+    let d = disk.to_string_lossy();
+    if let Some(n) = part.number {
+        let mut child = Command::new("sfdisk")
+            .args(["--no-reread", "-q", "-N", &n.to_string(), &d])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("sfdisk: {e}"))?;
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(b", +\n").map_err(|e| format!("sfdisk: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("sfdisk: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "sfdisk -N {n} {d}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    let part = root_partition(disk)?;
+    let offset = part.offset.to_string();
+    let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
+    let sz = part.size.map(|s| s.to_string());
+    if let Some(s) = &sz {
+        args.extend(["--sizelimit", s.as_str()]);
+    }
+    args.push(&d);
+    let dev = run("losetup", &args)?.trim().to_string();
+    // e2fsck exits 1 or 2 when it fixed something; resize2fs wants a fresh check.
+    let fsck = Command::new("e2fsck")
+        .args(["-f", "-p", &dev])
+        .output()
+        .map_err(|e| format!("e2fsck: {e}"));
+    let r = match fsck {
+        Ok(o) if matches!(o.status.code(), Some(0..=2)) => run("resize2fs", &[&dev]),
+        Ok(o) => Err(format!(
+            "e2fsck -f -p {dev}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Err(e),
+    };
+    let _ = run("losetup", &["-d", &dev]);
+    r.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_copy_appends_a_valid_vhd_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("d.raw");
+        let mut f = File::create(&src).unwrap();
+        f.write_all(b"boot").unwrap();
+        f.set_len(3 * vhd::MIB + 1000).unwrap();
+        drop(f);
+        let out = dir.path().join("d.vhd");
+        let w = sparse_copy(&src, &out, true).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len() as u64, 4 * vhd::MIB + 512);
+        assert_eq!(w.size, bytes.len() as u64);
+        assert_eq!(&bytes[..4], b"boot");
+        let footer = &bytes[bytes.len() - 512..];
+        assert_eq!(vhd::read_fixed_footer(footer), Some(4 * vhd::MIB));
+        assert_eq!(w.sha256, hash_file(&out).unwrap().sha256);
+    }
+}

@@ -1,0 +1,457 @@
+//! `slipway vm-image …`: VM image templates (like `az image builder`) and
+//! the one-shot `slipway vm-image build`, modelled on the Azure DevOps
+//! "Azure VM Image Builder" task (`../shared/reference/image-builder.md` §2).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::api_client::ApiClient;
+
+/// `slipway vm-image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VmImageCommand {
+    /// Image templates and their runs.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// One shot, like the DevOps task: pack a build folder, make a template
+    /// `t_<ms>` that copies it to `/tmp/<folder>` and runs an inline script,
+    /// run it, download file outputs and print the output variables.
+    Build(Box<BuildArgs>),
+    /// The image store: managed images and gallery image versions.
+    List,
+    /// Built base images that `PlatformImage` sources resolve to.
+    PlatformImages,
+}
+
+/// `slipway vm-image template` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Create or replace a template from an AIB template document (JSON).
+    Create {
+        /// Template name (`^[A-Za-z0-9-_.]{1,64}$`).
+        name: String,
+        /// The template document.
+        #[arg(long, short = 'f')]
+        file: PathBuf,
+    },
+    /// Show a template and its last run status.
+    Show {
+        /// Template name.
+        name: String,
+    },
+    /// List templates.
+    List,
+    /// Run a template; waits and follows customization.log unless --no-wait.
+    Run {
+        /// Template name.
+        name: String,
+        /// Return once the run has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Cancel the run in progress.
+    Cancel {
+        /// Template name.
+        name: String,
+    },
+    /// Delete a template (its outputs and images stay).
+    Delete {
+        /// Template name.
+        name: String,
+    },
+    /// List a template's runs, newest first.
+    ListRuns {
+        /// Template name.
+        name: String,
+    },
+    /// Show run outputs; with --download, save the artifact of one.
+    Output {
+        /// Template name.
+        name: String,
+        /// A runOutputName; all outputs without it.
+        #[arg(long)]
+        output_name: Option<String>,
+        /// Save the artifact (VHD, qcow2, raw file or stored image disk) here.
+        #[arg(long, requires = "output_name")]
+        download: Option<PathBuf>,
+    },
+    /// Print a run's customization.log (the last run by default).
+    Log {
+        /// Template name.
+        name: String,
+        /// Run id.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
+
+/// `slipway vm-image build` inputs (the DevOps task's, by their meaning).
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// `Publisher:Offer:Sku[:Version]` of a platform image (`Debian:debian-12:12`),
+    /// an image-store id (`/slipway/images/<n>`, `…/galleries/<g>/images/<d>/versions/<v>|latest`),
+    /// or a disk file path or URL (qcow2, raw or VHD).
+    #[arg(long)]
+    source: String,
+    /// The build folder: packed as tar.gz, copied to `/tmp/<folder>.tar.gz`
+    /// and unpacked into `/tmp/<folder>` before the inline script runs.
+    #[arg(long)]
+    package_path: PathBuf,
+    /// Shell commands run after unpacking (run with `/bin/sh -e`).
+    #[arg(long)]
+    inline_script: String,
+    /// `vhd=PATH`, `qcow2=PATH`, `raw=PATH`, `managedimage=ID` or
+    /// `sharedimage=ID`. Repeatable.
+    #[arg(long, required = true)]
+    distribute: Vec<String>,
+    /// Build timeout in minutes (0 = 240, at most 960).
+    #[arg(long, default_value_t = 0)]
+    build_timeout: u32,
+    /// Azure VM size (recorded; maps to vCPUs/memory for full-boot builds).
+    #[arg(long)]
+    vm_size: Option<String>,
+    /// Grow the OS disk to this many GiB.
+    #[arg(long)]
+    os_disk_size_gb: Option<u32>,
+    /// Keep the template after a successful build.
+    #[arg(long)]
+    keep_template: bool,
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Runs a `slipway vm-image` command.
+pub fn run(client: &ApiClient, cmd: VmImageCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VmImageCommand::Template(t) => template(client, t),
+        VmImageCommand::Build(b) => build(client, &b),
+        VmImageCommand::List => print_json(&client.get("/vmImages")?),
+        VmImageCommand::PlatformImages => print_json(&client.get("/vmImages/platformImages")?),
+    }
+}
+
+fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn template(client: &ApiClient, cmd: TemplateCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TemplateCommand::Create { name, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the template {}", file.display()))?;
+            let doc: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            print_json(
+                &client
+                    .send(
+                        "PUT",
+                        &format!("/imageTemplates/{}", enc(&name)),
+                        Some(&doc),
+                    )?
+                    .json()?,
+            )
+        }
+        TemplateCommand::Show { name } => {
+            print_json(&client.get(&format!("/imageTemplates/{}", enc(&name)))?)
+        }
+        TemplateCommand::List => print_json(&client.get("/imageTemplates")?),
+        TemplateCommand::Run { name, no_wait } => {
+            let run = client
+                .send("POST", &format!("/imageTemplates/{}/run", enc(&name)), None)?
+                .json()?;
+            let id = run["runId"].as_str().unwrap_or_default().to_string();
+            if no_wait {
+                return print_json(&run);
+            }
+            let end = follow(client, &name, &id, true)?;
+            Ok(if end["runState"] == "Succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        TemplateCommand::Cancel { name } => print_json(
+            &client
+                .send(
+                    "POST",
+                    &format!("/imageTemplates/{}/cancel", enc(&name)),
+                    None,
+                )?
+                .json()?,
+        ),
+        TemplateCommand::Delete { name } => {
+            client.send("DELETE", &format!("/imageTemplates/{}", enc(&name)), None)?;
+            println!("deleted image template {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplateCommand::ListRuns { name } => {
+            print_json(&client.get(&format!("/imageTemplates/{}/runs", enc(&name)))?)
+        }
+        TemplateCommand::Output {
+            name,
+            output_name,
+            download,
+        } => match (output_name, download) {
+            (Some(o), Some(dest)) => {
+                let n = client.download(
+                    &format!(
+                        "/imageTemplates/{}/runOutputs/{}/content",
+                        enc(&name),
+                        enc(&o)
+                    ),
+                    &dest,
+                )?;
+                println!("saved {} ({n} bytes)", dest.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            (Some(o), None) => print_json(&client.get(&format!(
+                "/imageTemplates/{}/runOutputs/{}",
+                enc(&name),
+                enc(&o)
+            ))?),
+            (None, _) => {
+                print_json(&client.get(&format!("/imageTemplates/{}/runOutputs", enc(&name)))?)
+            }
+        },
+        TemplateCommand::Log { name, run } => {
+            let id = match run {
+                Some(r) => r,
+                None => client.get(&format!("/imageTemplates/{}/runs", enc(&name)))?["value"][0]
+                    ["runId"]
+                    .as_str()
+                    .context("the template has no runs")?
+                    .to_string(),
+            };
+            let r = client.send(
+                "GET",
+                &format!("/imageTemplates/{}/runs/{id}/log", enc(&name)),
+                None,
+            )?;
+            print!("{}", r.body);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Polls run `id` until it ends, printing new `customization.log` text to
+/// stderr when `show_log`; returns the final run.
+fn follow(client: &ApiClient, name: &str, id: &str, show_log: bool) -> anyhow::Result<Value> {
+    let mut offset = 0usize;
+    loop {
+        let r = client.send(
+            "GET",
+            &format!(
+                "/imageTemplates/{}/runs/{id}/log?offset={offset}",
+                enc(name)
+            ),
+            None,
+        )?;
+        if show_log && !r.body.is_empty() {
+            eprint!("{}", r.body);
+            let _ = std::io::stderr().flush();
+        }
+        offset += r.body.len();
+        let state = r.run_status.unwrap_or_default();
+        if !matches!(state.as_str(), "Running" | "Canceling" | "") {
+            let run = client.get(&format!("/imageTemplates/{}/runs/{id}", enc(name)))?;
+            eprintln!(
+                "run {id}: {}{}",
+                run["runState"].as_str().unwrap_or(""),
+                match run["message"].as_str() {
+                    Some(m) if !m.is_empty() => format!(": {m}"),
+                    _ => String::new(),
+                }
+            );
+            return Ok(run);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn source_of(s: &str) -> anyhow::Result<Value> {
+    if s.starts_with('/') && s.contains("/images/") {
+        return Ok(if s.contains("/galleries/") {
+            json!({"type": "SharedImageVersion", "imageVersionId": s})
+        } else {
+            json!({"type": "ManagedImage", "imageId": s})
+        });
+    }
+    if s.contains("://") || s.starts_with('/') {
+        return Ok(json!({"type": "DiskImage", "uri": s}));
+    }
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts.as_slice() {
+        [p, o, k] => Ok(json!({"type": "PlatformImage", "publisher": p, "offer": o, "sku": k, "version": "latest"})),
+        [p, o, k, v] => Ok(json!({"type": "PlatformImage", "publisher": p, "offer": o, "sku": k, "version": v})),
+        _ => bail!("--source '{s}': expected Publisher:Offer:Sku[:Version], an image id (/…/images/…) or a disk file path or URL"),
+    }
+}
+
+/// File outputs to download after the run: (runOutputName, local path).
+type Downloads = Vec<(String, PathBuf)>;
+
+fn distributors(specs: &[String]) -> anyhow::Result<(Vec<Value>, Downloads)> {
+    let mut out = Vec::new();
+    let mut downloads = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (kind, target) = spec
+            .split_once('=')
+            .with_context(|| format!("--distribute '{spec}': expected KIND=TARGET (vhd=PATH, qcow2=PATH, raw=PATH, managedimage=ID, sharedimage=ID)"))?;
+        let suffix = if i == 0 {
+            String::new()
+        } else {
+            format!("_{i}")
+        };
+        let d = match kind.to_ascii_lowercase().as_str() {
+            k @ ("vhd" | "qcow2" | "raw") => {
+                let (ty, ron) = match k {
+                    "vhd" => ("VHD", "VHD_distribute"),
+                    "qcow2" => ("Qcow2", "Qcow2_distribute"),
+                    _ => ("Raw", "Raw_distribute"),
+                };
+                let ron = format!("{ron}{suffix}");
+                let path = std::path::absolute(target).with_context(|| format!("--distribute '{spec}'"))?;
+                downloads.push((ron.clone(), path));
+                json!({"type": ty, "runOutputName": ron})
+            }
+            "managedimage" => json!({"type": "ManagedImage", "runOutputName": format!("ManagedImage_distribute{suffix}"), "imageId": target, "location": "local"}),
+            "sharedimage" | "sig" => json!({"type": "SharedImage", "runOutputName": format!("SharedImage_distribute{suffix}"), "galleryImageId": target}),
+            other => bail!("--distribute '{spec}': unknown kind '{other}' (expected vhd, qcow2, raw, managedimage or sharedimage)"),
+        };
+        out.push(d);
+    }
+    Ok((out, downloads))
+}
+
+fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let tar = slipway_tasks::context::tar_dir(dir, None)
+        .with_context(|| format!("packing {}", dir.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
+    gz.write_all(&tar)?;
+    Ok(gz.finish()?)
+}
+
+fn build(client: &ApiClient, b: &BuildArgs) -> anyhow::Result<ExitCode> {
+    if !b.package_path.is_dir() {
+        bail!(
+            "--package-path '{}' is not a folder",
+            b.package_path.display()
+        );
+    }
+    let folder = std::path::absolute(&b.package_path)?
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .context("--package-path has no folder name")?;
+    let source = source_of(&b.source)?;
+    let (distribute, downloads) = distributors(&b.distribute)?;
+    let archive = pack(&b.package_path)?;
+    eprintln!(
+        "Packed {} as {folder}.tar.gz ({} bytes)",
+        b.package_path.display(),
+        archive.len()
+    );
+    let up = client
+        .send_bytes("PUT", "/vmImages/artifacts", &archive)?
+        .json()?;
+    let uri = up["uri"]
+        .as_str()
+        .context("the server gave no artifact uri")?;
+    let mut inline = vec![
+        "#".to_string(),
+        format!("mkdir -p /tmp/{folder}"),
+        format!("sudo tar -xzf /tmp/{folder}.tar.gz -C /tmp/{folder}"),
+    ];
+    inline.extend(b.inline_script.lines().map(str::to_string));
+    let mut props = json!({
+        "source": source,
+        "customize": [
+            {"type": "File", "name": "vststask_file_copy", "sourceUri": uri, "destination": format!("/tmp/{folder}.tar.gz")},
+            {"type": "Shell", "name": "vststask_inline", "inline": inline},
+        ],
+        "distribute": distribute,
+        "buildTimeoutInMinutes": b.build_timeout,
+    });
+    if b.vm_size.is_some() || b.os_disk_size_gb.is_some() {
+        props["vmProfile"] = json!({});
+        if let Some(v) = &b.vm_size {
+            props["vmProfile"]["vmSize"] = json!(v);
+        }
+        if let Some(g) = b.os_disk_size_gb {
+            props["vmProfile"]["osDiskSizeGB"] = json!(g);
+        }
+    }
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let name = format!("t_{millis}");
+    client.send(
+        "PUT",
+        &format!("/imageTemplates/{name}"),
+        Some(&json!({"properties": props})),
+    )?;
+    eprintln!("Created image template {name}");
+    let run = client
+        .send("POST", &format!("/imageTemplates/{name}/run"), None)?
+        .json()?;
+    let id = run["runId"]
+        .as_str()
+        .context("the server gave no run id")?
+        .to_string();
+    let end = follow(client, &name, &id, true)?;
+    if end["runState"] != "Succeeded" {
+        eprintln!("The template {name} and its staging area are kept for inspection (slipway vm-image template log {name}).");
+        return Ok(ExitCode::FAILURE);
+    }
+    let outputs = client.get(&format!("/imageTemplates/{name}/runOutputs"))?;
+    let mut image_uri = String::new();
+    for (ron, path) in &downloads {
+        let n = client.download(
+            &format!("/imageTemplates/{name}/runOutputs/{ron}/content"),
+            path,
+        )?;
+        eprintln!("Saved {ron} to {} ({n} bytes)", path.display());
+        if image_uri.is_empty() {
+            image_uri = path.to_string_lossy().into_owned();
+        }
+    }
+    if image_uri.is_empty() {
+        image_uri = outputs["value"][0]["properties"]["artifactId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    }
+    let src = &end["source"];
+    println!("## task output variables ##");
+    println!("$(imageUri) = {image_uri}");
+    println!("$(templateName) = {name}");
+    println!("$(templateId) = /slipway/imageTemplates/{name}");
+    if src["type"] == "PlatformImage" {
+        for (var, key) in [
+            ("pirPublisher", "publisher"),
+            ("pirOffer", "offer"),
+            ("pirSku", "sku"),
+            ("pirVersion", "version"),
+        ] {
+            println!("$({var}) = {}", src[key].as_str().unwrap_or_default());
+        }
+    }
+    if !b.keep_template {
+        client.send("DELETE", &format!("/imageTemplates/{name}"), None)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,566 @@
+//! VM image templates end to end: real `slipway serve`, a Debian 12 base
+//! image built with debootstrap from the Debian mirror (cached in
+//! `/var/cache/slipway/base-images`, shared by the tests), loop mounts and
+//! chroot, qemu-img, and the built image booted under qemu (TCG).
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{poll, Server};
+use serde_json::{json, Value};
+
+const MIB: u64 = 1 << 20;
+/// A cold first build debootstraps the base image (minutes).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
+
+fn debian() -> Value {
+    json!({"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"})
+}
+
+fn put_template(s: &Server, name: &str, properties: Value) {
+    let (st, v, _) = s.call(
+        "PUT",
+        &format!("/imageTemplates/{name}"),
+        Some(json!({ "properties": properties })),
+    );
+    assert_eq!(st, 201, "{v}");
+}
+
+/// Runs template `name` and waits for the run to end; returns the run.
+fn run_to_end(s: &Server, name: &str) -> Value {
+    let (st, run, _) = s.call("POST", &format!("/imageTemplates/{name}/run"), None);
+    assert_eq!(st, 202, "{run}");
+    assert_eq!(run["runState"], "Running", "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    poll(&format!("run {id} of {name}"), BUILD_TIMEOUT, || {
+        let r = s.get(&format!("/imageTemplates/{name}/runs/{id}"));
+        match r["runState"].as_str() {
+            Some("Running") | Some("Canceling") => Err(r.to_string()),
+            _ => Ok(r),
+        }
+    })
+}
+
+fn run_log(s: &Server, name: &str, run: &Value) -> String {
+    let (_, v, _) = s.call(
+        "GET",
+        &format!(
+            "/imageTemplates/{name}/runs/{}/log",
+            run["runId"].as_str().unwrap()
+        ),
+        None,
+    );
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let m = std::fs::read_to_string("/proc/mounts").unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    m.lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Boots `disk` (qcow2) under qemu TCG and returns the serial console text
+/// once it contains `marker` (panics after 10 minutes).
+fn boot_and_wait_for(disk: &Path, marker: &str, serial: &Path) -> String {
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-accel",
+            "tcg",
+            "-m",
+            "1024",
+            "-smp",
+            "2",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-snapshot",
+            "-monitor",
+            "none",
+        ])
+        .arg("-drive")
+        .arg(format!("file={},format=qcow2,if=virtio", disk.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 (scripts/setup-host installs it)");
+    let text = poll(
+        "the customizer's marker on the serial console",
+        Duration::from_secs(600),
+        || {
+            if let Ok(Some(status)) = qemu.try_wait() {
+                let mut err = String::new();
+                let _ = qemu.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                return Ok(format!("QEMU EXITED {status}: {err}"));
+            }
+            let t =
+                String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
+            if t.contains(marker) {
+                Ok(t)
+            } else {
+                Err(t
+                    .chars()
+                    .rev()
+                    .take(400)
+                    .collect::<String>()
+                    .chars()
+                    .rev()
+                    .collect())
+            }
+        },
+    );
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    text
+}
+
+#[test]
+fn debian_image_is_customized_distributed_and_boots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let greeting = tmp.path().join("greeting.txt");
+    std::fs::write(&greeting, "greetings-from-the-file-customizer\n").unwrap();
+    let vhd = tmp.path().join("out/web.vhd");
+    put_template(
+        &s,
+        "web-image",
+        json!({
+            "source": debian(),
+            "customize": [
+                {"type": "Shell", "name": "install-hello", "inline": [
+                    "apt-get install -y -q hello",
+                    "printf '#!/bin/sh\\necho \"SLIPWAY-MARKER $(hello) $(cat /etc/slipway/greeting.txt)\" > /dev/ttyS0\\n' > /etc/rc.local",
+                    "chmod +x /etc/rc.local"
+                ]},
+                {"type": "File", "name": "greeting", "sourceUri": greeting.to_string_lossy(),
+                 "destination": "/etc/slipway/greeting.txt", "sha256Checksum": sha256_of(&greeting)}
+            ],
+            "validate": {"inVMValidations": [
+                {"type": "Shell", "name": "hello-works", "inline": ["hello | grep -q 'Hello, world'"]}
+            ]},
+            "distribute": [
+                {"type": "VHD", "runOutputName": "web-vhd", "uri": vhd.to_string_lossy()},
+                {"type": "Qcow2", "runOutputName": "web-qcow2"},
+                {"type": "ManagedImage", "runOutputName": "web-managed", "location": "local",
+                 "imageId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/images/web"},
+                {"type": "SharedImage", "runOutputName": "web-gallery",
+                 "galleryImageId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g1/images/web",
+                 "versioning": {"scheme": "Source"}}
+            ]
+        }),
+    );
+    let run = run_to_end(&s, "web-image");
+    let log = run_log(&s, "web-image", &run);
+    assert_eq!(run["runState"], "Succeeded", "{run}\n{log}\n{}", s.log());
+    assert_eq!(run["source"]["publisher"], "Debian", "{run}");
+    let version = run["source"]["version"].as_str().unwrap().to_string();
+    assert!(
+        version.starts_with("12."),
+        "latest resolves to a concrete version: {version}"
+    );
+    for line in [
+        "(telemetry) Starting provisioner install-hello",
+        "(telemetry) ending install-hello",
+        "(telemetry) Starting provisioner greeting",
+        "(telemetry) ending greeting",
+        "(telemetry) Finalizing.",
+        "(telemetry) Starting provisioner hello-works",
+        "Setting up hello",
+    ] {
+        assert!(
+            log.contains(line),
+            "customization.log lacks '{line}':\n{log}"
+        );
+    }
+    assert!(
+        run["staging"].is_null(),
+        "staging is deleted on success: {run}"
+    );
+    let staging = s
+        .data
+        .join("vm-images/staging")
+        .join(run["runId"].as_str().unwrap());
+    assert!(!staging.exists());
+
+    // Run outputs: the VHD where asked, the qcow2 in the server's outputs,
+    // the managed image and the gallery version in the image store.
+    let outs = s.get("/imageTemplates/web-image/runOutputs")["value"].clone();
+    let by = |n: &str| {
+        outs.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == n)
+            .unwrap()["properties"]
+            .clone()
+    };
+    let v = by("web-vhd");
+    assert_eq!(v["artifactUri"], vhd.to_string_lossy().as_ref(), "{outs}");
+    assert_eq!(v["sha256"], sha256_of(&vhd), "{outs}");
+    let q = by("web-qcow2");
+    let qcow = std::path::PathBuf::from(q["artifactUri"].as_str().unwrap());
+    assert_eq!(q["sha256"], sha256_of(&qcow));
+    assert_eq!(by("web-managed")["artifactId"], "/slipway/images/web");
+    assert_eq!(
+        by("web-gallery")["artifactId"],
+        format!("/slipway/galleries/g1/images/web/versions/{version}")
+    );
+    let images = s.get("/vmImages")["value"].clone();
+    assert_eq!(images.as_array().unwrap().len(), 2, "{images}");
+
+    // qemu-img agrees: a VHD (vpc) whose virtual size is whole MiB, fixed:
+    // the file is the raw disk plus the 512-byte footer, disk type 2.
+    let info = Command::new("qemu-img")
+        .args(["info", "-f", "vpc", "--output=json"])
+        .arg(&vhd)
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let virt = info["virtual-size"].as_u64().unwrap();
+    assert_eq!(virt % MIB, 0, "virtual size {virt} is not whole MiB");
+    let bytes = std::fs::metadata(&vhd).unwrap().len();
+    assert_eq!(bytes, virt + 512, "a fixed VHD is the disk plus a footer");
+    let mut f = std::fs::File::open(&vhd).unwrap();
+    let mut footer = vec![0u8; 512];
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(virt)).unwrap();
+    f.read_exact(&mut footer).unwrap();
+    assert_eq!(&footer[..8], b"conectix");
+    assert_eq!(
+        u32::from_be_bytes(footer[60..64].try_into().unwrap()),
+        2,
+        "disk type fixed"
+    );
+    let check = Command::new("qemu-img")
+        .args(["compare", "-f", "vpc", "-F", "qcow2"])
+        .arg(&vhd)
+        .arg(&qcow)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "VHD and qcow2 hold the same disk: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // The qcow2 boots under TCG and the customizer's marker shows.
+    let serial = tmp.path().join("serial.log");
+    let console = boot_and_wait_for(
+        &qcow,
+        "SLIPWAY-MARKER Hello, world! greetings-from-the-file-customizer",
+        &serial,
+    );
+    assert!(!console.contains("QEMU EXITED"), "{console}");
+}
+
+#[test]
+fn failing_customizer_keeps_staging_unless_cleanup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let failing = |error_handling: Value| {
+        let mut p = json!({
+            "source": debian(),
+            "customize": [
+                {"type": "Shell", "name": "fine", "inline": ["echo step-one-ran"]},
+                {"type": "Shell", "name": "breaks", "inline": ["echo about-to-fail", "false", "echo never-printed"]}
+            ],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        });
+        if !error_handling.is_null() {
+            p["errorHandling"] = error_handling;
+        }
+        p
+    };
+    put_template(&s, "kept", failing(Value::Null));
+    put_template(
+        &s,
+        "cleaned",
+        failing(json!({"onCustomizerError": "cleanup"})),
+    );
+
+    let run = run_to_end(&s, "kept");
+    let log = run_log(&s, "kept", &run);
+    assert_eq!(run["runState"], "Failed", "{run}");
+    let msg = run["message"].as_str().unwrap();
+    let staging = s
+        .data
+        .join("vm-images/staging")
+        .join(run["runId"].as_str().unwrap());
+    assert!(
+        msg.starts_with("Failed while waiting for packerizer"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("customizer 'breaks'") && msg.contains("exit status 1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("Staging kept at {}", staging.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("customization.log"), "{msg}");
+    assert!(
+        staging.join("disk.raw").is_file(),
+        "staging is kept on failure"
+    );
+    assert!(
+        mounts_under(&staging).is_empty(),
+        "nothing stays mounted: {:?}",
+        mounts_under(&staging)
+    );
+    assert!(
+        log.contains("(telemetry) Starting provisioner breaks") && log.contains("about-to-fail"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("never-printed"),
+        "scripts run with sh -e: {log}"
+    );
+    let tpl = s.get("/imageTemplates/kept");
+    assert_eq!(
+        tpl["properties"]["lastRunStatus"]["runState"], "Failed",
+        "{tpl}"
+    );
+
+    let run = run_to_end(&s, "cleaned");
+    assert_eq!(run["runState"], "Failed", "{run}");
+    let staging = s
+        .data
+        .join("vm-images/staging")
+        .join(run["runId"].as_str().unwrap());
+    assert!(
+        !staging.exists(),
+        "onCustomizerError: cleanup removes staging"
+    );
+    assert!(
+        run["message"]
+            .as_str()
+            .unwrap()
+            .contains("Staging was cleaned up"),
+        "{run}"
+    );
+    assert!(run_log(&s, "cleaned", &run).contains("(telemetry) ending breaks"));
+}
+
+#[test]
+fn build_timeout_ends_the_run_with_aib_message_and_cancel_stops_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let sleeper = |timeout: u32| {
+        json!({
+            "source": debian(),
+            "buildTimeoutInMinutes": timeout,
+            "customize": [{"type": "Shell", "name": "sleeps", "inline": ["echo sleeping", "sleep 900"]}],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        })
+    };
+    put_template(&s, "slow", sleeper(1));
+    put_template(&s, "canceled", sleeper(30));
+
+    // Cancel: Canceling, then Canceled once the script is killed.
+    let (st, run, _) = s.call("POST", "/imageTemplates/canceled/run", None);
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    poll("the sleeping customizer to start", BUILD_TIMEOUT, || {
+        let l = run_log(&s, "canceled", &json!({"runId": id}));
+        if l.contains("sleeping") {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+    let (st, v, _) = s.call("POST", "/imageTemplates/canceled/cancel", None);
+    assert_eq!(st, 202, "{v}");
+    let end = poll("the canceled run to end", Duration::from_secs(60), || {
+        let r = s.get(&format!("/imageTemplates/canceled/runs/{id}"));
+        if r["runState"] == "Canceled" {
+            Ok(r)
+        } else {
+            Err(r.to_string())
+        }
+    });
+    assert_eq!(end["runSubState"], "Customizing", "{end}");
+    let staging = s.data.join("vm-images/staging").join(&id);
+    assert!(
+        mounts_under(&staging).is_empty(),
+        "{:?}",
+        mounts_under(&staging)
+    );
+    let (st, v, _) = s.call("POST", "/imageTemplates/canceled/cancel", None);
+    assert_eq!(st, 409, "nothing left to cancel: {v}");
+
+    let run = run_to_end(&s, "slow");
+    assert_eq!(run["runState"], "Failed", "{run}");
+    let msg = run["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Failed while waiting for packerizer: Timeout waiting for microservice to complete: 'context deadline exceeded'"),
+        "{msg}"
+    );
+    let staging = s
+        .data
+        .join("vm-images/staging")
+        .join(run["runId"].as_str().unwrap());
+    assert!(
+        mounts_under(&staging).is_empty(),
+        "{:?}",
+        mounts_under(&staging)
+    );
+    assert!(run_log(&s, "slow", &run).contains("(telemetry) Starting provisioner sleeps"));
+}
+
+#[test]
+fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let pkg = tmp.path().join("webapp");
+    std::fs::create_dir_all(pkg.join("bin")).unwrap();
+    std::fs::write(pkg.join("bin/app.sh"), "#!/bin/sh\necho app-v1\n").unwrap();
+    let out = tmp.path().join("image.vhd");
+    let out_s = out.to_string_lossy().into_owned();
+    let (code, stdout, stderr) = s.cli(&[
+        "vm-image",
+        "build",
+        "--source",
+        "Debian:debian-12:12",
+        "--package-path",
+        &pkg.to_string_lossy(),
+        "--inline-script",
+        "install -m 0755 /tmp/webapp/bin/app.sh /usr/local/bin/app\napp",
+        "--distribute",
+        &format!("vhd={out_s}"),
+        "--distribute",
+        "sharedimage=/slipway/galleries/apps/images/webapp",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("(telemetry) Starting provisioner vststask_inline")
+            && stderr.contains("app-v1"),
+        "{stderr}"
+    );
+    let var = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("$({name}) = ")))
+            .unwrap_or_else(|| panic!("no $({name}) in:\n{stdout}"))
+            .to_string()
+    };
+    assert_eq!(var("imageUri"), out_s);
+    assert!(var("templateName").starts_with("t_"), "{stdout}");
+    assert_eq!(var("pirPublisher"), "Debian");
+    assert_eq!(var("pirOffer"), "debian-12");
+    assert_eq!(var("pirSku"), "12");
+    assert!(var("pirVersion").starts_with("12."), "{stdout}");
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert_eq!(
+        (len - 512) % MIB,
+        0,
+        "downloaded VHD: whole MiB plus footer"
+    );
+    let (st, _, _) = s.call(
+        "GET",
+        &format!("/imageTemplates/{}", var("templateName")),
+        None,
+    );
+    assert_eq!(st, 404, "the one-shot template is deleted after success");
+
+    // The gallery version (Latest scheme: 1.0.0) is the next build's source.
+    let images = s.get("/vmImages")["value"].clone();
+    assert_eq!(
+        images[0]["id"], "/slipway/galleries/apps/images/webapp/versions/1.0.0",
+        "{images}"
+    );
+    let (code, stdout, stderr) = s.cli(&[
+        "vm-image",
+        "build",
+        "--source",
+        "/slipway/galleries/apps/images/webapp/versions/latest",
+        "--package-path",
+        &pkg.to_string_lossy(),
+        "--inline-script",
+        "test \"$(app)\" = app-v1",
+        "--distribute",
+        "sharedimage=/slipway/galleries/apps/images/webapp",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        var_in(&stdout, "imageUri"),
+        "/slipway/galleries/apps/images/webapp/versions/1.0.1",
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pirPublisher"),
+        "pir* only for platform sources: {stdout}"
+    );
+}
+
+fn var_in(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("$({name}) = ")))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn invalid_templates_are_refused_with_aib_validation_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let cases = [
+        (
+            json!({"properties": {"source": debian(), "distribute": [{"type": "VHD", "runOutputName": "v"}], "buildTimeoutInMinutes": 961}}),
+            "'ImageTemplate.properties.buildTimeoutInMinutes'",
+        ),
+        (
+            json!({"properties": {"source": debian(), "customize": [{"type": "Shell", "inlin": ["x"]}], "distribute": [{"type": "VHD", "runOutputName": "v"}]}}),
+            "'ImageTemplate.properties.customize[0]'",
+        ),
+        (
+            json!({"properties": {"source": debian(), "customize": [{"type": "PowerShell", "inline": ["x"]}], "distribute": [{"type": "VHD", "runOutputName": "v"}]}}),
+            "UnsupportedCustomizerType",
+        ),
+    ];
+    for (doc, want) in cases {
+        let (st, v, _) = s.call("PUT", "/imageTemplates/bad", Some(doc));
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["code"], "ValidationFailed", "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("Validation failed: ") && m.contains(want),
+            "{m}"
+        );
+    }
+    let (st, v, _) = s.call("PUT", "/imageTemplates/bad%20name", Some(json!({"properties": {"source": debian(), "distribute": [{"type": "VHD", "runOutputName": "v"}]}})));
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'bad name'"),
+        "{v}"
+    );
+    let (st, _, _) = s.call("POST", "/imageTemplates/missing/run", None);
+    assert_eq!(st, 404);
+}
