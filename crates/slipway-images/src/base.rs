@@ -320,27 +320,7 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
     f.set_len(BASE_DISK_BYTES)
         .map_err(|e| format!("{d}: {e}"))?;
     drop(f);
-    let mut child = std::process::Command::new("sfdisk")
-        .args(["-q", &d])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("sfdisk: {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        use std::io::Write;
-        i.write_all(b"label: dos\nstart=2048, type=83, bootable\n")
-            .map_err(|e| format!("sfdisk: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("sfdisk: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "sfdisk {d}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    crate::disk::sfdisk(&["-q", &d], "label: dos\nstart=2048, type=83, bootable\n")?;
     let fs_kib = (BASE_DISK_BYTES - PARTITION_OFFSET) / 1024;
     // syslinux 6 cannot boot from ext4 with the 64bit feature.
     run(

@@ -27,6 +27,33 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Runs `sfdisk ARGS` with `script` on its stdin (sfdisk's input format).
+pub fn sfdisk(args: &[&str], script: &str) -> Result<(), String> {
+    let mut child = Command::new("sfdisk")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("sfdisk: {e} (scripts/setup-host installs fdisk)"))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(script.as_bytes())
+            .map_err(|e| format!("sfdisk: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sfdisk: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "sfdisk {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Where the root filesystem sits in a disk file, bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RootPartition {
@@ -194,8 +221,11 @@ pub fn sparse_copy(src: &Path, dst: &Path, vhd_footer: bool) -> Result<Written, 
     let mut size = len;
     if vhd_footer {
         let virt = vhd::round_up_mib(len);
-        for _ in 0..(virt - len) / 512 {
-            hash.update([0u8; 512]);
+        let mut pad = virt - len;
+        while pad > 0 {
+            let n = pad.min(zeros.len() as u64) as usize;
+            hash.update(&zeros[..n]);
+            pad -= n as u64;
         }
         out.set_len(virt).map_err(ctx)?;
         out.seek(SeekFrom::Start(virt)).map_err(ctx)?;
@@ -283,25 +313,7 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
     drop(f);
     let d = disk.to_string_lossy();
     if let Some(n) = part.number {
-        let mut child = Command::new("sfdisk")
-            .args(["--no-reread", "-q", "-N", &n.to_string(), &d])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("sfdisk: {e}"))?;
-        if let Some(mut i) = child.stdin.take() {
-            i.write_all(b", +\n").map_err(|e| format!("sfdisk: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("sfdisk: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "sfdisk -N {n} {d}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        sfdisk(&["--no-reread", "-q", "-N", &n.to_string(), &d], ", +\n")?;
     }
     let part = root_partition(disk)?;
     let offset = part.offset.to_string();

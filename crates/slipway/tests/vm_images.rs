@@ -448,7 +448,9 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
         "--package-path",
         &pkg.to_string_lossy(),
         "--inline-script",
-        "install -m 0755 /tmp/webapp/bin/app.sh /usr/local/bin/app\napp",
+        "install -m 0755 /tmp/webapp/bin/app.sh /usr/local/bin/app\napp\ntest \"$(df --output=size -k / | tail -n 1)\" -gt 2500000",
+        "--os-disk-size-gb",
+        "3",
         "--distribute",
         &format!("vhd={out_s}"),
         "--distribute",
@@ -475,9 +477,9 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
     assert!(var("pirVersion").starts_with("12."), "{stdout}");
     let len = std::fs::metadata(&out).unwrap().len();
     assert_eq!(
-        (len - 512) % MIB,
-        0,
-        "downloaded VHD: whole MiB plus footer"
+        len,
+        (3 << 30) + 512,
+        "downloaded VHD: the grown 3 GiB disk plus footer"
     );
     let (st, _, _) = s.call(
         "GET",

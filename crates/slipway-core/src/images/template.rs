@@ -344,7 +344,7 @@ pub struct VmProfile {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub vm_size: String,
     /// 0 = the source's size; can only grow the disk.
-    #[serde(default)]
+    #[serde(default, rename = "osDiskSizeGB")]
     pub os_disk_size_gb: u32,
     /// Kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
