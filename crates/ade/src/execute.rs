@@ -208,7 +208,7 @@ fn write_diff(capture: &Path) {
                 continue;
             }
             if before.get(k) != Some(v) {
-                lines.push_str(&format!("export {k}={}\n", crate::shell_quote(v)));
+                lines.push_str(&format!("export {k}={}\n", slipway_core::shell::quote(v)));
             }
         }
         for k in before.keys() {

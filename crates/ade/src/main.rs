@@ -182,11 +182,6 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> CliError {
     )
 }
 
-/// Single-quotes `s` for POSIX shells.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
 fn run(cli: Cli) -> Result<u8, CliError> {
     let client = Client::from_env()?;
     match cli.command {
@@ -365,7 +360,7 @@ fn init(client: &Client) -> Result<(), CliError> {
         ("ADE_OPERATION_PARAMETERS", params),
     ];
     for (k, v) in vars {
-        println!("export {k}={}", shell_quote(&v));
+        println!("export {k}={}", slipway_core::shell::quote(&v));
     }
     Ok(())
 }
@@ -373,12 +368,6 @@ fn init(client: &Client) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-    }
 
     #[test]
     fn cli_shapes() {

@@ -22,18 +22,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use slipway_core::access::Permission;
 use slipway_core::names::validate_resource_name;
 use slipway_tasks::{context_key, DockerBuild, RunRequest, TaskService, TaskSpec, TIMEOUT_RANGE};
 use std::sync::Arc;
 
 use crate::auth::Caller;
-use crate::{ApiError, ApiResult, AppState};
-
-/// Largest uploaded build context (tar or tar.gz), bytes: 1 GiB. Other
-/// routes keep axum's 2 MB default.
-pub const MAX_CONTEXT_BYTES: usize = 1 << 30;
+use crate::{put_upload, ApiError, ApiResult, AppState};
 
 /// The routes.
 pub fn routes() -> Router<AppState> {
@@ -41,7 +36,9 @@ pub fn routes() -> Router<AppState> {
         .route("/imageTasks/registry", get(registry_info))
         .route(
             "/imageTasks/contexts",
-            put(upload_context).layer(axum::extract::DefaultBodyLimit::max(MAX_CONTEXT_BYTES)),
+            put(upload_context).layer(axum::extract::DefaultBodyLimit::max(
+                crate::MAX_UPLOAD_BYTES,
+            )),
         )
         .route("/imageTasks/builds", post(quick_build))
         .route("/imageTasks/runs", post(quick_run).get(list_runs))
@@ -109,14 +106,13 @@ async fn upload_context(
     body: Bytes,
 ) -> ApiResult<Response> {
     service(&state, &caller)?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "InvalidRequestBody",
-            "the body must be a tar or tar.gz of the build context",
-        ));
-    }
-    let digest = hex::encode(Sha256::digest(&body));
-    state.store.blobs.put(&context_key(&digest), &body).await?;
+    let digest = put_upload(
+        &state,
+        &body,
+        context_key,
+        "a tar or tar.gz of the build context",
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"context": format!("upload:{digest}"), "size": body.len()})),

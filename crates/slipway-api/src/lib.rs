@@ -138,6 +138,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Largest upload body (build contexts, VM image build artifacts): 1 GiB.
+/// axum's default limit (2 MB) is lifted per route with this.
+pub const MAX_UPLOAD_BYTES: usize = 1 << 30;
+
+/// Stores an uploaded body as blob `key(sha256)`; returns the lower-case
+/// hex sha256 (uploads are addressed as `upload:<sha256>`).
+///
+/// Errors: 400 `InvalidRequestBody` naming `expected` when the body is
+/// empty; store failures.
+pub(crate) async fn put_upload(
+    state: &AppState,
+    body: &[u8],
+    key: fn(&str) -> String,
+    expected: &str,
+) -> ApiResult<String> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "InvalidRequestBody",
+            format!("the body is empty: expected {expected}"),
+        ));
+    }
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body));
+    state.store.blobs.put(&key(&digest), body).await?;
+    Ok(digest)
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

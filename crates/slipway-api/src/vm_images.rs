@@ -23,16 +23,12 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use slipway_core::access::Permission;
 use slipway_images::{ImageError, ImageService};
 use slipway_store::ImageRunRecord;
 
 use crate::auth::Caller;
-use crate::{ApiError, ApiResult, AppState};
-
-/// Largest uploaded build-artifacts archive, bytes: 1 GiB.
-pub const MAX_ARTIFACT_BYTES: usize = 1 << 30;
+use crate::{put_upload, ApiError, ApiResult, AppState};
 
 /// The routes.
 pub fn routes() -> Router<AppState> {
@@ -55,7 +51,9 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/vmImages/artifacts",
-            put(upload_artifact).layer(axum::extract::DefaultBodyLimit::max(MAX_ARTIFACT_BYTES)),
+            put(upload_artifact).layer(axum::extract::DefaultBodyLimit::max(
+                crate::MAX_UPLOAD_BYTES,
+            )),
         )
         .route("/vmImages", get(list_images))
         .route("/vmImages/platformImages", get(platform_images))
@@ -310,18 +308,13 @@ async fn upload_artifact(
     body: Bytes,
 ) -> ApiResult<Response> {
     service(&state, &caller)?;
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "InvalidRequestBody",
-            "the body must be the artifact's bytes (e.g. a tar.gz)",
-        ));
-    }
-    let digest = hex::encode(Sha256::digest(&body));
-    state
-        .store
-        .blobs
-        .put(&slipway_images::upload_key(&digest), &body)
-        .await?;
+    let digest = put_upload(
+        &state,
+        &body,
+        slipway_images::upload_key,
+        "the artifact's bytes (e.g. a tar.gz)",
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"uri": format!("upload:{digest}"), "sha256": digest, "size": body.len()})),

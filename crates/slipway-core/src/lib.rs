@@ -11,6 +11,7 @@
 //! - [`access`]: roles, scopes and the authorization decision.
 //! - [`credentials`]: deployment identities handed to runners.
 //! - [`scrub`]: masking secret values in text shown to users.
+//! - [`shell`]: quoting for POSIX shells.
 //! - [`tasks`]: container image tasks (acb task files, templating, Dockerfile scanning).
 //! - [`images`]: VM image templates (the AIB template document and its validation).
 
@@ -23,6 +24,7 @@ pub mod names;
 pub mod parameters;
 pub mod protocol;
 pub mod scrub;
+pub mod shell;
 pub mod tasks;
 
 pub use environment::{ErrorBody, OperationKind, OperationStatus, ProvisioningState, OUTPUT_TYPES};

@@ -3,12 +3,15 @@
 //! own from the configured Debian mirror with debootstrap: a 2 GiB raw disk
 //! with an MBR, one ext4 partition at 1 MiB (label `rootfs`), extlinux as
 //! the boot loader, the Debian kernel, systemd, systemd-networkd (DHCP on
-//! `e*`), openssh-server, and the serial console on `ttyS0`.
+//! `e*`), openssh-server, sudo, cloud-init (NoCloud datasource, network
+//! left to networkd) and the serial console on `ttyS0`.
 //!
 //! Layout: `<dir>/<publisher>/<offer>/<sku>/<version>/{disk.raw,image.json}`;
 //! versions are `<debian_version>.<yyyymmdd>` (`12.15.20261121`), so
 //! `latest` is the highest. A build holds `<dir>/.build.lock`, so several
-//! servers (or test processes) sharing a cache build once.
+//! servers (or test processes) sharing a cache build once. `image.json`
+//! records the [`RECIPE`] that built the disk; disks of an older recipe
+//! are not offered and are rebuilt on first use.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,18 @@ pub const BASE_DISK_BYTES: u64 = 2 << 30;
 pub const PARTITION_OFFSET: u64 = 1 << 20;
 /// Filesystem label of the root partition.
 pub const ROOT_LABEL: &str = "rootfs";
+/// Revision of what goes into a base image; raised when it changes (2:
+/// sudo and cloud-init for the full-boot executor).
+pub const RECIPE: u32 = 2;
+/// Packages debootstrap installs on top of its `minbase` variant.
+const PACKAGES: &str = "systemd-sysv,linux-image-amd64,udev,kmod,initramfs-tools,e2fsprogs,ca-certificates,openssh-server,apt-utils";
+/// Packages installed with apt afterwards: debootstrap's resolver cannot
+/// satisfy cloud-init's virtual dependencies (`python3-cffi-backend-api-*`).
+const APT_PACKAGES: &[&str] = &["sudo", "cloud-init"];
+/// cloud-init settings of base images: only the NoCloud datasource (else
+/// None, so a VM without a seed boots without probing clouds), networking
+/// left to systemd-networkd, and no locale step (only C.UTF-8 exists).
+const CLOUD_CFG: &str = "# slipway base image\ndatasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\nlocale: false\n";
 
 /// An offered base image (publisher, offer, sku) and the Debian suite that
 /// builds it.
@@ -60,6 +75,9 @@ pub struct BaseImage {
     pub version: String,
     /// The raw disk.
     pub path: PathBuf,
+    /// The [`RECIPE`] that built it (0 in images built before recipes).
+    #[serde(default)]
+    pub recipe: u32,
 }
 
 /// The catalog in a folder shared by servers on this host.
@@ -116,13 +134,18 @@ impl BaseCatalog {
             for e in entries.flatten() {
                 let v = e.file_name().to_string_lossy().into_owned();
                 let path = e.path().join("disk.raw");
-                if parse_version(&v).is_some() && path.is_file() {
+                let recipe = std::fs::read(e.path().join("image.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<BaseImage>(&b).ok())
+                    .map_or(0, |b| b.recipe);
+                if parse_version(&v).is_some() && path.is_file() && recipe >= RECIPE {
                     found.push(BaseImage {
                         publisher: o.publisher.into(),
                         offer: o.offer.into(),
                         sku: o.sku.into(),
                         version: v,
                         path,
+                        recipe,
                     });
                 }
             }
@@ -197,13 +220,45 @@ impl BaseCatalog {
             "debootstrap",
             &[
                 "--variant=minbase",
-                "--include=systemd-sysv,linux-image-amd64,udev,kmod,initramfs-tools,e2fsprogs,ca-certificates,openssh-server,apt-utils",
+                &format!("--include={PACKAGES}"),
                 o.suite,
                 &root,
                 &self.mirror,
             ],
         )
-        .map_err(|e| format!("debootstrap {} from {}: {}", o.suite, self.mirror, tail(&e, 2000)))?;
+        .map_err(|e| {
+            let details = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log"))
+                .unwrap_or_default();
+            format!(
+                "debootstrap {} from {}: {}\n{}",
+                o.suite,
+                self.mirror,
+                tail(&e, 1000),
+                tail(&details, 2000)
+            )
+        })?;
+        let system = crate::disk::SystemMounts::mount(&rootfs)?;
+        let mut apt = vec![
+            root.as_str(),
+            "/usr/bin/env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "--no-install-recommends",
+        ];
+        apt.extend(APT_PACKAGES);
+        let installed = run("chroot", &apt);
+        drop(system);
+        installed.map_err(|e| {
+            format!(
+                "installing {} in the base image: {}",
+                APT_PACKAGES.join(", "),
+                tail(&e, 2000)
+            )
+        })?;
         configure_tree(&rootfs)?;
         let debian_version = std::fs::read_to_string(rootfs.join("etc/debian_version"))
             .map_err(|e| format!("reading etc/debian_version: {e}"))?;
@@ -227,12 +282,22 @@ impl BaseCatalog {
             sku: o.sku.into(),
             version: version.clone(),
             path: PathBuf::new(),
+            recipe: RECIPE,
         };
         let meta = serde_json::to_vec_pretty(&image).map_err(|e| e.to_string())?;
         std::fs::write(vdir.join("image.json"), meta).map_err(|e| e.to_string())?;
         let dest_parent = self.offer_dir(o);
         std::fs::create_dir_all(&dest_parent).map_err(|e| e.to_string())?;
         let dest = dest_parent.join(&version);
+        if dest.exists() {
+            // Today's disk of an older recipe: nothing else uses it while
+            // the build lock is held, except copies already made.
+            let stale = self
+                .dir
+                .join(format!(".stale-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::rename(&dest, &stale).map_err(|e| format!("{}: {e}", dest.display()))?;
+            let _ = std::fs::remove_dir_all(&stale);
+        }
         std::fs::rename(&vdir, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         tracing::info!(version = %version, "base image built");
         Ok(BaseImage {
@@ -265,6 +330,10 @@ fn configure_tree(root: &Path) -> Result<(), String> {
         &format!("LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"),
     )?;
     write(&root.join("etc/hostname"), "debian\n")?;
+    write(
+        &root.join("etc/cloud/cloud.cfg.d/90-slipway.cfg"),
+        CLOUD_CFG,
+    )?;
     write(
         &root.join("etc/systemd/network/80-dhcp.network"),
         "[Match]\nName=e*\n\n[Network]\nDHCP=yes\n",
@@ -353,20 +422,14 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
     )?;
     let mnt = disk.with_extension("mnt");
     std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
-    let dev = run(
-        "losetup",
-        &[
-            "--find",
-            "--show",
-            "--offset",
-            &PARTITION_OFFSET.to_string(),
-            &d,
-        ],
-    )?
-    .trim()
-    .to_string();
+    let part = crate::disk::RootPartition {
+        offset: PARTITION_OFFSET,
+        size: None,
+        number: Some(1),
+    };
+    let dev = crate::disk::LoopDevice::attach(disk, &part)?;
     let m = mnt.to_string_lossy().into_owned();
-    let r = run("mount", &[&dev, &m]).and_then(|_| {
+    let r = run("mount", &[dev.path(), &m]).and_then(|_| {
         let r = std::fs::create_dir_all(mnt.join("boot/extlinux"))
             .map_err(|e| e.to_string())
             .and_then(|_| run("extlinux", &["--install", &format!("{m}/boot/extlinux")]))
@@ -374,7 +437,7 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
         let u = run("umount", &[&m]);
         r.and(u.map(|_| ()))
     });
-    let _ = run("losetup", &["-d", &dev]);
+    drop(dev);
     let _ = std::fs::remove_dir(&mnt);
     r
 }

@@ -110,14 +110,100 @@ pub fn root_partition(disk: &Path) -> Result<RootPartition, String> {
     }
 }
 
-/// A disk's root filesystem mounted through a loop device, with `/proc`,
-/// `/sys`, `/dev` and `/dev/pts` bound for chroot. Dropping it unmounts
-/// everything (lazily if busy) and detaches the loop device.
+/// A loop device over a disk's root filesystem; dropping it detaches it.
+#[derive(Debug)]
+pub struct LoopDevice {
+    dev: String,
+}
+
+impl LoopDevice {
+    /// Attaches the first free loop device to `part` of `disk` (its offset
+    /// and size limit), so no partition nodes are needed.
+    ///
+    /// Errors: losetup's stderr.
+    pub fn attach(disk: &Path, part: &RootPartition) -> Result<LoopDevice, String> {
+        let disk_s = disk.to_str().ok_or("disk path is not UTF-8")?;
+        let offset = part.offset.to_string();
+        let size = part.size.map(|s| s.to_string());
+        let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
+        if let Some(s) = &size {
+            args.extend(["--sizelimit", s.as_str()]);
+        }
+        args.push(disk_s);
+        let dev = run("losetup", &args)?.trim().to_string();
+        Ok(LoopDevice { dev })
+    }
+
+    /// `/dev/loopN`.
+    pub fn path(&self) -> &str {
+        &self.dev
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = run("losetup", &["-d", &self.dev]);
+    }
+}
+
+/// `/proc`, `/sys`, `/dev` and `/dev/pts` mounted into a root tree for
+/// chroot; dropping it unmounts them (lazily if busy), last first.
+#[derive(Debug)]
+pub struct SystemMounts {
+    mounts: Vec<PathBuf>,
+}
+
+impl SystemMounts {
+    /// Mounts the API filesystems under `root`.
+    ///
+    /// Errors: mount failures with their stderr (what was mounted is
+    /// unmounted again).
+    pub fn mount(root: &Path) -> Result<SystemMounts, String> {
+        let mut m = SystemMounts { mounts: Vec::new() };
+        for (what, kind, dir) in [
+            ("proc", Some("proc"), "proc"),
+            ("sysfs", Some("sysfs"), "sys"),
+            ("/dev", None, "dev"),
+            ("/dev/pts", None, "dev/pts"),
+        ] {
+            let target = root.join(dir);
+            std::fs::create_dir_all(&target)
+                .map_err(|e| format!("creating {}: {e}", target.display()))?;
+            let t = target.to_str().ok_or("mount path is not UTF-8")?;
+            match kind {
+                Some(k) => run("mount", &["-t", k, what, t])?,
+                None => run("mount", &["--bind", what, t])?,
+            };
+            m.mounts.push(target);
+        }
+        Ok(m)
+    }
+}
+
+impl Drop for SystemMounts {
+    fn drop(&mut self) {
+        for m in self.mounts.iter().rev() {
+            unmount(m);
+        }
+    }
+}
+
+fn unmount(m: &Path) {
+    let p = m.to_string_lossy();
+    if run("umount", &[&p]).is_err() {
+        let _ = run("umount", &["-l", &p]);
+    }
+}
+
+/// A disk's root filesystem mounted through a loop device, with
+/// [`SystemMounts`] for chroot. Dropping it unmounts everything (lazily if
+/// busy) and detaches the loop device.
 #[derive(Debug)]
 pub struct Mounted {
     root: PathBuf,
-    loop_dev: String,
-    mounts: Vec<PathBuf>,
+    loop_dev: Option<LoopDevice>,
+    system: Option<SystemMounts>,
+    mounted: bool,
 }
 
 impl Mounted {
@@ -127,39 +213,18 @@ impl Mounted {
     pub fn mount(disk: &Path, at: &Path) -> Result<Mounted, String> {
         let part = root_partition(disk)?;
         std::fs::create_dir_all(at).map_err(|e| format!("creating {}: {e}", at.display()))?;
-        let disk_s = disk.to_str().ok_or("disk path is not UTF-8")?;
-        let offset = part.offset.to_string();
-        let size = part.size.map(|s| s.to_string());
-        let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
-        if let Some(s) = &size {
-            args.extend(["--sizelimit", s.as_str()]);
-        }
-        args.push(disk_s);
-        let loop_dev = run("losetup", &args)?.trim().to_string();
+        let dev = LoopDevice::attach(disk, &part)?;
+        let dev_s = dev.path().to_string();
         let mut m = Mounted {
             root: at.to_path_buf(),
-            loop_dev,
-            mounts: Vec::new(),
+            loop_dev: Some(dev),
+            system: None,
+            mounted: false,
         };
         let at_s = at.to_str().ok_or("mount path is not UTF-8")?.to_string();
-        run("mount", &[&m.loop_dev, &at_s])?;
-        m.mounts.push(at.to_path_buf());
-        for (what, kind, dir) in [
-            ("proc", Some("proc"), "proc"),
-            ("sysfs", Some("sysfs"), "sys"),
-            ("/dev", None, "dev"),
-            ("/dev/pts", None, "dev/pts"),
-        ] {
-            let target = at.join(dir);
-            std::fs::create_dir_all(&target)
-                .map_err(|e| format!("creating {}: {e}", target.display()))?;
-            let t = target.to_str().unwrap_or_default();
-            match kind {
-                Some(k) => run("mount", &["-t", k, what, t])?,
-                None => run("mount", &["--bind", what, t])?,
-            };
-            m.mounts.push(target);
-        }
+        run("mount", &[&dev_s, &at_s])?;
+        m.mounted = true;
+        m.system = Some(SystemMounts::mount(at)?);
         Ok(m)
     }
 
@@ -171,13 +236,11 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        for m in self.mounts.iter().rev() {
-            let p = m.to_string_lossy();
-            if run("umount", &[&p]).is_err() {
-                let _ = run("umount", &["-l", &p]);
-            }
+        drop(self.system.take());
+        if self.mounted {
+            unmount(&self.root);
         }
-        let _ = run("losetup", &["-d", &self.loop_dev]);
+        drop(self.loop_dev.take());
     }
 }
 
@@ -315,29 +378,21 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
     if let Some(n) = part.number {
         sfdisk(&["--no-reread", "-q", "-N", &n.to_string(), &d], ", +\n")?;
     }
-    let part = root_partition(disk)?;
-    let offset = part.offset.to_string();
-    let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
-    let sz = part.size.map(|s| s.to_string());
-    if let Some(s) = &sz {
-        args.extend(["--sizelimit", s.as_str()]);
-    }
-    args.push(&d);
-    let dev = run("losetup", &args)?.trim().to_string();
+    let loop_dev = LoopDevice::attach(disk, &root_partition(disk)?)?;
+    let dev = loop_dev.path();
     // e2fsck exits 1 or 2 when it fixed something; resize2fs wants a fresh check.
     let fsck = Command::new("e2fsck")
-        .args(["-f", "-p", &dev])
+        .args(["-f", "-p", dev])
         .output()
         .map_err(|e| format!("e2fsck: {e}"));
     let r = match fsck {
-        Ok(o) if matches!(o.status.code(), Some(0..=2)) => run("resize2fs", &[&dev]),
+        Ok(o) if matches!(o.status.code(), Some(0..=2)) => run("resize2fs", &[dev]),
         Ok(o) => Err(format!(
             "e2fsck -f -p {dev}: {}",
             String::from_utf8_lossy(&o.stderr).trim()
         )),
         Err(e) => Err(e),
     };
-    let _ = run("losetup", &["-d", &dev]);
     r.map(|_| ())
 }
 

@@ -78,13 +78,8 @@ impl Drop for GroupKill {
 /// from starting services, and a `sudo` shim for scripts written for AIB.
 pub fn prepare(root: &Path) -> Result<(), String> {
     let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
-    let resolv = root.join("etc/resolv.conf");
-    let kept = root.join("etc/resolv.conf.slipway-orig");
-    if (resolv.exists() || resolv.is_symlink()) && !kept.exists() && !kept.is_symlink() {
-        std::fs::rename(&resolv, &kept).map_err(|e| io(&resolv, e))?;
-    }
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-    std::fs::write(&resolv, host).map_err(|e| io(&resolv, e))?;
+    use_resolver(root, &host)?;
     let policy = root.join("usr/sbin/policy-rc.d");
     if !policy.exists() {
         std::fs::write(
@@ -105,8 +100,22 @@ pub fn prepare(root: &Path) -> Result<(), String> {
     set_exec(&sudo)
 }
 
-/// Undoes [`prepare`] and removes per-build identity (machine id, SSH host
-/// keys, which Debian regenerates at first boot).
+/// Puts `resolv_conf` at the image's `/etc/resolv.conf` for the build,
+/// keeping the image's own (file or symlink) aside for [`deprovision`].
+pub fn use_resolver(root: &Path, resolv_conf: &[u8]) -> Result<(), String> {
+    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+    let resolv = root.join("etc/resolv.conf");
+    let kept = root.join("etc/resolv.conf.slipway-orig");
+    if (resolv.exists() || resolv.is_symlink()) && !kept.exists() && !kept.is_symlink() {
+        std::fs::rename(&resolv, &kept).map_err(|e| io(&resolv, e))?;
+    }
+    std::fs::write(&resolv, resolv_conf).map_err(|e| io(&resolv, e))
+}
+
+/// Undoes [`prepare`] / [`use_resolver`] and removes per-build identity:
+/// machine id, SSH host keys (regenerated at first boot), and cloud-init's
+/// instance state and logs (`cloud-init clean --logs`), so the image's
+/// first boot provisions it afresh.
 pub fn deprovision(root: &Path) -> Result<(), String> {
     let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
     let resolv = root.join("etc/resolv.conf");
@@ -119,6 +128,10 @@ pub fn deprovision(root: &Path) -> Result<(), String> {
         std::fs::remove_file(&policy).map_err(|e| io(&policy, e))?;
     }
     let _ = std::fs::remove_dir_all(root.join("tmp/.slipway"));
+    let _ = std::fs::remove_dir_all(root.join("var/lib/cloud"));
+    for log_file in ["var/log/cloud-init.log", "var/log/cloud-init-output.log"] {
+        let _ = std::fs::remove_file(root.join(log_file));
+    }
     let mid = root.join("etc/machine-id");
     if mid.exists() {
         std::fs::write(&mid, "").map_err(|e| io(&mid, e))?;
@@ -169,18 +182,46 @@ pub async fn chroot(root: &Path, argv: &[&str], log: &RunLog) -> Result<(), Stri
         .env("LANG", "C.UTF-8")
         .env("TERM", "dumb")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("chroot: {e}"))?;
+        .current_dir(root);
+    logged(cmd, None, log).await
+}
+
+/// Runs `cmd` in its own process group with `stdin` (or nothing) as its
+/// input, its stdout and stderr appended to `log` as `PACKER OUT` /
+/// `PACKER ERR` lines. The group is killed when the future is dropped and
+/// after the command ends.
+///
+/// Errors: "exit status N", "killed by a signal", or the spawn failure
+/// naming the program.
+pub async fn logged(
+    mut cmd: tokio::process::Command,
+    stdin: Option<Vec<u8>>,
+    log: &RunLog,
+) -> Result<(), String> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
     let group = GroupKill(child.id().unwrap_or(0));
-    let mut readers = Vec::new();
+    let mut tasks = Vec::new();
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        tasks.push(tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // A command that stops reading early closes the pipe; its exit
+            // status tells what happened.
+            let _ = pipe.write_all(&bytes).await;
+        }));
+    }
     if let Some(out) = child.stdout.take() {
         let log = log.clone();
-        readers.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(l)) = lines.next_line().await {
                 log.out(&l);
@@ -189,17 +230,17 @@ pub async fn chroot(root: &Path, argv: &[&str], log: &RunLog) -> Result<(), Stri
     }
     if let Some(err) = child.stderr.take() {
         let log = log.clone();
-        readers.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut lines = BufReader::new(err).lines();
             while let Ok(Some(l)) = lines.next_line().await {
                 log.err(&l);
             }
         }));
     }
-    let status = child.wait().await.map_err(|e| format!("chroot: {e}"))?;
+    let status = child.wait().await.map_err(|e| format!("{program}: {e}"))?;
     drop(group);
-    for r in readers {
-        let _ = r.await;
+    for t in tasks {
+        let _ = t.await;
     }
     if status.success() {
         Ok(())

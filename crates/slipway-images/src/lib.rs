@@ -6,6 +6,8 @@
 //! - [`disk`]: loop mounts, sparse copies, the fixed VHD writer, qemu-img.
 //! - [`exec`]: the default executor (chroot into the mounted image) and the
 //!   run's `customization.log`.
+//! - [`vm`]: the full-boot executor (`vmProfile.executor: FullBoot`): qemu
+//!   with a cloud-init NoCloud seed, customizers over SSH.
 //! - [`ImageService`]: templates, runs (states, staging, timeout, cancel),
 //!   distributors and the image store.
 //!
@@ -22,6 +24,7 @@
 pub mod base;
 pub mod disk;
 pub mod exec;
+pub mod vm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,8 @@ use sha2::{Digest, Sha256};
 use slipway_core::images::ids::{self, ImageRef};
 use slipway_core::images::run::{self as runs, RunState, RunSubState};
 use slipway_core::images::template::{
-    self, Customizer, Distributor, ImageTemplate, OnError, Source, TemplateProperties, Versioning,
+    self, Customizer, Distributor, Executor, ImageTemplate, OnError, Source, TemplateProperties,
+    Versioning,
 };
 use slipway_store::{ImageRunRecord, Store, StoreError, VmImageRecord};
 use thiserror::Error;
@@ -41,6 +45,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::base::BaseCatalog;
 use crate::exec::RunLog;
+use crate::vm::{Accel, AccelMode, Vm};
 
 /// Errors of the image service.
 #[derive(Debug, Error)]
@@ -78,6 +83,8 @@ pub struct ImageConfig {
     pub base_images: BaseCatalog,
     /// Builds at once (each holds a loop device and a disk copy). Default 2.
     pub max_concurrent_runs: usize,
+    /// qemu accelerator of full-boot builds. Default [`AccelMode::Auto`].
+    pub accel: AccelMode,
 }
 
 impl ImageConfig {
@@ -87,6 +94,7 @@ impl ImageConfig {
             dir: data_dir.join("vm-images"),
             base_images: BaseCatalog::new(base_dir, mirror),
             max_concurrent_runs: 2,
+            accel: AccelMode::Auto,
         }
     }
 }
@@ -97,6 +105,7 @@ pub struct ImageService {
     cfg: ImageConfig,
     slots: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
+    accel: Accel,
 }
 
 impl std::fmt::Debug for ImageService {
@@ -104,6 +113,62 @@ impl std::fmt::Debug for ImageService {
         f.debug_struct("ImageService")
             .field("cfg", &self.cfg)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where customizers run: the executor of `vmProfile.executor`.
+enum Guest {
+    /// The image mounted on the host, entered with chroot.
+    Chroot(disk::Mounted),
+    /// The image booted under qemu, entered over SSH.
+    Vm(Box<Vm>),
+}
+
+impl Guest {
+    /// Runs a customizer's script as root with `/bin/sh -e`.
+    async fn run_script(&self, i: usize, script: Vec<u8>, log: &RunLog) -> Result<(), String> {
+        match self {
+            Guest::Chroot(m) => {
+                let rel = format!("tmp/.slipway/script-{i}.sh");
+                std::fs::write(m.root().join(&rel), script)
+                    .map_err(|e| format!("writing the script: {e}"))?;
+                exec::chroot(m.root(), &["/bin/sh", "-e", &format!("/{rel}")], log).await
+            }
+            Guest::Vm(vm) => vm.run_script(i, script, log).await,
+        }
+    }
+
+    /// Puts a `File` customizer's bytes at `destination`, making its folder.
+    async fn put_file(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+        destination: &str,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        match self {
+            Guest::Chroot(m) => {
+                let root = m.root();
+                let incoming = format!(".slipway-incoming-{i}");
+                std::fs::write(root.join(&incoming), &bytes)
+                    .map_err(|e| format!("staging the file: {e}"))?;
+                // Moved from inside the image, so symlinks resolve there.
+                exec::chroot(
+                    root,
+                    &[
+                        "/bin/sh",
+                        "-ec",
+                        "mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\"",
+                        "sh",
+                        destination,
+                        &format!("/{incoming}"),
+                    ],
+                    log,
+                )
+                .await
+            }
+            Guest::Vm(vm) => vm.put_file(i, bytes, destination, log).await,
+        }
     }
 }
 
@@ -146,9 +211,10 @@ impl ImageService {
         let slots = Arc::new(Semaphore::new(cfg.max_concurrent_runs.max(1)));
         Arc::new(ImageService {
             store,
-            cfg,
             slots,
             cancels: Mutex::new(HashMap::new()),
+            accel: Accel::new(cfg.accel),
+            cfg,
         })
     }
 
@@ -173,6 +239,20 @@ impl ImageService {
         Ok(())
     }
 
+    /// [`ImageError::Conflict`] when template `name`'s latest run is not
+    /// final: it cannot be `what` (replaced, deleted) meanwhile.
+    async fn refuse_while_running(&self, name: &str, what: &str) -> Result<(), ImageError> {
+        if let Some(r) = self.store.list_image_runs(name).await?.first() {
+            if !RunState::parse(&r.run_state).is_some_and(|s| s.is_final()) {
+                return Err(ImageError::Conflict(format!(
+                    "image template '{name}' has run {} in progress and cannot be {what}; cancel it or wait",
+                    r.run_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Path of run `id`'s `customization.log`.
     pub fn log_path(&self, run_id: &str) -> PathBuf {
         self.cfg
@@ -189,14 +269,7 @@ impl ImageService {
     pub async fn put_template(&self, name: &str, json_text: &str) -> Result<bool, ImageError> {
         template::validate_template_name(name)?;
         let t = template::parse_template(json_text)?;
-        if let Some(r) = self.store.list_image_runs(name).await?.first() {
-            if !RunState::parse(&r.run_state).is_some_and(|s| s.is_final()) {
-                return Err(ImageError::Conflict(format!(
-                    "image template '{name}' has run {} in progress; cancel it or wait",
-                    r.run_id
-                )));
-            }
-        }
+        self.refuse_while_running(name, "replaced").await?;
         let doc = serde_json::to_value(&t)
             .map_err(|e| ImageError::Conflict(format!("template could not be stored: {e}")))?;
         Ok(self.store.put_image_template(name, &doc).await?)
@@ -224,14 +297,7 @@ impl ImageService {
     ///
     /// Errors: not found; a run in progress.
     pub async fn delete_template(&self, name: &str) -> Result<(), ImageError> {
-        if let Some(r) = self.store.list_image_runs(name).await?.first() {
-            if !RunState::parse(&r.run_state).is_some_and(|s| s.is_final()) {
-                return Err(ImageError::Conflict(format!(
-                    "image template '{name}' has run {} in progress; cancel it first",
-                    r.run_id
-                )));
-            }
-        }
+        self.refuse_while_running(name, "deleted").await?;
         if !self.store.delete_image_template(name).await? {
             return Err(ImageError::NotFound {
                 kind: "image template",
@@ -546,17 +612,15 @@ impl ImageService {
             .is_some_and(|v| v.source_validation_only);
         let mut validation_error = None;
         if !tpl.customize.is_empty() || !validators.is_empty() {
-            let (d, m) = (disk.clone(), staging.join("mnt"));
-            let mounted = blocking(move || disk::Mounted::mount(&d, &m))
+            let guest = self
+                .start_guest(run_id, tpl, &disk, staging, log)
                 .await
                 .map_err(Failure::Other)?;
-            let root = mounted.root().to_path_buf();
-            exec::prepare(&root).map_err(Failure::Other)?;
             if !only_source {
                 self.sub_state(run_id, RunSubState::Customizing).await;
                 for (i, c) in tpl.customize.iter().enumerate() {
                     let name = c.display_name();
-                    self.customize(i, c, &root, log).await.map_err(|e| {
+                    self.customize(i, c, &guest, log).await.map_err(|e| {
                         Failure::Customizer(format!(
                             "customizer '{name}' (properties.customize[{i}]) failed: {e}"
                         ))
@@ -568,7 +632,7 @@ impl ImageService {
                 self.sub_state(run_id, RunSubState::Validating).await;
                 for (i, v) in validators.iter().enumerate() {
                     let name = v.display_name();
-                    if let Err(e) = self.customize(1000 + i, v, &root, log).await {
+                    if let Err(e) = self.customize(1000 + i, v, &guest, log).await {
                         let m = format!("validator '{name}' (properties.validate.inVMValidations[{i}]) failed: {e}");
                         if tpl
                             .validate
@@ -582,13 +646,9 @@ impl ImageService {
                     }
                 }
             }
-            exec::deprovision(&root).map_err(Failure::Other)?;
-            blocking(move || {
-                drop(mounted);
-                Ok(())
-            })
-            .await
-            .map_err(Failure::Other)?;
+            self.finish_guest(guest, &disk, staging, log)
+                .await
+                .map_err(Failure::Other)?;
         }
         self.sub_state(run_id, RunSubState::Distributing).await;
         let mut outputs = Vec::new();
@@ -760,11 +820,90 @@ impl ImageService {
             .ok_or_else(|| format!("image '{id}' is not in the image store"))
     }
 
+    /// Readies the executor `vmProfile.executor` names: the mounted image
+    /// prepared for chroot, or a booted build VM.
+    async fn start_guest(
+        &self,
+        run_id: &str,
+        tpl: &TemplateProperties,
+        disk: &Path,
+        staging: &Path,
+        log: &RunLog,
+    ) -> Result<Guest, String> {
+        let profile = tpl.vm_profile.clone().unwrap_or_default();
+        let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
+        let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
+        let root = mounted.root().to_path_buf();
+        match profile.executor {
+            Executor::Chroot => {
+                exec::prepare(&root)?;
+                Ok(Guest::Chroot(mounted))
+            }
+            Executor::FullBoot => {
+                for (need, package) in [
+                    ("usr/bin/cloud-init", "cloud-init"),
+                    ("usr/sbin/sshd", "openssh-server"),
+                ] {
+                    if !root.join(need).exists() {
+                        return Err(format!(
+                            "properties.vmProfile.executor: FullBoot needs {package} in the image (/{need} is missing); use a Slipway base image or the Chroot executor"
+                        ));
+                    }
+                }
+                exec::use_resolver(&root, vm::VM_RESOLV_CONF)?;
+                blocking(move || {
+                    drop(mounted);
+                    Ok(())
+                })
+                .await?;
+                let (vcpus, memory_mib) = template::vm_shape(&profile.vm_size)?;
+                let shape = vm::Shape { vcpus, memory_mib };
+                let vm = Vm::boot(disk, staging, run_id, shape, &self.accel, log).await?;
+                Ok(Guest::Vm(Box::new(vm)))
+            }
+        }
+    }
+
+    /// Ends the executor and deprovisions the image offline: the chroot's
+    /// mount, or the VM (powered off, then its build user removed).
+    async fn finish_guest(
+        &self,
+        guest: Guest,
+        disk: &Path,
+        staging: &Path,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        let mounted = match guest {
+            Guest::Chroot(m) => m,
+            Guest::Vm(vm) => {
+                vm.shutdown(log).await?;
+                let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
+                let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
+                let root = mounted.root();
+                exec::chroot(root, &["userdel", "--remove", vm::BUILD_USER], log)
+                    .await
+                    .map_err(|e| format!("removing the build user '{}': {e}", vm::BUILD_USER))?;
+                let sudoers = root.join("etc/sudoers.d/90-cloud-init-users");
+                if sudoers.exists() {
+                    std::fs::remove_file(&sudoers)
+                        .map_err(|e| format!("{}: {e}", sudoers.display()))?;
+                }
+                mounted
+            }
+        };
+        exec::deprovision(mounted.root())?;
+        blocking(move || {
+            drop(mounted);
+            Ok(())
+        })
+        .await
+    }
+
     async fn customize(
         &self,
         i: usize,
         c: &Customizer,
-        root: &Path,
+        guest: &Guest,
         log: &RunLog,
     ) -> Result<(), String> {
         let name = c.display_name();
@@ -781,10 +920,7 @@ impl ImageService {
                     (None, Some(uri)) => self.fetch(uri, sha256_checksum).await?,
                     (None, None) => return Err("no inline or scriptUri".into()),
                 };
-                let rel = format!("tmp/.slipway/script-{i}.sh");
-                std::fs::write(root.join(&rel), script)
-                    .map_err(|e| format!("writing the script: {e}"))?;
-                exec::chroot(root, &["/bin/sh", "-e", &format!("/{rel}")], log).await
+                guest.run_script(i, script, log).await
             }
             Customizer::File {
                 source_uri,
@@ -796,27 +932,11 @@ impl ImageService {
                     return Err(format!("destination '{destination}' must not contain '..'"));
                 }
                 let bytes = self.fetch(source_uri, sha256_checksum).await?;
-                let incoming = format!(".slipway-incoming-{i}");
-                std::fs::write(root.join(&incoming), &bytes)
-                    .map_err(|e| format!("staging the file: {e}"))?;
                 log.out(&format!(
                     "Uploading {source_uri} => {destination} ({} bytes)",
                     bytes.len()
                 ));
-                // Moved from inside the image, so symlinks resolve there.
-                exec::chroot(
-                    root,
-                    &[
-                        "/bin/sh",
-                        "-ec",
-                        "mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\"",
-                        "sh",
-                        destination,
-                        &format!("/{incoming}"),
-                    ],
-                    log,
-                )
-                .await
+                guest.put_file(i, bytes, destination, log).await
             }
             other => Err(format!(
                 "UnsupportedCustomizerType: '{}' customizers need a Windows image",

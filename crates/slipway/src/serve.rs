@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// VM image builds at once.
     #[arg(long, default_value_t = 2)]
     pub max_concurrent_image_builds: usize,
+    /// qemu accelerator of full-boot VM image builds: `auto` (KVM when
+    /// /dev/kvm works, TCG otherwise), `kvm` or `tcg`.
+    #[arg(long, env = "SLIPWAY_VM_ACCEL", default_value = "auto")]
+    pub vm_accel: slipway_images::vm::AccelMode,
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -226,6 +230,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         slipway_images::ImageConfig {
             max_concurrent_runs: args.max_concurrent_image_builds,
+            accel: args.vm_accel,
             ..slipway_images::ImageConfig::new(
                 &data_dir,
                 args.base_image_dir.clone(),

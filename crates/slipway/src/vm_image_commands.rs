@@ -119,6 +119,10 @@ pub struct BuildArgs {
     /// Grow the OS disk to this many GiB.
     #[arg(long)]
     os_disk_size_gb: Option<u32>,
+    /// Where the scripts run: `Chroot` (default; no boot) or `FullBoot`
+    /// (the image boots under qemu; `vmProfile.executor`).
+    #[arg(long)]
+    executor: Option<String>,
     /// Keep the template after a successful build.
     #[arg(long)]
     keep_template: bool,
@@ -385,8 +389,11 @@ fn build(client: &ApiClient, b: &BuildArgs) -> anyhow::Result<ExitCode> {
         "distribute": distribute,
         "buildTimeoutInMinutes": b.build_timeout,
     });
-    if b.vm_size.is_some() || b.os_disk_size_gb.is_some() {
+    if b.vm_size.is_some() || b.os_disk_size_gb.is_some() || b.executor.is_some() {
         props["vmProfile"] = json!({});
+        if let Some(x) = &b.executor {
+            props["vmProfile"]["executor"] = json!(x);
+        }
         if let Some(v) = &b.vm_size {
             props["vmProfile"]["vmSize"] = json!(v);
         }

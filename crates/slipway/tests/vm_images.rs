@@ -276,6 +276,104 @@ fn debian_image_is_customized_distributed_and_boots() {
     assert!(!console.contains("QEMU EXITED"), "{console}");
 }
 
+/// `debugfs` on the root partition of a raw disk (no mount): the output of
+/// `command`, e.g. `cat /etc/passwd` or `stat /var/lib/cloud`.
+fn debugfs(disk: &Path, command: &str) -> String {
+    let out = Command::new("debugfs")
+        .args(["-R", command])
+        .arg(format!("{}?offset={MIB}", disk.display()))
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let greeting = tmp.path().join("greeting.txt");
+    std::fs::write(&greeting, "hello-from-the-host\n").unwrap();
+    let raw = tmp.path().join("out/booted.raw");
+    put_template(
+        &s,
+        "booted",
+        json!({
+            "source": debian(),
+            "vmProfile": {"vmSize": "Standard_A2_v2", "executor": "FullBoot"},
+            "customize": [
+                // Starting a service needs a running systemd: a chroot
+                // cannot do this ("System has not been booted with systemd").
+                {"type": "Shell", "name": "start-a-service", "inline": [
+                    "test -d /run/systemd/system",
+                    "echo \"pid1=$(cat /proc/1/comm) user=$(id -un) cpus=$(nproc)\"",
+                    "printf '[Unit]\\nDescription=demo\\n[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"uname -r > /var/lib/demo-started\"\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/demo.service",
+                    "systemctl daemon-reload",
+                    "systemctl enable --now demo.service",
+                    "echo \"demo ran on $(cat /var/lib/demo-started)\""
+                ]},
+                {"type": "File", "name": "greeting", "sourceUri": greeting.to_string_lossy(),
+                 "destination": "/etc/slipway/greeting.txt"}
+            ],
+            "validate": {"inVMValidations": [
+                {"type": "Shell", "name": "greeting-arrived", "inline": [
+                    "grep -q hello-from-the-host /etc/slipway/greeting.txt",
+                    "systemctl is-enabled demo.service"
+                ]}
+            ]},
+            "distribute": [{"type": "Raw", "runOutputName": "raw", "uri": raw.to_string_lossy()}]
+        }),
+    );
+    let run = run_to_end(&s, "booted");
+    let log = run_log(&s, "booted", &run);
+    assert_eq!(run["runState"], "Succeeded", "{run}\n{log}\n{}", s.log());
+    for line in [
+        "slipway: booting the build VM (qemu, accel=",
+        "2 vCPUs, 4096 MiB",
+        "PACKER OUT pid1=systemd user=root cpus=2",
+        "PACKER OUT demo ran on 6.",
+        "(telemetry) ending greeting",
+        "(telemetry) Starting provisioner greeting-arrived",
+        "slipway: the build VM powered off",
+    ] {
+        assert!(
+            log.contains(line),
+            "customization.log lacks '{line}':\n{log}"
+        );
+    }
+
+    // What the running OS did is in the distributed disk; what the build
+    // needed (its user and key, cloud-init's instance, the VM's resolver,
+    // the scratch folder) is not.
+    assert!(
+        debugfs(&raw, "cat /var/lib/demo-started").contains("6."),
+        "the service's file is in the image"
+    );
+    assert!(debugfs(&raw, "cat /etc/slipway/greeting.txt").contains("hello-from-the-host"));
+    let passwd = debugfs(&raw, "cat /etc/passwd");
+    assert!(passwd.contains("root:x:0:0"), "{passwd}");
+    assert!(
+        !passwd.contains("slipway:"),
+        "build user left behind: {passwd}"
+    );
+    for gone in [
+        "/home/slipway",
+        "/var/lib/cloud",
+        "/etc/sudoers.d/90-cloud-init-users",
+        "/tmp/.slipway",
+    ] {
+        let st = debugfs(&raw, &format!("stat {gone}"));
+        assert!(
+            st.contains("File not found"),
+            "{gone} is left in the image: {st}"
+        );
+    }
+    assert!(!debugfs(&raw, "cat /etc/resolv.conf").contains("10.0.2.3"));
+}
+
 #[test]
 fn failing_customizer_keeps_staging_unless_cleanup() {
     let tmp = tempfile::tempdir().unwrap();
@@ -463,11 +561,9 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
         "{stderr}"
     );
     let var = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("$({name}) = ")))
-            .unwrap_or_else(|| panic!("no $({name}) in:\n{stdout}"))
-            .to_string()
+        let v = var_in(&stdout, name);
+        assert!(!v.is_empty(), "no $({name}) in:\n{stdout}");
+        v
     };
     assert_eq!(var("imageUri"), out_s);
     assert!(var("templateName").starts_with("t_"), "{stdout}");
@@ -518,6 +614,7 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
     );
 }
 
+/// The value of `$(name) = value` in the one-shot build's output, or "".
 fn var_in(stdout: &str, name: &str) -> String {
     stdout
         .lines()

@@ -346,12 +346,38 @@ pub struct VmProfile {
     /// 0 = the source's size; can only grow the disk.
     #[serde(default, rename = "osDiskSizeGB")]
     pub os_disk_size_gb: u32,
+    /// Slipway extension: where customizers and validators run. Default
+    /// `Chroot`; `FullBoot` boots the image under qemu for scripts that need
+    /// a running OS (services, systemd, kernel modules).
+    #[serde(default, skip_serializing_if = "Executor::is_default")]
+    pub executor: Executor,
     /// Kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_assigned_identities: Option<Vec<String>>,
     /// Kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vnet_config: Option<serde_json::Value>,
+}
+
+/// Where customizers and validators run (`vmProfile.executor`, a Slipway
+/// extension; AIB always boots a build VM).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Executor {
+    /// Inside the loop-mounted image with `chroot`: no boot, no KVM, fast.
+    /// Services do not start; `/proc`, `/sys` and `/dev` are the host's.
+    #[default]
+    Chroot,
+    /// The image boots under qemu (KVM when it works, TCG otherwise) with a
+    /// cloud-init NoCloud seed; customizers run over SSH as root. The
+    /// image needs cloud-init and sshd (Slipway's base images have both).
+    FullBoot,
+}
+
+impl Executor {
+    /// `Chroot`, the default (left out when serializing).
+    pub fn is_default(&self) -> bool {
+        *self == Executor::Chroot
+    }
 }
 
 /// `errorHandling`.
@@ -668,6 +694,33 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("'bad name'"));
+    }
+
+    #[test]
+    fn the_executor_defaults_to_chroot_and_full_boot_is_opt_in() {
+        let t = parse_template(MINIMAL).unwrap();
+        assert!(t.properties.vm_profile.is_none());
+        let with = |v: &str| {
+            MINIMAL.replace(
+                "\"customize\"",
+                &format!("\"vmProfile\": {{\"vmSize\": \"Standard_B1s\", \"executor\": {v}}}, \"customize\""),
+            )
+        };
+        let t = parse_template(&with("\"FullBoot\"")).unwrap();
+        let vm = t.properties.vm_profile.as_ref().unwrap();
+        assert_eq!(vm.executor, Executor::FullBoot);
+        let round = serde_json::to_string(&t).unwrap();
+        assert!(round.contains("\"executor\":\"FullBoot\""), "{round}");
+        let t = parse_template(&with("\"Chroot\"")).unwrap();
+        let round = serde_json::to_string(&t).unwrap();
+        assert!(!round.contains("executor"), "{round}");
+        let e = err(&with("\"Qemu\""));
+        assert!(
+            e.contains("properties.vmProfile.executor")
+                && e.contains("Qemu")
+                && e.contains("FullBoot"),
+            "{e}"
+        );
     }
 
     #[test]

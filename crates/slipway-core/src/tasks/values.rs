@@ -121,11 +121,11 @@ pub fn template_data(
     let mut m = Map::new();
     m.insert(
         "ValuesJSON".into(),
-        Value::String(shell_quote(&values.to_string())),
+        Value::String(crate::shell::quote(&values.to_string())),
     );
     m.insert(
         "RunJSON".into(),
-        Value::String(shell_quote(&run_v.to_string())),
+        Value::String(crate::shell::quote(&run_v.to_string())),
     );
     m.insert("Run".into(), run_v.clone());
     // Legacy `.Build.ID`.
@@ -141,14 +141,6 @@ pub fn template_data(
         ),
     );
     Value::Object(m)
-}
-
-fn shell_quote(s: &str) -> String {
-    if s.contains('\'') {
-        format!("'{}'", s.replace('\'', "'\"'\"'"))
-    } else {
-        format!("'{s}'")
-    }
 }
 
 /// The built-in `$` aliases (acb `graph/global-defaults-linux.go`): run

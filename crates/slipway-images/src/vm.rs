@@ -1,0 +1,508 @@
+//! The full-boot executor: the working disk boots under qemu (KVM when it
+//! works, TCG otherwise) with a cloud-init NoCloud seed that creates the
+//! build user with a per-run SSH key; customizers then run over SSH as root
+//! (`sudo -n`), their output in the run's `customization.log` like the
+//! chroot executor's. This is the Packer `qemu` builder's model
+//! (`../shared/reference/image-builder.md` §3.3, §4.1 "Full boot").
+//!
+//! Per run, in the staging folder: `ssh_key{,.pub}`, `seed/{user-data,
+//! meta-data}` and `seed.iso` (volume id `cidata`), `console.log` (the
+//! guest's serial console) and `qemu.log` (qemu's own output).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use slipway_core::shell::quote;
+
+use crate::exec::{self, RunLog};
+
+/// The user cloud-init creates for the build (passwordless sudo, the run's
+/// SSH key); deprovisioning removes it.
+pub const BUILD_USER: &str = "slipway";
+/// How long a booting VM may take to answer SSH (TCG boots take ~30 s here;
+/// Packer users raise this to 20–60 minutes for slow emulation).
+const SSH_WAIT: Duration = Duration::from_secs(20 * 60);
+/// How long `systemctl poweroff` may take before qemu is killed.
+const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
+/// `resolv.conf` for the build VM: qemu's user-mode network DNS forwarder.
+pub const VM_RESOLV_CONF: &[u8] =
+    b"# slipway build VM: qemu user-network DNS\nnameserver 10.0.2.3\n";
+
+/// Which qemu accelerator builds use (`slipway serve --vm-accel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccelMode {
+    /// KVM when `/dev/kvm` opens and KVM has not failed on this host since
+    /// the server started, else TCG; a KVM failure while booting (qemu
+    /// ending before SSH answers, or its `KVM internal error`) falls back to
+    /// TCG within the same run.
+    #[default]
+    Auto,
+    /// KVM only.
+    Kvm,
+    /// TCG (software emulation) only.
+    Tcg,
+}
+
+impl FromStr for AccelMode {
+    type Err = String;
+
+    /// `auto` | `kvm` | `tcg`.
+    fn from_str(s: &str) -> Result<AccelMode, String> {
+        match s {
+            "auto" => Ok(AccelMode::Auto),
+            "kvm" => Ok(AccelMode::Kvm),
+            "tcg" => Ok(AccelMode::Tcg),
+            other => Err(format!(
+                "VM accelerator '{other}' is not known: expected auto, kvm or tcg"
+            )),
+        }
+    }
+}
+
+/// The accelerator policy of one server, remembering a KVM failure.
+#[derive(Debug, Default)]
+pub struct Accel {
+    mode: AccelMode,
+    kvm_failed: AtomicBool,
+}
+
+impl Accel {
+    /// A policy in `mode`.
+    pub fn new(mode: AccelMode) -> Accel {
+        Accel {
+            mode,
+            kvm_failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Accelerators to try, in order (`kvm`, `tcg`).
+    fn candidates(&self) -> Vec<&'static str> {
+        match self.mode {
+            AccelMode::Tcg => vec!["tcg"],
+            AccelMode::Kvm => vec!["kvm"],
+            AccelMode::Auto => {
+                let usable = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/kvm")
+                    .is_ok();
+                if usable && !self.kvm_failed.load(Ordering::Relaxed) {
+                    vec!["kvm", "tcg"]
+                } else {
+                    vec!["tcg"]
+                }
+            }
+        }
+    }
+}
+
+/// vCPUs and memory of the build VM (from `vmProfile.vmSize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Virtual CPUs.
+    pub vcpus: u32,
+    /// Memory, MiB.
+    pub memory_mib: u32,
+}
+
+/// A running build VM. Dropping it kills qemu (timeout, cancel).
+#[derive(Debug)]
+pub struct Vm {
+    child: tokio::process::Child,
+    port: u16,
+    key: PathBuf,
+    console: PathBuf,
+    qemu_log: PathBuf,
+    /// The accelerator it runs with, `kvm` or `tcg`.
+    pub accel: &'static str,
+}
+
+enum BootError {
+    /// KVM could not run the guest; TCG may.
+    Kvm(String),
+    Failed(String),
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs a helper program to completion. Errors: its stderr.
+async fn helper(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Writes the NoCloud seed (`user-data`, `meta-data`) for `instance_id`
+/// with the build user holding `public_key`, and packs it as an ISO 9660
+/// volume labelled `cidata` (cloud-init's NoCloud contract).
+///
+/// Errors: I/O, or genisoimage's message.
+async fn make_seed(work: &Path, instance_id: &str, public_key: &str) -> Result<PathBuf, String> {
+    let dir = work.join("seed");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let user_data = format!(
+        "#cloud-config\nusers:\n  - name: {BUILD_USER}\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/sh\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {}\n",
+        public_key.trim()
+    );
+    let meta_data = format!("instance-id: {instance_id}\nlocal-hostname: slipway-build\n");
+    for (name, text) in [("user-data", user_data), ("meta-data", meta_data)] {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    let iso = work.join("seed.iso");
+    let (iso_s, ud, md) = (
+        iso.to_string_lossy().into_owned(),
+        dir.join("user-data").to_string_lossy().into_owned(),
+        dir.join("meta-data").to_string_lossy().into_owned(),
+    );
+    helper(
+        "genisoimage",
+        &[
+            "-quiet", "-output", &iso_s, "-volid", "cidata", "-joliet", "-rock", &ud, &md,
+        ],
+    )
+    .await?;
+    Ok(iso)
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("a free port: {e}"))
+}
+
+impl Vm {
+    /// Boots the raw `disk` (which must have cloud-init and sshd) with a
+    /// fresh SSH key and NoCloud seed in `work`, and waits until the build
+    /// user can log in over SSH (forwarded from 127.0.0.1) and cloud-init
+    /// has finished. With [`AccelMode::Auto`], a KVM failure reboots the VM
+    /// under TCG and is remembered.
+    ///
+    /// Errors: a helper (ssh-keygen, genisoimage, qemu) failing, qemu
+    /// exiting before SSH answers, or SSH not answering within 20 minutes;
+    /// each names the console and qemu logs and quotes their tails.
+    pub async fn boot(
+        disk: &Path,
+        work: &Path,
+        instance_id: &str,
+        shape: Shape,
+        accel: &Accel,
+        log: &RunLog,
+    ) -> Result<Vm, String> {
+        let key = work.join("ssh_key");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(key.with_extension("pub"));
+        let key_s = key.to_string_lossy().into_owned();
+        helper(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "slipway-build",
+                "-f",
+                &key_s,
+            ],
+        )
+        .await?;
+        let public = std::fs::read_to_string(work.join("ssh_key.pub"))
+            .map_err(|e| format!("reading the build key: {e}"))?;
+        let seed = make_seed(work, instance_id, &public).await?;
+        let candidates = accel.candidates();
+        for (n, a) in candidates.iter().enumerate() {
+            let mut vm = Vm::start(disk, &seed, work, &key, shape, a)?;
+            log.out(&format!(
+                "slipway: booting the build VM (qemu, accel={a}, {} vCPUs, {} MiB, SSH on 127.0.0.1:{})",
+                shape.vcpus, shape.memory_mib, vm.port
+            ));
+            let started = Instant::now();
+            match vm.wait_ssh().await {
+                Ok(()) => {
+                    log.out(&format!(
+                        "slipway: SSH answered after {} s; waiting for cloud-init",
+                        started.elapsed().as_secs()
+                    ));
+                    if let Err(e) =
+                        exec::logged(vm.ssh("cloud-init status --wait"), None, log).await
+                    {
+                        log.err(&format!(
+                            "slipway: cloud-init reported a problem ({e}); going on"
+                        ));
+                    }
+                    return Ok(vm);
+                }
+                Err(BootError::Kvm(m)) if n + 1 < candidates.len() => {
+                    accel.kvm_failed.store(true, Ordering::Relaxed);
+                    log.err(&format!(
+                        "slipway: KVM could not run the guest ({m}); booting again with TCG"
+                    ));
+                    drop(vm);
+                }
+                Err(BootError::Kvm(m)) | Err(BootError::Failed(m)) => return Err(m),
+            }
+        }
+        Err("no accelerator to boot the build VM with".into())
+    }
+
+    fn start(
+        disk: &Path,
+        seed: &Path,
+        work: &Path,
+        key: &Path,
+        shape: Shape,
+        accel: &'static str,
+    ) -> Result<Vm, String> {
+        let port = free_port()?;
+        let console = work.join("console.log");
+        let qemu_log = work.join("qemu.log");
+        let out =
+            std::fs::File::create(&qemu_log).map_err(|e| format!("{}: {e}", qemu_log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&console);
+        let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", accel])
+            .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
+            .args(["-m", &shape.memory_mib.to_string()])
+            .args(["-smp", &shape.vcpus.to_string()])
+            .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=virtio,cache=unsafe",
+                disk.display()
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                seed.display()
+            ))
+            .arg("-netdev")
+            .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"))
+            .args(["-device", "virtio-net-pci,netdev=net0"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .args(["-monitor", "none"])
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+        Ok(Vm {
+            child,
+            port,
+            key: key.to_path_buf(),
+            console,
+            qemu_log,
+            accel,
+        })
+    }
+
+    fn logs_tail(&self) -> String {
+        format!(
+            "console ({}):\n{}\nqemu ({}):\n{}",
+            self.console.display(),
+            tail(&self.console, 15),
+            self.qemu_log.display(),
+            tail(&self.qemu_log, 5)
+        )
+    }
+
+    async fn wait_ssh(&mut self) -> Result<(), BootError> {
+        let deadline = Instant::now() + SSH_WAIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                if self.accel == "kvm" {
+                    let reason = tail(&self.qemu_log, 2).replace('\n', " ");
+                    return Err(BootError::Kvm(format!("qemu ended ({status}): {reason}")));
+                }
+                return Err(BootError::Failed(format!(
+                    "qemu ended ({status}) before the build VM answered SSH; {}",
+                    self.logs_tail()
+                )));
+            }
+            if self.accel == "kvm" {
+                let q = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
+                if let Some(line) = q.lines().find(|l| l.contains("KVM internal error")) {
+                    return Err(BootError::Kvm(line.trim().to_string()));
+                }
+            }
+            let mut probe = self.ssh("true");
+            probe
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            if probe.status().await.is_ok_and(|s| s.success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(BootError::Failed(format!(
+                    "the build VM did not answer SSH within {} minutes; {}",
+                    SSH_WAIT.as_secs() / 60,
+                    self.logs_tail()
+                )));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// `ssh … BUILD_USER@127.0.0.1 <remote>`; `remote` is shell text run
+    /// by the build user's login shell.
+    fn ssh(&self, remote: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("ssh");
+        c.arg("-i")
+            .arg(&self.key)
+            .args(["-p", &self.port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "ServerAliveInterval=15",
+                "-o",
+                "ServerAliveCountMax=8",
+            ])
+            .arg(format!("{BUILD_USER}@127.0.0.1"))
+            .arg(remote);
+        c
+    }
+
+    /// Copies `bytes` to `path` (in `/tmp/.slipway`) as the build user.
+    async fn upload(&self, bytes: Vec<u8>, path: &str, log: &RunLog) -> Result<(), String> {
+        let cmd = self.ssh(&format!("mkdir -p /tmp/.slipway && cat > {}", quote(path)));
+        exec::logged(cmd, Some(bytes), log)
+            .await
+            .map_err(|e| format!("copying to the build VM: {e}"))
+    }
+
+    /// Runs `script` as root with `/bin/sh -e` (the `i`th customizer).
+    ///
+    /// Errors: "exit status N" of the script, or the copy failing.
+    pub async fn run_script(&self, i: usize, script: Vec<u8>, log: &RunLog) -> Result<(), String> {
+        let path = format!("/tmp/.slipway/script-{i}.sh");
+        self.upload(script, &path, log).await?;
+        let cmd = self.ssh(&format!(
+            "sudo -n env DEBIAN_FRONTEND=noninteractive /bin/sh -e {}",
+            quote(&path)
+        ));
+        exec::logged(cmd, None, log).await
+    }
+
+    /// Puts `bytes` at `destination` as root, making its folder.
+    ///
+    /// Errors: the copy or the move failing ("exit status N").
+    pub async fn put_file(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+        destination: &str,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        let incoming = format!("/tmp/.slipway/incoming-{i}");
+        self.upload(bytes, &incoming, log).await?;
+        let cmd = self.ssh(&format!(
+            "sudo -n sh -ec {} sh {} {}",
+            quote("mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\""),
+            quote(destination),
+            quote(&incoming)
+        ));
+        exec::logged(cmd, None, log).await
+    }
+
+    /// Removes the build's scratch files, powers the guest off and waits
+    /// for qemu to end (killing it after 5 minutes).
+    ///
+    /// Errors: the guest not powering off in time, or qemu failing.
+    pub async fn shutdown(mut self, log: &RunLog) -> Result<(), String> {
+        // The connection drops as the guest goes down; qemu's exit is the
+        // answer that counts.
+        let _ = exec::logged(
+            self.ssh("sudo -n rm -rf /tmp/.slipway; sync; sudo -n systemctl poweroff"),
+            None,
+            log,
+        )
+        .await;
+        match tokio::time::timeout(POWEROFF_WAIT, self.child.wait()).await {
+            Ok(Ok(s)) if s.success() => {
+                log.out("slipway: the build VM powered off");
+                Ok(())
+            }
+            Ok(Ok(s)) => Err(format!("qemu ended with {s}; {}", self.logs_tail())),
+            Ok(Err(e)) => Err(format!("waiting for qemu: {e}")),
+            Err(_) => Err(format!(
+                "the build VM did not power off within {} minutes; {}",
+                POWEROFF_WAIT.as_secs() / 60,
+                self.logs_tail()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accel_modes_parse_and_name_the_choices() {
+        assert_eq!("auto".parse::<AccelMode>(), Ok(AccelMode::Auto));
+        assert_eq!("tcg".parse::<AccelMode>(), Ok(AccelMode::Tcg));
+        let e = "hvf".parse::<AccelMode>().unwrap_err();
+        assert!(e.contains("'hvf'") && e.contains("auto, kvm or tcg"), "{e}");
+        assert_eq!(Accel::new(AccelMode::Tcg).candidates(), vec!["tcg"]);
+        assert_eq!(Accel::new(AccelMode::Kvm).candidates(), vec!["kvm"]);
+        let auto = Accel::new(AccelMode::Auto);
+        auto.kvm_failed.store(true, Ordering::Relaxed);
+        assert_eq!(auto.candidates(), vec!["tcg"]);
+    }
+
+    #[tokio::test]
+    async fn the_seed_is_a_cidata_volume_with_the_build_user_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let iso = make_seed(dir.path(), "r7", "ssh-ed25519 AAAA test")
+            .await
+            .unwrap();
+        let bytes = std::fs::read(&iso).unwrap();
+        // ISO 9660 primary volume descriptor at sector 16: "CD001", and the
+        // volume id at offset 40.
+        assert_eq!(&bytes[32769..32774], b"CD001");
+        assert_eq!(&bytes[32808..32814], b"cidata");
+        let ud = std::fs::read_to_string(dir.path().join("seed/user-data")).unwrap();
+        assert!(ud.starts_with("#cloud-config\n"), "{ud}");
+        assert!(
+            ud.contains("name: slipway") && ud.contains("ssh-ed25519 AAAA test"),
+            "{ud}"
+        );
+        let md = std::fs::read_to_string(dir.path().join("seed/meta-data")).unwrap();
+        assert!(md.contains("instance-id: r7"), "{md}");
+    }
+}
