@@ -14,6 +14,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const CHROOT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/tmp/.slipway/bin";
 
+/// `sh -ec` script of the `File` customizer in both executors: moves `$2`
+/// to `$1` from inside the image (so symlinks resolve there), making
+/// `$1`'s folder.
+pub const MOVE_INTO_PLACE: &str = "mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\"";
+
 /// A run's `customization.log`: append-only lines.
 #[derive(Debug, Clone)]
 pub struct RunLog {

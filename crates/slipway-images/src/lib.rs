@@ -158,7 +158,7 @@ impl Guest {
                     &[
                         "/bin/sh",
                         "-ec",
-                        "mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\"",
+                        exec::MOVE_INTO_PLACE,
                         "sh",
                         destination,
                         &format!("/{incoming}"),

@@ -132,22 +132,15 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Runs a helper program to completion. Errors: its stderr.
-async fn helper(program: &str, args: &[&str]) -> Result<(), String> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{program}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{program}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+/// Runs a helper program to completion off the async threads with
+/// [`crate::disk::run`]. Errors: the program and its stderr.
+async fn helper(program: &'static str, args: &[&str]) -> Result<(), String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    crate::blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::disk::run(program, &args).map(|_| ())
+    })
+    .await
 }
 
 /// Writes the NoCloud seed (`user-data`, `meta-data`) for `instance_id`
@@ -432,7 +425,7 @@ impl Vm {
         self.upload(bytes, &incoming, log).await?;
         let cmd = self.ssh(&format!(
             "sudo -n sh -ec {} sh {} {}",
-            quote("mkdir -p \"$(dirname \"$1\")\" && mv \"$2\" \"$1\""),
+            quote(exec::MOVE_INTO_PLACE),
             quote(destination),
             quote(&incoming)
         ));
