@@ -39,6 +39,7 @@ use slipway_core::images::template::{
     self, Customizer, Distributor, Executor, ImageTemplate, OnError, Source, TemplateProperties,
     Versioning,
 };
+use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 use slipway_store::{ImageRunRecord, Store, StoreError, VmImageRecord};
 use thiserror::Error;
 use tokio::sync::{watch, Semaphore};
@@ -85,6 +86,8 @@ pub struct ImageConfig {
     pub max_concurrent_runs: usize,
     /// qemu accelerator of full-boot builds. Default [`AccelMode::Auto`].
     pub accel: AccelMode,
+    /// Fetches http(s) sources, scripts and files. Default: the system's CAs.
+    pub fetcher: Fetcher,
 }
 
 impl ImageConfig {
@@ -95,6 +98,7 @@ impl ImageConfig {
             base_images: BaseCatalog::new(base_dir, mirror),
             max_concurrent_runs: 2,
             accel: AccelMode::Auto,
+            fetcher: Fetcher::system(),
         }
     }
 }
@@ -765,7 +769,8 @@ impl ImageService {
                 } else if uri.starts_with("http://") || uri.starts_with("https://") {
                     let dst = staging.join("source.img");
                     let (u, d, want) = (uri.clone(), dst.clone(), sha256_checksum.clone());
-                    blocking(move || download(&u, &d, &want)).await?;
+                    let fetcher = self.cfg.fetcher.clone();
+                    blocking(move || download(&fetcher, &u, &d, &want)).await?;
                     dst
                 } else {
                     return Err(format!(
@@ -969,15 +974,11 @@ impl ImageService {
                 .await
                 .map_err(|e| format!("reading '{uri}': {e}"))?
         } else if uri.starts_with("http://") || uri.starts_with("https://") {
-            let u = uri.to_string();
+            let (u, fetcher) = (uri.to_string(), self.cfg.fetcher.clone());
             blocking(move || {
-                let resp = ureq::get(&u)
-                    .call()
-                    .map_err(|e| format!("GET '{u}': {e}"))?;
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf)
-                    .map_err(|e| format!("GET '{u}': {e}"))?;
-                Ok(buf)
+                fetcher
+                    .bytes(&u, FETCH_TIMEOUT, MAX_IN_MEMORY_BYTES)
+                    .map_err(|e| e.to_string())
             })
             .await?
         } else {
@@ -1237,11 +1238,16 @@ fn check_sha(uri: &str, want: &str, got: &str) -> Result<(), String> {
     }
 }
 
-fn download(uri: &str, dst: &Path, want_sha: &str) -> Result<(), String> {
-    let resp = ureq::get(uri)
-        .call()
-        .map_err(|e| format!("GET '{uri}': {e}"))?;
-    let mut r = resp.into_reader();
+/// Bound of one script or file GET (whole request).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Bound of one source disk image GET (whole request).
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Streams `uri` into `dst`, checking `want_sha` (when not empty) on the way.
+fn download(fetcher: &Fetcher, uri: &str, dst: &Path, want_sha: &str) -> Result<(), String> {
+    let mut r = fetcher
+        .open(uri, DOWNLOAD_TIMEOUT)
+        .map_err(|e| e.to_string())?;
     let mut f = std::fs::File::create(dst).map_err(|e| format!("{}: {e}", dst.display()))?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

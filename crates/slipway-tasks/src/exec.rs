@@ -26,6 +26,7 @@ use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
+use slipway_fetch::Fetcher;
 use slipway_runner::engine::registry_auth;
 use slipway_runner::{Engine, RunnerError};
 use tokio::task::JoinSet;
@@ -62,6 +63,8 @@ pub struct RunEnv {
     pub credentials: Vec<RegistryCredential>,
     /// Commit of a git context (acb's `git.git-head-revision`), or empty.
     pub git_commit: String,
+    /// Reaches other registries (digests of pushed and dependency images).
+    pub fetcher: Fetcher,
 }
 
 impl RunEnv {
@@ -816,7 +819,9 @@ async fn dependency_doc(env: &RunEnv, image: Option<&str>, deps: &Dependencies) 
         let cred = env.credential_for(&r.reference);
         let mut r = r;
         if r.digest.is_empty() {
-            if let Ok(Some(d)) = manifest_digest(&r.registry, &r.repository, &r.tag, cred).await {
+            if let Ok(Some(d)) =
+                manifest_digest(&env.fetcher, &r.registry, &r.repository, &r.tag, cred).await
+            {
                 r.digest = d;
             }
         }
@@ -908,7 +913,7 @@ async fn push_images(env: &RunEnv, images: &[String]) -> Result<Vec<Value>, Task
             return Err(TaskError::Step("failed to push images successfully".into()));
         }
         let r = ImageReference::parse(image);
-        let digest = manifest_digest(&r.registry, &r.repository, &r.tag, cred)
+        let digest = manifest_digest(&env.fetcher, &r.registry, &r.repository, &r.tag, cred)
             .await
             .ok()
             .flatten()

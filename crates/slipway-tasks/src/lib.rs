@@ -31,6 +31,7 @@ use slipway_core::tasks::values::{
     aliases_enabled, merge_values, parse_set, preprocess_aliases, strip_comment_lines,
     template_data, RunVariables,
 };
+use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 use slipway_runner::Engine;
 use slipway_store::{SecretKey, Store, StoreError, TaskRunRecord};
 use thiserror::Error;
@@ -461,6 +462,9 @@ pub struct TaskConfig {
     pub base_image_poll: (u64, u64),
     /// Run logs are deleted this many days after the run ends (ACR: 30).
     pub log_retention_days: u64,
+    /// Fetches http(s) contexts and alias files and reaches other
+    /// registries. Default: the system's CAs.
+    pub fetcher: Fetcher,
 }
 
 impl TaskConfig {
@@ -474,6 +478,7 @@ impl TaskConfig {
             max_concurrent_runs: 4,
             base_image_poll: (600, 3600),
             log_retention_days: 30,
+            fetcher: Fetcher::system(),
         }
     }
 }
@@ -1147,14 +1152,14 @@ impl TaskService {
                     merge_values(values_text.as_deref(), &set).map_err(TaskError::Validation)?;
                 // acb: render with no secrets, read `secrets:`, resolve, render again.
                 let data = template_data(&vars, &values, &BTreeMap::new());
-                let plan = render_plan(&text, &data, &workspace)?;
+                let plan = render_plan(&self.config.fetcher, &text, &data, &workspace)?;
                 if plan.task.secrets.is_empty() {
                     plan
                 } else {
                     let secrets = self.resolve_secrets(&plan.task.secrets).await?;
                     secret_values.extend(secrets.values().cloned());
                     let data = template_data(&vars, &values, &secrets);
-                    render_plan(&text, &data, &workspace)?
+                    render_plan(&self.config.fetcher, &text, &data, &workspace)?
                 }
             }
         };
@@ -1175,6 +1180,7 @@ impl TaskService {
                     Vec::new()
                 }),
             git_commit,
+            fetcher: self.config.fetcher.clone(),
         });
         execute(env, plan).await
     }
@@ -1219,20 +1225,15 @@ impl TaskService {
         }
         if let Some(reference) = ctx.strip_prefix("oci://") {
             let credential = self.registry_credential(reference).await;
-            registry::pull_artifact(&ctx, credential, workspace).await?;
+            registry::pull_artifact(&self.config.fetcher, &ctx, credential, workspace).await?;
             return Ok(Default::default());
         }
         if ctx.starts_with("http://") || ctx.starts_with("https://") {
-            let url = ctx.clone();
+            let (url, fetcher) = (ctx.clone(), self.config.fetcher.clone());
             let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, TaskError> {
-                let resp = ureq::get(&url)
-                    .timeout(Duration::from_secs(300))
-                    .call()
-                    .map_err(|e| TaskError::Context(format!("GET {url}: {e}")))?;
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut resp.into_reader(), &mut buf)
-                    .map_err(|e| TaskError::Context(format!("GET {url}: {e}")))?;
-                Ok(buf)
+                fetcher
+                    .bytes(&url, Duration::from_secs(300), MAX_IN_MEMORY_BYTES)
+                    .map_err(|e| TaskError::Context(e.to_string()))
             })
             .await
             .map_err(|e| TaskError::Engine(e.to_string()))??;
@@ -1342,7 +1343,15 @@ impl TaskService {
                 let (registry, repository, tag) = key.clone();
                 let image = format!("{registry}/{repository}:{tag}");
                 let credential = self.registry_credential(&image).await;
-                match registry::manifest_digest(&registry, &repository, &tag, credential).await {
+                match registry::manifest_digest(
+                    &self.config.fetcher,
+                    &registry,
+                    &repository,
+                    &tag,
+                    credential,
+                )
+                .await
+                {
                     Ok(Some(digest)) => {
                         match self
                             .on_base_image_digest(&registry, &repository, &tag, &digest)
@@ -1475,16 +1484,20 @@ async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskError> {
 /// expanding command aliases for v1.1.0.
 ///
 /// Errors: [`TaskError::Validation`] with the template or acb message.
-pub fn render_plan(text: &str, data: &Value, workspace: &Path) -> Result<Plan, TaskError> {
+pub fn render_plan(
+    fetcher: &Fetcher,
+    text: &str,
+    data: &Value,
+    workspace: &Path,
+) -> Result<Plan, TaskError> {
     let text = strip_comment_lines(text);
     let (text, aliases) = if aliases_enabled(&text) {
         let load = |src: &str| -> Result<String, String> {
             if src.starts_with("http://") || src.starts_with("https://") {
-                let resp = ureq::get(src)
-                    .timeout(Duration::from_secs(2))
-                    .call()
+                let body = fetcher
+                    .bytes(src, Duration::from_secs(2), MAX_IN_MEMORY_BYTES)
                     .map_err(|e| e.to_string())?;
-                return resp.into_string().map_err(|e| e.to_string());
+                return String::from_utf8(body).map_err(|e| format!("GET '{src}': {e}"));
             }
             std::fs::read_to_string(workspace.join(src.trim_start_matches("./")))
                 .map_err(|e| e.to_string())

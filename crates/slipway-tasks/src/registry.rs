@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use slipway_core::credentials::RegistryCredential;
+use slipway_fetch::Fetcher;
 use tokio::process::{Child, Command};
 
 use crate::TaskError;
@@ -108,12 +109,13 @@ async fn ping(host: &str) -> bool {
 ///
 /// Errors: [`TaskError::Registry`] on transport failures and refusals.
 pub async fn manifest_digest(
+    fetcher: &Fetcher,
     registry: &str,
     repository: &str,
     tag: &str,
     credential: Option<RegistryCredential>,
 ) -> Result<Option<String>, TaskError> {
-    let mut client = RegistryClient::new(registry, credential);
+    let mut client = RegistryClient::new(fetcher, registry, credential);
     let path = format!("/v2/{repository}/manifests/{tag}");
     blocking(move || {
         Ok(client
@@ -139,14 +141,20 @@ async fn blocking<T: Send + 'static>(
 /// (with the credential, if any) and the request is retried once with it.
 /// Plain HTTP for `127.0.0.1`/`localhost` hosts, HTTPS otherwise.
 pub struct RegistryClient {
+    agent: ureq::Agent,
     base: String,
     credential: Option<RegistryCredential>,
     bearer: Option<String>,
 }
 
 impl RegistryClient {
-    /// A client of `registry` (`host[:port]`; `docker.io` means Docker Hub).
-    pub fn new(registry: &str, credential: Option<RegistryCredential>) -> RegistryClient {
+    /// A client of `registry` (`host[:port]`; `docker.io` means Docker Hub),
+    /// trusting the CAs of `fetcher`.
+    pub fn new(
+        fetcher: &Fetcher,
+        registry: &str,
+        credential: Option<RegistryCredential>,
+    ) -> RegistryClient {
         let host = if registry == "registry.hub.docker.com" || registry == "docker.io" {
             "registry-1.docker.io"
         } else {
@@ -158,6 +166,7 @@ impl RegistryClient {
             "https"
         };
         RegistryClient {
+            agent: fetcher.agent().clone(),
             base: format!("{scheme}://{host}"),
             credential,
             bearer: None,
@@ -183,7 +192,9 @@ impl RegistryClient {
     ) -> Result<Option<ureq::Response>, TaskError> {
         let url = format!("{}{path}", self.base);
         for attempt in 0..2 {
-            let mut req = ureq::request(method, &url)
+            let mut req = self
+                .agent
+                .request(method, &url)
                 .timeout(Duration::from_secs(300))
                 .set("Accept", accept);
             if let Some(t) = &self.bearer {
@@ -233,7 +244,7 @@ impl RegistryClient {
                 "the registry's Bearer challenge has no realm: {params}"
             )));
         }
-        let mut req = ureq::get(&realm).timeout(Duration::from_secs(30));
+        let mut req = self.agent.get(&realm).timeout(Duration::from_secs(30));
         for (k, v) in &query {
             req = req.query(k, v);
         }
@@ -265,6 +276,7 @@ impl RegistryClient {
 /// Errors: [`TaskError::Context`] for a malformed reference, a missing
 /// artifact, a digest mismatch or an unsafe file name.
 pub async fn pull_artifact(
+    fetcher: &Fetcher,
     reference: &str,
     credential: Option<RegistryCredential>,
     dest: &Path,
@@ -282,7 +294,7 @@ pub async fn pull_artifact(
             _ => (rest.to_string(), "latest".to_string()),
         },
     };
-    let mut client = RegistryClient::new(host, credential);
+    let mut client = RegistryClient::new(fetcher, host, credential);
     let dest = dest.to_path_buf();
     let reference = reference.to_string();
     blocking(move || {

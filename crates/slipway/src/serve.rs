@@ -99,6 +99,11 @@ pub struct ServeArgs {
     /// /dev/kvm works, TCG otherwise), `kvm` or `tcg`.
     #[arg(long, env = "SLIPWAY_VM_ACCEL", default_value = "auto")]
     pub vm_accel: slipway_images::vm::AccelMode,
+    /// PEM file of extra CA certificates trusted for https URLs the server
+    /// fetches (task contexts, other registries, VM image sources, scripts
+    /// and files), on top of the system's CA store.
+    #[arg(long, env = "SLIPWAY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -122,6 +127,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let fetcher = match &args.ca_file {
+        Some(f) => slipway_fetch::Fetcher::with_ca_file(f).context("--ca-file")?,
+        None => slipway_fetch::Fetcher::system(),
+    };
     let data_dir = args
         .data_dir
         .clone()
@@ -210,6 +219,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     max_concurrent_runs: args.max_concurrent_task_runs,
                     base_image_poll: args.base_image_poll_seconds,
                     log_retention_days: args.task_log_retention_days,
+                    fetcher: fetcher.clone(),
                     ..slipway_tasks::TaskConfig::new(
                         data_dir.clone(),
                         r.host.clone(),
@@ -231,6 +241,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         slipway_images::ImageConfig {
             max_concurrent_runs: args.max_concurrent_image_builds,
             accel: args.vm_accel,
+            fetcher,
             ..slipway_images::ImageConfig::new(
                 &data_dir,
                 args.base_image_dir.clone(),

@@ -269,3 +269,26 @@ fn governance_from_the_command_line() {
         "{out:?}"
     );
 }
+
+#[test]
+fn serve_refuses_a_ca_file_it_cannot_use_and_names_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("data"))
+        .arg("--ca-file")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "CA file '{}': no CERTIFICATE block found",
+            ca.display()
+        )),
+        "{err}"
+    );
+}

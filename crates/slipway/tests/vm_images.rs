@@ -276,6 +276,93 @@ fn debian_image_is_customized_distributed_and_boots() {
     assert!(!console.contains("QEMU EXITED"), "{console}");
 }
 
+#[test]
+fn https_sources_scripts_and_files_are_fetched_trusting_the_ca_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(
+        www.join("setup.sh"),
+        "echo script-over-https-ran\necho from-the-script > /etc/slipway-https-script\n",
+    )
+    .unwrap();
+    std::fs::write(www.join("motd.txt"), "file-over-https\n").unwrap();
+    let trusted = slipway_fetch::test_support::HttpsFileServer::start(&www);
+    let untrusted = slipway_fetch::test_support::HttpsFileServer::start(&www);
+    let ca = trusted.ca_file.to_string_lossy().to_string();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--ca-file", &ca],
+    );
+    let url = |server: &slipway_fetch::test_support::HttpsFileServer, f: &str| {
+        format!("{}/{f}", server.base_url)
+    };
+
+    // Shell.scriptUri and File.sourceUri over https, checksums checked.
+    put_template(
+        &s,
+        "from-https",
+        json!({
+            "source": debian(),
+            "customize": [
+                {"type": "Shell", "name": "setup", "scriptUri": url(&trusted, "setup.sh"),
+                 "sha256Checksum": sha256_of(&www.join("setup.sh"))},
+                {"type": "File", "name": "motd", "sourceUri": url(&trusted, "motd.txt"),
+                 "destination": "/etc/slipway/motd.txt", "sha256Checksum": sha256_of(&www.join("motd.txt"))}
+            ],
+            "distribute": [{"type": "Qcow2", "runOutputName": "q"}]
+        }),
+    );
+    let run = run_to_end(&s, "from-https");
+    let log = run_log(&s, "from-https", &run);
+    assert_eq!(run["runState"], "Succeeded", "{run}\n{log}");
+    assert!(log.contains("script-over-https-ran"), "{log}");
+
+    // The built qcow2 served over https is the source (DiskImage) of the next build.
+    let out = s.get("/imageTemplates/from-https/runOutputs/q");
+    let qcow = Path::new(out["properties"]["artifactUri"].as_str().unwrap()).to_path_buf();
+    std::fs::copy(&qcow, www.join("built.qcow2")).unwrap();
+    put_template(
+        &s,
+        "disk-over-https",
+        json!({
+            "source": {"type": "DiskImage", "uri": url(&trusted, "built.qcow2"),
+                       "sha256Checksum": sha256_of(&qcow)},
+            "customize": [
+                {"type": "Shell", "name": "check", "inline": [
+                    "grep -q from-the-script /etc/slipway-https-script",
+                    "echo motd=$(cat /etc/slipway/motd.txt)"
+                ]}
+            ],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let run = run_to_end(&s, "disk-over-https");
+    let log = run_log(&s, "disk-over-https", &run);
+    assert_eq!(run["runState"], "Succeeded", "{run}\n{log}");
+    assert!(log.contains("motd=file-over-https"), "{log}");
+
+    // A server signed by a CA the server does not trust is refused, by name.
+    let bad = url(&untrusted, "setup.sh");
+    put_template(
+        &s,
+        "untrusted",
+        json!({
+            "source": debian(),
+            "customize": [{"type": "Shell", "name": "setup", "scriptUri": bad}],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let run = run_to_end(&s, "untrusted");
+    assert_eq!(run["runState"], "Failed", "{run}");
+    let msg = run["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("GET '{bad}'")) && msg.contains("UnknownIssuer"),
+        "{msg}"
+    );
+}
+
 /// `debugfs` on the root partition of a raw disk (no mount): the output of
 /// `command`, e.g. `cat /etc/passwd` or `stat /var/lib/cloud`.
 fn debugfs(disk: &Path, command: &str) -> String {

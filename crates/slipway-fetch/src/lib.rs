@@ -1,0 +1,409 @@
+//! HTTP(S) GETs of URLs that users name: task build contexts and acb alias
+//! files (`http(s)://…`), VM image template sources (`DiskImage.uri`),
+//! `Shell.scriptUri` and `File.sourceUri`.
+//!
+//! One [`Fetcher`] per server, shared by the task and image services. TLS is
+//! rustls (with *ring*); the trusted CAs are the system's store
+//! (`rustls-native-certs`: `/etc/ssl/certs` on Debian, overridable with the
+//! OpenSSL variables `SSL_CERT_FILE` / `SSL_CERT_DIR`), plus the certificates
+//! of an optional PEM bundle (`slipway serve --ca-file`) for self-hosted
+//! mirrors and artifact stores signed by a private CA.
+//!
+//! Blocking (ureq): call from `spawn_blocking`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+/// The largest body [`Fetcher::bytes`] callers in Slipway accept, bytes
+/// (1 GiB, the same bound as uploaded task contexts and build artifacts).
+pub const MAX_IN_MEMORY_BYTES: u64 = 1 << 30;
+
+/// Errors of [`Fetcher`]; each names the file or URL.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The extra CA bundle could not be read or holds no usable certificate.
+    #[error("CA file '{path}': {reason}")]
+    CaFile {
+        /// The file given as `--ca-file`.
+        path: PathBuf,
+        /// What was wrong (I/O error, PEM error, "no CERTIFICATE block").
+        reason: String,
+    },
+    /// The GET failed: connection, TLS, an HTTP status ≥ 400, or reading the body.
+    #[error("GET '{url}': {reason}")]
+    Get {
+        /// The URL as given.
+        url: String,
+        /// ureq's description (e.g. `status code 404`, `invalid peer certificate: UnknownIssuer`).
+        reason: String,
+    },
+    /// The body is larger than the caller's limit.
+    #[error("GET '{url}': the body is larger than {limit} bytes")]
+    TooLarge {
+        /// The URL as given.
+        url: String,
+        /// The limit, bytes.
+        limit: u64,
+    },
+}
+
+/// A shared HTTP(S) client. Cheap to clone (one connection pool).
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    agent: ureq::Agent,
+    extra_cas: usize,
+}
+
+impl Fetcher {
+    /// Trusts the system's CA store only. Certificates the store cannot
+    /// parse are skipped with a warning; if the store is missing, https URLs
+    /// fail with `UnknownIssuer` (http still works).
+    pub fn system() -> Fetcher {
+        Fetcher::build(Vec::new())
+    }
+
+    /// Trusts the system's CA store plus every `CERTIFICATE` in the PEM file
+    /// `ca_file` (e.g. a self-hosted CA's `ca.crt`).
+    ///
+    /// Errors: [`FetchError::CaFile`] when the file cannot be read, a PEM
+    /// block is malformed, or it holds no certificate rustls accepts as a
+    /// trust anchor.
+    pub fn with_ca_file(ca_file: &Path) -> Result<Fetcher, FetchError> {
+        let err = |reason: String| FetchError::CaFile {
+            path: ca_file.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(ca_file).map_err(|e| err(e.to_string()))?;
+        let certs = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(format!("not a PEM certificate bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(err("no CERTIFICATE block found".into()));
+        }
+        let mut probe = rustls::RootCertStore::empty();
+        for (i, c) in certs.iter().enumerate() {
+            probe
+                .add(c.clone())
+                .map_err(|e| err(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
+        }
+        Ok(Fetcher::build(certs))
+    }
+
+    fn build(extra: Vec<CertificateDer<'static>>) -> Fetcher {
+        let mut roots = rustls::RootCertStore::empty();
+        match rustls_native_certs::load_native_certs() {
+            Ok(certs) => {
+                let (_, bad) = roots.add_parsable_certificates(certs);
+                if bad > 0 {
+                    tracing::warn!(skipped = bad, "system CA store: unparsable certificates");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "system CA store cannot be read"),
+        }
+        let extra_cas = extra.len();
+        roots.add_parsable_certificates(extra);
+        // ring is the only provider compiled in, so the protocol versions are supported.
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+        let builder = ureq::AgentBuilder::new();
+        let builder = match config {
+            Ok(c) => builder.tls_config(Arc::new(c)),
+            Err(e) => {
+                tracing::error!(error = %e, "rustls configuration; https will use ureq's defaults");
+                builder
+            }
+        };
+        Fetcher {
+            agent: builder.build(),
+            extra_cas,
+        }
+    }
+
+    /// The configured ureq agent, for protocol clients that need other
+    /// methods and headers (the OCI distribution client of image tasks).
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// Certificates added by [`Fetcher::with_ca_file`] (0 for [`Fetcher::system`]).
+    pub fn extra_cas(&self) -> usize {
+        self.extra_cas
+    }
+
+    /// GETs `url` and returns the body as a stream. `timeout` bounds the
+    /// whole request including reading the body.
+    ///
+    /// Errors: [`FetchError::Get`] for connection/TLS failures and statuses ≥ 400.
+    pub fn open(&self, url: &str, timeout: Duration) -> Result<impl Read + Send, FetchError> {
+        let resp = self.agent.get(url).timeout(timeout).call().map_err(|e| {
+            // ureq's message starts with the URL, which the error already names.
+            let reason = e.to_string();
+            let reason = reason
+                .strip_prefix(url)
+                .and_then(|r| r.strip_prefix(": "))
+                .map_or(reason.clone(), str::to_string);
+            FetchError::Get {
+                url: url.to_string(),
+                reason,
+            }
+        })?;
+        Ok(resp.into_reader())
+    }
+
+    /// GETs `url` into memory, at most `limit` bytes.
+    ///
+    /// Errors: as [`Fetcher::open`]; [`FetchError::TooLarge`] past `limit`;
+    /// [`FetchError::Get`] when the body breaks off.
+    pub fn bytes(&self, url: &str, timeout: Duration, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut buf = Vec::new();
+        self.open(url, timeout)?
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| FetchError::Get {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        if buf.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        Ok(buf)
+    }
+}
+
+impl Default for Fetcher {
+    /// [`Fetcher::system`].
+    fn default() -> Fetcher {
+        Fetcher::system()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_pem_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.pem");
+        let e = Fetcher::with_ca_file(&missing).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("CA file '{}': ", missing.display())),
+            "{e}"
+        );
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "just text\n").unwrap();
+        let e = Fetcher::with_ca_file(&empty).unwrap_err().to_string();
+        assert!(e.ends_with("no CERTIFICATE block found"), "{e}");
+
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = Fetcher::with_ca_file(&broken).unwrap_err().to_string();
+        assert!(e.contains("broken.pem"), "{e}");
+    }
+
+    #[test]
+    fn https_is_trusted_through_the_ca_file_and_refused_without_it() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("hello.txt"), "hello over tls\n").unwrap();
+        let server = test_support::HttpsFileServer::start(root.path());
+        let url = format!("{}/hello.txt", server.base_url);
+        let t = Duration::from_secs(30);
+
+        let e = Fetcher::system()
+            .bytes(&url, t, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("GET '{url}': Connection Failed")),
+            "{e}"
+        );
+        assert!(e.contains("UnknownIssuer"), "{e}");
+
+        // Another server's CA is no help: its name differs, so the issuer is unknown.
+        let other = test_support::HttpsFileServer::start(root.path());
+        let e = Fetcher::with_ca_file(&other.ca_file)
+            .unwrap()
+            .bytes(&url, t, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("UnknownIssuer"), "{e}");
+
+        let f = Fetcher::with_ca_file(&server.ca_file).unwrap();
+        assert_eq!(f.extra_cas(), 1);
+        assert_eq!(f.bytes(&url, t, 1 << 20).unwrap(), b"hello over tls\n");
+
+        let e = f.bytes(&url, t, 5).unwrap_err().to_string();
+        assert_eq!(e, format!("GET '{url}': the body is larger than 5 bytes"));
+    }
+
+    #[test]
+    fn an_unreachable_url_is_named_in_the_error() {
+        // Port 9 on loopback (discard) is closed on test machines.
+        let e = Fetcher::system()
+            .bytes("http://127.0.0.1:9/x", Duration::from_secs(5), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("GET 'http://127.0.0.1:9/x': "), "{e}");
+    }
+}
+
+/// Test helpers for crates that fetch over https.
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    /// A real https file server on `127.0.0.1`: `openssl s_server -WWW`
+    /// serving `root`, with a server certificate (SAN `IP:127.0.0.1`) signed
+    /// by a CA made for this server alone. Killed on drop.
+    pub struct HttpsFileServer {
+        /// `https://127.0.0.1:<port>` (no trailing slash).
+        pub base_url: String,
+        /// The CA certificate (PEM) that signed the server's certificate.
+        pub ca_file: PathBuf,
+        child: Child,
+        _certs: tempfile::TempDir,
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    impl HttpsFileServer {
+        /// Makes the CA and server certificate, starts the server on a free
+        /// port and returns once it accepts connections.
+        ///
+        /// Panics (test helper) when `openssl` is missing or fails.
+        pub fn start(root: &Path) -> HttpsFileServer {
+            let certs = tempfile::tempdir().expect("tempdir");
+            let d = certs.path();
+            // A CA name of its own: two servers' CAs must not be mistaken for each other.
+            let tag = d
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().to_string());
+            let subject = format!("/CN=Slipway test CA {tag}");
+            let ec = [
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ];
+            openssl(
+                d,
+                &[
+                    &["req", "-x509"][..],
+                    &ec,
+                    &[
+                        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", &subject,
+                    ],
+                ]
+                .concat(),
+            );
+            openssl(
+                d,
+                &[
+                    &["req"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        "srv.key",
+                        "-out",
+                        "srv.csr",
+                        "-subj",
+                        "/CN=127.0.0.1",
+                    ],
+                ]
+                .concat(),
+            );
+            std::fs::write(
+                d.join("ext.cnf"),
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+            )
+            .expect("writing ext.cnf");
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    "srv.csr",
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    "srv.crt",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                ],
+            );
+            let mut child = Command::new("openssl")
+                .args(["s_server", "-WWW", "-accept", "127.0.0.1:0", "-cert"])
+                .arg(d.join("srv.crt"))
+                .arg("-key")
+                .arg(d.join("srv.key"))
+                .current_dir(root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting openssl s_server");
+            let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+            let port = loop {
+                match lines.next() {
+                    Some(Ok(l)) => {
+                        if let Some(addr) = l.strip_prefix("ACCEPT ") {
+                            break addr.rsplit(':').next().unwrap_or_default().to_string();
+                        }
+                    }
+                    other => panic!("openssl s_server ended before ACCEPT: {other:?}"),
+                }
+            };
+            // Keep draining so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            HttpsFileServer {
+                base_url: format!("https://127.0.0.1:{port}"),
+                ca_file: d.join("ca.crt"),
+                child,
+                _certs: certs,
+            }
+        }
+    }
+
+    impl Drop for HttpsFileServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
