@@ -148,29 +148,6 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     podman(&["rmi", "--force", &image]);
 }
 
-/// Serves `body` to every HTTP request on 127.0.0.1 (a tarball URL).
-fn serve_bytes(body: Vec<u8>) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body);
-        }
-    });
-    port
-}
-
 /// Pulls `image` fresh from the registry and returns `cat /msg.txt` in it.
 fn pull_and_cat(image: &str) -> String {
     podman(&["rmi", "--force", image]);
@@ -185,7 +162,16 @@ fn pull_and_cat(image: &str) -> String {
 #[test]
 fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("data"));
+    // Tarballs come from an https server signed by a private CA the server trusts.
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let https = slipway_fetch::test_support::HttpsFileServer::start(&www);
+    let ca = https.ca_file.to_string_lossy().to_string();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--ca-file", &ca],
+    );
     let reg = registry(&s);
     let dockerfile = format!("FROM {BASE}\nCOPY msg.txt /msg.txt\n");
     let build = |context: &str, image: &str| {
@@ -220,7 +206,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
         "{run}"
     );
 
-    // A tarball URL (gzip).
+    // A tarball URL (gzip) over https.
     let tgz = {
         let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
             Vec::new(),
@@ -238,11 +224,8 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
         }
         b.into_inner().unwrap().finish().unwrap()
     };
-    let port = serve_bytes(tgz);
-    build(
-        &format!("http://127.0.0.1:{port}/ctx.tar.gz"),
-        "from-tarball:1",
-    );
+    std::fs::write(www.join("ctx.tar.gz"), tgz).unwrap();
+    build(&format!("{}/ctx.tar.gz", https.base_url), "from-tarball:1");
     assert_eq!(
         pull_and_cat(&format!("{reg}/from-tarball:1")),
         "from a tarball\n"
