@@ -154,7 +154,9 @@ impl Engine {
         }
         tracing::info!(socket = %own.display(), "no container engine socket answers; starting podman system service");
         let _ = std::fs::remove_file(&own);
-        let mut child = tokio::process::Command::new("podman")
+        let mut cmd = tokio::process::Command::new("podman");
+        crate::process::end_with_server(&mut cmd);
+        let mut child = cmd
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", own.display()))
             // conmon inherits the working directory; one that is later
@@ -175,7 +177,8 @@ impl Engine {
         // Wait for the socket to answer, bounded (podman needs ~1 s).
         for _ in 0..100 {
             if let Some(docker) = try_socket(&own).await {
-                // The service outlives this function; it ends with the server process.
+                // The service outlives this function; it ends with the server
+                // process (`end_with_server`), even when that is killed.
                 tokio::spawn(async move {
                     let _ = child.wait().await;
                 });

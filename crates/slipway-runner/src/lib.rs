@@ -16,6 +16,7 @@
 //! one whose container never started is queued again.
 
 pub mod engine;
+pub mod process;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -21,7 +21,8 @@ use crate::TaskError;
 /// Media types a manifest HEAD accepts (OCI and Docker v2, single and index).
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// A running embedded registry; the process ends when this is dropped.
+/// A running embedded registry; the process ends when this is dropped or
+/// the server dies.
 #[derive(Debug)]
 pub struct EmbeddedRegistry {
     /// `127.0.0.1:<port>`: the login server of runs.
@@ -56,7 +57,9 @@ impl EmbeddedRegistry {
             .map_err(|e| TaskError::Registry(format!("{}: {e}", cfg_path.display())))?;
         let log = std::fs::File::create(dir.join("registry.log"))
             .map_err(|e| TaskError::Registry(e.to_string()))?;
-        let mut child = Command::new("docker-registry")
+        let mut cmd = Command::new("docker-registry");
+        slipway_runner::process::end_with_server(&mut cmd);
+        let mut child = cmd
             .arg("serve")
             .arg(&cfg_path)
             .stdin(Stdio::null())

@@ -292,3 +292,41 @@ fn serve_refuses_a_ca_file_it_cannot_use_and_names_it() {
         "{err}"
     );
 }
+
+/// Pids of processes whose command line mentions `needle`.
+fn pids_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_server_leaves_no_registry_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data);
+    let config = data.join("registry/config.yml").display().to_string();
+    let running = pids_mentioning(&config);
+    assert_eq!(running.len(), 1, "one docker-registry serves {config}");
+    s.kill(); // SIGKILL: the server gets no chance to clean up
+    common::poll(
+        "the embedded registry ends with its server",
+        std::time::Duration::from_secs(30),
+        || {
+            let left = pids_mentioning(&config);
+            // A zombie reaped by init still shows briefly; its cmdline is empty.
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?} still running"))
+            }
+        },
+    );
+}

@@ -1,0 +1,27 @@
+//! Helper processes that must not outlive the server (the `podman system
+//! service` it starts when no engine answers, the embedded `docker-registry`).
+
+/// Makes the child of `cmd` get `SIGTERM` when the server dies, however it
+/// dies (`SIGKILL` and crashes included), through Linux's
+/// `prctl(PR_SET_PDEATHSIG)`. If the server is already gone between fork and
+/// exec, the child ends at once.
+///
+/// The signal follows the *thread* that spawns the child: spawn from an async
+/// task (runtime threads live as long as the server), never from
+/// `spawn_blocking`, whose idle threads exit after seconds.
+pub fn end_with_server(cmd: &mut tokio::process::Command) {
+    let server = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (prctl, getppid, raise); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != server {
+                libc::raise(libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
