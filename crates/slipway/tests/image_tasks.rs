@@ -867,9 +867,16 @@ fn step_ports_are_published_and_kept_containers_stay() {
     assert_eq!(st, 202, "{run}");
     let run = wait_run(&s, run["runId"].as_str().unwrap());
     assert_eq!(run["status"], "Succeeded", "{run}");
+    // This server's run (run ids repeat across data folders; the label does not).
+    let label = slipway_tasks::exec::run_label(
+        &slipway_runner::instance_id_for(&s.data),
+        run["runId"].as_str().unwrap(),
+    );
     let (ok, names) = podman(&[
         "ps",
         "-a",
+        "--filter",
+        &format!("label={}={label}", slipway_tasks::exec::RUN_LABEL),
         "--filter",
         "name=published-port-step",
         "--format",
@@ -878,7 +885,7 @@ fn step_ports_are_published_and_kept_containers_stay() {
     assert!(ok, "{names}");
     let name = names
         .lines()
-        .find(|n| n.contains(&format!("-{}-", run["runId"].as_str().unwrap())))
+        .next()
         .unwrap_or_else(|| panic!("the kept container is gone: {names}"))
         .to_string();
     let (ok, bindings) = podman(&[
