@@ -64,7 +64,7 @@ impl Fetcher {
     /// parse are skipped with a warning; if the store is missing, https URLs
     /// fail with `UnknownIssuer` (http still works).
     pub fn system() -> Fetcher {
-        Fetcher::build(Vec::new())
+        Fetcher::build(rustls::RootCertStore::empty())
     }
 
     /// Trusts the system's CA store plus every `CERTIFICATE` in the PEM file
@@ -85,16 +85,17 @@ impl Fetcher {
         if certs.is_empty() {
             return Err(err("no CERTIFICATE block found".into()));
         }
-        let mut probe = rustls::RootCertStore::empty();
-        for (i, c) in certs.iter().enumerate() {
-            probe
-                .add(c.clone())
+        let mut extra = rustls::RootCertStore::empty();
+        for (i, c) in certs.into_iter().enumerate() {
+            extra
+                .add(c)
                 .map_err(|e| err(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
         }
-        Ok(Fetcher::build(certs))
+        Ok(Fetcher::build(extra))
     }
 
-    fn build(extra: Vec<CertificateDer<'static>>) -> Fetcher {
+    /// The system's CAs plus `extra` (already checked).
+    fn build(extra: rustls::RootCertStore) -> Fetcher {
         let mut roots = rustls::RootCertStore::empty();
         match rustls_native_certs::load_native_certs() {
             Ok(certs) => {
@@ -106,23 +107,19 @@ impl Fetcher {
             Err(e) => tracing::warn!(error = %e, "system CA store cannot be read"),
         }
         let extra_cas = extra.len();
-        roots.add_parsable_certificates(extra);
-        // ring is the only provider compiled in, so the protocol versions are supported.
+        roots.roots.extend(extra.roots);
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let builder = ureq::AgentBuilder::new();
-        let builder = match config {
-            Ok(c) => builder.tls_config(Arc::new(c)),
-            Err(e) => {
-                tracing::error!(error = %e, "rustls configuration; https will use ureq's defaults");
-                builder
-            }
-        };
+        // Not input-derived: *ring* supports both default versions (TLS 1.2, 1.3).
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         Fetcher {
-            agent: builder.build(),
+            agent: ureq::AgentBuilder::new()
+                .tls_config(Arc::new(config))
+                .build(),
             extra_cas,
         }
     }

@@ -86,19 +86,24 @@ pub struct ImageConfig {
     pub max_concurrent_runs: usize,
     /// qemu accelerator of full-boot builds. Default [`AccelMode::Auto`].
     pub accel: AccelMode,
-    /// Fetches http(s) sources, scripts and files. Default: the system's CAs.
+    /// Fetches http(s) sources, scripts and files (the server's one [`Fetcher`]).
     pub fetcher: Fetcher,
 }
 
 impl ImageConfig {
     /// Defaults under `data_dir`, base images in `base_dir` built from `mirror`.
-    pub fn new(data_dir: &Path, base_dir: PathBuf, mirror: String) -> ImageConfig {
+    pub fn new(
+        data_dir: &Path,
+        base_dir: PathBuf,
+        mirror: String,
+        fetcher: Fetcher,
+    ) -> ImageConfig {
         ImageConfig {
             dir: data_dir.join("vm-images"),
             base_images: BaseCatalog::new(base_dir, mirror),
             max_concurrent_runs: 2,
             accel: AccelMode::Auto,
-            fetcher: Fetcher::system(),
+            fetcher,
         }
     }
 }

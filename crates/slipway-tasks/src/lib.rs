@@ -463,14 +463,19 @@ pub struct TaskConfig {
     /// Run logs are deleted this many days after the run ends (ACR: 30).
     pub log_retention_days: u64,
     /// Fetches http(s) contexts and alias files and reaches other
-    /// registries. Default: the system's CAs.
+    /// registries (the server's one [`Fetcher`]).
     pub fetcher: Fetcher,
 }
 
 impl TaskConfig {
     /// Defaults: 4 concurrent runs, base-image polling every 600–3600 s,
     /// 30-day log retention.
-    pub fn new(data_dir: PathBuf, registry: String, secret_key: SecretKey) -> TaskConfig {
+    pub fn new(
+        data_dir: PathBuf,
+        registry: String,
+        secret_key: SecretKey,
+        fetcher: Fetcher,
+    ) -> TaskConfig {
         TaskConfig {
             data_dir,
             registry,
@@ -478,7 +483,7 @@ impl TaskConfig {
             max_concurrent_runs: 4,
             base_image_poll: (600, 3600),
             log_retention_days: 30,
-            fetcher: Fetcher::system(),
+            fetcher,
         }
     }
 }

@@ -128,7 +128,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let fetcher = match &args.ca_file {
-        Some(f) => slipway_fetch::Fetcher::with_ca_file(f).context("--ca-file")?,
+        Some(f) => {
+            let fetcher = slipway_fetch::Fetcher::with_ca_file(f).context("--ca-file")?;
+            tracing::info!(file = %f.display(), certificates = fetcher.extra_cas(), "trusting extra CA certificates");
+            fetcher
+        }
         None => slipway_fetch::Fetcher::system(),
     };
     let data_dir = args
@@ -219,11 +223,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     max_concurrent_runs: args.max_concurrent_task_runs,
                     base_image_poll: args.base_image_poll_seconds,
                     log_retention_days: args.task_log_retention_days,
-                    fetcher: fetcher.clone(),
                     ..slipway_tasks::TaskConfig::new(
                         data_dir.clone(),
                         r.host.clone(),
                         secret_key.clone(),
+                        fetcher.clone(),
                     )
                 },
             );
@@ -241,11 +245,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         slipway_images::ImageConfig {
             max_concurrent_runs: args.max_concurrent_image_builds,
             accel: args.vm_accel,
-            fetcher,
             ..slipway_images::ImageConfig::new(
                 &data_dir,
                 args.base_image_dir.clone(),
                 args.debian_mirror.clone(),
+                fetcher,
             )
         },
     );
