@@ -166,12 +166,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     let www = tmp.path().join("www");
     std::fs::create_dir_all(&www).unwrap();
     let https = slipway_fetch::test_support::HttpsFileServer::start(&www);
-    let ca = https.ca_file.to_string_lossy().to_string();
-    let s = Server::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        &["--ca-file", &ca],
-    );
+    let s = Server::start_trusting(&tmp.path().join("data"), &https);
     let reg = registry(&s);
     let dockerfile = format!("FROM {BASE}\nCOPY msg.txt /msg.txt\n");
     let build = |context: &str, image: &str| {

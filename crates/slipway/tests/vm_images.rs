@@ -289,12 +289,7 @@ fn https_sources_scripts_and_files_are_fetched_trusting_the_ca_file() {
     std::fs::write(www.join("motd.txt"), "file-over-https\n").unwrap();
     let trusted = slipway_fetch::test_support::HttpsFileServer::start(&www);
     let untrusted = slipway_fetch::test_support::HttpsFileServer::start(&www);
-    let ca = trusted.ca_file.to_string_lossy().to_string();
-    let s = Server::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        &["--ca-file", &ca],
-    );
+    let s = Server::start_trusting(&tmp.path().join("data"), &trusted);
     let url = |server: &slipway_fetch::test_support::HttpsFileServer, f: &str| {
         format!("{}/{f}", server.base_url)
     };

@@ -98,6 +98,16 @@ impl Server {
         Self::start_with(data, port, &[])
     }
 
+    /// Starts a server on a fresh port that trusts `https`'s private CA
+    /// (`serve --ca-file`).
+    pub fn start_trusting(
+        data: &Path,
+        https: &slipway_fetch::test_support::HttpsFileServer,
+    ) -> Server {
+        let ca = https.ca_file.to_string_lossy().to_string();
+        Self::start_with(data, free_port(), &["--ca-file", &ca])
+    }
+
     /// Starts a server on `port` with extra `serve` flags.
     pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
