@@ -1,5 +1,8 @@
 //! Masking secret values in text users can read (operation logs, error
 //! messages): every occurrence becomes `***`, as CI systems mask secrets.
+//! A value is also masked in its base64 (standard and URL-safe, with and
+//! without padding) and percent-encoded (RFC 3986) forms, the ways a script
+//! most often prints a secret without meaning to (`base64`, `curl -u`, URLs).
 
 /// What a masked value is replaced with.
 pub const MASK: &str = "***";
@@ -32,6 +35,7 @@ impl Scrubber {
                 if v.trim() != v {
                     needles.push(v.trim().to_string());
                 }
+                needles.extend(encoded_forms(v.trim()));
             }
             if v.contains('\n') {
                 needles.extend(
@@ -64,6 +68,32 @@ impl Scrubber {
     }
 }
 
+/// The base64 and percent-encoded forms of `v` that differ from it.
+fn encoded_forms(v: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine as _;
+    let mut forms: Vec<String> = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .map(|e| e.encode(v.as_bytes()))
+        .collect();
+    forms.push(percent_encode(v));
+    forms.retain(|f| f != v && f.len() >= MIN_SECRET_LEN);
+    forms
+}
+
+/// RFC 3986 percent-encoding: everything but unreserved characters.
+fn percent_encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +114,21 @@ mod tests {
         assert_eq!(s.scrub("got AAAABBBBCCCCDDDD here"), "got *** here");
         assert_eq!(s.scrub(key), "***");
         assert!(Scrubber::new(["  "]).is_empty());
+    }
+
+    #[test]
+    fn masks_base64_and_url_encoded_forms() {
+        let secret = "p@ss w/rd?1";
+        let s = Scrubber::new([secret]);
+        // `printf %s 'p@ss w/rd?1' | base64` and a URL carrying it.
+        assert_eq!(s.scrub("b64=cEBzcyB3L3JkPzE="), "b64=***");
+        assert_eq!(s.scrub("nopad=cEBzcyB3L3JkPzE"), "nopad=***");
+        assert_eq!(
+            s.scrub("https://u:p%40ss%20w%2Frd%3F1@host/"),
+            "https://u:***@host/"
+        );
+        let urlsafe = Scrubber::new(["??>>??"]);
+        assert_eq!(urlsafe.scrub("Pz8-Pj8_"), "***");
+        assert_eq!(urlsafe.scrub("Pz8+Pj8/"), "***");
     }
 }
