@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use slipway_core::access::{Permission, Role, Scope};
 use slipway_core::credentials::DEPLOYMENT_IDENTITY_KIND;
+use slipway_core::isolation::RunnerPolicy;
 use slipway_core::names::validate_resource_name;
 use slipway_store::{AuditFilter, PetLimits, Project, ProjectEnvironmentType};
 
@@ -228,6 +229,8 @@ pub struct PetBody {
     deployment_identity: Option<String>,
     /// Limits.
     limits: Option<LimitsBody>,
+    /// Runner confinement (`slipway_core::isolation::RunnerPolicy`).
+    runner_policy: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -288,6 +291,7 @@ async fn pet_view(state: &AppState, t: &ProjectEnvironmentType) -> ApiResult<Val
         "userRoleAssignments": users,
         "deploymentIdentity": t.deployment_identity,
         "limits": t.limits,
+        "runnerPolicy": t.runner_policy,
         "environmentCount": count,
         "provisioningState": "Succeeded",
     }))
@@ -358,6 +362,10 @@ async fn put_project_environment_type(
             )));
         }
     }
+    let runner_policy = match &b.runner_policy {
+        Some(v) => RunnerPolicy::from_json("runnerPolicy", v).map_err(bad_pet)?,
+        None => RunnerPolicy::default(),
+    };
     let pet = ProjectEnvironmentType {
         project: p.clone(),
         name: t.clone(),
@@ -373,6 +381,7 @@ async fn put_project_environment_type(
             max_storage_mb: limits.max_storage_mb,
             max_environments_per_user: limits.max_environments_per_user,
         },
+        runner_policy,
     };
     state.store.put_project_environment_type(&pet).await?;
     if b.user_role_assignments.is_some() {

@@ -187,6 +187,57 @@ impl From<StoreError> for ApiError {
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Serves the runner API of one operation on that operation's own network
+/// address (see `slipway_runner::RunnerApiHost`): only `/runner/v1` routes,
+/// and only for the operation it was opened for; any other path is 404.
+#[derive(Debug, Clone)]
+pub struct RunnerApiServer {
+    state: AppState,
+}
+
+impl RunnerApiServer {
+    /// A server of `state`'s runner API.
+    pub fn new(state: AppState) -> RunnerApiServer {
+        RunnerApiServer { state }
+    }
+}
+
+impl slipway_runner::RunnerApiHost for RunnerApiServer {
+    fn serve_on(
+        &self,
+        addr: std::net::SocketAddr,
+        op_id: &str,
+    ) -> std::io::Result<(u16, slipway_runner::ApiListener)> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let port = listener.local_addr()?.port();
+        let prefix = format!("/runner/v1/operations/{op_id}/");
+        let app = runner_api::routes(self.state.config.max_storage_bytes)
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let own = req.uri().path().starts_with(&prefix);
+                    async move {
+                        if own {
+                            next.run(req).await
+                        } else {
+                            StatusCode::NOT_FOUND.into_response()
+                        }
+                    }
+                },
+            ))
+            .with_state(self.state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await;
+        });
+        Ok((port, slipway_runner::ApiListener::new(task.abort_handle())))
+    }
+}
+
 /// Serves the router on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,

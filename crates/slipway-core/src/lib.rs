@@ -19,6 +19,7 @@ pub mod access;
 pub mod credentials;
 pub mod environment;
 pub mod images;
+pub mod isolation;
 pub mod manifest;
 pub mod names;
 pub mod parameters;

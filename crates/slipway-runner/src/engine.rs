@@ -16,11 +16,13 @@ use bollard::container::{
     InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions, WaitContainerOptions,
 };
-use bollard::image::CreateImageOptions;
-use bollard::models::HostConfig;
+use bollard::image::{BuildImageOptions, CreateImageOptions, PushImageOptions, TagImageOptions};
+use bollard::models::{EndpointSettings, HostConfig, PortBinding};
+use bollard::network::CreateNetworkOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
 use slipway_core::credentials::RegistryCredential;
+use slipway_core::isolation::{Confinement, KEPT_CAPABILITIES, WRITABLE_PATHS};
 
 use crate::RunnerError;
 
@@ -37,7 +39,26 @@ impl std::fmt::Debug for Attachment {
     }
 }
 
-/// A container to run.
+/// How a container is attached to a network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkAttachment {
+    /// The network namespace at this path (a runner's own, see
+    /// [`crate::netns`]); the engine's network mode `ns:<path>`.
+    Namespace(String),
+    /// An engine network Slipway created (a task run's), with DNS aliases.
+    Named {
+        /// Network name.
+        network: String,
+        /// Names other containers on the network reach this one by.
+        aliases: Vec<String>,
+    },
+}
+
+/// A container to run. Every container Slipway starts is described by one
+/// and goes through [`Engine::create`], which applies the isolation policy
+/// of [`slipway_core::isolation`]: all capabilities dropped but
+/// [`KEPT_CAPABILITIES`], `no-new-privileges`, the [`Confinement`] limits,
+/// never privileged, never the host's network, PID, IPC or user namespace.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
     /// Container name (unique).
@@ -48,8 +69,135 @@ pub struct ContainerSpec {
     pub env: Vec<String>,
     /// Labels.
     pub labels: HashMap<String, String>,
-    /// Share the host's network namespace (so 127.0.0.1 is the host's loopback).
-    pub host_network: bool,
+    /// The network.
+    pub network: NetworkAttachment,
+    /// Limits.
+    pub confinement: Confinement,
+    /// Command (the image's CMD when `None`).
+    pub cmd: Option<Vec<String>>,
+    /// Entrypoint (the image's when `None`).
+    pub entrypoint: Option<Vec<String>>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// User.
+    pub user: Option<String>,
+    /// Mounts `source:target[:options]`: folders Slipway made for this
+    /// container (a run's workspace, its secret volumes) or named volumes.
+    /// Callers check user-supplied mounts with
+    /// [`slipway_core::isolation::refuse_unconfined_step`] first.
+    pub binds: Vec<String>,
+    /// Exposed container ports (`80/tcp`).
+    pub exposed_ports: Vec<String>,
+    /// Published ports: container port (`80/tcp`) → `(host ip, host port)`.
+    pub port_bindings: Vec<(String, String, String)>,
+    /// `host:ip` entries for `/etc/hosts`.
+    pub extra_hosts: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// A spec with the image's own entrypoint and command and the default
+    /// confinement.
+    pub fn new(name: &str, image: &str, network: NetworkAttachment) -> ContainerSpec {
+        ContainerSpec {
+            name: name.to_string(),
+            image: image.to_string(),
+            env: Vec::new(),
+            labels: HashMap::new(),
+            network,
+            confinement: Confinement::default(),
+            cmd: None,
+            entrypoint: None,
+            working_dir: None,
+            user: None,
+            binds: Vec::new(),
+            exposed_ports: Vec::new(),
+            port_bindings: Vec::new(),
+            extra_hosts: Vec::new(),
+        }
+    }
+
+    /// The engine's container configuration: the spec under the isolation policy.
+    fn config(&self) -> Config<String> {
+        let c = &self.confinement;
+        let (network_mode, networking_config) = match &self.network {
+            NetworkAttachment::Namespace(path) => (format!("ns:{path}"), None),
+            NetworkAttachment::Named { network, aliases } => {
+                let mut endpoints = HashMap::new();
+                endpoints.insert(
+                    network.clone(),
+                    EndpointSettings {
+                        aliases: Some(aliases.clone()),
+                        ..Default::default()
+                    },
+                );
+                (
+                    network.clone(),
+                    Some(bollard::container::NetworkingConfig {
+                        endpoints_config: endpoints,
+                    }),
+                )
+            }
+        };
+        let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for (port, ip, host_port) in &self.port_bindings {
+            port_bindings
+                .entry(port.clone())
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(ip.clone()),
+                    host_port: Some(host_port.clone()),
+                });
+        }
+        let mut exposed: HashMap<String, HashMap<(), ()>> = self
+            .exposed_ports
+            .iter()
+            .map(|p| (p.clone(), HashMap::new()))
+            .collect();
+        for p in port_bindings.keys() {
+            exposed.insert(p.clone(), HashMap::new());
+        }
+        let tmpfs = c.read_only_root.then(|| {
+            WRITABLE_PATHS
+                .iter()
+                .map(|p| (p.to_string(), "rw,nosuid,nodev,size=512m".to_string()))
+                .collect()
+        });
+        Config {
+            image: Some(self.image.clone()),
+            env: Some(self.env.clone()),
+            labels: Some(self.labels.clone()),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            working_dir: self.working_dir.clone(),
+            user: self.user.clone(),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            networking_config,
+            host_config: Some(HostConfig {
+                network_mode: Some(network_mode),
+                binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(
+                    KEPT_CAPABILITIES
+                        .iter()
+                        .map(|(c, _)| c.to_string())
+                        .collect(),
+                ),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: Some(c.memory_bytes),
+                memory_swap: Some(c.memory_bytes),
+                nano_cpus: Some(c.nano_cpus),
+                pids_limit: Some(c.pids_limit),
+                readonly_rootfs: Some(c.read_only_root),
+                tmpfs,
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                extra_hosts: (!self.extra_hosts.is_empty()).then(|| self.extra_hosts.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
 }
 
 /// What the engine knows about a container.
@@ -98,6 +246,19 @@ pub fn registry_auth(c: &RegistryCredential) -> DockerCredentials {
         password: Some(c.password.clone()),
         serveraddress: Some(c.server.clone()),
         ..Default::default()
+    }
+}
+
+/// The engine's own words for an error, without bollard's wrapping.
+pub fn message(e: bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. }
+            if !message.is_empty() =>
+        {
+            message
+        }
+        bollard::errors::Error::DockerStreamError { error } if !error.is_empty() => error,
+        e => e.to_string(),
     }
 }
 
@@ -200,10 +361,198 @@ impl Engine {
         )))
     }
 
-    /// The Docker Engine API client (for callers that need calls this
-    /// module does not wrap: networks, builds, pushes).
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// Creates a bridge network for the containers of one task run.
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's message.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        driver: &str,
+        ipv6: bool,
+        labels: HashMap<String, String>,
+    ) -> Result<(), RunnerError> {
+        self.docker
+            .create_network(CreateNetworkOptions {
+                name: name.to_string(),
+                driver: driver.to_string(),
+                enable_ipv6: ipv6,
+                labels,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))
+    }
+
+    /// Removes every container (but those named in `keep`) and then every
+    /// network carrying label `key=value`. Best effort: failures are logged.
+    pub async fn remove_labelled(&self, key: &str, value: &str, keep: &[String]) {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{key}={value}")]);
+        if let Ok(list) = self
+            .docker
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters: filters.clone(),
+                ..Default::default()
+            }))
+            .await
+        {
+            for c in list {
+                let name = c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                let name = name.trim_start_matches('/');
+                if !keep.iter().any(|k| k == name) {
+                    if let Err(e) = self.remove(name).await {
+                        tracing::warn!(container = name, error = %e, "could not remove a container");
+                    }
+                }
+            }
+        }
+        if let Ok(nets) = self
+            .docker
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .await
+        {
+            for n in nets.into_iter().filter_map(|n| n.id) {
+                if let Err(e) = self.docker.remove_network(&n).await {
+                    tracing::warn!(network = %n, error = %e, "could not remove a network");
+                }
+            }
+        }
+    }
+
+    /// Names of networks carrying label `key` (any value), with their labels.
+    pub async fn networks_with_label(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![key.to_string()]);
+        let nets = self
+            .docker
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
+            .collect())
+    }
+
+    /// The container's output as it is written, until it exits.
+    pub fn follow_output(
+        &self,
+        name: &str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, RunnerError>> + '_ {
+        self.docker
+            .logs(
+                name,
+                Some(LogsOptions::<String> {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .map(|c| {
+                c.map(|c| c.into_bytes().to_vec())
+                    .map_err(|e| RunnerError::Engine(message(e)))
+            })
+    }
+
+    /// The container's environment (`KEY=VALUE` entries).
+    ///
+    /// Errors: [`RunnerError::Engine`] when it cannot be inspected.
+    pub async fn env_of(&self, name: &str) -> Result<Vec<String>, RunnerError> {
+        let info = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))?;
+        Ok(info.config.and_then(|c| c.env).unwrap_or_default())
+    }
+
+    /// Whether the kernel killed the container for exceeding its memory limit.
+    pub async fn oom_killed(&self, name: &str) -> bool {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Builds an image from a tar context through the engine's build API;
+    /// `credentials` (server → credential) go as `X-Registry-Config` for
+    /// pulling bases. Yields the build's output lines.
+    pub fn build_image(
+        &self,
+        options: BuildImageOptions<String>,
+        credentials: &[RegistryCredential],
+        context: Vec<u8>,
+    ) -> impl futures_util::Stream<Item = Result<String, RunnerError>> + '_ {
+        self.docker
+            .build_image(
+                options,
+                // Podman refuses a build without the header.
+                Some(
+                    credentials
+                        .iter()
+                        .map(|c| (c.server.clone(), registry_auth(c)))
+                        .collect(),
+                ),
+                Some(context.into()),
+            )
+            .map(|item| match item {
+                Ok(info) => match info.error {
+                    Some(e) => Err(RunnerError::Engine(e)),
+                    None => Ok(info.stream.unwrap_or_default()),
+                },
+                Err(e) => Err(RunnerError::Engine(message(e))),
+            })
+    }
+
+    /// Tags `image` as `repo:tag`.
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<(), RunnerError> {
+        self.docker
+            .tag_image(
+                image,
+                Some(TagImageOptions {
+                    repo: repo.to_string(),
+                    tag: tag.to_string(),
+                }),
+            )
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))
+    }
+
+    /// Pushes `repo:tag` with `credential` when given.
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's message.
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        credential: Option<&RegistryCredential>,
+    ) -> Result<(), RunnerError> {
+        let mut s = self.docker.push_image(
+            repo,
+            Some(PushImageOptions {
+                tag: tag.to_string(),
+            }),
+            credential.map(registry_auth),
+        );
+        while let Some(item) = s.next().await {
+            item.map_err(|e| RunnerError::Engine(message(e)))?;
+        }
+        Ok(())
     }
 
     /// Makes sure `image` is present, pulling it when absent, with
@@ -256,32 +605,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates a container, attaches to its output, then starts it with the
-    /// image's own ENTRYPOINT. The returned [`Attachment`] ends when the
-    /// container exits (attaching before the start means no exit is missed);
-    /// `None` when the engine refused the attach three times, in which case
-    /// [`Engine::wait`] falls back to the engine's wait endpoint.
-    pub async fn start(&self, spec: &ContainerSpec) -> Result<Option<Attachment>, RunnerError> {
-        let config = Config {
-            image: Some(spec.image.clone()),
-            env: Some(spec.env.clone()),
-            labels: Some(spec.labels.clone()),
-            host_config: Some(HostConfig {
-                network_mode: spec.host_network.then(|| "host".to_string()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+    /// Creates (but does not start) the container of `spec`, under the
+    /// isolation policy (see [`ContainerSpec`]).
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's own message.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
         self.docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: spec.name.as_str(),
                     platform: None,
                 }),
-                config,
+                spec.config(),
             )
             .await
-            .map_err(|e| RunnerError::Engine(format!("create container {}: {e}", spec.name)))?;
+            .map(|_| ())
+            .map_err(|e| {
+                RunnerError::Engine(format!("create container {}: {}", spec.name, message(e)))
+            })
+    }
+
+    /// Starts a created container.
+    pub async fn start_created(&self, name: &str) -> Result<(), RunnerError> {
+        self.docker
+            .start_container(name, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| RunnerError::Engine(format!("start container {name}: {}", message(e))))
+    }
+
+    /// Creates a container, attaches to its output, then starts it with the
+    /// image's own ENTRYPOINT. The returned [`Attachment`] ends when the
+    /// container exits (attaching before the start means no exit is missed);
+    /// `None` when the engine refused the attach three times, in which case
+    /// [`Engine::wait`] falls back to the engine's wait endpoint.
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<Option<Attachment>, RunnerError> {
+        self.create(spec).await?;
         // Podman sometimes refuses an attach to a just-created container
         // ("preparing container … for attach: write child: broken pipe").
         // Retry a little; without an attachment the exit is still detected
@@ -312,10 +670,7 @@ impl Engine {
                 }
             }
         }
-        self.docker
-            .start_container(&spec.name, None::<StartContainerOptions<String>>)
-            .await
-            .map_err(|e| RunnerError::Engine(format!("start container {}: {e}", spec.name)))?;
+        self.start_created(&spec.name).await?;
         Ok(attachment)
     }
 

@@ -16,10 +16,12 @@
 //! one whose container never started is queued again.
 
 pub mod engine;
+pub mod netns;
 pub mod process;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::RngCore;
@@ -32,7 +34,8 @@ use slipway_store::{now_rfc3339, AuditEvent, OperationRecord, SecretKey, Store, 
 use thiserror::Error;
 use tokio::sync::Notify;
 
-pub use engine::{Attachment, ContainerSpec, ContainerState, Engine};
+pub use engine::{Attachment, ContainerSpec, ContainerState, Engine, NetworkAttachment};
+pub use netns::{NetworkPool, RunnerNetwork};
 
 /// Container label that carries the operation id.
 pub const OPERATION_LABEL: &str = "dev.slipway.operation";
@@ -53,9 +56,50 @@ pub enum RunnerError {
         /// Engine message.
         message: String,
     },
+    /// The runner's network could not be set up.
+    #[error("runner network: {0}")]
+    Network(String),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Serves the runner API (`/runner/v1`) for one operation on an address of
+/// that operation's own network; implemented by the HTTP server
+/// (`slipway_api::RunnerApiServer`) and handed to
+/// [`Scheduler::set_runner_api`].
+pub trait RunnerApiHost: Send + Sync + std::fmt::Debug {
+    /// Starts serving operation `op_id`'s runner API on `addr` (port 0: any
+    /// free port). Returns the bound port and a guard that stops serving
+    /// when dropped.
+    ///
+    /// Errors: the bind's I/O error.
+    fn serve_on(&self, addr: SocketAddr, op_id: &str) -> std::io::Result<(u16, ApiListener)>;
+}
+
+/// Stops a runner API listener when dropped.
+#[derive(Debug)]
+pub struct ApiListener(tokio::task::AbortHandle);
+
+impl ApiListener {
+    /// A guard that aborts `task` (the listener's serve loop) on drop.
+    pub fn new(task: tokio::task::AbortHandle) -> ApiListener {
+        ApiListener(task)
+    }
+}
+
+impl Drop for ApiListener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What an operation holds besides its container: its network and the
+/// listener of its runner API.
+#[derive(Debug)]
+struct OperationNetwork {
+    network: Option<RunnerNetwork>,
+    _listener: ApiListener,
 }
 
 /// Runner image references for the predefined runner aliases.
@@ -104,8 +148,8 @@ pub struct SchedulerConfig {
     pub max_runtime: Duration,
     /// SIGTERM → SIGKILL grace when stopping a runner.
     pub stop_grace: Duration,
-    /// Runner API base URL given to runners as `ADE_HTTP__ENDPOINT`.
-    pub runner_endpoint: String,
+    /// Where each operation's network (a /30 link) comes from.
+    pub network_pool: NetworkPool,
     /// Dev center id given as `ADE_HTTP__DEVCENTERID`.
     pub devcenter_id: String,
     /// Identifies this server's containers, so that recovery never touches
@@ -141,6 +185,10 @@ pub struct Scheduler {
     running: Mutex<HashSet<String>>,
     /// Cancel signals of running operations.
     cancels: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Serves each operation's runner API on its own network.
+    runner_api: OnceLock<Arc<dyn RunnerApiHost>>,
+    /// Networks and runner API listeners of running operations.
+    networks: Mutex<HashMap<String, OperationNetwork>>,
 }
 
 impl Scheduler {
@@ -153,7 +201,50 @@ impl Scheduler {
             wake: Notify::new(),
             running: Mutex::new(HashSet::new()),
             cancels: Mutex::new(HashMap::new()),
+            runner_api: OnceLock::new(),
+            networks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Sets what serves the runner API on each operation's network; must be
+    /// called before [`Scheduler::spawn`]. A second call is ignored.
+    pub fn set_runner_api(&self, host: Arc<dyn RunnerApiHost>) {
+        let _ = self.runner_api.set(host);
+    }
+
+    /// The namespace name of operation `op_id`'s network:
+    /// `slw-<instance>-<operation id>`, so that [`Scheduler::spawn`]'s
+    /// reaping touches only this server's leftovers.
+    pub fn network_name(&self, op_id: &str) -> String {
+        format!("slw-{}-{op_id}", self.config.instance_id)
+    }
+
+    fn serve_runner_api(
+        &self,
+        gateway: Ipv4Addr,
+        port: u16,
+        op_id: &str,
+    ) -> Result<(u16, ApiListener), RunnerError> {
+        let host = self.runner_api.get().ok_or_else(|| {
+            RunnerError::Network("the runner API is not being served (no RunnerApiHost set)".into())
+        })?;
+        host.serve_on(SocketAddr::from((gateway, port)), op_id)
+            .map_err(|e| {
+                RunnerError::Network(format!("serving the runner API on {gateway}:{port}: {e}"))
+            })
+    }
+
+    /// Removes operation `op_id`'s network and stops its runner API listener.
+    async fn release_network(&self, op_id: &str) {
+        let held = self
+            .networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(op_id);
+        match held.and_then(|h| h.network) {
+            Some(n) => n.remove().await,
+            None => netns::reap(&self.network_name(op_id)).await,
+        }
     }
 
     /// Stops the runner of running operation `op_id` (SIGTERM, the grace
@@ -248,6 +339,19 @@ impl Scheduler {
                 self.engine.remove(&name).await?;
             }
         }
+        // Networks of operations that are no longer running.
+        let prefix = self.network_name("");
+        for ns in netns::namespaces_with_prefix(&prefix) {
+            let op_id = &ns[prefix.len()..];
+            let running = matches!(
+                self.store.get_operation(op_id).await?,
+                Some(op) if op.status == OperationStatus::Running
+            );
+            if !running {
+                netns::reap(&ns).await;
+            }
+        }
+        netns::reap_orphan_tables().await;
         for op in self
             .store
             .operations_with_status(OperationStatus::Running)
@@ -257,10 +361,12 @@ impl Scheduler {
                 None | Some(ContainerState::Created) => {
                     tracing::info!(operation = %op.id, "runner never started; queueing again");
                     self.engine.remove(&op.container_name).await?;
+                    self.release_network(&op.id).await;
                     self.store.requeue_operation(&op.id).await?;
                 }
                 Some(_) => {
                     tracing::info!(operation = %op.id, "re-attaching to runner container");
+                    self.reopen_runner_api(&op).await;
                     self.track(&op.id);
                     let me = Arc::clone(self);
                     tokio::spawn(async move { me.supervise(op, None).await });
@@ -268,6 +374,46 @@ impl Scheduler {
             }
         }
         Ok(())
+    }
+
+    /// After a restart, serves a still-running runner's API again on the
+    /// address its container was given (`ADE_HTTP__ENDPOINT`).
+    async fn reopen_runner_api(&self, op: &OperationRecord) {
+        let endpoint = match self.engine.env_of(&op.container_name).await {
+            Ok(env) => env.iter().find_map(|e| {
+                e.strip_prefix(&format!("{ENV_ENDPOINT}="))
+                    .map(str::to_string)
+            }),
+            Err(_) => None,
+        };
+        let addr = endpoint.as_deref().and_then(|e| {
+            e.strip_prefix("http://")?
+                .split('/')
+                .next()?
+                .parse::<SocketAddr>()
+                .ok()
+        });
+        let Some(SocketAddr::V4(addr)) = addr else {
+            tracing::warn!(operation = %op.id, "the runner's endpoint is unknown; its runner API is not served again");
+            return;
+        };
+        match self.serve_runner_api(*addr.ip(), addr.port(), &op.id) {
+            Ok((_, listener)) => {
+                self.networks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(
+                        op.id.clone(),
+                        OperationNetwork {
+                            network: None,
+                            _listener: listener,
+                        },
+                    );
+            }
+            Err(e) => {
+                tracing::warn!(operation = %op.id, error = %e, "could not serve the runner API again")
+            }
+        }
     }
 
     async fn dispatch(self: &Arc<Self>) -> Result<(), RunnerError> {
@@ -296,8 +442,11 @@ impl Scheduler {
                 match me.launch(&op, &token).await {
                     Ok(attachment) => me.supervise(op, attachment).await,
                     Err(e) => {
+                        let _ = me.engine.remove(&op.container_name).await;
+                        me.release_network(&op.id).await;
                         let code = match e {
                             RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
+                            RunnerError::Network(_) => "RunnerNetworkError",
                             RunnerError::Store(StoreError::Secret(_)) => {
                                 "DeploymentIdentitySignInError"
                             }
@@ -335,14 +484,56 @@ impl Scheduler {
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
+        let environment = self.store.get_environment_by_id(&op.environment_id).await?;
+        let policy = match &environment {
+            Some(e) => self
+                .store
+                .get_project_environment_type(&e.project, &e.environment_type)
+                .await?
+                .map(|t| t.runner_policy)
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        // A leftover container of the same name (earlier attempt) is replaced.
+        self.engine.remove(&op.container_name).await?;
+        let mut network = RunnerNetwork::create(
+            &self.network_name(&op.id),
+            &self.config.network_pool,
+            &policy.allowed_cidrs,
+        )
+        .await?;
+        let gateway = network.plan.gateway();
+        let listener = match self.serve_runner_api(gateway, 0, &op.id) {
+            Ok(l) => l,
+            Err(e) => {
+                network.remove().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = network.open_api_port(listener.0).await {
+            network.remove().await;
+            return Err(e);
+        }
+        let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
+        let path = network.path();
+        self.networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                op.id.clone(),
+                OperationNetwork {
+                    network: Some(network),
+                    _listener: listener.1,
+                },
+            );
         let mut env = vec![
             format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
-            format!("{ENV_ENDPOINT}={}", self.config.runner_endpoint),
+            format!("{ENV_ENDPOINT}={endpoint}"),
             format!("{ENV_OPERATION_ID}={}", op.id),
             format!("{ENV_DEVCENTER_ID}={}", self.config.devcenter_id),
             format!("{ENV_TOKEN}={token}"),
         ];
-        if let Some(environment) = self.store.get_environment_by_id(&op.environment_id).await? {
+        if let Some(environment) = environment {
             let identity = self
                 .store
                 .deployment_identity(
@@ -360,16 +551,25 @@ impl Scheduler {
                 env.extend(id.variables.iter().map(|(k, v)| format!("{k}={v}")));
             }
         }
-        let spec = ContainerSpec {
-            name: op.container_name.clone(),
-            image: op.runner_image.clone(),
-            env,
-            labels,
-            host_network: true,
-        };
-        // A leftover container of the same name (earlier attempt) is replaced.
-        self.engine.remove(&spec.name).await?;
-        self.engine.start(&spec).await
+        let mut spec = ContainerSpec::new(
+            &op.container_name,
+            &op.runner_image,
+            NetworkAttachment::Namespace(path),
+        );
+        spec.env = env;
+        spec.labels = labels;
+        spec.confinement = policy.confinement();
+        let attachment = self.engine.start(&spec).await?;
+        let held = self
+            .networks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&op.id)
+            .and_then(|h| h.network.clone());
+        if let Some(n) = held {
+            n.release_name().await;
+        }
+        Ok(attachment)
     }
 
     /// Waits for the runner of `op` and records the result.
@@ -436,6 +636,22 @@ impl Scheduler {
                 Some(ErrorBody::new("RunnerError", e.to_string())),
             ),
             Ok(Ok(0)) => (OperationStatus::Succeeded, None),
+            // Killed by the kernel: the engine says so (Docker, cgroup v2),
+            // or the runner ended by SIGKILL that Slipway did not send
+            // (cancel and timeout are handled above; Podman on cgroup v1
+            // does not report OOM kills).
+            Ok(Ok(code)) if code == 137 || self.engine.oom_killed(&op.container_name).await => {
+                let limit = self.policy_of(&op).await.confinement().memory_bytes >> 20;
+                (
+                    OperationStatus::Failed,
+                    Some(ErrorBody::new(
+                        "RunnerOutOfMemory",
+                        format!(
+                            "The runner was killed (SIGKILL, exit code 137) while limited to its memory limit of {limit} MiB: it ran out of memory. Raise runnerPolicy.maxMemoryMB of the project environment type."
+                        ),
+                    )),
+                )
+            }
             Ok(Ok(code)) => {
                 let reported = match self.store.get_operation(&op.id).await {
                     Ok(Some(o)) => o.result_error,
@@ -460,6 +676,23 @@ impl Scheduler {
             if let Err(e) = self.engine.remove(&op.container_name).await {
                 tracing::warn!(operation = %op.id, error = %e, "could not remove runner container");
             }
+            self.release_network(&op.id).await;
+        }
+    }
+
+    /// The runner policy of `op`'s project environment type (default when
+    /// the type is gone).
+    async fn policy_of(&self, op: &OperationRecord) -> slipway_core::isolation::RunnerPolicy {
+        let Ok(Some(env)) = self.store.get_environment_by_id(&op.environment_id).await else {
+            return Default::default();
+        };
+        match self
+            .store
+            .get_project_environment_type(&env.project, &env.environment_type)
+            .await
+        {
+            Ok(Some(t)) => t.runner_policy,
+            _ => Default::default(),
         }
     }
 

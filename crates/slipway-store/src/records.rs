@@ -62,6 +62,8 @@ pub struct ProjectEnvironmentType {
     pub deployment_identity: Option<String>,
     /// Limits.
     pub limits: PetLimits,
+    /// Confinement of its runners (limits, read-only root, allowed CIDRs).
+    pub runner_policy: slipway_core::isolation::RunnerPolicy,
 }
 
 /// Limits of a project environment type; `None` = the server default (or none).
@@ -316,7 +318,7 @@ fn env_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<EnvironmentRecord, StoreE
     })
 }
 
-const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user";
+const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy";
 
 fn pet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProjectEnvironmentType, StoreError> {
     Ok(ProjectEnvironmentType {
@@ -332,6 +334,7 @@ fn pet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProjectEnvironmentType, S
             max_storage_mb: r.try_get("max_storage_mb")?,
             max_environments_per_user: r.try_get("max_environments_per_user")?,
         },
+        runner_policy: json_col("runner policy", r.try_get("runner_policy")?)?.unwrap_or_default(),
     })
 }
 
@@ -441,11 +444,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         let roles =
             serde_json::to_string(&t.creator_roles).map_err(|e| corrupt("creator roles", e))?;
-        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-            ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status, display_name = excluded.display_name, creator_roles = excluded.creator_roles, deployment_identity = excluded.deployment_identity, max_runtime_minutes = excluded.max_runtime_minutes, max_storage_mb = excluded.max_storage_mb, max_environments_per_user = excluded.max_environments_per_user")
+        let policy = (t.runner_policy != Default::default())
+            .then(|| serde_json::to_string(&t.runner_policy))
+            .transpose()
+            .map_err(|e| corrupt("runner policy", e))?;
+        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status, display_name = excluded.display_name, creator_roles = excluded.creator_roles, deployment_identity = excluded.deployment_identity, max_runtime_minutes = excluded.max_runtime_minutes, max_storage_mb = excluded.max_storage_mb, max_environments_per_user = excluded.max_environments_per_user, runner_policy = excluded.runner_policy")
             .bind(&t.project).bind(&t.name).bind(&t.deployment_target_id).bind(&t.status).bind(now_rfc3339())
             .bind(&t.display_name).bind(roles).bind(&t.deployment_identity)
             .bind(t.limits.max_runtime_minutes).bind(t.limits.max_storage_mb).bind(t.limits.max_environments_per_user)
+            .bind(policy)
             .execute(&self.pool).await?;
         Ok(())
     }

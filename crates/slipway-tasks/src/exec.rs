@@ -12,23 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::container::{
-    Config, CreateContainerOptions, LogsOptions, StartContainerOptions, WaitContainerOptions,
-};
-use bollard::image::{BuildImageOptions, PushImageOptions, TagImageOptions};
-use bollard::models::{EndpointSettings, HostConfig};
-use bollard::network::CreateNetworkOptions;
-use bollard::Docker;
+use bollard::image::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
+use slipway_core::isolation::{refuse_unconfined_step, StepRequest};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
 use slipway_fetch::Fetcher;
-use slipway_runner::engine::registry_auth;
-use slipway_runner::{Engine, RunnerError};
+use slipway_runner::{ContainerSpec, Engine, NetworkAttachment, RunnerError};
 use tokio::task::JoinSet;
 
 use crate::context::tar_dir;
@@ -146,14 +140,12 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
         let mut labels = HashMap::new();
         labels.insert(RUN_LABEL.to_string(), env.label());
         env.engine
-            .docker()
-            .create_network(CreateNetworkOptions {
-                name: env.network(&n.name),
-                driver: n.driver.clone().unwrap_or_else(|| "bridge".into()),
-                enable_ipv6: n.ipv6,
+            .create_network(
+                &env.network(&n.name),
+                n.driver.as_deref().unwrap_or("bridge"),
+                n.ipv6,
                 labels,
-                ..Default::default()
-            })
+            )
             .await
             .map_err(|e| TaskError::Engine(format!("create network {}: {e}", n.name)))?;
     }
@@ -236,39 +228,7 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
 /// labelled [`RUN_LABEL`]` = label`: detached services, the containers of
 /// aborted steps, the run's networks. Failures are ignored (best effort).
 pub async fn remove_run_resources(engine: &Engine, label: &str, keep: &[String]) {
-    let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{RUN_LABEL}={label}")]);
-    if let Ok(list) = engine
-        .docker()
-        .list_containers(Some(bollard::container::ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await
-    {
-        for c in list {
-            let name = c
-                .names
-                .unwrap_or_default()
-                .first()
-                .cloned()
-                .unwrap_or_default();
-            let name = name.trim_start_matches('/');
-            if !keep.iter().any(|k| k == name) {
-                let _ = engine.remove(name).await;
-            }
-        }
-    }
-    if let Ok(nets) = engine
-        .docker()
-        .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
-        .await
-    {
-        for n in nets.into_iter().filter_map(|n| n.id) {
-            let _ = engine.docker().remove_network(&n).await;
-        }
-    }
+    engine.remove_labelled(RUN_LABEL, label, keep).await;
 }
 
 #[derive(Default)]
@@ -387,130 +347,90 @@ async fn run_cmd(
         }
         other => TaskError::Engine(other.to_string()),
     })?;
-    let mut binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
-    binds.extend(rc.volumes.iter().cloned());
+    refuse_unconfined_step(&StepRequest {
+        step_id: &step.id,
+        privileged: step.privileged || rc.privileged,
+        network: rc.network.as_deref().or(step.network.as_deref()),
+        volumes: &rc.volumes,
+    })
+    .map_err(TaskError::Validation)?;
+    let network = rc.network.clone().or_else(|| step.network.clone());
+    let network_id = match network {
+        Some(n) => match networks.iter().find(|(name, _)| *name == n) {
+            Some((_, false)) => env.network(&n),
+            _ => n,
+        },
+        None => env.network(slipway_core::tasks::taskfile::DEFAULT_NETWORK),
+    };
+    let mut spec = ContainerSpec::new(
+        &name,
+        &rc.image,
+        NetworkAttachment::Named {
+            network: network_id,
+            aliases: vec![step.id.clone()],
+        },
+    );
+    spec.binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
+    spec.binds.extend(rc.volumes.iter().cloned());
     for m in &step.volume_mounts {
-        binds.push(format!(
+        spec.binds.push(format!(
             "{}:{}:ro",
             env.volumes_dir.join(&m.name).display(),
             m.mount_path
         ));
     }
-    let mut envs = step.env.clone();
-    envs.extend(rc.env.iter().cloned());
-    let network = rc.network.clone().or_else(|| step.network.clone());
-    let network_id = network.map(|n| match networks.iter().find(|(name, _)| *name == n) {
-        Some((_, false)) => env.network(&n),
-        _ => n,
-    });
-    let mut endpoints = HashMap::new();
-    if let Some(net) = &network_id {
-        endpoints.insert(
-            net.clone(),
-            EndpointSettings {
-                aliases: Some(vec![step.id.clone()]),
-                ..Default::default()
-            },
-        );
-    }
-    let mut labels: HashMap<String, String> = rc.labels.clone().into_iter().collect();
-    labels.insert(RUN_LABEL.to_string(), env.label());
-    let mut exposed: HashMap<String, HashMap<(), ()>> = step
+    spec.env = step.env.clone();
+    spec.env.extend(rc.env.iter().cloned());
+    spec.labels = rc.labels.clone().into_iter().collect();
+    spec.labels.insert(RUN_LABEL.to_string(), env.label());
+    spec.exposed_ports = step
         .expose
         .iter()
         .chain(rc.expose.iter())
         .map(|p| {
-            (
-                if p.contains('/') {
-                    p.clone()
-                } else {
-                    format!("{p}/tcp")
-                },
-                HashMap::new(),
-            )
+            if p.contains('/') {
+                p.clone()
+            } else {
+                format!("{p}/tcp")
+            }
         })
         .collect();
-    let mut port_bindings: HashMap<String, Option<Vec<bollard::service::PortBinding>>> =
-        HashMap::new();
-    for spec in step.ports.iter().chain(rc.ports.iter()) {
-        let p = slipway_core::tasks::cmdline::parse_port(spec)
+    for port in step.ports.iter().chain(rc.ports.iter()) {
+        let p = slipway_core::tasks::cmdline::parse_port(port)
             .map_err(|m| TaskError::Validation(format!("step {}: {m}", step.id)))?;
-        exposed.insert(p.container.clone(), HashMap::new());
-        port_bindings
-            .entry(p.container)
-            .or_insert_with(|| Some(Vec::new()))
-            .get_or_insert_with(Vec::new)
-            .push(bollard::service::PortBinding {
-                host_ip: Some(p.host_ip),
-                host_port: Some(p.host_port),
-            });
+        spec.port_bindings
+            .push((p.container, p.host_ip, p.host_port));
     }
-    let entrypoint = rc
+    spec.entrypoint = rc
         .entrypoint
         .clone()
         .or_else(|| step.entry_point.clone())
         .map(|e| vec![e]);
-    let config = Config {
-        image: Some(rc.image.clone()),
-        cmd: (!rc.args.is_empty()).then(|| rc.args.clone()),
-        entrypoint,
-        env: Some(envs),
-        working_dir: rc.workdir.clone().or_else(|| step.workdir()),
-        user: rc.user.clone().or_else(|| step.user.clone()),
-        labels: Some(labels),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            network_mode: network_id.clone(),
-            privileged: Some(step.privileged || rc.privileged),
-            memory: rc.memory,
-            nano_cpus: rc
-                .cpus
-                .or_else(|| step.cpus.as_deref().and_then(|c| c.parse().ok()))
-                .map(|c| (c * 1e9) as i64),
-            extra_hosts: (!rc.add_hosts.is_empty()).then(|| rc.add_hosts.clone()),
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            ..Default::default()
-        }),
-        networking_config: network_id
-            .as_ref()
-            .map(|_| bollard::container::NetworkingConfig {
-                endpoints_config: endpoints,
-            }),
-        ..Default::default()
-    };
+    spec.cmd = (!rc.args.is_empty()).then(|| rc.args.clone());
+    spec.working_dir = rc.workdir.clone().or_else(|| step.workdir());
+    spec.user = rc.user.clone().or_else(|| step.user.clone());
+    spec.extra_hosts = rc.add_hosts.clone();
+    if let Some(m) = rc.memory {
+        spec.confinement.memory_bytes = m;
+    }
+    if let Some(c) = rc
+        .cpus
+        .or_else(|| step.cpus.as_deref().and_then(|c| c.parse().ok()))
+    {
+        spec.confinement.nano_cpus = (c * 1e9) as i64;
+    }
     let _ = env.engine.remove(&name).await;
     env.log
         .line(&format!("Launching container with name: {}", step.id))
         .await;
     env.engine
-        .docker()
-        .create_container(
-            Some(CreateContainerOptions {
-                name: name.as_str(),
-                platform: None,
-            }),
-            config,
-        )
+        .create(&spec)
         .await
-        .map_err(|e| {
-            TaskError::Step(format!(
-                "create container {}: {}",
-                step.id,
-                engine_message(e)
-            ))
-        })?;
+        .map_err(|e| TaskError::Step(format!("container {}: {e}", step.id)))?;
     env.engine
-        .docker()
-        .start_container(&name, None::<StartContainerOptions<String>>)
+        .start_created(&name)
         .await
-        .map_err(|e| {
-            TaskError::Step(format!(
-                "start container {}: {}",
-                step.id,
-                engine_message(e)
-            ))
-        })?;
+        .map_err(|e| TaskError::Step(format!("container {}: {e}", step.id)))?;
     if step.detach {
         env.log
             .line(&format!(
@@ -520,29 +440,20 @@ async fn run_cmd(
             .await;
         return Ok(StepOutput::default());
     }
-    let mut logs = env.engine.docker().logs(
-        &name,
-        Some(LogsOptions::<String> {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        }),
-    );
-    while let Some(chunk) = logs.next().await {
-        match chunk {
-            Ok(c) => {
-                env.log
-                    .raw(
-                        &env.scrubber
-                            .scrub(&String::from_utf8_lossy(&c.into_bytes())),
-                    )
-                    .await
-            }
-            Err(_) => break,
+    {
+        let logs = env.engine.follow_output(&name);
+        tokio::pin!(logs);
+        while let Some(Ok(c)) = logs.next().await {
+            env.log
+                .raw(&env.scrubber.scrub(&String::from_utf8_lossy(&c)))
+                .await
         }
     }
-    let code = exit_code(env.engine.docker(), &name).await?;
+    let code = env
+        .engine
+        .wait(&name, None)
+        .await
+        .map_err(|e| TaskError::Engine(e.to_string()))?;
     if !step.keep {
         let _ = env.engine.remove(&name).await;
     }
@@ -556,50 +467,6 @@ async fn run_cmd(
         .line(&format!("Successfully executed container: {}", step.id))
         .await;
     Ok(StepOutput::default())
-}
-
-async fn exit_code(docker: &Docker, name: &str) -> Result<i64, TaskError> {
-    loop {
-        match docker.inspect_container(name, None).await {
-            Ok(c) => {
-                let state = c.state.unwrap_or_default();
-                if state.running != Some(true) {
-                    return Ok(state.exit_code.unwrap_or(-1));
-                }
-            }
-            // Podman states bollard cannot decode ("stopped") mean exited.
-            Err(e) if e.to_string().contains("unknown variant") => {}
-            Err(e) => {
-                return Err(TaskError::Engine(format!(
-                    "inspect {name}: {}",
-                    engine_message(e)
-                )))
-            }
-        }
-        // Still running (the log stream ended early): block on the engine's wait.
-        let mut wait = docker.wait_container(name, None::<WaitContainerOptions<String>>);
-        match wait.next().await {
-            Some(Ok(r)) => return Ok(r.status_code),
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                return Ok(code)
-            }
-            _ => {}
-        }
-    }
-}
-
-fn engine_message(e: bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            message,
-            status_code,
-        } if !message.is_empty() => {
-            let _ = status_code;
-            message
-        }
-        bollard::errors::Error::DockerStreamError { error } if !error.is_empty() => error,
-        other => format!("{other:?}"),
-    }
 }
 
 /// A `build` step's arguments (docker build CLI words).
@@ -746,7 +613,7 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     // be seen), except for images that only exist locally (`localhost/…`).
     let bases = deps.runtime.iter().chain(deps.buildtime.iter());
     let pull = !bases.clone().any(|r| r.registry == "localhost");
-    let mut stream = env.engine.docker().build_image(
+    let stream = env.engine.build_image(
         BuildImageOptions {
             dockerfile: dockerfile_in_tar,
             t: tag.clone(),
@@ -760,33 +627,17 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
             labels,
             ..Default::default()
         },
-        // X-Registry-Config: credentials for pulling private bases (Podman
-        // refuses a build without the header).
-        Some(
-            env.credentials
-                .iter()
-                .map(|c| (c.server.clone(), registry_auth(c)))
-                .collect(),
-        ),
-        Some(tar.into()),
+        &env.credentials,
+        tar,
     );
+    tokio::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => {
-                if let Some(e) = info.error {
-                    return Err(TaskError::Step(format!(
-                        "build: {}",
-                        env.scrubber.scrub(&e)
-                    )));
-                }
-                if let Some(s) = info.stream {
-                    env.log.raw(&env.scrubber.scrub(&s)).await;
-                }
-            }
+            Ok(line) => env.log.raw(&env.scrubber.scrub(&line)).await,
             Err(e) => {
                 return Err(TaskError::Step(format!(
                     "build: {}",
-                    env.scrubber.scrub(&engine_message(e))
+                    env.scrubber.scrub(&e.to_string())
                 )))
             }
         }
@@ -794,10 +645,9 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     for extra in args.tags.iter().skip(1) {
         let (repo, t) = split_tag(extra);
         env.engine
-            .docker()
-            .tag_image(&tag, Some(TagImageOptions { repo, tag: t }))
+            .tag_image(&tag, &repo, &t)
             .await
-            .map_err(|e| TaskError::Step(format!("tag {extra}: {}", engine_message(e))))?;
+            .map_err(|e| TaskError::Step(format!("tag {extra}: {e}")))?;
     }
     let mut dependencies = Vec::new();
     let images: Vec<Option<&String>> = if args.tags.is_empty() {
@@ -887,19 +737,12 @@ async fn push_images(env: &RunEnv, images: &[String]) -> Result<Vec<Value>, Task
                     .line(&format!("Pushing image: {image}, attempt {}", attempt + 1))
                     .await;
             }
-            let creds = cred.as_ref().map(registry_auth);
-            let mut s = env.engine.docker().push_image(
-                &repo,
-                Some(PushImageOptions { tag: tag.clone() }),
-                creds,
-            );
-            let mut failed = None;
-            while let Some(item) = s.next().await {
-                if let Err(e) = item {
-                    failed = Some(engine_message(e));
-                    break;
-                }
-            }
+            let failed = env
+                .engine
+                .push_image(&repo, &tag, cred.as_ref())
+                .await
+                .err()
+                .map(|e| e.to_string());
             match failed {
                 None => {
                     last = None;

@@ -104,6 +104,11 @@ pub struct ServeArgs {
     /// and files), on top of the system's CA store.
     #[arg(long, env = "SLIPWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// IPv4 pool of the runners' own networks: each operation takes a /30
+    /// from it (the host end is where its runner API listens). Choose a
+    /// range no real network of this host uses.
+    #[arg(long, env = "SLIPWAY_RUNNER_NETWORK", default_value = slipway_runner::netns::DEFAULT_POOL)]
+    pub runner_network: slipway_core::isolation::Ipv4Cidr,
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -186,13 +191,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_concurrent: args.max_concurrent.max(1),
             max_runtime: Duration::from_secs(args.max_runtime_minutes.max(1) * 60),
             stop_grace: Duration::from_secs(args.cancel_grace_seconds),
-            runner_endpoint: format!("{base_url}/runner/v1"),
+            network_pool: slipway_runner::NetworkPool::new(args.runner_network),
             devcenter_id: devcenter_id.clone(),
             instance_id: slipway_runner::instance_id_for(&data_dir),
             secret_key: secret_key.clone(),
         },
     );
-    scheduler.spawn().await.context("recovering operations")?;
     // Image tasks: the embedded registry notifies this server of pushes.
     let registry_events_token = {
         use rand::RngCore;
@@ -275,6 +279,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tasks,
         registry_events_token,
     };
+    scheduler.set_runner_api(Arc::new(slipway_api::RunnerApiServer::new(state.clone())));
+    scheduler.spawn().await.context("recovering operations")?;
     slipway_api::actions::spawn(state.clone());
     println!(
         "slipway listening on {base_url} (data in {})",

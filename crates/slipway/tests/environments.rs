@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{fixture_image, git_repo, repo_root, stored_state_archives, zip_entry, Server};
+use common::{
+    fixture_image, git_repo, repo_root, scripted_catalog, stored_state_archives, zip_entry, Server,
+};
 use serde_json::{json, Value};
 
 fn examples_catalog() -> Value {
@@ -185,27 +187,6 @@ fn invalid_parameters_are_rejected_before_anything_is_queued() {
         .contains("'enable_logs'"));
     let ops = s.get(&format!("{}/operations", env_path("good")))["value"].clone();
     assert_eq!(ops.as_array().unwrap().len(), 1);
-}
-
-/// A git catalog whose definitions run with the `scripted` fixture image,
-/// taking deploy.sh from the definition folder.
-fn scripted_catalog(dir: &std::path::Path, name: &str, deploy: &str) -> Value {
-    let image = fixture_image("scripted");
-    let manifest = format!("name: {name}\nrunner: {image}\ntemplatePath: template.txt\n");
-    let repo = dir.join("repo");
-    git_repo(
-        &repo,
-        &[
-            (&format!("Environments/{name}/environment.yaml"), &manifest),
-            (&format!("Environments/{name}/template.txt"), "template"),
-            (&format!("Environments/{name}/deploy.sh"), deploy),
-            (
-                &format!("Environments/{name}/delete.sh"),
-                "#!/bin/bash\necho deleted\n",
-            ),
-        ],
-    );
-    json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})
 }
 
 #[test]

@@ -433,6 +433,21 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
         }
         step.push = pushed;
     }
+    // Confinement is checked before anything runs: a step that would reach
+    // outside its run refuses the whole plan, naming the step and the flag.
+    for step in &task.steps {
+        let rc = match &step.cmd {
+            Some(cmd) => crate::tasks::cmdline::parse_cmd(cmd)
+                .map_err(|e| format!("step '{}': {e}", step.id))?,
+            None => Default::default(),
+        };
+        crate::isolation::refuse_unconfined_step(&crate::isolation::StepRequest {
+            step_id: &step.id,
+            privileged: step.privileged || rc.privileged,
+            network: rc.network.as_deref().or(step.network.as_deref()),
+            volumes: &rc.volumes,
+        })?;
+    }
     let created = networks.into_iter().collect();
     Ok(Plan {
         task,

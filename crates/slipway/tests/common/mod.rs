@@ -394,6 +394,27 @@ impl Drop for Server {
     }
 }
 
+/// A git catalog (in `dir/repo`) with one definition `name` that runs with
+/// the `scripted` fixture image, taking `deploy` as its deploy.sh.
+pub fn scripted_catalog(dir: &Path, name: &str, deploy: &str) -> Value {
+    let image = fixture_image("scripted");
+    let manifest = format!("name: {name}\nrunner: {image}\ntemplatePath: template.txt\n");
+    let repo = dir.join("repo");
+    git_repo(
+        &repo,
+        &[
+            (&format!("Environments/{name}/environment.yaml"), &manifest),
+            (&format!("Environments/{name}/template.txt"), "template"),
+            (&format!("Environments/{name}/deploy.sh"), deploy),
+            (
+                &format!("Environments/{name}/delete.sh"),
+                "#!/bin/bash\necho deleted\n",
+            ),
+        ],
+    );
+    json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})
+}
+
 /// Files stored for environments in a data directory: (path, bytes) of every `storage.zip`.
 pub fn stored_state_archives(data: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -1,0 +1,652 @@
+//! The one confinement policy for every container Slipway starts: runners
+//! of ADE operations and steps of image task runs. Pure: it says *what* the
+//! engine layer (`slipway_runner::engine`) and the per-operation network
+//! (`slipway_runner::netns`) must apply; they only carry it out.
+//!
+//! The policy, in one place:
+//! - **Capabilities**: every capability is dropped but [`KEPT_CAPABILITIES`]
+//!   (each with the reason it is kept); `no-new-privileges` is always set,
+//!   so setuid binaries cannot regain what was dropped.
+//! - **Limits**: memory, CPUs and process ids per container; defaults in
+//!   [`RunnerPolicy`], overridable per project environment type.
+//! - **Network** (runners): each operation gets a network namespace of its
+//!   own with one veth link to the host ([`EgressPlan`]). Inside it, the
+//!   default route leads out through the host (NAT), and every address in
+//!   [`BLOCKED_RANGES`] is a `prohibit` route, so a connect fails in the
+//!   runner's own kernel routing before any packet leaves. More specific
+//!   routes re-open the operation's own runner API (the gateway), the
+//!   host's DNS resolvers (port 53 only) and the CIDRs the project
+//!   environment type allows. The host filters the same way (nftables,
+//!   [`EgressPlan::nft_ruleset`]): from the runner's link only the runner
+//!   API port of its own gateway is open on the host, forwarded traffic to
+//!   blocked ranges is dropped, and nothing may open a connection into a
+//!   runner. Runners get no IPv6 address, so no IPv6 destination (ULA,
+//!   link-local or global) is reachable.
+//! - **Mounts** (task steps): only the run's workspace and named volumes;
+//!   host paths, `--privileged` and host namespaces are refused at plan
+//!   time ([`refuse_unconfined_step`]).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Capabilities a confined container keeps, with the reason; every other
+/// capability (NET_RAW, NET_ADMIN, SYS_ADMIN, MKNOD, SYS_CHROOT,
+/// AUDIT_WRITE, SETPCAP, SETFCAP, NET_BIND_SERVICE, …) is dropped.
+pub const KEPT_CAPABILITIES: &[(&str, &str)] = &[
+    (
+        "CHOWN",
+        "tar, unzip and package tools restore file owners in /ade and /tmp",
+    ),
+    (
+        "DAC_OVERRIDE",
+        "root in the runner writes files other users own (state in /ade/storage)",
+    ),
+    (
+        "FOWNER",
+        "chmod and utime on files the runner unpacks (provider plugins)",
+    ),
+    ("FSETID", "copying tool binaries keeps their mode bits"),
+    (
+        "KILL",
+        "the core entrypoint stops the deploy script's process group on cancel",
+    ),
+    (
+        "SETGID",
+        "scripts may drop to an unprivileged user (setpriv, su)",
+    ),
+    (
+        "SETUID",
+        "scripts may drop to an unprivileged user (setpriv, su)",
+    ),
+];
+
+/// Default memory limit of a runner, in MiB.
+pub const DEFAULT_MEMORY_MB: u64 = 2048;
+/// Default CPU limit of a runner, in CPUs.
+pub const DEFAULT_CPUS: f64 = 2.0;
+/// Default process-id limit of a runner.
+pub const DEFAULT_PIDS: u64 = 1024;
+
+/// Destinations no runner or step may reach unless its project environment
+/// type allows a CIDR inside them: `(range, what it is)`.
+pub const BLOCKED_RANGES: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "'this network' (RFC 1122)"),
+    ("10.0.0.0/8", "private (RFC 1918)"),
+    ("100.64.0.0/10", "shared address space (RFC 6598)"),
+    ("127.0.0.0/8", "loopback"),
+    (
+        "169.254.0.0/16",
+        "link-local, incl. the cloud metadata service 169.254.169.254",
+    ),
+    ("172.16.0.0/12", "private (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890)"),
+    ("192.168.0.0/16", "private (RFC 1918)"),
+    ("198.18.0.0/15", "benchmarking (RFC 2544)"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved and broadcast"),
+];
+
+/// An IPv4 network `a.b.c.d/n` whose host bits are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Cidr {
+    addr: Ipv4Addr,
+    prefix: u8,
+}
+
+impl Ipv4Cidr {
+    /// `addr/prefix`, with the host bits cleared.
+    ///
+    /// Errors: `prefix > 32`.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Ipv4Cidr, String> {
+        if prefix > 32 {
+            return Err(format!("prefix /{prefix} is longer than 32 bits"));
+        }
+        Ok(Ipv4Cidr {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        })
+    }
+
+    /// First address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// Prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
+    }
+
+    /// The `index`-th subnet of `/prefix` inside this network, or `None`
+    /// when there are fewer.
+    pub fn subnet(&self, prefix: u8, index: u32) -> Option<Ipv4Cidr> {
+        if prefix < self.prefix || prefix > 32 {
+            return None;
+        }
+        let bits = u32::from(prefix - self.prefix);
+        if bits < 32 && u64::from(index) >= 1u64 << bits {
+            return None;
+        }
+        let size = if prefix == 32 {
+            1
+        } else {
+            1u32 << (32 - prefix)
+        };
+        let base = u32::from(self.addr).checked_add(index.checked_mul(size)?)?;
+        Ipv4Cidr::new(Ipv4Addr::from(base), prefix).ok()
+    }
+
+    /// How many `/prefix` subnets fit inside.
+    pub fn subnet_count(&self, prefix: u8) -> u32 {
+        if prefix < self.prefix || prefix > 32 {
+            return 0;
+        }
+        let bits = u32::from(prefix - self.prefix);
+        if bits >= 32 {
+            u32::MAX
+        } else {
+            1 << bits
+        }
+    }
+
+    /// The `n`-th address (0 = the network address).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr).wrapping_add(n))
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = String;
+
+    /// Parses `a.b.c.d/n` (or a bare address, meaning `/32`); the host bits
+    /// must be zero, so a typo such as `10.1.2.3/16` is not silently widened.
+    fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
+        let expected = "expected an IPv4 network like 203.0.113.0/24";
+        let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{s}': {expected}"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("'{s}': {expected}"))?;
+        let cidr = Ipv4Cidr::new(addr, prefix)?;
+        if cidr.addr != addr {
+            return Err(format!(
+                "'{s}' has host bits set: expected the network address {}",
+                cidr
+            ));
+        }
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Ipv4Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The blocked ranges as networks.
+pub fn blocked_ranges() -> Vec<Ipv4Cidr> {
+    BLOCKED_RANGES
+        .iter()
+        .map(|(r, _)| r.parse().expect("BLOCKED_RANGES are valid networks"))
+        .collect()
+}
+
+/// What a project environment type sets about its runners (the
+/// `runnerPolicy` property); every field is optional and falls back to the
+/// default. JSON: `{"maxMemoryMB": 2048, "maxCpus": 2, "maxPids": 1024,
+/// "readOnlyRootFilesystem": false, "allowedCidrs": ["203.0.113.0/24"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunnerPolicy {
+    /// Memory limit in MiB (default [`DEFAULT_MEMORY_MB`]; at least 16).
+    #[serde(rename = "maxMemoryMB", skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u64>,
+    /// CPU limit in CPUs, fractions allowed (default [`DEFAULT_CPUS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cpus: Option<f64>,
+    /// Process-id limit (default [`DEFAULT_PIDS`]; at least 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pids: Option<u64>,
+    /// Mount the image's root filesystem read-only, with `/ade`, `/tmp` and
+    /// `/root` writable (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    /// Networks inside [`BLOCKED_RANGES`] the runners may reach anyway
+    /// (on-premises targets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_cidrs: Vec<Ipv4Cidr>,
+}
+
+impl RunnerPolicy {
+    /// Parses and checks the `runnerPolicy` property.
+    ///
+    /// Errors name the property, the value and what was expected.
+    pub fn from_json(field: &str, v: &serde_json::Value) -> Result<RunnerPolicy, String> {
+        let p: RunnerPolicy =
+            serde_json::from_value(v.clone()).map_err(|e| format!("property '{field}': {e}"))?;
+        p.validate(field)?;
+        Ok(p)
+    }
+
+    /// Checks the bounds of every set field.
+    pub fn validate(&self, field: &str) -> Result<(), String> {
+        if let Some(m) = self.max_memory_mb.filter(|m| *m < 16) {
+            return Err(format!(
+                "property '{field}.maxMemoryMB' is {m}: expected at least 16 (MiB)"
+            ));
+        }
+        if let Some(c) = self
+            .max_cpus
+            .filter(|c| !c.is_finite() || *c < 0.01 || *c > 1024.0)
+        {
+            return Err(format!(
+                "property '{field}.maxCpus' is {c}: expected a number of CPUs between 0.01 and 1024"
+            ));
+        }
+        if let Some(p) = self.max_pids.filter(|p| *p < 16) {
+            return Err(format!(
+                "property '{field}.maxPids' is {p}: expected at least 16"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The container settings this policy resolves to.
+    pub fn confinement(&self) -> Confinement {
+        Confinement {
+            memory_bytes: self.max_memory_mb.unwrap_or(DEFAULT_MEMORY_MB) as i64 * 1024 * 1024,
+            nano_cpus: (self.max_cpus.unwrap_or(DEFAULT_CPUS) * 1e9) as i64,
+            pids_limit: self.max_pids.unwrap_or(DEFAULT_PIDS) as i64,
+            read_only_root: self.read_only_root_filesystem.unwrap_or(false),
+        }
+    }
+}
+
+/// The limits of one confined container (what the engine applies besides
+/// the fixed part of the policy: [`KEPT_CAPABILITIES`] and
+/// `no-new-privileges`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confinement {
+    /// Memory limit in bytes (swap included: no swap beyond it).
+    pub memory_bytes: i64,
+    /// CPU limit in billionths of a CPU.
+    pub nano_cpus: i64,
+    /// Process-id limit.
+    pub pids_limit: i64,
+    /// Read-only root filesystem with writable tmpfs [`WRITABLE_PATHS`].
+    pub read_only_root: bool,
+}
+
+impl Default for Confinement {
+    fn default() -> Self {
+        RunnerPolicy::default().confinement()
+    }
+}
+
+/// Writable paths (tmpfs) of a container whose root filesystem is read-only.
+pub const WRITABLE_PATHS: &[&str] = &["/ade", "/tmp", "/root", "/run"];
+
+/// The network of one runner: a point-to-point link between the host
+/// (`gateway`) and the runner's namespace (`address`), and where the
+/// runner may go from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressPlan {
+    /// The link's network (a /30).
+    pub link: Ipv4Cidr,
+    /// CIDRs inside the blocked ranges that stay reachable (the project
+    /// environment type's `allowedCidrs`).
+    pub allowed: Vec<Ipv4Cidr>,
+    /// The host's DNS resolvers, reachable on port 53 only.
+    pub resolvers: Vec<Ipv4Addr>,
+    /// Port of the operation's runner API on the gateway.
+    pub api_port: u16,
+}
+
+impl EgressPlan {
+    /// The host end of the link: the runner API and the default route.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.link.host(1)
+    }
+
+    /// The runner's address.
+    pub fn address(&self) -> Ipv4Addr {
+        self.link.host(2)
+    }
+
+    /// `ip route` arguments to add inside the runner's namespace, after
+    /// the link's own connected route: the default route, a `prohibit`
+    /// route per blocked range, and gateway routes for the allowed CIDRs
+    /// and resolvers (more specific, so they win).
+    pub fn namespace_routes(&self) -> Vec<Vec<String>> {
+        let gw = self.gateway().to_string();
+        let mut routes = vec![vec!["default".into(), "via".into(), gw.clone()]];
+        for r in blocked_ranges() {
+            routes.push(vec!["prohibit".into(), r.to_string()]);
+        }
+        let opened = self.allowed.iter().copied().chain(
+            self.resolvers
+                .iter()
+                .map(|r| Ipv4Cidr::new(*r, 32).expect("/32")),
+        );
+        for c in opened {
+            routes.push(vec![c.to_string(), "via".into(), gw.clone()]);
+        }
+        routes
+    }
+
+    /// The host's nftables table for this runner's link `host_if` (load
+    /// with `nft -f -`; re-loading replaces it). The chains run before the
+    /// usual filter priority and only ever match `host_if`, so several
+    /// runners (and other servers' runners) never touch each other's rules.
+    pub fn nft_ruleset(&self, table: &str, host_if: &str) -> String {
+        let gw = self.gateway();
+        let me = self.address();
+        let blocked = set(blocked_ranges().iter().map(Ipv4Cidr::to_string));
+        let mut forward_allow = String::new();
+        if !self.allowed.is_empty() {
+            forward_allow.push_str(&format!(
+                "    iifname \"{host_if}\" ip daddr {} accept\n",
+                set(self.allowed.iter().map(Ipv4Cidr::to_string))
+            ));
+        }
+        if !self.resolvers.is_empty() {
+            let r = set(self.resolvers.iter().map(Ipv4Addr::to_string));
+            forward_allow.push_str(&format!(
+                "    iifname \"{host_if}\" ip daddr {r} udp dport 53 accept\n    iifname \"{host_if}\" ip daddr {r} tcp dport 53 accept\n"
+            ));
+        }
+        format!(
+            "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname \"{host_if}\" ct state established,related accept\n    iifname \"{host_if}\" ip saddr {me} ip daddr {gw} tcp dport {port} accept\n    iifname \"{host_if}\" drop\n  }}\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    oifname \"{host_if}\" ct state established,related accept\n    oifname \"{host_if}\" drop\n    iifname \"{host_if}\" ip saddr != {me} drop\n    iifname \"{host_if}\" meta nfproto ipv6 drop\n{forward_allow}    iifname \"{host_if}\" ip daddr {blocked} drop\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    ip saddr {me} oifname != \"{host_if}\" masquerade\n  }}\n}}\n",
+            port = self.api_port,
+        )
+    }
+}
+
+fn set(items: impl Iterator<Item = String>) -> String {
+    format!("{{ {} }}", items.collect::<Vec<_>>().join(", "))
+}
+
+/// The IPv4 nameservers of a `resolv.conf` text.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse().ok())
+        .collect()
+}
+
+/// What a task step asks of the engine that the confinement policy rules
+/// on: the `cmd` flags and step properties that reach outside the run.
+#[derive(Debug, Clone, Default)]
+pub struct StepRequest<'a> {
+    /// Step id (for the error).
+    pub step_id: &'a str,
+    /// `privileged: true` or `--privileged`.
+    pub privileged: bool,
+    /// `network:` / `--network` value.
+    pub network: Option<&'a str>,
+    /// `-v` / `--volume` values.
+    pub volumes: &'a [String],
+}
+
+/// Refuses a step that would leave its confinement: a host bind mount
+/// (only named volumes are allowed besides the run's `/workspace`),
+/// `--privileged`, or a host or foreign namespace as network. Flags that
+/// are never supported (`--device`, `--cap-add`, `--security-opt`,
+/// `--pid`, `--ipc`, `--userns`, …) are refused by the `cmd` parser itself.
+///
+/// Errors: `step '<id>': <flag> '<value>' is not allowed: …`.
+pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
+    let id = s.step_id;
+    if s.privileged {
+        return Err(format!(
+            "step '{id}': --privileged is not allowed: steps run confined (no extra capabilities, no host devices)"
+        ));
+    }
+    if let Some(n) = s.network {
+        let lower = n.to_ascii_lowercase();
+        if lower == "host"
+            || lower.starts_with("container:")
+            || lower.starts_with("ns:")
+            || lower == "private"
+            || lower.starts_with("slirp4netns")
+            || lower.starts_with("pasta")
+        {
+            return Err(format!(
+                "step '{id}': --network '{n}' is not allowed: steps use their run's network (or a network the task file declares)"
+            ));
+        }
+    }
+    for v in s.volumes {
+        let source = v.split(':').next().unwrap_or_default();
+        let named = !source.is_empty()
+            && source
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && source
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            && v.contains(':');
+        if !named {
+            return Err(format!(
+                "step '{id}': volume '{v}' is not allowed: expected a named volume 'NAME:/path' (host folders cannot be mounted; /workspace is the run's shared folder)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        let c: Ipv4Cidr = "10.213.0.0/16".parse().unwrap();
+        assert_eq!(c.to_string(), "10.213.0.0/16");
+        assert!(c.contains("10.213.255.1".parse().unwrap()));
+        assert!(!c.contains("10.214.0.1".parse().unwrap()));
+        assert_eq!(
+            "10.1.2.3/16".parse::<Ipv4Cidr>().unwrap_err(),
+            "'10.1.2.3/16' has host bits set: expected the network address 10.1.0.0/16"
+        );
+        assert!("10.0.0.0/33"
+            .parse::<Ipv4Cidr>()
+            .unwrap_err()
+            .contains("expected an IPv4 network"));
+        assert!("fd00::/8".parse::<Ipv4Cidr>().is_err());
+        assert_eq!(
+            "203.0.113.7".parse::<Ipv4Cidr>().unwrap().to_string(),
+            "203.0.113.7/32"
+        );
+    }
+
+    #[test]
+    fn subnets_are_numbered_inside_the_pool() {
+        let pool: Ipv4Cidr = "10.213.0.0/16".parse().unwrap();
+        assert_eq!(pool.subnet_count(30), 16384);
+        assert_eq!(pool.subnet(30, 0).unwrap().to_string(), "10.213.0.0/30");
+        assert_eq!(pool.subnet(30, 65).unwrap().to_string(), "10.213.1.4/30");
+        assert_eq!(
+            pool.subnet(30, 16383).unwrap().to_string(),
+            "10.213.255.252/30"
+        );
+        assert_eq!(pool.subnet(30, 16384), None);
+    }
+
+    #[test]
+    fn metadata_loopback_and_private_ranges_are_blocked() {
+        let blocked = blocked_ranges();
+        for ip in [
+            "169.254.169.254",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "100.100.100.100",
+        ] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            assert!(blocked.iter().any(|b| b.contains(ip)), "{ip}");
+        }
+        for ip in ["203.0.113.7", "8.8.8.8", "20.50.2.1"] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            assert!(!blocked.iter().any(|b| b.contains(ip)), "{ip}");
+        }
+    }
+
+    fn plan() -> EgressPlan {
+        EgressPlan {
+            link: "10.213.0.4/30".parse().unwrap(),
+            allowed: vec!["10.99.0.0/24".parse().unwrap()],
+            resolvers: vec!["10.255.255.53".parse().unwrap()],
+            api_port: 41000,
+        }
+    }
+
+    #[test]
+    fn namespace_routes_prohibit_blocked_ranges_and_reopen_allowed_ones() {
+        let p = plan();
+        assert_eq!(p.gateway().to_string(), "10.213.0.5");
+        assert_eq!(p.address().to_string(), "10.213.0.6");
+        let routes: Vec<String> = p.namespace_routes().iter().map(|r| r.join(" ")).collect();
+        assert_eq!(routes[0], "default via 10.213.0.5");
+        assert!(routes.contains(&"prohibit 169.254.0.0/16".to_string()));
+        assert!(routes.contains(&"prohibit 10.0.0.0/8".to_string()));
+        assert!(routes.contains(&"10.99.0.0/24 via 10.213.0.5".to_string()));
+        assert!(routes.contains(&"10.255.255.53/32 via 10.213.0.5".to_string()));
+    }
+
+    #[test]
+    fn host_rules_open_only_the_runner_api_and_drop_blocked_forwarding() {
+        let rules = plan().nft_ruleset("slw7", "slw7");
+        assert!(rules.contains(
+            "iifname \"slw7\" ip saddr 10.213.0.6 ip daddr 10.213.0.5 tcp dport 41000 accept"
+        ));
+        assert!(rules.contains("    iifname \"slw7\" drop\n"));
+        assert!(rules.contains("iifname \"slw7\" ip daddr { 10.99.0.0/24 } accept"));
+        assert!(rules.contains("169.254.0.0/16"));
+        assert!(rules.contains("oifname \"slw7\" drop"));
+        // Allowed CIDRs come before the blocked-range drop.
+        assert!(rules.find("10.99.0.0/24 } accept").unwrap() < rules.find("0.0.0.0/8").unwrap());
+    }
+
+    #[test]
+    fn policy_defaults_and_bounds() {
+        let c = RunnerPolicy::default().confinement();
+        assert_eq!(c.memory_bytes, 2048 * 1024 * 1024);
+        assert_eq!(c.nano_cpus, 2_000_000_000);
+        assert_eq!(c.pids_limit, 1024);
+        assert!(!c.read_only_root);
+        let p = RunnerPolicy::from_json(
+            "runnerPolicy",
+            &serde_json::json!({"maxMemoryMB": 64, "maxCpus": 0.5, "allowedCidrs": ["10.99.0.0/24"]}),
+        )
+        .unwrap();
+        assert_eq!(p.confinement().memory_bytes, 64 << 20);
+        assert_eq!(p.confinement().nano_cpus, 500_000_000);
+        let e = RunnerPolicy::from_json("runnerPolicy", &serde_json::json!({"maxMemoryMB": 1}))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "property 'runnerPolicy.maxMemoryMB' is 1: expected at least 16 (MiB)"
+        );
+        let e = RunnerPolicy::from_json(
+            "runnerPolicy",
+            &serde_json::json!({"allowedCidrs": ["10.0.0.1/8"]}),
+        )
+        .unwrap_err();
+        assert!(e.contains("'10.0.0.1/8' has host bits set"), "{e}");
+        let e =
+            RunnerPolicy::from_json("runnerPolicy", &serde_json::json!({"memory": 1})).unwrap_err();
+        assert!(e.contains("unknown field `memory`"), "{e}");
+    }
+
+    #[test]
+    fn steps_may_not_leave_their_confinement() {
+        let ok = StepRequest {
+            step_id: "s",
+            volumes: &["cache:/root/.cache".to_string()],
+            network: Some("frontend"),
+            ..Default::default()
+        };
+        refuse_unconfined_step(&ok).unwrap();
+        let host = ["/etc:/host".to_string()];
+        let e = refuse_unconfined_step(&StepRequest {
+            step_id: "evil",
+            volumes: &host,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.starts_with("step 'evil': volume '/etc:/host' is not allowed"),
+            "{e}"
+        );
+        for v in ["./x:/y", "~/x:/y", "../x:/y", "/:/host:ro", "anon"] {
+            let vols = [v.to_string()];
+            assert!(refuse_unconfined_step(&StepRequest {
+                step_id: "s",
+                volumes: &vols,
+                ..Default::default()
+            })
+            .is_err());
+        }
+        let e = refuse_unconfined_step(&StepRequest {
+            step_id: "p",
+            privileged: true,
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("step 'p': --privileged is not allowed"), "{e}");
+        for n in ["host", "HOST", "container:abc", "ns:/proc/1/ns/net"] {
+            let e = refuse_unconfined_step(&StepRequest {
+                step_id: "n",
+                network: Some(n),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(
+                e.contains(&format!("--network '{n}' is not allowed")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn nameservers_are_read_from_resolv_conf() {
+        let r =
+            resolv_conf_nameservers("# x\nnameserver 10.255.255.53\nnameserver ::1\nsearch a\n");
+        assert_eq!(r, vec!["10.255.255.53".parse::<Ipv4Addr>().unwrap()]);
+    }
+}

@@ -1,0 +1,428 @@
+//! The attack suite: code other people wrote (catalog scripts run by a
+//! runner, acb task files) tries to leave its confinement, driven only
+//! through Slipway's public interfaces, and each attempt must fail. No
+//! packet is ever sent to an address outside this machine: reachability of
+//! the metadata service is asserted on the runner's routes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{poll, scripted_catalog, Server};
+use serde_json::{json, Value};
+
+/// Sets the runner policy of project environment type `Dev`.
+fn set_runner_policy(s: &Server, policy: Value) {
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/projects/demo/environmentTypes/Dev",
+        Some(json!({ "runnerPolicy": policy })),
+    );
+    assert_eq!(st, 200, "{v}");
+}
+
+/// Deploys definition `def` of catalog `git` as environment `name`;
+/// returns the final operation document and its log.
+fn deploy(s: &Server, name: &str, def: &str) -> (Value, String) {
+    let (st, v, op) = s.put_env(name, "git", def, json!({}));
+    assert_eq!(st, 201, "{v}");
+    let op = op.unwrap();
+    let done = s.wait_op(&op);
+    let log = s.op_log(name, &op);
+    (done, log)
+}
+
+/// The value of `key=` on its own log line.
+fn probe<'a>(log: &'a str, key: &str) -> &'a str {
+    log.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no '{key}=' line in the log:\n{log}"))
+}
+
+/// A service of the host on every address (as sshd, a database or a
+/// registry on 0.0.0.0 would be): it answers `host-service` to anyone.
+fn host_service() -> u16 {
+    let l = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nhost-service");
+        }
+    });
+    port
+}
+
+/// One route of `/proc/net/route`: (destination, mask, flags).
+fn routes(table: &str) -> Vec<(u32, u32, u32)> {
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 8 || f[0] == "Iface" {
+                return None;
+            }
+            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+            // The kernel prints the network-order bytes as a native u32.
+            let addr = |s: &str| hex(s).map(|h| u32::from_be_bytes(h.to_ne_bytes()));
+            Some((addr(f[1])?, addr(f[7])?, hex(f[3])?))
+        })
+        .collect()
+}
+
+/// Whether the longest-prefix route to `ip` is a reject (`prohibit`) route.
+fn rejected(table: &[(u32, u32, u32)], ip: Ipv4Addr) -> bool {
+    const RTF_REJECT: u32 = 0x0200;
+    let ip = u32::from(ip);
+    let best = table
+        .iter()
+        .filter(|(dst, mask, _)| ip & mask == *dst)
+        .max_by_key(|(_, mask, _)| mask.count_ones())
+        .unwrap_or_else(|| panic!("no route at all to {ip}"));
+    best.2 & RTF_REJECT != 0
+}
+
+#[test]
+fn a_runner_reaches_its_own_runner_api_and_nothing_on_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry_port = common::free_port();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--registry-port", &registry_port.to_string()],
+    );
+    let service = host_service();
+    let mgmt = s.port;
+    let deploy_sh = format!(
+        r#"#!/bin/bash
+api=${{ADE_HTTP__ENDPOINT#http://}}; api=${{api%%/*}}
+gw=${{api%%:*}}
+try() {{ if curl -s -o /dev/null --connect-timeout 2 "http://$2/"; then echo "$1=reached"; else echo "$1=refused"; fi; }}
+try own-runner-api "$api"
+try management-api-loopback 127.0.0.1:{mgmt}
+try management-api-gateway "$gw:{mgmt}"
+try registry-loopback 127.0.0.1:{registry_port}
+try registry-gateway "$gw:{registry_port}"
+try host-service-gateway "$gw:{service}"
+try gateway-other-port "$gw:$(( ${{api##*:}} + 1 ))"
+echo "address=$(hostname -I 2>/dev/null | cut -d' ' -f1)"
+echo "gateway=$gw"
+echo "--- routes"
+cat /proc/net/route
+echo "--- end"
+"#
+    );
+    let catalog = scripted_catalog(tmp.path(), "Attacker", &deploy_sh);
+    s.setup("git", catalog);
+    let (done, log) = deploy(&s, "attack", "Attacker");
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(probe(&log, "own-runner-api"), "reached", "{log}");
+    for target in [
+        "management-api-loopback",
+        "management-api-gateway",
+        "registry-loopback",
+        "registry-gateway",
+        "host-service-gateway",
+        "gateway-other-port",
+    ] {
+        assert_eq!(probe(&log, target), "refused", "{target}: {log}");
+    }
+    // The metadata service, the rest of the link-local range, private
+    // ranges and other runners' links are `prohibit` routes in the runner's
+    // own namespace: a connect fails there, before any packet leaves.
+    let table = log
+        .split("--- routes")
+        .nth(1)
+        .and_then(|t| t.split("--- end").next())
+        .unwrap();
+    let table = routes(table);
+    let gateway: Ipv4Addr = probe(&log, "gateway").parse().unwrap();
+    let neighbour = Ipv4Addr::from(u32::from(gateway) + 5);
+    for ip in [
+        "169.254.169.254",
+        "169.254.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.1",
+        "100.64.0.1",
+    ] {
+        assert!(rejected(&table, ip.parse().unwrap()), "{ip}: {table:?}");
+    }
+    assert!(
+        rejected(&table, neighbour),
+        "another runner's link {neighbour}"
+    );
+    assert!(!rejected(&table, gateway), "its own gateway");
+    assert!(
+        !rejected(&table, "203.0.113.7".parse().unwrap()),
+        "the outside world is routed"
+    );
+}
+
+/// A host of the test's own in a network namespace `10.214.<n>.2` behind a
+/// veth link, serving `reached-test-host` over http on port 8080.
+struct TestHost {
+    ns: String,
+    link: String,
+    server: Child,
+    addr: Ipv4Addr,
+    _dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    fn start() -> TestHost {
+        let n = std::process::id() % 250 + 1;
+        let ns = format!("slwtest-{}", std::process::id());
+        let link = format!("slwt{n}");
+        let sh = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let _ = Command::new("ip").args(["link", "del", &link]).output();
+        sh(&["netns", "add", &ns]);
+        sh(&[
+            "link",
+            "add",
+            &link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{link}p"),
+        ]);
+        sh(&["link", "set", &format!("{link}p"), "netns", &ns]);
+        sh(&["address", "add", &format!("10.214.{n}.1/30"), "dev", &link]);
+        sh(&["link", "set", &link, "up"]);
+        let inside = |args: &[&str]| {
+            let mut a = vec!["-n", ns.as_str()];
+            a.extend_from_slice(args);
+            sh(&a);
+        };
+        let peer = format!("{link}p");
+        inside(&["address", "add", &format!("10.214.{n}.2/30"), "dev", &peer]);
+        inside(&["link", "set", &peer, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        let addr: Ipv4Addr = format!("10.214.{n}.2").parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "reached-test-host").unwrap();
+        let server = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["python3", "-m", "http.server", "8080", "--bind"])
+            .arg(addr.to_string())
+            .arg("--directory")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        poll("the test host to serve", Duration::from_secs(30), || {
+            match std::net::TcpStream::connect((addr, 8080)) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        TestHost {
+            ns,
+            link,
+            server,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.link])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn a_private_address_is_reached_only_when_the_environment_type_allows_its_cidr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = TestHost::start();
+    let s = Server::start(&tmp.path().join("data"));
+    let deploy_sh = format!(
+        "#!/bin/bash\necho \"answer=$(curl -s --connect-timeout 5 http://{}:8080/ || echo unreachable)\"\n",
+        host.addr
+    );
+    s.setup("git", scripted_catalog(tmp.path(), "Reach", &deploy_sh));
+
+    // By default a private address (here the test's own host) is blocked.
+    let (done, log) = deploy(&s, "blocked", "Reach");
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(probe(&log, "answer"), "unreachable", "{log}");
+
+    // The project environment type opens its CIDR: the runner reaches it.
+    let cidr = format!("{}/30", Ipv4Addr::from(u32::from(host.addr) - 2));
+    set_runner_policy(&s, json!({ "allowedCidrs": [cidr] }));
+    let (st, v, _) = s.call("GET", "/admin/projects/demo/environmentTypes/Dev", None);
+    assert_eq!(st, 200);
+    assert_eq!(v["runnerPolicy"]["allowedCidrs"], json!([cidr]), "{v}");
+    let (done, log) = deploy(&s, "allowed", "Reach");
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(probe(&log, "answer"), "reached-test-host", "{log}");
+}
+
+#[test]
+fn runners_keep_few_capabilities_and_are_killed_at_their_memory_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let deploy_sh = r#"#!/bin/bash
+grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status | tr -d '\t' | tr ':' '='
+if mknod /tmp/dev-null c 1 3 2>/dev/null; then echo "mknod=allowed"; else echo "mknod=refused"; fi
+if touch /usr/planted 2>/dev/null; then echo "rootfs=writable"; else echo "rootfs=read-only"; fi
+if touch /tmp/scratch; then echo "tmp=writable"; fi
+if [ "$(cat "$ADE_STORAGE/hog" 2>/dev/null)" = "yes" ]; then
+  echo "allocating"
+  x=$(head -c 400000000 /dev/zero | tr '\0' x)
+  echo "allocated ${#x}"
+fi
+echo yes > "$ADE_STORAGE/hog"
+"#;
+    s.setup("git", scripted_catalog(tmp.path(), "Probe", deploy_sh));
+    let (done, log) = deploy(&s, "probe", "Probe");
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID: bits 0,1,3-7.
+    assert_eq!(probe(&log, "CapEff"), "00000000000000fb", "{log}");
+    assert_eq!(probe(&log, "CapBnd"), "00000000000000fb", "{log}");
+    assert_eq!(probe(&log, "NoNewPrivs"), "1", "{log}");
+    assert_eq!(probe(&log, "mknod"), "refused", "{log}");
+    assert_eq!(probe(&log, "rootfs"), "writable", "{log}");
+
+    // A read-only root keeps /tmp and /ade writable; a runner over its
+    // memory limit is killed and its operation says so.
+    set_runner_policy(
+        &s,
+        json!({"maxMemoryMB": 64, "readOnlyRootFilesystem": true}),
+    );
+    let (done, log) = deploy(&s, "probe", "Probe");
+    assert_eq!(probe(&log, "rootfs"), "read-only", "{log}");
+    assert_eq!(probe(&log, "tmp"), "writable", "{log}");
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    assert!(!log.contains("allocated"), "{log}");
+    let env = s.get("/projects/demo/users/me/environments/probe");
+    assert_eq!(env["error"]["code"], "RunnerOutOfMemory", "{env}\n{log}");
+    assert!(
+        env["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 64 MiB"),
+        "{env}"
+    );
+}
+
+#[test]
+fn a_runner_policy_with_a_bad_value_is_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup_project();
+    for (policy, expected) in [
+        (
+            json!({"allowedCidrs": ["10.0.0.1/8"]}),
+            "'10.0.0.1/8' has host bits set",
+        ),
+        (
+            json!({"maxMemoryMB": 1}),
+            "property 'runnerPolicy.maxMemoryMB' is 1",
+        ),
+        (json!({"privileged": true}), "unknown field `privileged`"),
+    ] {
+        let (st, v, _) = s.call(
+            "PUT",
+            "/admin/projects/demo/environmentTypes/Dev",
+            Some(json!({ "runnerPolicy": policy })),
+        );
+        assert_eq!(st, 400, "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(expected), "{msg}");
+    }
+}
+
+#[test]
+fn a_task_step_that_asks_for_the_host_is_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let planted = tmp.path().join("host-folder");
+    std::fs::create_dir_all(&planted).unwrap();
+    let base = "localhost/slipway/runner-core:latest";
+    for (step, expected) in [
+        (
+            format!(
+                "cmd: -v {}:/host {base} touch /host/planted",
+                planted.display()
+            ),
+            format!(
+                "step 'evil': volume '{}:/host' is not allowed",
+                planted.display()
+            ),
+        ),
+        (
+            format!("cmd: --privileged {base} true"),
+            "step 'evil': --privileged is not allowed".to_string(),
+        ),
+        (
+            format!("cmd: {base} true\n    privileged: true"),
+            "step 'evil': --privileged is not allowed".to_string(),
+        ),
+        (
+            format!("cmd: --network host {base} true"),
+            "step 'evil': --network 'host' is not allowed".to_string(),
+        ),
+        (
+            format!("cmd: --cap-add SYS_ADMIN {base} true"),
+            "cmd flag '--cap-add' is not supported".to_string(),
+        ),
+        (
+            format!("cmd: --device /dev/sda {base} true"),
+            "cmd flag '--device' is not supported".to_string(),
+        ),
+    ] {
+        let task = format!("steps:\n  - id: evil\n    {step}\n");
+        let (st, run, _) = s.call(
+            "POST",
+            "/imageTasks/runs",
+            Some(json!({ "encodedTask": task })),
+        );
+        let message = if st == 202 {
+            let id = run["runId"].as_str().unwrap().to_string();
+            let done = poll("the run to end", Duration::from_secs(120), || {
+                let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+                match v["status"].as_str().unwrap_or_default() {
+                    "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
+                    _ => Err(v.to_string()),
+                }
+            });
+            assert_eq!(done["status"], "Failed", "{task}\n{done}");
+            let (_, log, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
+            let log = log.as_str().unwrap_or_default().to_string();
+            assert!(
+                !log.contains("Launching container"),
+                "nothing may start: {log}"
+            );
+            format!("{done}\n{log}")
+        } else {
+            assert_eq!(st, 400, "{task}\n{run}");
+            run.to_string()
+        };
+        assert!(message.contains(&expected), "{task}\n{message}");
+    }
+    assert!(
+        !planted.join("planted").exists(),
+        "the host folder was written"
+    );
+}
