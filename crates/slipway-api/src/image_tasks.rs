@@ -3,6 +3,7 @@
 //! | Route | Body / answer |
 //! |---|---|
 //! | `GET /imageTasks/registry` | `{loginServer}` of the embedded registry |
+//! | `POST /imageTasks/registry/login` | `{loginServer, username, password}`: the embedded registry's user account for `docker login` (audited) |
 //! | `PUT /imageTasks/contexts` | a tar (or tar.gz) of a build context, at most 1 GiB → 201 `{context: "upload:<sha256>"}` (ACR `listBuildSourceUploadUrl`) |
 //! | `POST /imageTasks/builds` | quick build `{context, images[], file?, buildArgs[], secretBuildArgs[], target?, platform?, noPush?, timeout?}` → 202 run (`az acr build`) |
 //! | `POST /imageTasks/runs` | quick run `{context?, taskFile?, encodedTask?, valuesFile?, encodedValues?, set[], timeout?}` → 202 run (`az acr run`) |
@@ -34,6 +35,7 @@ use crate::{put_upload, ApiError, ApiResult, AppState};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/imageTasks/registry", get(registry_info))
+        .route("/imageTasks/registry/login", post(registry_login))
         .route(
             "/imageTasks/contexts",
             put(upload_context).layer(axum::extract::DefaultBodyLimit::max(
@@ -98,6 +100,23 @@ fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
 async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     Ok(Json(json!({"loginServer": svc.registry()})))
+}
+
+/// The user account of the embedded registry, for `docker login`; a POST so
+/// that each hand-out is in the audit log.
+async fn registry_login(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let svc = service(&state, &caller)?;
+    let login = svc.registry_login().ok_or_else(|| {
+        ApiError::not_found(
+            "RegistryLoginUnavailable",
+            "this server hands out no registry account",
+        )
+    })?;
+    Ok(Json(json!({
+        "loginServer": svc.registry(),
+        "username": login.username,
+        "password": login.password,
+    })))
 }
 
 async fn upload_context(

@@ -83,6 +83,11 @@ pub struct Store {
     pub(crate) pool: SqlitePool,
     /// Blob store under `<data>/blobs`.
     pub blobs: BlobStore,
+    /// Registry credentials the server made for itself (the embedded
+    /// registry's account): in memory only, first in
+    /// [`Store::registry_credentials`], never listed as secrets.
+    builtin_registry:
+        std::sync::Arc<std::sync::RwLock<Vec<slipway_core::credentials::RegistryCredential>>>,
 }
 
 impl Store {
@@ -102,7 +107,32 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let blobs = BlobStore::open(data_dir.join("blobs")).await?;
-        Ok(Store { pool, blobs })
+        Ok(Store {
+            pool,
+            blobs,
+            builtin_registry: Default::default(),
+        })
+    }
+
+    /// Sets the registry credentials the server made for itself (replacing
+    /// earlier ones); they are used like `registry` secrets, matched by host.
+    pub fn set_builtin_registry_credentials(
+        &self,
+        credentials: Vec<slipway_core::credentials::RegistryCredential>,
+    ) {
+        *self
+            .builtin_registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = credentials;
+    }
+
+    pub(crate) fn builtin_registry_credentials(
+        &self,
+    ) -> Vec<slipway_core::credentials::RegistryCredential> {
+        self.builtin_registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Blob key prefix of everything an environment stores (files, outputs).

@@ -61,6 +61,18 @@ impl SecretKey {
         Ok(SecretKey(key))
     }
 
+    /// A stable secret for `purpose`, derived from this key (HMAC-SHA256,
+    /// 64 hex digits): the same on every start, different for every key and
+    /// purpose, never stored. Rotating the key rotates it.
+    pub fn derive(&self, purpose: &str) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC takes any key length");
+        mac.update(b"slipway-derived:");
+        mac.update(purpose.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new(Key::from_slice(&self.0))
     }
@@ -266,7 +278,7 @@ impl Store {
         &self,
         key: &SecretKey,
     ) -> Result<Vec<RegistryCredential>, StoreError> {
-        let mut out = Vec::new();
+        let mut out = self.builtin_registry_credentials();
         for meta in self.list_secrets().await? {
             if meta.kind != REGISTRY_CREDENTIAL_KIND {
                 continue;

@@ -465,6 +465,9 @@ pub struct TaskConfig {
     /// Fetches http(s) contexts and alias files and reaches other
     /// registries (the server's one [`Fetcher`]).
     pub fetcher: Fetcher,
+    /// The embedded registry's account for users (`slipway registry
+    /// login`); `None` when none is handed out.
+    pub registry_login: Option<slipway_core::credentials::RegistryCredential>,
 }
 
 impl TaskConfig {
@@ -484,6 +487,7 @@ impl TaskConfig {
             base_image_poll: (600, 3600),
             log_retention_days: 30,
             fetcher,
+            registry_login: None,
         }
     }
 }
@@ -531,6 +535,12 @@ impl TaskService {
     /// Login server of the run registry.
     pub fn registry(&self) -> &str {
         &self.config.registry
+    }
+
+    /// The embedded registry's user account (`docker login` credentials),
+    /// when the server hands one out.
+    pub fn registry_login(&self) -> Option<&slipway_core::credentials::RegistryCredential> {
+        self.config.registry_login.as_ref()
     }
 
     /// Starts the queue loop and the timer loop. Runs left `Started` or

@@ -3,8 +3,10 @@
 //! Slipway starts Debian's `docker-registry` (CNCF distribution 2.8) on
 //! 127.0.0.1 with its push notifications pointed at Slipway's
 //! `/registry/events` (distribution's `notifications.endpoints`, bearer
-//! token in a header). Manifest digests are read with the distribution API
-//! (`HEAD /v2/<repo>/manifests/<tag>` → `Docker-Content-Digest`).
+//! token in a header). Every call needs an account of its `htpasswd` file
+//! (bcrypt): anonymous push, pull and delete get 401. Manifest digests are
+//! read with the distribution API (`HEAD /v2/<repo>/manifests/<tag>` →
+//! `Docker-Content-Digest`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,11 +29,24 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, appli
 pub struct EmbeddedRegistry {
     /// `127.0.0.1:<port>`: the login server of runs.
     pub host: String,
+    /// Slipway's own account (user `slipway`, a random password made at
+    /// each start and kept in memory only): every push, pull and digest
+    /// look-up of the server uses it; no container ever receives it.
+    pub own_account: RegistryCredential,
+    /// The account handed to users who push their own images (user
+    /// `slipway-user`, the password the caller derived).
+    pub user_account: RegistryCredential,
     _child: Child,
 }
 
+/// User name of Slipway's own account on the embedded registry.
+pub const OWN_ACCOUNT: &str = "slipway";
+/// User name of the account users log in with.
+pub const USER_ACCOUNT: &str = "slipway-user";
+
 impl EmbeddedRegistry {
-    /// Writes `<data>/registry/config.yml` and starts `docker-registry serve`
+    /// Writes `<data>/registry/config.yml` and `htpasswd` (Slipway's own
+    /// account and the user account with `user_password`) and starts `docker-registry serve`
     /// on `127.0.0.1:<port>`, storing under `<data>/registry/data`, with
     /// notifications to `notify_url` carrying `Authorization: Bearer <token>`.
     /// Returns once `/v2/` answers (bounded, 10 s).
@@ -43,14 +58,31 @@ impl EmbeddedRegistry {
         port: u16,
         notify_url: &str,
         token: &str,
+        user_password: &str,
     ) -> Result<EmbeddedRegistry, TaskError> {
+        let host = format!("127.0.0.1:{port}");
+        let own_account = RegistryCredential {
+            server: host.clone(),
+            username: OWN_ACCOUNT.into(),
+            password: hex::encode(rand::random::<[u8; 32]>()),
+        };
+        let user_account = RegistryCredential {
+            server: host.clone(),
+            username: USER_ACCOUNT.into(),
+            password: user_password.to_string(),
+        };
+        let accounts = [own_account.clone(), user_account.clone()];
         let dir = data.join("registry");
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| TaskError::Registry(format!("{}: {e}", dir.display())))?;
+        let htpasswd = dir.join("htpasswd");
+        slipway_store::write_private_file(&htpasswd, htpasswd_file(&accounts)?.as_bytes())
+            .map_err(|e| TaskError::Registry(format!("{}: {e}", htpasswd.display())))?;
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    - name: slipway\n      url: {notify_url}\n      headers:\n        Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n",
-            root = dir.join("data").display()
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nauth:\n  htpasswd:\n    realm: slipway\n    path: {htpasswd}\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    - name: slipway\n      url: {notify_url}\n      headers:\n        Authorization: [\"Bearer {token}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 1s\n",
+            root = dir.join("data").display(),
+            htpasswd = htpasswd.display(),
         );
         let cfg_path = dir.join("config.yml");
         slipway_store::write_private_file(&cfg_path, config.as_bytes())
@@ -72,11 +104,12 @@ impl EmbeddedRegistry {
                     "cannot start docker-registry (apt-get install docker-registry, or run scripts/setup-host): {e}"
                 ))
             })?;
-        let host = format!("127.0.0.1:{port}");
         for _ in 0..200 {
             if ping(&host).await {
                 return Ok(EmbeddedRegistry {
                     host,
+                    own_account,
+                    user_account,
                     _child: child,
                 });
             }
@@ -94,13 +127,35 @@ impl EmbeddedRegistry {
     }
 }
 
+/// The `htpasswd` text of `accounts` (bcrypt). The passwords are random
+/// 256-bit values, so bcrypt's lowest cost protects them fully and keeps
+/// every registry request fast (distribution checks the hash per request).
+///
+/// Errors: [`TaskError::Registry`] when a user name holds `:` or a newline.
+pub fn htpasswd_file(accounts: &[RegistryCredential]) -> Result<String, TaskError> {
+    let mut out = String::new();
+    for a in accounts {
+        if a.username.contains([':', '\n']) || a.username.is_empty() {
+            return Err(TaskError::Registry(format!(
+                "registry account '{}': expected a user name without ':' or line breaks",
+                a.username
+            )));
+        }
+        let hash = bcrypt::hash(&a.password, 4)
+            .map_err(|e| TaskError::Registry(format!("hashing a registry password: {e}")))?;
+        out.push_str(&format!("{}:{hash}\n", a.username));
+    }
+    Ok(out)
+}
+
+/// Whether the registry answers `/v2/` (401 counts: it asks for credentials).
 async fn ping(host: &str) -> bool {
     let url = format!("http://{host}/v2/");
     tokio::task::spawn_blocking(move || {
-        ureq::get(&url)
-            .timeout(Duration::from_secs(1))
-            .call()
-            .is_ok()
+        match ureq::get(&url).timeout(Duration::from_secs(1)).call() {
+            Ok(_) | Err(ureq::Error::Status(401, _)) => true,
+            Err(_) => false,
+        }
     })
     .await
     .unwrap_or(false)

@@ -563,7 +563,11 @@ fn value_list(v: &Value) -> Vec<Value> {
 /// Runs a client command.
 pub fn run(client: &ApiClient, output: OutputFormat, command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(_) | Command::Image(_) | Command::Task(_) | Command::VmImage(_) => {
+        Command::Serve(_)
+        | Command::Image(_)
+        | Command::Task(_)
+        | Command::VmImage(_)
+        | Command::Registry(_) => {
             unreachable!("serve, image and task are handled by main")
         }
         Command::Admin(a) => admin(client, output, a)?,

@@ -49,6 +49,43 @@ pub enum ImageCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// A login for the embedded registry, for pushing and pulling your own
+    /// images: the password alone on stdout (pipe it to `docker login
+    /// --password-stdin` or `podman login --password-stdin`), the full
+    /// command on stderr; `-o json` prints `{loginServer, username, password}`.
+    /// DevCenter Admins only; every hand-out is audited.
+    Login,
+}
+
+/// `slipway registry …`.
+pub fn run_registry(
+    client: &ApiClient,
+    output: crate::OutputFormat,
+    cmd: RegistryCommand,
+) -> anyhow::Result<ExitCode> {
+    let RegistryCommand::Login = cmd;
+    let v: Value = client
+        .send("POST", "/imageTasks/registry/login", None)?
+        .json()?;
+    match output {
+        crate::OutputFormat::Json => {
+            println!("{}", serde_json::to_string_pretty(&v)?)
+        }
+        crate::OutputFormat::Table => {
+            let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            eprintln!(
+                "slipway registry login | docker login {} --username {} --password-stdin",
+                field("loginServer"),
+                field("username")
+            );
+            println!("{}", field("password"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `slipway task create` arguments.
 #[derive(Debug, clap::Args)]
 pub struct TaskCreate {

@@ -82,6 +82,9 @@ pub enum Command {
     /// Azure VM Image Builder), and the one-shot `vm-image build`.
     #[command(subcommand)]
     VmImage(vm_image_commands::VmImageCommand),
+    /// The embedded OCI registry (like `az acr login`).
+    #[command(subcommand)]
+    Registry(image_commands::RegistryCommand),
 }
 
 /// Default data directory: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
                 Command::Image(c) => image_commands::run_image(&client, c),
                 Command::Task(c) => image_commands::run_task(&client, c),
                 Command::VmImage(c) => vm_image_commands::run(&client, c),
+                Command::Registry(c) => image_commands::run_registry(&client, cli.output, c),
                 other => commands::run(&client, cli.output, other),
             };
             match result {

@@ -216,10 +216,14 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         registry_port,
         &format!("{base_url}/registry/events"),
         &registry_events_token,
+        &secret_key.derive("embedded-registry-user"),
     )
     .await
     {
         Ok(r) => {
+            // Slipway's own pulls, pushes and digest look-ups on the embedded
+            // registry authenticate like any `registry` credential, by host.
+            store.set_builtin_registry_credentials(vec![r.own_account.clone()]);
             let svc = slipway_tasks::TaskService::new(
                 store.clone(),
                 task_engine,
@@ -227,6 +231,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     max_concurrent_runs: args.max_concurrent_task_runs,
                     base_image_poll: args.base_image_poll_seconds,
                     log_retention_days: args.task_log_retention_days,
+                    registry_login: Some(r.user_account.clone()),
                     ..slipway_tasks::TaskConfig::new(
                         data_dir.clone(),
                         r.host.clone(),

@@ -60,6 +60,19 @@ fn registry(s: &Server) -> String {
     v["loginServer"].as_str().unwrap().to_string()
 }
 
+/// `--creds=user:password` of the embedded registry's user account, from
+/// `slipway registry login -o json` (anonymous calls get 401).
+fn creds(s: &Server) -> String {
+    let (code, out, err) = s.cli(&["-o", "json", "registry", "login"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    format!(
+        "--creds={}:{}",
+        v["username"].as_str().unwrap(),
+        v["password"].as_str().unwrap()
+    )
+}
+
 #[test]
 fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -103,6 +116,7 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
         "secret build arg leaked:\n{out}"
     );
     let reg = registry(&s);
+    let creds = creds(&s);
     let image = format!("{reg}/hello:ca1");
     assert!(
         out.contains(&format!("Successfully pushed image: {image}")),
@@ -125,7 +139,7 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     );
     // Pulled fresh from the registry, it runs.
     podman(&["rmi", "--force", &image]);
-    let (ok, pulled) = podman(&["pull", "--tls-verify=false", &image]);
+    let (ok, pulled) = podman(&["pull", "--tls-verify=false", &creds, &image]);
     assert!(ok, "{pulled}");
     let (ok, shown) = podman(&[
         "run",
@@ -149,9 +163,9 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
 }
 
 /// Pulls `image` fresh from the registry and returns `cat /msg.txt` in it.
-fn pull_and_cat(image: &str) -> String {
+fn pull_and_cat(creds: &str, image: &str) -> String {
     podman(&["rmi", "--force", image]);
-    let (ok, pulled) = podman(&["pull", "--tls-verify=false", image]);
+    let (ok, pulled) = podman(&["pull", "--tls-verify=false", creds, image]);
     assert!(ok, "{pulled}");
     let (ok, shown) = podman(&["run", "--rm", "--entrypoint", "cat", image, "/msg.txt"]);
     assert!(ok, "{shown}");
@@ -168,6 +182,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     let https = slipway_fetch::test_support::HttpsFileServer::start(&www);
     let s = Server::start_trusting(&tmp.path().join("data"), &https);
     let reg = registry(&s);
+    let creds = creds(&s);
     let dockerfile = format!("FROM {BASE}\nCOPY msg.txt /msg.txt\n");
     let build = |context: &str, image: &str| {
         let (code, out, err) = s.cli(&["image", "build", context, "-t", image]);
@@ -193,7 +208,10 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     );
     let out = build(&url, "from-git:1");
     assert!(!out.contains(token), "the git token leaked:\n{out}");
-    assert_eq!(pull_and_cat(&format!("{reg}/from-git:1")), "from git\n");
+    assert_eq!(
+        pull_and_cat(&creds, &format!("{reg}/from-git:1")),
+        "from git\n"
+    );
     let run = wait_run(&s, "ca1");
     let head = common::git(&repos.join("app.git"), &["rev-parse", "HEAD"]);
     assert_eq!(
@@ -222,7 +240,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
     std::fs::write(www.join("ctx.tar.gz"), tgz).unwrap();
     build(&format!("{}/ctx.tar.gz", https.base_url), "from-tarball:1");
     assert_eq!(
-        pull_and_cat(&format!("{reg}/from-tarball:1")),
+        pull_and_cat(&creds, &format!("{reg}/from-tarball:1")),
         "from a tarball\n"
     );
 
@@ -250,11 +268,11 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
         ctx.to_str().unwrap(),
     ]);
     assert!(ok, "{m}");
-    let (ok, m) = podman(&["push", "--tls-verify=false", &artifact]);
+    let (ok, m) = podman(&["push", "--tls-verify=false", &creds, &artifact]);
     assert!(ok, "{m}");
     build(&format!("oci://{artifact}"), "from-oci:1");
     assert_eq!(
-        pull_and_cat(&format!("{reg}/from-oci:1")),
+        pull_and_cat(&creds, &format!("{reg}/from-oci:1")),
         "from an OCI artifact\n"
     );
     podman(&["rmi", "--force", &artifact]);
@@ -369,8 +387,9 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"));
     let reg = registry(&s);
+    let creds = creds(&s);
     let base = format!("{reg}/base:1");
-    let (ok, m) = podman(&["push", "--tls-verify=false", BASE, &base]);
+    let (ok, m) = podman(&["push", "--tls-verify=false", &creds, BASE, &base]);
     assert!(ok, "{m}");
     let ctx = tmp.path().join("app");
     write(
@@ -422,6 +441,7 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     let (ok, m) = podman(&[
         "push",
         "--tls-verify=false",
+        &creds,
         "localhost/slipway-test/base-v2",
         &base,
     ]);
@@ -454,7 +474,7 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     let ctx2 = tmp.path().join("sentinel");
     let sentinel = format!("{reg}/sentinel:1");
     write(&ctx2, &[("Dockerfile", &format!("FROM {sentinel}\n"))]);
-    let (ok, m) = podman(&["push", "--tls-verify=false", BASE, &sentinel]);
+    let (ok, m) = podman(&["push", "--tls-verify=false", &creds, BASE, &sentinel]);
     assert!(ok, "{m}");
     let (code, out, err) = s.cli(&[
         "task",
@@ -473,6 +493,7 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     let (ok, m) = podman(&[
         "push",
         "--tls-verify=false",
+        &creds,
         "localhost/slipway-test/base-v2",
         &base,
     ]);
@@ -480,6 +501,7 @@ fn a_new_base_image_digest_starts_a_run_of_its_dependent_task_once() {
     let (ok, m) = podman(&[
         "push",
         "--tls-verify=false",
+        &creds,
         "localhost/slipway-test/base-v2",
         &sentinel,
     ]);

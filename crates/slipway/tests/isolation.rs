@@ -426,3 +426,58 @@ fn a_task_step_that_asks_for_the_host_is_refused_before_anything_runs() {
         "the host folder was written"
     );
 }
+
+#[test]
+fn the_embedded_registry_refuses_anonymous_push_pull_and_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let (st, v, _) = s.call("GET", "/imageTasks/registry", None);
+    assert_eq!(st, 200, "{v}");
+    let reg = v["loginServer"].as_str().unwrap().to_string();
+    let status = |method: &str, path: &str, auth: Option<&str>| -> u16 {
+        let mut req = ureq::request(method, &format!("http://{reg}{path}"));
+        if let Some(a) = auth {
+            req = req.set("Authorization", a);
+        }
+        match req.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    };
+    let digest = format!("sha256:{}", "0".repeat(64));
+    for (method, path) in [
+        ("GET", "/v2/"),
+        ("GET", "/v2/_catalog"),
+        ("POST", "/v2/base/blobs/uploads/"),
+        ("PUT", "/v2/base/manifests/latest"),
+        ("GET", "/v2/base/manifests/latest"),
+        ("DELETE", &*format!("/v2/base/manifests/{digest}")),
+    ] {
+        assert_eq!(status(method, path, None), 401, "anonymous {method} {path}");
+    }
+    // A wrong password is refused too; the account from `slipway registry
+    // login` is let in.
+    use base64::Engine as _;
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    assert_eq!(status("GET", "/v2/", Some(&basic("slipway", "guess"))), 401);
+    let (code, out, err) = s.cli(&["-o", "json", "registry", "login"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let login: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(login["loginServer"], reg.as_str());
+    let auth = basic(
+        login["username"].as_str().unwrap(),
+        login["password"].as_str().unwrap(),
+    );
+    assert_eq!(status("GET", "/v2/", Some(&auth)), 200);
+    // Plain `registry login` prints the password alone, for --password-stdin.
+    let (code, out, err) = s.cli(&["registry", "login"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), login["password"].as_str().unwrap());
+    assert!(err.contains("--password-stdin"), "{err}");
+}
