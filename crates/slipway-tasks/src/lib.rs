@@ -548,6 +548,13 @@ impl TaskService {
     pub async fn start(self: &Arc<Self>) -> Result<(), TaskError> {
         for status in ["Started", "Running"] {
             for run in self.store.task_runs_in(status).await? {
+                // Its containers and networks are leftovers of the last process.
+                exec::remove_run_resources(
+                    &self.engine,
+                    &exec::run_label(&self.instance, &run.run_id),
+                    &[],
+                )
+                .await;
                 self.store
                     .finish_task_run(
                         &run.run_id,

@@ -481,3 +481,47 @@ fn the_embedded_registry_refuses_anonymous_push_pull_and_delete() {
     assert_eq!(out.trim(), login["password"].as_str().unwrap());
     assert!(err.contains("--password-stdin"), "{err}");
 }
+
+/// Names of the engine's containers (all states) whose name starts with `prefix`.
+fn containers_named(prefix: &str) -> Vec<String> {
+    let out = Command::new("podman")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_task_run_cut_by_a_server_kill_leaves_no_container_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data);
+    let task = "steps:\n  - id: long\n    cmd: --entrypoint sleep localhost/slipway/runner-core:latest 600\n";
+    let (st, run, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({ "encodedTask": task })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    let instance = slipway_runner::instance_id_for(&data);
+    let prefix = format!("slw-{instance}-{id}-");
+    poll("the step container", Duration::from_secs(120), || {
+        let found = containers_named(&prefix);
+        if found.is_empty() {
+            Err("no container yet".to_string())
+        } else {
+            Ok(found)
+        }
+    });
+    let port = s.port;
+    s.kill();
+    let s = Server::start_on(&data, port);
+    let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+    assert_eq!(v["status"], "Error", "{v}");
+    assert_eq!(containers_named(&prefix), Vec::<String>::new());
+}
