@@ -158,8 +158,9 @@ fn commit_events() -> Vec<String> {
 
 /// A secret value for the template (`--set-secret name=value`, read as
 /// `{{.Values.name}}`, masked in logs, never shown).
+/// On the wire either `{name, value}` or the command-line form `"name=value"`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "SecretValueWire")]
 pub struct SecretValue {
     /// The value's name.
     pub name: String,
@@ -169,6 +170,49 @@ pub struct SecretValue {
     /// The value sealed with the server's key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SecretValueWire {
+    Pair(String),
+    #[serde(rename_all = "camelCase")]
+    Object {
+        name: String,
+        #[serde(default)]
+        value: Option<String>,
+        #[serde(default)]
+        sealed: Option<String>,
+    },
+}
+
+impl TryFrom<SecretValueWire> for SecretValue {
+    type Error = String;
+
+    fn try_from(w: SecretValueWire) -> Result<Self, String> {
+        match w {
+            SecretValueWire::Pair(p) => match p.split_once('=') {
+                Some((name, value)) if !name.is_empty() => Ok(SecretValue {
+                    name: name.to_string(),
+                    value: Some(value.to_string()),
+                    sealed: None,
+                }),
+                _ => Err(format!(
+                    "'{}': expected NAME=VALUE",
+                    p.split('=').next().unwrap_or_default()
+                )),
+            },
+            SecretValueWire::Object {
+                name,
+                value,
+                sealed,
+            } => Ok(SecretValue {
+                name,
+                value,
+                sealed,
+            }),
+        }
+    }
 }
 
 fn enabled() -> String {
@@ -195,9 +239,10 @@ pub struct DockerBuild {
     /// `K=V` build args.
     #[serde(default)]
     pub build_args: Vec<String>,
-    /// `K=V` build args whose values never appear in logs.
+    /// Build args whose values never appear in logs or API answers
+    /// (`"K=V"` or `{name, value}`; sealed once stored, shown as `(secure)`).
     #[serde(default)]
-    pub secret_build_args: Vec<String>,
+    pub secret_build_args: Vec<SecretValue>,
     /// `--target`.
     #[serde(default)]
     pub target: Option<String>,
@@ -389,17 +434,30 @@ impl TaskSpec {
 /// Replaces every sealed `setSecret[]` value of a task spec or run request
 /// (as JSON) by `"value": "(secure)"`, as the API shows them.
 pub fn redact_secret_values(spec_or_request: &mut Value) {
-    if let Some(list) = spec_or_request
-        .get_mut("setSecret")
-        .and_then(Value::as_array_mut)
-    {
-        for s in list {
+    let redact = |list: Option<&mut Vec<Value>>| {
+        for s in list.into_iter().flatten() {
             if let Some(o) = s.as_object_mut() {
                 o.remove("sealed");
                 o.insert("value".into(), json!("(secure)"));
             }
         }
+    };
+    // A task spec carries its request under `run`.
+    let request = match spec_or_request.get("run") {
+        Some(_) => spec_or_request.get_mut("run"),
+        None => Some(&mut *spec_or_request),
+    };
+    if let Some(r) = request {
+        redact(
+            r.pointer_mut("/docker/secretBuildArgs")
+                .and_then(Value::as_array_mut),
+        );
     }
+    redact(
+        spec_or_request
+            .get_mut("setSecret")
+            .and_then(Value::as_array_mut),
+    );
 }
 
 /// Parses a 5-field UTC cron (minute hour day month day-of-week).
@@ -589,6 +647,9 @@ impl TaskService {
     ) -> Result<TaskRunRecord, TaskError> {
         let mut request = request.clone();
         self.seal_values(&mut request.set_secret)?;
+        if let Some(d) = request.docker.as_mut() {
+            self.seal_values(&mut d.secret_build_args)?;
+        }
         let run = self
             .store
             .create_task_run(task, run_type, &json!(request), &trigger)
@@ -672,6 +733,9 @@ impl TaskService {
     ) -> Result<(TaskSpec, bool), TaskError> {
         let mut spec = spec.validate()?;
         self.seal_values(&mut spec.run.set_secret)?;
+        if let Some(d) = spec.run.docker.as_mut() {
+            self.seal_values(&mut d.secret_build_args)?;
+        }
         let old = self.task(name).await?;
         if let Some(old) = &old {
             // Learned dependencies survive an update.
@@ -1144,12 +1208,9 @@ impl TaskService {
         let plan = match &request.docker {
             Some(d) => {
                 let data = template_data(&vars, &json!({}), &BTreeMap::new());
-                for a in &d.secret_build_args {
-                    if let Some((_, v)) = a.split_once('=') {
-                        secret_values.push(v.to_string());
-                    }
-                }
-                docker_plan(d, &data, &self.config.registry)?
+                let secret_args = self.open_values(&d.secret_build_args)?;
+                secret_values.extend(secret_args.iter().map(|(_, v)| v.clone()));
+                docker_plan(d, &secret_args, &data, &self.config.registry)?
             }
             None => {
                 let text = match (&request.encoded_task, &request.task_file) {
@@ -1550,7 +1611,12 @@ pub fn render_plan(
 /// every image unless `noPush` (acb `build`). Image names are templated
 /// with run variables and prefixed with the run registry when they have
 /// no registry.
-pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan, TaskError> {
+pub fn docker_plan(
+    d: &DockerBuild,
+    secret_args: &[(String, String)],
+    data: &Value,
+    registry: &str,
+) -> Result<Plan, TaskError> {
     let mut images = Vec::new();
     for i in &d.images {
         let r = render(i, data).map_err(|e| TaskError::Validation(format!("image '{i}': {e}")))?;
@@ -1571,8 +1637,9 @@ pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan
     if let Some(f) = &d.file {
         build.push_str(&format!("-f {} ", q(f)));
     }
-    for a in d.build_args.iter().chain(d.secret_build_args.iter()) {
-        build.push_str(&format!("--build-arg {} ", q(a)));
+    let secret_args = secret_args.iter().map(|(k, v)| format!("{k}={v}"));
+    for a in d.build_args.iter().cloned().chain(secret_args) {
+        build.push_str(&format!("--build-arg {} ", q(&a)));
     }
     if let Some(t) = &d.target {
         build.push_str(&format!("--target {} ", q(t)));
@@ -1655,7 +1722,7 @@ mod tests {
             ..Default::default()
         };
         let data = json!({"Run": {"ID": "ca1"}});
-        let p = docker_plan(&d, &data, "127.0.0.1:5000").unwrap();
+        let p = docker_plan(&d, &[], &data, "127.0.0.1:5000").unwrap();
         assert_eq!(p.task.steps.len(), 2);
         assert_eq!(
             p.task.steps[1].push,
@@ -1668,6 +1735,9 @@ mod tests {
             no_push: true,
             ..Default::default()
         };
-        assert_eq!(docker_plan(&d, &data, "r").unwrap().task.steps.len(), 1);
+        assert_eq!(
+            docker_plan(&d, &[], &data, "r").unwrap().task.steps.len(),
+            1
+        );
     }
 }

@@ -126,6 +126,21 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     // The run records its image digest and its base.
     let run = wait_run(&s, "ca1");
     assert_eq!(run["status"], "Succeeded");
+    // The secret build arg is sealed at rest and shown as (secure).
+    assert!(!run.to_string().contains("sekrit-build-value-77"), "{run}");
+    assert_eq!(
+        run["request"]["docker"]["secretBuildArgs"],
+        json!([{"name": "TOKEN", "value": "(secure)"}]),
+        "{run}"
+    );
+    for f in ["slipway.db", "slipway.db-wal"] {
+        let bytes = std::fs::read(s.data.join(f)).unwrap_or_default();
+        let needle = b"sekrit-build-value-77";
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{f} holds the secret build arg in clear"
+        );
+    }
     assert!(
         run["outputImages"][0]["digest"]
             .as_str()
@@ -137,10 +152,14 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
         run["dependencies"][0]["runtime-dependency"]["repository"], "slipway/runner-core",
         "{run}"
     );
-    // Pulled fresh from the registry, it runs.
+    // Pulled fresh from the registry, it runs; its history has no secret.
     podman(&["rmi", "--force", &image]);
     let (ok, pulled) = podman(&["pull", "--tls-verify=false", &creds, &image]);
     assert!(ok, "{pulled}");
+    let (ok, history) = podman(&["history", "--no-trunc", &image]);
+    assert!(ok, "{history}");
+    assert!(history.contains("GREETING=hi-there"), "{history}");
+    assert!(!history.contains("sekrit-build-value-77"), "{history}");
     let (ok, shown) = podman(&[
         "run",
         "--rm",
