@@ -394,6 +394,19 @@ impl EgressPlan {
     }
 }
 
+/// The host's nftables table for a task run's bridge network `bridge`
+/// whose gateway is `gateway` (load with `nft -f -`): steps reach each
+/// other on the bridge, the engine's DNS on the gateway (port 53) and the
+/// outside world; not the host's services, not [`BLOCKED_RANGES`], not
+/// other runs or runners, no IPv6. Connections into the run are refused
+/// except to ports the task publishes (`-p`, which the engine DNATs).
+pub fn run_network_ruleset(table: &str, bridge: &str, gateway: Ipv4Addr) -> String {
+    let blocked = set(blocked_ranges().iter().map(Ipv4Cidr::to_string));
+    format!(
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname \"{bridge}\" ct state established,related accept\n    iifname \"{bridge}\" ip daddr {gateway} udp dport 53 accept\n    iifname \"{bridge}\" ip daddr {gateway} tcp dport 53 accept\n    iifname \"{bridge}\" drop\n  }}\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    oifname \"{bridge}\" ct state established,related accept\n    oifname \"{bridge}\" ct status dnat accept\n    oifname \"{bridge}\" drop\n    iifname \"{bridge}\" meta nfproto ipv6 drop\n    iifname \"{bridge}\" ip daddr {blocked} drop\n  }}\n}}\n"
+    )
+}
+
 fn set(items: impl Iterator<Item = String>) -> String {
     format!("{{ {} }}", items.collect::<Vec<_>>().join(", "))
 }
@@ -560,6 +573,15 @@ mod tests {
         assert!(rules.contains("oifname \"slw7\" drop"));
         // Allowed CIDRs come before the blocked-range drop.
         assert!(rules.find("10.99.0.0/24 } accept").unwrap() < rules.find("0.0.0.0/8").unwrap());
+    }
+
+    #[test]
+    fn run_networks_open_only_dns_on_the_host() {
+        let rules = run_network_ruleset("slwb_ab", "slwbab", "10.89.3.1".parse().unwrap());
+        assert!(rules.contains("iifname \"slwbab\" ip daddr 10.89.3.1 udp dport 53 accept"));
+        assert!(rules.contains("    iifname \"slwbab\" drop\n"));
+        assert!(rules.contains("169.254.0.0/16"));
+        assert!(rules.contains("oifname \"slwbab\" ct status dnat accept"));
     }
 
     #[test]

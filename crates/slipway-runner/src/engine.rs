@@ -7,6 +7,7 @@
 //! started on `<data>/podman.sock` and lives as long as the server.
 
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -364,24 +365,45 @@ impl Engine {
     /// Creates a bridge network for the containers of one task run.
     ///
     /// Errors: [`RunnerError::Engine`] with the engine's message.
+    /// The bridge's host interface is named `bridge` (so that the host's
+    /// filter can name it before the first container joins). Returns the
+    /// network's IPv4 gateway.
     pub async fn create_network(
         &self,
         name: &str,
         driver: &str,
-        ipv6: bool,
+        bridge: &str,
         labels: HashMap<String, String>,
-    ) -> Result<(), RunnerError> {
+    ) -> Result<Ipv4Addr, RunnerError> {
+        let mut options = HashMap::new();
+        options.insert(
+            "com.docker.network.bridge.name".to_string(),
+            bridge.to_string(),
+        );
         self.docker
             .create_network(CreateNetworkOptions {
                 name: name.to_string(),
                 driver: driver.to_string(),
-                enable_ipv6: ipv6,
+                options,
                 labels,
                 ..Default::default()
             })
             .await
-            .map(|_| ())
-            .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))
+            .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
+        let info = self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::network::InspectNetworkOptions<String>>,
+            )
+            .await
+            .map_err(|e| RunnerError::Engine(format!("inspect network {name}: {}", message(e))))?;
+        info.ipam
+            .and_then(|i| i.config)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.gateway?.parse::<Ipv4Addr>().ok())
+            .ok_or_else(|| RunnerError::Engine(format!("network {name} has no IPv4 gateway")))
     }
 
     /// Removes every container (but those named in `keep`) and then every

@@ -328,3 +328,18 @@ pub async fn reap_orphan_tables() {
         }
     }
 }
+
+/// Loads nftables `rules` (a whole table, e.g.
+/// [`slipway_core::isolation::run_network_ruleset`]).
+///
+/// Errors: [`RunnerError::Network`] with nft's message.
+pub async fn load_rules(rules: &str) -> Result<(), RunnerError> {
+    run("nft", &["-f", "-"], Some(rules))
+        .await
+        .map_err(|e| net_err("installing a network filter", e))
+}
+
+/// Deletes nftables table `inet <table>` (absent is fine).
+pub async fn remove_table(table: &str) {
+    let _ = run("nft", &["delete", "table", "inet", table], None).await;
+}

@@ -16,13 +16,13 @@ use bollard::image::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
-use slipway_core::isolation::{refuse_unconfined_step, StepRequest};
+use slipway_core::isolation::{refuse_unconfined_step, run_network_ruleset, StepRequest};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
 use slipway_fetch::Fetcher;
-use slipway_runner::{ContainerSpec, Engine, NetworkAttachment, RunnerError};
+use slipway_runner::{netns, ContainerSpec, Engine, NetworkAttachment, RunnerError};
 use tokio::task::JoinSet;
 
 use crate::context::tar_dir;
@@ -31,6 +31,9 @@ use crate::{RunLog, TaskError};
 
 /// Label on every container and network of a run: `<instance>/<run id>`.
 pub const RUN_LABEL: &str = "io.slipway.task-run";
+/// Label on a run's network naming its bridge interface, which is also the
+/// name of the host's nftables table for it.
+pub const BRIDGE_LABEL: &str = "io.slipway.bridge";
 
 /// The [`RUN_LABEL`] value of run `run_id` on server `instance`.
 pub fn run_label(instance: &str, run_id: &str) -> String {
@@ -137,17 +140,32 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
                 n.driver.as_deref().unwrap_or("bridge")
             ))
             .await;
+        if n.ipv6 {
+            return Err(TaskError::Validation(format!(
+                "network '{}': ipv6 is not supported: steps have IPv4 egress only",
+                n.name
+            )));
+        }
+        if n.driver.as_deref().is_some_and(|d| d != "bridge") {
+            return Err(TaskError::Validation(format!(
+                "network '{}': driver '{}' is not supported: expected 'bridge'",
+                n.name,
+                n.driver.as_deref().unwrap_or_default()
+            )));
+        }
+        // The host's filter names the bridge before any step joins it.
+        let bridge = format!("slwb{}", hex::encode(rand::random::<[u8; 4]>()));
         let mut labels = HashMap::new();
         labels.insert(RUN_LABEL.to_string(), env.label());
-        env.engine
-            .create_network(
-                &env.network(&n.name),
-                n.driver.as_deref().unwrap_or("bridge"),
-                n.ipv6,
-                labels,
-            )
+        labels.insert(BRIDGE_LABEL.to_string(), bridge.clone());
+        let gateway = env
+            .engine
+            .create_network(&env.network(&n.name), "bridge", &bridge, labels)
             .await
             .map_err(|e| TaskError::Engine(format!("create network {}: {e}", n.name)))?;
+        netns::load_rules(&run_network_ruleset(&bridge, &bridge, gateway))
+            .await
+            .map_err(|e| TaskError::Engine(format!("network {}: {e}", n.name)))?;
     }
     for v in &plan.task.volumes {
         let dir = env.volumes_dir.join(&v.name);
@@ -228,7 +246,18 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
 /// labelled [`RUN_LABEL`]` = label`: detached services, the containers of
 /// aborted steps, the run's networks. Failures are ignored (best effort).
 pub async fn remove_run_resources(engine: &Engine, label: &str, keep: &[String]) {
+    let bridges: Vec<String> = engine
+        .networks_with_label(RUN_LABEL)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, l)| l.get(RUN_LABEL).map(String::as_str) == Some(label))
+        .filter_map(|(_, mut l)| l.remove(BRIDGE_LABEL))
+        .collect();
     engine.remove_labelled(RUN_LABEL, label, keep).await;
+    for b in bridges {
+        netns::remove_table(&b).await;
+    }
 }
 
 #[derive(Default)]

@@ -525,3 +525,40 @@ fn a_task_run_cut_by_a_server_kill_leaves_no_container_after_restart() {
     assert_eq!(v["status"], "Error", "{v}");
     assert_eq!(containers_named(&prefix), Vec::<String>::new());
 }
+
+#[test]
+fn a_task_step_reaches_other_steps_but_not_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let service = host_service();
+    let base = "localhost/slipway/runner-core:latest";
+    // The engine's DNS answers on the run network's gateway, i.e. the host.
+    let task = format!(
+        r#"steps:
+  - id: web
+    cmd: --entrypoint sleep {base} 60
+    detach: true
+  - id: probe
+    cmd: --entrypoint bash {base} -c 'gw=$(awk "/^nameserver/ {{print \$2; exit}}" /etc/resolv.conf); getent hosts web >/dev/null && echo "peer=resolved"; if curl -s -o /dev/null --connect-timeout 2 "http://$gw:{service}/"; then echo "host-service=reached"; else echo "host-service=refused"; fi'
+"#
+    );
+    let (st, run, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({ "encodedTask": task })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    let done = poll("the run to end", Duration::from_secs(120), || {
+        let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+        match v["status"].as_str().unwrap_or_default() {
+            "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
+            _ => Err(v.to_string()),
+        }
+    });
+    let (_, log, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
+    let log = log.as_str().unwrap_or_default().to_string();
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("peer=resolved"), "{log}");
+    assert!(log.contains("host-service=refused"), "{log}");
+}

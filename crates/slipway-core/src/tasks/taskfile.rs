@@ -435,18 +435,38 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
     }
     // Confinement is checked before anything runs: a step that would reach
     // outside its run refuses the whole plan, naming the step and the flag.
+    // Steps join only networks the run creates (an existing engine network
+    // would bypass the run's egress rules).
+    for n in networks.iter().filter(|n| n.skip_creation) {
+        return Err(format!(
+            "network '{}': skipCreation is not allowed: steps use networks their run creates",
+            n.name
+        ));
+    }
     for step in &task.steps {
         let rc = match &step.cmd {
             Some(cmd) => crate::tasks::cmdline::parse_cmd(cmd)
                 .map_err(|e| format!("step '{}': {e}", step.id))?,
             None => Default::default(),
         };
+        let network = rc.network.as_deref().or(step.network.as_deref());
         crate::isolation::refuse_unconfined_step(&crate::isolation::StepRequest {
             step_id: &step.id,
             privileged: step.privileged || rc.privileged,
-            network: rc.network.as_deref().or(step.network.as_deref()),
+            network,
             volumes: &rc.volumes,
         })?;
+        if let Some(n) = network.filter(|n| !networks.iter().any(|d| d.name == *n)) {
+            return Err(format!(
+                "step '{}': --network '{n}' is not allowed: expected a network the task file declares ({})",
+                step.id,
+                networks
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
     let created = networks.into_iter().collect();
     Ok(Plan {
