@@ -437,7 +437,7 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
     // outside its run refuses the whole plan, naming the step and the flag.
     // Steps join only networks the run creates (an existing engine network
     // would bypass the run's egress rules).
-    for n in networks.iter().filter(|n| n.skip_creation) {
+    if let Some(n) = networks.iter().find(|n| n.skip_creation) {
         return Err(format!(
             "network '{}': skipCreation is not allowed: steps use networks their run creates",
             n.name
