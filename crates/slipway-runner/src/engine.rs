@@ -743,7 +743,36 @@ impl Engine {
                 return Ok(code);
             }
         }
-        self.engine_wait(name).await
+        self.exit_code(name).await
+    }
+
+    /// Waits for a started container to exit and returns its exit code.
+    /// Podman 4's `/wait` can miss an exit that happened just before the
+    /// call and then block forever, so the state is read first and again
+    /// every 2 s while the engine's wait runs.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the container is gone.
+    pub async fn exit_code(&self, name: &str) -> Result<i64, RunnerError> {
+        loop {
+            match self.state(name).await? {
+                Some(ContainerState::Exited(code)) => return Ok(code),
+                Some(ContainerState::Stopping) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                None => {
+                    return Err(RunnerError::Engine(format!(
+                        "wait for {name}: the container is gone"
+                    )))
+                }
+                Some(ContainerState::Running | ContainerState::Created) => {
+                    if let Ok(code) =
+                        tokio::time::timeout(Duration::from_secs(2), self.engine_wait(name)).await
+                    {
+                        return code;
+                    }
+                }
+            }
+        }
     }
 
     /// Drains the attachment, then reads the exit code once the engine has

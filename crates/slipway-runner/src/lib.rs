@@ -234,13 +234,25 @@ impl Scheduler {
             })
     }
 
+    fn held_networks(&self) -> std::sync::MutexGuard<'_, HashMap<String, OperationNetwork>> {
+        self.networks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps operation `op_id`'s network (when this process made it) and
+    /// runner API listener until [`Scheduler::release_network`].
+    fn hold_network(&self, op_id: &str, network: Option<RunnerNetwork>, listener: ApiListener) {
+        self.held_networks().insert(
+            op_id.to_string(),
+            OperationNetwork {
+                network,
+                _listener: listener,
+            },
+        );
+    }
+
     /// Removes operation `op_id`'s network and stops its runner API listener.
     async fn release_network(&self, op_id: &str) {
-        let held = self
-            .networks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(op_id);
+        let held = self.held_networks().remove(op_id);
         match held.and_then(|h| h.network) {
             Some(n) => n.remove().await,
             None => netns::reap(&self.network_name(op_id)).await,
@@ -399,16 +411,7 @@ impl Scheduler {
         };
         match self.serve_runner_api(*addr.ip(), addr.port(), &op.id) {
             Ok((_, listener)) => {
-                self.networks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        op.id.clone(),
-                        OperationNetwork {
-                            network: None,
-                            _listener: listener,
-                        },
-                    );
+                self.hold_network(&op.id, None, listener);
             }
             Err(e) => {
                 tracing::warn!(operation = %op.id, error = %e, "could not serve the runner API again")
@@ -516,16 +519,7 @@ impl Scheduler {
         }
         let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
         let path = network.path();
-        self.networks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                op.id.clone(),
-                OperationNetwork {
-                    network: Some(network),
-                    _listener: listener.1,
-                },
-            );
+        self.hold_network(&op.id, Some(network), listener.1);
         let mut env = vec![
             format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
             format!("{ENV_ENDPOINT}={endpoint}"),
@@ -561,9 +555,7 @@ impl Scheduler {
         spec.confinement = policy.confinement();
         let attachment = self.engine.start(&spec).await?;
         let held = self
-            .networks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .held_networks()
             .get(&op.id)
             .and_then(|h| h.network.clone());
         if let Some(n) = held {

@@ -480,7 +480,7 @@ async fn run_cmd(
     }
     let code = env
         .engine
-        .wait(&name, None)
+        .exit_code(&name)
         .await
         .map_err(|e| TaskError::Engine(e.to_string()))?;
     if !step.keep {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{poll, Server};
+use common::{poll, run_log, wait_run, Server};
 use serde_json::{json, Value};
 
 const BASE: &str = "localhost/slipway/runner-core:latest";
@@ -30,28 +30,6 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
     }
-}
-
-fn wait_run(s: &Server, id: &str) -> Value {
-    poll(
-        &format!("run {id} to finish"),
-        Duration::from_secs(300),
-        || {
-            let (st, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
-            assert_eq!(st, 200, "{v}");
-            match v["status"].as_str().unwrap_or_default() {
-                "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
-                _ => Err(v.to_string()),
-            }
-        },
-    )
-}
-
-fn run_log(s: &Server, id: &str) -> String {
-    let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
 }
 
 fn registry(s: &Server) -> String {

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{poll, scripted_catalog, Server};
+use common::{poll, run_log, scripted_catalog, wait_run, Server};
 use serde_json::{json, Value};
 
 /// Sets the runner policy of project environment type `Dev`.
@@ -399,17 +399,10 @@ fn a_task_step_that_asks_for_the_host_is_refused_before_anything_runs() {
             Some(json!({ "encodedTask": task })),
         );
         let message = if st == 202 {
-            let id = run["runId"].as_str().unwrap().to_string();
-            let done = poll("the run to end", Duration::from_secs(120), || {
-                let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
-                match v["status"].as_str().unwrap_or_default() {
-                    "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
-                    _ => Err(v.to_string()),
-                }
-            });
+            let id = run["runId"].as_str().unwrap();
+            let done = wait_run(&s, id);
             assert_eq!(done["status"], "Failed", "{task}\n{done}");
-            let (_, log, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
-            let log = log.as_str().unwrap_or_default().to_string();
+            let log = run_log(&s, id);
             assert!(
                 !log.contains("Launching container"),
                 "nothing may start: {log}"
@@ -548,16 +541,9 @@ fn a_task_step_reaches_other_steps_but_not_the_host() {
         Some(json!({ "encodedTask": task })),
     );
     assert_eq!(st, 202, "{run}");
-    let id = run["runId"].as_str().unwrap().to_string();
-    let done = poll("the run to end", Duration::from_secs(120), || {
-        let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
-        match v["status"].as_str().unwrap_or_default() {
-            "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
-            _ => Err(v.to_string()),
-        }
-    });
-    let (_, log, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
-    let log = log.as_str().unwrap_or_default().to_string();
+    let id = run["runId"].as_str().unwrap();
+    let done = wait_run(&s, id);
+    let log = run_log(&s, id);
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     assert!(log.contains("peer=resolved"), "{log}");
     assert!(log.contains("host-service=refused"), "{log}");

@@ -394,6 +394,30 @@ impl Drop for Server {
     }
 }
 
+/// Waits (bounded) until image task run `id` has ended; returns it.
+pub fn wait_run(s: &Server, id: &str) -> Value {
+    poll(
+        &format!("run {id} to finish"),
+        Duration::from_secs(300),
+        || {
+            let (st, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}"), None);
+            assert_eq!(st, 200, "{v}");
+            match v["status"].as_str().unwrap_or_default() {
+                "Succeeded" | "Failed" | "Canceled" | "Error" | "Timeout" => Ok(v),
+                _ => Err(v.to_string()),
+            }
+        },
+    )
+}
+
+/// The log of image task run `id` as text.
+pub fn run_log(s: &Server, id: &str) -> String {
+    let (_, v, _) = s.call("GET", &format!("/imageTasks/runs/{id}/logs"), None);
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
 /// A git catalog (in `dir/repo`) with one definition `name` that runs with
 /// the `scripted` fixture image, taking `deploy` as its deploy.sh.
 pub fn scripted_catalog(dir: &Path, name: &str, deploy: &str) -> Value {
