@@ -499,6 +499,7 @@ impl Scheduler {
         };
         // A leftover container of the same name (earlier attempt) is replaced.
         self.engine.remove(&op.container_name).await?;
+        let network_started = std::time::Instant::now();
         let mut network = RunnerNetwork::create(
             &self.network_name(&op.id),
             &self.config.network_pool,
@@ -517,6 +518,12 @@ impl Scheduler {
             network.remove().await;
             return Err(e);
         }
+        tracing::info!(
+            operation = %op.id,
+            link = %network.host_if(),
+            network_setup_ms = network_started.elapsed().as_millis() as u64,
+            "runner network ready"
+        );
         let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
         let path = network.path();
         self.hold_network(&op.id, Some(network), listener.1);
