@@ -257,6 +257,8 @@ impl Scheduler {
             Some(n) => n.remove().await,
             None => netns::reap(&self.network_name(op_id)).await,
         }
+        // Tables of links that died with a killed server's runners.
+        netns::reap_orphan_tables().await;
     }
 
     /// Stops the runner of running operation `op_id` (SIGTERM, the grace
