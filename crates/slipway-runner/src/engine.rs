@@ -263,6 +263,11 @@ pub fn message(e: bollard::errors::Error) -> String {
     }
 }
 
+/// The engine's list filter for label `key` or `key=value`.
+fn label_filter(label: String) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![label])])
+}
+
 fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
@@ -409,8 +414,7 @@ impl Engine {
     /// Removes every container (but those named in `keep`) and then every
     /// network carrying label `key=value`. Best effort: failures are logged.
     pub async fn remove_labelled(&self, key: &str, value: &str, keep: &[String]) {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("{key}={value}")]);
+        let filters = label_filter(format!("{key}={value}"));
         if let Ok(list) = self
             .docker
             .list_containers(Some(bollard::container::ListContainersOptions {
@@ -453,8 +457,7 @@ impl Engine {
         &self,
         key: &str,
     ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![key.to_string()]);
+        let filters = label_filter(key.to_string());
         let nets = self
             .docker
             .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
@@ -893,8 +896,7 @@ impl Engine {
         &self,
         key: &str,
     ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
-        let mut filters = HashMap::new();
-        filters.insert("label".to_string(), vec![key.to_string()]);
+        let filters = label_filter(key.to_string());
         let list = self
             .docker
             .list_containers(Some(bollard::container::ListContainersOptions {
