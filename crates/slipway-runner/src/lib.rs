@@ -489,16 +489,8 @@ impl Scheduler {
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
-        let environment = self.store.get_environment_by_id(&op.environment_id).await?;
-        let policy = match &environment {
-            Some(e) => self
-                .store
-                .get_project_environment_type(&e.project, &e.environment_type)
-                .await?
-                .map(|t| t.runner_policy)
-                .unwrap_or_default(),
-            None => Default::default(),
-        };
+        let (environment, pet) = self.environment_type_of(op).await?;
+        let policy = pet.map(|t| t.runner_policy).unwrap_or_default();
         // A leftover container of the same name (earlier attempt) is replaced.
         self.engine.remove(&op.container_name).await?;
         let network_started = std::time::Instant::now();
@@ -528,6 +520,7 @@ impl Scheduler {
         );
         let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
         let path = network.path();
+        let joined = network.clone();
         self.hold_network(&op.id, Some(network), listener.1);
         let mut env = vec![
             format!("{ENV_OPERATION_NAME}={}", op.kind.operation_name()),
@@ -563,13 +556,7 @@ impl Scheduler {
         spec.labels = labels;
         spec.confinement = policy.confinement();
         let attachment = self.engine.start(&spec).await?;
-        let held = self
-            .held_networks()
-            .get(&op.id)
-            .and_then(|h| h.network.clone());
-        if let Some(n) = held {
-            n.release_name().await;
-        }
+        joined.release_name().await;
         Ok(attachment)
     }
 
@@ -684,15 +671,8 @@ impl Scheduler {
     /// The runner policy of `op`'s project environment type (default when
     /// the type is gone).
     async fn policy_of(&self, op: &OperationRecord) -> slipway_core::isolation::RunnerPolicy {
-        let Ok(Some(env)) = self.store.get_environment_by_id(&op.environment_id).await else {
-            return Default::default();
-        };
-        match self
-            .store
-            .get_project_environment_type(&env.project, &env.environment_type)
-            .await
-        {
-            Ok(Some(t)) => t.runner_policy,
+        match self.environment_type_of(op).await {
+            Ok((_, Some(t))) => t.runner_policy,
             _ => Default::default(),
         }
     }
@@ -723,15 +703,8 @@ impl Scheduler {
 
     /// The runtime limit of `op`: its project environment type's, else the server's.
     async fn max_runtime_of(&self, op: &OperationRecord) -> Duration {
-        let Ok(Some(env)) = self.store.get_environment_by_id(&op.environment_id).await else {
-            return self.config.max_runtime;
-        };
-        match self
-            .store
-            .get_project_environment_type(&env.project, &env.environment_type)
-            .await
-        {
-            Ok(Some(t)) => t
+        match self.environment_type_of(op).await {
+            Ok((_, Some(t))) => t
                 .limits
                 .max_runtime_minutes
                 .and_then(|m| u64::try_from(m).ok())
@@ -739,6 +712,28 @@ impl Scheduler {
                 .unwrap_or(self.config.max_runtime),
             _ => self.config.max_runtime,
         }
+    }
+
+    /// The environment of `op` and its project environment type (each
+    /// `None` when gone).
+    async fn environment_type_of(
+        &self,
+        op: &OperationRecord,
+    ) -> Result<
+        (
+            Option<slipway_store::EnvironmentRecord>,
+            Option<slipway_store::ProjectEnvironmentType>,
+        ),
+        StoreError,
+    > {
+        let Some(env) = self.store.get_environment_by_id(&op.environment_id).await? else {
+            return Ok((None, None));
+        };
+        let pet = self
+            .store
+            .get_project_environment_type(&env.project, &env.environment_type)
+            .await?;
+        Ok((Some(env), pet))
     }
 
     /// Records the result (retrying transient store errors) and frees the

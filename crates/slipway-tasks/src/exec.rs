@@ -140,19 +140,6 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
                 n.driver.as_deref().unwrap_or("bridge")
             ))
             .await;
-        if n.ipv6 {
-            return Err(TaskError::Validation(format!(
-                "network '{}': ipv6 is not supported: steps have IPv4 egress only",
-                n.name
-            )));
-        }
-        if n.driver.as_deref().is_some_and(|d| d != "bridge") {
-            return Err(TaskError::Validation(format!(
-                "network '{}': driver '{}' is not supported: expected 'bridge'",
-                n.name,
-                n.driver.as_deref().unwrap_or_default()
-            )));
-        }
         // The host's filter names the bridge before any step joins it.
         let bridge = format!("slwb{}", hex::encode(rand::random::<[u8; 4]>()));
         let mut labels = HashMap::new();

@@ -443,6 +443,20 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
             n.name
         ));
     }
+    for n in &networks {
+        if n.ipv6 {
+            return Err(format!(
+                "network '{}': ipv6 is not supported: steps have IPv4 egress only",
+                n.name
+            ));
+        }
+        if let Some(d) = n.driver.as_deref().filter(|d| *d != "bridge") {
+            return Err(format!(
+                "network '{}': driver '{d}' is not supported: expected 'bridge'",
+                n.name
+            ));
+        }
+    }
     for step in &task.steps {
         let rc = match &step.cmd {
             Some(cmd) => crate::tasks::cmdline::parse_cmd(cmd)
