@@ -341,7 +341,11 @@ async fn put_project_environment_type(
         }
     }
     if let Some(id) = &b.deployment_identity {
-        match state.store.secret_meta(id).await? {
+        match state
+            .store
+            .secret_meta(&slipway_store::SecretScope::DevCenter, id)
+            .await?
+        {
             Some(m) if m.kind == DEPLOYMENT_IDENTITY_KIND => {}
             Some(m) => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}' of kind '{}': expected a secret of kind '{DEPLOYMENT_IDENTITY_KIND}'", m.kind))),
             None => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}', which does not exist: create it with PUT /admin/secrets/{id} {{\"kind\": \"{DEPLOYMENT_IDENTITY_KIND}\", \"value\": {{…}}}}"))),

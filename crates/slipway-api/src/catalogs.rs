@@ -24,7 +24,7 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use slipway_catalog::{sync_catalog, CatalogError};
 use slipway_core::names::validate_resource_name;
-use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord};
+use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord, SecretScope};
 
 use crate::admin::{body, JsonBody};
 use crate::auth::Caller;
@@ -33,6 +33,7 @@ use slipway_core::access::Permission;
 use slipway_core::credentials::{
     DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
 };
+use slipway_core::echo::truncate as truncate_echo;
 
 /// Catalog, definition and secret routes.
 pub fn routes() -> Router<AppState> {
@@ -64,12 +65,15 @@ pub fn routes() -> Router<AppState> {
                 post(definition_error_details),
             );
     }
-    r.route("/admin/secrets", get(list_secrets))
-        .route(
-            "/admin/secrets/{s}",
-            put(put_secret).get(get_secret).delete(delete_secret),
-        )
-        .route_layer(axum::middleware::from_fn(require_scope_admin))
+    for scope in ["/admin", "/admin/projects/{p}"] {
+        r = r
+            .route(&format!("{scope}/secrets"), get(list_secrets))
+            .route(
+                &format!("{scope}/secrets/{{s}}"),
+                put(put_secret).get(get_secret).delete(delete_secret),
+            );
+    }
+    r.route_layer(axum::middleware::from_fn(require_scope_admin))
 }
 
 /// Every route here administers its scope: a project's catalogs need
@@ -261,6 +265,7 @@ fn parse_catalog_body(body: &Value, project: Option<&str>) -> ApiResult<CatalogS
 
 async fn put_catalog(
     State(state): State<AppState>,
+    caller: Caller,
     Path(params): Params,
     b: JsonBody<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -278,14 +283,6 @@ async fn put_catalog(
         }
     }
     let spec = parse_catalog_body(&body, project.as_deref())?;
-    if let Some(s) = &spec.secret {
-        if state.store.secret_meta(s).await?.is_none() {
-            return Err(invalid(
-                "secretIdentifier",
-                format!("names secret '{s}', which does not exist: create it with PUT /admin/secrets/{s}"),
-            ));
-        }
-    }
     let before = state.store.get_catalog(&name).await?;
     if let Some(b) = &before {
         if b.spec.project != spec.project {
@@ -295,6 +292,25 @@ async fn put_catalog(
                 format!(
                     "catalog name '{name}' is already used by {}: catalog names are unique per server",
                     b.spec.project.as_deref().map_or("the dev center".to_string(), |p| format!("project '{p}'"))
+                ),
+            ));
+        }
+    }
+    if spec.source.kind == "local" {
+        // A local catalog reads a folder of the server's own disk.
+        caller.require(Permission::AdministerDevCenter)?;
+    }
+    slipway_catalog::check_source(&spec.source, &state.config.local_roots)
+        .map_err(|e| ApiError::bad_request("InvalidCatalogSource", e.to_string()))?;
+    if let Some(s) = &spec.secret {
+        let scope = SecretScope::of(spec.project.as_deref());
+        if state.store.secret_meta(&scope, s).await?.is_none() {
+            return Err(invalid(
+                "secretIdentifier",
+                format!(
+                    "names secret '{}', which does not exist in {scope}: create it with PUT {}",
+                    truncate_echo(s),
+                    scope.path_of(s)
                 ),
             ));
         }
@@ -331,6 +347,7 @@ async fn run_sync(state: &AppState, name: &str) -> ApiResult<()> {
         name,
         &state.config.work_dir,
         &state.secret_key,
+        &state.config.local_roots,
     )
     .await;
     state.catalog_sync.catalogs_changed();
@@ -529,30 +546,103 @@ const SECRET_KINDS: [&str; 5] = [
     REGISTRY_CREDENTIAL_KIND,
 ];
 
+/// The secret scope of a route: `/admin/projects/{p}/secrets…` is project
+/// `p` (404 when it does not exist), `/admin/secrets…` the dev center.
+async fn secret_scope(
+    state: &AppState,
+    params: &HashMap<String, String>,
+) -> ApiResult<SecretScope> {
+    match params.get("p") {
+        None => Ok(SecretScope::DevCenter),
+        Some(p) => {
+            if state.store.get_project(p).await?.is_none() {
+                return Err(ApiError::not_found(
+                    "ProjectNotFound",
+                    format!("project '{p}' not found"),
+                ));
+            }
+            Ok(SecretScope::Project(p.clone()))
+        }
+    }
+}
+
+/// Reads `hosts` of a secret body: lower-cased host names (letters,
+/// digits, `-`, `.`), only for `token` secrets.
+fn secret_hosts(obj: &Map<String, Value>, kind: &str) -> Result<Vec<String>, String> {
+    let Some(v) = obj.get("hosts") else {
+        return Ok(Vec::new());
+    };
+    if kind != "token" {
+        return Err(format!(
+            "property 'hosts' applies to 'token' secrets only; this one is '{kind}'"
+        ));
+    }
+    let items = v
+        .as_array()
+        .ok_or("property 'hosts' must be an array of host names")?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = h.as_str().unwrap_or_default().to_ascii_lowercase();
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && !h.starts_with(['-', '.'])
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if ok {
+                Ok(h)
+            } else {
+                Err(format!(
+                    "property 'hosts[{i}]' is {}: expected a host name such as 'github.com'",
+                    truncate_echo(&items[i].to_string())
+                ))
+            }
+        })
+        .collect()
+}
+
 async fn put_secret(
     State(state): State<AppState>,
-    Path(s): Path<String>,
+    Path(params): Params,
     b: JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let body = body(b)?;
+    let s = param(&params, "s").to_string();
+    let scope = secret_scope(&state, &params).await?;
     validate_resource_name("secret", &s)
         .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
     let obj = body.as_object().ok_or_else(|| {
-        ApiError::bad_request("InvalidRequestBody", "expected a JSON object {kind, value}")
+        ApiError::bad_request(
+            "InvalidRequestBody",
+            "expected a JSON object {kind, value, hosts?}",
+        )
     })?;
     let bad = |m: String| ApiError::bad_request("InvalidSecret", m);
-    if let Some(k) = obj.keys().find(|k| *k != "kind" && *k != "value") {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["kind", "value", "hosts"].contains(&k.as_str()))
+    {
         return Err(bad(format!(
-            "property '{k}' is not known: expected 'kind' and 'value'"
+            "property '{}' is not known: expected 'kind', 'value' and 'hosts'",
+            truncate_echo(k)
         )));
     }
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("generic");
-    if !SECRET_KINDS.contains(&kind) {
+    let allowed: &[&str] = match scope {
+        SecretScope::DevCenter => &SECRET_KINDS,
+        // Deployment identities and registry credentials serve the dev
+        // center's environment types and tasks only.
+        SecretScope::Project(_) => &SECRET_KINDS[..3],
+    };
+    if !allowed.contains(&kind) {
         return Err(bad(format!(
-            "property 'kind' is '{kind}': expected one of {}",
-            SECRET_KINDS.join(", ")
+            "property 'kind' is '{}': expected one of {} for a secret of {scope}",
+            truncate_echo(kind),
+            allowed.join(", ")
         )));
     }
+    let hosts = secret_hosts(obj, kind).map_err(bad)?;
     let value = match (kind, obj.get("value")) {
         (DEPLOYMENT_IDENTITY_KIND, Some(v @ Value::Object(_))) => {
             let id = DeploymentIdentity::from_json(v).map_err(|m| bad(format!("property 'value': {m}")))?;
@@ -582,41 +672,53 @@ async fn put_secret(
     };
     state
         .store
-        .put_secret(&s, kind, value.as_bytes(), &state.secret_key)
+        .put_secret(
+            &scope,
+            &s,
+            kind,
+            value.as_bytes(),
+            &hosts,
+            &state.secret_key,
+        )
         .await?;
-    secret_meta(&state, &s).await
+    secret_meta(&state, &scope, &s).await
 }
 
-async fn secret_meta(state: &AppState, s: &str) -> ApiResult<Json<Value>> {
-    let meta =
-        state.store.secret_meta(s).await?.ok_or_else(|| {
-            ApiError::not_found("SecretNotFound", format!("secret '{s}' not found"))
-        })?;
+async fn secret_meta(state: &AppState, scope: &SecretScope, s: &str) -> ApiResult<Json<Value>> {
+    let meta = state.store.secret_meta(scope, s).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "SecretNotFound",
+            format!("secret '{s}' not found in {scope}"),
+        )
+    })?;
     Ok(Json(json!(meta)))
 }
 
-async fn get_secret(
-    State(state): State<AppState>,
-    Path(s): Path<String>,
-) -> ApiResult<Json<Value>> {
-    secret_meta(&state, &s).await
+async fn get_secret(State(state): State<AppState>, Path(params): Params) -> ApiResult<Json<Value>> {
+    let scope = secret_scope(&state, &params).await?;
+    secret_meta(&state, &scope, param(&params, "s")).await
 }
 
-async fn list_secrets(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"value": state.store.list_secrets().await?})))
+async fn list_secrets(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<Value>> {
+    let scope = secret_scope(&state, &params).await?;
+    Ok(Json(
+        json!({"value": state.store.list_secrets(&scope).await?}),
+    ))
 }
 
 async fn delete_secret(
     State(state): State<AppState>,
-    Path(s): Path<String>,
+    Path(params): Params,
 ) -> ApiResult<StatusCode> {
-    if let Some(c) = state
-        .store
-        .list_catalogs()
-        .await?
-        .into_iter()
-        .find(|c| c.spec.secret.as_deref() == Some(s.as_str()))
-    {
+    let s = param(&params, "s").to_string();
+    let scope = secret_scope(&state, &params).await?;
+    if let Some(c) = state.store.list_catalogs().await?.into_iter().find(|c| {
+        c.spec.secret.as_deref() == Some(s.as_str())
+            && SecretScope::of(c.spec.project.as_deref()) == scope
+    }) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "SecretInUse",
@@ -627,6 +729,9 @@ async fn delete_secret(
         ));
     }
     for project in state.store.list_projects().await? {
+        if scope != SecretScope::DevCenter {
+            break;
+        }
         if let Some(t) = state
             .store
             .list_project_environment_types(&project.name)
@@ -644,12 +749,12 @@ async fn delete_secret(
             ));
         }
     }
-    if state.store.delete_secret(&s).await? {
+    if state.store.delete_secret(&scope, &s).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(
             "SecretNotFound",
-            format!("secret '{s}' not found"),
+            format!("secret '{s}' not found in {scope}"),
         ))
     }
 }

@@ -5,8 +5,8 @@
 //! | `GET /imageTasks/registry` | `{loginServer}` of the embedded registry |
 //! | `POST /imageTasks/registry/login` | `{loginServer, username, password}`: the embedded registry's user account for `docker login` (audited) |
 //! | `PUT /imageTasks/contexts` | a tar (or tar.gz) of a build context, at most 1 GiB → 201 `{context: "upload:<sha256>"}` (ACR `listBuildSourceUploadUrl`) |
-//! | `POST /imageTasks/builds` | quick build `{context, images[], file?, buildArgs[], secretBuildArgs[], target?, platform?, noPush?, timeout?}` → 202 run (`az acr build`) |
-//! | `POST /imageTasks/runs` | quick run `{context?, taskFile?, encodedTask?, valuesFile?, encodedValues?, set[], timeout?}` → 202 run (`az acr run`) |
+//! | `POST /imageTasks/builds` | quick build `{context, contextSecret?, images[], file?, buildArgs[], secretBuildArgs[], target?, platform?, noPush?, timeout?}` → 202 run (`az acr build`) |
+//! | `POST /imageTasks/runs` | quick run `{context?, contextSecret?, taskFile?, encodedTask?, valuesFile?, encodedValues?, set[], timeout?}` → 202 run (`az acr run`) |
 //! | `PUT /imageTasks/tasks/{t}` | task spec (see `slipway_tasks::TaskSpec`) → 201/200; `GET`, `DELETE`; `GET /imageTasks/tasks` |
 //! | `POST /imageTasks/tasks/{t}/runs` | `{set[]}` → 202 run (`az acr task run`) |
 //! | `GET /imageTasks/runs?task=&status=&top=` | newest first, `top` default 15 |
@@ -143,6 +143,8 @@ async fn upload_context(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct QuickBuild {
     context: Option<String>,
+    #[serde(default)]
+    context_secret: Option<String>,
     #[serde(flatten)]
     docker: DockerBuild,
     #[serde(default)]
@@ -172,6 +174,7 @@ async fn quick_build(
     }
     let request = RunRequest {
         context: b.context,
+        context_secret: b.context_secret,
         docker: Some(b.docker),
         timeout: check_timeout(b.timeout)?,
         ..Default::default()

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub max_storage_bytes: u64,
     /// Runner alias → image mapping.
     pub runner_images: RunnerImages,
+    /// Host folders `local` catalogs and `file://` git URLs may name
+    /// (`serve --local-catalog-root`).
+    pub local_roots: slipway_catalog::LocalRoots,
 }
 
 /// Shared state of all handlers.

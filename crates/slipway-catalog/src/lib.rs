@@ -21,7 +21,7 @@ use std::path::Path;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
-use slipway_store::{CatalogSource, DefinitionRecord, SecretKey, Store, StoreError};
+use slipway_store::{CatalogSource, DefinitionRecord, SecretKey, SecretScope, Store, StoreError};
 use thiserror::Error;
 
 pub use discover::{
@@ -29,7 +29,8 @@ pub use discover::{
     INVALID_REFERENCE, TEMPLATE_PATH_INVALID,
 };
 pub use schedule::{SyncScheduler, SyncTrigger};
-pub use source::{fetch, remote_head, scrub, FetchedSource, GitCredential};
+pub use slipway_git::{GitCredential, LocalRoots};
+pub use source::{check_source, fetch, remote_head, FetchedSource};
 
 /// Where temporary clones and key files go by default: a tmpfs
 /// (`/dev/shm/slipway-<digest of data_dir>`) when the machine has one — a
@@ -128,7 +129,8 @@ pub struct SyncOutcome {
 
 /// Syncs catalog `name`: fetch, discover, validate, store content blobs and
 /// replace the definitions in one transaction. `work_dir` holds temporary
-/// clones and key files; `key` opens the catalog's secret.
+/// clones and key files; `key` opens the catalog's secret; `roots` are the
+/// host folders `local` catalogs and `file://` URLs may name.
 ///
 /// A git catalog whose branch still points at the last synced commit (and
 /// whose source is unchanged) is not fetched again: the sync reports every
@@ -143,6 +145,7 @@ pub async fn sync_catalog(
     name: &str,
     work_dir: &Path,
     key: &SecretKey,
+    roots: &LocalRoots,
 ) -> Result<SyncOutcome, CatalogError> {
     let catalog = store
         .get_catalog(name)
@@ -152,7 +155,7 @@ pub async fn sync_catalog(
         return Err(CatalogError::SyncInProgress(name.to_string()));
     }
     let started = std::time::Instant::now();
-    let result = run_sync(store, &catalog, work_dir, key).await;
+    let result = run_sync(store, &catalog, work_dir, key, roots).await;
     tracing::info!(
         catalog = name,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -175,24 +178,28 @@ pub async fn sync_catalog(
     }
 }
 
+/// The credential a catalog names, looked up in the catalog's own scope:
+/// a project catalog sees only its project's secrets, a dev-center catalog
+/// only the dev center's.
 async fn credential(
     store: &Store,
-    secret: Option<&str>,
+    catalog: &slipway_store::Catalog,
     key: &SecretKey,
 ) -> Result<Option<GitCredential>, CatalogError> {
-    let Some(secret) = secret else {
+    let Some(secret) = catalog.spec.secret.as_deref() else {
         return Ok(None);
     };
-    let (kind, value) = store
-        .secret_value(secret, key)
+    let scope = SecretScope::of(catalog.spec.project.as_deref());
+    let opened = store
+        .secret_value(&scope, secret, key)
         .await
         .map_err(|e| CatalogError::Secret(e.to_string()))?
         .ok_or_else(|| {
             CatalogError::Secret(format!(
-                "secret '{secret}' named by the catalog's secretIdentifier does not exist"
+                "secret '{secret}' named by the catalog's secretIdentifier does not exist in {scope}"
             ))
         })?;
-    GitCredential::from_secret(&kind, value)
+    GitCredential::from_secret(&opened.kind, opened.value, opened.hosts)
         .map(Some)
         .map_err(CatalogError::Secret)
 }
@@ -210,16 +217,18 @@ async fn run_sync(
     catalog: &slipway_store::Catalog,
     work_dir: &Path,
     key: &SecretKey,
+    roots: &LocalRoots,
 ) -> Result<SyncOutcome, CatalogError> {
     let name = catalog.name.as_str();
     let src: CatalogSource = catalog.spec.source.clone();
-    let cred = credential(store, catalog.spec.secret.as_deref(), key).await?;
+    let cred = credential(store, catalog, key).await?;
     let work = work_dir.to_path_buf();
     let previous = store.list_definitions(Some(name)).await?;
 
     if src.kind == "git" {
         let (s, c, w) = (src.clone(), cred.clone(), work.clone());
-        let head = blocking(move || remote_head(&s, c.as_ref(), &w)).await?;
+        let r = roots.clone();
+        let head = blocking(move || remote_head(&s, c.as_ref(), &r, &w)).await?;
         let same_source = catalog.synced_source.as_ref() == Some(&src);
         if same_source && catalog.last_commit.as_deref() == Some(head.as_str()) {
             let valid = previous.iter().filter(|d| d.is_valid()).count();
@@ -243,8 +252,9 @@ async fn run_sync(
     }
 
     let prev = previous.clone();
+    let roots = roots.clone();
     let (discovered, commit) = blocking(move || {
-        let fetched = fetch(&src, cred.as_ref(), &work)?;
+        let fetched = fetch(&src, cred.as_ref(), &roots, &work)?;
         let discovered = discover(&fetched.root, &fetched.trees, &prev)?;
         let commit = fetched.commit.clone().unwrap_or_else(|| {
             let mut all: Vec<&str> = discovered

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use slipway_store::{SecretKey, Store};
 use tokio::sync::Notify;
 
-use crate::{sync_catalog, CatalogError};
+use crate::{sync_catalog, CatalogError, LocalRoots};
 
 /// Wakes the scheduler so it recomputes due times (after a catalog is
 /// created, changed, deleted or synced by hand).
@@ -36,18 +36,27 @@ pub struct SyncScheduler {
     store: Store,
     work_dir: PathBuf,
     key: SecretKey,
+    roots: LocalRoots,
     interval: Duration,
     trigger: SyncTrigger,
     running: Arc<Mutex<HashSet<String>>>,
 }
 
 impl SyncScheduler {
-    /// A scheduler syncing every `Scheduled` catalog each `interval` (ADE: 30 min).
-    pub fn new(store: Store, work_dir: PathBuf, key: SecretKey, interval: Duration) -> Self {
+    /// A scheduler syncing every `Scheduled` catalog each `interval` (ADE:
+    /// 30 min); `roots` as for [`sync_catalog`].
+    pub fn new(
+        store: Store,
+        work_dir: PathBuf,
+        key: SecretKey,
+        roots: LocalRoots,
+        interval: Duration,
+    ) -> Self {
         SyncScheduler {
             store,
             work_dir,
             key,
+            roots,
             interval,
             trigger: SyncTrigger::default(),
             running: Arc::default(),
@@ -125,7 +134,7 @@ impl SyncScheduler {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            match sync_catalog(&this.store, &name, &this.work_dir, &this.key).await {
+            match sync_catalog(&this.store, &name, &this.work_dir, &this.key, &this.roots).await {
                 Ok(o) => tracing::info!(catalog = %name, commit = %o.commit, "scheduled sync done"),
                 Err(e) => tracing::warn!(catalog = %name, error = %e, "scheduled sync failed"),
             }

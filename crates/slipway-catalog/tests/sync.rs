@@ -79,12 +79,16 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
     let (store, key, repo) = setup(dir.path()).await;
     let work = dir.path().join("work");
 
-    let first = sync_catalog(&store, "main", &work, &key).await.unwrap();
+    let first = sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap();
     assert_eq!(first.stats["added"], 3, "{:?}", first.stats);
     assert!(!first.skipped_fetch);
     assert_eq!(first.commit, git(&repo, &["rev-parse", "HEAD"]));
 
-    let again = sync_catalog(&store, "main", &work, &key).await.unwrap();
+    let again = sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap();
     assert!(again.skipped_fetch, "same commit: no clone");
     assert_eq!(again.stats["unchanged"], 3);
     assert_eq!(again.stats["added"], 0);
@@ -101,7 +105,7 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
 
     // Discovery reuses the unchanged folder's record without zipping it.
     let cat = store.get_catalog("main").await.unwrap().unwrap();
-    let fetched = fetch(&cat.spec.source, None, &work).unwrap();
+    let fetched = fetch(&cat.spec.source, None, &roots(&work), &work).unwrap();
     let found = discover(&fetched.root, &fetched.trees, &before).unwrap();
     let content: HashMap<_, _> = found
         .definitions
@@ -113,7 +117,9 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
     assert!(content["Delta"]);
     drop(fetched);
 
-    let third = sync_catalog(&store, "main", &work, &key).await.unwrap();
+    let third = sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap();
     assert!(!third.skipped_fetch);
     assert_eq!(
         (
@@ -154,12 +160,16 @@ async fn failed_sync_keeps_the_snapshot_and_syncs_never_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key, _repo) = setup(dir.path()).await;
     let work = dir.path().join("work");
-    sync_catalog(&store, "main", &work, &key).await.unwrap();
+    sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap();
 
     let mut cat = store.get_catalog("main").await.unwrap().unwrap();
     cat.spec.source.branch = Some("no-such-branch".into());
     store.put_catalog("main", &cat.spec).await.unwrap();
-    let err = sync_catalog(&store, "main", &work, &key).await.unwrap_err();
+    let err = sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CatalogError::Source(_)), "{err:?}");
     let cat = store.get_catalog("main").await.unwrap().unwrap();
     assert_eq!(cat.sync_state, "Failed");
@@ -176,11 +186,20 @@ async fn failed_sync_keeps_the_snapshot_and_syncs_never_overlap() {
 
     // A sync in progress (another task or process) blocks a second one.
     assert!(store.begin_catalog_sync("main").await.unwrap());
-    let err = sync_catalog(&store, "main", &work, &key).await.unwrap_err();
+    let err = sync_catalog(&store, "main", &work, &key, &roots(&work))
+        .await
+        .unwrap_err();
     assert!(matches!(err, CatalogError::SyncInProgress(_)), "{err:?}");
     // After a crash the start-up recovery marks it Canceled; the snapshot still serves.
     assert_eq!(store.cancel_interrupted_syncs().await.unwrap(), ["main"]);
     let cat = store.get_catalog("main").await.unwrap().unwrap();
     assert_eq!(cat.sync_state, "Canceled");
     assert_eq!(store.list_definitions(Some("main")).await.unwrap().len(), 3);
+}
+
+/// The test's temporary folder (which holds the repositories) as the one
+/// folder `file://` URLs may name.
+fn roots(work: &std::path::Path) -> slipway_catalog::LocalRoots {
+    let top = work.parent().unwrap();
+    slipway_catalog::LocalRoots::new(&[top.to_path_buf()]).unwrap()
 }

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod credentials;
+pub mod echo;
 pub mod environment;
 pub mod images;
 pub mod isolation;

@@ -35,7 +35,7 @@ pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFI
 pub use blob::BlobStore;
 pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
 pub use records::*;
-pub use secrets::SecretKey;
+pub use secrets::{OpenedSecret, SecretKey, SecretScope};
 pub use vm_images::{ImageRunRecord, VmImageRecord};
 
 /// Errors from the store.

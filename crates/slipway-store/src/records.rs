@@ -182,6 +182,9 @@ pub struct SecretMeta {
     pub name: String,
     /// `token`, `sshKey`, …
     pub kind: String,
+    /// Hosts a token may be sent to; empty (and left out) = any https host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
     /// Creation time.
     pub created_at: String,
     /// Last change of the value.

@@ -146,68 +146,178 @@ impl SecretKey {
     }
 }
 
+/// Who a secret belongs to (ADE: dev-center secrets serve dev-center
+/// catalogs, project environment types and tasks; a project's secrets serve
+/// only that project's catalogs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretScope {
+    /// The dev center (`/admin/secrets/{s}`).
+    DevCenter,
+    /// One project (`/admin/projects/{p}/secrets/{s}`).
+    Project(String),
+}
+
+impl SecretScope {
+    /// `Project(p)` for `Some(p)`, else `DevCenter`.
+    pub fn of(project: Option<&str>) -> SecretScope {
+        project.map_or(SecretScope::DevCenter, |p| {
+            SecretScope::Project(p.to_string())
+        })
+    }
+
+    fn column(&self) -> &str {
+        match self {
+            SecretScope::DevCenter => "",
+            SecretScope::Project(p) => p,
+        }
+    }
+
+    /// Associated data of the sealed value: the name for dev-center
+    /// secrets, `projects/<p>/<name>` for project ones, so a ciphertext
+    /// copied to another scope or name does not open.
+    fn aad(&self, name: &str) -> String {
+        match self {
+            SecretScope::DevCenter => name.to_string(),
+            SecretScope::Project(p) => format!("projects/{p}/{name}"),
+        }
+    }
+
+    /// The API path of secret `name` in this scope (for messages).
+    pub fn path_of(&self, name: &str) -> String {
+        match self {
+            SecretScope::DevCenter => format!("/admin/secrets/{name}"),
+            SecretScope::Project(p) => format!("/admin/projects/{p}/secrets/{name}"),
+        }
+    }
+}
+
+impl std::fmt::Display for SecretScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretScope::DevCenter => f.write_str("the dev center"),
+            SecretScope::Project(p) => write!(f, "project '{p}'"),
+        }
+    }
+}
+
+/// A secret's value, opened.
+#[derive(Clone)]
+pub struct OpenedSecret {
+    /// `token`, `sshKey`, `generic`, `deploymentIdentity`, `registry`.
+    pub kind: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Hosts a token may be sent to (lower-case); empty = any https host.
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for OpenedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OpenedSecret({}, ***, hosts {:?})",
+            self.kind, self.hosts
+        )
+    }
+}
+
+fn parse_hosts(column: Option<String>) -> Result<Vec<String>, StoreError> {
+    column
+        .map(|h| serde_json::from_str(&h))
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| StoreError::Corrupt {
+            what: "secret hosts",
+            message: e.to_string(),
+        })
+}
+
 impl Store {
-    /// Creates or replaces secret `name` of `kind` with `value`, sealed under `key`.
+    /// Creates or replaces secret `name` in `scope` of `kind` with `value`,
+    /// sealed under `key`; `hosts` as in [`OpenedSecret::hosts`].
     pub async fn put_secret(
         &self,
+        scope: &SecretScope,
         name: &str,
         kind: &str,
         value: &[u8],
+        hosts: &[String],
         key: &SecretKey,
     ) -> Result<(), StoreError> {
-        let (nonce, sealed) = key.seal_parts(name, value)?;
+        let (nonce, sealed) = key.seal_parts(&scope.aad(name), value)?;
         let now = now_rfc3339();
-        sqlx::query("INSERT INTO secrets (name, kind, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
-            .bind(name).bind(kind).bind(&nonce[..]).bind(sealed).bind(now)
+        let hosts = (!hosts.is_empty()).then(|| serde_json::Value::from(hosts).to_string());
+        sqlx::query("INSERT INTO secrets (project, name, kind, hosts, nonce, ciphertext, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT(project, name) DO UPDATE SET kind = excluded.kind, hosts = excluded.hosts, nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
+            .bind(scope.column()).bind(name).bind(kind).bind(hosts).bind(&nonce[..]).bind(sealed).bind(now)
             .execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Opens secret `name`: `(kind, value)`, or `None` when it does not exist.
+    /// Opens secret `name` of `scope`, or `None` when it does not exist there.
     ///
     /// Errors: [`StoreError::Secret`] when `key` is not the key it was sealed with.
     pub async fn secret_value(
         &self,
+        scope: &SecretScope,
         name: &str,
         key: &SecretKey,
-    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        let Some(row) = sqlx::query("SELECT kind, nonce, ciphertext FROM secrets WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
+    ) -> Result<Option<OpenedSecret>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT kind, hosts, nonce, ciphertext FROM secrets WHERE project = ? AND name = ?",
+        )
+        .bind(scope.column())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
         let nonce: Vec<u8> = row.try_get("nonce")?;
         let sealed: Vec<u8> = row.try_get("ciphertext")?;
-        let value = key.open_parts(name, &nonce, &sealed).map_err(|_| {
+        let value = key.open_parts(&scope.aad(name), &nonce, &sealed).map_err(|_| {
             StoreError::Secret(format!(
                 "secret '{name}' cannot be opened: the server's secret key is not the one it was stored with"
             ))
         })?;
-        Ok(Some((row.try_get("kind")?, value)))
+        let hosts: Option<String> = row.try_get("hosts")?;
+        Ok(Some(OpenedSecret {
+            kind: row.try_get("kind")?,
+            value,
+            hosts: parse_hosts(hosts)?,
+        }))
     }
 
-    /// Lists secrets by name, without values.
-    pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>, StoreError> {
-        self.query_secrets(None).await
+    /// Lists the secrets of `scope` by name, without values.
+    pub async fn list_secrets(&self, scope: &SecretScope) -> Result<Vec<SecretMeta>, StoreError> {
+        self.query_secrets(scope, None).await
     }
 
-    /// One secret's metadata (no value); `None` when it does not exist.
-    pub async fn secret_meta(&self, name: &str) -> Result<Option<SecretMeta>, StoreError> {
-        Ok(self.query_secrets(Some(name)).await?.pop())
+    /// One secret's metadata (no value); `None` when it does not exist in `scope`.
+    pub async fn secret_meta(
+        &self,
+        scope: &SecretScope,
+        name: &str,
+    ) -> Result<Option<SecretMeta>, StoreError> {
+        Ok(self.query_secrets(scope, Some(name)).await?.pop())
     }
 
-    async fn query_secrets(&self, name: Option<&str>) -> Result<Vec<SecretMeta>, StoreError> {
-        let rows = sqlx::query("SELECT name, kind, created_at, updated_at FROM secrets WHERE (?1 IS NULL OR name = ?1) ORDER BY name")
+    async fn query_secrets(
+        &self,
+        scope: &SecretScope,
+        name: Option<&str>,
+    ) -> Result<Vec<SecretMeta>, StoreError> {
+        let rows = sqlx::query("SELECT name, kind, hosts, created_at, updated_at FROM secrets WHERE project = ?1 AND (?2 IS NULL OR name = ?2) ORDER BY name")
+            .bind(scope.column())
             .bind(name)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
+                let hosts: Option<String> = r.try_get("hosts")?;
                 Ok(SecretMeta {
                     name: r.try_get("name")?,
                     kind: r.try_get("kind")?,
+                    hosts: parse_hosts(hosts)?,
                     created_at: r.try_get("created_at")?,
                     updated_at: r.try_get("updated_at")?,
                 })
@@ -215,9 +325,10 @@ impl Store {
             .collect()
     }
 
-    /// Deletes a secret. Returns whether it existed.
-    pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query("DELETE FROM secrets WHERE name = ?")
+    /// Deletes a secret of `scope`. Returns whether it existed.
+    pub async fn delete_secret(&self, scope: &SecretScope, name: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("DELETE FROM secrets WHERE project = ? AND name = ?")
+            .bind(scope.column())
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -242,7 +353,10 @@ impl Store {
         else {
             return Ok(None);
         };
-        let Some((kind, value)) = self.secret_value(&name, key).await? else {
+        let Some(OpenedSecret { kind, value, .. }) = self
+            .secret_value(&SecretScope::DevCenter, &name, key)
+            .await?
+        else {
             return Err(StoreError::Secret(format!(
                 "deployment identity '{name}' of environment type '{env_type}' no longer exists"
             )));
@@ -279,11 +393,14 @@ impl Store {
         key: &SecretKey,
     ) -> Result<Vec<RegistryCredential>, StoreError> {
         let mut out = self.builtin_registry_credentials();
-        for meta in self.list_secrets().await? {
+        for meta in self.list_secrets(&SecretScope::DevCenter).await? {
             if meta.kind != REGISTRY_CREDENTIAL_KIND {
                 continue;
             }
-            let Some((_, value)) = self.secret_value(&meta.name, key).await? else {
+            let Some(OpenedSecret { value, .. }) = self
+                .secret_value(&SecretScope::DevCenter, &meta.name, key)
+                .await?
+            else {
                 continue;
             };
             let doc: serde_json::Value = serde_json::from_slice(&value).map_err(|e| {

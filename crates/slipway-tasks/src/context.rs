@@ -6,9 +6,8 @@
 //! and always leaves out `.git`, `.gitignore`, `.hg`, `.svn`… (reference
 //! `acr-tasks.md` §4.7); git contexts are `<url>#<ref>:<subdir>` (§3.3).
 
-use std::io::Read;
-use std::path::{Component, Path, PathBuf};
-use std::process::Command;
+use slipway_git::{GitCredential, LocalRoots, Remote};
+use std::path::Path;
 
 use crate::TaskError;
 
@@ -116,94 +115,60 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-/// Tars `dir` (uncompressed) leaving out what `.dockerignore` (or
-/// `<dockerfile>.dockerignore` when given) excludes and the VCS folders.
-/// The Dockerfile itself is always sent.
+/// Tars the folder `dir` (uncompressed) leaving out what `.dockerignore`
+/// (or `<dockerfile>.dockerignore` when given) excludes and the VCS
+/// folders. The Dockerfile itself is always sent. The folder is read as a
+/// [`slipway_hostfs::Tree`]: symlinks are sent as links, never followed.
 ///
-/// Errors: I/O while reading the folder.
+/// Errors: [`TaskError::Context`] for I/O while reading the folder.
 pub fn tar_dir(dir: &Path, dockerfile: Option<&str>) -> Result<Vec<u8>, TaskError> {
-    let io = |e: std::io::Error| TaskError::Context(format!("reading '{}': {e}", dir.display()));
-    let specific = dockerfile.map(|d| dir.join(format!("{d}.dockerignore")));
-    let rules_text = match specific.filter(|p| p.is_file()) {
-        Some(p) => std::fs::read_to_string(p).map_err(io)?,
-        None => std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default(),
+    let tree = slipway_hostfs::Tree::open(dir)
+        .map_err(|e| TaskError::Context(format!("context folder {e}")))?;
+    tar_tree(&tree, dockerfile)
+}
+
+/// [`tar_dir`] of an opened tree.
+///
+/// Errors: [`TaskError::Context`] naming the entry that could not be read.
+pub fn tar_tree(
+    tree: &slipway_hostfs::Tree,
+    dockerfile: Option<&str>,
+) -> Result<Vec<u8>, TaskError> {
+    const IGNORE_FILE_LIMIT: u64 = 1 << 20;
+    let specific = dockerfile
+        .map(|d| format!("{d}.dockerignore"))
+        .filter(|p| tree.is_file(p));
+    let rules_text = match specific {
+        Some(p) => tree
+            .read_to_string(&p, IGNORE_FILE_LIMIT)
+            .map_err(|e| TaskError::Context(format!("context {e}")))?,
+        None => tree
+            .read_to_string(".dockerignore", IGNORE_FILE_LIMIT)
+            .unwrap_or_default(),
     };
     let rules = IgnoreRules::parse(&rules_text);
     let keep_always = dockerfile
         .unwrap_or("Dockerfile")
         .trim_start_matches("./")
         .to_string();
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(dir.join(&rel_dir))
-            .map_err(io)?
-            .collect::<Result<_, _>>()
-            .map_err(io)?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let name = entry.file_name().to_string_lossy().to_string();
-            let rel = rel_dir.join(&name);
-            let rel_s = rel.to_string_lossy().replace('\\', "/");
-            if rel_dir.as_os_str().is_empty() && ALWAYS_EXCLUDED.contains(&name.as_str()) {
-                continue;
-            }
-            let ft = entry.file_type().map_err(io)?;
-            if rules.excluded(&rel_s)
-                && rel_s != keep_always
-                && !keep_always.starts_with(&format!("{rel_s}/"))
-            {
-                continue;
-            }
-            if ft.is_dir() {
-                builder.append_dir(&rel, entry.path()).map_err(io)?;
-                stack.push(rel);
-            } else {
-                builder
-                    .append_path_with_name(entry.path(), &rel)
-                    .map_err(io)?;
-            }
+    tree.tar(|rel, _| {
+        if !rel.contains('/') && ALWAYS_EXCLUDED.contains(&rel) {
+            return false;
         }
-    }
-    builder.into_inner().map_err(io)
+        !rules.excluded(rel) || rel == keep_always || keep_always.starts_with(&format!("{rel}/"))
+    })
+    .map_err(|e| TaskError::Context(format!("context {e}")))
 }
 
-/// Unpacks a tar (or gzip'd tar) into `dest`, refusing entries that would
-/// land outside it.
+/// Unpacks a tar (or gzip'd tar) into `dest` (created when missing)
+/// through a [`slipway_hostfs::Tree`]: no entry, and no symlink an earlier
+/// entry planted, leads a write out of `dest`.
 ///
 /// Errors: [`TaskError::Context`] naming the bad entry or the I/O failure.
 pub fn untar(bytes: &[u8], dest: &Path) -> Result<(), TaskError> {
-    let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
-    let mut archive = tar::Archive::new(reader);
-    std::fs::create_dir_all(dest).map_err(|e| TaskError::Context(e.to_string()))?;
-    for entry in archive
-        .entries()
-        .map_err(|e| TaskError::Context(format!("context is not a tar archive: {e}")))?
-    {
-        let mut entry = entry.map_err(|e| TaskError::Context(format!("context tar: {e}")))?;
-        let path = entry
-            .path()
-            .map_err(|e| TaskError::Context(format!("context tar: {e}")))?
-            .into_owned();
-        if path
-            .components()
-            .any(|c| matches!(c, Component::ParentDir | Component::RootDir))
-        {
-            return Err(TaskError::Context(format!(
-                "context entry '{}' points outside the context",
-                path.display()
-            )));
-        }
-        entry
-            .unpack_in(dest)
-            .map_err(|e| TaskError::Context(format!("unpacking '{}': {e}", path.display())))?;
-    }
-    Ok(())
+    slipway_hostfs::Tree::create(dest)
+        .and_then(|t| t.untar(bytes))
+        .map_err(|e| TaskError::Context(format!("context {e}")))
 }
 
 /// A git context `<url>#<ref>:<folder>` split up.
@@ -250,112 +215,73 @@ impl GitContext {
         })
     }
 
+    /// Checks the URL, ref and folder against [`slipway_git`]'s rules and
+    /// that `credential` may be sent to the URL; the checked remote.
+    ///
+    /// Errors: [`TaskError::Validation`] naming the URL, ref or folder.
+    pub fn remote(
+        &self,
+        credential: Option<GitCredential>,
+        roots: &LocalRoots,
+    ) -> Result<Remote, TaskError> {
+        let remote = Remote::new(&self.url, credential, roots)
+            .map_err(|e| TaskError::Validation(format!("context: {e}")))?;
+        if let Some(r) = &self.reference {
+            slipway_git::check_ref(r)
+                .map_err(|e| TaskError::Validation(format!("context: {e}")))?;
+        }
+        slipway_hostfs::relative(&self.folder).map_err(|_| {
+            TaskError::Validation(format!(
+                "context folder '{}' leads outside the repository",
+                self.folder
+            ))
+        })?;
+        Ok(remote)
+    }
+
     /// The remote's current head for the context's reference (`HEAD` when
     /// none) with `git ls-remote`: `(commit, branch)`, the branch empty for
-    /// `HEAD`.
+    /// `HEAD`. `work` holds git's key files.
     ///
     /// Errors: [`TaskError::Context`] with git's message (credentials
     /// scrubbed), or when the reference does not exist.
-    pub fn remote_head(&self) -> Result<(String, String), TaskError> {
-        let r = self.reference.clone().unwrap_or_else(|| "HEAD".into());
-        let out = git(&["ls-remote", &self.url, &r], Path::new("/"))?;
-        let wanted = [
-            format!("refs/heads/{r}"),
-            format!("refs/tags/{r}"),
-            r.clone(),
-        ];
-        out.lines()
-            .filter_map(|l| l.split_once('\t'))
-            .find(|(_, name)| wanted.iter().any(|w| w == name))
-            .map(|(sha, _)| {
-                let branch = if r == "HEAD" {
-                    String::new()
-                } else {
-                    r.clone()
-                };
-                (sha.to_string(), branch)
-            })
-            .ok_or_else(|| {
-                TaskError::Context(format!(
-                    "'{r}' does not exist in {}",
-                    scrub_url_credentials(&self.url)
-                ))
-            })
+    pub fn remote_head(&self, remote: &Remote, work: &Path) -> Result<(String, String), TaskError> {
+        slipway_git::remote_head(remote, self.reference.as_deref(), work)
+            .map_err(|e| TaskError::Context(e.to_string()))
     }
 
     /// Fetches into `dest` (which must not exist) and returns `(commit,
-    /// branch)`; the build context is `dest/<folder>`.
+    /// branch)`; the build context is `dest/<folder>`. `work` holds git's
+    /// key files.
     ///
-    /// Errors: git's message (URL credentials scrubbed).
-    pub fn fetch(&self, dest: &Path) -> Result<(String, String), TaskError> {
-        std::fs::create_dir_all(dest).map_err(|e| TaskError::Context(e.to_string()))?;
-        git(&["init", "-q"], dest)?;
-        git(&["remote", "add", "origin", &self.url], dest)?;
-        let r = self.reference.clone().unwrap_or_else(|| "HEAD".into());
-        if git(&["fetch", "-q", "--depth", "1", "origin", &r], dest).is_err() {
-            git(&["fetch", "-q", "origin"], dest)?;
-            git(&["checkout", "-q", &r], dest)?;
-        } else {
-            git(&["checkout", "-q", "FETCH_HEAD"], dest)?;
-        }
-        let commit = git(&["rev-parse", "--verify", "HEAD"], dest)?;
+    /// Errors: git's message (credentials scrubbed); a folder that does
+    /// not exist or leads out of the checkout.
+    pub fn fetch(
+        &self,
+        remote: &Remote,
+        dest: &Path,
+        work: &Path,
+    ) -> Result<(String, String), TaskError> {
+        let commit = slipway_git::fetch_ref(remote, self.reference.as_deref(), dest, work)
+            .map_err(|e| TaskError::Context(e.to_string()))?;
         let branch = match &self.reference {
             Some(r) if !looks_like_commit(r) => r.clone(),
             _ => String::new(),
         };
-        let folder = dest.join(&self.folder);
-        if !folder.starts_with(dest) || !folder.is_dir() {
+        let checkout =
+            slipway_hostfs::Tree::open(dest).map_err(|e| TaskError::Context(e.to_string()))?;
+        if !checkout.is_dir(&self.folder) {
             return Err(TaskError::Context(format!(
-                "folder '{}' does not exist in {}",
-                self.folder, self.url
+                "folder '{}' does not exist in {} (or leads outside it)",
+                self.folder,
+                remote.display()
             )));
         }
         Ok((commit, branch))
     }
 }
 
-/// Whether a git reference is a commit id (7 or more hex digits: an
-/// abbreviated or full SHA-1/SHA-256) rather than a branch or tag.
-pub fn looks_like_commit(reference: &str) -> bool {
-    reference.len() >= 7 && reference.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// Runs `git args…` in `cwd` without prompting; its trimmed stdout.
-///
-/// Errors: [`TaskError::Context`] with git's stderr, URL credentials scrubbed.
-fn git(args: &[&str], cwd: &Path) -> Result<String, TaskError> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(cwd)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| TaskError::Context(format!("git: {e}")))?;
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr).to_string();
-        return Err(TaskError::Context(format!(
-            "git {}: {}",
-            args.first().copied().unwrap_or_default(),
-            scrub_url_credentials(msg.trim())
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Replaces `user:password@` in URLs with `***@`.
-pub fn scrub_url_credentials(text: &str) -> String {
-    let mut out = String::new();
-    for word in text.split_inclusive(char::is_whitespace) {
-        match (word.find("://"), word.find('@')) {
-            (Some(s), Some(a)) if a > s => {
-                out.push_str(&word[..s + 3]);
-                out.push_str("***");
-                out.push_str(&word[a..]);
-            }
-            _ => out.push_str(word),
-        }
-    }
-    out
-}
+pub use slipway_git::looks_like_commit;
 
 #[cfg(test)]
 mod tests {
@@ -383,9 +309,5 @@ mod tests {
         assert_eq!(g.reference.as_deref(), Some("main"));
         assert_eq!(g.folder, "app/web");
         assert!(GitContext::parse("https://example.com/ctx.tar.gz").is_none());
-        assert_eq!(
-            scrub_url_credentials("fatal: https://u:tok@h/r.git not found"),
-            "fatal: https://***@h/r.git not found"
-        );
     }
 }

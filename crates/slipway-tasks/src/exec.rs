@@ -8,7 +8,7 @@
 //! steps; steps reach each other by step id on the run network.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,10 @@ use slipway_fetch::Fetcher;
 use slipway_runner::{netns, ContainerSpec, Engine, NetworkAttachment, RunnerError};
 use tokio::task::JoinSet;
 
-use crate::context::tar_dir;
+use crate::context::tar_tree;
+
+/// The largest Dockerfile a build step reads, bytes (4 MiB).
+const MAX_DOCKERFILE_BYTES: u64 = 4 << 20;
 use crate::registry::manifest_digest;
 use crate::{RunLog, TaskError};
 
@@ -92,15 +95,35 @@ impl RunEnv {
         let host = slipway_core::credentials::registry_of(image);
         self.credentials.iter().find(|c| c.server == host).cloned()
     }
+}
 
-    /// The host path behind a container path under `/workspace`.
-    fn host_path(&self, container_path: &str) -> PathBuf {
-        let rel = container_path
-            .strip_prefix(WORKSPACE)
-            .unwrap_or(container_path)
-            .trim_start_matches('/');
-        self.workspace.join(rel)
+/// The workspace-relative path (`/`-separated, `""` = the workspace) of
+/// `path` as a step sees it: absolute paths are taken beneath `/workspace`
+/// (`/workspace/x` and `/x` both name `x`), relative ones beneath `base`
+/// (itself workspace-relative); `..` is resolved by name.
+///
+/// Errors: [`TaskError::Validation`] when `path` climbs out of the workspace.
+fn workspace_rel(base: &str, path: &str) -> Result<String, TaskError> {
+    let (mut parts, rest): (Vec<&str>, &str) = if path.starts_with('/') {
+        let rel = path.strip_prefix(WORKSPACE).unwrap_or(path);
+        (Vec::new(), rel)
+    } else {
+        (base.split('/').filter(|p| !p.is_empty()).collect(), path)
+    };
+    for c in rest.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(TaskError::Validation(format!(
+                        "path '{path}' leads outside the run's workspace"
+                    )));
+                }
+            }
+            other => parts.push(other),
+        }
     }
+    Ok(parts.join("/"))
 }
 
 /// What a finished run produced.
@@ -568,26 +591,31 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
             .line("cache: enabled: layers are reused from the container engine's local cache; no registry cache is exported")
             .await;
     }
-    let workdir = env.host_path(&step.workdir().unwrap_or_else(|| WORKSPACE.into()));
-    let context_dir = if Path::new(&args.context).is_absolute() {
-        env.host_path(&args.context)
-    } else {
-        workdir.join(&args.context)
-    };
+    let workdir = workspace_rel("", &step.workdir().unwrap_or_else(|| WORKSPACE.into()))?;
+    let context_rel = workspace_rel(&workdir, &args.context)?;
     let dockerfile_name = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
-    let dockerfile_path = workdir.join(&dockerfile_name);
-    let dockerfile_text = std::fs::read_to_string(&dockerfile_path).map_err(|e| {
-        TaskError::Step(format!("cannot read Dockerfile '{}': {e}", dockerfile_name))
-    })?;
-    let in_context = dockerfile_path
-        .strip_prefix(&context_dir)
-        .ok()
-        .map(|p| p.to_string_lossy().to_string());
+    let dockerfile_rel = workspace_rel(&workdir, &dockerfile_name)?;
+    // Every read below goes through the workspace tree: a symlink a step
+    // planted cannot lead the server to a host file.
+    let workspace = slipway_hostfs::Tree::open(&env.workspace)
+        .map_err(|e| TaskError::Step(format!("run workspace {e}")))?;
+    let dockerfile_text = workspace
+        .read_to_string(&dockerfile_rel, MAX_DOCKERFILE_BYTES)
+        .map_err(|e| TaskError::Step(format!("cannot read Dockerfile: {e}")))?;
+    let in_context = if context_rel.is_empty() {
+        Some(dockerfile_rel.clone())
+    } else {
+        dockerfile_rel
+            .strip_prefix(&format!("{context_rel}/"))
+            .map(str::to_string)
+    };
     let deps = scan(&dockerfile_text, &args.build_args, args.target.as_deref())
         .map_err(TaskError::Step)?;
-    let context_dir_c = context_dir.clone();
+    let context_tree = workspace
+        .subtree(&context_rel)
+        .map_err(|e| TaskError::Step(format!("build context {e}")))?;
     let in_ctx = in_context.clone();
-    let mut tar = tokio::task::spawn_blocking(move || tar_dir(&context_dir_c, in_ctx.as_deref()))
+    let mut tar = tokio::task::spawn_blocking(move || tar_tree(&context_tree, in_ctx.as_deref()))
         .await
         .map_err(|e| TaskError::Engine(e.to_string()))??;
     let dockerfile_in_tar = match in_context {
@@ -609,13 +637,14 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
         .first()
         .cloned()
         .unwrap_or_else(|| format!("localhost/slipway-build/{}", env.run_id));
+    // `--build-arg NAME` without a value takes it from the caller's
+    // environment in docker; the server's environment is not the caller's,
+    // so the Dockerfile's own default applies instead.
     let buildargs: HashMap<String, String> = args
         .build_args
         .iter()
-        .map(|a| match a.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (a.clone(), std::env::var(a).unwrap_or_default()),
-        })
+        .filter_map(|a| a.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let labels: HashMap<String, String> = args
         .labels

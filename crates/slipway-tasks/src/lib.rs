@@ -32,8 +32,9 @@ use slipway_core::tasks::values::{
     template_data, RunVariables,
 };
 use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
+use slipway_git::LocalRoots;
 use slipway_runner::Engine;
-use slipway_store::{SecretKey, Store, StoreError, TaskRunRecord};
+use slipway_store::{SecretKey, SecretScope, Store, StoreError, TaskRunRecord};
 use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 
@@ -284,6 +285,11 @@ pub struct RunRequest {
     /// `--set-secret k=v` values (sealed once stored).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_secret: Vec<SecretValue>,
+    /// Name of a dev-center secret of kind `token` or `sshKey` that fetches
+    /// a git context (ACR `--git-access-token`); the token is sent only over
+    /// https and only to the hosts its secret names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_secret: Option<String>,
     /// Run timeout, seconds.
     #[serde(default)]
     pub timeout: u64,
@@ -526,6 +532,9 @@ pub struct TaskConfig {
     /// The embedded registry's account for users (`slipway registry
     /// login`); `None` when none is handed out.
     pub registry_login: Option<slipway_core::credentials::RegistryCredential>,
+    /// Host folders `file://` git contexts may name (`serve
+    /// --local-catalog-root`); none by default.
+    pub local_roots: LocalRoots,
 }
 
 impl TaskConfig {
@@ -546,6 +555,7 @@ impl TaskConfig {
             log_retention_days: 30,
             fetcher,
             registry_login: None,
+            local_roots: LocalRoots::none(),
         }
     }
 }
@@ -646,6 +656,7 @@ impl TaskService {
         trigger: Value,
     ) -> Result<TaskRunRecord, TaskError> {
         let mut request = request.clone();
+        self.git_remote(&request).await?;
         self.seal_values(&mut request.set_secret)?;
         if let Some(d) = request.docker.as_mut() {
             self.seal_values(&mut d.secret_build_args)?;
@@ -684,6 +695,49 @@ impl TaskService {
         request.set_secret.extend(set_secret.iter().cloned());
         self.queue(Some(name), request.task_run_type(), &request, trigger)
             .await
+    }
+
+    /// The git context of `request` and its checked remote (URL, ref and
+    /// folder checked; the `contextSecret` opened from the dev center's
+    /// secrets); `None` when the context is not a git one.
+    ///
+    /// Errors: [`TaskError::Validation`] naming the URL, ref, folder or secret.
+    async fn git_remote(
+        &self,
+        request: &RunRequest,
+    ) -> Result<Option<(GitContext, slipway_git::Remote)>, TaskError> {
+        let Some(git) = request.context.as_deref().and_then(GitContext::parse) else {
+            if let Some(s) = &request.context_secret {
+                return Err(TaskError::Validation(format!(
+                    "property 'contextSecret' ('{s}') applies to git contexts only"
+                )));
+            }
+            return Ok(None);
+        };
+        let credential = match &request.context_secret {
+            None => None,
+            Some(name) => {
+                let opened = self
+                    .store
+                    .secret_value(&SecretScope::DevCenter, name, &self.config.secret_key)
+                    .await?
+                    .ok_or_else(|| {
+                        TaskError::Validation(format!(
+                            "property 'contextSecret' names secret '{name}', which does not exist in the dev center"
+                        ))
+                    })?;
+                Some(
+                    slipway_git::GitCredential::from_secret(
+                        &opened.kind,
+                        opened.value,
+                        opened.hosts,
+                    )
+                    .map_err(|m| TaskError::Validation(format!("property 'contextSecret': {m}")))?,
+                )
+            }
+        };
+        let remote = git.remote(credential, &self.config.local_roots)?;
+        Ok(Some((git, remote)))
     }
 
     /// The stored credential for `image`'s registry; `None` (with a
@@ -732,6 +786,7 @@ impl TaskService {
         spec: TaskSpec,
     ) -> Result<(TaskSpec, bool), TaskError> {
         let mut spec = spec.validate()?;
+        self.git_remote(&spec.run).await?;
         self.seal_values(&mut spec.run.set_secret)?;
         if let Some(d) = spec.run.docker.as_mut() {
             self.seal_values(&mut d.secret_build_args)?;
@@ -818,10 +873,11 @@ impl TaskService {
                     s.id
                 )));
             };
-            let (_, value) = self
+            let value = self
                 .store
-                .secret_value(name, &self.config.secret_key)
+                .secret_value(&SecretScope::DevCenter, name, &self.config.secret_key)
                 .await?
+                .map(|o| o.value)
                 .ok_or_else(|| {
                     TaskError::Validation(format!(
                         "secret '{}': Slipway secret '{name}' does not exist (slipway admin secret set {name} …)",
@@ -1293,18 +1349,19 @@ impl TaskService {
                 .map_err(|e| TaskError::Engine(e.to_string()))??;
             return Ok(Default::default());
         }
-        if let Some(g) = GitContext::parse(&ctx) {
+        if let Some((g, remote)) = self.git_remote(request).await? {
             let checkout = dir.join("git");
-            let g2 = g.clone();
-            let c2 = checkout.clone();
-            let (commit, branch) = tokio::task::spawn_blocking(move || g2.fetch(&c2))
-                .await
-                .map_err(|e| TaskError::Engine(e.to_string()))??;
+            let (c2, work) = (checkout.clone(), dir.to_path_buf());
+            let (g2, url) = (g.clone(), remote.url().to_string());
+            let (commit, branch) =
+                tokio::task::spawn_blocking(move || g2.fetch(&remote, &c2, &work))
+                    .await
+                    .map_err(|e| TaskError::Engine(e.to_string()))??;
             tokio::fs::remove_dir_all(workspace).await.ok();
             tokio::fs::rename(checkout.join(&g.folder), workspace)
                 .await
                 .map_err(|e| TaskError::Context(format!("placing the checkout: {e}")))?;
-            return Ok((commit, branch, g.url));
+            return Ok((commit, branch, url));
         }
         if let Some(reference) = ctx.strip_prefix("oci://") {
             let credential = self.registry_credential(reference).await;
@@ -1344,10 +1401,7 @@ impl TaskService {
                 let Some(t) = spec.source_trigger.as_ref() else {
                     continue;
                 };
-                let (Some(every), Some(git)) = (
-                    t.poll_interval_seconds,
-                    spec.run.context.as_deref().and_then(GitContext::parse),
-                ) else {
+                let Some(every) = t.poll_interval_seconds else {
                     continue;
                 };
                 if t.status != "Enabled" {
@@ -1359,8 +1413,17 @@ impl TaskService {
                     next = next.min(at);
                     continue;
                 }
-                let g = git.clone();
-                match tokio::task::spawn_blocking(move || g.remote_head()).await {
+                let (g, remote) = match self.git_remote(&spec.run).await {
+                    Ok(Some(x)) => x,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(task = %name, error = %e, "source poll refused the context");
+                        due.insert(name, now + Duration::from_secs(every));
+                        continue;
+                    }
+                };
+                let work = self.config.data_dir.join("git-work");
+                match tokio::task::spawn_blocking(move || g.remote_head(&remote, &work)).await {
                     Ok(Ok((head, branch))) => {
                         if t.last_commit.is_none() {
                             self.record_head(&name, &head).await;
@@ -1551,16 +1614,22 @@ pub fn context_key(digest: &str) -> String {
     format!("task-contexts/{digest}.tar")
 }
 
+/// The largest task, values or alias file read from a context, bytes (4 MiB).
+const MAX_TASK_FILE_BYTES: u64 = 4 << 20;
+
+/// Reads `rel` from the workspace without following a path or symlink out of it.
+///
+/// Errors: [`TaskError::Validation`] naming the file (missing, too large,
+/// leading outside the context).
 async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskError> {
-    let p = workspace.join(rel.trim_start_matches("./"));
-    if !p.starts_with(workspace) || rel.split('/').any(|s| s == "..") {
-        return Err(TaskError::Validation(format!(
-            "file '{rel}' is outside the context"
-        )));
-    }
-    tokio::fs::read_to_string(&p).await.map_err(|e| {
-        TaskError::Validation(format!("file '{rel}' cannot be read from the context: {e}"))
+    let (ws, rel) = (workspace.to_path_buf(), rel.to_string());
+    tokio::task::spawn_blocking(move || {
+        slipway_hostfs::Tree::open(&ws)
+            .and_then(|t| t.read_to_string(&rel, MAX_TASK_FILE_BYTES))
+            .map_err(|e| TaskError::Validation(format!("file in the context: {e}")))
     })
+    .await
+    .map_err(|e| TaskError::Engine(e.to_string()))?
 }
 
 /// Renders a task file (comments stripped, aliases, template) into a plan,
@@ -1582,7 +1651,8 @@ pub fn render_plan(
                     .map_err(|e| e.to_string())?;
                 return String::from_utf8(body).map_err(|e| format!("GET '{src}': {e}"));
             }
-            std::fs::read_to_string(workspace.join(src.trim_start_matches("./")))
+            slipway_hostfs::Tree::open(workspace)
+                .and_then(|t| t.read_to_string(src, MAX_TASK_FILE_BYTES))
                 .map_err(|e| e.to_string())
         };
         let a = preprocess_aliases(&text, data, &load).map_err(TaskError::Validation)?;

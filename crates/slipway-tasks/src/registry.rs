@@ -406,27 +406,15 @@ pub async fn pull_artifact(
             // have neither and are unpacked.
             let title = layer["annotations"]["org.opencontainers.image.title"].as_str();
             let unpack = layer["annotations"]["io.deis.oras.content.unpack"] == "true";
+            let tree = slipway_hostfs::Tree::create(&dest)
+                .map_err(|e| TaskError::Context(e.to_string()))?;
             match title {
-                Some(name) if !unpack => {
-                    let rel = Path::new(name);
-                    if rel.is_absolute()
-                        || rel
-                            .components()
-                            .any(|c| matches!(c, std::path::Component::ParentDir))
-                    {
-                        return Err(TaskError::Context(format!(
-                            "artifact file name '{name}' leaves the context"
-                        )));
-                    }
-                    let p = dest.join(rel);
-                    if let Some(parent) = p.parent() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| TaskError::Context(e.to_string()))?;
-                    }
-                    std::fs::write(&p, &bytes)
-                        .map_err(|e| TaskError::Context(format!("{}: {e}", p.display())))?;
-                }
-                _ => crate::context::untar(&bytes, &dest)?,
+                Some(name) if !unpack => tree
+                    .write(name, &bytes, 0o644)
+                    .map_err(|e| TaskError::Context(format!("artifact file {e}")))?,
+                _ => tree
+                    .untar(&bytes)
+                    .map_err(|e| TaskError::Context(format!("layer {digest}: {e}")))?,
             }
         }
         Ok(())

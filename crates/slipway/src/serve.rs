@@ -109,6 +109,11 @@ pub struct ServeArgs {
     /// range no real network of this host uses.
     #[arg(long, env = "SLIPWAY_RUNNER_NETWORK", default_value = slipway_runner::netns::DEFAULT_POOL)]
     pub runner_network: slipway_core::isolation::Ipv4Cidr,
+    /// A host folder beneath which `local` catalogs (DevCenter Admins only)
+    /// and `file://` git URLs of catalogs and task contexts may point;
+    /// repeatable. Without one, both are refused.
+    #[arg(long = "local-catalog-root", value_name = "DIR")]
+    pub local_catalog_roots: Vec<PathBuf>,
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -166,10 +171,13 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| slipway_catalog::default_scratch_dir(&data_dir));
     slipway_catalog::clean_scratch(&work_dir)
         .with_context(|| format!("cleaning the scratch folder {}", work_dir.display()))?;
+    let local_roots = slipway_catalog::LocalRoots::new(&args.local_catalog_roots)
+        .context("--local-catalog-root")?;
     let catalog_scheduler = SyncScheduler::new(
         store.clone(),
         work_dir.clone(),
         secret_key.clone(),
+        local_roots.clone(),
         Duration::from_secs(args.catalog_sync_interval_seconds.max(1)),
     );
     let catalog_sync = catalog_scheduler.trigger();
@@ -232,6 +240,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     base_image_poll: args.base_image_poll_seconds,
                     log_retention_days: args.task_log_retention_days,
                     registry_login: Some(r.user_account.clone()),
+                    local_roots: local_roots.clone(),
                     ..slipway_tasks::TaskConfig::new(
                         data_dir.clone(),
                         r.host.clone(),
@@ -277,6 +286,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 terraform: args.runner_terraform,
                 ..RunnerImages::default()
             },
+            local_roots,
         }),
         secret_key,
         catalog_sync,

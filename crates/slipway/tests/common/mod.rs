@@ -108,9 +108,14 @@ impl Server {
         Self::start_with(data, free_port(), &["--ca-file", &ca])
     }
 
-    /// Starts a server on `port` with extra `serve` flags.
+    /// Starts a server on `port` with extra `serve` flags. The folder that
+    /// holds `data` (the test's temporary folder, where its git
+    /// repositories and local catalogs live) and the repository's
+    /// `examples` are the server's `--local-catalog-root`s.
     pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
+        let root = data.parent().unwrap().to_string_lossy().to_string();
+        let examples = repo_root().join("examples").to_string_lossy().to_string();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -124,6 +129,8 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data)
+            .args(["--local-catalog-root", &root])
+            .args(["--local-catalog-root", &examples])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

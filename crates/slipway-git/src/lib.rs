@@ -1,0 +1,905 @@
+//! The one way Slipway runs `git`: catalog sources, task contexts
+//! (`…repo.git#ref:folder`) and source triggers all go through a [`Remote`].
+//!
+//! Users name the URL and the ref, so both are hostile input:
+//! - [`check_url`] allows `https://`, `http://`, `ssh://`, `git://`, scp-like
+//!   `user@host:path`, and `file://` only beneath the operator's
+//!   [`LocalRoots`]; anything starting with `-`, holding whitespace or
+//!   control characters, or naming another transport (`ext::`, `fd::`, a bare
+//!   path) is refused before git runs.
+//! - [`check_ref`] applies `git check-ref-format`'s rules (one-level names
+//!   allowed) and refuses a leading `-`.
+//! - Every user value is placed after `--` / `--end-of-options`, and git
+//!   runs with `GIT_ALLOW_PROTOCOL` limited to the transports above, no
+//!   system or global config, no prompts and `LC_ALL=C` (so failures are
+//!   classified on fixed English text).
+//! - Credentials never reach a command line, a URL or a log: a token is an
+//!   `http.extraHeader` set through `GIT_CONFIG_*` (Basic auth, user
+//!   `x-access-token` unless the token is `user:password`), sent only over
+//!   `https://` (plain `http://` only to a loopback host) and only to the
+//!   hosts its secret names; an SSH key is a 0600 file named in
+//!   `GIT_SSH_COMMAND`, deleted when the command ends. Git's messages are
+//!   scrubbed of the secret and of URL user-info.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+pub use slipway_hostfs::LocalRoots;
+
+/// The transports git may use (`GIT_ALLOW_PROTOCOL`).
+pub const ALLOWED_PROTOCOLS: &str = "https:http:ssh:git:file";
+
+/// Errors of this crate. Messages name the URL (user-info scrubbed) or ref.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The URL is not one Slipway fetches from.
+    #[error("git URL '{url}' {reason}")]
+    InvalidUrl {
+        /// The URL, user-info scrubbed.
+        url: String,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// The ref breaks git's ref-format rules or starts with `-`.
+    #[error("git ref '{reference}' {reason}")]
+    InvalidRef {
+        /// The ref as given.
+        reference: String,
+        /// The broken rule.
+        reason: String,
+    },
+    /// The credential may not be sent to this URL (plain http, a host its
+    /// secret does not name).
+    #[error("{0}")]
+    CredentialNotAllowed(String),
+    /// The remote refused the credentials (or there were none and it wanted some).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The branch, tag, commit or folder does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Any other failure of git (network, not a repository…), scrubbed.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Running git or writing its key file failed.
+    #[error("git: {0}")]
+    Io(String),
+}
+
+/// A credential for a git remote, opened from a stored secret.
+#[derive(Clone)]
+pub enum GitCredential {
+    /// A personal access token or app token for `https://` remotes;
+    /// `user:password` picks the user.
+    Token {
+        /// The token.
+        token: String,
+        /// Hosts the token may be sent to (lower-case, no port); empty = any https host.
+        hosts: Vec<String>,
+    },
+    /// A private key (OpenSSH or PEM text) for `ssh://` and scp-like remotes.
+    SshKey(Vec<u8>),
+}
+
+impl std::fmt::Debug for GitCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitCredential::Token { hosts, .. } => write!(f, "Token(***, hosts {hosts:?})"),
+            GitCredential::SshKey(_) => f.write_str("SshKey(***)"),
+        }
+    }
+}
+
+impl GitCredential {
+    /// Builds a credential from a secret's kind, value and host list.
+    ///
+    /// Errors: a message naming the kind when it is neither `token` nor `sshKey`.
+    pub fn from_secret(
+        kind: &str,
+        value: Vec<u8>,
+        hosts: Vec<String>,
+    ) -> Result<GitCredential, String> {
+        match kind {
+            "token" => Ok(GitCredential::Token {
+                token: String::from_utf8_lossy(&value).trim().to_string(),
+                hosts,
+            }),
+            "sshKey" => Ok(GitCredential::SshKey(value)),
+            other => Err(format!(
+                "secret kind '{other}' cannot authenticate to git: expected 'token' or 'sshKey'"
+            )),
+        }
+    }
+
+    fn secret_text(&self) -> Option<String> {
+        match self {
+            GitCredential::Token { token, .. } if !token.is_empty() => Some(token.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Removes URL user-info (`https://user:pw@host` → `https://***@host`) and
+/// every occurrence of `secret` from `text`.
+pub fn scrub(text: &str, secret: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    match secret.filter(|s| !s.is_empty()) {
+        Some(s) => out.replace(s, "***"),
+        None => out,
+    }
+}
+
+/// The transport of a checked URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `https://`.
+    Https,
+    /// `http://`.
+    Http,
+    /// `ssh://` or scp-like `user@host:path`.
+    Ssh,
+    /// `git://`.
+    Git,
+    /// `file://` beneath a local root.
+    File,
+}
+
+/// A URL that passed [`check_url`]: its transport and host (lower-case,
+/// without port or user-info; empty for `file://`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedUrl {
+    /// The URL as given.
+    pub url: String,
+    /// Its transport.
+    pub transport: Transport,
+    /// Its host.
+    pub host: String,
+}
+
+/// Checks a remote URL (see the module docs for the rules).
+///
+/// Errors: [`GitError::InvalidUrl`] naming the URL and what was expected.
+pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> {
+    let bad = |reason: &str| GitError::InvalidUrl {
+        url: scrub(url, None),
+        reason: reason.to_string(),
+    };
+    if url.is_empty() {
+        return Err(bad(
+            "is empty: expected https://, http://, ssh://, git://, file:// or user@host:path",
+        ));
+    }
+    if url.starts_with('-') {
+        return Err(bad("starts with '-': a URL may not look like a git option"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("holds whitespace or control characters"));
+    }
+    let host_of = |authority: &str| -> Result<String, GitError> {
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        let host = if let Some(v6) = host.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default()
+        } else {
+            host.split(':').next().unwrap_or_default()
+        };
+        if host.is_empty() || host.starts_with('-') {
+            return Err(bad("has no host, or a host starting with '-'"));
+        }
+        if authority
+            .split('@')
+            .next()
+            .is_some_and(|u| u.starts_with('-'))
+        {
+            return Err(bad("has a user name starting with '-'"));
+        }
+        Ok(host.to_ascii_lowercase())
+    };
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let transport = match scheme {
+            "https" => Transport::Https,
+            "http" => Transport::Http,
+            "ssh" | "git+ssh" | "ssh+git" => Transport::Ssh,
+            "git" => Transport::Git,
+            "file" => {
+                let path = percent_decode(rest);
+                roots
+                    .resolve(&path)
+                    .map_err(|e| bad(&format!("names a host folder: {e}")))?;
+                return Ok(CheckedUrl {
+                    url: url.to_string(),
+                    transport: Transport::File,
+                    host: String::new(),
+                });
+            }
+            other => {
+                return Err(bad(&format!(
+                    "uses transport '{other}': expected https, http, ssh, git or file"
+                )))
+            }
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = host_of(authority)?;
+        return Ok(CheckedUrl {
+            url: url.to_string(),
+            transport,
+            host,
+        });
+    }
+    // scp-like: [user@]host:path, no '/' before the first ':'.
+    match url.split_once(':') {
+        Some((authority, path)) if !authority.contains('/') && !path.is_empty() => {
+            if authority.contains("::") || path.starts_with(':') {
+                return Err(bad(
+                    "names a remote helper ('<transport>::<address>'), which is not allowed",
+                ));
+            }
+            let host = host_of(authority)?;
+            Ok(CheckedUrl {
+                url: url.to_string(),
+                transport: Transport::Ssh,
+                host,
+            })
+        }
+        _ => Err(bad(
+            "is not a URL: expected https://, http://, ssh://, git://, file:// or user@host:path",
+        )),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Checks a branch, tag or commit name against `git check-ref-format`'s
+/// rules (a one-level name such as `main` is allowed) and refuses a
+/// leading `-`.
+///
+/// Errors: [`GitError::InvalidRef`] naming the ref and the broken rule.
+pub fn check_ref(reference: &str) -> Result<(), GitError> {
+    let bad = |reason: &str| {
+        Err(GitError::InvalidRef {
+            reference: reference.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if reference.is_empty() {
+        return bad("is empty");
+    }
+    if reference.starts_with('-') {
+        return bad("starts with '-': a ref may not look like a git option");
+    }
+    if reference == "@" {
+        return bad("is '@', which git does not allow");
+    }
+    if let Some(c) = reference
+        .chars()
+        .find(|c| c.is_control() || " ~^:?*[\\".contains(*c))
+    {
+        return bad(&format!(
+            "holds '{}', which git does not allow",
+            c.escape_default()
+        ));
+    }
+    if reference.contains("..") || reference.contains("@{") || reference.contains("//") {
+        return bad("holds '..', '@{' or '//', which git does not allow");
+    }
+    if reference.starts_with('/') || reference.ends_with('/') || reference.ends_with('.') {
+        return bad("starts or ends with '/' or ends with '.', which git does not allow");
+    }
+    if reference
+        .split('/')
+        .any(|c| c.starts_with('.') || c.ends_with(".lock"))
+    {
+        return bad(
+            "has a part starting with '.' or ending with '.lock', which git does not allow",
+        );
+    }
+    Ok(())
+}
+
+/// Whether a ref is a commit id (7 to 64 hex digits: an abbreviated or full
+/// SHA-1/SHA-256) rather than a branch or tag.
+pub fn looks_like_commit(reference: &str) -> bool {
+    (7..=64).contains(&reference.len()) && reference.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A path removed (file or folder) when dropped.
+#[derive(Debug)]
+struct TempPath(PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A checked remote with its credential: the only value the git commands
+/// below accept.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    url: CheckedUrl,
+    credential: Option<GitCredential>,
+}
+
+impl Remote {
+    /// Checks `url` and that `credential` may be sent to it.
+    ///
+    /// Errors: [`GitError::InvalidUrl`]; [`GitError::CredentialNotAllowed`]
+    /// when a token would travel over plain http to a non-loopback host or to
+    /// a host its secret does not name.
+    pub fn new(
+        url: &str,
+        credential: Option<GitCredential>,
+        roots: &LocalRoots,
+    ) -> Result<Remote, GitError> {
+        let url = check_url(url, roots)?;
+        if let Some(GitCredential::Token { hosts, .. }) = &credential {
+            let loopback = ["localhost", "127.0.0.1", "::1"].contains(&url.host.as_str());
+            match url.transport {
+                Transport::Https => {}
+                Transport::Http if loopback => {}
+                _ => {
+                    return Err(GitError::CredentialNotAllowed(format!(
+                        "a token is sent only over https:// (plain http:// only to a loopback host); '{}' is not",
+                        scrub(&url.url, None)
+                    )))
+                }
+            }
+            if !hosts.is_empty() && !hosts.iter().any(|h| h.eq_ignore_ascii_case(&url.host)) {
+                return Err(GitError::CredentialNotAllowed(format!(
+                    "the token's secret allows hosts {}; '{}' is not one of them",
+                    hosts.join(", "),
+                    url.host
+                )));
+            }
+        }
+        Ok(Remote { url, credential })
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url.url
+    }
+
+    /// The URL with user-info scrubbed, for messages.
+    pub fn display(&self) -> String {
+        scrub(&self.url.url, None)
+    }
+}
+
+/// One `git` environment: the hardened variables plus the credential; a
+/// temporary key file lives as long as the value.
+struct Git {
+    env: Vec<(String, String)>,
+    secret: Option<String>,
+    _key: Option<TempPath>,
+}
+
+impl Git {
+    fn new(remote: Option<&Remote>, work: &Path) -> Result<Git, GitError> {
+        let io = |e: std::io::Error| GitError::Io(e.to_string());
+        std::fs::create_dir_all(work).map_err(io)?;
+        let mut env: Vec<(String, String)> = [
+            ("LC_ALL", "C"),
+            ("LANGUAGE", ""),
+            ("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS),
+            ("GIT_PROTOCOL_FROM_USER", "0"),
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+            ("GIT_ASKPASS", "true"),
+            ("SSH_ASKPASS", "true"),
+            // A remote that stops sending fails the command instead of hanging it.
+            ("GIT_HTTP_LOW_SPEED_LIMIT", "1"),
+            ("GIT_HTTP_LOW_SPEED_TIME", "120"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let known_hosts = work.join("known_hosts");
+        let ssh_opts = format!(
+            "-o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{}'",
+            known_hosts.display()
+        );
+        let mut key = None;
+        let credential = remote.and_then(|r| r.credential.as_ref());
+        match credential {
+            Some(GitCredential::Token { token, .. }) => {
+                let userpass = if token.contains(':') {
+                    token.clone()
+                } else {
+                    format!("x-access-token:{token}")
+                };
+                let basic = base64::engine::general_purpose::STANDARD.encode(userpass);
+                env.push(("GIT_CONFIG_COUNT".into(), "1".into()));
+                env.push(("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()));
+                env.push((
+                    "GIT_CONFIG_VALUE_0".into(),
+                    format!("Authorization: Basic {basic}"),
+                ));
+                env.push(("GIT_SSH_COMMAND".into(), format!("ssh {ssh_opts}")));
+            }
+            Some(GitCredential::SshKey(bytes)) => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let path = work.join(format!("key-{}", uuid::Uuid::new_v4()));
+                let guard = TempPath(path.clone());
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io)?;
+                f.write_all(bytes).map_err(io)?;
+                if !bytes.ends_with(b"\n") {
+                    f.write_all(b"\n").map_err(io)?;
+                }
+                env.push((
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i '{}' -o IdentitiesOnly=yes {ssh_opts}",
+                        path.display()
+                    ),
+                ));
+                key = Some(guard);
+            }
+            None => env.push(("GIT_SSH_COMMAND".into(), format!("ssh {ssh_opts}"))),
+        }
+        Ok(Git {
+            env,
+            secret: credential.and_then(GitCredential::secret_text),
+            _key: key,
+        })
+    }
+
+    /// Runs `git <args>` in `cwd`; stdout on success, a scrubbed message
+    /// naming `what` otherwise.
+    fn run(&self, cwd: &Path, args: &[&str], what: &str) -> Result<String, GitError> {
+        let mut cmd = Command::new("git");
+        cmd.args(args).current_dir(cwd).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        cmd.env("HOME", cwd);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .output()
+            .map_err(|e| GitError::Io(format!("cannot run git: {e}")))?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let msg = scrub(
+            &format!("{what} failed: {}", stderr.trim()),
+            self.secret.as_deref(),
+        );
+        Err(classify(&stderr, msg))
+    }
+}
+
+/// Sorts a failure by git's (`LC_ALL=C`, so English) message.
+fn classify(stderr: &str, msg: String) -> GitError {
+    let s = stderr.to_ascii_lowercase();
+    let auth = [
+        "authentication failed",
+        "could not read username",
+        "could not read password",
+        "permission denied",
+        "401",
+        "403",
+        "invalid credentials",
+        "host key verification failed",
+    ];
+    let missing = [
+        "remote branch",
+        "couldn't find remote ref",
+        "not our ref",
+        "unadvertised object",
+        "did not match any",
+        "unknown revision",
+        "invalid object name",
+    ];
+    if auth.iter().any(|p| s.contains(p)) {
+        GitError::Unauthorized(msg)
+    } else if missing.iter().any(|p| s.contains(p)) {
+        GitError::NotFound(msg)
+    } else {
+        GitError::Unreachable(msg)
+    }
+}
+
+/// One ref a remote advertises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// Commit id.
+    pub commit: String,
+    /// Full name (`refs/heads/main`, `HEAD`, `refs/tags/v1`).
+    pub name: String,
+}
+
+/// The refs of `remote` matching `patterns` (`git ls-remote`), without
+/// fetching content. `work` holds key files and `known_hosts`.
+///
+/// Errors: [`GitError::InvalidRef`] for a bad pattern, otherwise git's
+/// scrubbed message as [`GitError::Unauthorized`] / [`GitError::Unreachable`].
+pub fn ls_remote(
+    remote: &Remote,
+    patterns: &[&str],
+    work: &Path,
+) -> Result<Vec<RemoteRef>, GitError> {
+    for p in patterns {
+        check_ref(p)?;
+    }
+    let git = Git::new(Some(remote), work)?;
+    let mut args = vec!["ls-remote", "--", remote.url()];
+    args.extend(patterns);
+    let out = git.run(
+        work,
+        &args,
+        &format!("git ls-remote of '{}'", remote.display()),
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(c, n)| RemoteRef {
+            commit: c.to_string(),
+            name: n.to_string(),
+        })
+        .collect())
+}
+
+/// The commit `reference` (a branch or tag; `None` = the remote's HEAD)
+/// points at now: `(commit, branch)`, the branch empty for HEAD.
+///
+/// Errors: [`GitError::NotFound`] when the remote has no such ref; the
+/// errors of [`ls_remote`].
+pub fn remote_head(
+    remote: &Remote,
+    reference: Option<&str>,
+    work: &Path,
+) -> Result<(String, String), GitError> {
+    let r = reference.unwrap_or("HEAD");
+    let refs = ls_remote(remote, &[r], work)?;
+    let wanted = [
+        format!("refs/heads/{r}"),
+        format!("refs/tags/{r}"),
+        r.to_string(),
+    ];
+    refs.into_iter()
+        .find(|x| wanted.contains(&x.name))
+        .map(|x| {
+            let branch = if reference.is_none() {
+                String::new()
+            } else {
+                r.to_string()
+            };
+            (x.commit, branch)
+        })
+        .ok_or_else(|| {
+            GitError::NotFound(format!("'{r}' does not exist in '{}'", remote.display()))
+        })
+}
+
+/// A shallow clone of one branch (`None` = the remote's default) into
+/// `dest`, which must not exist. Returns the commit checked out.
+///
+/// Errors: [`GitError::InvalidRef`]; git's scrubbed message.
+pub fn clone_branch(
+    remote: &Remote,
+    branch: Option<&str>,
+    dest: &Path,
+    work: &Path,
+) -> Result<String, GitError> {
+    if let Some(b) = branch {
+        check_ref(b)?;
+    }
+    let git = Git::new(Some(remote), work)?;
+    let dest_s = dest.to_string_lossy().into_owned();
+    let mut args = vec![
+        "clone",
+        "--quiet",
+        "--no-tags",
+        "--depth",
+        "1",
+        "--single-branch",
+    ];
+    if let Some(b) = branch {
+        args.extend(["--branch", b]);
+    }
+    args.extend(["--", remote.url(), &dest_s]);
+    let what = format!(
+        "git clone of '{}' (branch {})",
+        remote.display(),
+        branch.unwrap_or("default")
+    );
+    git.run(work, &args, &what)?;
+    Ok(git
+        .run(dest, &["rev-parse", "--verify", "HEAD"], "git rev-parse")?
+        .trim()
+        .to_string())
+}
+
+/// Fetches `reference` (a branch, tag or commit id; `None` = HEAD) of
+/// `remote` into a new repository at `dest` and checks it out detached.
+/// Returns the commit. A commit the remote does not serve directly is
+/// found after fetching all branches and tags.
+///
+/// Errors: [`GitError::InvalidRef`]; [`GitError::NotFound`] when the ref
+/// does not exist; git's scrubbed message.
+pub fn fetch_ref(
+    remote: &Remote,
+    reference: Option<&str>,
+    dest: &Path,
+    work: &Path,
+) -> Result<String, GitError> {
+    if let Some(r) = reference {
+        check_ref(r)?;
+    }
+    let r = reference.unwrap_or("HEAD");
+    let git = Git::new(Some(remote), work)?;
+    std::fs::create_dir_all(dest).map_err(|e| GitError::Io(e.to_string()))?;
+    git.run(dest, &["init", "-q"], "git init")?;
+    let what = format!("git fetch of '{r}' from '{}'", remote.display());
+    let shallow = git.run(
+        dest,
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--depth",
+            "1",
+            "--",
+            remote.url(),
+            r,
+        ],
+        &what,
+    );
+    let commit_ish = match shallow {
+        Ok(_) => "FETCH_HEAD".to_string(),
+        Err(GitError::Unauthorized(m)) => return Err(GitError::Unauthorized(m)),
+        Err(_) => {
+            git.run(
+                dest,
+                &[
+                    "fetch",
+                    "-q",
+                    "--",
+                    remote.url(),
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                &what,
+            )?;
+            let candidates = [
+                format!("refs/remotes/origin/{r}^{{commit}}"),
+                format!("refs/tags/{r}^{{commit}}"),
+                format!("{r}^{{commit}}"),
+            ];
+            candidates
+                .iter()
+                .find_map(|c| {
+                    git.run(
+                        dest,
+                        &["rev-parse", "-q", "--verify", "--end-of-options", c],
+                        "git rev-parse",
+                    )
+                    .ok()
+                })
+                .map(|s| s.trim().to_string())
+                .ok_or_else(|| {
+                    GitError::NotFound(format!("'{r}' does not exist in '{}'", remote.display()))
+                })?
+        }
+    };
+    git.run(
+        dest,
+        &[
+            "-c",
+            "advice.detachedHead=false",
+            "checkout",
+            "-q",
+            "--detach",
+            &commit_ish,
+            "--",
+        ],
+        "git checkout",
+    )?;
+    Ok(git
+        .run(dest, &["rev-parse", "--verify", "HEAD"], "git rev-parse")?
+        .trim()
+        .to_string())
+}
+
+/// Git tree id of every folder under `sub` (`None` = the root) at HEAD of
+/// the repository `repo`, keyed by its path relative to `sub` (`""` for
+/// `sub` itself).
+///
+/// Errors: [`GitError::NotFound`] when `sub` is not a folder at HEAD.
+pub fn folder_trees(repo: &Path, sub: Option<&str>) -> Result<HashMap<String, String>, GitError> {
+    let git = Git::new(None, repo)?;
+    let treeish = format!("HEAD:{}", sub.unwrap_or(""));
+    let root_tree = git
+        .run(
+            repo,
+            &["rev-parse", "--verify", "--end-of-options", &treeish],
+            "git rev-parse",
+        )?
+        .trim()
+        .to_string();
+    let listing = git.run(
+        repo,
+        &["ls-tree", "-r", "-d", "-z", "--end-of-options", &root_tree],
+        "git ls-tree",
+    )?;
+    let mut trees = HashMap::new();
+    trees.insert(String::new(), root_tree);
+    for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+        // "<mode> tree <id>\t<path>"
+        if let Some((meta, path)) = entry.split_once('\t') {
+            if let Some(id) = meta.split_whitespace().nth(2) {
+                trees.insert(path.to_string(), id.to_string());
+            }
+        }
+    }
+    Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_hides_userinfo_and_the_secret() {
+        assert_eq!(
+            scrub(
+                "fatal: unable to access 'https://bob:tok123@example.com/r.git/': 403",
+                Some("tok123")
+            ),
+            "fatal: unable to access 'https://***@example.com/r.git/': 403"
+        );
+        assert_eq!(
+            scrub("token tok123 leaked", Some("tok123")),
+            "token *** leaked"
+        );
+    }
+
+    #[test]
+    fn urls_outside_the_allowed_forms_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = LocalRoots::new(&[dir.path().to_path_buf()]).unwrap();
+        for ok in [
+            "https://example.com/r.git",
+            "http://127.0.0.1:8080/r.git",
+            "ssh://git@example.com:22/r.git",
+            "git@example.com:org/r.git",
+            "git://example.com/r.git",
+        ] {
+            assert!(check_url(ok, &roots).is_ok(), "{ok}");
+        }
+        let inside = format!("file://{}", dir.path().display());
+        assert_eq!(
+            check_url(&inside, &roots).unwrap().transport,
+            Transport::File
+        );
+        for bad in [
+            "--upload-pack=touch /tmp/x;.git",
+            "-u",
+            "ext::sh -c touch% /tmp/x",
+            "ext::sh",
+            "fd::3",
+            "/srv/repo.git",
+            "file:///etc",
+            "ssh://-oProxyCommand=x/r.git",
+            "https://example.com/r.git x",
+            "ftp://example.com/r.git",
+            "",
+        ] {
+            assert!(
+                matches!(check_url(bad, &roots), Err(GitError::InvalidUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Cases from `git check-ref-format`'s documented rules.
+    #[test]
+    fn refs_follow_git_check_ref_format() {
+        for ok in ["main", "feature/x", "v1.0.0", "HEAD", "0123abc", "a-b_c"] {
+            assert!(check_ref(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "--upload-pack=touch /tmp/x",
+            "-x",
+            "a..b",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "/a",
+            "a/",
+            "a//b",
+            "a.",
+            ".a",
+            "x/.a",
+            "a.lock",
+            "a@{1}",
+            "@",
+            "",
+            "a\u{7f}",
+        ] {
+            assert!(
+                matches!(check_ref(bad), Err(GitError::InvalidRef { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_travel_only_over_https_to_the_named_hosts() {
+        let roots = LocalRoots::none();
+        let tok = |hosts: &[&str]| GitCredential::Token {
+            token: "t".into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        assert!(Remote::new("https://git.example.com/r.git", Some(tok(&[])), &roots).is_ok());
+        assert!(Remote::new("http://127.0.0.1:9/r.git", Some(tok(&[])), &roots).is_ok());
+        assert!(matches!(
+            Remote::new("http://attacker.example/r.git", Some(tok(&[])), &roots),
+            Err(GitError::CredentialNotAllowed(_))
+        ));
+        assert!(matches!(
+            Remote::new(
+                "https://attacker.example/r.git",
+                Some(tok(&["git.example.com"])),
+                &roots
+            ),
+            Err(GitError::CredentialNotAllowed(_))
+        ));
+        assert!(Remote::new(
+            "https://GIT.example.com/r.git",
+            Some(tok(&["git.example.com"])),
+            &roots
+        )
+        .is_ok());
+    }
+}

@@ -1,0 +1,396 @@
+//! The control plane's own attack suite: hostile URLs, refs, archives and
+//! secret references sent through Slipway's public interfaces. Each attack
+//! must be refused (or fail) without running, reading or writing anything
+//! outside its root. No packet leaves this machine: the "attacker's" git
+//! server is a listener on 127.0.0.1 that counts who calls it.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{run_log, wait_run, Server};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const BASE: &str = "localhost/slipway/runner-core:latest";
+
+/// A listener on loopback that counts the connections it receives.
+fn counting_listener() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+        }
+    });
+    (port, hits)
+}
+
+fn message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+#[test]
+fn git_option_injection_through_a_context_or_catalog_url_runs_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let repo = tmp.path().join("repos/app.git");
+    common::git_repo(
+        &repo,
+        &[(
+            "acb.yaml",
+            &format!("steps:\n  - cmd: --entrypoint true {BASE}\n"),
+        )],
+    );
+    let marker = tmp.path().join("pwned");
+    let inject = format!("--upload-pack=touch {}", marker.display());
+
+    // A ref that is a git option (`git fetch … origin <ref>` ran it).
+    let (st, v, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({"context": format!("file://{}#{inject}", repo.display())})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("starts with '-'"), "{v}");
+
+    // A polled task whose URL is a git option (`git ls-remote <url>` on every poll).
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTasks/tasks/evil",
+        Some(json!({
+            "context": format!("{inject};.git#main"),
+            "sourceTrigger": {"pollIntervalSeconds": 5},
+        })),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("starts with '-'"), "{v}");
+
+    // The same URL as a catalog source.
+    s.setup_project();
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/catalogs/evil",
+        Some(json!({"kind": "git", "uri": format!("{inject};.git")})),
+    );
+    assert_eq!(st, 400, "{v}");
+    // A branch that is an option.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/catalogs/evil",
+        Some(json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": inject})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(message(&v).contains("starts with '-'"), "{v}");
+    // Another transport (`ext::` runs a command).
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/catalogs/evil",
+        Some(json!({"kind": "git", "uri": format!("ext::sh -c touch% {}", marker.display())})),
+    );
+    assert_eq!(st, 400, "{v}");
+
+    assert!(!marker.exists(), "an injected git option ran on the server");
+}
+
+/// Pushes an OCI manifest of `layers` (bytes, title annotation) to the
+/// embedded registry as `repo:tag`, authenticating as the user account.
+fn push_artifact(s: &Server, repo: &str, tag: &str, layers: &[(Vec<u8>, Option<&str>)]) {
+    let (code, out, err) = s.cli(&["-o", "json", "registry", "login"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let login: Value = serde_json::from_str(&out).unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!(
+                "{}:{}",
+                login["username"].as_str().unwrap(),
+                login["password"].as_str().unwrap()
+            )
+        )
+    );
+    let reg = format!("http://{}", login["loginServer"].as_str().unwrap());
+    let upload = |bytes: &[u8]| -> String {
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let r = ureq::post(&format!("{reg}/v2/{repo}/blobs/uploads/"))
+            .set("Authorization", &auth)
+            .call()
+            .unwrap();
+        let loc = r.header("location").unwrap().to_string();
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            format!("{reg}{loc}")
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        ureq::put(&format!("{loc}{sep}digest={digest}"))
+            .set("Authorization", &auth)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(bytes)
+            .unwrap();
+        digest
+    };
+    let config = upload(b"{}");
+    let descriptors: Vec<Value> = layers
+        .iter()
+        .map(|(bytes, title)| {
+            let mut d = json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": upload(bytes),
+                "size": bytes.len(),
+            });
+            if let Some(t) = title {
+                d["annotations"] = json!({"org.opencontainers.image.title": t});
+            }
+            d
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": descriptors,
+    });
+    ureq::put(&format!("{reg}/v2/{repo}/manifests/{tag}"))
+        .set("Authorization", &auth)
+        .set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .send_string(&manifest.to_string())
+        .unwrap();
+}
+
+fn tar_of(entries: &[(&str, Option<&Path>, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, link, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        match link {
+            Some(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, name, target).unwrap();
+            }
+            None => {
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append_data(&mut h, name, *data).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn an_oci_context_whose_layer_plants_a_symlink_writes_nothing_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // Layer 1 plants `d -> <outside>`; layer 2 is an ORAS file titled `d/x`.
+    push_artifact(
+        &s,
+        "contexts/evil",
+        "1",
+        &[
+            (tar_of(&[("d", Some(&outside), b"")]), None),
+            (b"planted\n".to_vec(), Some("d/x")),
+        ],
+    );
+    let reg = s.get("/imageTasks/registry")["loginServer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, v, _) = s.call(
+        "POST",
+        "/imageTasks/builds",
+        Some(json!({"context": format!("oci://{reg}/contexts/evil:1"), "images": ["x:1"]})),
+    );
+    assert_eq!(st, 202, "{v}");
+    let run = wait_run(&s, v["runId"].as_str().unwrap());
+    let log = run_log(&s, v["runId"].as_str().unwrap());
+    assert_eq!(run["status"], "Failed", "{run}\n{log}");
+    assert!(
+        format!("{run}{log}").contains("'d/x' leads outside"),
+        "the failure names the entry: {run}\n{log}"
+    );
+    assert!(
+        !outside.join("x").exists(),
+        "the artifact wrote through its planted symlink"
+    );
+}
+
+#[test]
+fn a_task_file_or_dockerfile_symlinked_to_a_host_file_is_never_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let host_file = tmp.path().join("host-secret.txt");
+    std::fs::write(&host_file, "TOP-SECRET-HOST-CONTENT\n").unwrap();
+    let upload = |tar: Vec<u8>| -> String {
+        let r = ureq::put(&format!("{}/imageTasks/contexts", s.base))
+            .set("Authorization", &format!("Bearer {}", s.admin_token))
+            .set("Content-Type", "application/x-tar")
+            .send_bytes(&tar)
+            .unwrap();
+        let v: Value = r.into_json().unwrap();
+        v["context"].as_str().unwrap().to_string()
+    };
+
+    // acb.yaml -> host file: the server read it and echoed it in the error.
+    let ctx = upload(tar_of(&[("acb.yaml", Some(&host_file), b"")]));
+    let (st, v, _) = s.call("POST", "/imageTasks/runs", Some(json!({"context": ctx})));
+    assert_eq!(st, 202, "{v}");
+    let id = v["runId"].as_str().unwrap().to_string();
+    let run = wait_run(&s, &id);
+    let all = format!("{run}{}", run_log(&s, &id));
+    assert_eq!(run["status"], "Failed", "{all}");
+    assert!(all.contains("leads outside"), "{all}");
+    assert!(!all.contains("TOP-SECRET"), "the host file leaked: {all}");
+
+    // A build step whose Dockerfile is a host path.
+    let task = format!(
+        "steps:\n  - build: -t x:1 -f {} .\n",
+        "../../../../../../../../..".to_string() + &host_file.display().to_string()
+    );
+    let ctx = upload(tar_of(&[("acb.yaml", None, task.as_bytes())]));
+    let (st, v, _) = s.call("POST", "/imageTasks/runs", Some(json!({"context": ctx})));
+    assert_eq!(st, 202, "{v}");
+    let id = v["runId"].as_str().unwrap().to_string();
+    let run = wait_run(&s, &id);
+    let all = format!("{run}{}", run_log(&s, &id));
+    assert_eq!(run["status"], "Failed", "{all}");
+    assert!(all.contains("outside the run's workspace"), "{all}");
+    assert!(!all.contains("TOP-SECRET"), "the host file leaked: {all}");
+}
+
+#[test]
+fn a_project_admin_cannot_send_a_dev_center_token_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup_project();
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/dc-token",
+        Some(json!({"kind": "token", "value": "DEVCENTER-TOKEN-123"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    s.assign("padmin", "Project Admin", "/projects/demo");
+    let padmin = s.token_for("padmin");
+    let (port, hits) = counting_listener();
+    let attacker = format!("http://127.0.0.1:{port}/r.git");
+
+    // The dev center's token is not the project's to name.
+    let (st, v, _) = s.call_as(
+        &padmin,
+        "PUT",
+        "/admin/projects/demo/catalogs/steal",
+        Some(json!({"kind": "git", "uri": attacker, "secretIdentifier": "dc-token"})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        message(&v).contains("does not exist in project 'demo'"),
+        "{v}"
+    );
+    // Nor can they read or overwrite dev-center secrets.
+    assert_eq!(s.call_as(&padmin, "GET", "/admin/secrets", None).0, 403);
+    assert_eq!(
+        s.call_as(
+            &padmin,
+            "PUT",
+            "/admin/secrets/dc-token",
+            Some(json!({"kind": "token", "value": "x"}))
+        )
+        .0,
+        403
+    );
+    // A project token that names its hosts is never sent to another one.
+    let (st, v, _) = s.call_as(
+        &padmin,
+        "PUT",
+        "/admin/projects/demo/secrets/mine",
+        Some(json!({"kind": "token", "value": "PROJECT-TOKEN", "hosts": ["git.example.com"]})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["hosts"], json!(["git.example.com"]), "{v}");
+    let (st, v, _) = s.call_as(
+        &padmin,
+        "PUT",
+        "/admin/projects/demo/catalogs/mine",
+        Some(json!({"kind": "git", "uri": attacker, "secretIdentifier": "mine"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["syncState"], "Failed", "{v}");
+    let (_, details, _) = s.call_as(
+        &padmin,
+        "POST",
+        "/admin/projects/demo/catalogs/mine:getSyncErrorDetails",
+        None,
+    );
+    assert!(
+        details.to_string().contains("git.example.com"),
+        "the refusal names the allowed hosts: {details}"
+    );
+    // Deployment identities and registry credentials stay dev-center kinds.
+    let (st, v, _) = s.call_as(
+        &padmin,
+        "PUT",
+        "/admin/projects/demo/secrets/id",
+        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "c", "tenantId": "t"}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a request reached the attacker's server"
+    );
+}
+
+#[test]
+fn local_catalogs_are_for_dev_center_admins_beneath_the_allowed_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup_project();
+    let inside = tmp.path().join("cat");
+    std::fs::create_dir_all(&inside).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), tmp.path().join("link")).unwrap();
+    s.assign("padmin", "Project Admin", "/projects/demo");
+    let padmin = s.token_for("padmin");
+
+    let (st, v, _) = s.call_as(
+        &padmin,
+        "PUT",
+        "/admin/projects/demo/catalogs/loc",
+        Some(json!({"kind": "local", "uri": inside.display().to_string()})),
+    );
+    assert_eq!(st, 403, "{v}");
+    for outside in [
+        elsewhere.path().display().to_string(),
+        tmp.path().join("link").display().to_string(),
+        "/etc".to_string(),
+    ] {
+        let (st, v, _) = s.call(
+            "PUT",
+            "/admin/catalogs/loc",
+            Some(json!({"kind": "local", "uri": outside})),
+        );
+        assert_eq!(st, 400, "{outside}: {v}");
+        assert!(message(&v).contains("local-catalog-root"), "{v}");
+    }
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/catalogs/loc",
+        Some(json!({"kind": "local", "uri": inside.display().to_string()})),
+    );
+    assert_eq!(st, 201, "{v}");
+}
