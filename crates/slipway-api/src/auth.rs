@@ -71,21 +71,6 @@ impl Caller {
             ))
     }
 
-    /// `Ok` if the caller may read `env`, else 403.
-    pub fn require_read(&self, env: &EnvironmentRecord) -> ApiResult<()> {
-        if self.can_read(env) {
-            return Ok(());
-        }
-        if env.owner == self.user {
-            self.require(Permission::ReadProject(env.project.clone()))
-        } else {
-            self.require(Permission::ReadEnvironments(
-                env.project.clone(),
-                env.environment_type.clone(),
-            ))
-        }
-    }
-
     /// Whether the caller may change `env` (its owner holding the User role
     /// for its type, or a Project Admin).
     pub fn can_manage(&self, env: &EnvironmentRecord) -> bool {

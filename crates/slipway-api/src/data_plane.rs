@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use slipway_core::access::Permission;
+use slipway_core::echo::truncate as truncate_echo;
 use slipway_core::names::validate_resource_name;
 use slipway_core::{resolve_parameters, OperationKind, OperationStatus};
 use slipway_store::{DefinitionRecord, EnvironmentRecord, NewOperation, OperationRecord};
@@ -96,8 +97,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Loads environment `name` of `user` in `project` and checks the caller may
-/// read it (403 naming the role otherwise); 404 when it does not exist.
+/// Loads environment `name` of `user` in `project` for a caller who may
+/// read it. A caller outside the project gets 403 (before any look-up); a
+/// caller in the project who may not read this environment gets the same
+/// 404 as for one that does not exist, so names do not leak.
 async fn readable_environment(
     state: &AppState,
     caller: &Caller,
@@ -107,7 +110,9 @@ async fn readable_environment(
 ) -> ApiResult<EnvironmentRecord> {
     caller.require(Permission::ReadProject(project.to_string()))?;
     let env = require_environment(state, project, caller.resolve(user), name).await?;
-    caller.require_read(&env)?;
+    if !caller.can_read(&env) {
+        return Err(environment_not_found(project, caller.resolve(user), name));
+    }
     Ok(env)
 }
 
@@ -119,8 +124,7 @@ async fn manageable_environment(
     user: &str,
     name: &str,
 ) -> ApiResult<EnvironmentRecord> {
-    caller.require(Permission::ReadProject(project.to_string()))?;
-    let env = require_environment(state, project, caller.resolve(user), name).await?;
+    let env = readable_environment(state, caller, project, user, name).await?;
     caller.require_manage(&env)?;
     Ok(env)
 }
@@ -134,11 +138,21 @@ pub async fn require_environment(
 ) -> ApiResult<EnvironmentRecord> {
     match state.store.get_environment(project, name).await? {
         Some(env) if env.owner == user => Ok(env),
-        _ => Err(ApiError::not_found(
-            "EnvironmentNotFound",
-            format!("environment '{name}' of user '{user}' not found in project '{project}'"),
-        )),
+        _ => Err(environment_not_found(project, user, name)),
     }
+}
+
+/// The one 404 for an environment that does not exist or that the caller
+/// may not read.
+fn environment_not_found(project: &str, user: &str, name: &str) -> ApiError {
+    ApiError::not_found(
+        "EnvironmentNotFound",
+        format!(
+            "environment '{}' of user '{}' not found in project '{project}'",
+            truncate_echo(name),
+            truncate_echo(user)
+        ),
+    )
 }
 
 /// `resourceGroupId` of an environment: `<deploymentTargetId>/resourceGroups/<project>-<env>`.
@@ -381,17 +395,32 @@ async fn put_environment(
         })?;
     let parameters =
         resolve_parameters(&definition.manifest.parameters, &supplied).map_err(|errs| {
+            // At most MAX_PROBLEMS problems are listed, however many keys a
+            // request sends; the rest are counted.
+            let listed: Vec<(String, Value)> = errs
+                .iter()
+                .map(|e| {
+                    let m = e.to_string();
+                    let d = json!({"code": e.code(), "message": m, "target": e.parameter()});
+                    (m, d)
+                })
+                .collect();
+            let listed = slipway_core::echo::bounded(listed, |n| {
+                let m = format!("{n} more parameter problems are not listed.");
+                (
+                    m.clone(),
+                    json!({"code": "ParameterValueInvalid", "message": m}),
+                )
+            });
             let mut err = ApiError::bad_request(
                 "ParameterValueInvalid",
-                errs.iter()
-                    .map(|e| e.to_string())
+                listed
+                    .iter()
+                    .map(|(m, _)| m.as_str())
                     .collect::<Vec<_>>()
                     .join(" "),
             );
-            err.details = errs
-            .iter()
-            .map(|e| json!({"code": e.code(), "message": e.to_string(), "target": e.parameter()}))
-            .collect();
+            err.details = listed.into_iter().map(|(_, d)| d).collect();
             err
         })?;
     let exists = existing.is_some();
@@ -602,10 +631,11 @@ async fn require_operation(
     };
     match state.store.get_environment(project, name).await? {
         Some(env) if env.id == op.environment_id && env.owner == user => {
+            if !caller.can_read(&env) {
+                return Err(not_found());
+            }
             if manage {
                 caller.require_manage(&env)?;
-            } else {
-                caller.require_read(&env)?;
             }
             Ok((op, environment_path(&env)))
         }
@@ -846,14 +876,18 @@ async fn get_operation_status(
     Path((p, o)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ReadProject(p.clone()))?;
+    let not_found = || {
+        ApiError::not_found(
+            "OperationNotFound",
+            format!(
+                "operation '{}' not found in project '{p}'",
+                truncate_echo(&o)
+            ),
+        )
+    };
     let op = match state.store.get_operation(&o).await? {
         Some(op) if op.project == p => op,
-        _ => {
-            return Err(ApiError::not_found(
-                "OperationNotFound",
-                format!("operation '{o}' not found in project '{p}'"),
-            ))
-        }
+        _ => return Err(not_found()),
     };
     let owner = match state
         .store
@@ -861,7 +895,9 @@ async fn get_operation_status(
         .await?
     {
         Some(env) => {
-            caller.require_read(&env)?;
+            if !caller.can_read(&env) {
+                return Err(not_found());
+            }
             env.owner
         }
         None => {

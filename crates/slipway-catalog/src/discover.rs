@@ -171,6 +171,9 @@ fn find_definition_folders(dir: &Path, out: &mut Vec<(PathBuf, String)>) -> std:
     Ok(())
 }
 
+/// The largest manifest read, bytes (1 MiB).
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
 struct LoadError {
     name: Option<String>,
     code: &'static str,
@@ -186,13 +189,17 @@ fn load_definition(
         code,
         message,
     };
-    let bytes = std::fs::read(folder.join(manifest_file)).map_err(|e| {
-        fail(
-            None,
-            "ParseError",
-            format!("cannot read {manifest_file}: {e}"),
-        )
-    })?;
+    // Read beneath the folder: a manifest symlinked to a host file is an
+    // error, never a read of that file.
+    let bytes = slipway_hostfs::Tree::open(folder)
+        .and_then(|t| t.read(manifest_file, MAX_MANIFEST_BYTES))
+        .map_err(|e| {
+            fail(
+                None,
+                "ParseError",
+                format!("cannot read {manifest_file}: {e}"),
+            )
+        })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         fail(
             None,
@@ -316,6 +323,14 @@ mod tests {
             "name: Escape\ntemplatePath: link.tf\n",
         );
         std::os::unix::fs::symlink(r.join("outside.tf"), r.join("Escape/link.tf")).unwrap();
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret.yaml"), "name: HOST-SECRET\n").unwrap();
+        std::fs::create_dir_all(r.join("HostLink")).unwrap();
+        std::os::unix::fs::symlink(
+            host.path().join("secret.yaml"),
+            r.join("HostLink/environment.yaml"),
+        )
+        .unwrap();
 
         let found = discover(r, &HashMap::new(), &[]).unwrap();
         let names: Vec<_> = found
@@ -337,6 +352,17 @@ mod tests {
         assert!(codes.contains(&("/Broken/environment.yaml", "ParseError")));
         assert!(codes.contains(&("/NoTemplate/environment.yaml", "TemplatePathInvalid")));
         assert!(codes.contains(&("/Escape/environment.yaml", "TemplatePathInvalid")));
+        let host_link = found
+            .errors
+            .iter()
+            .find(|e| e.path == "/HostLink/environment.yaml")
+            .expect("a manifest symlinked out of the catalog is an error");
+        assert!(
+            host_link.message.contains("leads outside"),
+            "{}",
+            host_link.message
+        );
+        assert!(!format!("{host_link:?}").contains("HOST-SECRET"));
         let good = &found.definitions[0];
         let archive =
             zip::ZipArchive::new(std::io::Cursor::new(good.content.clone().unwrap())).unwrap();

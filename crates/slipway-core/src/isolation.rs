@@ -330,7 +330,8 @@ pub struct EgressPlan {
     pub allowed: Vec<Ipv4Cidr>,
     /// The host's DNS resolvers, reachable on port 53 only.
     pub resolvers: Vec<Ipv4Addr>,
-    /// Port of the operation's runner API on the gateway.
+    /// Port of the operation's runner API on the gateway; 0 = none (a VM
+    /// image build's network opens nothing on the host).
     pub api_port: u16,
 }
 
@@ -388,8 +389,15 @@ impl EgressPlan {
             ));
         }
         format!(
-            "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname \"{host_if}\" ct state established,related accept\n    iifname \"{host_if}\" ip saddr {me} ip daddr {gw} tcp dport {port} accept\n    iifname \"{host_if}\" drop\n  }}\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    oifname \"{host_if}\" ct state established,related accept\n    oifname \"{host_if}\" drop\n    iifname \"{host_if}\" ip saddr != {me} drop\n    iifname \"{host_if}\" meta nfproto ipv6 drop\n{forward_allow}    iifname \"{host_if}\" ip daddr {blocked} drop\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    ip saddr {me} oifname != \"{host_if}\" masquerade\n  }}\n}}\n",
-            port = self.api_port,
+            "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain input {{\n    type filter hook input priority -10; policy accept;\n    iifname \"{host_if}\" ct state established,related accept\n{api}    iifname \"{host_if}\" drop\n  }}\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    oifname \"{host_if}\" ct state established,related accept\n    oifname \"{host_if}\" drop\n    iifname \"{host_if}\" ip saddr != {me} drop\n    iifname \"{host_if}\" meta nfproto ipv6 drop\n{forward_allow}    iifname \"{host_if}\" ip daddr {blocked} drop\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    ip saddr {me} oifname != \"{host_if}\" masquerade\n  }}\n}}\n",
+            api = if self.api_port == 0 {
+                String::new()
+            } else {
+                format!(
+                    "    iifname \"{host_if}\" ip saddr {me} ip daddr {gw} tcp dport {} accept\n",
+                    self.api_port
+                )
+            },
         )
     }
 }
@@ -409,6 +417,65 @@ pub fn run_network_ruleset(table: &str, bridge: &str, gateway: Ipv4Addr) -> Stri
 
 fn set(items: impl Iterator<Item = String>) -> String {
     format!("{{ {} }}", items.collect::<Vec<_>>().join(", "))
+}
+
+/// The command that runs one VM image customizer command (`argv`) over a
+/// mounted image root `root` in the default (no-boot) tier: bubblewrap
+/// (`bwrap`) with its own mount, PID, IPC, UTS and cgroup namespaces, a
+/// fresh `/proc` (no host process, so no `/proc/<pid>/root` of the host),
+/// a minimal `/dev` (null, zero, full, random, urandom, tty, pts, shm — no
+/// disks), an empty `/sys`, the capabilities of [`KEPT_CAPABILITIES`]
+/// only, a new session, killed with the server (`--die-with-parent`) and
+/// only `env` in its environment. Network: with `netns` (a path under
+/// `/run/netns`, a runner-style network with the runner egress policy) the
+/// sandbox joins it through `nsenter`; without, it has loopback only.
+pub fn customizer_command(
+    root: &str,
+    netns: Option<&str>,
+    env: &[(&str, &str)],
+    argv: &[&str],
+) -> Vec<String> {
+    let mut cmd: Vec<String> = Vec::new();
+    if let Some(ns) = netns {
+        cmd.extend(["nsenter".into(), format!("--net={ns}"), "--".into()]);
+    }
+    cmd.push("bwrap".into());
+    if netns.is_none() {
+        cmd.push("--unshare-net".into());
+    }
+    for a in [
+        "--bind",
+        root,
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/sys",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "slipway-build",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ] {
+        cmd.push(a.to_string());
+    }
+    for (cap, _) in KEPT_CAPABILITIES {
+        cmd.extend(["--cap-add".into(), format!("CAP_{cap}")]);
+    }
+    cmd.push("--clearenv".into());
+    for (k, v) in env {
+        cmd.extend(["--setenv".into(), k.to_string(), v.to_string()]);
+    }
+    cmd.extend(["--chdir".into(), "/".into(), "--".into()]);
+    cmd.extend(argv.iter().map(|a| a.to_string()));
+    cmd
 }
 
 /// The IPv4 nameservers of a `resolv.conf` text.
@@ -484,6 +551,45 @@ pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn customizers_get_their_own_namespaces_and_only_the_kept_capabilities() {
+        let c = customizer_command(
+            "/mnt/img",
+            None,
+            &[("PATH", "/bin")],
+            &["/bin/sh", "-e", "/x"],
+        );
+        let joined = c.join(" ");
+        assert!(
+            c[0] == "bwrap" && joined.contains("--unshare-net"),
+            "{joined}"
+        );
+        for flag in [
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--proc /proc",
+            "--dev /dev",
+            "--tmpfs /sys",
+            "--cap-drop ALL",
+            "--die-with-parent",
+            "--clearenv",
+        ] {
+            assert!(joined.contains(flag), "{flag} missing: {joined}");
+        }
+        assert_eq!(
+            c.iter().filter(|a| *a == "--cap-add").count(),
+            KEPT_CAPABILITIES.len()
+        );
+        assert!(!joined.contains("SYS_ADMIN") && !joined.contains("SYS_CHROOT"));
+        assert!(joined.ends_with("-- /bin/sh -e /x"), "{joined}");
+        let n = customizer_command("/mnt/img", Some("/run/netns/slwi-1"), &[], &["true"]);
+        assert_eq!(
+            &n[..4],
+            ["nsenter", "--net=/run/netns/slwi-1", "--", "bwrap"]
+        );
+        assert!(!n.contains(&"--unshare-net".to_string()));
+    }
 
     #[test]
     fn cidrs_parse_strictly() {

@@ -186,7 +186,7 @@ pub fn describe_value(value: &Value) -> String {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("the boolean {b}"),
         Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string '{s}'"),
+        Value::String(s) => format!("the string '{}'", crate::echo::truncate(s)),
         Value::Array(_) => "an array".to_string(),
         Value::Object(_) => "an object".to_string(),
     }

@@ -135,7 +135,7 @@ pub fn resolve_parameters(
         if !definitions.iter().any(|d| &d.id == key) {
             let defined: Vec<&str> = definitions.iter().map(|d| d.id.as_str()).collect();
             errors.push(ParameterError::Unknown {
-                id: key.clone(),
+                id: crate::echo::truncate(key),
                 defined: if defined.is_empty() {
                     "none".into()
                 } else {

@@ -281,6 +281,75 @@ impl Tree {
         }
     }
 
+    /// Whether an entry named `rel` exists, not following a symlink in its
+    /// last part (a dangling or escaping symlink exists).
+    pub fn entry_exists(&self, rel: &str) -> bool {
+        relative(rel).is_ok_and(|p| self.dir.symlink_metadata(p).is_ok())
+    }
+
+    /// Renames `from` to `to` inside the tree (symlinks are moved, not followed).
+    ///
+    /// Errors: [`HostFsError::Escape`] / [`HostFsError::Io`] naming `from`.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), HostFsError> {
+        let (f, t) = (relative(from)?, relative(to)?);
+        self.dir
+            .rename(&f, &self.dir, &t)
+            .map_err(|e| HostFsError::of(from, e))
+    }
+
+    /// Creates a symlink `link` whose content is `target` as given (it is
+    /// resolved only by whoever later opens it — inside the image, for a
+    /// VM image root).
+    ///
+    /// Errors: [`HostFsError::Escape`] / [`HostFsError::Io`] naming `link`.
+    pub fn symlink(&self, target: &str, link: &str) -> Result<(), HostFsError> {
+        let l = relative(link)?;
+        let parent = l.parent().unwrap_or(Path::new("")).to_path_buf();
+        self.parent_dirs(&parent, link)?;
+        self.dir
+            .symlink_contents(target, &l)
+            .map_err(|e| HostFsError::of(link, e))
+    }
+
+    /// Removes the folder `rel` and everything in it (a symlink there is
+    /// removed, not followed); a missing entry is not an error.
+    ///
+    /// Errors: [`HostFsError::Escape`] / [`HostFsError::Io`] naming `rel`.
+    pub fn remove_all(&self, rel: &str) -> Result<(), HostFsError> {
+        let p = relative(rel)?;
+        match self.dir.symlink_metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostFsError::of(rel, e)),
+            Ok(m) if m.is_dir() => self
+                .dir
+                .remove_dir_all(&p)
+                .map_err(|e| HostFsError::of(rel, e)),
+            Ok(_) => self.remove_file(rel),
+        }
+    }
+
+    /// The names in the folder `rel`, sorted; a missing folder is empty.
+    ///
+    /// Errors: [`HostFsError::Escape`] / [`HostFsError::Io`] naming `rel`.
+    pub fn list(&self, rel: &str) -> Result<Vec<String>, HostFsError> {
+        let p = relative(rel)?;
+        let entries = match self.dir.read_dir(if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &p
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(HostFsError::of(rel, e)),
+            Ok(r) => r,
+        };
+        let mut names = entries
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| HostFsError::of(rel, e))?;
+        names.sort();
+        Ok(names)
+    }
+
     /// Tars the tree (uncompressed, entries sorted by name within each
     /// folder): folders, regular files, and symlinks stored as links (never
     /// followed, whatever they point at). `keep(rel, is_dir)` decides per

@@ -362,8 +362,9 @@ fn configure_tree(root: &Path) -> Result<(), String> {
 /// at (called again after customizing, in case a customizer changed the
 /// kernel). No-op when the image has no extlinux.
 pub fn write_boot_config(root: &Path) -> Result<(), String> {
-    let dir = root.join("boot/extlinux");
-    if !dir.is_dir() {
+    // Also runs on customized images: every path resolves beneath the root.
+    let tree = crate::exec::image_tree(root)?;
+    if !tree.is_dir("boot/extlinux") {
         return Ok(());
     }
     let target = |link: &str| -> Result<String, String> {
@@ -377,7 +378,8 @@ pub fn write_boot_config(root: &Path) -> Result<(), String> {
         target("vmlinuz")?,
         target("initrd.img")?
     );
-    write(&dir.join("extlinux.conf"), &conf)
+    tree.write("boot/extlinux/extlinux.conf", conf.as_bytes(), 0o644)
+        .map_err(|e| format!("in the image: {e}"))
 }
 
 /// Makes the bootable raw disk from a root tree: MBR with one bootable

@@ -1,12 +1,16 @@
-//! The default executor: customizers run inside the mounted image with
-//! `chroot` (no KVM, no boot), their output prefixed `PACKER OUT` /
-//! `PACKER ERR` in the run's `customization.log`.
+//! The default executor: customizers run over the mounted image in a
+//! sandbox of their own (bubblewrap: own namespaces, no host `/proc` or
+//! devices, the runner capability set and egress policy; no KVM, no boot),
+//! their output prefixed `PACKER OUT` / `PACKER ERR` in the run's
+//! `customization.log`. Every file the server itself writes into the image
+//! goes through an image [`Tree`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use slipway_hostfs::Tree;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// `PATH` inside the image; the `sudo` shim dir comes last so a real
@@ -78,116 +82,130 @@ impl Drop for GroupKill {
     }
 }
 
-/// Prepares a mounted image for chroot work: the host's resolv.conf (the
+/// The mounted image root as a [`Tree`]: everything the server writes into
+/// an image (which customizers and image sources control) resolves beneath
+/// it; a symlink planted to lead out is an error naming the entry.
+pub fn image_tree(root: &Path) -> Result<Tree, String> {
+    Tree::open(root).map_err(|e| format!("image root: {e}"))
+}
+
+fn in_image(e: slipway_hostfs::HostFsError) -> String {
+    format!("in the image: {e}")
+}
+
+/// Prepares a mounted image for customizing: the host's resolv.conf (the
 /// image's own is kept aside), a `policy-rc.d` that stops package scripts
 /// from starting services, and a `sudo` shim for scripts written for AIB.
 pub fn prepare(root: &Path) -> Result<(), String> {
-    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     use_resolver(root, &host)?;
-    let policy = root.join("usr/sbin/policy-rc.d");
-    if !policy.exists() {
-        std::fs::write(
-            &policy,
-            "#!/bin/sh\n# slipway: no service starts while customizing\nexit 101\n",
+    let tree = image_tree(root)?;
+    if !tree.entry_exists("usr/sbin/policy-rc.d") {
+        tree.write(
+            "usr/sbin/policy-rc.d",
+            b"#!/bin/sh\n# slipway: no service starts while customizing\nexit 101\n",
+            0o755,
         )
-        .map_err(|e| io(&policy, e))?;
-        set_exec(&policy)?;
+        .map_err(in_image)?;
     }
-    let shim_dir = root.join("tmp/.slipway/bin");
-    std::fs::create_dir_all(&shim_dir).map_err(|e| io(&shim_dir, e))?;
-    let sudo = shim_dir.join("sudo");
-    std::fs::write(
-        &sudo,
-        "#!/bin/sh\n# slipway: customizers already run as root\nwhile [ $# -gt 0 ]; do case \"$1\" in -u|-g) shift 2;; -*) shift;; *) break;; esac; done\nexec \"$@\"\n",
+    tree.write(
+        "tmp/.slipway/bin/sudo",
+        b"#!/bin/sh\n# slipway: customizers already run as root\nwhile [ $# -gt 0 ]; do case \"$1\" in -u|-g) shift 2;; -*) shift;; *) break;; esac; done\nexec \"$@\"\n",
+        0o755,
     )
-    .map_err(|e| io(&sudo, e))?;
-    set_exec(&sudo)
+    .map_err(in_image)
 }
 
 /// Puts `resolv_conf` at the image's `/etc/resolv.conf` for the build,
 /// keeping the image's own (file or symlink) aside for [`deprovision`].
 pub fn use_resolver(root: &Path, resolv_conf: &[u8]) -> Result<(), String> {
-    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
-    let resolv = root.join("etc/resolv.conf");
-    let kept = root.join("etc/resolv.conf.slipway-orig");
-    if (resolv.exists() || resolv.is_symlink()) && !kept.exists() && !kept.is_symlink() {
-        std::fs::rename(&resolv, &kept).map_err(|e| io(&resolv, e))?;
+    let tree = image_tree(root)?;
+    let (resolv, kept) = ("etc/resolv.conf", "etc/resolv.conf.slipway-orig");
+    if tree.entry_exists(resolv) && !tree.entry_exists(kept) {
+        tree.rename(resolv, kept).map_err(in_image)?;
     }
-    std::fs::write(&resolv, resolv_conf).map_err(|e| io(&resolv, e))
+    tree.write(resolv, resolv_conf, 0o644).map_err(in_image)
 }
 
 /// Undoes [`prepare`] / [`use_resolver`] and removes per-build identity:
 /// machine id, SSH host keys (regenerated at first boot), and cloud-init's
 /// instance state and logs (`cloud-init clean --logs`), so the image's
-/// first boot provisions it afresh.
+/// first boot provisions it afresh. Runs after customizers, so every path
+/// goes through the image [`Tree`]: nothing they planted leads a write out.
 pub fn deprovision(root: &Path) -> Result<(), String> {
-    let io = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
-    let resolv = root.join("etc/resolv.conf");
-    let kept = root.join("etc/resolv.conf.slipway-orig");
-    if kept.exists() || kept.is_symlink() {
-        std::fs::rename(&kept, &resolv).map_err(|e| io(&kept, e))?;
+    let tree = image_tree(root)?;
+    let (resolv, kept) = ("etc/resolv.conf", "etc/resolv.conf.slipway-orig");
+    if tree.entry_exists(kept) {
+        tree.remove_all(resolv).map_err(in_image)?;
+        tree.rename(kept, resolv).map_err(in_image)?;
     }
-    let policy = root.join("usr/sbin/policy-rc.d");
-    if std::fs::read_to_string(&policy).is_ok_and(|t| t.contains("slipway:")) {
-        std::fs::remove_file(&policy).map_err(|e| io(&policy, e))?;
+    let policy = "usr/sbin/policy-rc.d";
+    if tree
+        .read_to_string(policy, 4096)
+        .is_ok_and(|t| t.contains("slipway:"))
+    {
+        tree.remove_file(policy).map_err(in_image)?;
     }
-    let _ = std::fs::remove_dir_all(root.join("tmp/.slipway"));
-    let _ = std::fs::remove_dir_all(root.join("var/lib/cloud"));
-    for log_file in ["var/log/cloud-init.log", "var/log/cloud-init-output.log"] {
-        let _ = std::fs::remove_file(root.join(log_file));
+    for gone in [
+        "tmp/.slipway",
+        "var/lib/cloud",
+        "var/log/cloud-init.log",
+        "var/log/cloud-init-output.log",
+    ] {
+        tree.remove_all(gone).map_err(in_image)?;
     }
-    let mid = root.join("etc/machine-id");
-    if mid.exists() {
-        std::fs::write(&mid, "").map_err(|e| io(&mid, e))?;
+    if tree.is_file("etc/machine-id") {
+        tree.write("etc/machine-id", b"", 0o444).map_err(in_image)?;
     }
-    if let Ok(entries) = std::fs::read_dir(root.join("etc/ssh")) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("ssh_host_") {
-                let _ = std::fs::remove_file(e.path());
-            }
+    for name in tree.list("etc/ssh").unwrap_or_default() {
+        if name.starts_with("ssh_host_") {
+            tree.remove_file(&format!("etc/ssh/{name}"))
+                .map_err(in_image)?;
         }
     }
     // Debian's first boot makes new host keys only when this unit runs.
-    let regen = root.join("etc/systemd/system/multi-user.target.wants/slipway-ssh-keygen.service");
-    if root.join("usr/sbin/sshd").exists() && regen.symlink_metadata().is_err() {
-        let unit = root.join("etc/systemd/system/slipway-ssh-keygen.service");
-        std::fs::write(
-            &unit,
-            "[Unit]\nDescription=Generate SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n",
+    let regen = "etc/systemd/system/multi-user.target.wants/slipway-ssh-keygen.service";
+    if tree.exists("usr/sbin/sshd") && !tree.entry_exists(regen) {
+        tree.write(
+            "etc/systemd/system/slipway-ssh-keygen.service",
+            b"[Unit]\nDescription=Generate SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n",
+            0o644,
         )
-        .map_err(|e| io(&unit, e))?;
-        if let Some(d) = regen.parent() {
-            std::fs::create_dir_all(d).map_err(|e| io(d, e))?;
-        }
-        std::os::unix::fs::symlink("/etc/systemd/system/slipway-ssh-keygen.service", &regen)
-            .map_err(|e| io(&regen, e))?;
+        .map_err(in_image)?;
+        tree.symlink("/etc/systemd/system/slipway-ssh-keygen.service", regen)
+            .map_err(in_image)?;
     }
     crate::base::write_boot_config(root)
 }
 
-fn set_exec(p: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("{}: {e}", p.display()))
-}
-
-/// Runs `argv` inside `root` with chroot, streaming its output to `log`;
-/// the process group is killed when this future is dropped (timeout,
-/// cancel) and after the command ends (stray background children).
+/// Runs `argv` over the mounted image `root` in the customizer sandbox
+/// ([`slipway_core::isolation::customizer_command`]: own mount, PID, IPC
+/// and UTS namespaces, fresh `/proc`, minimal `/dev`, kept capabilities
+/// only; network `netns` or none), streaming its output to `log`; the
+/// process group is killed when this future is dropped (timeout, cancel)
+/// and after the command ends (stray background children).
 ///
 /// Errors: "exit status N" (or the signal), or a spawn failure.
-pub async fn chroot(root: &Path, argv: &[&str], log: &RunLog) -> Result<(), String> {
-    let mut cmd = tokio::process::Command::new("chroot");
-    cmd.arg(root)
-        .args(argv)
-        .env_clear()
-        .env("PATH", CHROOT_PATH)
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8")
-        .env("TERM", "dumb")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .current_dir(root);
+pub async fn run_confined(
+    root: &Path,
+    netns: Option<&str>,
+    argv: &[&str],
+    log: &RunLog,
+) -> Result<(), String> {
+    let env = [
+        ("PATH", CHROOT_PATH),
+        ("HOME", "/root"),
+        ("LANG", "C.UTF-8"),
+        ("TERM", "dumb"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+    ];
+    let full =
+        slipway_core::isolation::customizer_command(&root.to_string_lossy(), netns, &env, argv);
+    let mut cmd = tokio::process::Command::new(&full[0]);
+    cmd.args(&full[1..]).env_clear().current_dir("/");
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
     logged(cmd, None, log).await
 }
 

@@ -47,6 +47,9 @@ use tokio::sync::{watch, Semaphore};
 use crate::base::BaseCatalog;
 use crate::exec::RunLog;
 use crate::vm::{Accel, AccelMode, Vm};
+use slipway_hostfs::LocalRoots;
+use slipway_runner::netns::HeldNetwork;
+use slipway_runner::{NetworkPool, RunnerNetwork};
 
 /// Errors of the image service.
 #[derive(Debug, Error)]
@@ -88,6 +91,19 @@ pub struct ImageConfig {
     pub accel: AccelMode,
     /// Fetches http(s) sources, scripts and files (the server's one [`Fetcher`]).
     pub fetcher: Fetcher,
+    /// Where customizer networks come from (each build of the default tier
+    /// gets one with the runner egress policy); `None`: customizers have
+    /// loopback only. Default `None`.
+    pub network_pool: Option<NetworkPool>,
+    /// Host folders templates may read sources and files from and write
+    /// outputs to (`serve --local-catalog-root`); none by default.
+    pub local_roots: LocalRoots,
+}
+
+/// The network namespace of VM image build `run_id` (its customizers'
+/// sandbox joins it).
+pub fn build_network_name(run_id: &str) -> String {
+    format!("slwi-{run_id}")
 }
 
 impl ImageConfig {
@@ -104,6 +120,8 @@ impl ImageConfig {
             max_concurrent_runs: 2,
             accel: AccelMode::Auto,
             fetcher,
+            network_pool: None,
+            local_roots: LocalRoots::none(),
         }
     }
 }
@@ -127,8 +145,10 @@ impl std::fmt::Debug for ImageService {
 
 /// Where customizers run: the executor of `vmProfile.executor`.
 enum Guest {
-    /// The image mounted on the host, entered with chroot.
-    Chroot(disk::Mounted),
+    /// The image mounted on the host, entered through the customizer
+    /// sandbox; its network (runner egress policy) when the server has a
+    /// network pool. Dropped in field order: the network after the mount.
+    Chroot(disk::Mounted, Option<HeldNetwork>),
     /// The image booted under qemu, entered over SSH.
     Vm(Box<Vm>),
 }
@@ -137,11 +157,18 @@ impl Guest {
     /// Runs a customizer's script as root with `/bin/sh -e`.
     async fn run_script(&self, i: usize, script: Vec<u8>, log: &RunLog) -> Result<(), String> {
         match self {
-            Guest::Chroot(m) => {
+            Guest::Chroot(m, net) => {
                 let rel = format!("tmp/.slipway/script-{i}.sh");
-                std::fs::write(m.root().join(&rel), script)
+                exec::image_tree(m.root())?
+                    .write(&rel, &script, 0o700)
                     .map_err(|e| format!("writing the script: {e}"))?;
-                exec::chroot(m.root(), &["/bin/sh", "-e", &format!("/{rel}")], log).await
+                exec::run_confined(
+                    m.root(),
+                    net.as_ref().map(|n| n.0.path()).as_deref(),
+                    &["/bin/sh", "-e", &format!("/{rel}")],
+                    log,
+                )
+                .await
             }
             Guest::Vm(vm) => vm.run_script(i, script, log).await,
         }
@@ -156,14 +183,16 @@ impl Guest {
         log: &RunLog,
     ) -> Result<(), String> {
         match self {
-            Guest::Chroot(m) => {
+            Guest::Chroot(m, net) => {
                 let root = m.root();
                 let incoming = format!(".slipway-incoming-{i}");
-                std::fs::write(root.join(&incoming), &bytes)
+                exec::image_tree(root)?
+                    .write(&incoming, &bytes, 0o644)
                     .map_err(|e| format!("staging the file: {e}"))?;
-                // Moved from inside the image, so symlinks resolve there.
-                exec::chroot(
+                // Moved from inside the sandbox, so symlinks resolve in the image.
+                exec::run_confined(
                     root,
+                    net.as_ref().map(|n| n.0.path()).as_deref(),
                     &[
                         "/bin/sh",
                         "-ec",
@@ -214,6 +243,32 @@ fn local_path(uri: &str) -> Option<PathBuf> {
     p.starts_with('/').then(|| PathBuf::from(p))
 }
 
+/// A host path a template names (`/abs` or `file:///abs`), confined to the
+/// operator's `--local-catalog-root`s: `None` for other URIs; for
+/// `existing` files the canonical path beneath a root, for outputs the
+/// canonical parent folder beneath a root joined with the file name.
+///
+/// Errors: a message naming the uri and the allowed folders.
+fn host_path(roots: &LocalRoots, uri: &str, existing: bool) -> Result<Option<PathBuf>, String> {
+    let Some(p) = local_path(uri) else {
+        return Ok(None);
+    };
+    let refused = |e: slipway_hostfs::HostFsError| format!("uri '{uri}': {e}");
+    if existing {
+        return roots
+            .resolve(&p.to_string_lossy())
+            .map(Some)
+            .map_err(refused);
+    }
+    let (Some(parent), Some(std::path::Component::Normal(file))) =
+        (p.parent(), p.components().next_back())
+    else {
+        return Err(format!("uri '{uri}' does not name a file"));
+    };
+    let dir = roots.resolve(&parent.to_string_lossy()).map_err(refused)?;
+    Ok(Some(dir.join(file)))
+}
+
 impl ImageService {
     /// The service; call [`ImageService::recover`] once at start.
     pub fn new(store: Store, cfg: ImageConfig) -> Arc<ImageService> {
@@ -236,6 +291,8 @@ impl ImageService {
     /// staging is kept).
     pub async fn recover(&self) -> Result<(), ImageError> {
         for r in self.store.unfinished_image_runs().await? {
+            // A build cut by a server kill leaves its network behind.
+            slipway_runner::netns::reap(&build_network_name(&r.run_id)).await;
             let msg = runs::failure_message(
                 "The Slipway server stopped during the run",
                 &self.log_path(&r.run_id).to_string_lossy(),
@@ -764,7 +821,7 @@ impl ImageService {
                 uri,
                 sha256_checksum,
             } => {
-                let file = if let Some(p) = local_path(uri) {
+                let file = if let Some(p) = host_path(&self.cfg.local_roots, uri, true)? {
                     if !sha256_checksum.is_empty() {
                         let p2 = p.clone();
                         let w = blocking(move || disk::hash_file(&p2)).await?;
@@ -847,7 +904,22 @@ impl ImageService {
         match profile.executor {
             Executor::Chroot => {
                 exec::prepare(&root)?;
-                Ok(Guest::Chroot(mounted))
+                let net = match &self.cfg.network_pool {
+                    None => None,
+                    Some(pool) => {
+                        let n = RunnerNetwork::create(&build_network_name(run_id), pool, &[])
+                            .await
+                            .map_err(|e| format!("the build's network: {e}"))?;
+                        // Removed on drop, also when the filter fails.
+                        let mut held = HeldNetwork(n);
+                        held.0
+                            .install_closed_filter()
+                            .await
+                            .map_err(|e| format!("the build's network: {e}"))?;
+                        Some(held)
+                    }
+                };
+                Ok(Guest::Chroot(mounted, net))
             }
             Executor::FullBoot => {
                 for (need, package) in [
@@ -884,20 +956,21 @@ impl ImageService {
         log: &RunLog,
     ) -> Result<(), String> {
         let mounted = match guest {
-            Guest::Chroot(m) => m,
+            Guest::Chroot(m, net) => {
+                drop(net);
+                m
+            }
             Guest::Vm(vm) => {
                 vm.shutdown(log).await?;
                 let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
                 let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
                 let root = mounted.root();
-                exec::chroot(root, &["userdel", "--remove", vm::BUILD_USER], log)
+                exec::run_confined(root, None, &["userdel", "--remove", vm::BUILD_USER], log)
                     .await
                     .map_err(|e| format!("removing the build user '{}': {e}", vm::BUILD_USER))?;
-                let sudoers = root.join("etc/sudoers.d/90-cloud-init-users");
-                if sudoers.exists() {
-                    std::fs::remove_file(&sudoers)
-                        .map_err(|e| format!("{}: {e}", sudoers.display()))?;
-                }
+                exec::image_tree(root)?
+                    .remove_file("etc/sudoers.d/90-cloud-init-users")
+                    .map_err(|e| format!("in the image: {e}"))?;
                 mounted
             }
         };
@@ -974,7 +1047,7 @@ impl ImageService {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("'{uri}' was not uploaded to this server"))?
-        } else if let Some(p) = local_path(uri) {
+        } else if let Some(p) = host_path(&self.cfg.local_roots, uri, true)? {
             tokio::fs::read(&p)
                 .await
                 .map_err(|e| format!("reading '{uri}': {e}"))?
@@ -1012,7 +1085,7 @@ impl ImageService {
                 .join(run_id)
                 .join(format!("{name}.{ext}")));
         }
-        local_path(uri).ok_or_else(|| {
+        host_path(&self.cfg.local_roots, uri, false)?.ok_or_else(|| {
             format!("uri '{uri}' is not supported: expected an absolute path or file:// URL on the Slipway host, or none")
         })
     }
@@ -1269,4 +1342,36 @@ fn download(fetcher: &Fetcher, uri: &str, dst: &Path, want_sha: &str) -> Result<
         check_sha(uri, want_sha, &hex::encode(hash.finalize()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_host_paths_stay_beneath_the_local_roots() {
+        let allowed = tempfile::tempdir().unwrap();
+        std::fs::write(allowed.path().join("in.sh"), "echo").unwrap();
+        std::os::unix::fs::symlink("/etc", allowed.path().join("etc-link")).unwrap();
+        let roots = LocalRoots::new(&[allowed.path().to_path_buf()]).unwrap();
+        let inside = format!("file://{}/in.sh", allowed.path().display());
+        assert!(host_path(&roots, &inside, true).unwrap().is_some());
+        let out = format!("{}/out.vhd", allowed.path().display());
+        assert_eq!(
+            host_path(&roots, &out, false).unwrap().unwrap(),
+            allowed.path().canonicalize().unwrap().join("out.vhd")
+        );
+        for bad in [
+            "/etc/shadow".to_string(),
+            format!("{}/etc-link/shadow", allowed.path().display()),
+            format!("{}/../x", allowed.path().display()),
+        ] {
+            let e = host_path(&roots, &bad, true).unwrap_err();
+            assert!(e.contains("local-catalog-root"), "{bad}: {e}");
+        }
+        assert!(host_path(&roots, "/etc/cron.d/x", false).is_err());
+        assert!(host_path(&roots, "https://example.com/x", true)
+            .unwrap()
+            .is_none());
+    }
 }

@@ -365,6 +365,8 @@ impl Scheduler {
                 netns::reap(&ns).await;
             }
         }
+        // Other servers' leftovers: namespaces nobody joined for 10 minutes.
+        netns::reap_stale_namespaces(Duration::from_secs(600)).await;
         netns::reap_orphan_tables().await;
         for op in self
             .store

@@ -220,6 +220,31 @@ impl RunnerNetwork {
             .map_err(|e| net_err("installing the runner's network filter", e))
     }
 
+    /// Installs the host's filter for this link with nothing open on the
+    /// host (for sandboxes that have no runner API: VM image customizers).
+    ///
+    /// Errors: [`RunnerError::Network`] with nft's message.
+    pub async fn install_closed_filter(&mut self) -> Result<(), RunnerError> {
+        self.open_api_port(0).await
+    }
+
+    /// Removes the filter, the link and the namespace like
+    /// [`RunnerNetwork::remove`], blocking (for `Drop`).
+    pub fn remove_blocking(&self) {
+        let host_if = self.host_if();
+        for args in [
+            vec!["nft", "delete", "table", "inet", host_if.as_str()],
+            vec!["ip", "link", "del", host_if.as_str()],
+            vec!["ip", "netns", "del", self.name.as_str()],
+        ] {
+            let _ = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
     /// Drops the namespace's name once the runner's container has joined
     /// it: the namespace then lives exactly as long as the container's
     /// processes, and with it the link (deleting one end of a veth pair
@@ -320,10 +345,12 @@ pub async fn reap_orphan_tables() {
             continue;
         };
         let table = table.trim();
-        let numbered = table
-            .strip_prefix("slw")
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if numbered && !Path::new("/sys/class/net").join(table).exists() {
+        // `slw<i>`: a runner's link; `slwb<hex>`: a task run's bridge.
+        let ours = table.strip_prefix("slw").is_some_and(|n| {
+            let n = n.strip_prefix('b').unwrap_or(n);
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if ours && !Path::new("/sys/class/net").join(table).exists() {
             let _ = run("nft", &["delete", "table", "inet", table], None).await;
         }
     }
@@ -342,4 +369,42 @@ pub async fn load_rules(rules: &str) -> Result<(), RunnerError> {
 /// Deletes nftables table `inet <table>` (absent is fine).
 pub async fn remove_table(table: &str) {
     let _ = run("nft", &["delete", "table", "inet", table], None).await;
+}
+
+/// A [`RunnerNetwork`] removed when dropped (a build future dropped by a
+/// timeout or cancel takes its network with it).
+#[derive(Debug)]
+pub struct HeldNetwork(pub RunnerNetwork);
+
+impl Drop for HeldNetwork {
+    fn drop(&mut self) {
+        self.0.remove_blocking();
+    }
+}
+
+/// Removes runner namespaces (`slw-…`, any server's) that are older than
+/// `min_age` and hold no process. A runner's namespace keeps its name only
+/// between its creation and its container's start (seconds), so such a
+/// name is a leftover of a server killed in that window.
+pub async fn reap_stale_namespaces(min_age: std::time::Duration) {
+    for name in namespaces_with_prefix("slw-") {
+        let path = Path::new("/run/netns").join(&name);
+        let old = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if !old {
+            continue;
+        }
+        let empty = tokio::process::Command::new("ip")
+            .args(["netns", "pids", &name])
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace));
+        if empty {
+            tracing::info!(namespace = %name, "removing a stale runner network");
+            reap(&name).await;
+        }
+    }
 }

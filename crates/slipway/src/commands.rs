@@ -214,14 +214,37 @@ pub enum SecretCommand {
         /// Environment variable holding the value.
         #[arg(long)]
         from_env: Option<String>,
+        /// A project's secret (its Project Admins manage it; only that
+        /// project's catalogs use it) instead of a dev-center one.
+        #[arg(long)]
+        project: Option<String>,
+        /// A host a `token` may be sent to (repeatable); without, any
+        /// https host. Tokens never travel over plain http except to loopback.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
     /// List secrets (names and kinds; values are never shown).
-    List,
+    List {
+        /// A project's secrets instead of the dev center's.
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Delete a secret.
     Delete {
         /// Secret name.
         name: String,
+        /// A project's secret instead of a dev-center one.
+        #[arg(long)]
+        project: Option<String>,
     },
+}
+
+/// The API path of the secrets of `project` (or the dev center).
+fn secrets_path(project: Option<&str>) -> String {
+    match project {
+        Some(p) => format!("/admin/projects/{p}/secrets"),
+        None => "/admin/secrets".to_string(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -744,6 +767,8 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
             kind,
             value_file,
             from_env,
+            project,
+            hosts,
         }) => {
             let value = match (value_file, from_env) {
                 (Some(f), _) if f.as_os_str() == "-" => {
@@ -767,15 +792,25 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
                 }
                 _ => json!(value.trim()),
             };
+            let mut body = json!({"kind": kind, "value": value});
+            if !hosts.is_empty() {
+                body["hosts"] = json!(hosts);
+            }
             (
                 "PUT",
-                format!("/admin/secrets/{name}"),
-                Some(json!({"kind": kind, "value": value})),
+                format!("{}/{name}", secrets_path(project.as_deref())),
+                Some(body),
             )
         }
-        AdminCommand::Secret(SecretCommand::List) => ("GET", "/admin/secrets".to_string(), None),
-        AdminCommand::Secret(SecretCommand::Delete { name }) => {
-            client.send("DELETE", &format!("/admin/secrets/{name}"), None)?;
+        AdminCommand::Secret(SecretCommand::List { project }) => {
+            ("GET", secrets_path(project.as_deref()), None)
+        }
+        AdminCommand::Secret(SecretCommand::Delete { name, project }) => {
+            client.send(
+                "DELETE",
+                &format!("{}/{name}", secrets_path(project.as_deref())),
+                None,
+            )?;
             println!("secret '{name}' deleted");
             return Ok(());
         }

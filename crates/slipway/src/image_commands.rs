@@ -46,6 +46,10 @@ pub enum ImageCommand {
         /// Do not follow the log; print the run id.
         #[arg(long)]
         no_logs: bool,
+        /// Dev-center secret (kind `token` or `sshKey`) that fetches a git
+        /// context (ACR `--git-access-token`).
+        #[arg(long)]
+        context_secret: Option<String>,
     },
 }
 
@@ -95,6 +99,10 @@ pub struct TaskCreate {
     /// omit with `--task-file-inline`.
     #[arg(short = 'c', long)]
     context: Option<String>,
+    /// Dev-center secret (kind `token` or `sshKey`) that fetches a git
+    /// context (ACR `--git-access-token`).
+    #[arg(long)]
+    context_secret: Option<String>,
     /// Task file (acb YAML) in the context, default `acb.yaml`; a name
     /// without a YAML extension is a Dockerfile (then `-t` applies).
     #[arg(short = 'f', long)]
@@ -268,6 +276,7 @@ pub fn run_image(client: &ApiClient, cmd: ImageCommand) -> anyhow::Result<ExitCo
         no_push,
         timeout,
         no_logs,
+        context_secret,
     } = cmd;
     if images.is_empty() && !no_push {
         eprintln!("WARNING: '--image or -t' is not provided. Skipping image push after build.");
@@ -277,6 +286,7 @@ pub fn run_image(client: &ApiClient, cmd: ImageCommand) -> anyhow::Result<ExitCo
         "context": ctx, "images": images, "file": file, "buildArgs": build_args,
         "secretBuildArgs": secret_build_args, "target": target, "platform": platform,
         "noPush": no_push || images.is_empty(), "timeout": timeout.unwrap_or(0),
+        "contextSecret": context_secret,
     });
     let run = client
         .send("POST", "/imageTasks/builds", Some(&body))?
@@ -294,6 +304,7 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
             let TaskCreate {
                 name,
                 context,
+                context_secret,
                 file,
                 task_file_inline,
                 images,
@@ -312,7 +323,7 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
                 .as_deref()
                 .map(|c| context_arg(client, c, dockerfile))
                 .transpose()?;
-            let mut body = json!({"context": ctx, "set": set, "setSecret": secret_values(&set_secret)?, "valuesFile": values, "timeout": timeout.unwrap_or(0)});
+            let mut body = json!({"context": ctx, "contextSecret": context_secret, "set": set, "setSecret": secret_values(&set_secret)?, "valuesFile": values, "timeout": timeout.unwrap_or(0)});
             if webhook_secret.is_some() || poll_interval.is_some() {
                 body["sourceTrigger"] =
                     json!({"webhookSecret": webhook_secret, "pollIntervalSeconds": poll_interval});

@@ -109,9 +109,10 @@ pub struct ServeArgs {
     /// range no real network of this host uses.
     #[arg(long, env = "SLIPWAY_RUNNER_NETWORK", default_value = slipway_runner::netns::DEFAULT_POOL)]
     pub runner_network: slipway_core::isolation::Ipv4Cidr,
-    /// A host folder beneath which `local` catalogs (DevCenter Admins only)
-    /// and `file://` git URLs of catalogs and task contexts may point;
-    /// repeatable. Without one, both are refused.
+    /// A host folder beneath which `local` catalogs (DevCenter Admins only),
+    /// `file://` git URLs of catalogs and task contexts, and the host paths
+    /// of VM image templates (DiskImage sources, scripts, files, VHD
+    /// outputs) may point; repeatable. Without one, all are refused.
     #[arg(long = "local-catalog-root", value_name = "DIR")]
     pub local_catalog_roots: Vec<PathBuf>,
 }
@@ -263,6 +264,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         slipway_images::ImageConfig {
             max_concurrent_runs: args.max_concurrent_image_builds,
             accel: args.vm_accel,
+            network_pool: Some(slipway_runner::NetworkPool::new(args.runner_network)),
+            local_roots: local_roots.clone(),
             ..slipway_images::ImageConfig::new(
                 &data_dir,
                 args.base_image_dir.clone(),

@@ -312,6 +312,10 @@ fn authorization_matrix_every_endpoint_every_role_in_and_out_of_scope() {
                     401
                 } else if allowed.contains(role) && (in_scope || *role == "dcadmin" || !scoped) {
                     ok
+                } else if *role == "user" && in_scope && path.starts_with(&env(p)) {
+                    // In the project but no reader of another user's
+                    // environment: the same 404 as for a missing one.
+                    404
                 } else {
                     403
                 };
@@ -358,7 +362,8 @@ fn authorization_matrix_every_endpoint_every_role_in_and_out_of_scope() {
         Some(json!({"expirationDate": rfc3339_in(Duration::from_secs(3600))})),
     );
     assert_eq!(st, 200, "{v}");
-    let (st, v, _) = s.call_as(&tokens[3].1, "DELETE", &env("prj1"), None);
+    // A reader sees the environment, so a refused change names the role.
+    let (st, v, _) = s.call_as(&tokens[2].1, "DELETE", &env("prj1"), None);
     assert_eq!(st, 403, "{v}");
     assert!(
         v["error"]["message"]
@@ -367,6 +372,17 @@ fn authorization_matrix_every_endpoint_every_role_in_and_out_of_scope() {
             .contains("'Project Admin' at scope '/projects/prj1'"),
         "{v}"
     );
+    // Another user may not read it: the answer is the one for a name that
+    // does not exist, so environment names do not leak.
+    let (st, v, _) = s.call_as(&tokens[3].1, "DELETE", &env("prj1"), None);
+    let missing = "/projects/prj1/users/owner/environments/no-such-env";
+    let (st2, v2, _) = s.call_as(&tokens[3].1, "DELETE", missing, None);
+    assert_eq!(
+        (st, &v["error"]["code"]),
+        (404, &v2["error"]["code"]),
+        "{v} {v2}"
+    );
+    assert_eq!(st2, 404, "{v2}");
     // Out of the owner's scope: the same environment name in prj2.
     assert_eq!(
         s.call_as(

@@ -394,3 +394,67 @@ fn local_catalogs_are_for_dev_center_admins_beneath_the_allowed_roots() {
     );
     assert_eq!(st, 201, "{v}");
 }
+
+#[test]
+fn errors_stay_bounded_and_do_not_reveal_what_the_caller_may_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup(
+        "examples",
+        json!({"kind": "local", "uri": common::repo_root().join("examples/catalog").display().to_string()}),
+    );
+    // 10,000 unknown parameters, one of them with a 100,000-character name.
+    let mut params = serde_json::Map::new();
+    for i in 0..10_000 {
+        params.insert(format!("p{i}"), json!(i));
+    }
+    params.insert("x".repeat(100_000), json!("y".repeat(100_000)));
+    let body = json!({
+        "environmentType": "Dev",
+        "catalogName": "examples",
+        "environmentDefinitionName": "HelloTerraform",
+        "parameters": params,
+    });
+    let r = ureq::put(&format!(
+        "{}/projects/demo/users/me/environments/big",
+        s.base
+    ))
+    .set("Authorization", &format!("Bearer {}", s.admin_token))
+    .send_json(body);
+    let resp = match r {
+        Err(ureq::Error::Status(400, resp)) => resp,
+        other => panic!("expected 400, got {other:?}"),
+    };
+    let text = resp.into_string().unwrap();
+    assert!(text.len() < 16 * 1024, "the answer is {} bytes", text.len());
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let details = v["error"]["details"].as_array().unwrap();
+    assert!(details.len() <= 21, "{} details", details.len());
+    assert!(
+        message(&v).contains("more parameter problems are not listed"),
+        "{v}"
+    );
+
+    // In the project but not a reader of another user's environment: the
+    // same 404 whether it exists or not.
+    let (st, v, op) = s.put_env("mine", "examples", "HelloTerraform", json!({"name": "n"}));
+    assert_eq!(st, 201, "{v}");
+    s.wait_op(&op.unwrap());
+    s.assign("dev", "Deployment Environments User", "/projects/demo");
+    let dev = s.token_for("dev");
+    let existing = s.call_as(
+        &dev,
+        "GET",
+        "/projects/demo/users/admin/environments/mine",
+        None,
+    );
+    let missing = s.call_as(
+        &dev,
+        "GET",
+        "/projects/demo/users/admin/environments/none",
+        None,
+    );
+    assert_eq!(existing.0, 404, "{}", existing.1);
+    assert_eq!(missing.0, 404, "{}", missing.1);
+    assert_eq!(existing.1["error"]["code"], missing.1["error"]["code"]);
+}

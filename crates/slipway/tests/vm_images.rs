@@ -745,3 +745,69 @@ fn invalid_templates_are_refused_with_aib_validation_errors() {
     let (st, _, _) = s.call("POST", "/imageTemplates/missing/run", None);
     assert_eq!(st, 404);
 }
+
+/// The default tier's attacks: a customizer goes for the host's root
+/// through `/proc/<pid>/root` and plants symlinks where the server writes
+/// the next File customizer's bytes and the next script. Nothing may land
+/// outside the image; the run fails at the planted script path, naming it.
+#[test]
+fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let o = outside.display().to_string();
+    let greeting = tmp.path().join("greeting.txt");
+    std::fs::write(&greeting, "hello from the host\n").unwrap();
+    put_template(
+        &s,
+        "escape",
+        json!({
+            "source": debian(),
+            "customize": [
+                {"type": "Shell", "name": "reach-the-host", "inline": [
+                    format!("for r in /proc/[0-9]*/root; do touch \"$r{o}/via-proc\" 2>/dev/null || true; done"),
+                    "echo pids-seen=$(ls -d /proc/[0-9]* | wc -l)",
+                    "if ls /dev | grep -Eq '^(sd|vd|nvme|loop)'; then echo host-disks-visible; else echo no-host-disks; fi",
+                    "echo capeff=$(awk '/^CapEff/{print $2}' /proc/self/status)",
+                    format!("for i in 0 1 2 3 4 5; do ln -s {o}/via-file-$i /.slipway-incoming-$i; done")
+                ]},
+                {"type": "File", "name": "greeting", "sourceUri": greeting.to_string_lossy(),
+                 "destination": "/etc/greeting.txt", "sha256Checksum": sha256_of(&greeting)},
+                {"type": "Shell", "name": "plant", "inline": [
+                    "grep -q 'hello from the host' /etc/greeting.txt",
+                    "rm -rf /tmp/.slipway",
+                    format!("ln -s {o} /tmp/.slipway")
+                ]},
+                {"type": "Shell", "name": "next", "inline": ["echo never-runs"]}
+            ],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let run = run_to_end(&s, "escape");
+    let log = run_log(&s, "escape", &run);
+    let msg = run["message"].as_str().unwrap_or_default();
+    assert_eq!(run["runState"], "Failed", "{run}\n{log}");
+    assert!(
+        msg.contains("customizer 'next'") && msg.contains("leads outside"),
+        "the failure names the planted path: {msg}"
+    );
+    assert!(!log.contains("never-runs"), "{log}");
+    let pids: usize = log
+        .lines()
+        .find_map(|l| l.split("pids-seen=").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pids-seen line: {log}"));
+    assert!(
+        pids <= 5,
+        "the sandbox sees the host's processes ({pids}): {log}"
+    );
+    assert!(log.contains("no-host-disks"), "{log}");
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID only.
+    assert!(log.contains("capeff=00000000000000fb"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "the build wrote on the host: {left:?}");
+}
