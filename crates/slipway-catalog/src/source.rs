@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use slipway_hostfs::TempPath;
+
 use slipway_core::manifest::normalize_relative_path;
 use slipway_git::{GitCredential, GitError, LocalRoots, Remote};
 use slipway_store::CatalogSource;
@@ -38,17 +40,6 @@ pub struct FetchedSource {
     pub trees: HashMap<String, String>,
     /// Temporary clone, removed on drop.
     _clone: Option<TempPath>,
-}
-
-/// A path removed (file or folder) when dropped.
-#[derive(Debug)]
-struct TempPath(PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Normalises a catalog `path` (leading and trailing `/` optional); `None` = the source root.

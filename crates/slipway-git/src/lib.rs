@@ -22,11 +22,12 @@
 //!   scrubbed of the secret and of URL user-info.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
 pub use slipway_hostfs::LocalRoots;
+use slipway_hostfs::TempPath;
 
 /// The transports git may use (`GIT_ALLOW_PROTOCOL`).
 pub const ALLOWED_PROTOCOLS: &str = "https:http:ssh:git:file";
@@ -334,17 +335,6 @@ pub fn check_ref(reference: &str) -> Result<(), GitError> {
 /// SHA-1/SHA-256) rather than a branch or tag.
 pub fn looks_like_commit(reference: &str) -> bool {
     (7..=64).contains(&reference.len()) && reference.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-/// A path removed (file or folder) when dropped.
-#[derive(Debug)]
-struct TempPath(PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// A checked remote with its credential: the only value the git commands

@@ -501,6 +501,18 @@ impl Tree {
     }
 }
 
+/// A scratch path (file or folder) the server made, removed when dropped
+/// (clones, key files).
+#[derive(Debug)]
+pub struct TempPath(pub PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The host folders users may name (`local` catalogs, `file://` git URLs):
 /// canonical paths, given by the operator at start.
 #[derive(Debug, Clone, Default)]

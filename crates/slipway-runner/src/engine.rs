@@ -916,6 +916,46 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Containers carrying label `key` that were created at least `min_age`
+    /// ago and never started (Docker `created`, Podman `configured` /
+    /// `initialized`): leftovers of a server killed between create and start.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the engine cannot list containers.
+    pub async fn never_started_with_label(
+        &self,
+        key: &str,
+        min_age: Duration,
+    ) -> Result<Vec<String>, RunnerError> {
+        let list = self
+            .docker
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters: label_filter(key.to_string()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                let never_started = matches!(
+                    c.state.as_deref(),
+                    Some("created" | "configured" | "initialized")
+                );
+                let old = c
+                    .created
+                    .is_some_and(|t| now - t >= min_age.as_secs() as i64);
+                never_started && old
+            })
+            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,8 +365,18 @@ impl Scheduler {
                 netns::reap(&ns).await;
             }
         }
-        // Other servers' leftovers: namespaces nobody joined for 10 minutes.
-        netns::reap_stale_namespaces(Duration::from_secs(600)).await;
+        // Other servers' leftovers: runner containers created but never
+        // started, and namespaces nobody joined, for 10 minutes.
+        let stale = Duration::from_secs(600);
+        for name in self
+            .engine
+            .never_started_with_label(OPERATION_LABEL, stale)
+            .await?
+        {
+            tracing::info!(container = %name, "removing a runner container that never started");
+            self.engine.remove(&name).await?;
+        }
+        netns::reap_stale_namespaces(stale).await;
         netns::reap_orphan_tables().await;
         for op in self
             .store

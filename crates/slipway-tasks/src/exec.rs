@@ -27,6 +27,9 @@ use tokio::task::JoinSet;
 
 use crate::context::tar_tree;
 
+/// How long a step's log stream may still deliver after its container exited.
+const LOG_TAIL_GRACE: Duration = Duration::from_secs(2);
+
 /// The largest Dockerfile a build step reads, bytes (4 MiB).
 const MAX_DOCKERFILE_BYTES: u64 = 4 << 20;
 use crate::registry::manifest_digest;
@@ -479,20 +482,30 @@ async fn run_cmd(
             .await;
         return Ok(StepOutput::default());
     }
-    {
+    let code = {
         let logs = env.engine.follow_output(&name);
         tokio::pin!(logs);
-        while let Some(Ok(c)) = logs.next().await {
-            env.log
-                .raw(&env.scrubber.scrub(&String::from_utf8_lossy(&c)))
-                .await
+        let drain = async {
+            while let Some(Ok(c)) = logs.next().await {
+                env.log
+                    .raw(&env.scrubber.scrub(&String::from_utf8_lossy(&c)))
+                    .await
+            }
+        };
+        tokio::pin!(drain);
+        // Podman's followed log stream does not always end when a quick
+        // container exits (seen in CI: the step's output arrived, the stream
+        // stayed open until the step timeout), so the exit is awaited beside
+        // it and the stream gets a short grace for its tail.
+        tokio::select! {
+            _ = &mut drain => env.engine.exit_code(&name).await,
+            code = env.engine.exit_code(&name) => {
+                let _ = tokio::time::timeout(LOG_TAIL_GRACE, &mut drain).await;
+                code
+            }
         }
-    }
-    let code = env
-        .engine
-        .exit_code(&name)
-        .await
-        .map_err(|e| TaskError::Engine(e.to_string()))?;
+        .map_err(|e| TaskError::Engine(e.to_string()))?
+    };
     if !step.keep {
         let _ = env.engine.remove(&name).await;
     }

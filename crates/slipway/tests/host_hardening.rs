@@ -246,31 +246,30 @@ fn a_task_file_or_dockerfile_symlinked_to_a_host_file_is_never_read() {
         v["context"].as_str().unwrap().to_string()
     };
 
+    // Uploads a context, runs it, and returns the failed run with its log.
+    let failed_run = |tar: Vec<u8>| -> String {
+        let ctx = upload(tar);
+        let (st, v, _) = s.call("POST", "/imageTasks/runs", Some(json!({"context": ctx})));
+        assert_eq!(st, 202, "{v}");
+        let id = v["runId"].as_str().unwrap().to_string();
+        let run = wait_run(&s, &id);
+        let all = format!("{run}{}", run_log(&s, &id));
+        assert_eq!(run["status"], "Failed", "{all}");
+        assert!(!all.contains("TOP-SECRET"), "the host file leaked: {all}");
+        all
+    };
+
     // acb.yaml -> host file: the server read it and echoed it in the error.
-    let ctx = upload(tar_of(&[("acb.yaml", Some(&host_file), b"")]));
-    let (st, v, _) = s.call("POST", "/imageTasks/runs", Some(json!({"context": ctx})));
-    assert_eq!(st, 202, "{v}");
-    let id = v["runId"].as_str().unwrap().to_string();
-    let run = wait_run(&s, &id);
-    let all = format!("{run}{}", run_log(&s, &id));
-    assert_eq!(run["status"], "Failed", "{all}");
+    let all = failed_run(tar_of(&[("acb.yaml", Some(&host_file), b"")]));
     assert!(all.contains("leads outside"), "{all}");
-    assert!(!all.contains("TOP-SECRET"), "the host file leaked: {all}");
 
     // A build step whose Dockerfile is a host path.
     let task = format!(
         "steps:\n  - build: -t x:1 -f {} .\n",
         "../../../../../../../../..".to_string() + &host_file.display().to_string()
     );
-    let ctx = upload(tar_of(&[("acb.yaml", None, task.as_bytes())]));
-    let (st, v, _) = s.call("POST", "/imageTasks/runs", Some(json!({"context": ctx})));
-    assert_eq!(st, 202, "{v}");
-    let id = v["runId"].as_str().unwrap().to_string();
-    let run = wait_run(&s, &id);
-    let all = format!("{run}{}", run_log(&s, &id));
-    assert_eq!(run["status"], "Failed", "{all}");
+    let all = failed_run(tar_of(&[("acb.yaml", None, task.as_bytes())]));
     assert!(all.contains("outside the run's workspace"), "{all}");
-    assert!(!all.contains("TOP-SECRET"), "the host file leaked: {all}");
 }
 
 #[test]
