@@ -156,7 +156,7 @@ fn opt_string(obj: &Map<String, Value>, key: &str, field: &str) -> ApiResult<Opt
 fn check_keys(obj: &Map<String, Value>, allowed: &[&str], at: &str) -> ApiResult<()> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(k) => Err(invalid(
-            &format!("{at}{k}"),
+            &format!("{at}{}", truncate_echo(k)),
             format!("is not known: expected one of {}", allowed.join(", ")),
         )),
         None => Ok(()),

@@ -131,11 +131,29 @@ impl ApiError {
     }
 }
 
+/// The longest error message an answer carries, bytes: a safety net under
+/// the per-value bounds of `slipway_core::echo`, so no answer grows with
+/// the request.
+const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut err = json!({"code": self.code, "message": self.message});
+        let mut message = self.message;
+        if message.len() > MAX_ERROR_MESSAGE_BYTES {
+            let mut cut = MAX_ERROR_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… (message cut)");
+        }
+        let mut err = json!({"code": self.code, "message": message});
         if !self.details.is_empty() {
-            err["details"] = serde_json::Value::Array(self.details);
+            let details = slipway_core::echo::bounded(
+                self.details,
+                |n| json!({"code": "TooManyProblems", "message": format!("{n} more problems are not listed")}),
+            );
+            err["details"] = serde_json::Value::Array(details);
         }
         (self.status, axum::Json(json!({ "error": err }))).into_response()
     }

@@ -12,7 +12,7 @@ use thiserror::Error;
 pub struct NameError {
     /// What was being named, e.g. `environment`.
     pub kind: &'static str,
-    /// The rejected value.
+    /// The rejected value, cut at 64 characters (`crate::echo::truncate`).
     pub value: String,
 }
 
@@ -33,7 +33,7 @@ pub fn validate_resource_name(kind: &'static str, value: &str) -> Result<(), Nam
     } else {
         Err(NameError {
             kind,
-            value: value.to_string(),
+            value: crate::echo::truncate(value),
         })
     }
 }

@@ -49,7 +49,7 @@ pub enum HostFsError {
     #[error("archive: {0}")]
     Archive(String),
     /// A host path is not beneath any folder the server was started with.
-    #[error("'{path}' is not beneath a folder the server allows ({allowed}); an operator adds one with `slipway serve --local-catalog-root DIR`")]
+    #[error("'{path}' does not exist or is not beneath a folder the server allows ({allowed}); an operator adds one with `slipway serve --local-catalog-root DIR`")]
     NotAllowed {
         /// The path as given.
         path: String,

@@ -260,13 +260,31 @@ fn host_path(roots: &LocalRoots, uri: &str, existing: bool) -> Result<Option<Pat
             .map(Some)
             .map_err(refused);
     }
-    let (Some(parent), Some(std::path::Component::Normal(file))) =
-        (p.parent(), p.components().next_back())
-    else {
+    if !matches!(
+        p.components().next_back(),
+        Some(std::path::Component::Normal(_))
+    ) {
         return Err(format!("uri '{uri}' does not name a file"));
-    };
-    let dir = roots.resolve(&parent.to_string_lossy()).map_err(refused)?;
-    Ok(Some(dir.join(file)))
+    }
+    // Folders that do not exist yet are made by the distributor: the
+    // nearest existing ancestor must lie beneath a root, and the rest may
+    // only name new folders (no `..`).
+    let mut existing = p.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(std::path::Component::Normal(name))) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Err(format!("uri '{uri}' does not name a file")),
+        }
+    }
+    let mut out = roots
+        .resolve(&existing.to_string_lossy())
+        .map_err(refused)?;
+    out.extend(rest.iter().rev());
+    Ok(Some(out))
 }
 
 impl ImageService {
@@ -1370,6 +1388,17 @@ mod tests {
             assert!(e.contains("local-catalog-root"), "{bad}: {e}");
         }
         assert!(host_path(&roots, "/etc/cron.d/x", false).is_err());
+        let nested = format!("{}/new/dir/out.vhd", allowed.path().display());
+        assert_eq!(
+            host_path(&roots, &nested, false).unwrap().unwrap(),
+            allowed
+                .path()
+                .canonicalize()
+                .unwrap()
+                .join("new/dir/out.vhd")
+        );
+        let climbing = format!("{}/new/../../out.vhd", allowed.path().display());
+        assert!(host_path(&roots, &climbing, false).is_err());
         assert!(host_path(&roots, "https://example.com/x", true)
             .unwrap()
             .is_none());

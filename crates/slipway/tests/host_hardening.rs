@@ -434,6 +434,22 @@ fn errors_stay_bounded_and_do_not_reveal_what_the_caller_may_not_read() {
         "{v}"
     );
 
+    // A 100,000-character unknown property and name are echoed cut short.
+    let mut body = serde_json::Map::new();
+    body.insert("kind".into(), json!("git"));
+    body.insert("z".repeat(100_000), json!(1));
+    let (st, v, _) = s.call("PUT", "/admin/catalogs/cat", Some(Value::Object(body)));
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().len() < 1024, "{} bytes", v.to_string().len());
+    let long_name = "n".repeat(5_000);
+    let (st, v, _) = s.call(
+        "PUT",
+        &format!("/admin/catalogs/{long_name}"),
+        Some(json!({"kind": "git", "uri": "https://example.com/r.git"})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v.to_string().len() < 1024, "{} bytes", v.to_string().len());
+
     // In the project but not a reader of another user's environment: the
     // same 404 whether it exists or not.
     let (st, v, op) = s.put_env("mine", "examples", "HelloTerraform", json!({"name": "n"}));

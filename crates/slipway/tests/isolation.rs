@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{poll, run_log, scripted_catalog, wait_run, Server};
+use common::{poll, rejected, routes, run_log, scripted_catalog, wait_run, Server};
 use serde_json::{json, Value};
 
 /// Sets the runner policy of project environment type `Dev`.
@@ -55,35 +55,6 @@ fn host_service() -> u16 {
         }
     });
     port
-}
-
-/// One route of `/proc/net/route`: (destination, mask, flags).
-fn routes(table: &str) -> Vec<(u32, u32, u32)> {
-    table
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 8 || f[0] == "Iface" {
-                return None;
-            }
-            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-            // The kernel prints the network-order bytes as a native u32.
-            let addr = |s: &str| hex(s).map(|h| u32::from_be_bytes(h.to_ne_bytes()));
-            Some((addr(f[1])?, addr(f[7])?, hex(f[3])?))
-        })
-        .collect()
-}
-
-/// Whether the longest-prefix route to `ip` is a reject (`prohibit`) route.
-fn rejected(table: &[(u32, u32, u32)], ip: Ipv4Addr) -> bool {
-    const RTF_REJECT: u32 = 0x0200;
-    let ip = u32::from(ip);
-    let best = table
-        .iter()
-        .filter(|(dst, mask, _)| ip & mask == *dst)
-        .max_by_key(|(_, mask, _)| mask.count_ones())
-        .unwrap_or_else(|| panic!("no route at all to {ip}"));
-    best.2 & RTF_REJECT != 0
 }
 
 #[test]

@@ -770,6 +770,7 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
                     "echo pids-seen=$(ls -d /proc/[0-9]* | wc -l)",
                     "if ls /dev | grep -Eq '^(sd|vd|nvme|loop)'; then echo host-disks-visible; else echo no-host-disks; fi",
                     "echo capeff=$(awk '/^CapEff/{print $2}' /proc/self/status)",
+                    "sed 's/^/route: /' /proc/net/route",
                     format!("for i in 0 1 2 3 4 5; do ln -s {o}/via-file-$i /.slipway-incoming-$i; done")
                 ]},
                 {"type": "File", "name": "greeting", "sourceUri": greeting.to_string_lossy(),
@@ -805,6 +806,20 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
     assert!(log.contains("no-host-disks"), "{log}");
     // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID only.
     assert!(log.contains("capeff=00000000000000fb"), "{log}");
+    // The customizers' network follows the runner egress policy.
+    let table = common::routes(
+        &log.lines()
+            .filter_map(|l| l.split("route: ").nth(1))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    for ip in ["169.254.169.254", "10.1.2.3", "172.16.0.1", "192.168.1.1"] {
+        assert!(
+            common::rejected(&table, ip.parse().unwrap()),
+            "{ip}: {table:?}\n{log}"
+        );
+    }
+    assert!(!common::rejected(&table, "203.0.113.7".parse().unwrap()));
     let left: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -506,3 +506,32 @@ pub fn git_repo(dir: &Path, files: &[(&str, &str)]) {
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "catalog"]);
 }
+
+/// One route of `/proc/net/route`: (destination, mask, flags).
+pub fn routes(table: &str) -> Vec<(u32, u32, u32)> {
+    table
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 8 || f[0] == "Iface" {
+                return None;
+            }
+            let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+            // The kernel prints the network-order bytes as a native u32.
+            let addr = |s: &str| hex(s).map(|h| u32::from_be_bytes(h.to_ne_bytes()));
+            Some((addr(f[1])?, addr(f[7])?, hex(f[3])?))
+        })
+        .collect()
+}
+
+/// Whether the longest-prefix route to `ip` is a reject (`prohibit`) route.
+pub fn rejected(table: &[(u32, u32, u32)], ip: std::net::Ipv4Addr) -> bool {
+    const RTF_REJECT: u32 = 0x0200;
+    let ip = u32::from(ip);
+    let best = table
+        .iter()
+        .filter(|(dst, mask, _)| ip & mask == *dst)
+        .max_by_key(|(_, mask, _)| mask.count_ones())
+        .unwrap_or_else(|| panic!("no route at all to {ip}"));
+    best.2 & RTF_REJECT != 0
+}

@@ -1,0 +1,116 @@
+//! What confining a VM image customizer costs: one command (`/bin/true`)
+//! over a Debian root tree run with plain `chroot` (the executor before
+//! the sandbox), in the customizer sandbox without network, and in the
+//! sandbox joined to a runner-style network; plus creating and removing a
+//! build's network (once per build). Prints medians and ratios; asserts
+//! nothing.
+//!
+//! Needs root, podman and the runner images (`runner-images/build`): the
+//! root tree is `localhost/slipway/debian:bookworm`, mounted with
+//! `podman image mount`.
+//!
+//! `cargo bench -p slipway-images --bench sandbox [-- runs]` (default 30).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use slipway_images::exec::{logged, run_confined, RunLog};
+use slipway_runner::{NetworkPool, RunnerNetwork};
+
+const IMAGE: &str = "localhost/slipway/debian:bookworm";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn timed(f: impl std::future::Future<Output = Result<(), String>>) -> Duration {
+    let t = Instant::now();
+    f.await.expect("command");
+    t.elapsed()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .next()
+        .unwrap_or(30);
+    let out = Command::new("podman")
+        .args(["image", "mount", IMAGE])
+        .output()
+        .expect("podman");
+    assert!(
+        out.status.success(),
+        "podman image mount {IMAGE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let root = Path::new(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = RunLog::open(&tmp.path().join("customization.log")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut chroot = Vec::new();
+        let mut sandbox = Vec::new();
+        let mut sandbox_net = Vec::new();
+        let mut network = Vec::new();
+        for _ in 0..runs {
+            let mut cmd = tokio::process::Command::new("chroot");
+            cmd.arg(root).arg("/bin/true");
+            chroot.push(timed(logged(cmd, None, &log)).await);
+            sandbox.push(timed(run_confined(root, None, &["/bin/true"], &log)).await);
+        }
+        let pool = NetworkPool::default();
+        for i in 0..runs.min(10) {
+            let t = Instant::now();
+            let mut n = RunnerNetwork::create(&format!("slwi-bench-{i}"), &pool, &[])
+                .await
+                .expect("network");
+            n.install_closed_filter().await.expect("filter");
+            let created = t.elapsed();
+            for _ in 0..(runs / 10).max(1) {
+                let path = n.path();
+                sandbox_net
+                    .push(timed(run_confined(root, Some(&path), &["/bin/true"], &log)).await);
+            }
+            let t = Instant::now();
+            n.remove().await;
+            network.push(created + t.elapsed());
+        }
+        let (c, s, sn, n) = (
+            median(chroot),
+            median(sandbox),
+            median(sandbox_net),
+            median(network),
+        );
+        println!("customizer command /bin/true over {IMAGE}, {runs} runs, medians:");
+        println!("  chroot (before)            {:7.1} ms", ms(c));
+        println!(
+            "  sandbox, no network        {:7.1} ms  ({:.2}x chroot)",
+            ms(s),
+            s.as_secs_f64() / c.as_secs_f64()
+        );
+        println!(
+            "  sandbox in its network     {:7.1} ms  ({:.2}x chroot)",
+            ms(sn),
+            sn.as_secs_f64() / c.as_secs_f64()
+        );
+        println!(
+            "  build network create+remove {:6.1} ms  (once per build)",
+            ms(n)
+        );
+        println!(
+            "  confinement cost per customizer: {:.1} ms",
+            ms(sn.saturating_sub(c))
+        );
+    });
+    let _ = Command::new("podman")
+        .args(["image", "unmount", IMAGE])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
