@@ -29,6 +29,22 @@ use base64::Engine as _;
 pub use slipway_hostfs::LocalRoots;
 use slipway_hostfs::TempPath;
 
+/// Variables of the server's environment git still sees (everything else,
+/// `GIT_*` included, is cleared).
+const PASSED_ENV: [&str; 11] = [
+    "PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+];
+
 /// The transports git may use (`GIT_ALLOW_PROTOCOL`).
 pub const ALLOWED_PROTOCOLS: &str = "https:http:ssh:git:file";
 
@@ -481,8 +497,12 @@ impl Git {
     fn run(&self, cwd: &Path, args: &[&str], what: &str) -> Result<String, GitError> {
         let mut cmd = Command::new("git");
         cmd.args(args).current_dir(cwd).env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
+        // Only what git needs of the server's environment: the search path,
+        // the operator's CA store overrides and proxies.
+        for key in PASSED_ENV {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
         }
         cmd.env("HOME", cwd);
         for (k, v) in &self.env {

@@ -1418,7 +1418,9 @@ impl TaskService {
                     Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!(task = %name, error = %e, "source poll refused the context");
-                        due.insert(name, now + Duration::from_secs(every));
+                        let again = now + Duration::from_secs(every);
+                        due.insert(name, again);
+                        next = next.min(again);
                         continue;
                     }
                 };
