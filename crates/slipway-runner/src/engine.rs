@@ -291,6 +291,10 @@ async fn try_socket(path: &Path) -> Option<Docker> {
     }
 }
 
+/// Engine errors [`Engine::exit_code`] retries (50 ms apart) before it
+/// gives up.
+const EXIT_RETRIES: u32 = 20;
+
 impl Engine {
     /// Finds a working engine socket, starting `podman system service` on
     /// `<data_dir>/podman.sock` when none answers.
@@ -750,14 +754,31 @@ impl Engine {
     }
 
     /// Waits for a started container to exit and returns its exit code.
+    /// (See [`EXIT_RETRIES`].)
     /// Podman 4's `/wait` can miss an exit that happened just before the
     /// call and then block forever, so the state is read first and again
     /// every 2 s while the engine's wait runs.
     ///
-    /// Errors: [`RunnerError::Engine`] when the container is gone.
+    /// Podman also answers 500 for a moment while a container exits (`read
+    /// /proc/<pid>/cgroup: no such process`); such errors are retried for
+    /// up to ~1 s.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the container is gone, or the
+    /// engine keeps failing.
     pub async fn exit_code(&self, name: &str) -> Result<i64, RunnerError> {
+        let mut failures = 0;
         loop {
-            match self.state(name).await? {
+            let state = match self.state(name).await {
+                Ok(s) => s,
+                Err(e) if failures < EXIT_RETRIES => {
+                    failures += 1;
+                    tracing::debug!(container = name, error = %e, "engine error while waiting; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match state {
                 Some(ContainerState::Exited(code)) => return Ok(code),
                 Some(ContainerState::Stopping) => {
                     tokio::time::sleep(Duration::from_millis(20)).await
@@ -768,10 +789,17 @@ impl Engine {
                     )))
                 }
                 Some(ContainerState::Running | ContainerState::Created) => {
-                    if let Ok(code) =
-                        tokio::time::timeout(Duration::from_secs(2), self.engine_wait(name)).await
+                    match tokio::time::timeout(Duration::from_secs(2), self.engine_wait(name)).await
                     {
-                        return code;
+                        Ok(Ok(code)) => return Ok(code),
+                        // Read the state again: a transient engine error or
+                        // a wait that missed the exit.
+                        Ok(Err(_)) if failures < EXIT_RETRIES => {
+                            failures += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {}
                     }
                 }
             }
@@ -791,14 +819,15 @@ impl Engine {
                 break;
             }
         }
-        // Podman reports `stopped` for ~30 ms before `exited` with the code.
+        // Podman reports `stopped` for ~30 ms before `exited` with the code
+        // (and may answer 500 for a moment meanwhile).
         for _ in 0..50 {
-            match self.state(name).await? {
-                Some(ContainerState::Exited(code)) => return Ok(Some(code)),
-                Some(ContainerState::Stopping) => {
+            match self.state(name).await {
+                Ok(Some(ContainerState::Exited(code))) => return Ok(Some(code)),
+                Ok(Some(ContainerState::Stopping)) | Err(_) => {
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
-                _ => return Ok(None),
+                Ok(_) => return Ok(None),
             }
         }
         Ok(None)
