@@ -521,6 +521,14 @@ impl Git {
         );
         Err(classify(&stderr, msg))
     }
+
+    /// The commit checked out in the repository `dir`.
+    fn head_commit(&self, dir: &Path) -> Result<String, GitError> {
+        Ok(self
+            .run(dir, &["rev-parse", "--verify", "HEAD"], "git rev-parse")?
+            .trim()
+            .to_string())
+    }
 }
 
 /// Sorts a failure by git's (`LC_ALL=C`, so English) message.
@@ -659,10 +667,7 @@ pub fn clone_branch(
         branch.unwrap_or("default")
     );
     git.run(work, &args, &what)?;
-    Ok(git
-        .run(dest, &["rev-parse", "--verify", "HEAD"], "git rev-parse")?
-        .trim()
-        .to_string())
+    git.head_commit(dest)
 }
 
 /// Fetches `reference` (a branch, tag or commit id; `None` = HEAD) of
@@ -750,10 +755,7 @@ pub fn fetch_ref(
         ],
         "git checkout",
     )?;
-    Ok(git
-        .run(dest, &["rev-parse", "--verify", "HEAD"], "git rev-parse")?
-        .trim()
-        .to_string())
+    git.head_commit(dest)
 }
 
 /// Git tree id of every folder under `sub` (`None` = the root) at HEAD of

@@ -419,26 +419,11 @@ impl Engine {
     /// network carrying label `key=value`. Best effort: failures are logged.
     pub async fn remove_labelled(&self, key: &str, value: &str, keep: &[String]) {
         let filters = label_filter(format!("{key}={value}"));
-        if let Ok(list) = self
-            .docker
-            .list_containers(Some(bollard::container::ListContainersOptions {
-                all: true,
-                filters: filters.clone(),
-                ..Default::default()
-            }))
-            .await
-        {
-            for c in list {
-                let name = c
-                    .names
-                    .unwrap_or_default()
-                    .first()
-                    .cloned()
-                    .unwrap_or_default();
-                let name = name.trim_start_matches('/');
-                if !keep.iter().any(|k| k == name) {
-                    if let Err(e) = self.remove(name).await {
-                        tracing::warn!(container = name, error = %e, "could not remove a container");
+        if let Ok(list) = self.labelled_containers(format!("{key}={value}")).await {
+            for (name, _) in list {
+                if !keep.contains(&name) {
+                    if let Err(e) = self.remove(&name).await {
+                        tracing::warn!(container = %name, error = %e, "could not remove a container");
                     }
                 }
             }
@@ -925,12 +910,27 @@ impl Engine {
         &self,
         key: &str,
     ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
-        let filters = label_filter(key.to_string());
+        Ok(self
+            .labelled_containers(key.to_string())
+            .await?
+            .into_iter()
+            .map(|(name, c)| (name, c.labels.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Every container (running or not) matching label filter `filter`
+    /// (`key` or `key=value`), by name.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the engine cannot list containers.
+    async fn labelled_containers(
+        &self,
+        filter: String,
+    ) -> Result<Vec<(String, bollard::models::ContainerSummary)>, RunnerError> {
         let list = self
             .docker
             .list_containers(Some(bollard::container::ListContainersOptions {
                 all: true,
-                filters,
+                filters: label_filter(filter),
                 ..Default::default()
             }))
             .await
@@ -938,14 +938,17 @@ impl Engine {
         Ok(list
             .into_iter()
             .filter_map(|c| {
-                let name = c.names?.first()?.trim_start_matches('/').to_string();
-                Some((name, c.labels.unwrap_or_default()))
+                let name = c
+                    .names
+                    .as_ref()?
+                    .first()?
+                    .trim_start_matches('/')
+                    .to_string();
+                Some((name, c))
             })
             .collect())
     }
-}
 
-impl Engine {
     /// Containers carrying label `key` that were created at least `min_age`
     /// ago and never started (Docker `created`, Podman `configured` /
     /// `initialized`): leftovers of a server killed between create and start.
@@ -956,21 +959,14 @@ impl Engine {
         key: &str,
         min_age: Duration,
     ) -> Result<Vec<String>, RunnerError> {
-        let list = self
-            .docker
-            .list_containers(Some(bollard::container::ListContainersOptions {
-                all: true,
-                filters: label_filter(key.to_string()),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        Ok(list
+        Ok(self
+            .labelled_containers(key.to_string())
+            .await?
             .into_iter()
-            .filter(|c| {
+            .filter(|(_, c)| {
                 let never_started = matches!(
                     c.state.as_deref(),
                     Some("created" | "configured" | "initialized")
@@ -980,7 +976,7 @@ impl Engine {
                     .is_some_and(|t| now - t >= min_age.as_secs() as i64);
                 never_started && old
             })
-            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
+            .map(|(name, _)| name)
             .collect())
     }
 }
