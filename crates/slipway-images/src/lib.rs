@@ -98,12 +98,17 @@ pub struct ImageConfig {
     /// Host folders templates may read sources and files from and write
     /// outputs to (`serve --local-catalog-root`); none by default.
     pub local_roots: LocalRoots,
+    /// This server's instance id (names its build networks); default
+    /// [`slipway_runner::instance_id_for`] of the data directory.
+    pub instance_id: String,
 }
 
-/// The network namespace of VM image build `run_id` (its customizers'
-/// sandbox joins it).
-pub fn build_network_name(run_id: &str) -> String {
-    format!("slwi-{run_id}")
+/// The network namespace of VM image build `run_id` of the server whose
+/// instance id is `instance` (its customizers' sandbox joins it). Run ids
+/// restart at `r1` in every data directory, so the instance id keeps two
+/// servers on one host from sharing (and removing) each other's network.
+pub fn build_network_name(instance: &str, run_id: &str) -> String {
+    format!("slwi-{instance}-{run_id}")
 }
 
 impl ImageConfig {
@@ -122,6 +127,7 @@ impl ImageConfig {
             fetcher,
             network_pool: None,
             local_roots: LocalRoots::none(),
+            instance_id: slipway_runner::instance_id_for(data_dir),
         }
     }
 }
@@ -310,7 +316,8 @@ impl ImageService {
     pub async fn recover(&self) -> Result<(), ImageError> {
         for r in self.store.unfinished_image_runs().await? {
             // A build cut by a server kill leaves its network behind.
-            slipway_runner::netns::reap(&build_network_name(&r.run_id)).await;
+            slipway_runner::netns::reap(&build_network_name(&self.cfg.instance_id, &r.run_id))
+                .await;
             let msg = runs::failure_message(
                 "The Slipway server stopped during the run",
                 &self.log_path(&r.run_id).to_string_lossy(),
@@ -925,9 +932,13 @@ impl ImageService {
                 let net = match &self.cfg.network_pool {
                     None => None,
                     Some(pool) => {
-                        let n = RunnerNetwork::create(&build_network_name(run_id), pool, &[])
-                            .await
-                            .map_err(|e| format!("the build's network: {e}"))?;
+                        let n = RunnerNetwork::create(
+                            &build_network_name(&self.cfg.instance_id, run_id),
+                            pool,
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| format!("the build's network: {e}"))?;
                         // Removed on drop, also when the filter fails.
                         let mut held = HeldNetwork(n);
                         held.0
@@ -1365,6 +1376,21 @@ fn download(fetcher: &Fetcher, uri: &str, dst: &Path, want_sha: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_servers_never_share_a_build_network_name() {
+        // Both data directories number their first run r1 (a clean-clone
+        // CI run lost a build when two test servers shared `slwi-r1`).
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cfg = |d: &Path| ImageConfig::new(d, d.join("base"), String::new(), Fetcher::system());
+        let (ca, cb) = (cfg(a.path()), cfg(b.path()));
+        let (na, nb) = (
+            build_network_name(&ca.instance_id, "r1"),
+            build_network_name(&cb.instance_id, "r1"),
+        );
+        assert_ne!(na, nb);
+        assert!(na.starts_with("slwi-") && na.ends_with("-r1"), "{na}");
+    }
 
     #[test]
     fn template_host_paths_stay_beneath_the_local_roots() {

@@ -566,6 +566,7 @@ fn build_timeout_ends_the_run_with_aib_message_and_cancel_stops_a_run() {
     let id = run["runId"].as_str().unwrap().to_string();
     poll("the sleeping customizer to start", BUILD_TIMEOUT, || {
         let l = run_log(&s, "canceled", &json!({"runId": id}));
+        assert!(!l.contains("errored"), "the build failed early: {l}");
         if l.contains("sleeping") {
             Ok(())
         } else {
