@@ -229,7 +229,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let scope_s = scope.to_string();
         let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM role_assignments WHERE scope = ?")
             .bind(&scope_s)
             .execute(&mut *tx)

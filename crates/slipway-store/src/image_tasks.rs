@@ -140,7 +140,7 @@ impl Store {
         request: &Value,
         trigger: &Value,
     ) -> Result<TaskRunRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let now = now_rfc3339();
         let seq: i64 = sqlx::query("INSERT INTO task_runs (id, task, run_type, status, request, trigger_info, created_at) VALUES ('pending-' || hex(randomblob(8)), ?1, ?2, 'Queued', ?3, ?4, ?5) RETURNING seq")
             .bind(task)

@@ -114,6 +114,21 @@ impl Store {
         })
     }
 
+    /// Begins a write transaction: `BEGIN IMMEDIATE` takes SQLite's write
+    /// lock at once, waiting up to the busy timeout for another writer. A
+    /// deferred transaction that reads first and then writes cannot wait:
+    /// SQLite fails its upgrade with `SQLITE_BUSY` ("database is locked")
+    /// when another connection wrote in between. Every transaction that
+    /// writes goes through here.
+    ///
+    /// Errors: [`StoreError::Db`] when the lock is not had within the
+    /// busy timeout (10 s).
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     /// Sets the registry credentials the server made for itself (replacing
     /// earlier ones); they are used like `registry` secrets, matched by host.
     pub fn set_builtin_registry_credentials(

@@ -500,7 +500,7 @@ impl Store {
         project: &str,
         name: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let res = sqlx::query("DELETE FROM project_environment_types WHERE project = ? AND name = ? AND NOT EXISTS (SELECT 1 FROM environments WHERE project = ? AND environment_type = ?)")
             .bind(project).bind(name).bind(project).bind(name).execute(&mut *tx).await?;
         if res.rows_affected() == 0 {
@@ -563,7 +563,7 @@ impl Store {
     /// Errors: [`StoreError::Conflict`] when the name is taken by a catalog
     /// of another scope (names are unique per server).
     pub async fn put_catalog(&self, name: &str, spec: &CatalogSpec) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let res = sqlx::query("UPDATE catalogs SET source_kind = ?, uri = ?, branch = ?, path = ?, sync_type = ?, secret = ? WHERE name = ? AND project IS ?")
             .bind(&spec.source.kind).bind(&spec.source.uri).bind(&spec.source.branch).bind(&spec.source.path)
             .bind(&spec.sync_type).bind(&spec.secret).bind(name).bind(&spec.project)
@@ -581,7 +581,7 @@ impl Store {
 
     /// Deletes a catalog and its definitions. Returns whether it existed.
     pub async fn delete_catalog(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM environment_definitions WHERE catalog = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -688,7 +688,7 @@ impl Store {
         stats: &Value,
         errors: &Value,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let now = now_rfc3339();
         let source = serde_json::to_string(source).map_err(|e| corrupt("synced source", e))?;
         // Write first: the transaction takes the write lock at once (no read→write upgrade).
@@ -828,7 +828,7 @@ impl Store {
         let now = now_rfc3339();
         let state = ProvisioningState::on_queued(new.kind, new.environment_exists);
         let params = Value::Object(env.parameters.clone()).to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         if new.environment_exists {
             sqlx::query("UPDATE environments SET parameters = ?, provisioning_state = ?, error = NULL, updated_at = ? WHERE id = ?")
                 .bind(&params).bind(state.as_str()).bind(&now).bind(&env.id)
@@ -966,7 +966,7 @@ impl Store {
             .map(|e| serde_json::to_string(e).map_err(|x| corrupt("error", x)))
             .transpose()?;
         let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         // Write first: the transaction takes SQLite's write lock at once (and
         // waits on busy_timeout), instead of upgrading a read lock later,
         // which fails with SQLITE_BUSY when another writer got there first.
@@ -1091,7 +1091,7 @@ impl Store {
     /// of an environment whose definition is gone); queued operations end
     /// Canceled. Returns false if it did not exist.
     pub async fn delete_environment_record(&self, env_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let res = sqlx::query("DELETE FROM environments WHERE id = ?")
             .bind(env_id)
             .execute(&mut *tx)

@@ -124,7 +124,7 @@ impl Store {
         document: &Value,
     ) -> Result<bool, StoreError> {
         let now = now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let existed = sqlx::query("SELECT 1 FROM image_templates WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -175,7 +175,7 @@ impl Store {
         template: &str,
         document: &Value,
     ) -> Result<Option<ImageRunRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let busy = sqlx::query("SELECT 1 FROM image_template_runs WHERE template = ? AND run_state IN ('Running', 'Canceling')")
             .bind(template)
             .fetch_optional(&mut *tx)
