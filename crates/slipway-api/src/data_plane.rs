@@ -22,8 +22,8 @@ use serde_json::{json, Map, Value};
 use slipway_core::access::Permission;
 use slipway_core::echo::truncate as truncate_echo;
 use slipway_core::names::validate_resource_name;
-use slipway_core::{resolve_parameters, OperationKind, OperationStatus};
-use slipway_store::{DefinitionRecord, EnvironmentRecord, NewOperation, OperationRecord};
+use slipway_environments::DeployRequest;
+use slipway_store::{DefinitionRecord, EnvironmentRecord, OperationRecord};
 
 use crate::admin::{body, future_time, require_pet, require_project, JsonBody};
 use crate::auth::Caller;
@@ -136,23 +136,18 @@ pub async fn require_environment(
     user: &str,
     name: &str,
 ) -> ApiResult<EnvironmentRecord> {
-    match state.store.get_environment(project, name).await? {
-        Some(env) if env.owner == user => Ok(env),
-        _ => Err(environment_not_found(project, user, name)),
-    }
+    Ok(state.environments.environment(project, user, name).await?)
 }
 
 /// The one 404 for an environment that does not exist or that the caller
 /// may not read.
 fn environment_not_found(project: &str, user: &str, name: &str) -> ApiError {
-    ApiError::not_found(
-        "EnvironmentNotFound",
-        format!(
-            "environment '{}' of user '{}' not found in project '{project}'",
-            truncate_echo(name),
-            truncate_echo(user)
-        ),
-    )
+    slipway_environments::EnvironmentError::EnvironmentNotFound {
+        project: project.to_string(),
+        user: truncate_echo(user),
+        name: truncate_echo(name),
+    }
+    .into()
 }
 
 /// `resourceGroupId` of an environment: `<deploymentTargetId>/resourceGroups/<project>-<env>`.
@@ -265,38 +260,6 @@ fn operation_headers(state: &AppState, project: &str, op_id: &str, env_path: &st
     h
 }
 
-/// Stores the environment and queues an operation of `kind` with the
-/// runner image the definition names, then wakes the scheduler. Returns the operation id.
-async fn queue_operation(
-    state: &AppState,
-    env: &EnvironmentRecord,
-    exists: bool,
-    kind: OperationKind,
-    user: String,
-    definition: DefinitionRecord,
-    force: bool,
-) -> ApiResult<String> {
-    let runner_image = state
-        .config
-        .runner_images
-        .resolve(definition.manifest.runner.as_deref());
-    let op_id = state
-        .store
-        .enqueue_operation(&NewOperation {
-            environment: env.clone(),
-            environment_exists: exists,
-            kind,
-            created_by: user,
-            definition,
-            runner_image,
-            force,
-        })
-        .await?;
-    state.scheduler.wake();
-    state.expirations.notify_one();
-    Ok(op_id)
-}
-
 async fn put_environment(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,128 +303,34 @@ async fn put_environment(
             ))
         }
     };
-    let existing = state.store.get_environment(&p, &e).await?;
-    if let Some(env) = &existing {
-        if env.owner != user {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "EnvironmentNameInUse",
-                format!(
-                    "environment '{e}' already exists in project '{p}' and belongs to another user"
-                ),
-            ));
-        }
-        for (field, old, new) in [
-            ("environmentType", &env.environment_type, &env_type),
-            ("catalogName", &env.catalog, &catalog),
-            ("environmentDefinitionName", &env.definition, &def_name),
-        ] {
-            if old != new {
-                return Err(ApiError::bad_request(
-                    "PropertyChangeNotAllowed",
-                    format!("property '{field}' can only be set at creation: environment '{e}' has '{old}', request has '{new}'"),
-                ));
-            }
-        }
-    }
-    let pet = require_pet(&state, &p, &env_type).await.map_err(|mut e| {
-        e.status = StatusCode::BAD_REQUEST;
-        e
-    })?;
-    if pet.status != "Enabled" {
-        return Err(ApiError::bad_request(
-            "EnvironmentTypeDisabled",
-            format!("environment type '{env_type}' is disabled in project '{p}'"),
-        ));
-    }
-    if let (None, Some(max)) = (&existing, pet.limits.max_environments_per_user) {
-        let have = state
-            .store
-            .count_environments(&p, &env_type, Some(&user))
-            .await?;
-        if have >= max {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "EnvironmentLimitExceeded",
-                format!("user '{user}' already has {have} environment(s) of type '{env_type}' in project '{p}': the limit (limits.maxEnvironmentsPerUser) is {max}"),
-            ));
-        }
-    }
-    let definition = visible_definition(&state, &p, &catalog, &def_name)
+    let queued = state
+        .environments
+        .deploy(DeployRequest {
+            project: p.clone(),
+            name: e,
+            owner: user,
+            requested_by: caller.user.clone(),
+            environment_type: env_type,
+            catalog,
+            definition: def_name,
+            parameters: supplied,
+            expiration_date: expiration,
+        })
         .await
-        .map_err(|mut e| {
-            e.status = StatusCode::BAD_REQUEST;
-            e
-        })?;
-    let parameters =
-        resolve_parameters(&definition.manifest.parameters, &supplied).map_err(|errs| {
-            // At most MAX_PROBLEMS problems are listed, however many keys a
-            // request sends; the rest are counted.
-            let listed: Vec<(String, Value)> = errs
-                .iter()
-                .map(|e| {
-                    let m = e.to_string();
-                    let d = json!({"code": e.code(), "message": m, "target": e.parameter()});
-                    (m, d)
-                })
-                .collect();
-            let listed = slipway_core::echo::bounded(listed, |n| {
-                let m = format!("{n} more parameter problems are not listed.");
-                (
-                    m.clone(),
-                    json!({"code": "ParameterValueInvalid", "message": m}),
-                )
-            });
-            let mut err = ApiError::bad_request(
-                "ParameterValueInvalid",
-                listed
-                    .iter()
-                    .map(|(m, _)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-            err.details = listed.into_iter().map(|(_, d)| d).collect();
+        .map_err(|err| {
+            // The type, catalog and definition are named by the body: a
+            // missing one makes the request invalid (400), not the path.
+            let mut err = ApiError::from(err);
+            if err.status == StatusCode::NOT_FOUND {
+                err.status = StatusCode::BAD_REQUEST;
+            }
             err
         })?;
-    let exists = existing.is_some();
-    let env = EnvironmentRecord {
-        id: existing
-            .as_ref()
-            .map(|x| x.id.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        project: p.clone(),
-        name: e.clone(),
-        owner: user.clone(),
-        environment_type: env_type,
-        catalog,
-        definition: def_name,
-        parameters,
-        provisioning_state: slipway_core::ProvisioningState::on_queued(
-            OperationKind::Deploy,
-            exists,
-        ),
-        error: None,
-        expiration_date: expiration,
-        delete_at: None,
-        action_modified_by: None,
-        action_modified_at: None,
-    };
-    let op_id = queue_operation(
-        &state,
-        &env,
-        exists,
-        OperationKind::Deploy,
-        caller.user.clone(),
-        definition,
-        false,
-    )
-    .await?;
-    let path = environment_path(&env);
-    let stored = state.store.get_environment(&p, &e).await?.unwrap_or(env);
-    let body = env_json(&state, &stored).await?;
+    let path = environment_path(&queued.environment);
+    let body = env_json(&state, &queued.environment).await?;
     Ok((
         StatusCode::CREATED,
-        operation_headers(&state, &p, &op_id, &path),
+        operation_headers(&state, &p, &queued.operation.id, &path),
         Json(body),
     )
         .into_response())
@@ -499,13 +368,12 @@ async fn patch_environment(
                 ))
             }
         };
-        state
-            .store
-            .set_expiration(&env.id, expiration.as_deref(), &caller.user)
+        let env = state
+            .environments
+            .set_expiration(&env, expiration.as_deref(), &caller.user)
             .await?;
-        state.expirations.notify_one();
+        return Ok(Json(env_json(&state, &env).await?));
     }
-    let env = require_environment(&state, &p, &env.owner, &e).await?;
     Ok(Json(env_json(&state, &env).await?))
 }
 
@@ -515,66 +383,6 @@ struct DeleteQuery {
     force: Option<bool>,
 }
 
-/// Queues the delete of `env` requested by `by`; `force` removes the record
-/// even if the runner fails, and at once when the definition is gone. The
-/// delete runs with the current definition if it still exists and is valid,
-/// else with the one the last operation ran with.
-/// Returns the operation id, or `None` when the record was removed at once.
-pub(crate) async fn queue_delete(
-    state: &AppState,
-    env: &EnvironmentRecord,
-    by: &str,
-    force: bool,
-) -> ApiResult<Option<String>> {
-    let current = state
-        .store
-        .get_definition(&env.catalog, &env.definition)
-        .await?
-        .filter(DefinitionRecord::is_valid);
-    if force && current.is_none() {
-        state.store.delete_environment_record(&env.id).await?;
-        if let Err(e) = state
-            .store
-            .blobs
-            .delete(&slipway_store::Store::environment_key(&env.id))
-            .await
-        {
-            tracing::warn!(environment = %env.id, error = %e, "could not remove environment files");
-        }
-        return Ok(None);
-    }
-    let chosen = match current {
-        Some(d) => Some(d),
-        None => state
-            .store
-            .list_operations(&env.id)
-            .await?
-            .into_iter()
-            .next()
-            .map(|op| op.definition),
-    };
-    let definition = chosen.ok_or_else(|| {
-            ApiError::bad_request(
-                "EnvironmentDefinitionNotFound",
-                format!(
-                    "environment definition '{}' no longer exists in catalog '{}': delete with ?force=true to remove the environment without running it",
-                    env.definition, env.catalog
-                ),
-            )
-        })?;
-    let op_id = queue_operation(
-        state,
-        env,
-        true,
-        OperationKind::Delete,
-        by.to_string(),
-        definition,
-        force,
-    )
-    .await?;
-    Ok(Some(op_id))
-}
-
 async fn delete_environment(
     State(state): State<AppState>,
     caller: Caller,
@@ -582,22 +390,18 @@ async fn delete_environment(
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Response> {
     let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
-    let Some(op_id) = queue_delete(&state, &env, &caller.user, q.force.unwrap_or(false)).await?
+    let Some(op) = state
+        .environments
+        .delete(&env, &caller.user, q.force.unwrap_or(false))
+        .await?
     else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let path = environment_path(&env);
-    let op = state.store.get_operation(&op_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "queued operation vanished",
-        )
-    })?;
     let body = views::operation_status(&state.config.base_url, &op, &path);
     Ok((
         StatusCode::ACCEPTED,
-        operation_headers(&state, &p, &op_id, &path),
+        operation_headers(&state, &p, &op.id, &path),
         Json(body),
     )
         .into_response())
@@ -692,21 +496,7 @@ async fn operation_action(
         ));
     };
     let (op, path) = require_operation(&state, &caller, &p, &u, &e, op_id, true).await?;
-    match state.store.request_cancel(&op.id, &caller.user).await? {
-        Some(OperationStatus::Running) => state.scheduler.cancel(&op.id),
-        Some(OperationStatus::Canceled) if !op.status.is_terminal() => state.scheduler.wake(),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "OperationNotCancelable",
-                format!(
-                    "operation '{op_id}' has ended ({}): only NotStarted or Running operations can be canceled",
-                    op.status.as_str()
-                ),
-            ))
-        }
-    }
-    let op = state.store.get_operation(op_id).await?.unwrap_or(op);
+    let op = state.environments.cancel(&op, &caller.user).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(views::operation_status(&state.config.base_url, &op, &path)),
@@ -789,30 +579,16 @@ async fn list_actions(
     Ok(Json(json!({ "value": value })))
 }
 
-fn action_not_found(env: &EnvironmentRecord, a: &str) -> ApiError {
-    ApiError::not_found(
-        "ActionNotFound",
-        format!(
-            "action '{a}' not found for environment '{}': it has {}",
-            env.name,
-            match &env.expiration_date {
-                Some(_) => format!("only '{}'", views::delete_action_name(env)),
-                None => "none (set an expirationDate to schedule a Delete action)".into(),
-            }
-        ),
-    )
-}
-
 async fn get_action(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e, a)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
-    match views::delete_action(&state.config.base_url, &env) {
-        Some(v) if a == views::delete_action_name(&env) => Ok(Json(v)),
-        _ => Err(action_not_found(&env, &a)),
-    }
+    state.environments.require_action(&env, &a)?;
+    Ok(Json(
+        views::delete_action(&state.config.base_url, &env).unwrap_or_default(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -829,16 +605,13 @@ async fn action_action(
 ) -> ApiResult<Response> {
     let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
     let (name, verb) = a.rsplit_once(':').unwrap_or((a.as_str(), ""));
-    if name != views::delete_action_name(&env) || env.expiration_date.is_none() {
-        return Err(action_not_found(&env, name));
-    }
+    state.environments.require_action(&env, name)?;
     match verb {
         "skip" => {
             state
-                .store
-                .reschedule_delete(&env.id, None, &caller.user)
+                .environments
+                .reschedule_action(&env, name, None, &caller.user)
                 .await?;
-            state.expirations.notify_one();
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         "delay" => {
@@ -854,12 +627,10 @@ async fn action_action(
                 "query parameter 'until'",
                 &until,
             )?;
-            state
-                .store
-                .reschedule_delete(&env.id, Some(&at), &caller.user)
+            let env = state
+                .environments
+                .reschedule_action(&env, name, Some(&at), &caller.user)
                 .await?;
-            state.expirations.notify_one();
-            let env = require_environment(&state, &p, &env.owner, &e).await?;
             let v = views::delete_action(&state.config.base_url, &env).unwrap_or_default();
             Ok(Json(v).into_response())
         }
@@ -968,13 +739,7 @@ pub async fn visible_catalog(
     project: &str,
     catalog: &str,
 ) -> ApiResult<slipway_store::Catalog> {
-    match state.store.get_catalog(catalog).await? {
-        Some(c) if c.spec.project.as_deref().is_none_or(|o| o == project) => Ok(c),
-        _ => Err(ApiError::not_found(
-            "CatalogNotFound",
-            format!("catalog '{catalog}' not found in project '{project}'"),
-        )),
-    }
+    Ok(state.environments.visible_catalog(project, catalog).await?)
 }
 
 /// A deployable definition of a catalog visible in `project`, or 404 naming
@@ -985,25 +750,10 @@ pub async fn visible_definition(
     catalog: &str,
     name: &str,
 ) -> ApiResult<DefinitionRecord> {
-    visible_catalog(state, project, catalog).await?;
-    match state.store.get_definition(catalog, name).await? {
-        Some(d) if d.is_valid() => Ok(d),
-        Some(d) => {
-            let reason = d
-                .error_details
-                .first()
-                .and_then(|e| e["message"].as_str())
-                .unwrap_or("validation failed");
-            Err(ApiError::not_found(
-                "EnvironmentDefinitionInvalid",
-                format!("environment definition '{name}' in catalog '{catalog}' failed validation at the last sync: {reason}"),
-            ))
-        }
-        None => Err(ApiError::not_found(
-            "EnvironmentDefinitionNotFound",
-            format!("environment definition '{name}' not found in catalog '{catalog}'"),
-        )),
-    }
+    Ok(state
+        .environments
+        .visible_definition(project, catalog, name)
+        .await?)
 }
 
 async fn list_catalogs(

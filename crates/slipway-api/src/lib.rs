@@ -12,12 +12,15 @@
 //!   `slipway_core::protocol`), authorised by per-operation tokens.
 //!
 //! Every route but `/healthz` and the runner API needs an API token; see
-//! [`auth`] for authentication, authorization and the audit trail, and
-//! [`actions`] for the scheduled `Delete` actions of expiring environments.
+//! [`auth`] for authentication, authorization and the audit trail.
+//!
+//! Handlers parse, authorize, call a service and render: ADE's environment
+//! rules live in `slipway_environments` (which also runs the scheduled
+//! `Delete` actions of expiring environments), image tasks in
+//! `slipway_tasks`, VM images in `slipway_images`.
 //!
 //! Errors are ADE `CloudError` JSON: `{"error": {"code", "message", "details"?}}`.
 
-pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod catalogs;
@@ -35,7 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
 use slipway_catalog::SyncTrigger;
-use slipway_runner::{RunnerImages, Scheduler};
+use slipway_runner::Scheduler;
 use slipway_store::{SecretKey, Store, StoreError};
 
 /// Server settings.
@@ -49,8 +52,6 @@ pub struct ServerConfig {
     pub work_dir: PathBuf,
     /// Largest total size of an environment's stored files, in bytes (ADE exit 14 beyond it).
     pub max_storage_bytes: u64,
-    /// Runner alias → image mapping.
-    pub runner_images: RunnerImages,
     /// Host folders `local` catalogs and `file://` git URLs may name
     /// (`serve --local-catalog-root`).
     pub local_roots: slipway_catalog::LocalRoots,
@@ -69,8 +70,8 @@ pub struct AppState {
     pub secret_key: SecretKey,
     /// Wakes the scheduled catalog sync after catalog changes.
     pub catalog_sync: SyncTrigger,
-    /// Wakes the expiration timer after an expiration or action changed.
-    pub expirations: Arc<tokio::sync::Notify>,
+    /// Environments: ADE's rules (create, redeploy, expire, delete, cancel).
+    pub environments: Arc<slipway_environments::EnvironmentService>,
     /// Image tasks; `None` when the embedded registry could not start.
     pub tasks: Option<Arc<slipway_tasks::TaskService>>,
     /// VM image templates, runs and the image store.
@@ -202,6 +203,56 @@ impl From<StoreError> for ApiError {
                 )
             }
         }
+    }
+}
+
+impl From<slipway_environments::EnvironmentError> for ApiError {
+    /// Renders a refusal by its kind (400/404/409/500) and code; refused
+    /// parameters are listed in `details` (at most
+    /// [`slipway_core::echo::MAX_PROBLEMS`] plus a count, in the message too).
+    fn from(e: slipway_environments::EnvironmentError) -> Self {
+        use slipway_environments::{EnvironmentError, ErrorKind};
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Internal => {
+                return match e {
+                    EnvironmentError::Store(s) => s.into(),
+                    other => ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        other.to_string(),
+                    ),
+                }
+            }
+        };
+        let EnvironmentError::Parameters(problems) = &e else {
+            return ApiError::new(status, e.code(), e.to_string());
+        };
+        let listed: Vec<(String, serde_json::Value)> = problems
+            .iter()
+            .map(|p| {
+                let m = p.to_string();
+                let d = json!({"code": p.code(), "message": m, "target": p.parameter()});
+                (m, d)
+            })
+            .collect();
+        let listed = slipway_core::echo::bounded(listed, |n| {
+            let m = format!("{n} more parameter problems are not listed.");
+            (
+                m.clone(),
+                json!({"code": "ParameterValueInvalid", "message": m}),
+            )
+        });
+        let message = listed
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut err = ApiError::new(status, e.code(), message);
+        err.details = listed.into_iter().map(|(_, d)| d).collect();
+        err
     }
 }
 

@@ -3,13 +3,7 @@
 use serde_json::{json, Value};
 use slipway_store::{DefinitionRecord, EnvironmentRecord, OperationRecord};
 
-/// `/projects/{p}/users/{u}/environments/{e}` for an environment.
-pub fn environment_path(env: &EnvironmentRecord) -> String {
-    format!(
-        "/projects/{}/users/{}/environments/{}",
-        env.project, env.owner, env.name
-    )
-}
+pub use slipway_environments::{delete_action_name, environment_path};
 
 /// ADE `Environment`.
 pub fn environment(base: &str, env: &EnvironmentRecord, resource_group_id: &str) -> Value {
@@ -31,11 +25,6 @@ pub fn environment(base: &str, env: &EnvironmentRecord, resource_group_id: &str)
         v["error"] = json!({"code": e.code, "message": e.message});
     }
     v
-}
-
-/// Name of an environment's scheduled delete action (ADE: `<env>-Delete`).
-pub fn delete_action_name(env: &EnvironmentRecord) -> String {
-    format!("{}-Delete", env.name)
 }
 
 /// ADE `EnvironmentAction` `{name, uri, actionType, next: {scheduledTime}, lastModifiedBy, lastModifiedAt}`;

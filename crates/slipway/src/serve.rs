@@ -275,7 +275,17 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     images.recover().await.context("recovering VM image runs")?;
+    let environments = Arc::new(slipway_environments::EnvironmentService::new(
+        store.clone(),
+        RunnerImages {
+            core: args.runner_core,
+            terraform: args.runner_terraform,
+            ..RunnerImages::default()
+        },
+        Arc::clone(&scheduler) as Arc<dyn slipway_environments::OperationQueue>,
+    ));
     let state = AppState {
+        environments: Arc::clone(&environments),
         images,
         store,
         scheduler: Arc::clone(&scheduler),
@@ -284,22 +294,16 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             devcenter_id,
             work_dir,
             max_storage_bytes: args.max_storage_mib * 1024 * 1024,
-            runner_images: RunnerImages {
-                core: args.runner_core,
-                terraform: args.runner_terraform,
-                ..RunnerImages::default()
-            },
             local_roots,
         }),
         secret_key,
         catalog_sync,
-        expirations: Arc::new(tokio::sync::Notify::new()),
         tasks,
         registry_events_token,
     };
     scheduler.set_runner_api(Arc::new(slipway_api::RunnerApiServer::new(state.clone())));
     scheduler.spawn().await.context("recovering operations")?;
-    slipway_api::actions::spawn(state.clone());
+    environments.spawn_expiration_timer();
     println!(
         "slipway listening on {base_url} (data in {})",
         data_dir.display()
