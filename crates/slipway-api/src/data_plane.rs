@@ -12,6 +12,8 @@
 //! (`…/actions[/{a}]`, `POST …/actions/{a}:skip`, `POST …/actions/{a}:delay?until=`)
 //! and `POST …/operations/{o}:cancel` (Slipway).
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +29,7 @@ use slipway_store::{DefinitionRecord, EnvironmentRecord, OperationRecord};
 
 use crate::admin::{body, future_time, require_pet, require_project, JsonBody};
 use crate::auth::Caller;
+use crate::logs::{self, LogQuery};
 use crate::views::{self, environment_path};
 use crate::{ApiError, ApiResult, AppState};
 
@@ -504,13 +507,6 @@ async fn operation_action(
         .into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct LogQuery {
-    /// Byte offset to start from (for following a growing log).
-    #[serde(default)]
-    offset: Option<usize>,
-}
-
 async fn get_logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -518,22 +514,27 @@ async fn get_logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     let (op, _) = require_operation(&state, &caller, &p, &u, &e, &o, false).await?;
-    let log = state
-        .store
-        .blobs
-        .get(&slipway_store::Store::log_key(&op.id))
-        .await?
-        .unwrap_or_default();
-    let start = q.offset.unwrap_or(0).min(log.len());
-    let mut h = HeaderMap::new();
-    h.insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(op.status.as_str()) {
-        h.insert("x-slipway-operation-status", v);
-    }
-    Ok((StatusCode::OK, h, log[start..].to_vec()).into_response())
+    let store = state.store.clone();
+    let id = op.id.clone();
+    let ended: logs::Ended = Arc::new(move || {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store.get_operation(&id).await {
+                Ok(Some(op)) => op.status.is_terminal(),
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        })
+    });
+    let src = logs::LogSource {
+        path: state
+            .store
+            .blobs
+            .file_path(&slipway_store::Store::log_key(&op.id))?,
+        status: ("x-slipway-operation-status", op.status.as_str().to_string()),
+        ended,
+    };
+    logs::respond(src, &q).await
 }
 
 async fn get_outputs(

@@ -29,6 +29,7 @@ use slipway_tasks::{context_key, DockerBuild, RunRequest, TaskService, TaskSpec,
 use std::sync::Arc;
 
 use crate::auth::Caller;
+use crate::logs::{self, LogQuery};
 use crate::{put_upload, ApiError, ApiResult, AppState};
 
 /// The routes.
@@ -383,11 +384,6 @@ async fn cancel_run(
     }
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    offset: Option<usize>,
-}
-
 async fn run_logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -397,29 +393,34 @@ async fn run_logs(
     service(&state, &caller)?;
     // Status first: a final status read before the log means the log is complete.
     let run = run_of(&state, &r).await?;
-    let log = state
+    let path = state
         .store
         .blobs
-        .get(&slipway_store::Store::task_run_log_key(&r))
-        .await?
-        .unwrap_or_default();
-    let log = if log.is_empty() && run.log_expired {
-        format!("The log of run {r} was deleted after the retention period (slipway serve --task-log-retention-days).\n").into_bytes()
-    } else {
-        log
-    };
-    let from = q.offset.unwrap_or(0).min(log.len());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        "text/plain; charset=utf-8"
-            .parse()
-            .map_err(|_| ApiError::bad_request("x", "x"))?,
-    );
-    if let Ok(v) = run.status.parse() {
-        headers.insert("x-slipway-run-status", v);
+        .file_path(&slipway_store::Store::task_run_log_key(&r))?;
+    if run.log_expired && !path.exists() {
+        let text = format!("The log of run {r} was deleted after the retention period (slipway serve --task-log-retention-days).\n");
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
-    Ok((StatusCode::OK, headers, log[from..].to_vec()).into_response())
+    let store = state.store.clone();
+    let id = r.clone();
+    let ended: logs::Ended = Arc::new(move || {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store.get_task_run(&id).await {
+                Ok(Some(run)) => {
+                    slipway_store::FINISHED_RUN_STATUSES.contains(&run.status.as_str())
+                }
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        })
+    });
+    let src = logs::LogSource {
+        path,
+        status: ("x-slipway-run-status", run.status.clone()),
+        ended,
+    };
+    logs::respond(src, &q).await
 }
 
 async fn source_webhook(

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod catalogs;
 pub mod data_plane;
 pub mod image_tasks;
+pub mod logs;
 pub mod runner_api;
 mod views;
 pub mod vm_images;

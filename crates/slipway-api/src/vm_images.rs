@@ -21,13 +21,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
 use slipway_images::{ImageError, ImageService};
 use slipway_store::ImageRunRecord;
 
 use crate::auth::Caller;
+use crate::logs::{self, LogQuery};
 use crate::{put_upload, ApiError, ApiResult, AppState};
 
 /// The routes.
@@ -211,11 +211,6 @@ async fn get_run(
     Ok(Json(run_view(&run_of(&state, &t, &r).await?)))
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    offset: Option<usize>,
-}
-
 async fn run_log(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,17 +220,24 @@ async fn run_log(
     let svc = service(&state, &caller)?;
     // State first: a final state read before the log means the log is complete.
     let run = run_of(&state, &t, &r).await?;
-    let log = tokio::fs::read(svc.log_path(&r)).await.unwrap_or_default();
-    let from = q.offset.unwrap_or(0).min(log.len());
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(v) = run.run_state.parse() {
-        headers.insert("x-slipway-run-status", v);
-    }
-    Ok((StatusCode::OK, headers, log[from..].to_vec()).into_response())
+    let store = state.store.clone();
+    let id = r.clone();
+    let ended: logs::Ended = Arc::new(move || {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store.get_image_run(&id).await {
+                Ok(Some(run)) => !matches!(run.run_state.as_str(), "Running" | "Canceling"),
+                Ok(None) => true,
+                Err(_) => false,
+            }
+        })
+    });
+    let src = logs::LogSource {
+        path: svc.log_path(&r),
+        status: ("x-slipway-run-status", run.run_state.clone()),
+        ended,
+    };
+    logs::respond(src, &q).await
 }
 
 fn output_view(t: &str, o: &Value) -> Value {

@@ -84,6 +84,14 @@ impl BlobStore {
         Ok(())
     }
 
+    /// The file that holds the blob at `key` (it may not exist), for
+    /// readers that seek or stream, like [`crate::read_log_chunk`].
+    ///
+    /// Errors: [`StoreError::InvalidKey`].
+    pub fn file_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        self.path(key)
+    }
+
     /// Reads the blob at `key`; `None` when absent.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match tokio::fs::read(self.path(key)?).await {

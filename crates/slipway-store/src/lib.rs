@@ -20,6 +20,7 @@
 mod access;
 mod blob;
 mod image_tasks;
+mod log;
 mod records;
 mod secrets;
 mod vm_images;
@@ -34,6 +35,7 @@ use thiserror::Error;
 pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFIX};
 pub use blob::BlobStore;
 pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
+pub use log::{read_log_chunk, LogChunk, MAX_LOG_CHUNK};
 pub use records::*;
 pub use secrets::{OpenedSecret, SecretKey, SecretScope};
 pub use vm_images::{ImageRunRecord, VmImageRecord};

@@ -1,5 +1,7 @@
 //! Blocking HTTP client for the Slipway API.
 
+use std::io::Read;
+
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
@@ -7,8 +9,6 @@ use serde_json::Value;
 pub struct Reply {
     /// `Operation-Location` header, if any.
     pub operation_location: Option<String>,
-    /// `X-Slipway-Run-Status` header of image task run logs, if any.
-    pub run_status: Option<String>,
     /// Body text.
     pub body: String,
 }
@@ -111,7 +111,6 @@ impl ApiClient {
         let resp = self.request(method, path, body)?;
         Ok(Reply {
             operation_location: resp.header("operation-location").map(str::to_string),
-            run_status: resp.header("x-slipway-run-status").map(str::to_string),
             body: resp.into_string().context("reading the response")?,
         })
     }
@@ -127,6 +126,50 @@ impl ApiClient {
         f.sync_all()?;
         std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))?;
         Ok(n)
+    }
+
+    /// Follows the log at `path` (an operation, task-run or VM image run
+    /// log route): streams `?follow=true` into `out`, flushing every chunk,
+    /// until the server ends the stream because the run has ended. A
+    /// connection that breaks mid-stream is resumed from the last byte
+    /// received (up to 5 times in a row), so nothing is printed twice.
+    ///
+    /// Errors: the server's refusal, or a connection that keeps failing.
+    pub fn follow_log(&self, path: &str, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut offset = 0u64;
+        let mut failures = 0;
+        loop {
+            let resp = self.request(
+                "GET",
+                &format!("{path}{sep}follow=true&offset={offset}"),
+                None,
+            )?;
+            let mut reader = resp.into_reader();
+            let mut buf = [0u8; 8192];
+            let broken = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        out.write_all(&buf[..n])?;
+                        out.flush()?;
+                        offset += n as u64;
+                        failures = 0;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Some(e),
+                }
+            };
+            match broken {
+                None => return Ok(()),
+                Some(e) if failures >= 5 => {
+                    return Err(anyhow!(
+                        "following {path}: the connection keeps breaking: {e}"
+                    ))
+                }
+                Some(_) => failures += 1,
+            }
+        }
     }
 
     /// GET → JSON.

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -590,8 +589,9 @@ pub fn run(client: &ApiClient, output: OutputFormat, command: Command) -> anyhow
         | Command::Image(_)
         | Command::Task(_)
         | Command::VmImage(_)
-        | Command::Registry(_) => {
-            unreachable!("serve, image and task are handled by main")
+        | Command::Registry(_)
+        | Command::Completion { .. } => {
+            unreachable!("serve, image, task and completion are handled by main")
         }
         Command::Admin(a) => admin(client, output, a)?,
         Command::Catalog(c) => catalog(client, output, c)?,
@@ -1139,7 +1139,8 @@ fn outputs_table(v: &Value) -> String {
     out
 }
 
-/// Follows an operation: prints its log as it grows and returns the final operation.
+/// Follows an operation: prints its log as it grows (when `show_log`),
+/// waits for its end and returns the final operation status.
 fn follow(
     client: &ApiClient,
     project: &str,
@@ -1147,25 +1148,14 @@ fn follow(
     op_id: &str,
     show_log: bool,
 ) -> anyhow::Result<Value> {
-    let ops = format!("{}/operations/{op_id}", env_path(project, name));
-    let mut offset = 0usize;
-    loop {
-        let status_before =
-            client.get(&format!("/projects/{project}/operationstatuses/{op_id}"))?;
-        let reply = client.send("GET", &format!("{ops}/logs?offset={offset}"), None)?;
-        offset += reply.body.len();
-        if show_log && !reply.body.is_empty() {
-            print!("{}", reply.body);
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-        }
-        let st = s(&status_before, "status");
-        if st == "Succeeded" || st == "Failed" || st == "Canceled" {
-            // The log was read after the status: nothing is missing.
-            return Ok(status_before);
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let logs = format!("{}/operations/{op_id}/logs", env_path(project, name));
+    if show_log {
+        client.follow_log(&logs, &mut std::io::stdout())?;
+    } else {
+        // The stream ends when the operation has ended.
+        client.follow_log(&logs, &mut std::io::sink())?;
     }
+    client.get(&format!("/projects/{project}/operationstatuses/{op_id}"))
 }
 
 fn op_id_from(reply: &crate::api_client::Reply) -> anyhow::Result<String> {

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -231,26 +230,16 @@ fn context_arg(
 
 /// Follows a run's log until it ends; exit code 0 only when it Succeeded.
 fn follow(client: &ApiClient, run_id: &str) -> anyhow::Result<ExitCode> {
-    let mut offset = 0usize;
-    loop {
-        let reply = client.send(
-            "GET",
-            &format!("/imageTasks/runs/{run_id}/logs?offset={offset}"),
-            None,
-        )?;
-        print!("{}", reply.body);
-        offset += reply.body.len();
-        let status = reply.run_status.unwrap_or_default();
-        if slipway_store::FINISHED_RUN_STATUSES.contains(&status.as_str()) {
-            // The status was read before the log: this log is complete.
-            return Ok(if status == "Succeeded" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    client.follow_log(
+        &format!("/imageTasks/runs/{run_id}/logs"),
+        &mut std::io::stdout(),
+    )?;
+    let run = client.get(&format!("/imageTasks/runs/{run_id}"))?;
+    Ok(if run["status"] == "Succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn started(client: &ApiClient, run: &Value, no_logs: bool) -> anyhow::Result<ExitCode> {

@@ -85,6 +85,13 @@ pub enum Command {
     /// The embedded OCI registry (like `az acr login`).
     #[command(subcommand)]
     Registry(image_commands::RegistryCommand),
+    /// Prints a shell completion script, e.g.
+    /// `slipway completion bash > /etc/bash_completion.d/slipway`.
+    Completion {
+        /// Shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Default data directory: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
@@ -108,6 +115,8 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .with_writer(std::io::stderr)
+                // Colour only on a terminal: a server.log holds plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             match serve::serve(args) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +124,20 @@ fn main() -> ExitCode {
                     eprintln!("slipway serve: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "slipway", &mut script);
+            // A closed pipe (`| head`) is the reader's choice, not a failure.
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: writing the completion script: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
             }
         }
         command => {

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -251,39 +250,25 @@ fn template(client: &ApiClient, cmd: TemplateCommand) -> anyhow::Result<ExitCode
     }
 }
 
-/// Polls run `id` until it ends, printing new `customization.log` text to
-/// stderr when `show_log`; returns the final run.
+/// Follows run `id` until it ends, printing its `customization.log` to
+/// stderr as it grows when `show_log`; returns the final run.
 fn follow(client: &ApiClient, name: &str, id: &str, show_log: bool) -> anyhow::Result<Value> {
-    let mut offset = 0usize;
-    loop {
-        let r = client.send(
-            "GET",
-            &format!(
-                "/imageTemplates/{}/runs/{id}/log?offset={offset}",
-                enc(name)
-            ),
-            None,
-        )?;
-        if show_log && !r.body.is_empty() {
-            eprint!("{}", r.body);
-            let _ = std::io::stderr().flush();
-        }
-        offset += r.body.len();
-        let state = r.run_status.unwrap_or_default();
-        if !matches!(state.as_str(), "Running" | "Canceling" | "") {
-            let run = client.get(&format!("/imageTemplates/{}/runs/{id}", enc(name)))?;
-            eprintln!(
-                "run {id}: {}{}",
-                run["runState"].as_str().unwrap_or(""),
-                match run["message"].as_str() {
-                    Some(m) if !m.is_empty() => format!(": {m}"),
-                    _ => String::new(),
-                }
-            );
-            return Ok(run);
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    let log = format!("/imageTemplates/{}/runs/{id}/log", enc(name));
+    if show_log {
+        client.follow_log(&log, &mut std::io::stderr())?;
+    } else {
+        client.follow_log(&log, &mut std::io::sink())?;
     }
+    let run = client.get(&format!("/imageTemplates/{}/runs/{id}", enc(name)))?;
+    eprintln!(
+        "run {id}: {}{}",
+        run["runState"].as_str().unwrap_or(""),
+        match run["message"].as_str() {
+            Some(m) if !m.is_empty() => format!(": {m}"),
+            _ => String::new(),
+        }
+    );
+    Ok(run)
 }
 
 fn source_of(s: &str) -> anyhow::Result<Value> {

@@ -330,3 +330,38 @@ fn a_killed_server_leaves_no_registry_behind() {
         },
     );
 }
+
+#[test]
+fn completion_scripts_cover_every_command_group_and_survive_a_closed_pipe() {
+    for (shell, marker) in [
+        ("bash", "complete -F _slipway"),
+        ("zsh", "#compdef slipway"),
+        ("fish", "complete -c slipway"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        for group in ["admin", "catalog", "env", "task", "vm-image", "registry"] {
+            assert!(script.contains(group), "{shell} lacks {group}");
+        }
+    }
+    // `slipway completion bash | head -1`: the reader goes away early.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["completion", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

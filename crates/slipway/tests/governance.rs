@@ -760,7 +760,39 @@ fn cancel_stops_a_long_deploy_within_the_grace_period_and_keeps_its_state() {
     s.setup("cat", catalog);
     let (_, _, op) = s.put_env("long", "cat", "Long", json!({}));
     let op = op.unwrap();
-    s.wait_log("long", &op, |l| l.contains("started"));
+    // The log streams while the operation runs (`?follow=true`)…
+    let logs = format!("/projects/demo/users/me/environments/long/operations/{op}/logs");
+    let stream = ureq::get(&format!("{}{logs}?follow=true", s.base))
+        .set("Authorization", &format!("Bearer {}", s.admin_token))
+        .call()
+        .unwrap();
+    let mut stream = std::io::BufReader::new(stream.into_reader());
+    let mut streamed = String::new();
+    while !streamed.contains("started") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stream, &mut line).unwrap();
+        assert!(
+            n > 0,
+            "the stream ended before the runner's line: {streamed}"
+        );
+        streamed.push_str(&line);
+    }
+    let running = s.get(&format!("/projects/demo/operationstatuses/{op}"));
+    assert_eq!(running["status"], "Running", "{running}");
+    // …and an offset read says where the next one starts.
+    let from = streamed.find("started").unwrap();
+    let part = ureq::get(&format!("{}{logs}?offset={from}", s.base))
+        .set("Authorization", &format!("Bearer {}", s.admin_token))
+        .call()
+        .unwrap();
+    let next: usize = part
+        .header("x-slipway-next-offset")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let text = part.into_string().unwrap();
+    assert!(text.starts_with("started"), "{text}");
+    assert_eq!(next, from + text.len());
     let asked = Instant::now();
     let (st, v, _) = s.call(
         "POST",
@@ -786,6 +818,9 @@ fn cancel_stops_a_long_deploy_within_the_grace_period_and_keeps_its_state() {
         Some("checkpoint-1\n")
     );
     assert!(!s.op_log("long", &op).contains("never"));
+    // The stream ended with the operation, carrying the whole log.
+    std::io::Read::read_to_string(&mut stream, &mut streamed).unwrap();
+    assert_eq!(streamed, s.op_log("long", &op));
     // An ended operation cannot be canceled again.
     let (st, v, _) = s.call(
         "POST",
