@@ -219,7 +219,7 @@ const PARAMETER_KEYS: [&str; 8] = [
 /// value and what was expected; YAML syntax errors carry line and column.
 pub fn parse_manifest(text: &str) -> Result<ParsedManifest, ManifestError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let raw: Value = serde_yaml::from_str(text).map_err(|e| {
+    let raw: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let (line, column) = e
             .location()
             .map(|l| (l.line(), l.column()))
@@ -295,7 +295,7 @@ pub fn parse_manifest(text: &str) -> Result<ParsedManifest, ManifestError> {
 /// under its name. `None` for malformed YAML or a missing or invalid name.
 pub fn peek_name(text: &str) -> Option<String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let raw: Value = serde_yaml::from_str(text).ok()?;
+    let raw: Value = serde_yaml_ng::from_str(text).ok()?;
     let name = scalar_to_string(raw.get("name")?)?;
     is_valid_definition_name(&name).then_some(name)
 }

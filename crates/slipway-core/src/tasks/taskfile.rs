@@ -254,7 +254,7 @@ pub fn parse_task(rendered: &str) -> Result<TaskFile, String> {
     if rendered.trim().is_empty() {
         return Err("rendered template was empty".into());
     }
-    serde_yaml::from_str(rendered).map_err(|e| format!("task file: {e}"))
+    serde_yaml_ng::from_str(rendered).map_err(|e| format!("task file: {e}"))
 }
 
 /// Applies acb's defaults (`initialize`) and builds the DAG (`NewDagFromTask`).

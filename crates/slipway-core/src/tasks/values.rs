@@ -85,7 +85,7 @@ pub fn merge_values(file: Option<&str>, set: &[(String, String)]) -> Result<Valu
         base.insert(k.clone(), Value::String(v.clone()));
     }
     if let Some(text) = file.filter(|t| !t.trim().is_empty()) {
-        let doc: Value = serde_yaml::from_str(text)
+        let doc: Value = serde_yaml_ng::from_str(text)
             .map_err(|e| format!("values file is not valid YAML: {e}"))?;
         let Value::Object(file_map) = doc else {
             return Err("values file must be a YAML map of name: value".into());
@@ -247,7 +247,7 @@ pub fn preprocess_aliases(
         struct Doc {
             alias: Option<AliasBlock>,
         }
-        let doc: Doc = serde_yaml::from_str(&rendered).map_err(|e| format!("alias: {e}"))?;
+        let doc: Doc = serde_yaml_ng::from_str(&rendered).map_err(|e| format!("alias: {e}"))?;
         let a = doc.alias.unwrap_or_default();
         if let Some(d) = a.directive {
             let mut cs = d.chars();
@@ -264,7 +264,7 @@ pub fn preprocess_aliases(
         for src in &a.src {
             let t = load(src).map_err(|e| format!("alias: src '{src}': {e}"))?;
             let m: BTreeMap<String, String> =
-                serde_yaml::from_str(&t).map_err(|e| format!("alias: src '{src}': {e}"))?;
+                serde_yaml_ng::from_str(&t).map_err(|e| format!("alias: src '{src}': {e}"))?;
             layered.push(m);
         }
         layered.push(a.values);
