@@ -5,6 +5,57 @@ use std::io::Read;
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
+/// A request the server refused (`status`) or that did not reach it
+/// (`None`); [`ApiFailure::exit_code`] maps it to the CLI's exit code.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status of the refusal; `None`: the server was not reached.
+    pub status: Option<u16>,
+    /// What failed, with the server's `{code, message}` and details.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// Exit codes of client commands (documented in `slipway --help`); 0:
+/// the command did what it was asked and what it waited for succeeded.
+pub mod exit {
+    /// An operation or run it waited for ended Failed or Canceled, or
+    /// another error.
+    pub const FAILED: u8 = 1;
+    /// Bad command line, or a request the server found invalid (HTTP 400).
+    pub const USAGE: u8 = 2;
+    /// Something named does not exist (HTTP 404).
+    pub const NOT_FOUND: u8 = 3;
+    /// Not signed in or not allowed (HTTP 401/403).
+    pub const REFUSED: u8 = 4;
+    /// Conflicts with the current state (HTTP 409), e.g. already running.
+    pub const CONFLICT: u8 = 5;
+    /// The server could not be reached or failed (HTTP 5xx).
+    pub const UNAVAILABLE: u8 = 6;
+}
+
+impl ApiFailure {
+    /// The exit code for this failure (see [`exit`]).
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            None => exit::UNAVAILABLE,
+            Some(400 | 413 | 415 | 422) => exit::USAGE,
+            Some(404) => exit::NOT_FOUND,
+            Some(401 | 403) => exit::REFUSED,
+            Some(409) => exit::CONFLICT,
+            Some(s) if s >= 500 => exit::UNAVAILABLE,
+            Some(_) => exit::FAILED,
+        }
+    }
+}
+
 /// A response: the `Operation-Location` header and the body.
 pub struct Reply {
     /// `Operation-Location` header, if any.
@@ -98,12 +149,17 @@ impl ApiClient {
                         Some(msg)
                     })
                     .unwrap_or(text);
-                Err(anyhow!("{method} {path} failed (HTTP {status}): {detail}"))
+                Err(ApiFailure {
+                    status: Some(status),
+                    message: format!("{method} {path} failed (HTTP {status}): {detail}"),
+                }
+                .into())
             }
-            Err(ureq::Error::Transport(t)) => Err(anyhow!(
-                "cannot reach the Slipway server at {}: {t}",
-                self.base
-            )),
+            Err(ureq::Error::Transport(t)) => Err(ApiFailure {
+                status: None,
+                message: format!("cannot reach the Slipway server at {}: {t}", self.base),
+            }
+            .into()),
         }
     }
 

@@ -10,6 +10,7 @@ use slipway_core::parameters::coerce_cli_value;
 use slipway_core::ParameterType;
 
 use crate::api_client::ApiClient;
+use crate::output::{emit, present_rows, rows, s, value_list};
 use crate::{Command, OutputFormat};
 
 #[derive(Debug, Subcommand)]
@@ -516,72 +517,6 @@ fn latest_operation(client: &ApiClient, project: &str, name: &str) -> anyhow::Re
         .ok_or_else(|| anyhow!("environment '{name}' has no operations"))
 }
 
-fn print(output: OutputFormat, v: &Value, table: impl FnOnce(&Value) -> String) {
-    match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
-        OutputFormat::Table => print!("{}", table(v)),
-    }
-}
-
-fn s(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        Some(Value::String(x)) => x.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-fn rows(items: &[Value], cols: &[&str]) -> String {
-    let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
-    let cells: Vec<Vec<String>> = items
-        .iter()
-        .map(|it| cols.iter().map(|c| s(it, c)).collect())
-        .collect();
-    for r in &cells {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.len());
-        }
-    }
-    let mut out = String::new();
-    let line = |vals: Vec<String>| {
-        vals.iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:width$}", v, width = widths[i]))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    out.push_str(&line(cols.iter().map(|c| c.to_string()).collect()));
-    out.push('\n');
-    for r in cells {
-        out.push_str(&line(r));
-        out.push('\n');
-    }
-    out
-}
-
-/// Like [`rows`] with only the columns some item has a value for.
-fn present_rows(items: &[Value], cols: &[&str]) -> String {
-    let cols: Vec<&str> = cols
-        .iter()
-        .copied()
-        .filter(|c| {
-            items
-                .iter()
-                .any(|it| it.get(*c).is_some_and(|v| !v.is_null()))
-        })
-        .collect();
-    rows(items, &cols)
-}
-
-fn value_list(v: &Value) -> Vec<Value> {
-    v.get("value")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Runs a client command.
 pub fn run(client: &ApiClient, output: OutputFormat, command: Command) -> anyhow::Result<ExitCode> {
     match command {
@@ -712,7 +647,7 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
                 )?
                 .json()?;
             match output {
-                OutputFormat::Json => print(output, &v, |_| String::new()),
+                OutputFormat::Json | OutputFormat::Yaml => emit(output, &v, |_| String::new()),
                 OutputFormat::Table => {
                     eprintln!(
                         "token '{}' for user '{}' (expires {}); it is shown only once:",
@@ -754,7 +689,7 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
             .filter_map(|(k, v)| v.map(|v| format!("{k}={}", query_escape(&v))))
             .collect();
             let v = client.get(&format!("/audit?{}", q.join("&")))?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     &value_list(v),
                     &["time", "user", "action", "project", "source", "result"],
@@ -816,7 +751,7 @@ fn admin(client: &ApiClient, output: OutputFormat, cmd: AdminCommand) -> anyhow:
         }
     };
     let v = client.send(method, &path, body.as_ref())?.json()?;
-    print(output, &v, |v| {
+    emit(output, &v, |v| {
         match v.get("value").and_then(Value::as_array) {
             Some(items) => present_rows(
                 items,
@@ -936,7 +871,7 @@ fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> any
             let v = client
                 .send("PUT", &format!("{scope}/catalogs/{name}"), Some(&body))?
                 .json()?;
-            print(output, &v, catalog_table);
+            emit(output, &v, catalog_table);
             if failed(&v) {
                 bail!("sync of catalog '{name}' failed");
             }
@@ -946,7 +881,7 @@ fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> any
             let v = client
                 .send("POST", &format!("{scope}/catalogs/{name}:sync"), None)?
                 .json()?;
-            print(output, &v, catalog_table);
+            emit(output, &v, catalog_table);
             if failed(&v) {
                 bail!("sync of catalog '{name}' failed");
             }
@@ -954,7 +889,7 @@ fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> any
         CatalogCommand::Show { name } => {
             let scope = catalog_scope(client, &name)?;
             let v = client.get(&format!("{scope}/catalogs/{name}"))?;
-            print(output, &v, catalog_table);
+            emit(output, &v, catalog_table);
         }
         CatalogCommand::List { project } => {
             let path = match project {
@@ -962,7 +897,7 @@ fn catalog(client: &ApiClient, output: OutputFormat, cmd: CatalogCommand) -> any
                 None => "/admin/catalogs".to_string(),
             };
             let v = client.get(&path)?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 value_list(v).iter().map(catalog_table).collect()
             });
         }
@@ -987,7 +922,7 @@ fn definition(
                 None => format!("/projects/{project}/environmentDefinitions"),
             };
             let v = client.get(&path)?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     &value_list(v),
                     &["catalogName", "name", "runner", "templatePath"],
@@ -1002,7 +937,7 @@ fn definition(
             let v = client.get(&format!(
                 "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{name}"
             ))?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 let mut out = format!(
                     "{} ({}): runner {}, template {}, commit {}\n",
                     s(v, "name"),
@@ -1028,7 +963,7 @@ fn definition(
             let v = client.get(&format!(
                 "{scope}/catalogs/{catalog}/environmentDefinitions"
             ))?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     &value_list(v),
                     &["name", "validationStatus", "folder", "templatePath"],
@@ -1046,7 +981,7 @@ fn definition(
                     None,
                 )?
                 .json()?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     v.get("errors")
                         .and_then(Value::as_array)
@@ -1184,11 +1119,8 @@ fn finish_operation(
     let show_log = output == OutputFormat::Table;
     let status = follow(client, project, name, op_id, show_log)?;
     let st = s(&status, "status");
-    if output == OutputFormat::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        );
+    if output != OutputFormat::Table {
+        emit(output, &status, |_| String::new());
     } else {
         eprintln!("operation {op_id}: {st}");
     }
@@ -1264,7 +1196,7 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
         }
         EnvCommand::Show { name, project } => {
             let v = client.get(&env_path(&project, &name))?;
-            print(output, &v, env_table);
+            emit(output, &v, env_table);
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::List { project, all } => {
@@ -1274,7 +1206,7 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
                 format!("/projects/{project}/users/me/environments")
             };
             let v = client.get(&path)?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     &value_list(v),
                     &[
@@ -1324,12 +1256,12 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
                     Some(&json!({ "expirationDate": value })),
                 )?
                 .json()?;
-            print(output, &v, env_table);
+            emit(output, &v, env_table);
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::ListActions { name, project } => {
             let v = client.get(&format!("{}/actions", env_path(&project, &name)))?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 let items: Vec<Value> = value_list(v)
                     .into_iter()
                     .map(|mut a| {
@@ -1376,7 +1308,7 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
                     None,
                 )?
                 .json()?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 format!(
                     "{} now at {}\n",
                     s(v, "name"),
@@ -1401,7 +1333,7 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
                     None,
                 )?
                 .json()?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 format!("operation {op}: {}\n", s(v, "status"))
             });
             Ok(ExitCode::SUCCESS)
@@ -1430,12 +1362,12 @@ fn env(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Res
         }
         EnvCommand::Outputs { name, project } => {
             let v = client.get(&format!("{}/outputs", env_path(&project, &name)))?;
-            print(output, &v, outputs_table);
+            emit(output, &v, outputs_table);
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Operations { name, project } => {
             let v = client.get(&format!("{}/operations", env_path(&project, &name)))?;
-            print(output, &v, |v| {
+            emit(output, &v, |v| {
                 rows(
                     &value_list(v),
                     &[

@@ -9,6 +9,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::api_client::ApiClient;
+use crate::output::{any_table, emit, rows, value_list};
+use crate::OutputFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -65,7 +67,7 @@ pub enum RegistryCommand {
 /// `slipway registry …`.
 pub fn run_registry(
     client: &ApiClient,
-    output: crate::OutputFormat,
+    output: OutputFormat,
     cmd: RegistryCommand,
 ) -> anyhow::Result<ExitCode> {
     let RegistryCommand::Login = cmd;
@@ -73,10 +75,8 @@ pub fn run_registry(
         .send("POST", "/imageTasks/registry/login", None)?
         .json()?;
     match output {
-        crate::OutputFormat::Json => {
-            println!("{}", serde_json::to_string_pretty(&v)?)
-        }
-        crate::OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => emit(output, &v, |_| String::new()),
+        OutputFormat::Table => {
             let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
             eprintln!(
                 "slipway registry login | docker login {} --username {} --password-stdin",
@@ -283,9 +283,13 @@ pub fn run_image(client: &ApiClient, cmd: ImageCommand) -> anyhow::Result<ExitCo
     started(client, &run, no_logs)
 }
 
-pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode> {
+pub fn run_task(
+    client: &ApiClient,
+    output: OutputFormat,
+    cmd: TaskCommand,
+) -> anyhow::Result<ExitCode> {
     let print = |v: Value| {
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        emit(output, &v, any_table);
         Ok(ExitCode::SUCCESS)
     };
     match cmd {
@@ -346,17 +350,8 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
         }
         TaskCommand::Show { name } => print(client.get(&format!("/imageTasks/tasks/{name}"))?),
         TaskCommand::List => {
-            for t in client.get("/imageTasks/tasks")?["value"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                println!(
-                    "{}\t{}",
-                    t["name"].as_str().unwrap_or_default(),
-                    t["status"].as_str().unwrap_or_default()
-                );
-            }
+            let v = client.get("/imageTasks/tasks")?;
+            emit(output, &v, |v| rows(&value_list(v), &["name", "status"]));
             Ok(ExitCode::SUCCESS)
         }
         TaskCommand::Delete { name } => {
@@ -391,18 +386,28 @@ pub fn run_task(client: &ApiClient, cmd: TaskCommand) -> anyhow::Result<ExitCode
             if let Some(s) = run_status {
                 q.push_str(&format!("&status={s}"));
             }
-            println!("RUN ID\tTASK\tSTATUS\tTRIGGER\tSTARTED\tFINISHED");
-            for r in client.get(&q)?["value"].as_array().into_iter().flatten() {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    r["runId"].as_str().unwrap_or_default(),
-                    r["task"].as_str().unwrap_or_default(),
-                    r["status"].as_str().unwrap_or_default(),
-                    r["trigger"]["type"].as_str().unwrap_or_default(),
-                    r["startTime"].as_str().unwrap_or_default(),
-                    r["finishTime"].as_str().unwrap_or_default(),
-                );
-            }
+            let v = client.get(&q)?;
+            emit(output, &v, |v| {
+                // The trigger type is nested: flatten it for the table.
+                let items: Vec<Value> = value_list(v)
+                    .into_iter()
+                    .map(|mut r| {
+                        r["trigger"] = r["trigger"]["type"].clone();
+                        r
+                    })
+                    .collect();
+                rows(
+                    &items,
+                    &[
+                        "runId",
+                        "task",
+                        "status",
+                        "trigger",
+                        "startTime",
+                        "finishTime",
+                    ],
+                )
+            });
             Ok(ExitCode::SUCCESS)
         }
         TaskCommand::ShowRun { run_id } => {

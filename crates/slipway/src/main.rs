@@ -5,28 +5,26 @@
 mod api_client;
 mod commands;
 mod image_commands;
+mod output;
 mod serve;
 mod vm_image_commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-/// Output format of client commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable.
-    Table,
-    /// The API's JSON.
-    Json,
-}
+pub use output::OutputFormat;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "slipway",
     version,
-    about = "Self-hosted deployment environments, image tasks and VM image templates"
+    about = "Self-hosted deployment environments, image tasks and VM image templates",
+    after_help = "Exit codes: 0 ok; 1 an operation or run ended Failed or Canceled (or another error); \
+2 usage (bad arguments, or HTTP 400); 3 not found (404); 4 not signed in or not allowed (401/403); \
+5 conflict with the current state (409); 6 server unreachable or failing (5xx).\n\
+Example: slipway env create web --environment-type Dev --catalog examples --definition HelloTerraform"
 )]
 pub struct Cli {
     /// Server base URL.
@@ -155,8 +153,8 @@ fn main() -> ExitCode {
             let client = api_client::ApiClient::new(&cli.server, token);
             let result = match command {
                 Command::Image(c) => image_commands::run_image(&client, c),
-                Command::Task(c) => image_commands::run_task(&client, c),
-                Command::VmImage(c) => vm_image_commands::run(&client, c),
+                Command::Task(c) => image_commands::run_task(&client, cli.output, c),
+                Command::VmImage(c) => vm_image_commands::run(&client, cli.output, c),
                 Command::Registry(c) => image_commands::run_registry(&client, cli.output, c),
                 other => commands::run(&client, cli.output, other),
             };
@@ -164,7 +162,10 @@ fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+                    ExitCode::from(
+                        e.downcast_ref::<api_client::ApiFailure>()
+                            .map_or(api_client::exit::FAILED, api_client::ApiFailure::exit_code),
+                    )
                 }
             }
         }

@@ -11,6 +11,8 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::api_client::ApiClient;
+use crate::output::{any_table, emit};
+use crate::OutputFormat;
 
 /// `slipway vm-image` subcommands.
 #[derive(Debug, Subcommand)]
@@ -137,21 +139,32 @@ fn enc(s: &str) -> String {
 }
 
 /// Runs a `slipway vm-image` command.
-pub fn run(client: &ApiClient, cmd: VmImageCommand) -> anyhow::Result<ExitCode> {
+pub fn run(
+    client: &ApiClient,
+    output: OutputFormat,
+    cmd: VmImageCommand,
+) -> anyhow::Result<ExitCode> {
+    let print_json = |v: &Value| {
+        emit(output, v, any_table);
+        Ok(ExitCode::SUCCESS)
+    };
     match cmd {
-        VmImageCommand::Template(t) => template(client, t),
+        VmImageCommand::Template(t) => template(client, output, t),
         VmImageCommand::Build(b) => build(client, &b),
         VmImageCommand::List => print_json(&client.get("/vmImages")?),
         VmImageCommand::PlatformImages => print_json(&client.get("/vmImages/platformImages")?),
     }
 }
 
-fn print_json(v: &Value) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn template(client: &ApiClient, cmd: TemplateCommand) -> anyhow::Result<ExitCode> {
+fn template(
+    client: &ApiClient,
+    output: OutputFormat,
+    cmd: TemplateCommand,
+) -> anyhow::Result<ExitCode> {
+    let print_json = |v: &Value| {
+        emit(output, v, any_table);
+        Ok(ExitCode::SUCCESS)
+    };
     match cmd {
         TemplateCommand::Create { name, file } => {
             let text = std::fs::read_to_string(&file)

@@ -365,3 +365,87 @@ fn completion_scripts_cover_every_command_group_and_survive_a_closed_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn every_command_group_honours_the_output_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup_project();
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTemplates/web",
+        Some(serde_json::json!({"properties": {
+            "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"},
+            "customize": [{"type": "Shell", "name": "s", "inline": ["true"]}],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }})),
+    );
+    assert_eq!(st, 201, "{v}");
+
+    let (code, out, err) = s.cli(&["-o", "yaml", "task", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(doc["value"], serde_json::json!([]), "{out}");
+
+    let (code, out, err) = s.cli(&["-o", "json", "vm-image", "template", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["value"][0]["name"], "web", "{out}");
+    let (code, out, err) = s.cli(&["vm-image", "template", "list"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines().next().unwrap().contains("name") && out.contains("web"),
+        "a table: {out}"
+    );
+    let (code, out, err) = s.cli(&["-o", "yaml", "vm-image", "template", "show", "web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(doc["name"], "web", "{out}");
+
+    let (code, out, err) = s.cli(&["-o", "table", "env", "list", "--project", "demo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = s.cli(&["-o", "yaml", "env", "list", "--project", "demo"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        serde_yaml_ng::from_str::<serde_json::Value>(&out).is_ok(),
+        "{out}"
+    );
+}
+
+#[test]
+fn exit_codes_say_what_kind_of_failure_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup_project();
+    // 3: not found.
+    let (code, _, err) = s.cli(&["env", "show", "nope", "--project", "demo"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("EnvironmentNotFound"), "{err}");
+    // 2: a request the server finds invalid, and a bad command line.
+    let (code, _, err) = s.cli(&["admin", "project", "create", "bad name!"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = s.cli(&["env", "--no-such-flag"]);
+    assert_eq!(code, 2, "{err}");
+    // 4: no token, or one without the role.
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["--server", &s.base, "admin", "project", "list"])
+        .env_remove("SLIPWAY_TOKEN")
+        .env_remove("SLIPWAY_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    // 6: nothing listens there.
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{}", common::free_port()),
+            "--token",
+            "slw_x",
+            "admin",
+            "project",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+}

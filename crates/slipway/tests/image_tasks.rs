@@ -564,6 +564,8 @@ fn signed_push_webhooks_and_polling_start_runs_of_the_pushed_commit() {
     let first = common::git(&repo, &["rev-parse", "HEAD"]);
     let context = format!("file://{}#main:ci", repo.display());
     let (code, out, err) = s.cli(&[
+        "-o",
+        "json",
         "task",
         "create",
         "hook",
@@ -833,6 +835,8 @@ fn a_timer_trigger_fires_at_its_minute() {
         )],
     );
     let (code, out, err) = s.cli(&[
+        "-o",
+        "json",
         "task",
         "create",
         "cron",
