@@ -17,7 +17,7 @@ use bollard::container::{
     InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
     StopContainerOptions, WaitContainerOptions,
 };
-use bollard::image::{BuildImageOptions, CreateImageOptions, PushImageOptions, TagImageOptions};
+use bollard::image::{CreateImageOptions, PushImageOptions, TagImageOptions};
 use bollard::models::{EndpointSettings, HostConfig, PortBinding};
 use bollard::network::CreateNetworkOptions;
 use bollard::Docker;
@@ -503,34 +503,26 @@ impl Engine {
         }
     }
 
-    /// Builds an image from a tar context through the engine's build API;
-    /// `credentials` (server → credential) go as `X-Registry-Config` for
-    /// pulling bases. Yields the build's output lines.
-    pub fn build_image(
-        &self,
-        options: BuildImageOptions<String>,
-        credentials: &[RegistryCredential],
-        context: Vec<u8>,
-    ) -> impl futures_util::Stream<Item = Result<String, RunnerError>> + '_ {
-        self.docker
-            .build_image(
-                options,
-                // Podman refuses a build without the header.
-                Some(
-                    credentials
-                        .iter()
-                        .map(|c| (c.server.clone(), registry_auth(c)))
-                        .collect(),
-                ),
-                Some(context.into()),
-            )
-            .map(|item| match item {
-                Ok(info) => match info.error {
-                    Some(e) => Err(RunnerError::Engine(e)),
-                    None => Ok(info.stream.unwrap_or_default()),
-                },
-                Err(e) => Err(RunnerError::Engine(message(e))),
-            })
+    /// The engine's product names (`Podman Engine`, `Engine` for
+    /// Docker…), from `GET /version`, joined with `, `.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the engine does not answer.
+    pub async fn engine_name(&self) -> Result<String, RunnerError> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))?;
+        let mut names: Vec<String> = v
+            .components
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        if let Some(p) = v.platform {
+            names.push(p.name);
+        }
+        Ok(names.join(", "))
     }
 
     /// Tags `image` as `repo:tag`.

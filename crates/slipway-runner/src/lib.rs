@@ -15,6 +15,7 @@
 //! whose container exists is re-attached (or finalised if it has exited);
 //! one whose container never started is queued again.
 
+pub mod build;
 pub mod engine;
 pub mod netns;
 pub mod process;
@@ -34,6 +35,7 @@ use slipway_store::{now_rfc3339, AuditEvent, OperationRecord, SecretKey, Store, 
 use thiserror::Error;
 use tokio::sync::Notify;
 
+pub use build::{BuildConfinement, BuildOutput};
 pub use engine::{Attachment, ContainerSpec, ContainerState, Engine, NetworkAttachment};
 pub use netns::{NetworkPool, RunnerNetwork};
 

@@ -22,7 +22,11 @@ use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
 use slipway_fetch::Fetcher;
-use slipway_runner::{netns, ContainerSpec, Engine, NetworkAttachment, RunnerError};
+use slipway_runner::netns::HeldNetwork;
+use slipway_runner::{
+    netns, BuildConfinement, ContainerSpec, Engine, NetworkAttachment, NetworkPool, RunnerError,
+    RunnerNetwork,
+};
 use tokio::task::JoinSet;
 
 use crate::context::tar_tree;
@@ -68,6 +72,12 @@ pub struct RunEnv {
     pub git_commit: String,
     /// Reaches other registries (digests of pushed and dependency images).
     pub fetcher: Fetcher,
+    /// Where build steps' network namespaces come from.
+    pub network_pool: NetworkPool,
+    /// Secret build args `(name, value)` of a quick build: every build step
+    /// gets them as build secrets (`RUN --mount=type=secret,id=<name>`),
+    /// never as build args.
+    pub build_secrets: Vec<(String, String)>,
 }
 
 impl RunEnv {
@@ -671,25 +681,46 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     // be seen), except for images that only exist locally (`localhost/…`).
     let bases = deps.runtime.iter().chain(deps.buildtime.iter());
     let pull = !bases.clone().any(|r| r.registry == "localhost");
-    let stream = env.engine.build_image(
-        BuildImageOptions {
-            dockerfile: dockerfile_in_tar,
-            t: tag.clone(),
-            buildargs,
-            target: args.target.clone().unwrap_or_default(),
-            platform: args.platform.clone().unwrap_or_default(),
-            nocache: args.no_cache,
-            pull,
-            rm: true,
-            forcerm: true,
-            labels,
-            ..Default::default()
-        },
-        &env.credentials,
-        tar,
+    // RUN instructions join a namespace of their own with the runner
+    // egress policy (removed with `held` however the step ends).
+    let mut held = HeldNetwork(
+        RunnerNetwork::create(&env.container(&step.id), &env.network_pool, &[])
+            .await
+            .map_err(|e| TaskError::Step(format!("build network: {e}")))?,
     );
-    tokio::pin!(stream);
-    while let Some(item) = stream.next().await {
+    held.0
+        .install_closed_filter()
+        .await
+        .map_err(|e| TaskError::Step(format!("build network: {e}")))?;
+    let mut secrets = Vec::new();
+    for (i, (name, value)) in env.build_secrets.iter().enumerate() {
+        let file = format!(".slipway-build-secret-{i}");
+        tar = append_file(tar, &file, value.as_bytes())?;
+        secrets.push((name.clone(), file));
+    }
+    let confinement = BuildConfinement {
+        network_namespace: held.0.path().into(),
+        secrets,
+    };
+    let options = BuildImageOptions {
+        dockerfile: dockerfile_in_tar,
+        t: tag.clone(),
+        buildargs,
+        target: args.target.clone().unwrap_or_default(),
+        platform: args.platform.clone().unwrap_or_default(),
+        nocache: args.no_cache,
+        pull,
+        rm: true,
+        forcerm: true,
+        labels,
+        ..Default::default()
+    };
+    let mut output = env
+        .engine
+        .build_image(&options, &env.credentials, tar, &confinement)
+        .await
+        .map_err(|e| TaskError::Step(format!("build: {}", env.scrubber.scrub(&e.to_string()))))?;
+    while let Some(item) = output.next_line().await {
         match item {
             Ok(line) => env.log.raw(&env.scrubber.scrub(&line)).await,
             Err(e) => {
@@ -700,6 +731,7 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
             }
         }
     }
+    drop(held);
     for extra in args.tags.iter().skip(1) {
         let (repo, t) = split_tag(extra);
         env.engine

@@ -535,6 +535,10 @@ pub struct TaskConfig {
     /// Host folders `file://` git contexts may name (`serve
     /// --local-catalog-root`); none by default.
     pub local_roots: LocalRoots,
+    /// Where each build step's network namespace comes from (its `RUN`
+    /// instructions get the runner egress policy). Default
+    /// [`slipway_runner::NetworkPool::default`].
+    pub network_pool: slipway_runner::NetworkPool,
 }
 
 impl TaskConfig {
@@ -556,6 +560,7 @@ impl TaskConfig {
             fetcher,
             registry_login: None,
             local_roots: LocalRoots::none(),
+            network_pool: slipway_runner::NetworkPool::default(),
         }
     }
 }
@@ -1261,12 +1266,13 @@ impl TaskService {
             triggered_by: run.trigger["type"].as_str().unwrap_or("manual").to_string(),
         };
         let mut secret_values = Vec::new();
+        let mut build_secrets = Vec::new();
         let plan = match &request.docker {
             Some(d) => {
                 let data = template_data(&vars, &json!({}), &BTreeMap::new());
-                let secret_args = self.open_values(&d.secret_build_args)?;
-                secret_values.extend(secret_args.iter().map(|(_, v)| v.clone()));
-                docker_plan(d, &secret_args, &data, &self.config.registry)?
+                build_secrets = self.open_values(&d.secret_build_args)?;
+                secret_values.extend(build_secrets.iter().map(|(_, v)| v.clone()));
+                docker_plan(d, &data, &self.config.registry)?
             }
             None => {
                 let text = match (&request.encoded_task, &request.task_file) {
@@ -1320,6 +1326,8 @@ impl TaskService {
                 }),
             git_commit,
             fetcher: self.config.fetcher.clone(),
+            network_pool: self.config.network_pool.clone(),
+            build_secrets,
         });
         execute(env, plan).await
     }
@@ -1683,12 +1691,7 @@ pub fn render_plan(
 /// every image unless `noPush` (acb `build`). Image names are templated
 /// with run variables and prefixed with the run registry when they have
 /// no registry.
-pub fn docker_plan(
-    d: &DockerBuild,
-    secret_args: &[(String, String)],
-    data: &Value,
-    registry: &str,
-) -> Result<Plan, TaskError> {
+pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan, TaskError> {
     let mut images = Vec::new();
     for i in &d.images {
         let r = render(i, data).map_err(|e| TaskError::Validation(format!("image '{i}': {e}")))?;
@@ -1709,9 +1712,9 @@ pub fn docker_plan(
     if let Some(f) = &d.file {
         build.push_str(&format!("-f {} ", q(f)));
     }
-    let secret_args = secret_args.iter().map(|(k, v)| format!("{k}={v}"));
-    for a in d.build_args.iter().cloned().chain(secret_args) {
-        build.push_str(&format!("--build-arg {} ", q(&a)));
+    // Secret build args reach the build as build secrets (RunEnv::build_secrets), not here.
+    for a in &d.build_args {
+        build.push_str(&format!("--build-arg {} ", q(a)));
     }
     if let Some(t) = &d.target {
         build.push_str(&format!("--target {} ", q(t)));
@@ -1794,7 +1797,7 @@ mod tests {
             ..Default::default()
         };
         let data = json!({"Run": {"ID": "ca1"}});
-        let p = docker_plan(&d, &[], &data, "127.0.0.1:5000").unwrap();
+        let p = docker_plan(&d, &data, "127.0.0.1:5000").unwrap();
         assert_eq!(p.task.steps.len(), 2);
         assert_eq!(
             p.task.steps[1].push,
@@ -1807,9 +1810,6 @@ mod tests {
             no_push: true,
             ..Default::default()
         };
-        assert_eq!(
-            docker_plan(&d, &[], &data, "r").unwrap().task.steps.len(),
-            1
-        );
+        assert_eq!(docker_plan(&d, &data, "r").unwrap().task.steps.len(), 1);
     }
 }

@@ -242,6 +242,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                     log_retention_days: args.task_log_retention_days,
                     registry_login: Some(r.user_account.clone()),
                     local_roots: local_roots.clone(),
+                    network_pool: slipway_runner::NetworkPool::new(args.runner_network),
                     ..slipway_tasks::TaskConfig::new(
                         data_dir.clone(),
                         r.host.clone(),

@@ -61,7 +61,14 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
         &[
             (
                 "Dockerfile",
-                &format!("ARG BASE={BASE}\nFROM $BASE\nARG GREETING\nCOPY . /ctx/\nRUN echo \"$GREETING\" > /greeting.txt\n"),
+                &format!(
+                    "ARG BASE={BASE}\nFROM $BASE\nARG GREETING\nARG TOKEN\nCOPY . /ctx/\nRUN echo \"$GREETING\" > /greeting.txt\n\
+                     RUN echo \"arg=[$TOKEN]\" > /arg.txt\n\
+                     RUN --mount=type=secret,id=TOKEN sha256sum < /run/secrets/TOKEN > /secret.sha\n\
+                     RUN tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' ' > /ifs.txt; \
+                         if bash -c 'echo > /dev/tcp/127.0.0.1/{port}' 2>/dev/null; then echo REACHED; else echo REFUSED; fi > /api.txt\n",
+                    port = s.port
+                ),
             ),
             ("hello.txt", "hello from slipway\n"),
             ("debug.log", "must not be sent\n"),
@@ -152,6 +159,29 @@ fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
         shown.contains("hello from slipway") && shown.contains("hi-there"),
         "{shown}"
     );
+    // The secret build arg reached RUN as a build secret, not as a build
+    // arg (a declared `ARG TOKEN` stays empty), and no file or layer kept it.
+    let (ok, inside) = podman(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "cat /arg.txt /secret.sha /ifs.txt; echo; cat /api.txt; ls -a /ctx",
+    ]);
+    assert!(ok, "{inside}");
+    let expected_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"sekrit-build-value-77"))
+    };
+    assert!(inside.contains("arg=[]"), "{inside}");
+    assert!(inside.contains(&expected_sha), "{inside}");
+    assert!(!inside.contains(".slipway-build-secret"), "{inside}");
+    // RUN had a network namespace of its own (loopback and its link only)
+    // and could not reach the server's API on the host's loopback.
+    assert!(inside.contains("eth0 lo"), "{inside}");
+    assert!(inside.contains("REFUSED"), "{inside}");
     assert!(
         !shown.contains("debug.log"),
         ".dockerignore was not honoured: {shown}"
