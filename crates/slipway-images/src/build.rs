@@ -1,0 +1,380 @@
+//! One build: the working disk, the guest the customizers run in (the
+//! sandboxed chroot or a booted VM), the customizers themselves.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use slipway_core::images::run::{self as runs, RunSubState};
+use slipway_core::images::template::{self, Customizer, Distributor, Executor, TemplateProperties};
+
+use crate::exec::RunLog;
+use crate::vm::Vm;
+use slipway_runner::netns::HeldNetwork;
+use slipway_runner::RunnerNetwork;
+
+use crate::*;
+
+/// Where customizers run: the executor of `vmProfile.executor`.
+pub(crate) enum Guest {
+    /// The image mounted on the host, entered through the customizer
+    /// sandbox; its network (runner egress policy) when the server has a
+    /// network pool. Dropped in field order: the network after the mount.
+    Chroot(disk::Mounted, Option<HeldNetwork>),
+    /// The image booted under qemu, entered over SSH.
+    Vm(Box<Vm>),
+}
+
+impl Guest {
+    /// Runs a customizer's script as root with `/bin/sh -e`.
+    pub(crate) async fn run_script(
+        &self,
+        i: usize,
+        script: Vec<u8>,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        match self {
+            Guest::Chroot(m, net) => {
+                let rel = format!("tmp/.slipway/script-{i}.sh");
+                exec::image_tree(m.root())?
+                    .write(&rel, &script, 0o700)
+                    .map_err(|e| format!("writing the script: {e}"))?;
+                exec::run_confined(
+                    m.root(),
+                    net.as_ref().map(|n| n.0.path()).as_deref(),
+                    &["/bin/sh", "-e", &format!("/{rel}")],
+                    log,
+                )
+                .await
+            }
+            Guest::Vm(vm) => vm.run_script(i, script, log).await,
+        }
+    }
+
+    /// Puts a `File` customizer's bytes at `destination`, making its folder.
+    pub(crate) async fn put_file(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+        destination: &str,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        match self {
+            Guest::Chroot(m, net) => {
+                let root = m.root();
+                let incoming = format!(".slipway-incoming-{i}");
+                exec::image_tree(root)?
+                    .write(&incoming, &bytes, 0o644)
+                    .map_err(|e| format!("staging the file: {e}"))?;
+                // Moved from inside the sandbox, so symlinks resolve in the image.
+                exec::run_confined(
+                    root,
+                    net.as_ref().map(|n| n.0.path()).as_deref(),
+                    &[
+                        "/bin/sh",
+                        "-ec",
+                        exec::MOVE_INTO_PLACE,
+                        "sh",
+                        destination,
+                        &format!("/{incoming}"),
+                    ],
+                    log,
+                )
+                .await
+            }
+            Guest::Vm(vm) => vm.put_file(i, bytes, destination, log).await,
+        }
+    }
+}
+
+/// Why a build stopped.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Customizer(String),
+    Validation(String),
+    Other(String),
+}
+
+/// A build that reached distribution.
+pub(crate) struct Built {
+    pub(crate) outputs: Vec<Value>,
+    pub(crate) validation_error: Option<String>,
+}
+
+/// The working disk's source, resolved.
+pub(crate) struct Resolved {
+    pub(crate) info: Value,
+    pub(crate) version: Option<String>,
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("worker failed: {e}"))?
+}
+
+impl ImageService {
+    pub(crate) async fn build(
+        &self,
+        run_id: &str,
+        tpl: &TemplateProperties,
+        staging: &Path,
+        log: &RunLog,
+    ) -> Result<Built, Failure> {
+        self.sub_state(run_id, RunSubState::Building).await;
+        log.out(&format!(
+            "slipway: run {run_id}, staging {}",
+            staging.display()
+        ));
+        std::fs::create_dir_all(staging)
+            .map_err(|e| Failure::Other(format!("creating {}: {e}", staging.display())))?;
+        let disk = staging.join("disk.raw");
+        let source = self
+            .prepare_source(&tpl.source, &disk, staging, log)
+            .await
+            .map_err(|e| Failure::Other(format!("properties.source: {e}")))?;
+        let _ = self
+            .store
+            .set_image_run_staging(run_id, Some(&staging.to_string_lossy()), &source.info)
+            .await;
+        if let Some(gb) = tpl
+            .vm_profile
+            .as_ref()
+            .map(|v| v.os_disk_size_gb)
+            .filter(|g| *g > 0)
+        {
+            let d = disk.clone();
+            blocking(move || disk::grow(&d, u64::from(gb) << 30))
+                .await
+                .map_err(Failure::Other)?;
+            log.out(&format!("slipway: OS disk grown to {gb} GiB"));
+        }
+        let validators = tpl
+            .validate
+            .as_ref()
+            .map(|v| v.in_vm_validations.clone())
+            .unwrap_or_default();
+        let only_source = tpl
+            .validate
+            .as_ref()
+            .is_some_and(|v| v.source_validation_only);
+        let mut validation_error = None;
+        if !tpl.customize.is_empty() || !validators.is_empty() {
+            let guest = self
+                .start_guest(run_id, tpl, &disk, staging, log)
+                .await
+                .map_err(Failure::Other)?;
+            if !only_source {
+                self.sub_state(run_id, RunSubState::Customizing).await;
+                for (i, c) in tpl.customize.iter().enumerate() {
+                    let name = c.display_name();
+                    self.customize(i, c, &guest, log).await.map_err(|e| {
+                        Failure::Customizer(format!(
+                            "customizer '{name}' (properties.customize[{i}]) failed: {e}"
+                        ))
+                    })?;
+                }
+            }
+            log.out(runs::FINALIZING_MARKER);
+            if !validators.is_empty() {
+                self.sub_state(run_id, RunSubState::Validating).await;
+                for (i, v) in validators.iter().enumerate() {
+                    let name = v.display_name();
+                    if let Err(e) = self.customize(1000 + i, v, &guest, log).await {
+                        let m = format!("validator '{name}' (properties.validate.inVMValidations[{i}]) failed: {e}");
+                        if tpl
+                            .validate
+                            .as_ref()
+                            .is_some_and(|v| v.continue_distribute_on_failure)
+                        {
+                            validation_error = Some(m);
+                            break;
+                        }
+                        return Err(Failure::Validation(m));
+                    }
+                }
+            }
+            self.finish_guest(guest, &disk, staging, log)
+                .await
+                .map_err(Failure::Other)?;
+        }
+        self.sub_state(run_id, RunSubState::Distributing).await;
+        let mut outputs = Vec::new();
+        for d in &tpl.distribute {
+            let name = d.run_output_name().to_string();
+            let kind = match d {
+                Distributor::Vhd { .. } => "VHD",
+                Distributor::ManagedImage { .. } => "ManagedImage",
+                Distributor::SharedImage { .. } => "SharedImage",
+                Distributor::Qcow2 { .. } => "Qcow2",
+                Distributor::Raw { .. } => "Raw",
+            };
+            log.out(&format!("slipway: distributing {kind} '{name}'"));
+            let mut o = match self.distribute(run_id, d, &disk, &source).await {
+                Ok(o) => o,
+                Err(e) => {
+                    log.err(&format!("distributing '{name}' failed: {e}"));
+                    json!({"provisioningState": "Failed", "error": e})
+                }
+            };
+            o["name"] = json!(name);
+            o["type"] = json!(kind);
+            outputs.push(o);
+        }
+        Ok(Built {
+            outputs,
+            validation_error,
+        })
+    }
+
+    /// Readies the executor `vmProfile.executor` names: the mounted image
+    /// prepared for chroot, or a booted build VM.
+    pub(crate) async fn start_guest(
+        &self,
+        run_id: &str,
+        tpl: &TemplateProperties,
+        disk: &Path,
+        staging: &Path,
+        log: &RunLog,
+    ) -> Result<Guest, String> {
+        let profile = tpl.vm_profile.clone().unwrap_or_default();
+        let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
+        let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
+        let root = mounted.root().to_path_buf();
+        match profile.executor {
+            Executor::Chroot => {
+                exec::prepare(&root)?;
+                let net = match &self.cfg.network_pool {
+                    None => None,
+                    Some(pool) => {
+                        let n = RunnerNetwork::create(
+                            &build_network_name(&self.cfg.instance_id, run_id),
+                            pool,
+                            &[],
+                        )
+                        .await
+                        .map_err(|e| format!("the build's network: {e}"))?;
+                        // Removed on drop, also when the filter fails.
+                        let mut held = HeldNetwork(n);
+                        held.0
+                            .install_closed_filter()
+                            .await
+                            .map_err(|e| format!("the build's network: {e}"))?;
+                        Some(held)
+                    }
+                };
+                Ok(Guest::Chroot(mounted, net))
+            }
+            Executor::FullBoot => {
+                for (need, package) in [
+                    ("usr/bin/cloud-init", "cloud-init"),
+                    ("usr/sbin/sshd", "openssh-server"),
+                ] {
+                    if !root.join(need).exists() {
+                        return Err(format!(
+                            "properties.vmProfile.executor: FullBoot needs {package} in the image (/{need} is missing); use a Slipway base image or the Chroot executor"
+                        ));
+                    }
+                }
+                exec::use_resolver(&root, vm::VM_RESOLV_CONF)?;
+                blocking(move || {
+                    drop(mounted);
+                    Ok(())
+                })
+                .await?;
+                let (vcpus, memory_mib) = template::vm_shape(&profile.vm_size)?;
+                let shape = vm::Shape { vcpus, memory_mib };
+                let vm = Vm::boot(disk, staging, run_id, shape, &self.accel, log).await?;
+                Ok(Guest::Vm(Box::new(vm)))
+            }
+        }
+    }
+
+    /// Ends the executor and deprovisions the image offline: the chroot's
+    /// mount, or the VM (powered off, then its build user removed).
+    pub(crate) async fn finish_guest(
+        &self,
+        guest: Guest,
+        disk: &Path,
+        staging: &Path,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        let mounted = match guest {
+            Guest::Chroot(m, net) => {
+                drop(net);
+                m
+            }
+            Guest::Vm(vm) => {
+                vm.shutdown(log).await?;
+                let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
+                let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
+                let root = mounted.root();
+                exec::run_confined(root, None, &["userdel", "--remove", vm::BUILD_USER], log)
+                    .await
+                    .map_err(|e| format!("removing the build user '{}': {e}", vm::BUILD_USER))?;
+                exec::image_tree(root)?
+                    .remove_file("etc/sudoers.d/90-cloud-init-users")
+                    .map_err(|e| format!("in the image: {e}"))?;
+                mounted
+            }
+        };
+        exec::deprovision(mounted.root())?;
+        blocking(move || {
+            drop(mounted);
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn customize(
+        &self,
+        i: usize,
+        c: &Customizer,
+        guest: &Guest,
+        log: &RunLog,
+    ) -> Result<(), String> {
+        let name = c.display_name();
+        log.out(&runs::starting_marker(&name));
+        let r = match c {
+            Customizer::Shell {
+                script_uri,
+                inline,
+                sha256_checksum,
+                ..
+            } => {
+                let script = match (inline, script_uri) {
+                    (Some(lines), _) => format!("#!/bin/sh\n{}\n", lines.join("\n")).into_bytes(),
+                    (None, Some(uri)) => self.fetch(uri, sha256_checksum).await?,
+                    (None, None) => return Err("no inline or scriptUri".into()),
+                };
+                guest.run_script(i, script, log).await
+            }
+            Customizer::File {
+                source_uri,
+                destination,
+                sha256_checksum,
+                ..
+            } => {
+                if destination.split('/').any(|s| s == "..") {
+                    return Err(format!("destination '{destination}' must not contain '..'"));
+                }
+                let bytes = self.fetch(source_uri, sha256_checksum).await?;
+                log.out(&format!(
+                    "Uploading {source_uri} => {destination} ({} bytes)",
+                    bytes.len()
+                ));
+                guest.put_file(i, bytes, destination, log).await
+            }
+            other => Err(format!(
+                "UnsupportedCustomizerType: '{}' customizers need a Windows image",
+                other.display_name()
+            )),
+        };
+        if let Err(e) = &r {
+            log.err(&format!("{name}: {e}"));
+        }
+        log.out(&runs::ending_marker(&name));
+        r
+    }
+}
