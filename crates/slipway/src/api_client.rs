@@ -5,6 +5,20 @@ use std::io::Read;
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
+/// Percent-encodes `v` for a URL path segment or query value: RFC 3986
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) pass, every other byte
+/// becomes `%XX`.
+pub fn escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// A request the server refused (`status`) or that did not reach it
 /// (`None`); [`ApiFailure::exit_code`] maps it to the CLI's exit code.
 #[derive(Debug)]

@@ -2,8 +2,10 @@
 //! command is a client of its HTTP API (`--server`, default
 //! `http://127.0.0.1:7878`).
 
+mod admin_commands;
 mod api_client;
-mod commands;
+mod catalog_commands;
+mod env_commands;
 mod image_commands;
 mod output;
 mod serve;
@@ -60,16 +62,16 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Administration: projects, environment types, project environment types.
     #[command(subcommand)]
-    Admin(commands::AdminCommand),
+    Admin(admin_commands::AdminCommand),
     /// Catalogs of environment definitions.
     #[command(subcommand)]
-    Catalog(commands::CatalogCommand),
+    Catalog(catalog_commands::CatalogCommand),
     /// Environment definitions.
     #[command(subcommand)]
-    Definition(commands::DefinitionCommand),
+    Definition(catalog_commands::DefinitionCommand),
     /// Environments.
     #[command(subcommand)]
-    Env(commands::EnvCommand),
+    Env(env_commands::EnvCommand),
     /// Container images: quick builds (like `az acr build`).
     #[command(subcommand)]
     Image(image_commands::ImageCommand),
@@ -156,7 +158,15 @@ fn main() -> ExitCode {
                 Command::Task(c) => image_commands::run_task(&client, cli.output, c),
                 Command::VmImage(c) => vm_image_commands::run(&client, cli.output, c),
                 Command::Registry(c) => image_commands::run_registry(&client, cli.output, c),
-                other => commands::run(&client, cli.output, other),
+                Command::Admin(c) => {
+                    admin_commands::run(&client, cli.output, c).map(|()| ExitCode::SUCCESS)
+                }
+                Command::Catalog(c) => catalog_commands::run_catalog(&client, cli.output, c)
+                    .map(|()| ExitCode::SUCCESS),
+                Command::Definition(c) => catalog_commands::run_definition(&client, cli.output, c)
+                    .map(|()| ExitCode::SUCCESS),
+                Command::Env(c) => env_commands::run(&client, cli.output, c),
+                Command::Serve(_) | Command::Completion { .. } => unreachable!("handled above"),
             };
             match result {
                 Ok(code) => code,

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use crate::api_client::ApiClient;
+use crate::api_client::{escape, ApiClient};
 use crate::output::{any_table, emit};
 use crate::OutputFormat;
 
@@ -129,15 +129,6 @@ pub struct BuildArgs {
     keep_template: bool,
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Runs a `slipway vm-image` command.
 pub fn run(
     client: &ApiClient,
@@ -175,19 +166,23 @@ fn template(
                 &client
                     .send(
                         "PUT",
-                        &format!("/imageTemplates/{}", enc(&name)),
+                        &format!("/imageTemplates/{}", escape(&name)),
                         Some(&doc),
                     )?
                     .json()?,
             )
         }
         TemplateCommand::Show { name } => {
-            print_json(&client.get(&format!("/imageTemplates/{}", enc(&name)))?)
+            print_json(&client.get(&format!("/imageTemplates/{}", escape(&name)))?)
         }
         TemplateCommand::List => print_json(&client.get("/imageTemplates")?),
         TemplateCommand::Run { name, no_wait } => {
             let run = client
-                .send("POST", &format!("/imageTemplates/{}/run", enc(&name)), None)?
+                .send(
+                    "POST",
+                    &format!("/imageTemplates/{}/run", escape(&name)),
+                    None,
+                )?
                 .json()?;
             let id = run["runId"].as_str().unwrap_or_default().to_string();
             if no_wait {
@@ -204,18 +199,22 @@ fn template(
             &client
                 .send(
                     "POST",
-                    &format!("/imageTemplates/{}/cancel", enc(&name)),
+                    &format!("/imageTemplates/{}/cancel", escape(&name)),
                     None,
                 )?
                 .json()?,
         ),
         TemplateCommand::Delete { name } => {
-            client.send("DELETE", &format!("/imageTemplates/{}", enc(&name)), None)?;
+            client.send(
+                "DELETE",
+                &format!("/imageTemplates/{}", escape(&name)),
+                None,
+            )?;
             println!("deleted image template {name}");
             Ok(ExitCode::SUCCESS)
         }
         TemplateCommand::ListRuns { name } => {
-            print_json(&client.get(&format!("/imageTemplates/{}/runs", enc(&name)))?)
+            print_json(&client.get(&format!("/imageTemplates/{}/runs", escape(&name)))?)
         }
         TemplateCommand::Output {
             name,
@@ -226,8 +225,8 @@ fn template(
                 let n = client.download(
                     &format!(
                         "/imageTemplates/{}/runOutputs/{}/content",
-                        enc(&name),
-                        enc(&o)
+                        escape(&name),
+                        escape(&o)
                     ),
                     &dest,
                 )?;
@@ -236,17 +235,17 @@ fn template(
             }
             (Some(o), None) => print_json(&client.get(&format!(
                 "/imageTemplates/{}/runOutputs/{}",
-                enc(&name),
-                enc(&o)
+                escape(&name),
+                escape(&o)
             ))?),
             (None, _) => {
-                print_json(&client.get(&format!("/imageTemplates/{}/runOutputs", enc(&name)))?)
+                print_json(&client.get(&format!("/imageTemplates/{}/runOutputs", escape(&name)))?)
             }
         },
         TemplateCommand::Log { name, run } => {
             let id = match run {
                 Some(r) => r,
-                None => client.get(&format!("/imageTemplates/{}/runs", enc(&name)))?["value"][0]
+                None => client.get(&format!("/imageTemplates/{}/runs", escape(&name)))?["value"][0]
                     ["runId"]
                     .as_str()
                     .context("the template has no runs")?
@@ -254,7 +253,7 @@ fn template(
             };
             let r = client.send(
                 "GET",
-                &format!("/imageTemplates/{}/runs/{id}/log", enc(&name)),
+                &format!("/imageTemplates/{}/runs/{id}/log", escape(&name)),
                 None,
             )?;
             print!("{}", r.body);
@@ -266,13 +265,13 @@ fn template(
 /// Follows run `id` until it ends, printing its `customization.log` to
 /// stderr as it grows when `show_log`; returns the final run.
 fn follow(client: &ApiClient, name: &str, id: &str, show_log: bool) -> anyhow::Result<Value> {
-    let log = format!("/imageTemplates/{}/runs/{id}/log", enc(name));
+    let log = format!("/imageTemplates/{}/runs/{id}/log", escape(name));
     if show_log {
         client.follow_log(&log, &mut std::io::stderr())?;
     } else {
         client.follow_log(&log, &mut std::io::sink())?;
     }
-    let run = client.get(&format!("/imageTemplates/{}/runs/{id}", enc(name)))?;
+    let run = client.get(&format!("/imageTemplates/{}/runs/{id}", escape(name)))?;
     eprintln!(
         "run {id}: {}{}",
         run["runState"].as_str().unwrap_or(""),

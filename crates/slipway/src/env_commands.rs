@@ -1,0 +1,585 @@
+//! `slipway env …`: environments and their operations, logs, outputs,
+//! actions.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+use slipway_core::parameters::coerce_cli_value;
+use slipway_core::ParameterType;
+
+use crate::api_client::{escape, ApiClient};
+use crate::output::{emit, rows, s, value_list};
+use crate::OutputFormat;
+
+/// Parameters from the command line.
+#[derive(Debug, Args, Clone)]
+pub struct ParamArgs {
+    /// A parameter `id=value` (typed by the definition), repeatable.
+    #[arg(long = "param", short = 'p', value_name = "ID=VALUE")]
+    pub params: Vec<String>,
+    /// A JSON object of parameters, inline or `@file.json`.
+    #[arg(long)]
+    pub parameters: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment and deploy it.
+    Create {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Project environment type.
+        #[arg(long)]
+        environment_type: String,
+        /// Catalog.
+        #[arg(long)]
+        catalog: String,
+        /// Environment definition.
+        #[arg(long)]
+        definition: String,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Expiration (RFC 3339): the environment is deleted then.
+        #[arg(long)]
+        expiration: Option<String>,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Redeploy an environment; given parameters override its current ones.
+    Deploy {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        #[command(flatten)]
+        params: ParamArgs,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show an environment.
+    Show {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// List environments.
+    List {
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Every user's environments, not just mine.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete an environment (runs the definition's delete operation).
+    Delete {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Remove the record even if the delete fails, and at once when the definition is gone.
+        #[arg(long)]
+        force: bool,
+        /// Return once queued.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Set or clear (`--expiration none`) the expiration date.
+    UpdateExpiration {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// RFC 3339 time, or `none`.
+        #[arg(long)]
+        expiration: String,
+    },
+    /// List scheduled actions.
+    ListActions {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// Skip the scheduled delete.
+    SkipAction {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Action name (default `<env>-Delete`).
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Move the scheduled delete to a later time.
+    DelayAction {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Action name (default `<env>-Delete`).
+        #[arg(long)]
+        action: Option<String>,
+        /// New time (RFC 3339).
+        #[arg(long)]
+        until: String,
+    },
+    /// Cancel the running or queued operation (default: the latest).
+    Cancel {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Operation id.
+        #[arg(long)]
+        operation: Option<String>,
+    },
+    /// Print an operation's log (default: the latest operation).
+    Logs {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+        /// Operation id.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Keep printing until the operation ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Show outputs.
+    Outputs {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+    /// List operations.
+    Operations {
+        /// Environment name.
+        name: String,
+        /// Project.
+        #[arg(long, env = "SLIPWAY_PROJECT")]
+        project: String,
+    },
+}
+
+fn env_path(project: &str, name: &str) -> String {
+    format!("/projects/{project}/users/me/environments/{name}")
+}
+
+fn latest_operation(client: &ApiClient, project: &str, name: &str) -> anyhow::Result<String> {
+    let ops = client.get(&format!("{}/operations", env_path(project, name)))?;
+    value_list(&ops)
+        .first()
+        .map(|o| s(o, "operationId"))
+        .ok_or_else(|| anyhow!("environment '{name}' has no operations"))
+}
+
+/// Builds the parameters object from `--parameters` and `--param`, typing
+/// each `--param` by the definition's declared type.
+fn collect_params(
+    args: &ParamArgs,
+    definition: &Value,
+    base: Map<String, Value>,
+) -> anyhow::Result<Map<String, Value>> {
+    let mut out = base;
+    if let Some(p) = &args.parameters {
+        let text = match p.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("reading --parameters file '{file}'"))?,
+            None => p.clone(),
+        };
+        let v: Value = serde_json::from_str(&text).context("--parameters must be a JSON object")?;
+        let Value::Object(m) = v else {
+            bail!(
+                "--parameters must be a JSON object, found {}",
+                slipway_core::manifest::describe_value(&v)
+            );
+        };
+        out.extend(m);
+    }
+    let declared: Vec<Value> = definition
+        .get("parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for kv in &args.params {
+        let (k, raw) = kv
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--param '{kv}': expected ID=VALUE"))?;
+        let ty = declared
+            .iter()
+            .find(|d| d.get("id").and_then(Value::as_str) == Some(k))
+            .and_then(|d| d.get("type").and_then(Value::as_str))
+            .and_then(ParameterType::parse)
+            .unwrap_or(ParameterType::String);
+        let v = coerce_cli_value(k, ty, raw).map_err(|e| anyhow!("--param {e}"))?;
+        out.insert(k.to_string(), v);
+    }
+    Ok(out)
+}
+
+fn env_table(v: &Value) -> String {
+    let mut out = format!(
+        "{}  {}  type={} definition={}/{}\n",
+        s(v, "name"),
+        s(v, "provisioningState"),
+        s(v, "environmentType"),
+        s(v, "catalogName"),
+        s(v, "environmentDefinitionName")
+    );
+    if let Some(p) = v.get("parameters") {
+        out.push_str(&format!("  parameters: {p}\n"));
+    }
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
+        out.push_str(&format!("  error: {}: {}\n", s(e, "code"), s(e, "message")));
+    }
+    out
+}
+
+fn outputs_table(v: &Value) -> String {
+    let mut out = String::new();
+    if let Some(m) = v.get("outputs").and_then(Value::as_object) {
+        for (k, o) in m {
+            out.push_str(&format!(
+                "{k} ({}) = {}\n",
+                s(o, "type"),
+                o.get("value").map(|x| x.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(no outputs)\n");
+    }
+    out
+}
+
+/// Follows an operation: prints its log as it grows (when `show_log`),
+/// waits for its end and returns the final operation status.
+fn follow(
+    client: &ApiClient,
+    project: &str,
+    name: &str,
+    op_id: &str,
+    show_log: bool,
+) -> anyhow::Result<Value> {
+    let logs = format!("{}/operations/{op_id}/logs", env_path(project, name));
+    if show_log {
+        client.follow_log(&logs, &mut std::io::stdout())?;
+    } else {
+        // The stream ends when the operation has ended.
+        client.follow_log(&logs, &mut std::io::sink())?;
+    }
+    client.get(&format!("/projects/{project}/operationstatuses/{op_id}"))
+}
+
+fn op_id_from(reply: &crate::api_client::Reply) -> anyhow::Result<String> {
+    reply
+        .operation_location
+        .as_deref()
+        .and_then(|l| l.rsplit('/').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the server did not return an Operation-Location header"))
+}
+
+/// Waits for an operation (unless `no_wait`) and reports the result.
+fn finish_operation(
+    client: &ApiClient,
+    output: OutputFormat,
+    project: &str,
+    name: &str,
+    op_id: &str,
+    no_wait: bool,
+    show_outputs: bool,
+) -> anyhow::Result<ExitCode> {
+    if no_wait {
+        println!("operation {op_id} queued");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show_log = output == OutputFormat::Table;
+    let status = follow(client, project, name, op_id, show_log)?;
+    let st = s(&status, "status");
+    if output != OutputFormat::Table {
+        emit(output, &status, |_| String::new());
+    } else {
+        eprintln!("operation {op_id}: {st}");
+    }
+    if st != "Succeeded" {
+        if let Some(e) = status.get("error").filter(|e| !e.is_null()) {
+            eprintln!("error: {}: {}", s(e, "code"), s(e, "message"));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    if show_outputs && output == OutputFormat::Table {
+        let v = client.get(&format!("{}/outputs", env_path(project, name)))?;
+        print!("outputs:\n{}", outputs_table(&v));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EnvCommand::Create {
+            name,
+            project,
+            environment_type,
+            catalog,
+            definition,
+            params,
+            expiration,
+            no_wait,
+        } => {
+            let def = client.get(&format!(
+                "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{definition}"
+            ))?;
+            let parameters = collect_params(&params, &def, Map::new())?;
+            let mut body = json!({
+                "environmentType": environment_type,
+                "catalogName": catalog,
+                "environmentDefinitionName": definition,
+                "parameters": parameters,
+            });
+            if let Some(x) = expiration {
+                body["expirationDate"] = json!(x);
+            }
+            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, true)
+        }
+        EnvCommand::Deploy {
+            name,
+            project,
+            params,
+            no_wait,
+        } => {
+            let current = client.get(&env_path(&project, &name))?;
+            let def = client.get(&format!(
+                "/projects/{project}/catalogs/{}/environmentDefinitions/{}",
+                s(&current, "catalogName"),
+                s(&current, "environmentDefinitionName")
+            ))?;
+            let base = current
+                .get("parameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let parameters = collect_params(&params, &def, base)?;
+            let body = json!({
+                "environmentType": current.get("environmentType"),
+                "catalogName": current.get("catalogName"),
+                "environmentDefinitionName": current.get("environmentDefinitionName"),
+                "parameters": parameters,
+            });
+            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, true)
+        }
+        EnvCommand::Show { name, project } => {
+            let v = client.get(&env_path(&project, &name))?;
+            emit(output, &v, env_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::List { project, all } => {
+            let path = if all {
+                format!("/projects/{project}/environments")
+            } else {
+                format!("/projects/{project}/users/me/environments")
+            };
+            let v = client.get(&path)?;
+            emit(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &[
+                        "name",
+                        "provisioningState",
+                        "environmentType",
+                        "environmentDefinitionName",
+                        "user",
+                    ],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Delete {
+            name,
+            project,
+            force,
+            no_wait,
+        } => {
+            let path = if force {
+                format!("{}?force=true", env_path(&project, &name))
+            } else {
+                env_path(&project, &name)
+            };
+            let reply = client.send("DELETE", &path, None)?;
+            if reply.operation_location.is_none() {
+                println!("environment '{name}' removed");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let op = op_id_from(&reply)?;
+            finish_operation(client, output, &project, &name, &op, no_wait, false)
+        }
+        EnvCommand::UpdateExpiration {
+            name,
+            project,
+            expiration,
+        } => {
+            let value = if expiration == "none" {
+                Value::Null
+            } else {
+                json!(expiration)
+            };
+            let v = client
+                .send(
+                    "PATCH",
+                    &env_path(&project, &name),
+                    Some(&json!({ "expirationDate": value })),
+                )?
+                .json()?;
+            emit(output, &v, env_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::ListActions { name, project } => {
+            let v = client.get(&format!("{}/actions", env_path(&project, &name)))?;
+            emit(output, &v, |v| {
+                let items: Vec<Value> = value_list(v)
+                    .into_iter()
+                    .map(|mut a| {
+                        a["scheduledTime"] = a["next"]["scheduledTime"].clone();
+                        a
+                    })
+                    .collect();
+                rows(
+                    &items,
+                    &["name", "actionType", "scheduledTime", "lastModifiedBy"],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::SkipAction {
+            name,
+            project,
+            action,
+        } => {
+            let a = action.unwrap_or_else(|| format!("{name}-Delete"));
+            client.send(
+                "POST",
+                &format!("{}/actions/{a}:skip", env_path(&project, &name)),
+                None,
+            )?;
+            println!("action '{a}' skipped");
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::DelayAction {
+            name,
+            project,
+            action,
+            until,
+        } => {
+            let a = action.unwrap_or_else(|| format!("{name}-Delete"));
+            let v = client
+                .send(
+                    "POST",
+                    &format!(
+                        "{}/actions/{a}:delay?until={}",
+                        env_path(&project, &name),
+                        escape(&until)
+                    ),
+                    None,
+                )?
+                .json()?;
+            emit(output, &v, |v| {
+                format!(
+                    "{} now at {}\n",
+                    s(v, "name"),
+                    s(&v["next"], "scheduledTime")
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Cancel {
+            name,
+            project,
+            operation,
+        } => {
+            let op = match operation {
+                Some(o) => o,
+                None => latest_operation(client, &project, &name)?,
+            };
+            let v = client
+                .send(
+                    "POST",
+                    &format!("{}/operations/{op}:cancel", env_path(&project, &name)),
+                    None,
+                )?
+                .json()?;
+            emit(output, &v, |v| {
+                format!("operation {op}: {}\n", s(v, "status"))
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Logs {
+            name,
+            project,
+            operation,
+            follow: keep,
+        } => {
+            let op = match operation {
+                Some(o) => o,
+                None => latest_operation(client, &project, &name)?,
+            };
+            if keep {
+                follow(client, &project, &name, &op, true)?;
+            } else {
+                let reply = client.send(
+                    "GET",
+                    &format!("{}/operations/{op}/logs", env_path(&project, &name)),
+                    None,
+                )?;
+                print!("{}", reply.body);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Outputs { name, project } => {
+            let v = client.get(&format!("{}/outputs", env_path(&project, &name)))?;
+            emit(output, &v, outputs_table);
+            Ok(ExitCode::SUCCESS)
+        }
+        EnvCommand::Operations { name, project } => {
+            let v = client.get(&format!("{}/operations", env_path(&project, &name)))?;
+            emit(output, &v, |v| {
+                rows(
+                    &value_list(v),
+                    &[
+                        "operationId",
+                        "kind",
+                        "status",
+                        "startTime",
+                        "endTime",
+                        "catalogCommit",
+                    ],
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
