@@ -19,8 +19,11 @@
 
 mod access;
 mod blob;
+mod catalogs;
+mod environments;
 mod image_tasks;
 mod log;
+mod projects;
 mod records;
 mod secrets;
 mod vm_images;
@@ -34,9 +37,12 @@ use thiserror::Error;
 
 pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFIX};
 pub use blob::BlobStore;
+pub use catalogs::*;
+pub use environments::*;
 pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
 pub use log::{read_log_chunk, LogChunk, MAX_LOG_CHUNK};
-pub use records::*;
+pub use projects::*;
+pub use records::SecretMeta;
 pub use secrets::{OpenedSecret, SecretKey, SecretScope};
 pub use vm_images::{ImageRunRecord, VmImageRecord};
 
