@@ -1,6 +1,8 @@
 //! `ade` exit codes outside a runner (ADE `exitCodeMap`): configuration and
 //! input errors map to their ADE codes, never to a panic.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn ade(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {

@@ -1,6 +1,8 @@
 //! Sync against real git repositories (file://): stats, the unchanged-commit
 //! short-circuit, tree reuse, failure keeping the snapshot, no overlapping syncs.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;

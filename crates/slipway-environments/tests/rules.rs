@@ -2,6 +2,8 @@
 //! folder), with no HTTP and no container engine: the scheduler is a
 //! recording double ([`RecordingQueueDouble`]).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};

@@ -11,6 +11,8 @@
 //!
 //! `cargo bench -p slipway-images --bench sandbox [-- runs]` (default 30).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Operation lifecycle in the store: queue, start (compare-and-set), finish.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::Map;
 use slipway_core::manifest::parse_manifest;
 use slipway_core::{ErrorBody, OperationKind, OperationStatus, ProvisioningState};

@@ -1,5 +1,7 @@
 //! Image task runs in the store: log retention.
 
+#![allow(clippy::unwrap_used)]
+
 use serde_json::json;
 use slipway_store::Store;
 

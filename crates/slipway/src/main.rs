@@ -18,8 +18,10 @@ use clap::{Parser, Subcommand};
 
 pub use output::OutputFormat;
 
+/// The `slipway` command line: global options and one command.
 #[derive(Debug, Parser)]
 #[command(
+    long_about = None,
     name = "slipway",
     version,
     about = "Self-hosted deployment environments, image tasks and VM image templates",
@@ -52,10 +54,12 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: OutputFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands: the server and one group per product area.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.

@@ -3,6 +3,8 @@
 //! validation codes; project catalogs; scheduled sync; a server killed
 //! during a sync.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

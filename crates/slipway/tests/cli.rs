@@ -1,5 +1,7 @@
 //! The `slipway` CLI as a user drives it: live progress, outputs, exit codes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;

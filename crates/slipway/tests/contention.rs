@@ -2,6 +2,8 @@
 //! operations run and finish in runner containers. The store serializes its
 //! writes; contention never surfaces as a server error.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! Acceptance tests of the spine: environments deployed through real runner
 //! containers (Podman), real Terraform and real git catalogs.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{

@@ -1,6 +1,8 @@
 //! Governance as users meet it: tokens and roles on every endpoint,
 //! credentials developers never see, expiration, cancel, limits and audit.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

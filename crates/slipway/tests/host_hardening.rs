@@ -4,6 +4,8 @@
 //! outside its root. No packet leaves this machine: the "attacker's" git
 //! server is a listener on 127.0.0.1 that counts who calls it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Read;

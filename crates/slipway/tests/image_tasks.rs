@@ -1,6 +1,8 @@
 //! Container image tasks end to end: real `slipway serve` with its embedded
 //! `docker-registry`, real Podman builds and containers.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -4,6 +4,8 @@
 //! packet is ever sent to an address outside this machine: reachability of
 //! the metadata service is asserted on the runner's routes.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -3,6 +3,8 @@
 //! `/var/cache/slipway/base-images`, shared by the tests), loop mounts and
 //! chroot, qemu-img, and the built image booted under qemu (TCG).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::Read;
