@@ -17,7 +17,7 @@
 //! Handlers parse, authorize, call a service and render: ADE's environment
 //! rules live in `slipway_environments` (which also runs the scheduled
 //! `Delete` actions of expiring environments), image tasks in
-//! `slipway_tasks`, VM images in `slipway_images`.
+//! `slipway_tasks`, VM images in `slipway_vm_images`.
 //!
 //! Errors are ADE `CloudError` JSON: `{"error": {"code", "message", "details"?}}`.
 
@@ -76,7 +76,7 @@ pub struct AppState {
     /// Image tasks; `None` when the embedded registry could not start.
     pub tasks: Option<Arc<slipway_tasks::TaskService>>,
     /// VM image templates, runs and the image store.
-    pub images: Arc<slipway_images::ImageService>,
+    pub images: Arc<slipway_vm_images::ImageService>,
     /// Bearer token the embedded registry sends with its notifications.
     pub registry_events_token: String,
 }

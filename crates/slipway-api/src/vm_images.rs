@@ -23,7 +23,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
-use slipway_images::{ImageError, ImageService};
+use slipway_vm_images::{ImageError, ImageService};
 use slipway_store::ImageRunRecord;
 
 use crate::auth::Caller;
@@ -313,7 +313,7 @@ async fn upload_artifact(
     let digest = put_upload(
         &state,
         &body,
-        slipway_images::upload_key,
+        slipway_vm_images::upload_key,
         "the artifact's bytes (e.g. a tar.gz)",
     )
     .await?;
@@ -334,7 +334,7 @@ async fn list_images(State(state): State<AppState>, caller: Caller) -> ApiResult
 async fn platform_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     let mut out = Vec::new();
-    for o in slipway_images::base::OFFERS {
+    for o in slipway_vm_images::base::OFFERS {
         let vs = svc
             .base_images()
             .versions(o.publisher, o.offer, o.sku)

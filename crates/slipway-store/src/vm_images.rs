@@ -1,6 +1,6 @@
 //! VM image templates, their runs and the image store (Azure VM Image
 //! Builder model). Template documents are opaque JSON owned by
-//! `slipway-images`; run states are compare-and-set.
+//! `slipway-vm-images`; run states are compare-and-set.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -98,7 +98,7 @@ pub struct ServeArgs {
     /// qemu accelerator of full-boot VM image builds: `auto` (KVM when
     /// /dev/kvm works, TCG otherwise), `kvm` or `tcg`.
     #[arg(long, env = "SLIPWAY_VM_ACCEL", default_value = "auto")]
-    pub vm_accel: slipway_images::vm::AccelMode,
+    pub vm_accel: slipway_vm_images::vm::AccelMode,
     /// PEM file of extra CA certificates trusted for https URLs the server
     /// fetches (task contexts, other registries, VM image sources, scripts
     /// and files), on top of the system's CA store.
@@ -260,14 +260,14 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (None, None)
         }
     };
-    let images = slipway_images::ImageService::new(
+    let images = slipway_vm_images::ImageService::new(
         store.clone(),
-        slipway_images::ImageConfig {
+        slipway_vm_images::ImageConfig {
             max_concurrent_runs: args.max_concurrent_image_builds,
             accel: args.vm_accel,
             network_pool: Some(slipway_runner::NetworkPool::new(args.runner_network)),
             local_roots: local_roots.clone(),
-            ..slipway_images::ImageConfig::new(
+            ..slipway_vm_images::ImageConfig::new(
                 &data_dir,
                 args.base_image_dir.clone(),
                 args.debian_mirror.clone(),

@@ -9,7 +9,7 @@
 //! root tree is `localhost/slipway/debian:bookworm`, mounted with
 //! `podman image mount`.
 //!
-//! `cargo bench -p slipway-images --bench sandbox [-- runs]` (default 30).
+//! `cargo bench -p slipway-vm-images --bench sandbox [-- runs]` (default 30).
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_images::exec::{logged, run_confined, RunLog};
+use slipway_vm_images::exec::{logged, run_confined, RunLog};
 use slipway_runner::{NetworkPool, RunnerNetwork};
 
 const IMAGE: &str = "localhost/slipway/debian:bookworm";
