@@ -23,8 +23,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
-use slipway_vm_images::{ImageError, ImageService};
 use slipway_store::ImageRunRecord;
+use slipway_vm_images::{ImageError, ImageService};
 
 use crate::auth::Caller;
 use crate::logs::{self, LogQuery};

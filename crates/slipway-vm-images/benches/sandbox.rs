@@ -17,8 +17,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use slipway_vm_images::exec::{logged, run_confined, RunLog};
 use slipway_runner::{NetworkPool, RunnerNetwork};
+use slipway_vm_images::exec::{logged, run_confined, RunLog};
 
 const IMAGE: &str = "localhost/slipway/debian:bookworm";
 
