@@ -5,6 +5,28 @@ use std::io::Read;
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 
+/// A progress bar on stderr for a transfer of `len` bytes (0: unknown),
+/// or `None` when stderr is not a terminal (scripts and logs stay clean)
+/// or the transfer is small (under 1 MiB).
+fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || (len > 0 && len < 1 << 20) {
+        return None;
+    }
+    let bar = if len > 0 {
+        indicatif::ProgressBar::new(len)
+    } else {
+        indicatif::ProgressBar::no_length()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    Some(bar)
+}
+
 /// Percent-encodes `v` for a URL path segment or query value: RFC 3986
 /// unreserved characters (`A-Z a-z 0-9 - . _ ~`) pass, every other byte
 /// becomes `%XX`.
@@ -135,9 +157,19 @@ impl ApiClient {
         }
         let res = match body {
             Some(Body::Json(b)) => req.send_json(b),
-            Some(Body::Bytes(b)) => req
-                .set("Content-Type", "application/octet-stream")
-                .send_bytes(b),
+            Some(Body::Bytes(b)) => {
+                let req = req.set("Content-Type", "application/octet-stream");
+                match progress_bar(b.len() as u64, "uploading") {
+                    Some(bar) => {
+                        let sent = req
+                            .set("Content-Length", &b.len().to_string())
+                            .send(bar.wrap_read(std::io::Cursor::new(b)));
+                        bar.finish_and_clear();
+                        sent
+                    }
+                    None => req.send_bytes(b),
+                }
+            }
             None => req.call(),
         };
         match res {
@@ -191,8 +223,20 @@ impl ApiClient {
         let tmp = dest.with_extension("partial");
         let mut f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let n = std::io::copy(&mut resp.into_reader(), &mut f)
-            .with_context(|| format!("downloading {path}"))?;
+        let len = resp
+            .header("content-length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut reader = resp.into_reader();
+        let n = match progress_bar(len, "downloading") {
+            Some(bar) => {
+                let copied = std::io::copy(&mut bar.wrap_read(reader), &mut f);
+                bar.finish_and_clear();
+                copied
+            }
+            None => std::io::copy(&mut reader, &mut f),
+        }
+        .with_context(|| format!("downloading {path}"))?;
         f.sync_all()?;
         std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))?;
         Ok(n)
