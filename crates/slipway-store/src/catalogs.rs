@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::{now_rfc3339, Store, StoreError};
 
-use crate::records::*;
+use crate::records::{corrupt, is_unique_violation, json_col};
 
 /// Catalog source: where definitions come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

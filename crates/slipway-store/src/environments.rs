@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use crate::{now_rfc3339, Store, StoreError};
 
-use crate::records::*;
+use crate::records::{corrupt, is_unique_violation, json_col};
 use crate::DefinitionRecord;
 
 /// An environment.

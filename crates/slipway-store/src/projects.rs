@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::{now_rfc3339, Store, StoreError};
 
-use crate::records::*;
+use crate::records::{corrupt, json_col};
 
 /// A project.
 #[derive(Debug, Clone, PartialEq, Serialize)]

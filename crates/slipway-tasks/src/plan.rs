@@ -4,14 +4,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::{DockerBuild, TaskError, QUICK_BUILD_STEP_TIMEOUT};
 use serde_json::Value;
 use slipway_core::tasks::cmdline::expand_command_alias;
 use slipway_core::tasks::taskfile::{self, Plan, Step, TaskFile};
 use slipway_core::tasks::template::render;
 use slipway_core::tasks::values::{aliases_enabled, preprocess_aliases, strip_comment_lines};
 use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
-
-use crate::*;
 
 /// Blob key of an uploaded context tarball.
 pub fn context_key(digest: &str) -> String {

@@ -21,7 +21,10 @@ use crate::context::{untar, GitContext};
 use crate::exec::{execute, RunEnv};
 
 use crate::plan::read_in;
-use crate::*;
+use crate::{
+    context_key, docker_plan, exec, registry, render_plan, BaseImageDependency, RunRequest,
+    SecretValue, TaskError, TaskService, TaskSpec, DEFAULT_TIMEOUT,
+};
 
 /// Appends timestamped lines to a run's log blob.
 #[derive(Clone)]

@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::context::GitContext;
-
-use crate::*;
+use crate::{context, TaskError, DEFAULT_TIMEOUT, TIMEOUT_RANGE};
 
 /// A task's base-image dependency, learned from its last successful run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

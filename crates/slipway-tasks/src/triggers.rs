@@ -10,8 +10,7 @@ use serde_json::json;
 use slipway_store::TaskRunRecord;
 
 use crate::context::GitContext;
-
-use crate::*;
+use crate::{parse_cron, registry, TaskError, TaskService};
 
 /// `(task name, timer name)`.
 type TimerRef = (String, String);

@@ -9,10 +9,9 @@ use slipway_core::images::template::{self, Customizer, Distributor, Executor, Te
 
 use crate::exec::RunLog;
 use crate::vm::Vm;
+use crate::{build_network_name, disk, exec, vm, ImageService};
 use slipway_runner::netns::HeldNetwork;
 use slipway_runner::RunnerNetwork;
-
-use crate::*;
 
 /// Where customizers run: the executor of `vmProfile.executor`.
 pub(crate) enum Guest {

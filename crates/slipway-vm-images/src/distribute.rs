@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{blocking, disk, host_path, ImageService, Resolved};
 use serde_json::{json, Value};
 use slipway_core::images::ids::{self, ImageRef};
 use slipway_core::images::template::{Distributor, Versioning};
 use slipway_store::VmImageRecord;
-
-use crate::*;
 
 impl ImageService {
     pub(crate) fn file_output(

@@ -16,8 +16,9 @@ use tokio::sync::{watch, Semaphore};
 use crate::base::BaseCatalog;
 use crate::exec::RunLog;
 use crate::vm::Accel;
-
-use crate::*;
+use crate::{
+    blocking, build_network_name, local_path, Built, Failure, ImageConfig, ImageError, ImageService,
+};
 
 impl ImageService {
     /// The service; call [`ImageService::recover`] once at start.

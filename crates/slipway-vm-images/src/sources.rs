@@ -13,9 +13,8 @@ use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 use slipway_store::VmImageRecord;
 
 use crate::exec::RunLog;
+use crate::{blocking, disk, upload_key, ImageService, Resolved};
 use slipway_hostfs::LocalRoots;
-
-use crate::*;
 
 pub(crate) fn local_path(uri: &str) -> Option<PathBuf> {
     let p = uri.strip_prefix("file://").unwrap_or(uri);
