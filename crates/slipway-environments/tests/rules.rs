@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 use slipway_core::manifest::parse_manifest;
 use slipway_core::{OperationKind, OperationStatus, ProvisioningState};
 use slipway_environments::{
-    DeployRequest, EnvironmentError, EnvironmentService, ErrorKind, OperationQueue, ACTION_USER,
+    DeployRequest, EnvironmentError, EnvironmentService, ErrorKind, OperationQueue, Queued,
+    ACTION_USER,
 };
 use slipway_runner::RunnerImages;
 use slipway_store::{
@@ -89,6 +90,16 @@ async fn world(limits: PetLimits, defs: &[DefinitionRecord]) -> World {
     }
 }
 
+impl World {
+    /// Deploys `name` for `owner` with no parameters; panics if refused.
+    async fn deploy(&self, owner: &str, name: &str) -> Queued {
+        self.service
+            .deploy(request(owner, name, json!({})))
+            .await
+            .unwrap()
+    }
+}
+
 fn pet(status: &str, limits: PetLimits) -> ProjectEnvironmentType {
     ProjectEnvironmentType {
         project: "demo".into(),
@@ -145,11 +156,7 @@ fn request(owner: &str, name: &str, parameters: Value) -> DeployRequest {
 #[tokio::test]
 async fn deploy_stores_the_environment_queues_its_operation_and_wakes_the_scheduler() {
     let w = world(PetLimits::default(), &[definition("App", MANIFEST)]).await;
-    let q = w
-        .service
-        .deploy(request("ann", "web", json!({})))
-        .await
-        .unwrap();
+    let q = w.deploy("ann", "web").await;
     assert_eq!(
         q.environment.provisioning_state,
         ProvisioningState::Creating
@@ -180,10 +187,7 @@ async fn names_belong_to_their_owner_and_creation_properties_do_not_change() {
         ],
     )
     .await;
-    w.service
-        .deploy(request("ann", "web", json!({})))
-        .await
-        .unwrap();
+    w.deploy("ann", "web").await;
     let e = w
         .service
         .deploy(request("bob", "web", json!({})))
@@ -208,10 +212,7 @@ async fn the_type_must_be_enabled_and_its_per_user_limit_holds_for_new_environme
         ..Default::default()
     };
     let w = world(limits.clone(), &[definition("App", MANIFEST)]).await;
-    w.service
-        .deploy(request("ann", "one", json!({})))
-        .await
-        .unwrap();
+    w.deploy("ann", "one").await;
     let e = w
         .service
         .deploy(request("ann", "two", json!({})))
@@ -219,14 +220,8 @@ async fn the_type_must_be_enabled_and_its_per_user_limit_holds_for_new_environme
         .unwrap_err();
     assert_eq!(e.code(), "EnvironmentLimitExceeded", "{e}");
     // Another user has their own quota; a redeploy is not a new environment.
-    w.service
-        .deploy(request("bob", "two", json!({})))
-        .await
-        .unwrap();
-    w.service
-        .deploy(request("ann", "one", json!({})))
-        .await
-        .unwrap();
+    w.deploy("bob", "two").await;
+    w.deploy("ann", "one").await;
 
     w.store
         .put_project_environment_type(&pet("Disabled", limits))
@@ -281,16 +276,8 @@ async fn parameters_and_definitions_are_checked_before_anything_is_stored() {
 #[tokio::test]
 async fn delete_runs_the_last_definition_when_the_catalog_lost_it_and_force_removes_at_once() {
     let w = world(PetLimits::default(), &[definition("App", MANIFEST)]).await;
-    let web = w
-        .service
-        .deploy(request("ann", "web", json!({})))
-        .await
-        .unwrap();
-    let never = w
-        .service
-        .deploy(request("ann", "never", json!({})))
-        .await
-        .unwrap();
+    let web = w.deploy("ann", "web").await;
+    let never = w.deploy("ann", "never").await;
     // The definition leaves the catalog.
     sync_catalog(&w.store, &[]).await;
 
@@ -326,22 +313,14 @@ async fn delete_runs_the_last_definition_when_the_catalog_lost_it_and_force_remo
 #[tokio::test]
 async fn cancel_ends_a_queued_operation_stops_a_running_one_and_refuses_an_ended_one() {
     let w = world(PetLimits::default(), &[definition("App", MANIFEST)]).await;
-    let q = w
-        .service
-        .deploy(request("ann", "web", json!({})))
-        .await
-        .unwrap();
+    let q = w.deploy("ann", "web").await;
     let canceled = w.service.cancel(&q.operation, "ann").await.unwrap();
     assert_eq!(canceled.status, OperationStatus::Canceled);
     let e = w.service.cancel(&canceled, "ann").await.unwrap_err();
     assert_eq!(e.code(), "OperationNotCancelable");
     assert_eq!(e.kind(), ErrorKind::Conflict);
 
-    let q = w
-        .service
-        .deploy(request("ann", "web", json!({})))
-        .await
-        .unwrap();
+    let q = w.deploy("ann", "web").await;
     assert!(w.store.start_operation(&q.operation.id, "h").await.unwrap());
     let running = w
         .store
@@ -359,16 +338,8 @@ async fn cancel_ends_a_queued_operation_stops_a_running_one_and_refuses_an_ended
 #[tokio::test]
 async fn a_due_expiration_queues_a_delete_by_the_scheduler_and_skip_clears_the_action() {
     let w = world(PetLimits::default(), &[definition("App", MANIFEST)]).await;
-    let a = w
-        .service
-        .deploy(request("ann", "a", json!({})))
-        .await
-        .unwrap();
-    let b = w
-        .service
-        .deploy(request("ann", "b", json!({})))
-        .await
-        .unwrap();
+    let a = w.deploy("ann", "a").await;
+    let b = w.deploy("ann", "b").await;
     let past = "2020-01-01T00:00:00.000Z";
     let later = "2999-01-01T00:00:00.000Z";
     w.service
