@@ -114,7 +114,14 @@ async fn readable_environment(
     caller.require(Permission::ReadProject(project.to_string()))?;
     let env = require_environment(state, project, caller.resolve(user), name).await?;
     if !caller.can_read(&env) {
-        return Err(environment_not_found(project, caller.resolve(user), name));
+        return Err(
+            slipway_environments::EnvironmentError::environment_not_found(
+                project,
+                caller.resolve(user),
+                name,
+            )
+            .into(),
+        );
     }
     Ok(env)
 }
@@ -140,17 +147,6 @@ pub async fn require_environment(
     name: &str,
 ) -> ApiResult<EnvironmentRecord> {
     Ok(state.environments.environment(project, user, name).await?)
-}
-
-/// The one 404 for an environment that does not exist or that the caller
-/// may not read.
-fn environment_not_found(project: &str, user: &str, name: &str) -> ApiError {
-    slipway_environments::EnvironmentError::EnvironmentNotFound {
-        project: project.to_string(),
-        user: truncate_echo(user),
-        name: truncate_echo(name),
-    }
-    .into()
 }
 
 /// `resourceGroupId` of an environment: `<deploymentTargetId>/resourceGroups/<project>-<env>`.

@@ -154,6 +154,16 @@ pub enum ErrorKind {
 }
 
 impl EnvironmentError {
+    /// The one "not found" for environment `name` of `owner` in `project`
+    /// (missing, or not readable by the caller), with echoed values cut.
+    pub fn environment_not_found(project: &str, owner: &str, name: &str) -> EnvironmentError {
+        EnvironmentError::EnvironmentNotFound {
+            project: project.to_string(),
+            user: slipway_core::echo::truncate(owner),
+            name: slipway_core::echo::truncate(name),
+        }
+    }
+
     /// The error code (ADE's where ADE has one).
     pub fn code(&self) -> &'static str {
         match self {

@@ -109,7 +109,9 @@ impl EnvironmentService {
     ) -> Result<EnvironmentRecord> {
         match self.store.get_environment(project, name).await? {
             Some(env) if env.owner == owner => Ok(env),
-            _ => Err(not_found(project, owner, name)),
+            _ => Err(EnvironmentError::environment_not_found(
+                project, owner, name,
+            )),
         }
     }
 
@@ -433,14 +435,5 @@ impl EnvironmentService {
                 message: format!("queued operation {id} vanished"),
             })
         })
-    }
-}
-
-/// The one "not found" for an environment, with echoed values cut.
-pub(crate) fn not_found(project: &str, owner: &str, name: &str) -> EnvironmentError {
-    EnvironmentError::EnvironmentNotFound {
-        project: project.to_string(),
-        user: truncate(owner),
-        name: truncate(name),
     }
 }
