@@ -39,7 +39,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::json;
 use slipway_catalog::SyncTrigger;
-use slipway_runner::Scheduler;
 use slipway_store::{SecretKey, Store, StoreError};
 
 /// Server settings.
@@ -63,8 +62,6 @@ pub struct ServerConfig {
 pub struct AppState {
     /// Store.
     pub store: Store,
-    /// Scheduler (woken when operations are queued).
-    pub scheduler: Arc<Scheduler>,
     /// Settings.
     pub config: Arc<ServerConfig>,
     /// Key that seals and opens stored secrets.

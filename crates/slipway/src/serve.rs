@@ -289,7 +289,6 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         environments: Arc::clone(&environments),
         images,
         store,
-        scheduler: Arc::clone(&scheduler),
         config: Arc::new(ServerConfig {
             base_url: base_url.clone(),
             devcenter_id,
