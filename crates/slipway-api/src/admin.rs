@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use slipway_core::access::{Permission, Role, Scope};
@@ -31,11 +31,13 @@ use slipway_core::names::validate_resource_name;
 use slipway_store::{AuditFilter, PetLimits, Project, ProjectEnvironmentType};
 
 use crate::auth::Caller;
+use crate::routing::Routes;
 use crate::{ApiError, ApiResult, AppState};
+use slipway_wire::CloudError;
 
 /// Admin routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/admin/projects", get(list_projects))
         .route("/admin/projects/{p}", put(put_project))
         .route("/admin/environmentTypes", get(list_environment_types))
@@ -126,6 +128,8 @@ struct ProjectBody {
     location: Option<String>,
 }
 
+/// Creates or updates a project.
+#[utoipa::path(put, path = "/admin/projects/{p}", tag = "admin", params(("p" = String, Path, description = "Project")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Updated", body = Object), (status = 201, description = "Created", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_project(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,6 +152,8 @@ async fn put_project(
     Ok((StatusCode::OK, Json(json!(project))))
 }
 
+/// Lists projects.
+#[utoipa::path(get, path = "/admin/projects", tag = "admin", responses((status = 200, description = "Projects", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_projects(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let value: Vec<Project> = state
         .store
@@ -167,6 +173,8 @@ struct EnvTypeBody {
     display_name: Option<String>,
 }
 
+/// Creates or updates a dev-center environment type.
+#[utoipa::path(put, path = "/admin/environmentTypes/{t}", tag = "admin", params(("t" = String, Path, description = "Environment type")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_environment_type(
     State(state): State<AppState>,
     caller: Caller,
@@ -183,6 +191,8 @@ async fn put_environment_type(
     Ok(Json(json!({"name": t, "displayName": b.display_name})))
 }
 
+/// Lists dev-center environment types.
+#[utoipa::path(get, path = "/admin/environmentTypes", tag = "admin", responses((status = 200, description = "Dev-center environment types", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_environment_types(
     State(state): State<AppState>,
     _caller: Caller,
@@ -192,6 +202,8 @@ async fn list_environment_types(
     ))
 }
 
+/// Deletes a dev-center environment type.
+#[utoipa::path(delete, path = "/admin/environmentTypes/{t}", tag = "admin", params(("t" = String, Path, description = "Environment type")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_environment_type(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +309,8 @@ async fn pet_view(state: &AppState, t: &ProjectEnvironmentType) -> ApiResult<Val
     }))
 }
 
+/// Creates or updates a project environment type.
+#[utoipa::path(put, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The project environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_project_environment_type(
     State(state): State<AppState>,
     caller: Caller,
@@ -414,6 +428,8 @@ pub(crate) async fn require_pet(
         })
 }
 
+/// Reads a project environment type.
+#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), responses((status = 200, description = "The project environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_project_environment_type(
     State(state): State<AppState>,
     caller: Caller,
@@ -424,6 +440,8 @@ async fn get_project_environment_type(
     Ok(Json(pet_view(&state, &pet).await?))
 }
 
+/// Lists a project's environment types.
+#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes", tag = "admin", params(("p" = String, Path, description = "Project")), responses((status = 200, description = "Project environment types", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_project_environment_types(
     State(state): State<AppState>,
     caller: Caller,
@@ -438,6 +456,8 @@ async fn list_project_environment_types(
     Ok(Json(json!({ "value": value })))
 }
 
+/// Deletes a project environment type without environments.
+#[utoipa::path(delete, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_project_environment_type(
     State(state): State<AppState>,
     caller: Caller,
@@ -472,6 +492,8 @@ struct AssignmentBody {
     scope: String,
 }
 
+/// Assigns a role at a scope.
+#[utoipa::path(post, path = "/admin/roleAssignments", tag = "admin", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "The role assignment", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_role_assignment(
     State(state): State<AppState>,
     caller: Caller,
@@ -526,11 +548,15 @@ async fn post_role_assignment(
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of the listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ProjectQuery {
     project: Option<String>,
 }
 
+/// Lists role assignments.
+#[utoipa::path(get, path = "/admin/roleAssignments", tag = "admin", params(ProjectQuery), responses((status = 200, description = "Role assignments", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_role_assignments(
     State(state): State<AppState>,
     caller: Caller,
@@ -547,6 +573,8 @@ async fn list_role_assignments(
     Ok(Json(json!({ "value": value })))
 }
 
+/// Removes a role assignment.
+#[utoipa::path(delete, path = "/admin/roleAssignments/{id}", tag = "admin", params(("id" = String, Path, description = "Id")), responses((status = 204, description = "Removed"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_role_assignment(
     State(state): State<AppState>,
     caller: Caller,
@@ -585,6 +613,8 @@ struct TokenBody {
     expires_in_days: Option<u32>,
 }
 
+/// Issues an API token.
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "The token; its secret is shown once", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -628,11 +658,15 @@ async fn post_token(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of the listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserQuery {
     user: Option<String>,
 }
 
+/// Lists API tokens.
+#[utoipa::path(get, path = "/admin/tokens", tag = "admin", params(UserQuery), responses((status = 200, description = "Tokens (never their secrets)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -651,6 +685,8 @@ async fn list_tokens(
     ))
 }
 
+/// Revokes an API token.
+#[utoipa::path(delete, path = "/admin/tokens/{id}", tag = "admin", params(("id" = String, Path, description = "Id")), responses((status = 204, description = "Revoked"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -674,7 +710,9 @@ async fn revoke_token(
 
 // ----- audit -----
 
-#[derive(Debug, Deserialize)]
+/// Query of the listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     project: Option<String>,
     user: Option<String>,
@@ -683,6 +721,8 @@ struct AuditQuery {
     top: Option<u32>,
 }
 
+/// Reads the audit log.
+#[utoipa::path(get, path = "/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records, newest first", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,6 +1,6 @@
 //! Authentication, authorization and the audit trail of requests.
 //!
-//! Every request outside `/runner/v1` (per-operation tokens) and `/healthz`
+//! Every request outside `/runner/v1` (per-operation tokens), `/healthz` and `/openapi.json`
 //! carries `Authorization: Bearer slw_…` (an API token, see
 //! `slipway_store::Store::create_token`). [`authenticate`] resolves it to a
 //! [`Caller`] — the user and every role they hold — or answers 401
@@ -116,6 +116,7 @@ fn unauthenticated(path: &str) -> bool {
     // Registry notifications and source webhooks carry their own token or
     // signature, checked by their handlers.
     path == "/healthz"
+        || path == "/openapi.json"
         || path.starts_with("/runner/")
         || path == "/registry/events"
         || path.starts_with("/imageTasks/webhooks/")

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 use slipway_catalog::{sync_catalog, CatalogError};
 use slipway_core::names::validate_resource_name;
@@ -28,16 +28,18 @@ use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord, Secre
 
 use crate::admin::{body, JsonBody};
 use crate::auth::Caller;
+use crate::routing::Routes;
 use crate::{views, ApiError, ApiResult, AppState};
 use slipway_core::access::Permission;
 use slipway_core::credentials::{
     DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
 };
 use slipway_core::echo::truncate as truncate_echo;
+use slipway_wire::CloudError;
 
 /// Catalog, definition and secret routes.
-pub fn routes() -> Router<AppState> {
-    let mut r = Router::new();
+pub fn routes() -> Routes {
+    let mut r = Routes::new();
     for scope in ["/admin", "/admin/projects/{p}"] {
         r = r
             .route(&format!("{scope}/catalogs"), get(list_catalogs))
@@ -73,7 +75,7 @@ pub fn routes() -> Router<AppState> {
                 put(put_secret).get(get_secret).delete(delete_secret),
             );
     }
-    r.route_layer(axum::middleware::from_fn(require_scope_admin))
+    r.map_router(|r| r.route_layer(axum::middleware::from_fn(require_scope_admin)))
 }
 
 /// Every route here administers its scope: a project's catalogs need
@@ -263,6 +265,8 @@ fn parse_catalog_body(body: &Value, project: Option<&str>) -> ApiResult<CatalogS
     })
 }
 
+/// Creates or updates a catalog (and syncs it).
+#[utoipa::path(put, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Updated", body = Object), (status = 201, description = "Created", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_catalog(
     State(state): State<AppState>,
     caller: Caller,
@@ -375,6 +379,8 @@ async fn run_sync(state: &AppState, name: &str) -> ApiResult<()> {
     }
 }
 
+/// Lists catalogs of the scope.
+#[utoipa::path(get, path = "/admin/catalogs", tag = "catalogs", responses((status = 200, description = "Catalogs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_catalogs(
     State(state): State<AppState>,
     Path(params): Params,
@@ -391,6 +397,8 @@ async fn list_catalogs(
     Ok(Json(json!({ "value": value })))
 }
 
+/// Reads a catalog with its sync state.
+#[utoipa::path(get, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "The catalog", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_catalog(
     State(state): State<AppState>,
     Path(params): Params,
@@ -398,6 +406,8 @@ async fn get_catalog(
     Ok(Json(catalog_view(&scoped_catalog(&state, &params).await?)))
 }
 
+/// Deletes a catalog.
+#[utoipa::path(delete, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_catalog(
     State(state): State<AppState>,
     Path(params): Params,
@@ -409,6 +419,7 @@ async fn delete_catalog(
 }
 
 /// `POST .../catalogs/{c}:sync` and `:getSyncErrorDetails`.
+#[utoipa::path(post, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "`<catalog>:sync` or `<catalog>:getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn catalog_action(
     state: State<AppState>,
     Path(mut params): Params,
@@ -426,6 +437,7 @@ async fn catalog_action(
 }
 
 /// `POST .../catalogs/{c}/sync` and `/getSyncErrorDetails` (ADE control-plane actions).
+#[utoipa::path(post, path = "/admin/catalogs/{c}/{action}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("action" = String, Path, description = "`sync` or `getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn catalog_sub_action(
     State(state): State<AppState>,
     Path(params): Params,
@@ -450,7 +462,11 @@ async fn catalog_sub_action(
 
 /// The admin view of a definition: the data-plane shape plus validation.
 fn definition_view(state: &AppState, d: &DefinitionRecord, project: Option<&str>) -> Value {
-    let mut v = views::definition(&state.config.base_url, project.unwrap_or("-"), d);
+    let mut v = json!(views::definition(
+        &state.config.base_url,
+        project.unwrap_or("-"),
+        d
+    ));
     v["validationStatus"] = json!(d.validation_status);
     v["errorDetails"] = json!(d.error_details);
     v["warnings"] = json!(d.warnings);
@@ -459,6 +475,8 @@ fn definition_view(state: &AppState, d: &DefinitionRecord, project: Option<&str>
     v
 }
 
+/// Lists a catalog's definitions, valid or not.
+#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "Definitions with validation status", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_definitions(
     State(state): State<AppState>,
     Path(params): Params,
@@ -496,6 +514,8 @@ async fn scoped_definition(
         })
 }
 
+/// Reads a definition with its validation status.
+#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "The definition with validation status", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_definition(
     State(state): State<AppState>,
     Path(params): Params,
@@ -509,6 +529,7 @@ async fn get_definition(
 }
 
 /// `POST .../environmentDefinitions/{d}:getErrorDetails`.
+#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "`<definition>:getErrorDetails`")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_action(
     State(state): State<AppState>,
     Path(params): Params,
@@ -528,6 +549,7 @@ async fn definition_action(
 
 /// `POST .../environmentDefinitions/{d}/getErrorDetails` (ADE
 /// `ProjectCatalogEnvironmentDefinitions_GetErrorDetails`): `{errors:[{code,message}]}`.
+#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_error_details(
     State(state): State<AppState>,
     Path(params): Params,
@@ -602,6 +624,8 @@ fn secret_hosts(obj: &Map<String, Value>, kind: &str) -> Result<Vec<String>, Str
         .collect()
 }
 
+/// Creates or replaces a secret.
+#[utoipa::path(put, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The secret (without its value)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_secret(
     State(state): State<AppState>,
     Path(params): Params,
@@ -694,11 +718,15 @@ async fn secret_meta(state: &AppState, scope: &SecretScope, s: &str) -> ApiResul
     Ok(Json(json!(meta)))
 }
 
+/// Reads a secret's metadata.
+#[utoipa::path(get, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 200, description = "The secret (without its value)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_secret(State(state): State<AppState>, Path(params): Params) -> ApiResult<Json<Value>> {
     let scope = secret_scope(&state, &params).await?;
     secret_meta(&state, &scope, param(&params, "s")).await
 }
 
+/// Lists secrets of the scope.
+#[utoipa::path(get, path = "/admin/secrets", tag = "catalogs", responses((status = 200, description = "Secrets (never their values)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_secrets(
     State(state): State<AppState>,
     Path(params): Params,
@@ -709,6 +737,8 @@ async fn list_secrets(
     ))
 }
 
+/// Deletes a secret.
+#[utoipa::path(delete, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_secret(
     State(state): State<AppState>,
     Path(params): Params,

@@ -18,84 +18,96 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use slipway_core::access::Permission;
 use slipway_core::echo::truncate as truncate_echo;
 use slipway_core::names::validate_resource_name;
 use slipway_environments::DeployRequest;
 use slipway_store::{DefinitionRecord, EnvironmentRecord, OperationRecord};
+use slipway_wire::ade::paths::{
+    ActionPath, CatalogPath, DefinitionPath, EnvironmentPath, EnvironmentTypePath, OperationPath,
+    OperationStatusPath, ProjectPath, UserPath,
+};
+use slipway_wire::ade::{
+    Catalog, Environment, EnvironmentAction, EnvironmentDefinition, EnvironmentOperation,
+    EnvironmentOutputs, EnvironmentPatch, EnvironmentRequest, EnvironmentType, OperationDetails,
+    Paged,
+};
+use slipway_wire::CloudError;
+use utoipa::IntoParams;
 
 use crate::admin::{body, future_time, require_pet, require_project, JsonBody};
 use crate::auth::Caller;
 use crate::logs::{self, LogQuery};
+use crate::routing::Routes;
 use crate::views::{self, environment_path};
 use crate::{ApiError, ApiResult, AppState};
 
 /// Data-plane routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/projects/{p}/environments", get(list_project_environments))
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/projects/{projectName}/environments", get(list_project_environments))
         .route(
-            "/projects/{p}/users/{u}/environments",
+            "/projects/{projectName}/users/{userId}/environments",
             get(list_user_environments),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}",
             get(get_environment)
                 .put(put_environment)
                 .patch(patch_environment)
                 .delete(delete_environment),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/operations",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations",
             get(list_operations),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/operations/{o}",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations/{operationId}",
             get(get_operation).post(operation_action),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/operations/{o}/logs",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations/{operationId}/logs",
             get(get_logs),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/outputs",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/outputs",
             get(get_outputs),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/actions",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions",
             get(list_actions),
         )
         .route(
-            "/projects/{p}/users/{u}/environments/{e}/actions/{a}",
+            "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions/{actionName}",
             get(get_action).post(action_action),
         )
         .route(
-            "/projects/{p}/operationstatuses/{o}",
+            "/projects/{projectName}/operationstatuses/{operationId}",
             get(get_operation_status),
         )
         .route(
-            "/projects/{p}/environmentTypes",
+            "/projects/{projectName}/environmentTypes",
             get(list_environment_types),
         )
         .route(
-            "/projects/{p}/environmentTypes/{t}",
+            "/projects/{projectName}/environmentTypes/{environmentTypeName}",
             get(get_environment_type),
         )
-        .route("/projects/{p}/catalogs", get(list_catalogs))
-        .route("/projects/{p}/catalogs/{c}", get(get_catalog))
+        .route("/projects/{projectName}/catalogs", get(list_catalogs))
+        .route("/projects/{projectName}/catalogs/{catalogName}", get(get_catalog))
         .route(
-            "/projects/{p}/environmentDefinitions",
+            "/projects/{projectName}/environmentDefinitions",
             get(list_all_definitions),
         )
         .route(
-            "/projects/{p}/catalogs/{c}/environmentDefinitions",
+            "/projects/{projectName}/catalogs/{catalogName}/environmentDefinitions",
             get(list_catalog_definitions),
         )
         .route(
-            "/projects/{p}/catalogs/{c}/environmentDefinitions/{d}",
+            "/projects/{projectName}/catalogs/{catalogName}/environmentDefinitions/{definitionName}",
             get(get_definition),
         )
 }
@@ -165,7 +177,7 @@ pub async fn resource_group_id(state: &AppState, env: &EnvironmentRecord) -> Api
     ))
 }
 
-async fn env_json(state: &AppState, env: &EnvironmentRecord) -> ApiResult<Value> {
+async fn env_json(state: &AppState, env: &EnvironmentRecord) -> ApiResult<Environment> {
     let rg = resource_group_id(state, env).await?;
     Ok(views::environment(&state.config.base_url, env, &rg))
 }
@@ -174,30 +186,34 @@ async fn envs_json(
     state: &AppState,
     caller: &Caller,
     envs: Vec<EnvironmentRecord>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<Environment>>> {
     let mut value = Vec::new();
     for env in envs.iter().filter(|e| caller.can_read(e)) {
         value.push(env_json(state, env).await?);
     }
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Lists a project's environments the caller may read.
+#[utoipa::path(get, path = "/projects/{projectName}/environments", tag = "environments", params(ProjectPath), responses((status = 200, description = "The environments the caller may read", body = Paged<Environment>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_project_environments(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<Environment>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let envs = state.store.list_environments(&p, None).await?;
     envs_json(&state, &caller, envs).await
 }
 
+/// Lists one user's environments.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments", tag = "environments", params(UserPath), responses((status = 200, description = "The user's environments", body = Paged<Environment>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_user_environments(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<Environment>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let envs = state
@@ -207,11 +223,13 @@ async fn list_user_environments(
     envs_json(&state, &caller, envs).await
 }
 
+/// Reads an environment.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}", tag = "environments", params(EnvironmentPath), responses((status = 200, description = "The environment", body = Environment), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_environment(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Environment>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
     Ok(Json(env_json(&state, &env).await?))
 }
@@ -259,6 +277,8 @@ fn operation_headers(state: &AppState, project: &str, op_id: &str, env_path: &st
     h
 }
 
+/// Creates or redeploys an environment (`request_body`: `EnvironmentRequest`).
+#[utoipa::path(put, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}", tag = "environments", params(EnvironmentPath), request_body = EnvironmentRequest, responses((status = 201, description = "Created or redeploying; `Operation-Location` names the operation status", body = Environment), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_environment(
     State(state): State<AppState>,
     caller: Caller,
@@ -336,12 +356,14 @@ async fn put_environment(
 }
 
 /// `PATCH` (`application/merge-patch+json`): only `expirationDate` (a time, or `null` to clear).
+/// Changes an environment's `expirationDate` (merge patch).
+#[utoipa::path(patch, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}", tag = "environments", params(EnvironmentPath), request_body(content = EnvironmentPatch, content_type = "application/merge-patch+json"), responses((status = 200, description = "The environment", body = Environment), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn patch_environment(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
     b: JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Environment>> {
     let patch = body(b)?;
     let env = manageable_environment(&state, &caller, &p, &u, &e).await?;
     let obj = patch.as_object().ok_or_else(|| {
@@ -376,12 +398,17 @@ async fn patch_environment(
     Ok(Json(env_json(&state, &env).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `DELETE …/environments/{e}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete without the environment definition (ADE `2024-10-01-preview`).
     #[serde(default)]
     force: Option<bool>,
 }
 
+/// Deletes an environment (`force=true`: without its definition).
+#[utoipa::path(delete, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}", tag = "environments", params(EnvironmentPath, DeleteQuery), responses((status = 202, description = "Delete queued; `Operation-Location` names the operation status", body = OperationDetails), (status = 204, description = "Removed without an operation"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_environment(
     State(state): State<AppState>,
     caller: Caller,
@@ -453,28 +480,32 @@ async fn require_operation(
     }
 }
 
+/// Lists an environment's operations.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations", tag = "environments", params(EnvironmentPath), responses((status = 200, description = "Its operations", body = Paged<EnvironmentOperation>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_operations(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<EnvironmentOperation>>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
     let path = environment_path(&env);
-    let value: Vec<Value> = state
+    let value = state
         .store
         .list_operations(&env.id)
         .await?
         .iter()
         .map(|op| views::operation(&state.config.base_url, &path, op))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Reads an operation.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations/{operationId}", tag = "environments", params(OperationPath), responses((status = 200, description = "The operation", body = EnvironmentOperation), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_operation(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e, o)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvironmentOperation>> {
     let (op, path) = require_operation(&state, &caller, &p, &u, &e, &o, false).await?;
     Ok(Json(views::operation(&state.config.base_url, &path, &op)))
 }
@@ -483,6 +514,8 @@ async fn get_operation(
 /// a running one gets SIGTERM, a grace period, then SIGKILL, and ends
 /// Canceled (state uploaded by the runner's catch handler is kept). 202 with
 /// the operation status; 409 when it has ended already.
+/// Cancels a queued or running operation (Slipway).
+#[utoipa::path(post, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations/{operationId}:cancel", tag = "environments", params(OperationPath), responses((status = 202, description = "Cancel requested", body = OperationDetails), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn operation_action(
     State(state): State<AppState>,
     caller: Caller,
@@ -503,6 +536,8 @@ async fn operation_action(
         .into_response())
 }
 
+/// Reads or follows an operation's log.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/operations/{operationId}/logs", tag = "environments", params(OperationPath, LogQuery), responses((status = 200, description = "The operation's log (`text/plain`); `offset` answers carry `X-Slipway-Next-Offset`", body = String, content_type = "text/plain"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -533,63 +568,71 @@ async fn get_logs(
     logs::respond(src, &q).await
 }
 
+/// Reads an environment's outputs.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/outputs", tag = "environments", params(EnvironmentPath), responses((status = 200, description = "Its outputs", body = EnvironmentOutputs), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_outputs(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvironmentOutputs>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
-    let mut outputs = match state
+    // Stored as the runner uploaded it, checked then; an unreadable blob
+    // reads as no outputs rather than failing the environment's reads.
+    let mut outputs = EnvironmentOutputs::default();
+    if let Some(bytes) = state
         .store
         .blobs
         .get(&slipway_store::Store::outputs_key(&env.id))
         .await?
     {
-        Some(bytes) => serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| json!({})),
-        None => json!({}),
-    };
-    let sees_secrets =
-        env.owner == caller.user || caller.can(&Permission::ManageEnvironments(p.clone()));
-    if !sees_secrets {
-        for out in outputs
-            .as_object_mut()
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
-            if out.get("sensitive").and_then(Value::as_bool) == Some(true) {
-                out["value"] = Value::Null;
+        match serde_json::from_slice(&bytes) {
+            Ok(map) => outputs.outputs = map,
+            Err(err) => {
+                tracing::warn!(environment = %env.name, %err, "stored outputs are unreadable")
             }
         }
     }
-    Ok(Json(json!({ "outputs": outputs })))
+    let sees_secrets =
+        env.owner == caller.user || caller.can(&Permission::ManageEnvironments(p.clone()));
+    if !sees_secrets {
+        for out in outputs.outputs.values_mut().filter(|o| o.sensitive) {
+            out.value = Value::Null;
+        }
+    }
+    Ok(Json(outputs))
 }
 
+/// Lists an environment's scheduled actions.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions", tag = "environments", params(EnvironmentPath), responses((status = 200, description = "Its scheduled actions", body = Paged<EnvironmentAction>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_actions(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<EnvironmentAction>>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
-    let value: Vec<Value> = views::delete_action(&state.config.base_url, &env)
+    let value = views::delete_action(&state.config.base_url, &env)
         .into_iter()
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Reads a scheduled action.
+#[utoipa::path(get, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions/{actionName}", tag = "environments", params(ActionPath), responses((status = 200, description = "The action", body = EnvironmentAction), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_action(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, u, e, a)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvironmentAction>> {
     let env = readable_environment(&state, &caller, &p, &u, &e).await?;
     state.environments.require_action(&env, &a)?;
-    Ok(Json(
-        views::delete_action(&state.config.base_url, &env).unwrap_or_default(),
-    ))
+    Ok(Json(delete_action_view(&state, &env)?))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `…:delay`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DelayQuery {
+    /// When the action should run instead (RFC 3339, in the future).
     until: Option<String>,
 }
 
@@ -604,33 +647,8 @@ async fn action_action(
     let (name, verb) = a.rsplit_once(':').unwrap_or((a.as_str(), ""));
     state.environments.require_action(&env, name)?;
     match verb {
-        "skip" => {
-            state
-                .environments
-                .reschedule_action(&env, name, None, &caller.user)
-                .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
-        "delay" => {
-            let until = q.until.ok_or_else(|| {
-                ApiError::bad_request(
-                    "MissingProperty",
-                    "query parameter 'until' is required: an RFC 3339 date-time",
-                )
-            })?;
-            let at = future_time(
-                "InvalidDateTime",
-                "until",
-                "query parameter 'until'",
-                &until,
-            )?;
-            let env = state
-                .environments
-                .reschedule_action(&env, name, Some(&at), &caller.user)
-                .await?;
-            let v = views::delete_action(&state.config.base_url, &env).unwrap_or_default();
-            Ok(Json(v).into_response())
-        }
+        "skip" => skip_action(&state, &caller, &env, name).await,
+        "delay" => delay_action(&state, &caller, &env, name, q).await,
         other => Err(ApiError::not_found(
             "ActionNotFound",
             format!("'{other}' is not an action verb: expected '{name}:skip' or '{name}:delay'"),
@@ -638,11 +656,67 @@ async fn action_action(
     }
 }
 
+/// Skips the next run of a scheduled action.
+#[utoipa::path(post, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions/{actionName}:skip", tag = "environments", params(ActionPath), responses((status = 204, description = "Skipped"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn skip_action(
+    state: &AppState,
+    caller: &Caller,
+    env: &EnvironmentRecord,
+    name: &str,
+) -> ApiResult<Response> {
+    state
+        .environments
+        .reschedule_action(env, name, None, &caller.user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Delays a scheduled action to `until`.
+#[utoipa::path(post, path = "/projects/{projectName}/users/{userId}/environments/{environmentName}/actions/{actionName}:delay", tag = "environments", params(ActionPath, DelayQuery), responses((status = 200, description = "The action", body = EnvironmentAction), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn delay_action(
+    state: &AppState,
+    caller: &Caller,
+    env: &EnvironmentRecord,
+    name: &str,
+    q: DelayQuery,
+) -> ApiResult<Response> {
+    let until = q.until.ok_or_else(|| {
+        ApiError::bad_request(
+            "MissingProperty",
+            "query parameter 'until' is required: an RFC 3339 date-time",
+        )
+    })?;
+    let at = future_time(
+        "InvalidDateTime",
+        "until",
+        "query parameter 'until'",
+        &until,
+    )?;
+    let env = state
+        .environments
+        .reschedule_action(env, name, Some(&at), &caller.user)
+        .await?;
+    Ok(Json(delete_action_view(state, &env)?).into_response())
+}
+
+/// The environment's scheduled `Delete` action, or 404 `ActionNotFound`
+/// when it has no expiration.
+fn delete_action_view(state: &AppState, env: &EnvironmentRecord) -> ApiResult<EnvironmentAction> {
+    views::delete_action(&state.config.base_url, env).ok_or_else(|| {
+        ApiError::not_found(
+            "ActionNotFound",
+            format!("environment '{}' has no scheduled action", env.name),
+        )
+    })
+}
+
+/// Reads an operation's status (`Operation-Location`).
+#[utoipa::path(get, path = "/projects/{projectName}/operationstatuses/{operationId}", tag = "environments", params(OperationStatusPath), responses((status = 200, description = "The operation's status", body = OperationDetails), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_operation_status(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, o)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OperationDetails>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     let not_found = || {
         ApiError::not_found(
@@ -686,48 +760,61 @@ async fn get_operation_status(
     )))
 }
 
-fn environment_type_json(state: &AppState, t: &slipway_store::ProjectEnvironmentType) -> Value {
-    json!({
-        "uri": format!("{}/projects/{}/environmentTypes/{}", state.config.base_url, t.project, t.name),
-        "name": t.name,
-        "displayName": t.display_name,
-        "deploymentTargetId": t.deployment_target_id,
-        "status": t.status,
-    })
+fn environment_type_json(
+    state: &AppState,
+    t: &slipway_store::ProjectEnvironmentType,
+) -> EnvironmentType {
+    EnvironmentType {
+        uri: format!(
+            "{}/projects/{}/environmentTypes/{}",
+            state.config.base_url, t.project, t.name
+        ),
+        name: t.name.clone(),
+        display_name: t.display_name.clone(),
+        deployment_target_id: t.deployment_target_id.clone(),
+        status: t.status.clone(),
+    }
 }
 
+/// Lists a project's environment types.
+#[utoipa::path(get, path = "/projects/{projectName}/environmentTypes", tag = "environments", params(ProjectPath), responses((status = 200, description = "The project's environment types", body = Paged<EnvironmentType>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_environment_types(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<EnvironmentType>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
-    let value: Vec<Value> = state
+    let value = state
         .store
         .list_project_environment_types(&p)
         .await?
         .iter()
         .map(|t| environment_type_json(&state, t))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Reads a project environment type.
+#[utoipa::path(get, path = "/projects/{projectName}/environmentTypes/{environmentTypeName}", tag = "environments", params(EnvironmentTypePath), responses((status = 200, description = "The environment type", body = EnvironmentType), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_environment_type(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, t)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvironmentType>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     let pet = require_pet(&state, &p, &t).await?;
     Ok(Json(environment_type_json(&state, &pet)))
 }
 
-fn catalog_json(state: &AppState, project: &str, c: &slipway_store::Catalog) -> Value {
-    json!({
-        "uri": format!("{}/projects/{project}/catalogs/{}", state.config.base_url, c.name),
-        "name": c.name,
-    })
+fn catalog_json(state: &AppState, project: &str, c: &slipway_store::Catalog) -> Catalog {
+    Catalog {
+        uri: format!(
+            "{}/projects/{project}/catalogs/{}",
+            state.config.base_url, c.name
+        ),
+        name: c.name.clone(),
+    }
 }
 
 /// A catalog visible in `project` (the dev center's or the project's own), or 404.
@@ -753,39 +840,45 @@ pub async fn visible_definition(
         .await?)
 }
 
+/// Lists the catalogs a project sees.
+#[utoipa::path(get, path = "/projects/{projectName}/catalogs", tag = "environments", params(ProjectPath), responses((status = 200, description = "The catalogs the project sees", body = Paged<Catalog>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_catalogs(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<Catalog>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
-    let value: Vec<Value> = state
+    let value = state
         .store
         .catalogs_for_project(&p)
         .await?
         .iter()
         .map(|c| catalog_json(&state, &p, c))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Reads a catalog.
+#[utoipa::path(get, path = "/projects/{projectName}/catalogs/{catalogName}", tag = "environments", params(CatalogPath), responses((status = 200, description = "The catalog", body = Catalog), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_catalog(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, c)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Catalog>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let cat = visible_catalog(&state, &p, &c).await?;
     Ok(Json(catalog_json(&state, &p, &cat)))
 }
 
+/// Lists every valid environment definition a project sees.
+#[utoipa::path(get, path = "/projects/{projectName}/environmentDefinitions", tag = "environments", params(ProjectPath), responses((status = 200, description = "Valid definitions of every catalog the project sees", body = Paged<EnvironmentDefinition>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_all_definitions(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<EnvironmentDefinition>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let mut value = Vec::new();
@@ -796,18 +889,20 @@ async fn list_all_definitions(
             }
         }
     }
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Lists a catalog's valid environment definitions.
+#[utoipa::path(get, path = "/projects/{projectName}/catalogs/{catalogName}/environmentDefinitions", tag = "environments", params(CatalogPath), responses((status = 200, description = "The catalog's valid definitions", body = Paged<EnvironmentDefinition>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_catalog_definitions(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, c)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<EnvironmentDefinition>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     visible_catalog(&state, &p, &c).await?;
-    let value: Vec<Value> = state
+    let value = state
         .store
         .list_definitions(Some(&c))
         .await?
@@ -815,14 +910,16 @@ async fn list_catalog_definitions(
         .filter(|d| d.is_valid())
         .map(|d| views::definition(&state.config.base_url, &p, d))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
+/// Reads an environment definition.
+#[utoipa::path(get, path = "/projects/{projectName}/catalogs/{catalogName}/environmentDefinitions/{definitionName}", tag = "environments", params(DefinitionPath), responses((status = 200, description = "The definition", body = EnvironmentDefinition), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_definition(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, c, d)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EnvironmentDefinition>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let def = visible_definition(&state, &p, &c, &d).await?;

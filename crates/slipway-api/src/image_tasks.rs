@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
@@ -30,11 +30,13 @@ use std::sync::Arc;
 
 use crate::auth::Caller;
 use crate::logs::{self, LogQuery};
+use crate::routing::Routes;
 use crate::{put_upload, ApiError, ApiResult, AppState};
+use slipway_wire::CloudError;
 
 /// The routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/imageTasks/registry", get(registry_info))
         .route("/imageTasks/registry/login", post(registry_login))
         .route(
@@ -98,6 +100,8 @@ fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
     v
 }
 
+/// Describes the embedded registry.
+#[utoipa::path(get, path = "/imageTasks/registry", tag = "imageTasks", responses((status = 200, description = "The embedded registry", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     Ok(Json(json!({"loginServer": svc.registry()})))
@@ -105,6 +109,7 @@ async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResu
 
 /// The user account of the embedded registry, for `docker login`; a POST so
 /// that each hand-out is in the audit log.
+#[utoipa::path(post, path = "/imageTasks/registry/login", tag = "imageTasks", responses((status = 200, description = "Registry credentials", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn registry_login(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     let login = svc.registry_login().ok_or_else(|| {
@@ -120,6 +125,8 @@ async fn registry_login(State(state): State<AppState>, caller: Caller) -> ApiRes
     })))
 }
 
+/// Uploads a build context (tar, gzip allowed).
+#[utoipa::path(put, path = "/imageTasks/contexts", tag = "imageTasks", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = "2XX", description = "`{context: \"upload:<sha256>\"}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_context(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,6 +170,8 @@ fn check_timeout(t: u64) -> ApiResult<u64> {
     }
 }
 
+/// Queues a quick build (`az acr build`).
+#[utoipa::path(post, path = "/imageTasks/builds", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_build(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,6 +210,8 @@ fn manual_trigger(caller: &Caller) -> Value {
     json!({"type": "manual", "user": caller.user})
 }
 
+/// Queues a quick task run (`az acr run`).
+#[utoipa::path(post, path = "/imageTasks/runs", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,6 +235,8 @@ async fn quick_run(
     queue_manual(&svc, &caller, "QuickRun", &request).await
 }
 
+/// Lists tasks.
+#[utoipa::path(get, path = "/imageTasks/tasks", tag = "imageTasks", responses((status = 200, description = "Tasks", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     service(&state, &caller)?;
     let tasks: Vec<Value> = state
@@ -240,6 +253,8 @@ async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<
     Ok(Json(json!({"value": tasks})))
 }
 
+/// Creates or updates a task.
+#[utoipa::path(put, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The task", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -261,6 +276,8 @@ async fn put_task(
     Ok((status, Json(v)).into_response())
 }
 
+/// Reads a task.
+#[utoipa::path(get, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), responses((status = 200, description = "The task", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -277,6 +294,8 @@ async fn get_task(
     Ok(Json(v))
 }
 
+/// Deletes a task.
+#[utoipa::path(delete, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -302,6 +321,8 @@ struct RunTask {
     set_secret: Vec<slipway_tasks::SecretValue>,
 }
 
+/// Queues a run of a task.
+#[utoipa::path(post, path = "/imageTasks/tasks/{t}/runs", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -323,13 +344,17 @@ async fn run_task(
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
 }
 
-#[derive(Deserialize)]
+/// Query of the listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunFilter {
     task: Option<String>,
     status: Option<String>,
     top: Option<u32>,
 }
 
+/// Lists runs.
+#[utoipa::path(get, path = "/imageTasks/runs", tag = "imageTasks", params(RunFilter), responses((status = 200, description = "Runs, newest first", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -357,6 +382,8 @@ async fn run_of(state: &AppState, r: &str) -> ApiResult<slipway_store::TaskRunRe
         .ok_or_else(|| ApiError::not_found("RunNotFound", format!("run '{r}' not found")))
 }
 
+/// Reads a run.
+#[utoipa::path(get, path = "/imageTasks/runs/{r}", tag = "imageTasks", params(("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -366,6 +393,8 @@ async fn get_run(
     Ok(Json(run_view(&run_of(&state, &r).await?)))
 }
 
+/// Cancels a run.
+#[utoipa::path(post, path = "/imageTasks/runs/{r}/cancel", tag = "imageTasks", params(("r" = String, Path, description = "Run id")), responses((status = "2XX", description = "Cancel requested"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -384,6 +413,8 @@ async fn cancel_run(
     }
 }
 
+/// Reads or follows a run's log.
+#[utoipa::path(get, path = "/imageTasks/runs/{r}/logs", tag = "imageTasks", params(("r" = String, Path, description = "Run id"), LogQuery), responses((status = 200, description = "The run's log", body = String, content_type = "text/plain"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -423,6 +454,8 @@ async fn run_logs(
     logs::respond(src, &q).await
 }
 
+/// Receives a signed source push (GitHub, Gitea/Forgejo, GitLab).
+#[utoipa::path(post, path = "/imageTasks/webhooks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), security(()), responses((status = "2XX", description = "Delivery accepted", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn source_webhook(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -484,6 +517,8 @@ async fn source_webhook(
     }
 }
 
+/// Receives the embedded registry's push notifications (its own token).
+#[utoipa::path(post, path = "/registry/events", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), security(("registry" = [])), responses((status = "2XX", description = "Notifications taken"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn registry_events(
     State(state): State<AppState>,
     headers: HeaderMap,

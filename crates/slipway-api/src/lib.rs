@@ -27,6 +27,8 @@ pub mod catalogs;
 pub mod data_plane;
 pub mod image_tasks;
 pub mod logs;
+pub mod openapi;
+mod routing;
 pub mod runner_api;
 mod views;
 pub mod vm_images;
@@ -40,6 +42,8 @@ use axum::Router;
 use serde_json::json;
 use slipway_catalog::SyncTrigger;
 use slipway_store::{SecretKey, Store, StoreError};
+
+use crate::routing::Routes;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -78,21 +82,36 @@ pub struct AppState {
     pub registry_events_token: String,
 }
 
-/// Builds the router with every route group.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
+/// Every route group, in one table.
+fn all_routes(max_storage_bytes: u64) -> Routes {
+    Routes::new()
+        .route("/healthz", axum::routing::get(openapi::healthz))
+        .merge(openapi::routes())
         .merge(data_plane::routes())
         .merge(admin::routes())
         .merge(catalogs::routes())
         .merge(image_tasks::routes())
         .merge(vm_images::routes())
-        .merge(runner_api::routes(state.config.max_storage_bytes))
+        .merge(runner_api::routes(max_storage_bytes))
+}
+
+/// Builds the router with every route group.
+pub fn router(state: AppState) -> Router {
+    let (routes, _) = all_routes(state.config.max_storage_bytes).into_parts();
+    routes
+        .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
+        .layer(axum::middleware::map_response(errors_as_cloud_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
         .with_state(state)
+}
+
+/// The path templates the server serves (axum's `{name}` form), in
+/// registration order: what a test checks against [`openapi::document`].
+pub fn route_paths() -> Vec<String> {
+    all_routes(0).into_parts().1
 }
 
 /// An API error rendered as ADE `CloudError`.
@@ -156,6 +175,57 @@ impl IntoResponse for ApiError {
         }
         (self.status, axum::Json(json!({ "error": err }))).into_response()
     }
+}
+
+/// Largest error text of axum's own rejections that is carried over into
+/// a `CloudError` message, bytes.
+const MAX_REJECTION_BYTES: usize = 16 * 1024;
+
+/// Turns the plain-text error answers axum's extractors give (a query
+/// string, path or body that does not parse, a method a path does not
+/// route, a body too large) into ADE `CloudError` JSON like every other
+/// error, so a client and the OpenAPI document's `default` answer hold for
+/// all of them. JSON answers and successes pass unchanged.
+async fn errors_as_cloud_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "RequestBodyTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        s if s.is_server_error() => "InternalError",
+        _ => "InvalidRequest",
+    };
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_REJECTION_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    // Keep what the refusal said beyond its body (e.g. `Allow` on a 405).
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// Largest upload body (build contexts, VM image build artifacts): 1 GiB.
@@ -283,7 +353,9 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let port = listener.local_addr()?.port();
         let prefix = format!("/runner/v1/operations/{op_id}/");
-        let app = runner_api::routes(self.state.config.max_storage_bytes)
+        let (runner_routes, _) =
+            runner_api::routes(self.state.config.max_storage_bytes).into_parts();
+        let app = runner_routes
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let own = req.uri().path().starts_with(&prefix);

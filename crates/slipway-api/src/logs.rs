@@ -29,7 +29,8 @@ use crate::ApiResult;
 const FOLLOW_TICK: Duration = Duration::from_millis(100);
 
 /// Query of every log route.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Byte offset to start from.
     #[serde(default)]

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
 use slipway_core::credentials::subscription_of;
 use slipway_core::protocol::{
@@ -22,16 +22,18 @@ use slipway_runner::hash_token;
 use slipway_store::{EnvironmentRecord, OperationRecord, Store};
 
 use crate::data_plane::resource_group_id;
+use crate::routing::Routes;
 use crate::views::{environment_path, join_path};
 use crate::{ApiError, ApiResult, AppState};
+use slipway_wire::CloudError;
 
 /// Runner routes; uploads are limited to `max_storage` bytes plus slack so an
 /// oversized upload still reaches the storage check and gets exit 14.
-pub fn routes(max_storage: u64) -> Router<AppState> {
+pub fn routes(max_storage: u64) -> Routes {
     let limit = usize::try_from(max_storage)
         .unwrap_or(usize::MAX)
         .saturating_add(1 << 20);
-    Router::new()
+    Routes::new()
         .route("/runner/v1/operations/{o}/environment", get(environment))
         .route("/runner/v1/operations/{o}/definition", get(definition))
         .route(
@@ -48,7 +50,7 @@ pub fn routes(max_storage: u64) -> Router<AppState> {
         .route("/runner/v1/operations/{o}/outputs", put(upload_outputs))
         .route("/runner/v1/operations/{o}/result", post(operation_result))
         .route("/runner/v1/operations/{o}/upgrade", get(upgrade))
-        .layer(DefaultBodyLimit::max(limit))
+        .map_router(|r| r.layer(DefaultBodyLimit::max(limit)))
 }
 
 fn security(status: StatusCode, message: &str) -> ApiError {
@@ -109,6 +111,8 @@ async fn authorize(
     Ok((op, env))
 }
 
+/// The operation's environment (`ade environment`).
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/environment", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The environment", body = RunnerEnvironment), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn environment(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -135,6 +139,8 @@ async fn environment(
     }))
 }
 
+/// The operation's definition (`ade definitions`).
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/definition", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The definition", body = RunnerDefinition), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -158,6 +164,8 @@ async fn definition(
     }))
 }
 
+/// The definition's files.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/definition/content", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The definition folder as a zip", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_content(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -178,6 +186,8 @@ async fn definition_content(
     Ok(([("content-type", "application/zip")], bytes).into_response())
 }
 
+/// The deployment identity's ids.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/identity", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The deployment identity", body = RunnerIdentity), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn identity(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -229,6 +239,8 @@ fn check_file_name(name: &str) -> ApiResult<()> {
     }
 }
 
+/// Lists the environment's stored files (`/ade/storage`).
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/files", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "Stored file names", body = Vec<String>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_files(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -243,6 +255,8 @@ async fn list_files(
     Ok(Json(files.into_iter().map(|(n, _)| n).collect()))
 }
 
+/// Downloads a stored file.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/files/{name}", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)"), ("name" = String, Path, description = "File name")), security(("runner" = [])), responses((status = 200, description = "The file", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn download_file(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -259,6 +273,8 @@ async fn download_file(
     Ok(([("content-type", "application/octet-stream")], bytes).into_response())
 }
 
+/// Stores a file (`/ade/storage`).
+#[utoipa::path(put, path = "/runner/v1/operations/{o}/files/{name}", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)"), ("name" = String, Path, description = "File name")), request_body(content = Vec<u8>, content_type = "application/octet-stream"), security(("runner" = [])), responses((status = 204, description = "Stored"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_file(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -305,6 +321,8 @@ async fn upload_file(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Appends to the operation's log.
+#[utoipa::path(post, path = "/runner/v1/operations/{o}/logs", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), request_body = LogEntry, security(("runner" = [])), responses((status = 204, description = "Appended"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn append_log(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -332,6 +350,8 @@ async fn append_log(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Stores the outputs (`ade outputs upload`).
+#[utoipa::path(put, path = "/runner/v1/operations/{o}/outputs", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), request_body(content = Object, content_type = "application/json"), security(("runner" = [])), responses((status = 204, description = "Stored"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_outputs(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -351,6 +371,8 @@ async fn upload_outputs(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Records the operation's error (`ade operation-result`).
+#[utoipa::path(post, path = "/runner/v1/operations/{o}/result", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), request_body = OperationResult, security(("runner" = [])), responses((status = 204, description = "Recorded"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn operation_result(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -370,6 +392,8 @@ async fn operation_result(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Downloads the server's `ade` binary.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/upgrade", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The `ade` binary", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
 use slipway_store::ImageRunRecord;
@@ -28,11 +28,13 @@ use slipway_vm_images::{ImageError, ImageService};
 
 use crate::auth::Caller;
 use crate::logs::{self, LogQuery};
+use crate::routing::Routes;
 use crate::{put_upload, ApiError, ApiResult, AppState};
+use slipway_wire::CloudError;
 
 /// The routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::new()
         .route("/imageTemplates", get(list_templates))
         .route(
             "/imageTemplates/{t}",
@@ -105,6 +107,8 @@ fn run_view(r: &ImageRunRecord) -> Value {
     v
 }
 
+/// Lists image templates.
+#[utoipa::path(get, path = "/imageTemplates", tag = "vmImages", responses((status = 200, description = "Image templates", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_templates(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     let mut out = Vec::new();
@@ -114,6 +118,8 @@ async fn list_templates(State(state): State<AppState>, caller: Caller) -> ApiRes
     Ok(Json(json!({"value": out})))
 }
 
+/// Creates or updates an image template (AIB document).
+#[utoipa::path(put, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The template", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +139,8 @@ async fn put_template(
     Ok((status, Json(template_view(&svc, &t).await?)).into_response())
 }
 
+/// Reads an image template.
+#[utoipa::path(get, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "The template", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,6 +150,8 @@ async fn get_template(
     Ok(Json(template_view(&svc, &t).await?))
 }
 
+/// Deletes an image template.
+#[utoipa::path(delete, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +162,8 @@ async fn delete_template(
     Ok(StatusCode::OK)
 }
 
+/// Starts a build of an image template.
+#[utoipa::path(post, path = "/imageTemplates/{t}/run", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +178,8 @@ async fn run_template(
     Ok((StatusCode::ACCEPTED, headers, Json(run_view(&run))).into_response())
 }
 
+/// Cancels the running build.
+#[utoipa::path(post, path = "/imageTemplates/{t}/cancel", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "Cancel requested", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -176,6 +190,8 @@ async fn cancel_run(
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
 }
 
+/// Lists a template's runs.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Runs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,6 +218,8 @@ async fn run_of(state: &AppState, t: &str, r: &str) -> ApiResult<ImageRunRecord>
         })
 }
 
+/// Reads a run.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runs/{r}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -211,6 +229,8 @@ async fn get_run(
     Ok(Json(run_view(&run_of(&state, &t, &r).await?)))
 }
 
+/// Reads or follows a run's customization log.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runs/{r}/log", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("r" = String, Path, description = "Run id"), LogQuery), responses((status = 200, description = "customization.log", body = String, content_type = "text/plain"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_log(
     State(state): State<AppState>,
     caller: Caller,
@@ -250,6 +270,8 @@ fn output_view(t: &str, o: &Value) -> Value {
     })
 }
 
+/// Lists a template's run outputs.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Run outputs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_outputs(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,6 +284,8 @@ async fn list_outputs(
     ))
 }
 
+/// Reads a run output.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs/{o}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("o" = String, Path, description = "Run output")), responses((status = 200, description = "The run output", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_output(
     State(state): State<AppState>,
     caller: Caller,
@@ -281,6 +305,8 @@ async fn get_output(
     Ok(Json(output_view(&t, out)))
 }
 
+/// Downloads a run output's image file.
+#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs/{o}/content", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("o" = String, Path, description = "Run output")), responses((status = 200, description = "The image file", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn output_content(
     State(state): State<AppState>,
     caller: Caller,
@@ -304,6 +330,8 @@ async fn output_content(
     Ok((StatusCode::OK, headers, body).into_response())
 }
 
+/// Uploads a file a template may name.
+#[utoipa::path(put, path = "/vmImages/artifacts", tag = "vmImages", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = "2XX", description = "`{uri: \"upload:<sha256>\"}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_artifact(
     State(state): State<AppState>,
     caller: Caller,
@@ -324,6 +352,8 @@ async fn upload_artifact(
         .into_response())
 }
 
+/// Lists stored VM images.
+#[utoipa::path(get, path = "/vmImages", tag = "vmImages", responses((status = 200, description = "The image store", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     Ok(Json(
@@ -331,6 +361,8 @@ async fn list_images(State(state): State<AppState>, caller: Caller) -> ApiResult
     ))
 }
 
+/// Lists the platform images a template may start from.
+#[utoipa::path(get, path = "/vmImages/platformImages", tag = "vmImages", responses((status = 200, description = "Platform images", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn platform_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     let svc = service(&state, &caller)?;
     let mut out = Vec::new();

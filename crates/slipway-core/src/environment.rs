@@ -13,7 +13,7 @@ pub const OUTPUT_TYPES: [&str; 7] = [
 ];
 
 /// An environment's `provisioningState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ProvisioningState {
     /// First deploy queued or running.
     Creating,
@@ -79,7 +79,7 @@ impl ProvisioningState {
 }
 
 /// `EnvironmentOperation.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum OperationKind {
     /// Create or redeploy.
     Deploy,
@@ -115,7 +115,7 @@ impl OperationKind {
 }
 
 /// `EnvironmentOperation.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum OperationStatus {
     /// Queued.
     NotStarted,
@@ -164,7 +164,7 @@ impl OperationStatus {
 }
 
 /// ADE `CloudErrorBody` subset: `{code, message}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `DeploymentError`.
     pub code: String,

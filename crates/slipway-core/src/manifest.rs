@@ -18,7 +18,7 @@ use crate::names::is_valid_definition_name;
 pub const MANIFEST_FILE_NAMES: [&str; 3] = ["environment.yaml", "manifest.yaml", "manifest.yml"];
 
 /// A parameter's data type. ADE default: `string`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ParameterType {
     /// JSON string.
@@ -84,7 +84,7 @@ impl ParameterType {
 }
 
 /// One entry of `parameters[]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ParameterDefinition {
     /// Key in the parameters object; unique within the definition.
@@ -100,9 +100,11 @@ pub struct ParameterDefinition {
     pub param_type: ParameterType,
     /// Value used when the developer gives none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub default: Option<Value>,
     /// The only values accepted, when present (non-empty, unique).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub allowed: Option<Vec<Value>>,
     /// Whether a value must be given (or a default exist).
     pub required: bool,

@@ -105,7 +105,7 @@ impl AdeExitCode {
 }
 
 /// `ade environment` output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerEnvironment {
     /// Data-plane URI of the environment.
@@ -125,6 +125,7 @@ pub struct RunnerEnvironment {
     /// Definition name.
     pub environment_definition_name: String,
     /// Effective parameters (defaults applied).
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
     /// Region/location of the project.
     pub location: String,
@@ -132,7 +133,7 @@ pub struct RunnerEnvironment {
 
 /// `ade definitions list` output. `templatePath` and `contentSourcePath` are
 /// catalog-prefixed (`<catalog>/<dir>/main.tf`, `<catalog>/<dir>`), unlike the public API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerDefinition {
     /// `/projects/P/catalogs/C/environmentDefinitions/D`.
@@ -155,7 +156,7 @@ pub struct RunnerDefinition {
 }
 
 /// `ade info` answers plus the subscription id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerIdentity {
     /// `ADE_CLIENT_ID`.
@@ -167,7 +168,7 @@ pub struct RunnerIdentity {
 }
 
 /// Type of an `ade log` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogType {
     /// Normal log line (default).
@@ -180,7 +181,7 @@ pub enum LogType {
 }
 
 /// One `ade log` / `ade execute` chunk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEntry {
     /// Line type.
     #[serde(rename = "type", default)]
@@ -190,7 +191,7 @@ pub struct LogEntry {
 }
 
 /// `ade operation-result`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationResult {
     /// Error code, e.g. `DeploymentError`.
     pub code: String,
@@ -218,6 +219,11 @@ pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
         }
         if out.get("value").is_none() {
             return Err(format!("output '{name}': missing 'value'"));
+        }
+        if let Some(v) = out.get("sensitive").filter(|v| !v.is_boolean()) {
+            return Err(format!(
+                "output '{name}': 'sensitive' is {v}: expected true or false"
+            ));
         }
     }
     Ok(outputs.clone())
@@ -248,5 +254,10 @@ mod tests {
             validate_outputs(&json!({"outputs": {"a": {"type": "blob", "value": 1}}})).unwrap_err();
         assert!(e.contains("'blob'"));
         assert!(validate_outputs(&json!({"x": 1})).is_err());
+        let e = validate_outputs(
+            &json!({"outputs": {"a": {"type": "string", "value": "x", "sensitive": "yes"}}}),
+        )
+        .unwrap_err();
+        assert!(e.contains("'sensitive' is \"yes\""), "{e}");
     }
 }

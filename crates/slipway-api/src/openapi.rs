@@ -1,0 +1,249 @@
+//! The OpenAPI 3.1 document of the whole API (`GET /openapi.json`, checked
+//! in as `docs/openapi.json`), generated from the handlers' `utoipa::path`
+//! attributes and the wire types of `slipway_wire`.
+//!
+//! The ADE data plane keeps Microsoft's devcenter data-plane names
+//! (`/projects/{projectName}/users/{userId}/environments/{environmentName}`,
+//! `…/operations/{operationId}:cancel`, `…/actions/{actionName}:skip`).
+//! Catalog and secret routes exist once per scope (dev center and project):
+//! the document lists the dev-center form and copies it under
+//! `/admin/projects/{projectName}` ([`document`]).
+
+use axum::routing::get;
+use axum::Json;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, Required};
+use utoipa::{Modify, OpenApi};
+
+use crate::routing::Routes;
+
+/// The handlers and schemas the document is made of.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Slipway",
+        description = "Deployment environments (the ADE data plane and runner API), container image tasks and VM image templates. Every route but `/healthz`, `/openapi.json`, the runner API (per-operation tokens) and the webhooks needs `Authorization: Bearer <API token>`. Errors are ADE `CloudError` JSON."
+    ),
+    paths(
+        healthz,
+        openapi_json,
+        crate::data_plane::list_project_environments,
+        crate::data_plane::list_user_environments,
+        crate::data_plane::get_environment,
+        crate::data_plane::put_environment,
+        crate::data_plane::patch_environment,
+        crate::data_plane::delete_environment,
+        crate::data_plane::list_operations,
+        crate::data_plane::get_operation,
+        crate::data_plane::operation_action,
+        crate::data_plane::get_logs,
+        crate::data_plane::get_outputs,
+        crate::data_plane::list_actions,
+        crate::data_plane::get_action,
+        crate::data_plane::skip_action,
+        crate::data_plane::delay_action,
+        crate::data_plane::get_operation_status,
+        crate::data_plane::list_environment_types,
+        crate::data_plane::get_environment_type,
+        crate::data_plane::list_catalogs,
+        crate::data_plane::get_catalog,
+        crate::data_plane::list_all_definitions,
+        crate::data_plane::list_catalog_definitions,
+        crate::data_plane::get_definition,
+        crate::admin::list_projects,
+        crate::admin::put_project,
+        crate::admin::list_environment_types,
+        crate::admin::put_environment_type,
+        crate::admin::delete_environment_type,
+        crate::admin::list_project_environment_types,
+        crate::admin::put_project_environment_type,
+        crate::admin::get_project_environment_type,
+        crate::admin::delete_project_environment_type,
+        crate::admin::post_role_assignment,
+        crate::admin::list_role_assignments,
+        crate::admin::delete_role_assignment,
+        crate::admin::post_token,
+        crate::admin::list_tokens,
+        crate::admin::revoke_token,
+        crate::admin::list_audit,
+        crate::catalogs::list_catalogs,
+        crate::catalogs::put_catalog,
+        crate::catalogs::get_catalog,
+        crate::catalogs::delete_catalog,
+        crate::catalogs::catalog_action,
+        crate::catalogs::catalog_sub_action,
+        crate::catalogs::list_definitions,
+        crate::catalogs::get_definition,
+        crate::catalogs::definition_action,
+        crate::catalogs::definition_error_details,
+        crate::catalogs::list_secrets,
+        crate::catalogs::put_secret,
+        crate::catalogs::get_secret,
+        crate::catalogs::delete_secret,
+        crate::image_tasks::registry_info,
+        crate::image_tasks::registry_login,
+        crate::image_tasks::upload_context,
+        crate::image_tasks::quick_build,
+        crate::image_tasks::quick_run,
+        crate::image_tasks::list_runs,
+        crate::image_tasks::list_tasks,
+        crate::image_tasks::put_task,
+        crate::image_tasks::get_task,
+        crate::image_tasks::delete_task,
+        crate::image_tasks::run_task,
+        crate::image_tasks::get_run,
+        crate::image_tasks::cancel_run,
+        crate::image_tasks::run_logs,
+        crate::image_tasks::source_webhook,
+        crate::image_tasks::registry_events,
+        crate::vm_images::list_templates,
+        crate::vm_images::put_template,
+        crate::vm_images::get_template,
+        crate::vm_images::delete_template,
+        crate::vm_images::run_template,
+        crate::vm_images::cancel_run,
+        crate::vm_images::list_runs,
+        crate::vm_images::get_run,
+        crate::vm_images::run_log,
+        crate::vm_images::list_outputs,
+        crate::vm_images::get_output,
+        crate::vm_images::output_content,
+        crate::vm_images::upload_artifact,
+        crate::vm_images::list_images,
+        crate::vm_images::platform_images,
+        crate::runner_api::environment,
+        crate::runner_api::definition,
+        crate::runner_api::definition_content,
+        crate::runner_api::identity,
+        crate::runner_api::list_files,
+        crate::runner_api::download_file,
+        crate::runner_api::upload_file,
+        crate::runner_api::append_log,
+        crate::runner_api::upload_outputs,
+        crate::runner_api::operation_result,
+        crate::runner_api::upgrade,
+    ),
+    modifiers(&BearerToken),
+    security(("bearer" = [])),
+    tags(
+        (name = "environments", description = "ADE data plane: environments, operations, actions, outputs, catalogs, definitions and environment types of a project"),
+        (name = "admin", description = "Control plane: projects, environment types, project environment types, role assignments, API tokens, audit"),
+        (name = "catalogs", description = "Catalogs, their definitions and sync, and secrets; each route also exists under `/admin/projects/{p}` for a project's own"),
+        (name = "imageTasks", description = "Container image tasks (ACR Tasks model): quick builds and runs, tasks, runs and logs, the embedded registry"),
+        (name = "vmImages", description = "VM image templates (Azure VM Image Builder model): templates, runs, run outputs, the image store"),
+        (name = "runner", description = "The runner API the `ade` CLI calls from inside a runner, with its operation's token"),
+        (name = "meta", description = "Health and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// Declares the `bearer` security scheme (Slipway API tokens `slw_…`).
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The runner API's per-operation token (`ADE_HTTP__TOKEN`).
+        components.add_security_scheme(
+            "runner",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The token the embedded registry sends with its notifications.
+        components.add_security_scheme(
+            "registry",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The project-scoped copies of the dev-center catalog and secret routes.
+const PROJECT_SCOPED_PREFIXES: [&str; 2] = ["/admin/catalogs", "/admin/secrets"];
+
+/// The OpenAPI 3.1 document: the derived one plus the project-scoped copies
+/// of the catalog and secret routes (same handlers, one more path parameter).
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    // Handler names repeat across groups (`get_run`): an operation id is
+    // `<tag>_<handler>`, unique because each group is one module.
+    for item in doc.paths.paths.values_mut() {
+        for op in item_operations(item) {
+            if let (Some(tag), Some(id)) = (
+                op.tags.as_ref().and_then(|t| t.first()),
+                &mut op.operation_id,
+            ) {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
+    let copies: Vec<(String, utoipa::openapi::PathItem)> = doc
+        .paths
+        .paths
+        .iter()
+        .filter(|(path, _)| PROJECT_SCOPED_PREFIXES.iter().any(|p| path.starts_with(p)))
+        .map(|(path, item)| {
+            let mut item = item.clone();
+            let project = project_parameter();
+            for op in item_operations(&mut item) {
+                let params = op.parameters.get_or_insert_with(Vec::new);
+                params.insert(0, project.clone());
+                if let Some(id) = &mut op.operation_id {
+                    id.push_str("_in_project");
+                }
+            }
+            let scoped = path.replacen("/admin/", "/admin/projects/{p}/", 1);
+            (scoped, item)
+        })
+        .collect();
+    for (path, item) in copies {
+        doc.paths.paths.insert(path, item);
+    }
+    doc
+}
+
+fn project_parameter() -> Parameter {
+    ParameterBuilder::new()
+        .name("p")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some("Project"))
+        .schema(Some(utoipa::openapi::schema::Object::with_type(
+            utoipa::openapi::schema::Type::String,
+        )))
+        .build()
+}
+
+fn item_operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// `GET /healthz` and `GET /openapi.json`.
+pub fn routes() -> Routes {
+    Routes::new().route("/openapi.json", get(openapi_json))
+}
+
+/// Answers `ok` while the server runs.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()), responses((status = 200, description = "The server runs", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", security(()), responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Json<Document> {
+    Json(document())
+}
