@@ -23,12 +23,18 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use slipway_core::access::{Permission, Role, Scope};
 use slipway_core::credentials::DEPLOYMENT_IDENTITY_KIND;
 use slipway_core::isolation::RunnerPolicy;
 use slipway_core::names::validate_resource_name;
-use slipway_store::{AuditFilter, PetLimits, Project, ProjectEnvironmentType};
+use slipway_store::{AuditFilter, ProjectEnvironmentType};
+use slipway_wire::admin::{
+    AuditEvent, DevCenterEnvironmentType, EnvironmentTypeRequest, IssuedToken, Project,
+    ProjectEnvironmentType as ProjectEnvironmentTypeView, ProjectEnvironmentTypeRequest,
+    ProjectRequest, RoleAssignment, RoleAssignmentRequest, RoleMap, TokenMeta, TokenRequest,
+};
+use slipway_wire::Paged;
 
 use crate::auth::Caller;
 use crate::routing::Routes;
@@ -121,21 +127,14 @@ pub(crate) async fn require_project(state: &AppState, project: &str) -> ApiResul
 
 // ----- projects -----
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ProjectBody {
-    description: Option<String>,
-    location: Option<String>,
-}
-
 /// Creates or updates a project.
-#[utoipa::path(put, path = "/admin/projects/{p}", tag = "admin", params(("p" = String, Path, description = "Project")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Updated", body = Object), (status = 201, description = "Created", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/admin/projects/{p}", tag = "admin", params(("p" = String, Path, description = "Project")), request_body = ProjectRequest, responses((status = 200, description = "Updated", body = Project), (status = 201, description = "Created", body = Project), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_project(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-    b: JsonBody<ProjectBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    b: JsonBody<ProjectRequest>,
+) -> ApiResult<(StatusCode, Json<Project>)> {
     name_ok("project", &p)?;
     let existing = state.store.get_project(&p).await?;
     caller.require(match existing {
@@ -149,12 +148,15 @@ async fn put_project(
         location: b.location.unwrap_or_else(|| "local".into()),
     };
     state.store.put_project(&project).await?;
-    Ok((StatusCode::OK, Json(json!(project))))
+    Ok((StatusCode::OK, Json(project)))
 }
 
 /// Lists projects.
-#[utoipa::path(get, path = "/admin/projects", tag = "admin", responses((status = 200, description = "Projects", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn list_projects(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/admin/projects", tag = "admin", responses((status = 200, description = "Projects", body = Paged<Project>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Paged<Project>>> {
     let value: Vec<Project> = state
         .store
         .list_projects()
@@ -162,25 +164,19 @@ async fn list_projects(State(state): State<AppState>, caller: Caller) -> ApiResu
         .into_iter()
         .filter(|p| caller.can(&Permission::ReadProject(p.name.clone())))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
 // ----- environment types -----
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EnvTypeBody {
-    display_name: Option<String>,
-}
-
 /// Creates or updates a dev-center environment type.
-#[utoipa::path(put, path = "/admin/environmentTypes/{t}", tag = "admin", params(("t" = String, Path, description = "Environment type")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/admin/environmentTypes/{t}", tag = "admin", params(("t" = String, Path, description = "Environment type")), request_body = EnvironmentTypeRequest, responses((status = 200, description = "The environment type", body = DevCenterEnvironmentType), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_environment_type(
     State(state): State<AppState>,
     caller: Caller,
     Path(t): Path<String>,
-    b: JsonBody<EnvTypeBody>,
-) -> ApiResult<Json<Value>> {
+    b: JsonBody<EnvironmentTypeRequest>,
+) -> ApiResult<Json<DevCenterEnvironmentType>> {
     caller.require(Permission::AdministerDevCenter)?;
     name_ok("environment type", &t)?;
     let b = body(b)?;
@@ -188,18 +184,21 @@ async fn put_environment_type(
         .store
         .put_environment_type(&t, b.display_name.as_deref())
         .await?;
-    Ok(Json(json!({"name": t, "displayName": b.display_name})))
+    Ok(Json(DevCenterEnvironmentType {
+        name: t,
+        display_name: b.display_name,
+    }))
 }
 
 /// Lists dev-center environment types.
-#[utoipa::path(get, path = "/admin/environmentTypes", tag = "admin", responses((status = 200, description = "Dev-center environment types", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/environmentTypes", tag = "admin", responses((status = 200, description = "Dev-center environment types", body = Paged<DevCenterEnvironmentType>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_environment_types(
     State(state): State<AppState>,
     _caller: Caller,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"value": state.store.list_environment_types().await?}),
-    ))
+) -> ApiResult<Json<Paged<DevCenterEnvironmentType>>> {
+    Ok(Json(Paged::all(
+        state.store.list_environment_types().await?,
+    )))
 }
 
 /// Deletes a dev-center environment type.
@@ -222,44 +221,6 @@ async fn delete_environment_type(
 
 // ----- project environment types -----
 
-/// Body of `PUT /admin/projects/{p}/environmentTypes/{t}` (ADE
-/// `ProjectEnvironmentType.properties`, plus Slipway's identity and limits).
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PetBody {
-    /// `/subscriptions/<id>`; default all zeros.
-    deployment_target_id: Option<String>,
-    /// `Enabled` (default) | `Disabled`.
-    status: Option<String>,
-    /// Display name.
-    display_name: Option<String>,
-    /// `{roles: {<role>: {}}}`: roles the creator gets on each environment.
-    creator_role_assignment: Option<RolesObject>,
-    /// `{<user>: {roles: {<role>: {}}}}`: assignments at this type's scope (replaced whole).
-    user_role_assignments: Option<BTreeMap<String, RolesObject>>,
-    /// Name of a `deploymentIdentity` secret.
-    deployment_identity: Option<String>,
-    /// Limits.
-    limits: Option<LimitsBody>,
-    /// Runner confinement (`slipway_core::isolation::RunnerPolicy`).
-    runner_policy: Option<Value>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RolesObject {
-    roles: BTreeMap<String, Value>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LimitsBody {
-    max_runtime_minutes: Option<i64>,
-    #[serde(rename = "maxStorageMB")]
-    max_storage_mb: Option<i64>,
-    max_environments_per_user: Option<i64>,
-}
-
 fn bad_pet(m: String) -> ApiError {
     ApiError::bad_request("InvalidProjectEnvironmentType", m)
 }
@@ -271,59 +232,62 @@ fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> ApiResult<Vec<Ro
         .collect()
 }
 
-async fn pet_view(state: &AppState, t: &ProjectEnvironmentType) -> ApiResult<Value> {
+async fn pet_view(
+    state: &AppState,
+    t: &slipway_store::ProjectEnvironmentType,
+) -> ApiResult<ProjectEnvironmentTypeView> {
     let scope = Scope::EnvironmentType(t.project.clone(), t.name.clone());
-    let mut users: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut users: BTreeMap<String, RoleMap> = BTreeMap::new();
     for a in state.store.assignments_at(&scope).await? {
         users
             .entry(a.principal_id)
             .or_default()
-            .insert(a.role, json!({}));
+            .roles
+            .insert(a.role, Value::Object(Map::new()));
     }
-    let users: Map<String, Value> = users
-        .into_iter()
-        .map(|(u, roles)| (u, json!({ "roles": roles })))
-        .collect();
-    let creator: Map<String, Value> = t
-        .creator_roles
-        .iter()
-        .map(|r| (r.clone(), json!({})))
-        .collect();
+    let creator = RoleMap {
+        roles: t
+            .creator_roles
+            .iter()
+            .map(|r| (r.clone(), Value::Object(Map::new())))
+            .collect(),
+    };
     let count = state
         .store
         .count_environments(&t.project, &t.name, None)
         .await?;
-    Ok(json!({
-        "name": t.name,
-        "project": t.project,
-        "deploymentTargetId": t.deployment_target_id,
-        "status": t.status,
-        "displayName": t.display_name,
-        "creatorRoleAssignment": {"roles": creator},
-        "userRoleAssignments": users,
-        "deploymentIdentity": t.deployment_identity,
-        "limits": t.limits,
-        "runnerPolicy": t.runner_policy,
-        "environmentCount": count,
-        "provisioningState": "Succeeded",
-    }))
+    Ok(ProjectEnvironmentTypeView {
+        name: t.name.clone(),
+        project: t.project.clone(),
+        deployment_target_id: t.deployment_target_id.clone(),
+        status: t.status.clone(),
+        display_name: t.display_name.clone(),
+        creator_role_assignment: creator,
+        user_role_assignments: users,
+        deployment_identity: t.deployment_identity.clone(),
+        limits: t.limits.clone(),
+        runner_policy: t.runner_policy.clone(),
+        environment_count: count,
+        provisioning_state: "Succeeded".to_string(),
+    })
 }
 
 /// Creates or updates a project environment type.
-#[utoipa::path(put, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The project environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), request_body = ProjectEnvironmentTypeRequest, responses((status = 200, description = "The project environment type", body = ProjectEnvironmentTypeView), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_project_environment_type(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, t)): Path<(String, String)>,
     b: JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProjectEnvironmentTypeView>> {
     caller.require(Permission::AdministerProject(p.clone()))?;
     let raw = body(b)?;
     let raw = match raw.get("properties") {
         Some(props) if raw.as_object().is_some_and(|o| o.len() == 1) => props.clone(),
         _ => raw,
     };
-    let b: PetBody = serde_json::from_value(raw).map_err(|e| bad_pet(e.to_string()))?;
+    let b: ProjectEnvironmentTypeRequest =
+        serde_json::from_value(raw).map_err(|e| bad_pet(e.to_string()))?;
     require_project(&state, &p).await?;
     if !state.store.environment_type_exists(&t).await? {
         return Err(ApiError::not_found(
@@ -394,11 +358,7 @@ async fn put_project_environment_type(
         display_name: b.display_name,
         creator_roles,
         deployment_identity: b.deployment_identity,
-        limits: PetLimits {
-            max_runtime_minutes: limits.max_runtime_minutes,
-            max_storage_mb: limits.max_storage_mb,
-            max_environments_per_user: limits.max_environments_per_user,
-        },
+        limits,
         runner_policy,
     };
     state.store.put_project_environment_type(&pet).await?;
@@ -429,31 +389,31 @@ pub(crate) async fn require_pet(
 }
 
 /// Reads a project environment type.
-#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), responses((status = 200, description = "The project environment type", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes/{t}", tag = "admin", params(("p" = String, Path, description = "Project"), ("t" = String, Path, description = "Environment type")), responses((status = 200, description = "The project environment type", body = ProjectEnvironmentTypeView), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_project_environment_type(
     State(state): State<AppState>,
     caller: Caller,
     Path((p, t)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProjectEnvironmentTypeView>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     let pet = require_pet(&state, &p, &t).await?;
     Ok(Json(pet_view(&state, &pet).await?))
 }
 
 /// Lists a project's environment types.
-#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes", tag = "admin", params(("p" = String, Path, description = "Project")), responses((status = 200, description = "Project environment types", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/projects/{p}/environmentTypes", tag = "admin", params(("p" = String, Path, description = "Project")), responses((status = 200, description = "Project environment types", body = Paged<ProjectEnvironmentTypeView>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_project_environment_types(
     State(state): State<AppState>,
     caller: Caller,
     Path(p): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<ProjectEnvironmentTypeView>>> {
     caller.require(Permission::ReadProject(p.clone()))?;
     require_project(&state, &p).await?;
     let mut value = Vec::new();
     for t in state.store.list_project_environment_types(&p).await? {
         value.push(pet_view(&state, &t).await?);
     }
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
 /// Deletes a project environment type without environments.
@@ -484,21 +444,13 @@ fn administers(scope: &Scope) -> Permission {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct AssignmentBody {
-    principal_id: String,
-    role: String,
-    scope: String,
-}
-
 /// Assigns a role at a scope.
-#[utoipa::path(post, path = "/admin/roleAssignments", tag = "admin", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "The role assignment", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/roleAssignments", tag = "admin", request_body = RoleAssignmentRequest, responses((status = 201, description = "The role assignment", body = RoleAssignment), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_role_assignment(
     State(state): State<AppState>,
     caller: Caller,
-    b: JsonBody<AssignmentBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    b: JsonBody<RoleAssignmentRequest>,
+) -> ApiResult<(StatusCode, Json<RoleAssignment>)> {
     let b = body(b)?;
     let bad = |m: String| ApiError::bad_request("InvalidRoleAssignment", m);
     let scope = Scope::parse(&b.scope).map_err(|e| bad(format!("property 'scope': {e}")))?;
@@ -545,7 +497,7 @@ async fn post_role_assignment(
         .store
         .assign_role(&b.principal_id, role, &scope)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(a))))
+    Ok((StatusCode::CREATED, Json(a)))
 }
 
 /// Query of the listing.
@@ -556,12 +508,12 @@ struct ProjectQuery {
 }
 
 /// Lists role assignments.
-#[utoipa::path(get, path = "/admin/roleAssignments", tag = "admin", params(ProjectQuery), responses((status = 200, description = "Role assignments", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/roleAssignments", tag = "admin", params(ProjectQuery), responses((status = 200, description = "Role assignments", body = Paged<RoleAssignment>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_role_assignments(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ProjectQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<RoleAssignment>>> {
     caller.require(match &q.project {
         Some(p) => Permission::AdministerProject(p.clone()),
         None => Permission::AdministerDevCenter,
@@ -570,7 +522,7 @@ async fn list_role_assignments(
         .store
         .list_role_assignments(q.project.as_deref())
         .await?;
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
 /// Removes a role assignment.
@@ -604,22 +556,17 @@ async fn delete_role_assignment(
 
 // ----- tokens -----
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TokenBody {
-    user: Option<String>,
-    name: Option<String>,
-    expires_at: Option<String>,
-    expires_in_days: Option<u32>,
-}
+/// The longest `expiresInDays` of a token (100 years): beyond it the
+/// expiry is not a representable time.
+const MAX_TOKEN_DAYS: u32 = 36_500;
 
 /// Issues an API token.
-#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body(content = Object, content_type = "application/json"), responses((status = 201, description = "The token; its secret is shown once", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = TokenRequest, responses((status = 201, description = "The token; its secret is shown once", body = IssuedToken), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_token(
     State(state): State<AppState>,
     caller: Caller,
-    b: JsonBody<TokenBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    b: JsonBody<TokenRequest>,
+) -> ApiResult<(StatusCode, Json<IssuedToken>)> {
     let b = body(b)?;
     let user = b.user.unwrap_or_else(|| caller.user.clone());
     if user != caller.user {
@@ -644,6 +591,12 @@ async fn post_token(
             "property 'expiresAt'",
             &at,
         )?),
+        (None, Some(days)) if days > MAX_TOKEN_DAYS => {
+            return Err(ApiError::bad_request(
+                "InvalidToken",
+                format!("property 'expiresInDays' is {days}: expected whole days from 1 to {MAX_TOKEN_DAYS}"),
+            ))
+        }
         (None, Some(days)) => Some(stored_time(
             chrono::Utc::now() + chrono::Duration::days(i64::from(days.max(1))),
         )),
@@ -653,9 +606,7 @@ async fn post_token(
         .store
         .create_token(&user, b.name.as_deref(), expires.as_deref())
         .await?;
-    let mut v = json!(meta);
-    v["token"] = json!(token);
-    Ok((StatusCode::CREATED, Json(v)))
+    Ok((StatusCode::CREATED, Json(IssuedToken { meta, token })))
 }
 
 /// Query of the listing.
@@ -666,12 +617,12 @@ struct UserQuery {
 }
 
 /// Lists API tokens.
-#[utoipa::path(get, path = "/admin/tokens", tag = "admin", params(UserQuery), responses((status = 200, description = "Tokens (never their secrets)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/tokens", tag = "admin", params(UserQuery), responses((status = 200, description = "Tokens (never their secrets)", body = Paged<TokenMeta>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<UserQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<TokenMeta>>> {
     let user = match q.user {
         Some(u) if u != caller.user && u != "me" => {
             caller.require(Permission::AdministerDevCenter)?;
@@ -680,9 +631,9 @@ async fn list_tokens(
         None if caller.can(&Permission::AdministerDevCenter) => None,
         _ => Some(caller.user.clone()),
     };
-    Ok(Json(
-        json!({"value": state.store.list_tokens(user.as_deref()).await?}),
-    ))
+    Ok(Json(Paged::all(
+        state.store.list_tokens(user.as_deref()).await?,
+    )))
 }
 
 /// Revokes an API token.
@@ -722,12 +673,12 @@ struct AuditQuery {
 }
 
 /// Reads the audit log.
-#[utoipa::path(get, path = "/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records, newest first", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/audit", tag = "admin", params(AuditQuery), responses((status = 200, description = "Audit records, newest first", body = Paged<AuditEvent>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<AuditEvent>>> {
     caller.require(match &q.project {
         Some(p) => Permission::AdministerProject(p.clone()),
         None => Permission::AdministerDevCenter,
@@ -749,7 +700,5 @@ async fn list_audit(
         until,
         limit: q.top.unwrap_or(1000).min(10_000),
     };
-    Ok(Json(
-        json!({"value": state.store.list_audit(&filter).await?}),
-    ))
+    Ok(Json(Paged::all(state.store.list_audit(&filter).await?)))
 }

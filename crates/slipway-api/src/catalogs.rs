@@ -21,7 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use slipway_catalog::{sync_catalog, CatalogError};
 use slipway_core::names::validate_resource_name;
 use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord, SecretScope};
@@ -35,7 +35,11 @@ use slipway_core::credentials::{
     DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
 };
 use slipway_core::echo::truncate as truncate_echo;
-use slipway_wire::CloudError;
+use slipway_wire::catalogs::{
+    CatalogActionResult, CatalogBody, CatalogDefinition, CatalogResource, DefinitionErrors,
+    SecretMeta, SecretRequest,
+};
+use slipway_wire::{CloudError, Paged};
 
 /// Catalog, definition and secret routes.
 pub fn routes() -> Routes {
@@ -103,21 +107,21 @@ fn param<'a>(params: &'a HashMap<String, String>, key: &str) -> &'a str {
 }
 
 /// The admin view of a catalog (ADE `Catalog` properties, flattened).
-fn catalog_view(c: &Catalog) -> Value {
-    json!({
-        "name": c.name,
-        "project": c.spec.project,
-        "source": c.spec.source,
-        "syncType": c.spec.sync_type,
-        "secretIdentifier": c.spec.secret,
-        "syncState": c.sync_state,
-        "lastSyncTime": c.last_sync_time,
-        "lastSyncCommit": c.last_commit,
-        "lastSyncStats": c.last_sync_stats,
-        "connectionState": c.connection_state,
-        "lastConnectionTime": c.last_connection_time,
-        "syncErrorDetails": c.last_sync_errors,
-    })
+fn catalog_view(c: &Catalog) -> CatalogResource {
+    CatalogResource {
+        name: c.name.clone(),
+        project: c.spec.project.clone(),
+        source: c.spec.source.clone(),
+        sync_type: c.spec.sync_type.clone(),
+        secret_identifier: c.spec.secret.clone(),
+        sync_state: c.sync_state.clone(),
+        last_sync_time: c.last_sync_time.clone(),
+        last_sync_commit: c.last_commit.clone(),
+        last_sync_stats: c.last_sync_stats.clone(),
+        connection_state: c.connection_state.clone(),
+        last_connection_time: c.last_connection_time.clone(),
+        sync_error_details: c.last_sync_errors.clone(),
+    }
 }
 
 /// The catalog `c` in the scope of the request (dev center or project `p`), or 404.
@@ -266,13 +270,13 @@ fn parse_catalog_body(body: &Value, project: Option<&str>) -> ApiResult<CatalogS
 }
 
 /// Creates or updates a catalog (and syncs it).
-#[utoipa::path(put, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "Updated", body = Object), (status = 201, description = "Created", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), request_body = CatalogBody, responses((status = 200, description = "Updated", body = CatalogResource), (status = 201, description = "Created", body = CatalogResource), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_catalog(
     State(state): State<AppState>,
     caller: Caller,
     Path(params): Params,
     b: JsonBody<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CatalogResource>)> {
     let body = body(b)?;
     let name = param(&params, "c").to_string();
     validate_resource_name("catalog", &name)
@@ -380,13 +384,13 @@ async fn run_sync(state: &AppState, name: &str) -> ApiResult<()> {
 }
 
 /// Lists catalogs of the scope.
-#[utoipa::path(get, path = "/admin/catalogs", tag = "catalogs", responses((status = 200, description = "Catalogs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/catalogs", tag = "catalogs", responses((status = 200, description = "Catalogs", body = Paged<CatalogResource>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_catalogs(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<CatalogResource>>> {
     let project = params.get("p");
-    let value: Vec<Value> = state
+    let value = state
         .store
         .list_catalogs()
         .await?
@@ -394,15 +398,15 @@ async fn list_catalogs(
         .filter(|c| project.is_none() || c.spec.project.as_ref() == project)
         .map(catalog_view)
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
 /// Reads a catalog with its sync state.
-#[utoipa::path(get, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "The catalog", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "The catalog", body = CatalogResource), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_catalog(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CatalogResource>> {
     Ok(Json(catalog_view(&scoped_catalog(&state, &params).await?)))
 }
 
@@ -419,11 +423,11 @@ async fn delete_catalog(
 }
 
 /// `POST .../catalogs/{c}:sync` and `:getSyncErrorDetails`.
-#[utoipa::path(post, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "`<catalog>:sync` or `<catalog>:getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/catalogs/{c}", tag = "catalogs", params(("c" = String, Path, description = "`<catalog>:sync` or `<catalog>:getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = CatalogActionResult), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn catalog_action(
     state: State<AppState>,
     Path(mut params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CatalogActionResult>> {
     let full = param(&params, "c").to_string();
     let Some((name, action)) = full.split_once(':') else {
         return Err(ApiError::not_found(
@@ -437,22 +441,25 @@ async fn catalog_action(
 }
 
 /// `POST .../catalogs/{c}/sync` and `/getSyncErrorDetails` (ADE control-plane actions).
-#[utoipa::path(post, path = "/admin/catalogs/{c}/{action}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("action" = String, Path, description = "`sync` or `getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/catalogs/{c}/{action}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("action" = String, Path, description = "`sync` or `getSyncErrorDetails`")), responses((status = 200, description = "The catalog after a sync, or its sync error details", body = CatalogActionResult), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn catalog_sub_action(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CatalogActionResult>> {
     let c = scoped_catalog(&state, &params).await?;
     match param(&params, "action") {
         "sync" => {
             run_sync(&state, &c.name).await?;
             let c = scoped_catalog(&state, &params).await?;
-            Ok(Json(catalog_view(&c)))
+            Ok(Json(CatalogActionResult::Catalog(Box::new(catalog_view(
+                &c,
+            )))))
         }
-        "getSyncErrorDetails" => Ok(Json(
+        "getSyncErrorDetails" => Ok(Json(CatalogActionResult::SyncErrorDetails(
             c.last_sync_errors
-                .unwrap_or_else(|| json!({"operationError": null, "conflicts": [], "errors": []})),
-        )),
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default(),
+        ))),
         other => Err(ApiError::not_found(
             "UnknownAction",
             format!("'{other}' is not a catalog action: expected 'sync' or 'getSyncErrorDetails'"),
@@ -461,36 +468,37 @@ async fn catalog_sub_action(
 }
 
 /// The admin view of a definition: the data-plane shape plus validation.
-fn definition_view(state: &AppState, d: &DefinitionRecord, project: Option<&str>) -> Value {
-    let mut v = json!(views::definition(
-        &state.config.base_url,
-        project.unwrap_or("-"),
-        d
-    ));
-    v["validationStatus"] = json!(d.validation_status);
-    v["errorDetails"] = json!(d.error_details);
-    v["warnings"] = json!(d.warnings);
-    v["folder"] = json!(d.folder);
-    v["contentDigest"] = json!(d.content_digest);
-    v
+fn definition_view(
+    state: &AppState,
+    d: &DefinitionRecord,
+    project: Option<&str>,
+) -> CatalogDefinition {
+    CatalogDefinition {
+        definition: views::definition(&state.config.base_url, project.unwrap_or("-"), d),
+        validation_status: d.validation_status.clone(),
+        error_details: d.error_details.clone(),
+        warnings: d.warnings.clone(),
+        folder: d.folder.clone(),
+        content_digest: d.content_digest.clone(),
+    }
 }
 
 /// Lists a catalog's definitions, valid or not.
-#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "Definitions with validation status", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions", tag = "catalogs", params(("c" = String, Path, description = "Catalog")), responses((status = 200, description = "Definitions with validation status", body = Paged<CatalogDefinition>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_definitions(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<CatalogDefinition>>> {
     let c = scoped_catalog(&state, &params).await?;
     let project = params.get("p").map(String::as_str);
-    let value: Vec<Value> = state
+    let value = state
         .store
         .list_definitions(Some(&c.name))
         .await?
         .iter()
         .map(|d| definition_view(&state, d, project))
         .collect();
-    Ok(Json(json!({ "value": value })))
+    Ok(Json(Paged::all(value)))
 }
 
 async fn scoped_definition(
@@ -515,11 +523,11 @@ async fn scoped_definition(
 }
 
 /// Reads a definition with its validation status.
-#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "The definition with validation status", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "The definition with validation status", body = CatalogDefinition), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_definition(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CatalogDefinition>> {
     let d = scoped_definition(&state, &params, param(&params, "d")).await?;
     Ok(Json(definition_view(
         &state,
@@ -529,16 +537,18 @@ async fn get_definition(
 }
 
 /// `POST .../environmentDefinitions/{d}:getErrorDetails`.
-#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "`<definition>:getErrorDetails`")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "`<definition>:getErrorDetails`")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = DefinitionErrors), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_action(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DefinitionErrors>> {
     let full = param(&params, "d");
     match full.split_once(':') {
         Some((name, "getErrorDetails")) => {
             let d = scoped_definition(&state, &params, name).await?;
-            Ok(Json(json!({"errors": d.error_details})))
+            Ok(Json(DefinitionErrors {
+                errors: d.error_details,
+            }))
         }
         _ => Err(ApiError::not_found(
             "UnknownAction",
@@ -549,13 +559,15 @@ async fn definition_action(
 
 /// `POST .../environmentDefinitions/{d}/getErrorDetails` (ADE
 /// `ProjectCatalogEnvironmentDefinitions_GetErrorDetails`): `{errors:[{code,message}]}`.
-#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/admin/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails", tag = "catalogs", params(("c" = String, Path, description = "Catalog"), ("d" = String, Path, description = "Environment definition")), responses((status = 200, description = "`{errors: [{code, message}]}`", body = DefinitionErrors), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_error_details(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DefinitionErrors>> {
     let d = scoped_definition(&state, &params, param(&params, "d")).await?;
-    Ok(Json(json!({"errors": d.error_details})))
+    Ok(Json(DefinitionErrors {
+        errors: d.error_details,
+    }))
 }
 
 // ----- secrets -----
@@ -625,12 +637,12 @@ fn secret_hosts(obj: &Map<String, Value>, kind: &str) -> Result<Vec<String>, Str
 }
 
 /// Creates or replaces a secret.
-#[utoipa::path(put, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), request_body(content = Object, content_type = "application/json"), responses((status = 200, description = "The secret (without its value)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), request_body = SecretRequest, responses((status = 200, description = "The secret (without its value)", body = SecretMeta), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_secret(
     State(state): State<AppState>,
     Path(params): Params,
     b: JsonBody<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SecretMeta>> {
     let body = body(b)?;
     let s = param(&params, "s").to_string();
     let scope = secret_scope(&state, &params).await?;
@@ -708,33 +720,38 @@ async fn put_secret(
     secret_meta(&state, &scope, &s).await
 }
 
-async fn secret_meta(state: &AppState, scope: &SecretScope, s: &str) -> ApiResult<Json<Value>> {
+async fn secret_meta(
+    state: &AppState,
+    scope: &SecretScope,
+    s: &str,
+) -> ApiResult<Json<SecretMeta>> {
     let meta = state.store.secret_meta(scope, s).await?.ok_or_else(|| {
         ApiError::not_found(
             "SecretNotFound",
             format!("secret '{s}' not found in {scope}"),
         )
     })?;
-    Ok(Json(json!(meta)))
+    Ok(Json(meta))
 }
 
 /// Reads a secret's metadata.
-#[utoipa::path(get, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 200, description = "The secret (without its value)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn get_secret(State(state): State<AppState>, Path(params): Params) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 200, description = "The secret (without its value)", body = SecretMeta), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn get_secret(
+    State(state): State<AppState>,
+    Path(params): Params,
+) -> ApiResult<Json<SecretMeta>> {
     let scope = secret_scope(&state, &params).await?;
     secret_meta(&state, &scope, param(&params, "s")).await
 }
 
 /// Lists secrets of the scope.
-#[utoipa::path(get, path = "/admin/secrets", tag = "catalogs", responses((status = 200, description = "Secrets (never their values)", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/admin/secrets", tag = "catalogs", responses((status = 200, description = "Secrets (never their values)", body = Paged<SecretMeta>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_secrets(
     State(state): State<AppState>,
     Path(params): Params,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<SecretMeta>>> {
     let scope = secret_scope(&state, &params).await?;
-    Ok(Json(
-        json!({"value": state.store.list_secrets(&scope).await?}),
-    ))
+    Ok(Json(Paged::all(state.store.list_secrets(&scope).await?)))
 }
 
 /// Deletes a secret.

@@ -32,7 +32,9 @@ use crate::auth::Caller;
 use crate::logs::{self, LogQuery};
 use crate::routing::Routes;
 use crate::{put_upload, ApiError, ApiResult, AppState};
-use slipway_wire::CloudError;
+use slipway_core::tasks::TaskRunStatus;
+use slipway_wire::tasks::{Delivery, RegistryInfo, RegistryLogin, TaskRun, UploadedContext};
+use slipway_wire::{CloudError, Paged};
 
 /// The routes.
 pub fn routes() -> Routes {
@@ -94,23 +96,31 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> ApiRes
 }
 
 /// A run as the API shows it: sealed `--set-secret` values left out.
-fn run_view(r: &slipway_store::TaskRunRecord) -> Value {
-    let mut v = json!(r);
-    slipway_tasks::redact_secret_values(&mut v["request"]);
+fn run_view(r: &slipway_store::TaskRunRecord) -> TaskRun {
+    let mut v = r.clone();
+    slipway_tasks::redact_secret_values(&mut v.request);
     v
 }
 
 /// Describes the embedded registry.
-#[utoipa::path(get, path = "/imageTasks/registry", tag = "imageTasks", responses((status = 200, description = "The embedded registry", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn registry_info(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/imageTasks/registry", tag = "imageTasks", responses((status = 200, description = "The embedded registry", body = RegistryInfo), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn registry_info(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<RegistryInfo>> {
     let svc = service(&state, &caller)?;
-    Ok(Json(json!({"loginServer": svc.registry()})))
+    Ok(Json(RegistryInfo {
+        login_server: svc.registry().to_string(),
+    }))
 }
 
 /// The user account of the embedded registry, for `docker login`; a POST so
 /// that each hand-out is in the audit log.
-#[utoipa::path(post, path = "/imageTasks/registry/login", tag = "imageTasks", responses((status = 200, description = "Registry credentials", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn registry_login(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/imageTasks/registry/login", tag = "imageTasks", responses((status = 200, description = "Registry credentials", body = RegistryLogin), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn registry_login(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<RegistryLogin>> {
     let svc = service(&state, &caller)?;
     let login = svc.registry_login().ok_or_else(|| {
         ApiError::not_found(
@@ -118,15 +128,15 @@ async fn registry_login(State(state): State<AppState>, caller: Caller) -> ApiRes
             "this server hands out no registry account",
         )
     })?;
-    Ok(Json(json!({
-        "loginServer": svc.registry(),
-        "username": login.username,
-        "password": login.password,
-    })))
+    Ok(Json(RegistryLogin {
+        login_server: svc.registry().to_string(),
+        username: login.username.clone(),
+        password: login.password.clone(),
+    }))
 }
 
 /// Uploads a build context (tar, gzip allowed).
-#[utoipa::path(put, path = "/imageTasks/contexts", tag = "imageTasks", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = "2XX", description = "`{context: \"upload:<sha256>\"}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/imageTasks/contexts", tag = "imageTasks", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "The uploaded context", body = UploadedContext), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_context(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,7 +152,10 @@ async fn upload_context(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"context": format!("upload:{digest}"), "size": body.len()})),
+        Json(UploadedContext {
+            context: format!("upload:{digest}"),
+            size: body.len() as u64,
+        }),
     )
         .into_response())
 }
@@ -171,7 +184,7 @@ fn check_timeout(t: u64) -> ApiResult<u64> {
 }
 
 /// Queues a quick build (`az acr build`).
-#[utoipa::path(post, path = "/imageTasks/builds", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/builds", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_build(
     State(state): State<AppState>,
     caller: Caller,
@@ -211,7 +224,7 @@ fn manual_trigger(caller: &Caller) -> Value {
 }
 
 /// Queues a quick task run (`az acr run`).
-#[utoipa::path(post, path = "/imageTasks/runs", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/runs", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -322,7 +335,7 @@ struct RunTask {
 }
 
 /// Queues a run of a task.
-#[utoipa::path(post, path = "/imageTasks/tasks/{t}/runs", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/tasks/{t}/runs", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -348,30 +361,27 @@ async fn run_task(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct RunFilter {
+    /// Only runs of this task.
     task: Option<String>,
-    status: Option<String>,
+    /// Only runs in this status.
+    status: Option<TaskRunStatus>,
+    /// At most this many (default 15, at most 1000).
     top: Option<u32>,
 }
 
 /// Lists runs.
-#[utoipa::path(get, path = "/imageTasks/runs", tag = "imageTasks", params(RunFilter), responses((status = 200, description = "Runs, newest first", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTasks/runs", tag = "imageTasks", params(RunFilter), responses((status = 200, description = "Runs, newest first", body = Paged<TaskRun>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     Query(f): Query<RunFilter>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<TaskRun>>> {
     service(&state, &caller)?;
     let runs = state
         .store
-        .list_task_runs(
-            f.task.as_deref(),
-            f.status.as_deref(),
-            f.top.unwrap_or(15).min(1000),
-        )
+        .list_task_runs(f.task.as_deref(), f.status, f.top.unwrap_or(15).min(1000))
         .await?;
-    Ok(Json(
-        json!({"value": runs.iter().map(run_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(Paged::all(runs.iter().map(run_view).collect())))
 }
 
 async fn run_of(state: &AppState, r: &str) -> ApiResult<slipway_store::TaskRunRecord> {
@@ -383,12 +393,12 @@ async fn run_of(state: &AppState, r: &str) -> ApiResult<slipway_store::TaskRunRe
 }
 
 /// Reads a run.
-#[utoipa::path(get, path = "/imageTasks/runs/{r}", tag = "imageTasks", params(("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTasks/runs/{r}", tag = "imageTasks", params(("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
     Path(r): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskRun>> {
     service(&state, &caller)?;
     Ok(Json(run_view(&run_of(&state, &r).await?)))
 }
@@ -438,9 +448,7 @@ async fn run_logs(
         let (store, id) = (store.clone(), id.clone());
         Box::pin(async move {
             match store.get_task_run(&id).await {
-                Ok(Some(run)) => {
-                    slipway_store::FINISHED_RUN_STATUSES.contains(&run.status.as_str())
-                }
+                Ok(Some(run)) => run.status.is_finished(),
                 Ok(None) => true,
                 Err(_) => false,
             }
@@ -448,14 +456,14 @@ async fn run_logs(
     });
     let src = logs::LogSource {
         path,
-        status: ("x-slipway-run-status", run.status.clone()),
+        status: ("x-slipway-run-status", run.status.as_str().to_string()),
         ended,
     };
     logs::respond(src, &q).await
 }
 
 /// Receives a signed source push (GitHub, Gitea/Forgejo, GitLab).
-#[utoipa::path(post, path = "/imageTasks/webhooks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), security(()), responses((status = "2XX", description = "Delivery accepted", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/webhooks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), security(()), responses((status = 202, description = "The run the push started", body = TaskRun), (status = 200, description = "No run started, and why", body = Delivery), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn source_webhook(
     State(state): State<AppState>,
     Path(t): Path<String>,
@@ -497,12 +505,20 @@ async fn source_webhook(
     let push = match event {
         WebhookEvent::Push(p) => p,
         WebhookEvent::Ping => {
-            return Ok((StatusCode::OK, Json(json!({"message": "pong"}))).into_response())
+            return Ok((
+                StatusCode::OK,
+                Json(Delivery {
+                    message: "pong".into(),
+                }),
+            )
+                .into_response())
         }
         WebhookEvent::Other(e) => {
             return Ok((
                 StatusCode::OK,
-                Json(json!({"message": format!("event '{e}' ignored: only pushes start runs")})),
+                Json(Delivery {
+                    message: format!("event '{e}' ignored: only pushes start runs"),
+                }),
             )
                 .into_response())
         }
@@ -511,7 +527,9 @@ async fn source_webhook(
         Some(run) => Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response()),
         None => Ok((
             StatusCode::OK,
-            Json(json!({"message": format!("push to '{}' at {} starts no run (another branch, a deleted ref, a disabled trigger, or a commit already built)", push.reference, push.commit)})),
+            Json(Delivery {
+                message: format!("push to '{}' at {} starts no run (another branch, a deleted ref, a disabled trigger, or a commit already built)", push.reference, push.commit),
+            }),
         )
             .into_response()),
     }

@@ -30,7 +30,12 @@ use crate::auth::Caller;
 use crate::logs::{self, LogQuery};
 use crate::routing::Routes;
 use crate::{put_upload, ApiError, ApiResult, AppState};
-use slipway_wire::CloudError;
+use slipway_core::images::template::ImageTemplate;
+use slipway_wire::vm_images::{
+    ImageRun, ImageTemplateResource, LastRunStatus, PlatformImage, RunOutput, UploadedArtifact,
+    VmImage,
+};
+use slipway_wire::{CloudError, Paged};
 
 /// The routes.
 pub fn routes() -> Routes {
@@ -75,51 +80,74 @@ fn image_error(e: ImageError) -> ApiError {
     }
 }
 
-fn last_run_status(r: &ImageRunRecord) -> Value {
-    json!({
-        "runId": r.run_id,
-        "startTime": r.start_time.clone().unwrap_or_else(|| r.create_time.clone()),
-        "endTime": r.end_time.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-        "runState": r.run_state,
-        "runSubState": r.run_sub_state,
-        "message": r.message,
+fn last_run_status(r: &ImageRunRecord) -> LastRunStatus {
+    LastRunStatus {
+        run_id: r.run_id.clone(),
+        start_time: r
+            .start_time
+            .clone()
+            .unwrap_or_else(|| r.create_time.clone()),
+        end_time: r
+            .end_time
+            .clone()
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        run_state: r.run_state,
+        run_sub_state: r.run_sub_state,
+        message: r.message.clone(),
+    }
+}
+
+async fn template_view(svc: &ImageService, name: &str) -> ApiResult<ImageTemplateResource> {
+    let t = svc.template(name).await.map_err(image_error)?;
+    let mut properties = json!(t.properties);
+    properties["provisioningState"] = json!("Succeeded");
+    if let Some(r) = svc.runs(name).await.map_err(image_error)?.first() {
+        properties["lastRunStatus"] = json!(last_run_status(r));
+    }
+    Ok(ImageTemplateResource {
+        id: format!("/slipway/imageTemplates/{name}"),
+        name: name.to_string(),
+        resource_type: "Microsoft.VirtualMachineImages/imageTemplates".to_string(),
+        location: t.location,
+        tags: (!t.tags.is_empty()).then(|| json!(t.tags)),
+        identity: t.identity,
+        properties,
     })
 }
 
-async fn template_view(svc: &ImageService, name: &str) -> ApiResult<Value> {
-    let t = svc.template(name).await.map_err(image_error)?;
-    let mut v = json!(t);
-    v["name"] = json!(name);
-    v["id"] = json!(format!("/slipway/imageTemplates/{name}"));
-    v["type"] = json!("Microsoft.VirtualMachineImages/imageTemplates");
-    v["properties"]["provisioningState"] = json!("Succeeded");
-    if let Some(r) = svc.runs(name).await.map_err(image_error)?.first() {
-        v["properties"]["lastRunStatus"] = last_run_status(r);
+fn run_view(r: &ImageRunRecord) -> ImageRun {
+    ImageRun {
+        run_id: r.run_id.clone(),
+        template: r.template.clone(),
+        run_state: r.run_state,
+        run_sub_state: r.run_sub_state,
+        message: r.message.clone(),
+        staging: r.staging.clone(),
+        outputs: r.outputs.clone(),
+        source: r.source.clone(),
+        cancel_requested: r.cancel_requested,
+        create_time: r.create_time.clone(),
+        start_time: r.start_time.clone(),
+        end_time: r.end_time.clone(),
     }
-    Ok(v)
-}
-
-fn run_view(r: &ImageRunRecord) -> Value {
-    let mut v = json!(r);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("document");
-    }
-    v
 }
 
 /// Lists image templates.
-#[utoipa::path(get, path = "/imageTemplates", tag = "vmImages", responses((status = 200, description = "Image templates", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn list_templates(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/imageTemplates", tag = "vmImages", responses((status = 200, description = "Image templates", body = Paged<ImageTemplateResource>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn list_templates(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Paged<ImageTemplateResource>>> {
     let svc = service(&state, &caller)?;
     let mut out = Vec::new();
     for name in state.store.list_image_templates().await? {
         out.push(template_view(&svc, &name).await?);
     }
-    Ok(Json(json!({"value": out})))
+    Ok(Json(Paged::all(out)))
 }
 
 /// Creates or updates an image template (AIB document).
-#[utoipa::path(put, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The template", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), request_body = ImageTemplate, responses((status = "2XX", description = "The template", body = ImageTemplateResource), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -140,18 +168,18 @@ async fn put_template(
 }
 
 /// Reads an image template.
-#[utoipa::path(get, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "The template", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "The template", body = ImageTemplateResource), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_template(
     State(state): State<AppState>,
     caller: Caller,
     Path(t): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ImageTemplateResource>> {
     let svc = service(&state, &caller)?;
     Ok(Json(template_view(&svc, &t).await?))
 }
 
 /// Deletes an image template.
-#[utoipa::path(delete, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(delete, path = "/imageTemplates/{t}", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn delete_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,7 +191,7 @@ async fn delete_template(
 }
 
 /// Starts a build of an image template.
-#[utoipa::path(post, path = "/imageTemplates/{t}/run", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTemplates/{t}/run", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "The run", body = ImageRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_template(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,7 +207,7 @@ async fn run_template(
 }
 
 /// Cancels the running build.
-#[utoipa::path(post, path = "/imageTemplates/{t}/cancel", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "Cancel requested", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTemplates/{t}/cancel", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = "2XX", description = "Cancel requested", body = ImageRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn cancel_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -191,17 +219,15 @@ async fn cancel_run(
 }
 
 /// Lists a template's runs.
-#[utoipa::path(get, path = "/imageTemplates/{t}/runs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Runs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTemplates/{t}/runs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Runs", body = Paged<ImageRun>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     Path(t): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<ImageRun>>> {
     let svc = service(&state, &caller)?;
     let runs = svc.runs(&t).await.map_err(image_error)?;
-    Ok(Json(
-        json!({"value": runs.iter().map(run_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(Paged::all(runs.iter().map(run_view).collect())))
 }
 
 async fn run_of(state: &AppState, t: &str, r: &str) -> ApiResult<ImageRunRecord> {
@@ -219,12 +245,12 @@ async fn run_of(state: &AppState, t: &str, r: &str) -> ApiResult<ImageRunRecord>
 }
 
 /// Reads a run.
-#[utoipa::path(get, path = "/imageTemplates/{t}/runs/{r}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTemplates/{t}/runs/{r}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("r" = String, Path, description = "Run id")), responses((status = 200, description = "The run", body = ImageRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_run(
     State(state): State<AppState>,
     caller: Caller,
     Path((t, r)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ImageRun>> {
     service(&state, &caller)?;
     Ok(Json(run_view(&run_of(&state, &t, &r).await?)))
 }
@@ -246,7 +272,7 @@ async fn run_log(
         let (store, id) = (store.clone(), id.clone());
         Box::pin(async move {
             match store.get_image_run(&id).await {
-                Ok(Some(run)) => !matches!(run.run_state.as_str(), "Running" | "Canceling"),
+                Ok(Some(run)) => run.run_state.is_final(),
                 Ok(None) => true,
                 Err(_) => false,
             }
@@ -254,43 +280,43 @@ async fn run_log(
     });
     let src = logs::LogSource {
         path: svc.log_path(&r),
-        status: ("x-slipway-run-status", run.run_state.clone()),
+        status: ("x-slipway-run-status", run.run_state.as_str().to_string()),
         ended,
     };
     logs::respond(src, &q).await
 }
 
-fn output_view(t: &str, o: &Value) -> Value {
+fn output_view(t: &str, o: &Value) -> RunOutput {
     let name = o["name"].as_str().unwrap_or_default();
-    json!({
-        "name": name,
-        "type": "Microsoft.VirtualMachineImages/imageTemplates/runOutputs",
-        "id": format!("/slipway/imageTemplates/{t}/runOutputs/{name}"),
-        "properties": o,
-    })
+    RunOutput {
+        name: name.to_string(),
+        resource_type: "Microsoft.VirtualMachineImages/imageTemplates/runOutputs".to_string(),
+        id: format!("/slipway/imageTemplates/{t}/runOutputs/{name}"),
+        properties: o.clone(),
+    }
 }
 
 /// Lists a template's run outputs.
-#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Run outputs", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Run outputs", body = Paged<RunOutput>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn list_outputs(
     State(state): State<AppState>,
     caller: Caller,
     Path(t): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Paged<RunOutput>>> {
     let svc = service(&state, &caller)?;
     let outs = svc.run_outputs(&t).await.map_err(image_error)?;
-    Ok(Json(
-        json!({"value": outs.iter().map(|o| output_view(&t, o)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(Paged::all(
+        outs.iter().map(|o| output_view(&t, o)).collect(),
+    )))
 }
 
 /// Reads a run output.
-#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs/{o}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("o" = String, Path, description = "Run output")), responses((status = 200, description = "The run output", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTemplates/{t}/runOutputs/{o}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("o" = String, Path, description = "Run output")), responses((status = 200, description = "The run output", body = RunOutput), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_output(
     State(state): State<AppState>,
     caller: Caller,
     Path((t, o)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunOutput>> {
     let svc = service(&state, &caller)?;
     let outs = svc.run_outputs(&t).await.map_err(image_error)?;
     let out = outs
@@ -331,7 +357,7 @@ async fn output_content(
 }
 
 /// Uploads a file a template may name.
-#[utoipa::path(put, path = "/vmImages/artifacts", tag = "vmImages", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = "2XX", description = "`{uri: \"upload:<sha256>\"}`", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/vmImages/artifacts", tag = "vmImages", request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 201, description = "The uploaded artifact", body = UploadedArtifact), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upload_artifact(
     State(state): State<AppState>,
     caller: Caller,
@@ -347,23 +373,31 @@ async fn upload_artifact(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"uri": format!("upload:{digest}"), "sha256": digest, "size": body.len()})),
+        Json(UploadedArtifact {
+            uri: format!("upload:{digest}"),
+            sha256: digest,
+            size: body.len() as u64,
+        }),
     )
         .into_response())
 }
 
 /// Lists stored VM images.
-#[utoipa::path(get, path = "/vmImages", tag = "vmImages", responses((status = 200, description = "The image store", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn list_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/vmImages", tag = "vmImages", responses((status = 200, description = "The image store", body = Paged<VmImage>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn list_images(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Paged<VmImage>>> {
     let svc = service(&state, &caller)?;
-    Ok(Json(
-        json!({"value": svc.images().await.map_err(image_error)?}),
-    ))
+    Ok(Json(Paged::all(svc.images().await.map_err(image_error)?)))
 }
 
 /// Lists the platform images a template may start from.
-#[utoipa::path(get, path = "/vmImages/platformImages", tag = "vmImages", responses((status = 200, description = "Platform images", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn platform_images(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/vmImages/platformImages", tag = "vmImages", responses((status = 200, description = "Platform images", body = Paged<PlatformImage>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn platform_images(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Paged<PlatformImage>>> {
     let svc = service(&state, &caller)?;
     let mut out = Vec::new();
     for o in slipway_vm_images::base::OFFERS {
@@ -371,10 +405,12 @@ async fn platform_images(State(state): State<AppState>, caller: Caller) -> ApiRe
             .base_images()
             .versions(o.publisher, o.offer, o.sku)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "BaseImageCatalog", e))?;
-        out.push(json!({
-            "publisher": o.publisher, "offer": o.offer, "sku": o.sku,
-            "versions": vs.iter().map(|b| b.version.clone()).collect::<Vec<_>>(),
-        }));
+        out.push(PlatformImage {
+            publisher: o.publisher.to_string(),
+            offer: o.offer.to_string(),
+            sku: o.sku.to_string(),
+            versions: vs.iter().map(|b| b.version.clone()).collect(),
+        });
     }
-    Ok(Json(json!({"value": out})))
+    Ok(Json(Paged::all(out)))
 }

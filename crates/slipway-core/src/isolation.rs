@@ -227,7 +227,7 @@ pub fn blocked_ranges() -> Vec<Ipv4Cidr> {
 /// `runnerPolicy` property); every field is optional and falls back to the
 /// default. JSON: `{"maxMemoryMB": 2048, "maxCpus": 2, "maxPids": 1024,
 /// "readOnlyRootFilesystem": false, "allowedCidrs": ["203.0.113.0/24"]}`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunnerPolicy {
     /// Memory limit in MiB (default [`DEFAULT_MEMORY_MB`]; at least 16).
@@ -246,6 +246,7 @@ pub struct RunnerPolicy {
     /// Networks inside [`BLOCKED_RANGES`] the runners may reach anyway
     /// (on-premises targets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
     pub allowed_cidrs: Vec<Ipv4Cidr>,
 }
 

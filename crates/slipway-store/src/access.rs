@@ -5,67 +5,16 @@
 //! The plain token exists once, in the answer to [`Store::create_token`].
 
 use rand::RngCore;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use slipway_core::access::{Grant, Role, Scope};
 use sqlx::Row;
 
 use crate::{now_rfc3339, Store, StoreError};
 
+pub use slipway_wire::admin::{AuditEvent, RoleAssignment, TokenMeta};
+
 /// Prefix of every API token.
 pub const TOKEN_PREFIX: &str = "slw_";
-
-/// A token's metadata (never its value).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenMeta {
-    /// Public id.
-    pub id: String,
-    /// User the token authenticates as.
-    pub user: String,
-    /// Label.
-    pub name: Option<String>,
-    /// Creation time (RFC 3339).
-    pub created_at: String,
-    /// Expiry (RFC 3339), `None` = never.
-    pub expires_at: Option<String>,
-    /// Revocation time, if revoked.
-    pub revoked_at: Option<String>,
-}
-
-/// A role assignment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleAssignment {
-    /// Id (UUID).
-    pub id: String,
-    /// User id.
-    pub principal_id: String,
-    /// Role wire name.
-    pub role: String,
-    /// Scope path.
-    pub scope: String,
-}
-
-/// One audit event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
-    /// When (RFC 3339).
-    pub time: String,
-    /// Who.
-    pub user: String,
-    /// What: `METHOD /route` or `operation.start` / `operation.end`.
-    pub action: String,
-    /// On what: request path or operation id.
-    pub target: String,
-    /// Project concerned, if any.
-    pub project: Option<String>,
-    /// From where: client address, or `scheduler`.
-    pub source: Option<String>,
-    /// Result: HTTP status or operation status.
-    pub result: String,
-}
 
 /// Filter of [`Store::list_audit`]; `None` fields match everything.
 #[derive(Debug, Clone, Default)]

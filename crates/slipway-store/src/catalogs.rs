@@ -10,19 +10,7 @@ use crate::{now_rfc3339, Store, StoreError};
 
 use crate::records::{corrupt, is_unique_violation, json_col};
 
-/// Catalog source: where definitions come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CatalogSource {
-    /// `local` (a folder on the server) or `git`.
-    pub kind: String,
-    /// Folder path or git URL (`https://`, `ssh://`, `git://`, `file://`, scp-like `user@host:repo`).
-    pub uri: String,
-    /// Git branch (git only; `None` = the remote's default branch).
-    pub branch: Option<String>,
-    /// Folder inside the source that holds definition folders (with or without a leading `/`).
-    pub path: Option<String>,
-}
+pub use slipway_wire::catalogs::CatalogSource;
 
 /// What an administrator sets on a catalog (ADE `Catalog` properties).
 #[derive(Debug, Clone, PartialEq, Eq)]

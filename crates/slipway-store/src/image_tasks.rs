@@ -4,49 +4,14 @@
 //! are rows with a compare-and-set status. Run ids are short and increasing
 //! (`ca1`, `ca2`, …, base 36 after the `c`), like ACR's `cf4`.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
 
+use slipway_core::tasks::TaskRunStatus;
+
 use crate::{now_rfc3339, Store, StoreError};
 
-/// Run statuses that are final (ACR `RunStatus`).
-pub const FINISHED_RUN_STATUSES: [&str; 5] =
-    ["Succeeded", "Failed", "Canceled", "Error", "Timeout"];
-
-/// A task run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskRunRecord {
-    /// `ca1`, `ca2`, …
-    pub run_id: String,
-    /// Task name; `None` for quick builds and runs.
-    pub task: Option<String>,
-    /// `QuickBuild` | `QuickRun` | `AutoBuild` | `AutoRun`.
-    pub run_type: String,
-    /// `Queued` | `Started` | `Running` | `Succeeded` | `Failed` | `Canceled` | `Error` | `Timeout`.
-    pub status: String,
-    /// What to run (shape owned by `slipway-tasks`).
-    pub request: Value,
-    /// Trigger provenance: `{"type": "manual"|"timer"|"imageUpdate"|"commit", …}`.
-    pub trigger: Value,
-    /// Images pushed: `[{registry, repository, tag, digest}]`.
-    pub output_images: Value,
-    /// Base images found: acb's dependency list.
-    pub dependencies: Value,
-    /// Why the run did not succeed.
-    pub run_error_message: Option<String>,
-    /// Whether a cancel was requested.
-    pub cancel_requested: bool,
-    /// The log was deleted after the retention period.
-    pub log_expired: bool,
-    /// RFC 3339.
-    pub create_time: String,
-    /// RFC 3339.
-    pub start_time: Option<String>,
-    /// RFC 3339.
-    pub finish_time: Option<String>,
-}
+pub use slipway_wire::tasks::TaskRun as TaskRunRecord;
 
 fn run_id(seq: i64) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -76,7 +41,13 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreErr
         run_id: row.try_get("id")?,
         task: row.try_get("task")?,
         run_type: row.try_get("run_type")?,
-        status: row.try_get("status")?,
+        status: {
+            let s: String = row.try_get("status")?;
+            TaskRunStatus::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                what: "task run status",
+                message: format!("'{s}' is not a task run status"),
+            })?
+        },
         request: json_col(row, "request")?,
         trigger: json_col(row, "trigger_info")?,
         output_images: json_col(row, "output_images")?,
@@ -179,12 +150,12 @@ impl Store {
     pub async fn list_task_runs(
         &self,
         task: Option<&str>,
-        status: Option<&str>,
+        status: Option<TaskRunStatus>,
         top: u32,
     ) -> Result<Vec<TaskRunRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM task_runs WHERE (?1 IS NULL OR task = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY seq DESC LIMIT ?3")
             .bind(task)
-            .bind(status)
+            .bind(status.map(TaskRunStatus::as_str))
             .bind(top as i64)
             .fetch_all(&self.pool)
             .await?;
@@ -192,9 +163,12 @@ impl Store {
     }
 
     /// Runs in `status`, oldest first.
-    pub async fn task_runs_in(&self, status: &str) -> Result<Vec<TaskRunRecord>, StoreError> {
+    pub async fn task_runs_in(
+        &self,
+        status: TaskRunStatus,
+    ) -> Result<Vec<TaskRunRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM task_runs WHERE status = ? ORDER BY seq")
-            .bind(status)
+            .bind(status.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
@@ -205,13 +179,13 @@ impl Store {
     pub async fn transition_task_run(
         &self,
         id: &str,
-        from: &str,
-        to: &str,
+        from: TaskRunStatus,
+        to: TaskRunStatus,
     ) -> Result<bool, StoreError> {
         let res = sqlx::query("UPDATE task_runs SET status = ?3, started_at = CASE WHEN ?3 = 'Started' THEN ?4 ELSE started_at END WHERE id = ?1 AND status = ?2")
             .bind(id)
-            .bind(from)
-            .bind(to)
+            .bind(from.as_str())
+            .bind(to.as_str())
             .bind(now_rfc3339())
             .execute(&self.pool)
             .await?;
@@ -223,14 +197,14 @@ impl Store {
     pub async fn finish_task_run(
         &self,
         id: &str,
-        status: &str,
+        status: TaskRunStatus,
         error: Option<&str>,
         output_images: &Value,
         dependencies: &Value,
     ) -> Result<bool, StoreError> {
         let res = sqlx::query("UPDATE task_runs SET status = ?2, error = ?3, output_images = ?4, dependencies = ?5, finished_at = ?6 WHERE id = ?1 AND status NOT IN ('Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout')")
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .bind(error)
             .bind(output_images.to_string())
             .bind(dependencies.to_string())

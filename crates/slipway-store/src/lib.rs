@@ -39,11 +39,11 @@ pub use access::{AuditEvent, AuditFilter, RoleAssignment, TokenMeta, TOKEN_PREFI
 pub use blob::BlobStore;
 pub use catalogs::*;
 pub use environments::*;
-pub use image_tasks::{TaskRunRecord, FINISHED_RUN_STATUSES};
+pub use image_tasks::TaskRunRecord;
 pub use log::{read_log_chunk, LogChunk, MAX_LOG_CHUNK};
 pub use projects::*;
-pub use records::SecretMeta;
 pub use secrets::{OpenedSecret, SecretKey, SecretScope};
+pub use slipway_wire::catalogs::SecretMeta;
 pub use vm_images::{ImageRunRecord, VmImageRecord};
 
 /// Errors from the store.

@@ -1,24 +1,13 @@
 //! Projects, dev-center environment types and project environment types.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 use sqlx::Row;
 
 use crate::{now_rfc3339, Store, StoreError};
 
 use crate::records::{corrupt, json_col};
 
-/// A project.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Project {
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: Option<String>,
-    /// Location reported to runners as `ADE_ENVIRONMENT_LOCATION`.
-    pub location: String,
-}
+pub use slipway_wire::admin::{DevCenterEnvironmentType, PetLimits, Project};
 
 /// A project environment type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,19 +33,6 @@ pub struct ProjectEnvironmentType {
     pub limits: PetLimits,
     /// Confinement of its runners (limits, read-only root, allowed CIDRs).
     pub runner_policy: slipway_core::isolation::RunnerPolicy,
-}
-
-/// Limits of a project environment type; `None` = the server default (or none).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PetLimits {
-    /// Longest an operation may run, in minutes.
-    pub max_runtime_minutes: Option<i64>,
-    /// Largest total size of an environment's stored files, in MiB.
-    #[serde(rename = "maxStorageMB")]
-    pub max_storage_mb: Option<i64>,
-    /// Most environments of this type one user may own.
-    pub max_environments_per_user: Option<i64>,
 }
 
 const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy";
@@ -134,8 +110,10 @@ impl Store {
         Ok(())
     }
 
-    /// Dev-center environment types `{name, displayName}`, by name.
-    pub async fn list_environment_types(&self) -> Result<Vec<Value>, StoreError> {
+    /// Dev-center environment types, by name.
+    pub async fn list_environment_types(
+        &self,
+    ) -> Result<Vec<DevCenterEnvironmentType>, StoreError> {
         let rows = sqlx::query("SELECT name, display_name FROM environment_types ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
@@ -143,7 +121,10 @@ impl Store {
             .map(|r| {
                 let name: String = r.try_get("name")?;
                 let display: Option<String> = r.try_get("display_name")?;
-                Ok(serde_json::json!({"name": name, "displayName": display}))
+                Ok(DevCenterEnvironmentType {
+                    name,
+                    display_name: display,
+                })
             })
             .collect()
     }

@@ -1,7 +1,5 @@
 //! Shared row helpers and the stored-secret metadata row.
 
-use serde::Serialize;
-
 use crate::StoreError;
 
 pub(crate) fn corrupt(what: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -21,21 +19,4 @@ pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
-/// Metadata of a stored secret; the value is never part of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretMeta {
-    /// Name.
-    pub name: String,
-    /// `token`, `sshKey`, …
-    pub kind: String,
-    /// Hosts a token may be sent to; empty (and left out) = any https host.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<String>,
-    /// Creation time.
-    pub created_at: String,
-    /// Last change of the value.
-    pub updated_at: String,
 }

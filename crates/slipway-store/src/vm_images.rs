@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
 
+use slipway_core::images::run::{RunState, RunSubState};
+
 use crate::{now_rfc3339, Store, StoreError};
+
+pub use slipway_wire::vm_images::VmImage as VmImageRecord;
 
 /// One run of an image template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,9 +23,9 @@ pub struct ImageRunRecord {
     /// The template document as it was when the run started.
     pub document: Value,
     /// AIB `runState`.
-    pub run_state: String,
+    pub run_state: RunState,
     /// AIB `runSubState`.
-    pub run_sub_state: String,
+    pub run_sub_state: RunSubState,
     /// Why the run failed, else empty.
     pub message: String,
     /// The staging folder while it exists.
@@ -40,38 +44,6 @@ pub struct ImageRunRecord {
     pub end_time: Option<String>,
 }
 
-/// An image in the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VmImageRecord {
-    /// Canonical id.
-    pub id: String,
-    /// Gallery, `None` for managed images.
-    pub gallery: Option<String>,
-    /// Managed image name or gallery image definition.
-    pub definition: String,
-    /// Gallery version `x.y.z`.
-    pub version: Option<String>,
-    /// Left out of `latest`.
-    pub exclude_from_latest: bool,
-    /// The raw disk file.
-    pub path: String,
-    /// Lower-case hex sha256 of the raw disk.
-    pub sha256: String,
-    /// Bytes.
-    pub size: i64,
-    /// The source image's version, when known.
-    pub source_version: Option<String>,
-    /// The template that produced it.
-    pub template: Option<String>,
-    /// The run that produced it.
-    pub run_id: Option<String>,
-    /// `artifactTags`.
-    pub tags: Value,
-    /// RFC 3339.
-    pub create_time: String,
-}
-
 fn json(row: &sqlx::sqlite::SqliteRow, col: &'static str) -> Result<Value, StoreError> {
     let text: String = row.try_get(col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
@@ -85,8 +57,20 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ImageRunRecord, StoreEr
         run_id: row.try_get("id")?,
         template: row.try_get("template")?,
         document: json(row, "document")?,
-        run_state: row.try_get("run_state")?,
-        run_sub_state: row.try_get("run_sub_state")?,
+        run_state: {
+            let s: String = row.try_get("run_state")?;
+            RunState::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                what: "image run state",
+                message: format!("'{s}' is not a run state"),
+            })?
+        },
+        run_sub_state: {
+            let s: String = row.try_get("run_sub_state")?;
+            RunSubState::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                what: "image run sub-state",
+                message: format!("'{s}' is not a run sub-state"),
+            })?
+        },
         message: row.try_get("message")?,
         staging: row.try_get("staging")?,
         outputs: json(row, "outputs")?,
@@ -231,11 +215,11 @@ impl Store {
     pub async fn set_image_run_sub_state(
         &self,
         id: &str,
-        sub_state: &str,
+        sub_state: RunSubState,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE image_template_runs SET run_sub_state = ?2, started_at = COALESCE(started_at, ?3) WHERE id = ?1")
             .bind(id)
-            .bind(sub_state)
+            .bind(sub_state.as_str())
             .bind(now_rfc3339())
             .execute(&self.pool)
             .await?;
@@ -272,14 +256,14 @@ impl Store {
     pub async fn finish_image_run(
         &self,
         id: &str,
-        run_state: &str,
+        run_state: RunState,
         message: &str,
         outputs: &Value,
         staging: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE image_template_runs SET run_state = ?2, message = ?3, outputs = ?4, staging = ?5, finished_at = ?6 WHERE id = ?1")
             .bind(id)
-            .bind(run_state)
+            .bind(run_state.as_str())
             .bind(message)
             .bind(outputs.to_string())
             .bind(staging)

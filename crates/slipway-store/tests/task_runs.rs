@@ -25,7 +25,13 @@ async fn logs_of_runs_finished_before_the_cutoff_are_deleted_and_the_runs_say_so
             .unwrap();
     }
     store
-        .finish_task_run(&old.run_id, "Succeeded", None, &json!([]), &json!([]))
+        .finish_task_run(
+            &old.run_id,
+            slipway_core::tasks::TaskRunStatus::Succeeded,
+            None,
+            &json!([]),
+            &json!([]),
+        )
         .await
         .unwrap();
 

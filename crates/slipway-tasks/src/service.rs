@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::taskfile::{self};
 use slipway_core::tasks::values::{merge_values, parse_set, template_data, RunVariables};
+use slipway_core::tasks::TaskRunStatus;
 use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 use slipway_git::LocalRoots;
 use slipway_runner::Engine;
@@ -143,7 +144,7 @@ impl TaskService {
     /// Starts the queue loop and the timer loop. Runs left `Started` or
     /// `Running` by a previous server end as `Error`.
     pub async fn start(self: &Arc<Self>) -> Result<(), TaskError> {
-        for status in ["Started", "Running"] {
+        for status in [TaskRunStatus::Started, TaskRunStatus::Running] {
             for run in self.store.task_runs_in(status).await? {
                 // Its containers and networks are leftovers of the last process.
                 exec::remove_run_resources(
@@ -155,7 +156,7 @@ impl TaskService {
                 self.store
                     .finish_task_run(
                         &run.run_id,
-                        "Error",
+                        TaskRunStatus::Error,
                         Some("the server stopped during the run"),
                         &json!([]),
                         &json!([]),
@@ -436,13 +437,13 @@ impl TaskService {
         }
         if self
             .store
-            .transition_task_run(id, "Queued", "Canceled")
+            .transition_task_run(id, TaskRunStatus::Queued, TaskRunStatus::Canceled)
             .await?
         {
             self.store
                 .finish_task_run(
                     id,
-                    "Canceled",
+                    TaskRunStatus::Canceled,
                     Some("canceled before it started"),
                     &json!([]),
                     &json!([]),
@@ -463,12 +464,16 @@ impl TaskService {
 
     pub(crate) async fn queue_loop(self: Arc<Self>) {
         loop {
-            match self.store.task_runs_in("Queued").await {
+            match self.store.task_runs_in(TaskRunStatus::Queued).await {
                 Ok(runs) => {
                     for run in runs {
                         if let Ok(true) = self
                             .store
-                            .transition_task_run(&run.run_id, "Queued", "Started")
+                            .transition_task_run(
+                                &run.run_id,
+                                TaskRunStatus::Queued,
+                                TaskRunStatus::Started,
+                            )
                             .await
                         {
                             let me = Arc::clone(&self);
@@ -495,7 +500,7 @@ impl TaskService {
             .insert(id.clone(), Arc::clone(&cancel));
         let _ = self
             .store
-            .transition_task_run(&id, "Started", "Running")
+            .transition_task_run(&id, TaskRunStatus::Started, TaskRunStatus::Running)
             .await;
         let started = std::time::Instant::now();
         let request: RunRequest = serde_json::from_value(run.request.clone()).unwrap_or_default();
@@ -509,12 +514,15 @@ impl TaskService {
         tokio::pin!(work);
         let outcome = tokio::select! {
             r = tokio::time::timeout(timeout, &mut work) => match r {
-                Ok(r) => r.map_err(|e| ("Failed", e.to_string())),
-                Err(_) => Err(("Timeout", format!("the run exceeded its timeout of {} seconds", timeout.as_secs()))),
+                Ok(r) => r.map_err(|e| (TaskRunStatus::Failed, e.to_string())),
+                Err(_) => Err((TaskRunStatus::Timeout, format!("the run exceeded its timeout of {} seconds", timeout.as_secs()))),
             },
-            _ = cancel.notified() => Err(("Canceled", "the run was canceled".to_string())),
+            _ = cancel.notified() => Err((TaskRunStatus::Canceled, "the run was canceled".to_string())),
         };
-        if matches!(&outcome, Err(("Timeout" | "Canceled", _))) {
+        if matches!(
+            &outcome,
+            Err((TaskRunStatus::Timeout | TaskRunStatus::Canceled, _))
+        ) {
             // `work` stopped mid-run and is never polled again (so its own
             // cleanup did not run): remove what its steps left.
             let label = exec::run_label(&self.instance, &id);
@@ -522,7 +530,7 @@ impl TaskService {
         }
         let secs = started.elapsed().as_secs();
         let (status, error, output) = match outcome {
-            Ok(o) => ("Succeeded", None, o),
+            Ok(o) => (TaskRunStatus::Succeeded, None, o),
             Err((s, m)) => (s, Some(m), exec::RunOutput::default()),
         };
         if !output.dependencies.is_empty() {
@@ -545,7 +553,7 @@ impl TaskService {
                 .await
             }
         }
-        if status == "Succeeded" {
+        if status == TaskRunStatus::Succeeded {
             if let Some(task) = &run.task {
                 if let Err(e) = self.record_dependencies(task, &output.dependencies).await {
                     tracing::warn!(task = %task, error = %e, "cannot record base-image dependencies");

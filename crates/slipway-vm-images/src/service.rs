@@ -51,7 +51,13 @@ impl ImageService {
                 r.staging.as_deref(),
             );
             self.store
-                .finish_image_run(&r.run_id, "Failed", &msg, &r.outputs, r.staging.as_deref())
+                .finish_image_run(
+                    &r.run_id,
+                    RunState::Failed,
+                    &msg,
+                    &r.outputs,
+                    r.staging.as_deref(),
+                )
                 .await?;
         }
         Ok(())
@@ -65,7 +71,7 @@ impl ImageService {
         what: &str,
     ) -> Result<(), ImageError> {
         if let Some(r) = self.store.list_image_runs(name).await?.first() {
-            if !RunState::parse(&r.run_state).is_some_and(|s| s.is_final()) {
+            if !r.run_state.is_final() {
                 return Err(ImageError::Conflict(format!(
                     "image template '{name}' has run {} in progress and cannot be {what}; cancel it or wait",
                     r.run_id
@@ -228,7 +234,7 @@ impl ImageService {
     }
 
     pub(crate) async fn sub_state(&self, run_id: &str, s: RunSubState) {
-        if let Err(e) = self.store.set_image_run_sub_state(run_id, s.as_str()).await {
+        if let Err(e) = self.store.set_image_run_sub_state(run_id, s).await {
             tracing::warn!(run = run_id, error = %e, "recording run sub-state");
         }
     }
@@ -248,7 +254,7 @@ impl ImageService {
                 let msg = format!("opening {}: {e}", log_path.display());
                 let _ = self
                     .store
-                    .finish_image_run(&id, "Failed", &msg, &json!([]), None)
+                    .finish_image_run(&id, RunState::Failed, &msg, &json!([]), None)
                     .await;
                 return;
             }
@@ -371,13 +377,7 @@ impl ImageService {
         let staging_left = (keep && staging.exists()).then_some(staging_s.as_str());
         if let Err(e) = self
             .store
-            .finish_image_run(
-                &id,
-                state.as_str(),
-                &message,
-                &Value::Array(outputs),
-                staging_left,
-            )
+            .finish_image_run(&id, state, &message, &Value::Array(outputs), staging_left)
             .await
         {
             tracing::error!(run = %id, error = %e, "recording the end of a run");

@@ -12,7 +12,11 @@
 //! No I/O: this crate only describes shapes.
 
 pub mod ade;
+pub mod admin;
+pub mod catalogs;
 pub mod error;
+pub mod tasks;
+pub mod vm_images;
 
 pub use ade::{
     Catalog, Environment, EnvironmentAction, EnvironmentActionSchedule, EnvironmentDefinition,

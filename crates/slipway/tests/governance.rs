@@ -440,6 +440,21 @@ fn authorization_matrix_every_endpoint_every_role_in_and_out_of_scope() {
             .contains("'expiresAt'"),
         "{v}"
     );
+    // Found by scripts/api-fuzz: an expiry past any representable time
+    // dropped the connection (the handler panicked).
+    let (st, v, _) = s.call(
+        "POST",
+        "/admin/tokens",
+        Some(json!({"user": "owner", "expiresInDays": 2_147_483_648u64})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'expiresInDays' is 2147483648"),
+        "{v}"
+    );
     let db = std::fs::read(s.data.join("slipway.db")).unwrap();
     let wal = std::fs::read(s.data.join("slipway.db-wal")).unwrap_or_default();
     let secret_part = owner.rsplit('_').next().unwrap();

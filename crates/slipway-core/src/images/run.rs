@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// `runState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum RunState {
     /// Queued or working (see [`RunSubState`]).
     Running,
@@ -63,7 +63,7 @@ impl fmt::Display for RunState {
 }
 
 /// `runSubState`, in the order a run goes through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum RunSubState {
     /// Waiting for a build slot.
     Queued,
@@ -87,6 +87,19 @@ impl RunSubState {
             RunSubState::Validating => "Validating",
             RunSubState::Distributing => "Distributing",
         }
+    }
+
+    /// Parses a name written by [`RunSubState::as_str`].
+    pub fn parse(s: &str) -> Option<RunSubState> {
+        [
+            RunSubState::Queued,
+            RunSubState::Building,
+            RunSubState::Customizing,
+            RunSubState::Validating,
+            RunSubState::Distributing,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

@@ -40,7 +40,7 @@ impl ValidationFailed {
 }
 
 /// The ARM envelope around [`TemplateProperties`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageTemplate {
     /// `Microsoft.VirtualMachineImages/imageTemplates` when given.
@@ -54,13 +54,14 @@ pub struct ImageTemplate {
     pub tags: BTreeMap<String, String>,
     /// Managed identity (kept, not used: Slipway needs none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub identity: Option<serde_json::Value>,
     /// The template.
     pub properties: TemplateProperties,
 }
 
 /// `properties` (AIB `ImageTemplateProperties`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TemplateProperties {
     /// The image to start from.
@@ -93,11 +94,12 @@ pub struct TemplateProperties {
     pub managed_resource_tags: Option<BTreeMap<String, String>>,
     /// Kept, not used (`vmBoot` optimization has no local meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub optimize: Option<serde_json::Value>,
 }
 
 /// `autoRun`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoRun {
     /// `Enabled` | `Disabled`.
@@ -105,7 +107,7 @@ pub struct AutoRun {
 }
 
 /// `Enabled` | `Disabled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum EnabledState {
     /// On.
     Enabled,
@@ -114,7 +116,7 @@ pub enum EnabledState {
 }
 
 /// The source image (`type` discriminator).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
 pub enum Source {
     /// A base image from Slipway's local catalog (built with debootstrap),
@@ -131,6 +133,7 @@ pub enum Source {
         version: String,
         /// Kept, not used.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
         plan_info: Option<serde_json::Value>,
     },
     /// An image in Slipway's image store (`…/images/<name>`).
@@ -156,7 +159,7 @@ pub enum Source {
 
 /// A customizer (`type` discriminator); Windows-only types are parsed so
 /// they can be refused by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
 pub enum Customizer {
     /// A script run with `/bin/sh -e` (Packer `shell`).
@@ -188,10 +191,13 @@ pub enum Customizer {
         sha256_checksum: String,
     },
     /// Windows only: refused.
+    #[schema(value_type = Object)]
     PowerShell(serde_json::Map<String, serde_json::Value>),
     /// Windows only: refused.
+    #[schema(value_type = Object)]
     WindowsRestart(serde_json::Map<String, serde_json::Value>),
     /// Windows only: refused.
+    #[schema(value_type = Object)]
     WindowsUpdate(serde_json::Map<String, serde_json::Value>),
 }
 
@@ -210,7 +216,7 @@ impl Customizer {
 }
 
 /// `validate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Validate {
     /// Distribute even when validation fails (the run is still Failed).
@@ -225,7 +231,7 @@ pub struct Validate {
 }
 
 /// A distributor (`type` discriminator), each with a `runOutputName`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", deny_unknown_fields, rename_all_fields = "camelCase")]
 pub enum Distributor {
     /// A fixed VHD (virtual size a whole number of MiB).
@@ -267,6 +273,7 @@ pub enum Distributor {
         exclude_from_latest: bool,
         /// Kept, not used.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
         target_regions: Option<serde_json::Value>,
         /// Kept, not used (deprecated in AIB).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,7 +326,7 @@ impl Distributor {
 }
 
 /// `versioning` of a `SharedImage` distributor (`scheme` discriminator).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "scheme", deny_unknown_fields)]
 pub enum Versioning {
     /// Next patch of the highest version (within `major` when ≥ 0).
@@ -337,7 +344,7 @@ fn minus_one() -> i64 {
 }
 
 /// `vmProfile`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VmProfile {
     /// `Standard_D2s_v3`…; mapped to vCPUs and memory for full-boot builds.
@@ -356,12 +363,13 @@ pub struct VmProfile {
     pub user_assigned_identities: Option<Vec<String>>,
     /// Kept, not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub vnet_config: Option<serde_json::Value>,
 }
 
 /// Where customizers and validators run (`vmProfile.executor`, a Slipway
 /// extension; AIB always boots a build VM).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Executor {
     /// Inside the loop-mounted image with `chroot`: no boot, no KVM, fast.
     /// Services do not start; `/proc`, `/sys` and `/dev` are the host's.
@@ -381,7 +389,7 @@ impl Executor {
 }
 
 /// `errorHandling`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ErrorHandling {
     /// What happens to the staging area when a customizer fails. Unset:
@@ -395,7 +403,7 @@ pub struct ErrorHandling {
 
 /// `cleanup` deletes the staging area (the working disk); `abort` keeps it
 /// for inspection. The run's `customization.log` is kept either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Delete the staging area.

@@ -6,12 +6,16 @@
 //! - [`cmdline`]: a `cmd` step's string → container flags, image, argv.
 //! - [`dockerfile`]: a Dockerfile's runtime and build-time base images.
 //! - [`webhook`]: source-commit webhook signatures and push payloads.
+//! - [`run_status`]: a run's status (ACR `RunStatus`).
 //!
 //! Contract: `../shared/reference/acr-tasks.md`.
 
 pub mod cmdline;
 pub mod dockerfile;
+pub mod run_status;
 pub mod taskfile;
 pub mod template;
 pub mod values;
 pub mod webhook;
+
+pub use run_status::TaskRunStatus;
