@@ -101,6 +101,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as wire type `T` (`slipway_wire`).
+    ///
+    /// Errors: the body is not a `T` (the message quotes it).
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
+        serde_json::from_str(&self.body).with_context(|| {
+            format!(
+                "server sent an unexpected answer (expected {}): {}",
+                std::any::type_name::<T>(),
+                self.body
+            )
+        })
+    }
+
     /// The body as JSON (`null` when empty).
     pub fn json(&self) -> anyhow::Result<Value> {
         if self.body.trim().is_empty() {
@@ -289,5 +302,21 @@ impl ApiClient {
     /// GET → JSON.
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send("GET", path, None)?.json()
+    }
+
+    /// GET → wire type `T`.
+    pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send("GET", path, None)?.parse()
+    }
+
+    /// Sends wire type `body` as JSON.
+    pub fn send_typed<B: serde::Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<Reply> {
+        let v = serde_json::to_value(body).context("encoding the request")?;
+        self.send(method, path, Some(&v))
     }
 }

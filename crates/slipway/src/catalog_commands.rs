@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
+use slipway_wire::ade::{EnvironmentDefinition, Paged};
+use slipway_wire::catalogs::{CatalogRequest, CatalogResource, SyncErrorDetails};
 
 use crate::api_client::ApiClient;
 use crate::output::{emit, rows, s, value_list};
@@ -100,39 +102,34 @@ pub enum DefinitionCommand {
     },
 }
 
-fn catalog_table(v: &Value) -> String {
+fn catalog_table(c: &CatalogResource) -> String {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut out = format!(
         "catalog {}: sync {} at {} (commit {})\n",
-        s(v, "name"),
-        s(v, "syncState"),
-        s(v, "lastSyncTime"),
-        s(v, "lastSyncCommit")
+        c.name,
+        c.sync_state,
+        or_dash(&c.last_sync_time),
+        or_dash(&c.last_sync_commit)
     );
-    if let Some(stats) = v.get("lastSyncStats").filter(|x| !x.is_null()) {
+    if let Some(stats) = &c.last_sync_stats {
         out.push_str(&format!("  stats: {stats}\n"));
     }
-    if let Some(errs) = v.get("syncErrorDetails").filter(|x| !x.is_null()) {
-        if let Some(op) = errs.get("operationError").filter(|x| !x.is_null()) {
+    let details: Option<SyncErrorDetails> = c
+        .sync_error_details
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    if let Some(errs) = details {
+        if let Some(op) = &errs.operation_error {
             out.push_str(&format!(
                 "  error: {} {}\n",
                 s(op, "code"),
                 s(op, "message")
             ));
         }
-        for c in errs
-            .get("conflicts")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for c in &errs.conflicts {
             out.push_str(&format!("  conflict: {} {}\n", s(c, "path"), s(c, "name")));
         }
-        for e in errs
-            .get("errors")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for e in &errs.errors {
             for d in e
                 .get("errorDetails")
                 .and_then(Value::as_array)
@@ -153,12 +150,13 @@ fn catalog_table(v: &Value) -> String {
 
 /// `/admin` or `/admin/projects/{p}`: where catalog `name` lives.
 fn catalog_scope(client: &ApiClient, name: &str) -> anyhow::Result<String> {
-    let all = client.get("/admin/catalogs")?;
-    let found = value_list(&all)
+    let all: Paged<CatalogResource> = client.get_as("/admin/catalogs")?;
+    let found = all
+        .value
         .into_iter()
-        .find(|c| s(c, "name") == name)
+        .find(|c| c.name == name)
         .with_context(|| format!("catalog '{name}' not found"))?;
-    Ok(match found.get("project").and_then(Value::as_str) {
+    Ok(match found.project {
         Some(p) => format!("/admin/projects/{p}"),
         None => "/admin".to_string(),
     })
@@ -169,7 +167,7 @@ pub fn run_catalog(
     output: OutputFormat,
     cmd: CatalogCommand,
 ) -> anyhow::Result<()> {
-    let failed = |v: &Value| s(v, "syncState") == "Failed";
+    let failed = |c: &CatalogResource| c.sync_state == "Failed";
     match cmd {
         CatalogCommand::Add {
             name,
@@ -185,48 +183,59 @@ pub fn run_catalog(
                 (Some(p), _) => {
                     let abs = std::fs::canonicalize(&p)
                         .with_context(|| format!("catalog folder '{}'", p.display()))?;
-                    json!({"kind": "local", "uri": abs.display().to_string(), "path": folder, "syncType": sync_type})
+                    CatalogRequest {
+                        kind: Some("local".into()),
+                        uri: abs.display().to_string(),
+                        path: folder,
+                        sync_type: Some(sync_type),
+                        ..Default::default()
+                    }
                 }
-                (None, Some(g)) => {
-                    json!({"kind": "git", "uri": g, "branch": branch, "path": folder, "secretIdentifier": secret, "syncType": sync_type})
-                }
+                (None, Some(g)) => CatalogRequest {
+                    kind: Some("git".into()),
+                    uri: g,
+                    branch,
+                    path: folder,
+                    secret_identifier: secret,
+                    sync_type: Some(sync_type),
+                },
                 (None, None) => bail!("one of --path or --git is required"),
             };
             let scope = match project {
                 Some(p) => format!("/admin/projects/{p}"),
                 None => "/admin".to_string(),
             };
-            let v = client
-                .send("PUT", &format!("{scope}/catalogs/{name}"), Some(&body))?
-                .json()?;
-            emit(output, &v, catalog_table);
-            if failed(&v) {
+            let c: CatalogResource = client
+                .send_typed("PUT", &format!("{scope}/catalogs/{name}"), &body)?
+                .parse()?;
+            emit(output, &json!(c), |_| catalog_table(&c));
+            if failed(&c) {
                 bail!("sync of catalog '{name}' failed");
             }
         }
         CatalogCommand::Sync { name } => {
             let scope = catalog_scope(client, &name)?;
-            let v = client
+            let c: CatalogResource = client
                 .send("POST", &format!("{scope}/catalogs/{name}:sync"), None)?
-                .json()?;
-            emit(output, &v, catalog_table);
-            if failed(&v) {
+                .parse()?;
+            emit(output, &json!(c), |_| catalog_table(&c));
+            if failed(&c) {
                 bail!("sync of catalog '{name}' failed");
             }
         }
         CatalogCommand::Show { name } => {
             let scope = catalog_scope(client, &name)?;
-            let v = client.get(&format!("{scope}/catalogs/{name}"))?;
-            emit(output, &v, catalog_table);
+            let c: CatalogResource = client.get_as(&format!("{scope}/catalogs/{name}"))?;
+            emit(output, &json!(c), |_| catalog_table(&c));
         }
         CatalogCommand::List { project } => {
             let path = match project {
                 Some(p) => format!("/admin/projects/{p}/catalogs"),
                 None => "/admin/catalogs".to_string(),
             };
-            let v = client.get(&path)?;
-            emit(output, &v, |v| {
-                value_list(v).iter().map(catalog_table).collect()
+            let list: Paged<CatalogResource> = client.get_as(&path)?;
+            emit(output, &json!(list), |_| {
+                list.value.iter().map(catalog_table).collect()
             });
         }
         CatalogCommand::Delete { name } => {
@@ -262,17 +271,19 @@ pub fn run_definition(
             project,
             catalog,
         } => {
-            let v = client.get(&format!(
+            let d: EnvironmentDefinition = client.get_as(&format!(
                 "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{name}"
             ))?;
+            let v = json!(d);
             emit(output, &v, |v| {
+                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let mut out = format!(
                     "{} ({}): runner {}, template {}, commit {}\n",
-                    s(v, "name"),
-                    s(v, "catalogName"),
-                    s(v, "runner"),
-                    s(v, "templatePath"),
-                    s(v, "catalogCommit")
+                    d.name,
+                    d.catalog_name,
+                    or_dash(&d.runner),
+                    d.template_path,
+                    or_dash(&d.catalog_commit)
                 );
                 let params: Vec<Value> = v
                     .get("parameters")

@@ -7,7 +7,11 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use slipway_core::parameters::coerce_cli_value;
-use slipway_core::ParameterType;
+use slipway_core::{OperationStatus, ParameterType};
+use slipway_wire::ade::{
+    Environment, EnvironmentDefinition, EnvironmentOperation, EnvironmentOutputs, EnvironmentPatch,
+    EnvironmentRequest, OperationDetails, Paged,
+};
 
 use crate::api_client::{escape, ApiClient};
 use crate::output::{emit, rows, s, value_list};
@@ -187,10 +191,11 @@ fn env_path(project: &str, name: &str) -> String {
 }
 
 fn latest_operation(client: &ApiClient, project: &str, name: &str) -> anyhow::Result<String> {
-    let ops = client.get(&format!("{}/operations", env_path(project, name)))?;
-    value_list(&ops)
+    let ops: Paged<EnvironmentOperation> =
+        client.get_as(&format!("{}/operations", env_path(project, name)))?;
+    ops.value
         .first()
-        .map(|o| s(o, "operationId"))
+        .map(|o| o.operation_id.clone())
         .ok_or_else(|| anyhow!("environment '{name}' has no operations"))
 }
 
@@ -198,7 +203,7 @@ fn latest_operation(client: &ApiClient, project: &str, name: &str) -> anyhow::Re
 /// each `--param` by the definition's declared type.
 fn collect_params(
     args: &ParamArgs,
-    definition: &Value,
+    definition: &EnvironmentDefinition,
     base: Map<String, Value>,
 ) -> anyhow::Result<Map<String, Value>> {
     let mut out = base;
@@ -217,20 +222,15 @@ fn collect_params(
         };
         out.extend(m);
     }
-    let declared: Vec<Value> = definition
-        .get("parameters")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     for kv in &args.params {
         let (k, raw) = kv
             .split_once('=')
             .ok_or_else(|| anyhow!("--param '{kv}': expected ID=VALUE"))?;
-        let ty = declared
+        let ty = definition
+            .parameters
             .iter()
-            .find(|d| d.get("id").and_then(Value::as_str) == Some(k))
-            .and_then(|d| d.get("type").and_then(Value::as_str))
-            .and_then(ParameterType::parse)
+            .find(|d| d.id == k)
+            .and_then(|d| ParameterType::parse(&d.parameter_type))
             .unwrap_or(ParameterType::String);
         let v = coerce_cli_value(k, ty, raw).map_err(|e| anyhow!("--param {e}"))?;
         out.insert(k.to_string(), v);
@@ -238,34 +238,29 @@ fn collect_params(
     Ok(out)
 }
 
-fn env_table(v: &Value) -> String {
+fn env_table(env: &Environment) -> String {
     let mut out = format!(
         "{}  {}  type={} definition={}/{}\n",
-        s(v, "name"),
-        s(v, "provisioningState"),
-        s(v, "environmentType"),
-        s(v, "catalogName"),
-        s(v, "environmentDefinitionName")
+        env.name,
+        env.provisioning_state.as_str(),
+        env.environment_type,
+        env.catalog_name,
+        env.environment_definition_name
     );
-    if let Some(p) = v.get("parameters") {
-        out.push_str(&format!("  parameters: {p}\n"));
-    }
-    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
-        out.push_str(&format!("  error: {}: {}\n", s(e, "code"), s(e, "message")));
+    out.push_str(&format!(
+        "  parameters: {}\n",
+        Value::Object(env.parameters.clone())
+    ));
+    if let Some(e) = &env.error {
+        out.push_str(&format!("  error: {}: {}\n", e.code, e.message));
     }
     out
 }
 
-fn outputs_table(v: &Value) -> String {
+fn outputs_table(v: &EnvironmentOutputs) -> String {
     let mut out = String::new();
-    if let Some(m) = v.get("outputs").and_then(Value::as_object) {
-        for (k, o) in m {
-            out.push_str(&format!(
-                "{k} ({}) = {}\n",
-                s(o, "type"),
-                o.get("value").map(|x| x.to_string()).unwrap_or_default()
-            ));
-        }
+    for (k, o) in &v.outputs {
+        out.push_str(&format!("{k} ({}) = {}\n", o.output_type, o.value));
     }
     if out.is_empty() {
         out.push_str("(no outputs)\n");
@@ -281,7 +276,7 @@ fn follow(
     name: &str,
     op_id: &str,
     show_log: bool,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<OperationDetails> {
     let logs = format!("{}/operations/{op_id}/logs", env_path(project, name));
     if show_log {
         client.follow_log(&logs, &mut std::io::stdout())?;
@@ -289,7 +284,7 @@ fn follow(
         // The stream ends when the operation has ended.
         client.follow_log(&logs, &mut std::io::sink())?;
     }
-    client.get(&format!("/projects/{project}/operationstatuses/{op_id}"))
+    client.get_as(&format!("/projects/{project}/operationstatuses/{op_id}"))
 }
 
 fn op_id_from(reply: &crate::api_client::Reply) -> anyhow::Result<String> {
@@ -317,20 +312,20 @@ fn finish_operation(
     }
     let show_log = output == OutputFormat::Table;
     let status = follow(client, project, name, op_id, show_log)?;
-    let st = s(&status, "status");
     if output != OutputFormat::Table {
-        emit(output, &status, |_| String::new());
+        emit(output, &json!(status), |_| String::new());
     } else {
-        eprintln!("operation {op_id}: {st}");
+        eprintln!("operation {op_id}: {}", status.status.as_str());
     }
-    if st != "Succeeded" {
-        if let Some(e) = status.get("error").filter(|e| !e.is_null()) {
-            eprintln!("error: {}: {}", s(e, "code"), s(e, "message"));
+    if status.status != OperationStatus::Succeeded {
+        if let Some(e) = &status.error {
+            eprintln!("error: {}: {}", e.code, e.message);
         }
         return Ok(ExitCode::FAILURE);
     }
     if show_outputs && output == OutputFormat::Table {
-        let v = client.get(&format!("{}/outputs", env_path(project, name)))?;
+        let v: EnvironmentOutputs =
+            client.get_as(&format!("{}/outputs", env_path(project, name)))?;
         print!("outputs:\n{}", outputs_table(&v));
     }
     Ok(ExitCode::SUCCESS)
@@ -348,20 +343,18 @@ pub fn run(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow:
             expiration,
             no_wait,
         } => {
-            let def = client.get(&format!(
+            let def: EnvironmentDefinition = client.get_as(&format!(
                 "/projects/{project}/catalogs/{catalog}/environmentDefinitions/{definition}"
             ))?;
             let parameters = collect_params(&params, &def, Map::new())?;
-            let mut body = json!({
-                "environmentType": environment_type,
-                "catalogName": catalog,
-                "environmentDefinitionName": definition,
-                "parameters": parameters,
-            });
-            if let Some(x) = expiration {
-                body["expirationDate"] = json!(x);
-            }
-            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let body = EnvironmentRequest {
+                environment_type: Some(environment_type),
+                catalog_name: Some(catalog),
+                environment_definition_name: Some(definition),
+                parameters: Some(Value::Object(parameters)),
+                expiration_date: expiration,
+            };
+            let reply = client.send_typed("PUT", &env_path(&project, &name), &body)?;
             let op = op_id_from(&reply)?;
             finish_operation(client, output, &project, &name, &op, no_wait, true)
         }
@@ -371,31 +364,26 @@ pub fn run(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow:
             params,
             no_wait,
         } => {
-            let current = client.get(&env_path(&project, &name))?;
-            let def = client.get(&format!(
+            let current: Environment = client.get_as(&env_path(&project, &name))?;
+            let def: EnvironmentDefinition = client.get_as(&format!(
                 "/projects/{project}/catalogs/{}/environmentDefinitions/{}",
-                s(&current, "catalogName"),
-                s(&current, "environmentDefinitionName")
+                current.catalog_name, current.environment_definition_name
             ))?;
-            let base = current
-                .get("parameters")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let parameters = collect_params(&params, &def, base)?;
-            let body = json!({
-                "environmentType": current.get("environmentType"),
-                "catalogName": current.get("catalogName"),
-                "environmentDefinitionName": current.get("environmentDefinitionName"),
-                "parameters": parameters,
-            });
-            let reply = client.send("PUT", &env_path(&project, &name), Some(&body))?;
+            let parameters = collect_params(&params, &def, current.parameters)?;
+            let body = EnvironmentRequest {
+                environment_type: Some(current.environment_type),
+                catalog_name: Some(current.catalog_name),
+                environment_definition_name: Some(current.environment_definition_name),
+                parameters: Some(Value::Object(parameters)),
+                expiration_date: None,
+            };
+            let reply = client.send_typed("PUT", &env_path(&project, &name), &body)?;
             let op = op_id_from(&reply)?;
             finish_operation(client, output, &project, &name, &op, no_wait, true)
         }
         EnvCommand::Show { name, project } => {
-            let v = client.get(&env_path(&project, &name))?;
-            emit(output, &v, env_table);
+            let env: Environment = client.get_as(&env_path(&project, &name))?;
+            emit(output, &json!(env), |_| env_table(&env));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::List { project, all } => {
@@ -443,19 +431,13 @@ pub fn run(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow:
             project,
             expiration,
         } => {
-            let value = if expiration == "none" {
-                Value::Null
-            } else {
-                json!(expiration)
+            let patch = EnvironmentPatch {
+                expiration_date: (expiration != "none").then_some(expiration),
             };
-            let v = client
-                .send(
-                    "PATCH",
-                    &env_path(&project, &name),
-                    Some(&json!({ "expirationDate": value })),
-                )?
-                .json()?;
-            emit(output, &v, env_table);
+            let env: Environment = client
+                .send_typed("PATCH", &env_path(&project, &name), &patch)?
+                .parse()?;
+            emit(output, &json!(env), |_| env_table(&env));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::ListActions { name, project } => {
@@ -560,8 +542,9 @@ pub fn run(client: &ApiClient, output: OutputFormat, cmd: EnvCommand) -> anyhow:
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Outputs { name, project } => {
-            let v = client.get(&format!("{}/outputs", env_path(&project, &name)))?;
-            emit(output, &v, outputs_table);
+            let v: EnvironmentOutputs =
+                client.get_as(&format!("{}/outputs", env_path(&project, &name)))?;
+            emit(output, &json!(v), |_| outputs_table(&v));
             Ok(ExitCode::SUCCESS)
         }
         EnvCommand::Operations { name, project } => {

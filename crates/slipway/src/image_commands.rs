@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
+use slipway_core::tasks::TaskRunStatus;
+use slipway_wire::tasks::TaskRun;
 
 use crate::api_client::ApiClient;
 use crate::output::{any_table, emit, rows, value_list};
@@ -234,18 +236,16 @@ fn follow(client: &ApiClient, run_id: &str) -> anyhow::Result<ExitCode> {
         &format!("/imageTasks/runs/{run_id}/logs"),
         &mut std::io::stdout(),
     )?;
-    let run = client.get(&format!("/imageTasks/runs/{run_id}"))?;
-    Ok(if run["status"] == "Succeeded" {
+    let run: TaskRun = client.get_as(&format!("/imageTasks/runs/{run_id}"))?;
+    Ok(if run.status == TaskRunStatus::Succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn started(client: &ApiClient, run: &Value, no_logs: bool) -> anyhow::Result<ExitCode> {
-    let id = run["runId"]
-        .as_str()
-        .context("the server did not return a run id")?;
+fn started(client: &ApiClient, run: &TaskRun, no_logs: bool) -> anyhow::Result<ExitCode> {
+    let id = &run.run_id;
     if no_logs {
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
@@ -277,9 +277,9 @@ pub fn run_image(client: &ApiClient, cmd: ImageCommand) -> anyhow::Result<ExitCo
         "noPush": no_push || images.is_empty(), "timeout": timeout.unwrap_or(0),
         "contextSecret": context_secret,
     });
-    let run = client
+    let run: TaskRun = client
         .send("POST", "/imageTasks/builds", Some(&body))?
-        .json()?;
+        .parse()?;
     started(client, &run, no_logs)
 }
 
@@ -371,7 +371,7 @@ pub fn run_task(
                     &format!("/imageTasks/tasks/{name}/runs"),
                     Some(&json!({"set": set, "setSecret": secret_values(&set_secret)?})),
                 )?
-                .json()?;
+                .parse::<TaskRun>()?;
             started(client, &run, no_logs)
         }
         TaskCommand::ListRuns {

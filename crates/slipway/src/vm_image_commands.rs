@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
+use slipway_core::images::run::RunState;
+use slipway_wire::vm_images::ImageRun;
 
 use crate::api_client::{escape, ApiClient};
 use crate::output::{any_table, emit};
@@ -189,7 +191,7 @@ fn template(
                 return print_json(&run);
             }
             let end = follow(client, &name, &id, true)?;
-            Ok(if end["runState"] == "Succeeded" {
+            Ok(if end.run_state == RunState::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -264,20 +266,21 @@ fn template(
 
 /// Follows run `id` until it ends, printing its `customization.log` to
 /// stderr as it grows when `show_log`; returns the final run.
-fn follow(client: &ApiClient, name: &str, id: &str, show_log: bool) -> anyhow::Result<Value> {
+fn follow(client: &ApiClient, name: &str, id: &str, show_log: bool) -> anyhow::Result<ImageRun> {
     let log = format!("/imageTemplates/{}/runs/{id}/log", escape(name));
     if show_log {
         client.follow_log(&log, &mut std::io::stderr())?;
     } else {
         client.follow_log(&log, &mut std::io::sink())?;
     }
-    let run = client.get(&format!("/imageTemplates/{}/runs/{id}", escape(name)))?;
+    let run: ImageRun = client.get_as(&format!("/imageTemplates/{}/runs/{id}", escape(name)))?;
     eprintln!(
         "run {id}: {}{}",
-        run["runState"].as_str().unwrap_or(""),
-        match run["message"].as_str() {
-            Some(m) if !m.is_empty() => format!(": {m}"),
-            _ => String::new(),
+        run.run_state,
+        if run.message.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", run.message)
         }
     );
     Ok(run)
@@ -417,7 +420,7 @@ fn build(client: &ApiClient, b: &BuildArgs) -> anyhow::Result<ExitCode> {
         .context("the server gave no run id")?
         .to_string();
     let end = follow(client, &name, &id, true)?;
-    if end["runState"] != "Succeeded" {
+    if end.run_state != RunState::Succeeded {
         eprintln!("The template {name} and its staging area are kept for inspection (slipway vm-image template log {name}).");
         return Ok(ExitCode::FAILURE);
     }
@@ -439,7 +442,7 @@ fn build(client: &ApiClient, b: &BuildArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
             .to_string();
     }
-    let src = &end["source"];
+    let src = &end.source;
     println!("## task output variables ##");
     println!("$(imageUri) = {image_uri}");
     println!("$(templateName) = {name}");
