@@ -25,7 +25,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::access::Permission;
 use slipway_core::names::validate_resource_name;
-use slipway_tasks::{context_key, DockerBuild, RunRequest, TaskService, TaskSpec, TIMEOUT_RANGE};
+use slipway_tasks::{
+    context_key, DockerBuild, RunRequest, TaskService, TaskSpec, TaskView, TIMEOUT_RANGE,
+};
 use std::sync::Arc;
 
 use crate::auth::Caller;
@@ -160,7 +162,9 @@ async fn upload_context(
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /imageTasks/builds` (`az acr build`): a context and
+/// the build's settings.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct QuickBuild {
     context: Option<String>,
@@ -184,7 +188,7 @@ fn check_timeout(t: u64) -> ApiResult<u64> {
 }
 
 /// Queues a quick build (`az acr build`).
-#[utoipa::path(post, path = "/imageTasks/builds", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/builds", tag = "imageTasks", request_body = QuickBuild, responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_build(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,7 +228,7 @@ fn manual_trigger(caller: &Caller) -> Value {
 }
 
 /// Queues a quick task run (`az acr run`).
-#[utoipa::path(post, path = "/imageTasks/runs", tag = "imageTasks", request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/runs", tag = "imageTasks", request_body = RunRequest, responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn quick_run(
     State(state): State<AppState>,
     caller: Caller,
@@ -249,25 +253,24 @@ async fn quick_run(
 }
 
 /// Lists tasks.
-#[utoipa::path(get, path = "/imageTasks/tasks", tag = "imageTasks", responses((status = 200, description = "Tasks", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn list_tasks(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/imageTasks/tasks", tag = "imageTasks", responses((status = 200, description = "Tasks", body = Paged<TaskView>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn list_tasks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Paged<TaskView>>> {
     service(&state, &caller)?;
-    let tasks: Vec<Value> = state
+    let tasks = state
         .store
         .list_image_tasks()
         .await?
         .into_iter()
-        .filter_map(|(name, spec)| {
-            let mut v = serde_json::from_value::<TaskSpec>(spec).ok()?.view();
-            v["name"] = json!(name);
-            Some(v)
-        })
+        .filter_map(|(name, spec)| Some(serde_json::from_value::<TaskSpec>(spec).ok()?.view(&name)))
         .collect();
-    Ok(Json(json!({"value": tasks})))
+    Ok(Json(Paged::all(tasks)))
 }
 
 /// Creates or updates a task.
-#[utoipa::path(put, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The task", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(put, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body = TaskSpec, responses((status = "2XX", description = "The task", body = TaskView), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_task(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,8 +282,7 @@ async fn put_task(
         .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
     let spec: TaskSpec = json_body(&body, "task")?;
     let (spec, created) = svc.put_task(&t, spec).await.map_err(task_error)?;
-    let mut v = spec.view();
-    v["name"] = json!(t);
+    let v = spec.view(&t);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -290,21 +292,19 @@ async fn put_task(
 }
 
 /// Reads a task.
-#[utoipa::path(get, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), responses((status = 200, description = "The task", body = Object), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/imageTasks/tasks/{t}", tag = "imageTasks", params(("t" = String, Path, description = "Task")), responses((status = 200, description = "The task", body = TaskView), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn get_task(
     State(state): State<AppState>,
     caller: Caller,
     Path(t): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskView>> {
     let svc = service(&state, &caller)?;
     let spec = svc
         .task(&t)
         .await
         .map_err(task_error)?
         .ok_or_else(|| ApiError::not_found("TaskNotFound", format!("task '{t}' not found")))?;
-    let mut v = spec.view();
-    v["name"] = json!(t);
-    Ok(Json(v))
+    Ok(Json(spec.view(&t)))
 }
 
 /// Deletes a task.
@@ -325,17 +325,20 @@ async fn delete_task(
     }
 }
 
-#[derive(Deserialize, Default)]
+/// The body of `POST /imageTasks/tasks/{t}/runs`: values for this run.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RunTask {
+    /// `name=value` overrides of the task's values.
     #[serde(default)]
     set: Vec<String>,
+    /// Secret values (`name=value` or `{name, value}`), masked in the log.
     #[serde(default, rename = "setSecret")]
     set_secret: Vec<slipway_tasks::SecretValue>,
 }
 
 /// Queues a run of a task.
-#[utoipa::path(post, path = "/imageTasks/tasks/{t}/runs", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body(content = Object, content_type = "application/json"), responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(post, path = "/imageTasks/tasks/{t}/runs", tag = "imageTasks", params(("t" = String, Path, description = "Task")), request_body = RunTask, responses((status = "2XX", description = "The queued run", body = TaskRun), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn run_task(
     State(state): State<AppState>,
     caller: Caller,

@@ -194,11 +194,37 @@ impl Store {
     }
 
     /// Removes an assignment; returns false if it does not exist.
+    ///
+    /// Errors: [`StoreError::InUse`] when it is the last DevCenter Admin
+    /// assignment (nobody could administer the server any more); the check
+    /// and the delete are one transaction.
     pub async fn delete_role_assignment(&self, id: &str) -> Result<bool, StoreError> {
+        let admin = Role::DevCenterAdmin.as_str();
+        let mut tx = self.write_tx().await?;
+        let role: Option<String> = sqlx::query("SELECT role FROM role_assignments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("role"))
+            .transpose()?;
+        if role.as_deref() == Some(admin) {
+            let admins: i64 =
+                sqlx::query("SELECT COUNT(*) AS n FROM role_assignments WHERE role = ?")
+                    .bind(admin)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+            if admins <= 1 {
+                return Err(StoreError::InUse(format!(
+                    "role assignment '{id}' is the last {admin} assignment: assign the role to another user before removing it"
+                )));
+            }
+        }
         let res = sqlx::query("DELETE FROM role_assignments WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(res.rows_affected() == 1)
     }
 

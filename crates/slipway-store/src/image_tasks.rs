@@ -36,6 +36,14 @@ fn json_col(row: &sqlx::sqlite::SqliteRow, col: &'static str) -> Result<Value, S
     }
 }
 
+/// A JSON list column; `NULL` reads as `[]`.
+fn list_col(row: &sqlx::sqlite::SqliteRow, col: &'static str) -> Result<Value, StoreError> {
+    match json_col(row, col)? {
+        Value::Null => Ok(Value::Array(Vec::new())),
+        v => Ok(v),
+    }
+}
+
 fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreError> {
     Ok(TaskRunRecord {
         run_id: row.try_get("id")?,
@@ -50,8 +58,9 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreErr
         },
         request: json_col(row, "request")?,
         trigger: json_col(row, "trigger_info")?,
-        output_images: json_col(row, "output_images")?,
-        dependencies: json_col(row, "dependencies")?,
+        // Both are lists; until the run ends they are empty.
+        output_images: list_col(row, "output_images")?,
+        dependencies: list_col(row, "dependencies")?,
         run_error_message: row.try_get("error")?,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         log_expired: row.try_get::<i64, _>("log_expired")? != 0,

@@ -329,6 +329,8 @@ impl TaskService {
             }
         }
         if let Some(t) = spec.source_trigger.as_mut() {
+            // Read-only: answers say it, a request does not set it.
+            t.has_webhook_secret = None;
             let before = old.as_ref().and_then(|o| o.source_trigger.as_ref());
             match t.webhook_secret.take() {
                 Some(secret) if !secret.is_empty() => {

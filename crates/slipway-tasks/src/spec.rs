@@ -8,7 +8,7 @@ use crate::context::GitContext;
 use crate::{context, TaskError, DEFAULT_TIMEOUT, TIMEOUT_RANGE};
 
 /// A task's base-image dependency, learned from its last successful run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BaseImageDependency {
     /// `RunTime` | `BuildTime`.
@@ -25,7 +25,7 @@ pub struct BaseImageDependency {
 }
 
 /// A timer trigger (5-field UTC cron).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimerTrigger {
     /// `t1`, `t2`, … by default.
@@ -38,7 +38,7 @@ pub struct TimerTrigger {
 }
 
 /// The base-image-update trigger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BaseImageTrigger {
     /// Default `defaultBaseimageTriggerName`.
@@ -55,7 +55,7 @@ pub struct BaseImageTrigger {
 /// The source-commit trigger of a task with a git context (ACR
 /// `sourceTriggers[0]`): a signed webhook from GitHub, Gitea/Forgejo or
 /// GitLab, and/or polling the remote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceTrigger {
     /// Default `defaultSourceTriggerName`.
@@ -74,6 +74,10 @@ pub struct SourceTrigger {
     /// The webhook secret sealed with the server's key (never shown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_webhook_secret: Option<String>,
+    /// Read-only, in API answers: whether the trigger has a webhook secret
+    /// (its value is never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_webhook_secret: Option<bool>,
     /// Poll the remote every this many seconds (5–86400); none = webhook only.
     #[serde(default)]
     pub poll_interval_seconds: Option<u64>,
@@ -96,7 +100,7 @@ fn commit_events() -> Vec<String> {
 /// A secret value for the template (`--set-secret name=value`, read as
 /// `{{.Values.name}}`, masked in logs, never shown).
 /// On the wire either `{name, value}` or the command-line form `"name=value"`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", try_from = "SecretValueWire")]
 pub struct SecretValue {
     /// The value's name.
@@ -163,7 +167,7 @@ fn default_base_trigger_name() -> String {
 }
 
 /// A Docker build (quick build, or a task whose file is a Dockerfile).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DockerBuild {
     /// `-t` images (templated with run variables; the run registry is
@@ -192,7 +196,7 @@ pub struct DockerBuild {
 }
 
 /// What one run executes (stored on the run as `request`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRequest {
     /// `upload:<sha256>` (an uploaded tarball), a git URL
@@ -244,7 +248,7 @@ impl RunRequest {
 }
 
 /// A task (`slipway task create`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
     /// What each run executes (the context, file, values…).
@@ -360,17 +364,43 @@ impl TaskSpec {
 }
 
 impl TaskSpec {
-    /// The spec as the API shows it: sealed values left out
-    /// (`hasWebhookSecret`, `setSecret[].value: "(secure)"`).
-    pub fn view(&self) -> Value {
-        let mut v = json!(self);
-        if let Some(t) = v.get_mut("sourceTrigger").and_then(Value::as_object_mut) {
-            let has = t.remove("sealedWebhookSecret").is_some();
-            t.insert("hasWebhookSecret".into(), json!(has));
+    /// Task `name` as the API shows it: sealed values left out
+    /// (`hasWebhookSecret`, `setSecret[].value` and
+    /// `docker.secretBuildArgs[].value` read `(secure)`).
+    pub fn view(&self, name: &str) -> TaskView {
+        let mut spec = self.clone();
+        if let Some(t) = &mut spec.source_trigger {
+            t.has_webhook_secret = Some(t.sealed_webhook_secret.take().is_some());
+            t.webhook_secret = None;
         }
-        redact_secret_values(&mut v);
-        v
+        let redact = |list: &mut Vec<SecretValue>| {
+            for v in list {
+                v.sealed = None;
+                v.value = Some(SECURE.to_string());
+            }
+        };
+        redact(&mut spec.run.set_secret);
+        if let Some(d) = &mut spec.run.docker {
+            redact(&mut d.secret_build_args);
+        }
+        TaskView {
+            name: name.to_string(),
+            spec,
+        }
     }
+}
+
+/// What the API shows in place of a secret value.
+pub const SECURE: &str = "(secure)";
+
+/// A task as the API shows it (`GET /imageTasks/tasks/{t}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskView {
+    /// Name.
+    pub name: String,
+    /// The spec, secret values left out.
+    #[serde(flatten)]
+    pub spec: TaskSpec,
 }
 
 /// Replaces every sealed `setSecret[]` value of a task spec or run request
@@ -380,7 +410,7 @@ pub fn redact_secret_values(spec_or_request: &mut Value) {
         for s in list.into_iter().flatten() {
             if let Some(o) = s.as_object_mut() {
                 o.remove("sealed");
-                o.insert("value".into(), json!("(secure)"));
+                o.insert("value".into(), json!(SECURE));
             }
         }
     };

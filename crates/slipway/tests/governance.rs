@@ -1034,3 +1034,64 @@ fn a_private_runner_image_is_pulled_with_the_registry_credential() {
         .args(["rmi", "--force", &image])
         .output();
 }
+
+/// Found by scripts/api-fuzz: an admin could remove the last DevCenter Admin
+/// assignment, after which nobody could administer the server.
+#[test]
+fn the_last_dev_center_admin_assignment_cannot_be_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let admins = |s: &Server| -> Vec<String> {
+        s.get("/admin/roleAssignments")["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["role"] == "DevCenter Admin")
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = admins(&s);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (st, v, _) = s.call(
+        "DELETE",
+        &format!("/admin/roleAssignments/{}", first[0]),
+        None,
+    );
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("last DevCenter Admin"),
+        "{v}"
+    );
+    // The admin still administers.
+    assert_eq!(s.call("GET", "/admin/projects", None).0, 200);
+
+    // With a second admin the first may go; then the second is the last.
+    s.assign("ops", "DevCenter Admin", "/");
+    let ops = s.token_for("ops");
+    let (st, v, _) = s.call(
+        "DELETE",
+        &format!("/admin/roleAssignments/{}", first[0]),
+        None,
+    );
+    assert_eq!(st, 204, "{v}");
+    let (st, list, _) = s.call_as(&ops, "GET", "/admin/roleAssignments", None);
+    assert_eq!(st, 200, "{list}");
+    let rest: Vec<&Value> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["role"] == "DevCenter Admin")
+        .collect();
+    assert_eq!(rest.len(), 1, "{list}");
+    assert_eq!(rest[0]["principalId"], "ops");
+    let (st, v, _) = s.call_as(
+        &ops,
+        "DELETE",
+        &format!("/admin/roleAssignments/{}", rest[0]["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(st, 409, "{v}");
+}
