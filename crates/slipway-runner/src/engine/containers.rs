@@ -1,0 +1,351 @@
+//! A container's life: create (through the isolation policy), start and
+//! attach, state, wait and exit code (with Podman's quirks), stop, output,
+//! remove.
+
+use std::time::Duration;
+
+use bollard::container::{
+    AttachContainerOptions, AttachContainerResults, CreateContainerOptions,
+    InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use super::{
+    is_not_found, message, podman_only_state, Attachment, ContainerSpec, ContainerState, Engine,
+    EXIT_RETRIES,
+};
+use crate::RunnerError;
+
+impl Engine {
+    /// Creates (but does not start) the container of `spec`, under the
+    /// isolation policy (see [`ContainerSpec`]).
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's own message.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: spec.name.as_str(),
+                    platform: None,
+                }),
+                spec.config(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                RunnerError::Engine(format!("create container {}: {}", spec.name, message(e)))
+            })
+    }
+
+    /// Starts a created container.
+    pub async fn start_created(&self, name: &str) -> Result<(), RunnerError> {
+        self.docker
+            .start_container(name, None::<StartContainerOptions<String>>)
+            .await
+            .map_err(|e| RunnerError::Engine(format!("start container {name}: {}", message(e))))
+    }
+
+    /// Creates a container, attaches to its output, then starts it with the
+    /// image's own ENTRYPOINT. The returned [`Attachment`] ends when the
+    /// container exits (attaching before the start means no exit is missed);
+    /// `None` when the engine refused the attach three times, in which case
+    /// [`Engine::wait`] falls back to the engine's wait endpoint.
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<Option<Attachment>, RunnerError> {
+        self.create(spec).await?;
+        // Podman sometimes refuses an attach to a just-created container
+        // ("preparing container … for attach: write child: broken pipe").
+        // Retry a little; without an attachment the exit is still detected
+        // through the engine's wait, only more slowly.
+        let mut attachment = None;
+        for attempt in 1..=3u64 {
+            match self
+                .docker
+                .attach_container(
+                    &spec.name,
+                    Some(AttachContainerOptions::<String> {
+                        stream: Some(true),
+                        stdout: Some(true),
+                        stderr: Some(true),
+                        logs: Some(false),
+                        ..Default::default()
+                    }),
+                )
+                .await
+            {
+                Ok(AttachContainerResults { output, .. }) => {
+                    attachment = Some(Attachment { output });
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %spec.name, attempt, error = %e, "attach before start failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+            }
+        }
+        self.start_created(&spec.name).await?;
+        Ok(attachment)
+    }
+
+    /// The container's state; `None` when it does not exist.
+    pub async fn state(&self, name: &str) -> Result<Option<ContainerState>, RunnerError> {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => {
+                let st = info.state.unwrap_or_default();
+                if st.running == Some(true) {
+                    Ok(Some(ContainerState::Running))
+                } else if matches!(
+                    st.status,
+                    Some(bollard::models::ContainerStateStatusEnum::CREATED)
+                ) {
+                    Ok(Some(ContainerState::Created))
+                } else {
+                    Ok(Some(ContainerState::Exited(st.exit_code.unwrap_or(-1))))
+                }
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => {
+                let message = e.to_string();
+                podman_only_state(&message)
+                    .map(Some)
+                    .ok_or(RunnerError::Engine(message))
+            }
+        }
+    }
+
+    /// Waits for the container to exit and returns its exit code.
+    ///
+    /// With the [`Attachment`] from [`Engine::start`] (attached before the
+    /// start, so no exit is missed) the exit is seen as soon as the output
+    /// stream closes; Podman's `/wait` polls and adds ~200 ms, and running it
+    /// alongside slows Podman's exit handling, so it is only the fallback.
+    /// Without an attachment (re-attaching after a restart) `/wait` is used.
+    pub async fn wait(
+        &self,
+        name: &str,
+        attachment: Option<Attachment>,
+    ) -> Result<i64, RunnerError> {
+        if let Some(attachment) = attachment {
+            if let Some(code) = self.wait_attached(name, attachment).await? {
+                return Ok(code);
+            }
+        }
+        self.exit_code(name).await
+    }
+
+    /// Waits for a started container to exit and returns its exit code.
+    /// (See [`EXIT_RETRIES`].)
+    /// Podman 4's `/wait` can miss an exit that happened just before the
+    /// call and then block forever, so the state is read first and again
+    /// every 2 s while the engine's wait runs.
+    ///
+    /// Podman also answers 500 for a moment while a container exits (`read
+    /// /proc/<pid>/cgroup: no such process`); such errors are retried for
+    /// up to ~1 s.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the container is gone, or the
+    /// engine keeps failing.
+    pub async fn exit_code(&self, name: &str) -> Result<i64, RunnerError> {
+        let mut failures = 0;
+        loop {
+            let state = match self.state(name).await {
+                Ok(s) => s,
+                Err(e) if failures < EXIT_RETRIES => {
+                    failures += 1;
+                    tracing::debug!(container = name, error = %e, "engine error while waiting; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match state {
+                Some(ContainerState::Exited(code)) => return Ok(code),
+                Some(ContainerState::Stopping) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                None => {
+                    return Err(RunnerError::Engine(format!(
+                        "wait for {name}: the container is gone"
+                    )))
+                }
+                Some(ContainerState::Running | ContainerState::Created) => {
+                    match tokio::time::timeout(Duration::from_secs(2), self.engine_wait(name)).await
+                    {
+                        Ok(Ok(code)) => return Ok(code),
+                        // Read the state again: a transient engine error or
+                        // a wait that missed the exit.
+                        Ok(Err(_)) if failures < EXIT_RETRIES => {
+                            failures += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains the attachment, then reads the exit code once the engine has
+    /// recorded it; `None` if it does not within ~1 s.
+    async fn wait_attached(
+        &self,
+        name: &str,
+        attachment: Attachment,
+    ) -> Result<Option<i64>, RunnerError> {
+        let Attachment { mut output } = attachment;
+        while let Some(item) = output.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+        // Podman reports `stopped` for ~30 ms before `exited` with the code
+        // (and may answer 500 for a moment meanwhile).
+        for _ in 0..50 {
+            match self.state(name).await {
+                Ok(Some(ContainerState::Exited(code))) => return Ok(Some(code)),
+                Ok(Some(ContainerState::Stopping)) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Ok(_) => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The engine's own `/containers/{name}/wait`.
+    async fn engine_wait(&self, name: &str) -> Result<i64, RunnerError> {
+        let mut stream = self
+            .docker
+            .wait_container(name, None::<WaitContainerOptions<String>>);
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => {
+                // The wait may fail if the container already exited; ask directly.
+                match self.state(name).await? {
+                    Some(ContainerState::Exited(code)) => Ok(code),
+                    _ => Err(RunnerError::Engine(format!("wait for {name}: {e}"))),
+                }
+            }
+            None => match self.state(name).await? {
+                Some(ContainerState::Exited(code)) => Ok(code),
+                _ => Err(RunnerError::Engine(format!(
+                    "wait for {name}: stream ended"
+                ))),
+            },
+        }
+    }
+
+    /// Sends SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(&self, name: &str, grace: Duration) -> Result<(), RunnerError> {
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: grace.as_secs() as i64,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(RunnerError::Engine(format!("stop {name}: {e}"))),
+        }
+    }
+
+    /// The container's combined stdout and stderr.
+    pub async fn output(&self, name: &str) -> Result<String, RunnerError> {
+        let mut stream = self.docker.logs(
+            name,
+            Some(LogsOptions::<String> {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let mut out = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(LogOutput::StdOut { message })
+                | Ok(LogOutput::StdErr { message })
+                | Ok(LogOutput::Console { message }) => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(RunnerError::Engine(format!("logs of {name}: {e}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the container (and its anonymous volumes); absent is fine.
+    pub async fn remove(&self, name: &str) -> Result<(), RunnerError> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(RunnerError::Engine(format!("remove {name}: {e}"))),
+        }
+    }
+
+    /// The container's output as it is written, until it exits.
+    pub fn follow_output(
+        &self,
+        name: &str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, RunnerError>> + '_ {
+        self.docker
+            .logs(
+                name,
+                Some(LogsOptions::<String> {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
+            )
+            .map(|c| {
+                c.map(|c| c.into_bytes().to_vec())
+                    .map_err(|e| RunnerError::Engine(message(e)))
+            })
+    }
+
+    /// The container's environment (`KEY=VALUE` entries).
+    ///
+    /// Errors: [`RunnerError::Engine`] when it cannot be inspected.
+    pub async fn env_of(&self, name: &str) -> Result<Vec<String>, RunnerError> {
+        let info = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))?;
+        Ok(info.config.and_then(|c| c.env).unwrap_or_default())
+    }
+
+    /// Whether the kernel killed the container for exceeding its memory limit.
+    pub async fn oom_killed(&self, name: &str) -> bool {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+}

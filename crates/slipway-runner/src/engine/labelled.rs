@@ -1,0 +1,174 @@
+//! Networks Slipway creates and everything found or removed by label.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use bollard::network::CreateNetworkOptions;
+
+use super::{label_filter, message, Engine};
+use crate::RunnerError;
+
+impl Engine {
+    /// Creates a bridge network for the containers of one task run.
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's message.
+    /// The bridge's host interface is named `bridge` (so that the host's
+    /// filter can name it before the first container joins). Returns the
+    /// network's IPv4 gateway.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        driver: &str,
+        bridge: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Ipv4Addr, RunnerError> {
+        let mut options = HashMap::new();
+        options.insert(
+            "com.docker.network.bridge.name".to_string(),
+            bridge.to_string(),
+        );
+        self.docker
+            .create_network(CreateNetworkOptions {
+                name: name.to_string(),
+                driver: driver.to_string(),
+                options,
+                labels,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
+        let info = self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::network::InspectNetworkOptions<String>>,
+            )
+            .await
+            .map_err(|e| RunnerError::Engine(format!("inspect network {name}: {}", message(e))))?;
+        info.ipam
+            .and_then(|i| i.config)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.gateway?.parse::<Ipv4Addr>().ok())
+            .ok_or_else(|| RunnerError::Engine(format!("network {name} has no IPv4 gateway")))
+    }
+
+    /// Removes every container (but those named in `keep`) and then every
+    /// network carrying label `key=value`. Best effort: failures are logged.
+    pub async fn remove_labelled(&self, key: &str, value: &str, keep: &[String]) {
+        let filters = label_filter(format!("{key}={value}"));
+        if let Ok(list) = self.labelled_containers(format!("{key}={value}")).await {
+            for (name, _) in list {
+                if !keep.contains(&name) {
+                    if let Err(e) = self.remove(&name).await {
+                        tracing::warn!(container = %name, error = %e, "could not remove a container");
+                    }
+                }
+            }
+        }
+        if let Ok(nets) = self
+            .docker
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .await
+        {
+            for n in nets.into_iter().filter_map(|n| n.id) {
+                if let Err(e) = self.docker.remove_network(&n).await {
+                    tracing::warn!(network = %n, error = %e, "could not remove a network");
+                }
+            }
+        }
+    }
+
+    /// Names of networks carrying label `key` (any value), with their labels.
+    pub async fn networks_with_label(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
+        let filters = label_filter(key.to_string());
+        let nets = self
+            .docker
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .await
+            .map_err(|e| RunnerError::Engine(message(e)))?;
+        Ok(nets
+            .into_iter()
+            .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
+            .collect())
+    }
+
+    /// Names of containers carrying label `key` (any value), with all their labels.
+    pub async fn containers_with_label(
+        &self,
+        key: &str,
+    ) -> Result<Vec<(String, HashMap<String, String>)>, RunnerError> {
+        Ok(self
+            .labelled_containers(key.to_string())
+            .await?
+            .into_iter()
+            .map(|(name, c)| (name, c.labels.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Every container (running or not) matching label filter `filter`
+    /// (`key` or `key=value`), by name.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the engine cannot list containers.
+    async fn labelled_containers(
+        &self,
+        filter: String,
+    ) -> Result<Vec<(String, bollard::models::ContainerSummary)>, RunnerError> {
+        let list = self
+            .docker
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters: label_filter(filter),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .as_ref()?
+                    .first()?
+                    .trim_start_matches('/')
+                    .to_string();
+                Some((name, c))
+            })
+            .collect())
+    }
+
+    /// Containers carrying label `key` that were created at least `min_age`
+    /// ago and never started (Docker `created`, Podman `configured` /
+    /// `initialized`): leftovers of a server killed between create and start.
+    ///
+    /// Errors: [`RunnerError::Engine`] when the engine cannot list containers.
+    pub async fn never_started_with_label(
+        &self,
+        key: &str,
+        min_age: Duration,
+    ) -> Result<Vec<String>, RunnerError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Ok(self
+            .labelled_containers(key.to_string())
+            .await?
+            .into_iter()
+            .filter(|(_, c)| {
+                let never_started = matches!(
+                    c.state.as_deref(),
+                    Some("created" | "configured" | "initialized")
+                );
+                let old = c
+                    .created
+                    .is_some_and(|t| now - t >= min_age.as_secs() as i64);
+                never_started && old
+            })
+            .map(|(name, _)| name)
+            .collect())
+    }
+}
