@@ -32,6 +32,9 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Token(TokenCommand),
     /// The audit log (newest first).
+    #[command(
+        after_help = "Example: slipway admin audit --project demo --since 2026-12-01T00:00:00Z"
+    )]
     Audit {
         /// Only this project.
         #[arg(long)]
@@ -53,6 +56,9 @@ pub enum RoleCommand {
     /// Assign a role: 'DevCenter Admin' (scope /), 'Project Admin' (scope
     /// /projects/P), 'Deployment Environments User' or '… Reader' (a project
     /// or /projects/P/environmentTypes/T).
+    #[command(
+        after_help = "Example: slipway admin role assign alice --role \"Deployment Environments User\" --scope /projects/demo/environmentTypes/Dev"
+    )]
     Assign {
         /// User id.
         user: String,
@@ -64,12 +70,16 @@ pub enum RoleCommand {
         scope: String,
     },
     /// List assignments (all, or of one project).
+    #[command(after_help = "Example: slipway admin role list --project demo")]
     List {
         /// Only this project.
         #[arg(long)]
         project: Option<String>,
     },
     /// Remove an assignment by id.
+    #[command(
+        after_help = "Example: slipway admin role remove 6f1c2d3e-0000-4000-8000-000000000000"
+    )]
     Remove {
         /// Assignment id.
         id: String,
@@ -79,6 +89,9 @@ pub enum RoleCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token (for yourself, or for any user as DevCenter Admin); it is shown once.
+    #[command(
+        after_help = "Example: slipway admin token create --user alice --name laptop --expires-in-days 30"
+    )]
     Create {
         /// User the token authenticates as (default: yourself).
         #[arg(long)]
@@ -91,12 +104,14 @@ pub enum TokenCommand {
         expires_in_days: Option<u32>,
     },
     /// List tokens (metadata only).
+    #[command(after_help = "Example: slipway admin token list --user alice")]
     List {
         /// Only this user's.
         #[arg(long)]
         user: Option<String>,
     },
     /// Revoke a token by id.
+    #[command(after_help = "Example: slipway admin token revoke 0123456789abcdef")]
     Revoke {
         /// Token id.
         id: String,
@@ -106,6 +121,9 @@ pub enum TokenCommand {
 #[derive(Debug, Subcommand)]
 pub enum ProjectCommand {
     /// Create or update a project.
+    #[command(
+        after_help = "Example: slipway admin project create demo --description \"Team demo\" --location westeurope"
+    )]
     Create {
         /// Project name.
         name: String,
@@ -117,12 +135,16 @@ pub enum ProjectCommand {
         location: Option<String>,
     },
     /// List projects.
+    #[command(after_help = "Example: slipway admin project list -o json")]
     List,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NamedCreate {
     /// Create or update.
+    #[command(
+        after_help = "Example: slipway admin environment-type create Dev --display-name Development"
+    )]
     Create {
         /// Name.
         name: String,
@@ -131,8 +153,10 @@ pub enum NamedCreate {
         display_name: Option<String>,
     },
     /// List.
+    #[command(after_help = "Example: slipway admin environment-type list")]
     List,
     /// Delete (refused while a project enables it).
+    #[command(after_help = "Example: slipway admin environment-type delete Dev")]
     Delete {
         /// Name.
         name: String,
@@ -142,6 +166,9 @@ pub enum NamedCreate {
 #[derive(Debug, Subcommand)]
 pub enum PetCommand {
     /// Enable an environment type in a project.
+    #[command(
+        after_help = "Example: slipway admin project-environment-type create Dev --project demo --deployment-target-id /subscriptions/00000000-0000-0000-0000-000000000000 --deployment-identity dev-deployer --user-role \"alice=Deployment Environments User\""
+    )]
     Create {
         /// Environment type name.
         name: String,
@@ -174,12 +201,16 @@ pub enum PetCommand {
         user_roles: Vec<String>,
     },
     /// List a project's environment types.
+    #[command(after_help = "Example: slipway admin project-environment-type list --project demo")]
     List {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
         project: String,
     },
     /// Remove an environment type from a project (refused while environments of it exist).
+    #[command(
+        after_help = "Example: slipway admin project-environment-type delete Dev --project demo"
+    )]
     Delete {
         /// Environment type name.
         name: String,
@@ -193,6 +224,9 @@ pub enum PetCommand {
 pub enum SecretCommand {
     /// Create or replace a secret. The value is read from a file, standard
     /// input or an environment variable, never from the command line.
+    #[command(
+        after_help = "Example: slipway admin secret set gh-token --kind token --from-env GITHUB_TOKEN --host github.com"
+    )]
     Set {
         /// Secret name.
         name: String,
@@ -222,12 +256,14 @@ pub enum SecretCommand {
         hosts: Vec<String>,
     },
     /// List secrets (names and kinds; values are never shown).
+    #[command(after_help = "Example: slipway admin secret list --project demo")]
     List {
         /// A project's secrets instead of the dev center's.
         #[arg(long)]
         project: Option<String>,
     },
     /// Delete a secret.
+    #[command(after_help = "Example: slipway admin secret delete gh-token")]
     Delete {
         /// Secret name.
         name: String,

@@ -16,6 +16,9 @@ use crate::OutputFormat;
 #[derive(Debug, Subcommand)]
 pub enum CatalogCommand {
     /// Register (or update) a catalog; it syncs at once when new or when its source changed.
+    #[command(
+        after_help = "Example: slipway catalog add examples --git https://github.com/example/catalog.git --branch main --folder /Environments --secret gh-token"
+    )]
     Add {
         /// Catalog name (unique per server).
         name: String,
@@ -42,22 +45,26 @@ pub enum CatalogCommand {
         sync_type: String,
     },
     /// Sync a catalog now.
+    #[command(after_help = "Example: slipway catalog sync examples")]
     Sync {
         /// Catalog name.
         name: String,
     },
     /// Show a catalog, its last sync and its errors.
+    #[command(after_help = "Example: slipway catalog show examples")]
     Show {
         /// Catalog name.
         name: String,
     },
     /// List catalogs.
+    #[command(after_help = "Example: slipway catalog list --project demo")]
     List {
         /// Only the catalogs of this project.
         #[arg(long)]
         project: Option<String>,
     },
     /// Delete a catalog and its definitions.
+    #[command(after_help = "Example: slipway catalog delete examples")]
     Delete {
         /// Catalog name.
         name: String,
@@ -67,6 +74,7 @@ pub enum CatalogCommand {
 #[derive(Debug, Subcommand)]
 pub enum DefinitionCommand {
     /// List the deployable environment definitions of a project.
+    #[command(after_help = "Example: slipway definition list --project demo --catalog examples")]
     List {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
@@ -76,6 +84,9 @@ pub enum DefinitionCommand {
         catalog: Option<String>,
     },
     /// Show one definition.
+    #[command(
+        after_help = "Example: slipway definition show HelloTerraform --project demo --catalog examples"
+    )]
     Show {
         /// Definition name.
         name: String,
@@ -87,12 +98,14 @@ pub enum DefinitionCommand {
         catalog: String,
     },
     /// List every definition of a catalog with its validation status (admin view).
+    #[command(after_help = "Example: slipway definition validation --catalog examples")]
     Validation {
         /// Catalog.
         #[arg(long)]
         catalog: String,
     },
     /// Show a definition's validation error details (ADE getErrorDetails).
+    #[command(after_help = "Example: slipway definition errors Broken --catalog examples")]
     Errors {
         /// Definition name.
         name: String,

@@ -31,6 +31,9 @@ pub struct ParamArgs {
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
     /// Create an environment and deploy it.
+    #[command(
+        after_help = "Example: slipway env create web --project demo --environment-type Dev --catalog examples --definition HelloTerraform -p name=web --expiration 2026-12-31T18:00:00Z"
+    )]
     Create {
         /// Environment name.
         name: String,
@@ -56,6 +59,7 @@ pub enum EnvCommand {
         no_wait: bool,
     },
     /// Redeploy an environment; given parameters override its current ones.
+    #[command(after_help = "Example: slipway env deploy web --project demo -p name=web2")]
     Deploy {
         /// Environment name.
         name: String,
@@ -69,6 +73,7 @@ pub enum EnvCommand {
         no_wait: bool,
     },
     /// Show an environment.
+    #[command(after_help = "Example: slipway env show web --project demo")]
     Show {
         /// Environment name.
         name: String,
@@ -77,6 +82,7 @@ pub enum EnvCommand {
         project: String,
     },
     /// List environments.
+    #[command(after_help = "Example: slipway env list --project demo --all")]
     List {
         /// Project.
         #[arg(long, env = "SLIPWAY_PROJECT")]
@@ -86,6 +92,7 @@ pub enum EnvCommand {
         all: bool,
     },
     /// Delete an environment (runs the definition's delete operation).
+    #[command(after_help = "Example: slipway env delete web --project demo")]
     Delete {
         /// Environment name.
         name: String,
@@ -100,6 +107,9 @@ pub enum EnvCommand {
         no_wait: bool,
     },
     /// Set or clear (`--expiration none`) the expiration date.
+    #[command(
+        after_help = "Example: slipway env update-expiration web --project demo --expiration 2026-12-31T18:00:00Z"
+    )]
     UpdateExpiration {
         /// Environment name.
         name: String,
@@ -111,6 +121,7 @@ pub enum EnvCommand {
         expiration: String,
     },
     /// List scheduled actions.
+    #[command(after_help = "Example: slipway env list-actions web --project demo")]
     ListActions {
         /// Environment name.
         name: String,
@@ -119,6 +130,7 @@ pub enum EnvCommand {
         project: String,
     },
     /// Skip the scheduled delete.
+    #[command(after_help = "Example: slipway env skip-action web --project demo")]
     SkipAction {
         /// Environment name.
         name: String,
@@ -130,6 +142,9 @@ pub enum EnvCommand {
         action: Option<String>,
     },
     /// Move the scheduled delete to a later time.
+    #[command(
+        after_help = "Example: slipway env delay-action web --project demo --until 2027-01-07T18:00:00Z"
+    )]
     DelayAction {
         /// Environment name.
         name: String,
@@ -144,6 +159,7 @@ pub enum EnvCommand {
         until: String,
     },
     /// Cancel the running or queued operation (default: the latest).
+    #[command(after_help = "Example: slipway env cancel web --project demo")]
     Cancel {
         /// Environment name.
         name: String,
@@ -155,6 +171,7 @@ pub enum EnvCommand {
         operation: Option<String>,
     },
     /// Print an operation's log (default: the latest operation).
+    #[command(after_help = "Example: slipway env logs web --project demo --follow")]
     Logs {
         /// Environment name.
         name: String,
@@ -169,6 +186,7 @@ pub enum EnvCommand {
         follow: bool,
     },
     /// Show outputs.
+    #[command(after_help = "Example: slipway env outputs web --project demo -o json")]
     Outputs {
         /// Environment name.
         name: String,
@@ -177,6 +195,7 @@ pub enum EnvCommand {
         project: String,
     },
     /// List operations.
+    #[command(after_help = "Example: slipway env operations web --project demo")]
     Operations {
         /// Environment name.
         name: String,

@@ -17,6 +17,9 @@ use crate::OutputFormat;
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Build an image from a context and push it (a quick task).
+    #[command(
+        after_help = "Example: slipway image build ./app -t app:{{.Run.ID}} --build-arg VERSION=1.2 --secret-build-arg NPM_TOKEN=abc"
+    )]
     Build {
         /// A local folder (uploaded as a tarball, honouring .dockerignore),
         /// a git URL `https://…/repo.git#ref:folder`, or a tarball URL.
@@ -63,6 +66,7 @@ pub enum RegistryCommand {
     /// --password-stdin` or `podman login --password-stdin`), the full
     /// command on stderr; `-o json` prints `{loginServer, username, password}`.
     /// DevCenter Admins only; every hand-out is audited.
+    #[command(after_help = "Example: slipway registry login")]
     Login,
 }
 
@@ -146,14 +150,21 @@ pub struct TaskCreate {
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Create or replace a task.
+    #[command(
+        after_help = "Example: slipway task create nightly -c https://github.com/example/app.git#main -f acb.yaml --schedule \"0 2 * * *\""
+    )]
     Create(Box<TaskCreate>),
     /// Show a task.
+    #[command(after_help = "Example: slipway task show nightly")]
     Show { name: String },
     /// List tasks.
+    #[command(after_help = "Example: slipway task list")]
     List,
     /// Delete a task.
+    #[command(after_help = "Example: slipway task delete nightly")]
     Delete { name: String },
     /// Run a task now and follow its log.
+    #[command(after_help = "Example: slipway task run nightly --set tag=v2")]
     Run {
         name: String,
         /// `key=value`. Repeatable.
@@ -167,6 +178,9 @@ pub enum TaskCommand {
         no_logs: bool,
     },
     /// List runs, newest first.
+    #[command(
+        after_help = "Example: slipway task list-runs -n nightly --run-status Failed --top 5"
+    )]
     ListRuns {
         /// Only this task's runs.
         #[arg(short = 'n', long)]
@@ -178,10 +192,13 @@ pub enum TaskCommand {
         top: u32,
     },
     /// Show a run.
+    #[command(after_help = "Example: slipway task show-run ca3")]
     ShowRun { run_id: String },
     /// Print a run's log (following it until the run ends).
+    #[command(after_help = "Example: slipway task logs ca3")]
     Logs { run_id: String },
     /// Cancel a run.
+    #[command(after_help = "Example: slipway task cancel-run ca3")]
     CancelRun { run_id: String },
 }
 

@@ -63,6 +63,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
+    #[command(
+        after_help = "Example: slipway serve --data-dir /var/lib/slipway --listen 127.0.0.1:7878 --local-catalog-root /srv/catalogs"
+    )]
     Serve(serve::ServeArgs),
     /// Administration: projects, environment types, project environment types.
     #[command(subcommand)]
@@ -91,6 +94,7 @@ pub enum Command {
     Registry(image_commands::RegistryCommand),
     /// Prints a shell completion script, e.g.
     /// `slipway completion bash > /etc/bash_completion.d/slipway`.
+    #[command(after_help = "Example: slipway completion bash")]
     Completion {
         /// Shell to complete for.
         #[arg(value_enum)]
@@ -183,5 +187,66 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Every command a user can run, as `["slipway", "env", "create"]`.
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<(Vec<String>, clap::Command)>) {
+        let subs: Vec<&clap::Command> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push((path.clone(), cmd.clone()));
+        }
+        for c in subs {
+            let mut p = path.clone();
+            p.push(c.get_name().to_string());
+            leaves(c, p, out);
+        }
+    }
+
+    #[test]
+    fn every_command_shows_an_example_that_parses() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), vec!["slipway".into()], &mut all);
+        let mut missing = Vec::new();
+        for (path, cmd) in &all {
+            let help = cmd
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let Some(example) = help
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Example: "))
+            else {
+                missing.push(path.join(" "));
+                continue;
+            };
+            let words =
+                shell_words::split(example).unwrap_or_else(|e| panic!("{}: {e}", path.join(" ")));
+            assert_eq!(
+                &words[..path.len()],
+                &path[..],
+                "the example of '{}' runs another command",
+                path.join(" ")
+            );
+            if let Err(e) = Cli::try_parse_from(&words) {
+                panic!(
+                    "the example of '{}' does not parse: {example}\n{e}",
+                    path.join(" ")
+                );
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "commands without an example: {missing:#?}"
+        );
     }
 }

@@ -25,10 +25,15 @@ pub enum VmImageCommand {
     /// One shot, like the DevOps task: pack a build folder, make a template
     /// `t_<ms>` that copies it to `/tmp/<folder>` and runs an inline script,
     /// run it, download file outputs and print the output variables.
+    #[command(
+        after_help = "Example: slipway vm-image build --source Debian:debian-12:12:latest --package-path ./site --inline-script \"cp -r /tmp/site /var/www\" --distribute VHD"
+    )]
     Build(Box<BuildArgs>),
     /// The image store: managed images and gallery image versions.
+    #[command(after_help = "Example: slipway vm-image list")]
     List,
     /// Built base images that `PlatformImage` sources resolve to.
+    #[command(after_help = "Example: slipway vm-image platform-images")]
     PlatformImages,
 }
 
@@ -36,6 +41,7 @@ pub enum VmImageCommand {
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
     /// Create or replace a template from an AIB template document (JSON).
+    #[command(after_help = "Example: slipway vm-image template create web-base -f template.json")]
     Create {
         /// Template name (`^[A-Za-z0-9-_.]{1,64}$`).
         name: String,
@@ -44,13 +50,16 @@ pub enum TemplateCommand {
         file: PathBuf,
     },
     /// Show a template and its last run status.
+    #[command(after_help = "Example: slipway vm-image template show web-base")]
     Show {
         /// Template name.
         name: String,
     },
     /// List templates.
+    #[command(after_help = "Example: slipway vm-image template list")]
     List,
     /// Run a template; waits and follows customization.log unless --no-wait.
+    #[command(after_help = "Example: slipway vm-image template run web-base")]
     Run {
         /// Template name.
         name: String,
@@ -59,21 +68,27 @@ pub enum TemplateCommand {
         no_wait: bool,
     },
     /// Cancel the run in progress.
+    #[command(after_help = "Example: slipway vm-image template cancel web-base")]
     Cancel {
         /// Template name.
         name: String,
     },
     /// Delete a template (its outputs and images stay).
+    #[command(after_help = "Example: slipway vm-image template delete web-base")]
     Delete {
         /// Template name.
         name: String,
     },
     /// List a template's runs, newest first.
+    #[command(after_help = "Example: slipway vm-image template list-runs web-base")]
     ListRuns {
         /// Template name.
         name: String,
     },
     /// Show run outputs; with --download, save the artifact of one.
+    #[command(
+        after_help = "Example: slipway vm-image template output web-base --output-name vhd --download ./web-base.vhd"
+    )]
     Output {
         /// Template name.
         name: String,
@@ -85,6 +100,7 @@ pub enum TemplateCommand {
         download: Option<PathBuf>,
     },
     /// Print a run's customization.log (the last run by default).
+    #[command(after_help = "Example: slipway vm-image template log web-base --run r3")]
     Log {
         /// Template name.
         name: String,
