@@ -43,6 +43,9 @@ pub use netns::{NetworkPool, RunnerNetwork};
 pub const OPERATION_LABEL: &str = "dev.slipway.operation";
 /// Container label that carries the server instance id (see [`SchedulerConfig::instance_id`]).
 pub const INSTANCE_LABEL: &str = "dev.slipway.instance";
+/// Container label that carries the owning server's data folder, so that a
+/// later server can tell a runner whose server (and folder) is gone.
+pub const DATA_DIR_LABEL: &str = "dev.slipway.data-dir";
 
 /// Errors of the executor.
 #[derive(Debug, Error)]
@@ -157,6 +160,9 @@ pub struct SchedulerConfig {
     /// Identifies this server's containers, so that recovery never touches
     /// the runners of another Slipway sharing the same container engine.
     pub instance_id: String,
+    /// The server's data folder (canonical), labelled on its runners
+    /// ([`DATA_DIR_LABEL`]).
+    pub data_dir: std::path::PathBuf,
     /// Opens deployment identities.
     pub secret_key: SecretKey,
 }
@@ -342,6 +348,21 @@ impl Scheduler {
         // Containers of operations that already ended (crash after the result was stored).
         for (name, labels) in self.engine.containers_with_label(OPERATION_LABEL).await? {
             if labels.get(INSTANCE_LABEL) != Some(&self.config.instance_id) {
+                // Another server's runner: removed only once it has exited
+                // and that server's data folder is gone (nobody can ever
+                // record its result).
+                let gone = labels
+                    .get(DATA_DIR_LABEL)
+                    .is_some_and(|d| !std::path::Path::new(d).exists());
+                if gone
+                    && matches!(
+                        self.engine.state(&name).await?,
+                        Some(ContainerState::Exited(_))
+                    )
+                {
+                    tracing::info!(container = %name, "removing an exited runner whose server's data folder is gone");
+                    self.engine.remove(&name).await?;
+                }
                 continue;
             }
             let Some(op_id) = labels.get(OPERATION_LABEL) else {
@@ -503,6 +524,10 @@ impl Scheduler {
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
+        labels.insert(
+            DATA_DIR_LABEL.to_string(),
+            self.config.data_dir.to_string_lossy().into_owned(),
+        );
         let (environment, pet) = self.environment_type_of(op).await?;
         let policy = pet.map(|t| t.runner_policy).unwrap_or_default();
         // A leftover container of the same name (earlier attempt) is replaced.

@@ -203,6 +203,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             network_pool: slipway_runner::NetworkPool::new(args.runner_network),
             devcenter_id: devcenter_id.clone(),
             instance_id: slipway_runner::instance_id_for(&data_dir),
+            data_dir: data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone()),
             secret_key: secret_key.clone(),
         },
     );

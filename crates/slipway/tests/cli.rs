@@ -451,3 +451,55 @@ fn exit_codes_say_what_kind_of_failure_it_was() {
         .unwrap();
     assert_eq!(out.status.code(), Some(6), "{out:?}");
 }
+
+/// An exited runner whose server (and data folder) is gone is removed by
+/// the next server that starts on the engine; one whose server's folder
+/// still exists is left to that server.
+#[test]
+fn exited_runners_of_a_gone_server_are_removed_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tag = format!("{}", std::process::id());
+    let podman = |args: &[&str]| {
+        let out = Command::new("podman").args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let runner = |name: &str, data_dir: &str| {
+        let (ok, err) = podman(&[
+            "run",
+            "--name",
+            name,
+            "--label",
+            &format!("dev.slipway.operation=test-{name}"),
+            "--label",
+            "dev.slipway.instance=0000000000000000",
+            "--label",
+            &format!("dev.slipway.data-dir={data_dir}"),
+            "localhost/slipway/debian:bookworm",
+            "true",
+        ]);
+        assert!(ok, "podman run {name}: {err}");
+    };
+    let gone = format!("slipway-op-gone-{tag}");
+    let kept = format!("slipway-op-kept-{tag}");
+    let gone_dir = tmp.path().join("gone-server");
+    runner(&gone, &gone_dir.display().to_string());
+    runner(&kept, &tmp.path().display().to_string());
+
+    let _s = Server::start(&tmp.path().join("data"));
+    common::poll(
+        "the gone server's runner removed",
+        std::time::Duration::from_secs(60),
+        || match podman(&["container", "exists", &gone]).0 {
+            false => Ok(()),
+            true => Err(format!("{gone} still exists")),
+        },
+    );
+    assert!(
+        podman(&["container", "exists", &kept]).0,
+        "a runner whose server's folder exists was removed"
+    );
+    let _ = podman(&["rm", "-f", &kept]);
+}
