@@ -39,9 +39,9 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde_json::json;
 use slipway_catalog::SyncTrigger;
 use slipway_store::{SecretKey, Store, StoreError};
+use slipway_wire::{CloudError, CloudErrorBody};
 
 use crate::routing::Routes;
 
@@ -123,8 +123,8 @@ pub struct ApiError {
     pub code: String,
     /// Message.
     pub message: String,
-    /// Per-item details `[{code, message, target}]`.
-    pub details: Vec<serde_json::Value>,
+    /// Per-item details (at most 20 are listed, then a count).
+    pub details: Vec<CloudErrorBody>,
 }
 
 impl ApiError {
@@ -165,15 +165,14 @@ impl IntoResponse for ApiError {
             message.truncate(cut);
             message.push_str("… (message cut)");
         }
-        let mut err = json!({"code": self.code, "message": message});
-        if !self.details.is_empty() {
-            let details = slipway_core::echo::bounded(
-                self.details,
-                |n| json!({"code": "TooManyProblems", "message": format!("{n} more problems are not listed")}),
-            );
-            err["details"] = serde_json::Value::Array(details);
-        }
-        (self.status, axum::Json(json!({ "error": err }))).into_response()
+        let mut error = CloudErrorBody::new(self.code, message);
+        error.details = slipway_core::echo::bounded(self.details, |n| {
+            CloudErrorBody::new(
+                "TooManyProblems",
+                format!("{n} more problems are not listed"),
+            )
+        });
+        (self.status, axum::Json(CloudError { error })).into_response()
     }
 }
 
@@ -298,20 +297,18 @@ impl From<slipway_environments::EnvironmentError> for ApiError {
         let EnvironmentError::Parameters(problems) = &e else {
             return ApiError::new(status, e.code(), e.to_string());
         };
-        let listed: Vec<(String, serde_json::Value)> = problems
+        let listed: Vec<(String, CloudErrorBody)> = problems
             .iter()
             .map(|p| {
                 let m = p.to_string();
-                let d = json!({"code": p.code(), "message": m, "target": p.parameter()});
+                let mut d = CloudErrorBody::new(p.code(), m.clone());
+                d.target = Some(p.parameter().to_string());
                 (m, d)
             })
             .collect();
         let listed = slipway_core::echo::bounded(listed, |n| {
             let m = format!("{n} more parameter problems are not listed.");
-            (
-                m.clone(),
-                json!({"code": "ParameterValueInvalid", "message": m}),
-            )
+            (m.clone(), CloudErrorBody::new("ParameterValueInvalid", m))
         });
         let message = listed
             .iter()
