@@ -100,7 +100,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> ApiRes
 /// A run as the API shows it: sealed `--set-secret` values left out.
 fn run_view(r: &slipway_store::TaskRunRecord) -> TaskRun {
     let mut v = r.clone();
-    slipway_tasks::redact_secret_values(&mut v.request);
+    v.request = slipway_tasks::redacted_request(&r.request);
     v
 }
 

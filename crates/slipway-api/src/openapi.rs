@@ -7,7 +7,7 @@
 //! `…/operations/{operationId}:cancel`, `…/actions/{actionName}:skip`).
 //! Catalog and secret routes exist once per scope (dev center and project):
 //! the document lists the dev-center form and copies it under
-//! `/admin/projects/{projectName}` ([`document`]).
+//! `/admin/projects/{p}` ([`document`]).
 
 use axum::routing::get;
 use axum::Json;

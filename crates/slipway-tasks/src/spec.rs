@@ -236,6 +236,19 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
+    /// Replaces every secret value (`setSecret`, `docker.secretBuildArgs`)
+    /// by `(secure)` and drops its sealed form, as the API shows them.
+    pub fn redact_secrets(&mut self) {
+        let docker = self
+            .docker
+            .iter_mut()
+            .flat_map(|d| d.secret_build_args.iter_mut());
+        for v in self.set_secret.iter_mut().chain(docker) {
+            v.sealed = None;
+            v.value = Some(SECURE.to_string());
+        }
+    }
+
     /// ACR's run type of a task run: `AutoBuild` for Dockerfile tasks,
     /// `AutoRun` for task files.
     pub fn task_run_type(&self) -> &'static str {
@@ -373,16 +386,7 @@ impl TaskSpec {
             t.has_webhook_secret = Some(t.sealed_webhook_secret.take().is_some());
             t.webhook_secret = None;
         }
-        let redact = |list: &mut Vec<SecretValue>| {
-            for v in list {
-                v.sealed = None;
-                v.value = Some(SECURE.to_string());
-            }
-        };
-        redact(&mut spec.run.set_secret);
-        if let Some(d) = &mut spec.run.docker {
-            redact(&mut d.secret_build_args);
-        }
+        spec.run.redact_secrets();
         TaskView {
             name: name.to_string(),
             spec,
@@ -403,33 +407,18 @@ pub struct TaskView {
     pub spec: TaskSpec,
 }
 
-/// Replaces every sealed `setSecret[]` value of a task spec or run request
-/// (as JSON) by `"value": "(secure)"`, as the API shows them.
-pub fn redact_secret_values(spec_or_request: &mut Value) {
-    let redact = |list: Option<&mut Vec<Value>>| {
-        for s in list.into_iter().flatten() {
-            if let Some(o) = s.as_object_mut() {
-                o.remove("sealed");
-                o.insert("value".into(), json!(SECURE));
-            }
+/// A stored run request (the JSON of a [`RunRequest`]) as the API shows
+/// it: every secret value reads `(secure)`. A document that is not a run
+/// request (never written by Slipway) shows as `null` rather than risk
+/// showing a secret.
+pub fn redacted_request(request: &Value) -> Value {
+    match serde_json::from_value::<RunRequest>(request.clone()) {
+        Ok(mut r) => {
+            r.redact_secrets();
+            json!(r)
         }
-    };
-    // A task spec carries its request under `run`.
-    let request = match spec_or_request.get("run") {
-        Some(_) => spec_or_request.get_mut("run"),
-        None => Some(&mut *spec_or_request),
-    };
-    if let Some(r) = request {
-        redact(
-            r.pointer_mut("/docker/secretBuildArgs")
-                .and_then(Value::as_array_mut),
-        );
+        Err(_) => Value::Null,
     }
-    redact(
-        spec_or_request
-            .get_mut("setSecret")
-            .and_then(Value::as_array_mut),
-    );
 }
 
 /// Parses a 5-field UTC cron (minute hour day month day-of-week).

@@ -10,7 +10,7 @@ use slipway_wire::ade::{EnvironmentDefinition, Paged};
 use slipway_wire::catalogs::{CatalogRequest, CatalogResource, SyncErrorDetails};
 
 use crate::api_client::ApiClient;
-use crate::output::{emit, rows, s, value_list};
+use crate::output::{cell, emit, rows, s, value_list};
 use crate::OutputFormat;
 
 #[derive(Debug, Subcommand)]
@@ -116,13 +116,12 @@ pub enum DefinitionCommand {
 }
 
 fn catalog_table(c: &CatalogResource) -> String {
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut out = format!(
         "catalog {}: sync {} at {} (commit {})\n",
         c.name,
         c.sync_state,
-        or_dash(&c.last_sync_time),
-        or_dash(&c.last_sync_commit)
+        cell(&c.last_sync_time),
+        cell(&c.last_sync_commit)
     );
     if let Some(stats) = &c.last_sync_stats {
         out.push_str(&format!("  stats: {stats}\n"));
@@ -289,14 +288,13 @@ pub fn run_definition(
             ))?;
             let v = json!(d);
             emit(output, &v, |v| {
-                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let mut out = format!(
                     "{} ({}): runner {}, template {}, commit {}\n",
                     d.name,
                     d.catalog_name,
-                    or_dash(&d.runner),
+                    cell(&d.runner),
                     d.template_path,
-                    or_dash(&d.catalog_commit)
+                    cell(&d.catalog_commit)
                 );
                 let params: Vec<Value> = v
                     .get("parameters")

@@ -44,6 +44,11 @@ pub fn s(v: &Value, k: &str) -> String {
     }
 }
 
+/// An optional field as a table cell: the text, or `-` for none (as [`s`]).
+pub fn cell(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
 /// `items` as aligned columns `cols` (field names, also the headers).
 pub fn rows(items: &[Value], cols: &[&str]) -> String {
     let mut widths: Vec<usize> = cols.iter().map(|c| c.len()).collect();
