@@ -25,6 +25,18 @@ pub const BUILD_USER: &str = "slipway";
 /// How long a booting VM may take to answer SSH (TCG boots take ~30 s here;
 /// Packer users raise this to 20–60 minutes for slow emulation).
 const SSH_WAIT: Duration = Duration::from_secs(20 * 60);
+/// How long the serial console may stay silent before SSH answers: past
+/// this the boot counts as hung and the VM boots once more. Guest kernels
+/// under TCG have been seen to stop for good right after choosing their
+/// clocksource; a booting Debian or Ubuntu image writes to its console
+/// every few seconds until its login prompt.
+const CONSOLE_SILENCE: Duration = Duration::from_secs(5 * 60);
+/// How many times one accelerator boots a VM whose boot hung.
+const HUNG_BOOT_ATTEMPTS: usize = 2;
+/// The CPU model under TCG: a named x86-64-v2 model that TCG emulates in
+/// full (no "TCG doesn't support requested feature" warnings). `max`
+/// exposes every TCG feature and has hung SMP guests at boot.
+const TCG_CPU: &str = "Nehalem";
 /// How long `systemctl poweroff` may take before qemu is killed.
 const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
 /// `resolv.conf` for the build VM: qemu's user-mode network DNS forwarder.
@@ -123,7 +135,38 @@ pub struct Vm {
 enum BootError {
     /// KVM could not run the guest; TCG may.
     Kvm(String),
+    /// The console went silent before SSH answered; a new boot may work.
+    Hung(String),
     Failed(String),
+}
+
+/// Watches the size of the serial console to tell a slow boot (the console
+/// grows) from a hung one (silent for [`CONSOLE_SILENCE`]).
+#[derive(Debug)]
+struct ConsoleWatch {
+    len: u64,
+    changed: Instant,
+    silence: Duration,
+}
+
+impl ConsoleWatch {
+    fn new(now: Instant, silence: Duration) -> ConsoleWatch {
+        ConsoleWatch {
+            len: 0,
+            changed: now,
+            silence,
+        }
+    }
+
+    /// Records the console's size at `now`; true once it has not changed
+    /// for the whole silence.
+    fn silent(&mut self, len: u64, now: Instant) -> bool {
+        if len != self.len {
+            self.len = len;
+            self.changed = now;
+        }
+        now.duration_since(self.changed) >= self.silence
+    }
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -224,7 +267,12 @@ impl Vm {
             .map_err(|e| format!("reading the build key: {e}"))?;
         let seed = make_seed(work, instance_id, &public).await?;
         let candidates = accel.candidates();
-        for (n, a) in candidates.iter().enumerate() {
+        let mut attempts = Vec::new();
+        for a in &candidates {
+            attempts.extend(std::iter::repeat_n(*a, HUNG_BOOT_ATTEMPTS));
+        }
+        let mut attempts = attempts.into_iter().peekable();
+        while let Some(a) = attempts.next() {
             let mut vm = Vm::start(disk, &seed, work, &key, shape, a)?;
             log.out(&format!(
                 "slipway: booting the build VM (qemu, accel={a}, {} vCPUs, {} MiB, SSH on 127.0.0.1:{})",
@@ -246,14 +294,23 @@ impl Vm {
                     }
                     return Ok(vm);
                 }
-                Err(BootError::Kvm(m)) if n + 1 < candidates.len() => {
+                Err(BootError::Hung(m)) if attempts.peek() == Some(&a) => {
+                    log.err(&format!("slipway: {m}; booting it again"));
+                    drop(vm);
+                }
+                Err(BootError::Kvm(m)) if attempts.clone().any(|later| later != a) => {
                     accel.kvm_failed.store(true, Ordering::Relaxed);
                     log.err(&format!(
                         "slipway: KVM could not run the guest ({m}); booting again with TCG"
                     ));
                     drop(vm);
+                    while attempts.peek() == Some(&a) {
+                        attempts.next();
+                    }
                 }
-                Err(BootError::Kvm(m)) | Err(BootError::Failed(m)) => return Err(m),
+                Err(BootError::Kvm(m)) | Err(BootError::Hung(m)) | Err(BootError::Failed(m)) => {
+                    return Err(m)
+                }
             }
         }
         Err("no accelerator to boot the build VM with".into())
@@ -276,7 +333,7 @@ impl Vm {
         let _ = std::fs::remove_file(&console);
         let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel])
-            .args(["-cpu", if accel == "kvm" { "host" } else { "max" }])
+            .args(["-cpu", if accel == "kvm" { "host" } else { TCG_CPU }])
             .args(["-m", &shape.memory_mib.to_string()])
             .args(["-smp", &shape.vcpus.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
@@ -325,6 +382,7 @@ impl Vm {
 
     async fn wait_ssh(&mut self) -> Result<(), BootError> {
         let deadline = Instant::now() + SSH_WAIT;
+        let mut console = ConsoleWatch::new(Instant::now(), CONSOLE_SILENCE);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 if self.accel == "kvm" {
@@ -350,6 +408,14 @@ impl Vm {
                 .kill_on_drop(true);
             if probe.status().await.is_ok_and(|s| s.success()) {
                 return Ok(());
+            }
+            let len = std::fs::metadata(&self.console).map_or(0, |m| m.len());
+            if console.silent(len, Instant::now()) {
+                return Err(BootError::Hung(format!(
+                    "the build VM's console has been silent for {} minutes before SSH answered; {}",
+                    CONSOLE_SILENCE.as_secs() / 60,
+                    self.logs_tail()
+                )));
             }
             if Instant::now() > deadline {
                 return Err(BootError::Failed(format!(
@@ -464,6 +530,27 @@ impl Vm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_console_that_keeps_growing_is_a_slow_boot_and_a_silent_one_hangs() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut watch = ConsoleWatch::new(t0, 5 * minute);
+        assert!(
+            !watch.silent(0, t0 + 4 * minute),
+            "silent, but not for long"
+        );
+        assert!(!watch.silent(100, t0 + 6 * minute), "the console grew");
+        assert!(
+            !watch.silent(100, t0 + 10 * minute),
+            "4 minutes since it grew"
+        );
+        assert!(
+            watch.silent(100, t0 + 11 * minute),
+            "5 minutes since it grew"
+        );
+        assert!(!watch.silent(200, t0 + 12 * minute), "it grew again");
+    }
 
     #[test]
     fn accel_modes_parse_and_name_the_choices() {
