@@ -499,13 +499,21 @@ pub struct StepRequest<'a> {
     pub network: Option<&'a str>,
     /// `-v` / `--volume` values.
     pub volumes: &'a [String],
+    /// `-l` / `--label` keys.
+    pub label_keys: Vec<&'a str>,
 }
+
+/// Label prefixes Slipway keeps for itself: the owner labels by which it
+/// finds, re-attaches and removes its containers and networks. A step may
+/// not set them (it could pass for another run's or a runner's container).
+pub const RESERVED_LABEL_PREFIXES: &[&str] = &["dev.slipway.", "io.slipway."];
 
 /// Refuses a step that would leave its confinement: a host bind mount
 /// (only named volumes are allowed besides the run's `/workspace`),
 /// `--privileged`, or a host or foreign namespace as network. Flags that
 /// are never supported (`--device`, `--cap-add`, `--security-opt`,
 /// `--pid`, `--ipc`, `--userns`, …) are refused by the `cmd` parser itself.
+/// Labels under [`RESERVED_LABEL_PREFIXES`] are refused too.
 ///
 /// Errors: `step '<id>': <flag> '<value>' is not allowed: …`.
 pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
@@ -528,6 +536,16 @@ pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
                 "step '{id}': --network '{n}' is not allowed: steps use their run's network (or a network the task file declares)"
             ));
         }
+    }
+    if let Some(k) = s.label_keys.iter().find(|k| {
+        RESERVED_LABEL_PREFIXES
+            .iter()
+            .any(|p| k.to_ascii_lowercase().starts_with(p))
+    }) {
+        return Err(format!(
+            "step '{id}': --label '{k}' is not allowed: labels under {} are Slipway's own",
+            RESERVED_LABEL_PREFIXES.join(", ")
+        ));
     }
     for v in s.volumes {
         let source = v.split(':').next().unwrap_or_default();
@@ -758,6 +776,21 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.contains("step 'p': --privileged is not allowed"), "{e}");
+        for k in ["dev.slipway.operation", "IO.Slipway.task-run"] {
+            let e = refuse_unconfined_step(&StepRequest {
+                step_id: "l",
+                label_keys: vec![k, "org.opencontainers.image.title"],
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(e.contains(&format!("--label '{k}' is not allowed")), "{e}");
+        }
+        refuse_unconfined_step(&StepRequest {
+            step_id: "l",
+            label_keys: vec!["org.opencontainers.image.title", "slipway.mine"],
+            ..Default::default()
+        })
+        .unwrap();
         for n in ["host", "HOST", "container:abc", "ns:/proc/1/ns/net"] {
             let e = refuse_unconfined_step(&StepRequest {
                 step_id: "n",

@@ -16,7 +16,7 @@ use bollard::image::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
-use slipway_core::isolation::{refuse_unconfined_step, run_network_ruleset, StepRequest};
+use slipway_core::isolation::{refuse_unconfined_step, run_network_ruleset};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
@@ -58,6 +58,9 @@ pub struct RunEnv {
     pub run_id: String,
     /// This server's instance id (run ids repeat across servers sharing an engine).
     pub instance: String,
+    /// This server's data folder, carried as [`slipway_runner::DATA_DIR_LABEL`]
+    /// so a later server can tell the run's resources once it is gone.
+    pub data_dir: PathBuf,
     /// Host folder mounted at `/workspace`.
     pub workspace: PathBuf,
     /// Host folder for secret volumes.
@@ -102,6 +105,18 @@ impl RunEnv {
     /// The label value that marks this run's containers and networks.
     pub fn label(&self) -> String {
         run_label(&self.instance, &self.run_id)
+    }
+
+    /// The labels every container and network of the run carries: the run
+    /// ([`RUN_LABEL`]) and the server's data folder.
+    fn owner_labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (RUN_LABEL.to_string(), self.label()),
+            (
+                slipway_runner::DATA_DIR_LABEL.to_string(),
+                self.data_dir.to_string_lossy().into_owned(),
+            ),
+        ])
     }
 
     fn credential_for(&self, image: &str) -> Option<RegistryCredential> {
@@ -178,8 +193,7 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
             .await;
         // The host's filter names the bridge before any step joins it.
         let bridge = format!("slwb{}", hex::encode(rand::random::<[u8; 4]>()));
-        let mut labels = HashMap::new();
-        labels.insert(RUN_LABEL.to_string(), env.label());
+        let mut labels = env.owner_labels();
         labels.insert(BRIDGE_LABEL.to_string(), bridge.clone());
         let gateway = env
             .engine
@@ -281,6 +295,40 @@ pub async fn remove_run_resources(engine: &Engine, label: &str, keep: &[String])
     for b in bridges {
         netns::remove_table(&b).await;
     }
+}
+
+/// Removes the containers and networks of other servers' runs whose
+/// server is gone: their [`slipway_runner::DATA_DIR_LABEL`] names a folder
+/// that no longer exists, so no server can ever finish or clean up those
+/// runs (a server killed, its folder deleted). Runs of `own_instance`, and
+/// resources without the label, are left alone. Returns the run labels
+/// removed. Best effort, like [`remove_run_resources`].
+pub async fn remove_runs_of_gone_servers(engine: &Engine, own_instance: &str) -> Vec<String> {
+    let containers = engine
+        .containers_with_label(RUN_LABEL)
+        .await
+        .unwrap_or_default();
+    let networks = engine
+        .networks_with_label(RUN_LABEL)
+        .await
+        .unwrap_or_default();
+    let own = format!("{own_instance}.");
+    let mut gone: Vec<String> = containers
+        .into_iter()
+        .chain(networks)
+        .filter_map(|(_, labels)| {
+            let run = labels.get(RUN_LABEL)?;
+            let dir = labels.get(slipway_runner::DATA_DIR_LABEL)?;
+            (!run.starts_with(&own) && !std::path::Path::new(dir).exists()).then(|| run.clone())
+        })
+        .collect();
+    gone.sort();
+    gone.dedup();
+    for run in &gone {
+        tracing::info!(run = %run, "removing the containers and networks of a run whose server's data folder is gone");
+        remove_run_resources(engine, run, &[]).await;
+    }
+    gone
 }
 
 #[derive(Default)]
@@ -399,13 +447,7 @@ async fn run_cmd(
         }
         other => TaskError::Engine(other.to_string()),
     })?;
-    refuse_unconfined_step(&StepRequest {
-        step_id: &step.id,
-        privileged: step.privileged || rc.privileged,
-        network: rc.network.as_deref().or(step.network.as_deref()),
-        volumes: &rc.volumes,
-    })
-    .map_err(TaskError::Validation)?;
+    refuse_unconfined_step(&step.confinement_request(&rc)).map_err(TaskError::Validation)?;
     let network = rc.network.clone().or_else(|| step.network.clone());
     let network_id = match network {
         Some(n) => match networks.iter().find(|(name, _)| *name == n) {
@@ -434,7 +476,7 @@ async fn run_cmd(
     spec.env = step.env.clone();
     spec.env.extend(rc.env.iter().cloned());
     spec.labels = rc.labels.clone().into_iter().collect();
-    spec.labels.insert(RUN_LABEL.to_string(), env.label());
+    spec.labels.extend(env.owner_labels());
     spec.exposed_ports = step
         .expose
         .iter()

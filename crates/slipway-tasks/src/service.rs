@@ -142,7 +142,8 @@ impl TaskService {
     }
 
     /// Starts the queue loop and the timer loop. Runs left `Started` or
-    /// `Running` by a previous server end as `Error`.
+    /// `Running` by a previous server end as `Error`; the step containers
+    /// and networks of other servers whose data folder is gone are removed.
     pub async fn start(self: &Arc<Self>) -> Result<(), TaskError> {
         for status in [TaskRunStatus::Started, TaskRunStatus::Running] {
             for run in self.store.task_runs_in(status).await? {
@@ -164,6 +165,7 @@ impl TaskService {
                     .await?;
             }
         }
+        exec::remove_runs_of_gone_servers(&self.engine, &self.instance).await;
         let me = Arc::clone(self);
         tokio::spawn(async move { me.queue_loop().await });
         let me = Arc::clone(self);
@@ -694,6 +696,7 @@ impl TaskService {
             engine: self.engine.clone(),
             run_id: run.run_id.clone(),
             instance: self.instance.clone(),
+            data_dir: self.config.data_dir.clone(),
             workspace: workspace.clone(),
             volumes_dir: dir.join("volumes"),
             log: log.clone(),

@@ -153,6 +153,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&data_dir)
         .await
         .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    // Absolute from here on: the folder is recorded on runners and task
+    // steps, and a later server checks whether it still exists.
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
     let key_file = args
         .secret_key_file
         .clone()
@@ -203,7 +206,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             network_pool: slipway_runner::NetworkPool::new(args.runner_network),
             devcenter_id: devcenter_id.clone(),
             instance_id: slipway_runner::instance_id_for(&data_dir),
-            data_dir: data_dir.canonicalize().unwrap_or_else(|_| data_dir.clone()),
+            data_dir: data_dir.clone(),
             secret_key: secret_key.clone(),
         },
     );

@@ -951,3 +951,83 @@ fn step_ports_are_published_and_kept_containers_stay() {
         "{bindings}"
     );
 }
+
+#[test]
+fn the_steps_and_networks_of_a_gone_server_are_removed_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gone_data = tmp.path().join("gone/data");
+    let mut gone = Server::start(&gone_data);
+    let task = format!("steps:\n  - id: hold\n    cmd: --entrypoint sleep {BASE} 600\n");
+    let (st, run, _) = gone.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({ "encodedTask": task })),
+    );
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap();
+    let instance = slipway_runner::instance_id_for(&gone_data);
+    let label = format!("label=io.slipway.task-run={instance}.{id}");
+    let running = || podman(&["ps", "--filter", &label, "--format", "{{.Names}}"]).1;
+    common::poll(
+        "the step running",
+        Duration::from_secs(120),
+        || match running().trim() {
+            "" => Err("no step container yet".to_string()),
+            _ => Ok(()),
+        },
+    );
+    let (_, network) = podman(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    let (_, bridge) = podman(&[
+        "network",
+        "inspect",
+        network.trim(),
+        "--format",
+        "{{index .Labels \"io.slipway.bridge\"}}",
+    ]);
+    let bridge = bridge.trim().to_string();
+    assert!(bridge.starts_with("slwb"), "the run's network: {bridge:?}");
+    // The server dies and its folder goes: nobody can finish this run.
+    gone.kill();
+    std::fs::remove_dir_all(tmp.path().join("gone")).unwrap();
+    // A step of a server whose folder still exists is not touched.
+    let alive = format!("slw-alive-{}", std::process::id());
+    let (ok, err) = podman(&[
+        "create",
+        "--name",
+        &alive,
+        "--label",
+        "io.slipway.task-run=0000000000000000.1",
+        "--label",
+        &format!("dev.slipway.data-dir={}", tmp.path().display()),
+        BASE,
+        "true",
+    ]);
+    assert!(ok, "{err}");
+
+    let _s = Server::start(&tmp.path().join("data"));
+    common::poll(
+        "the gone server's step and network removed",
+        Duration::from_secs(60),
+        || {
+            let left = podman(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"]).1;
+            let nets = podman(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"]).1;
+            match (left.trim(), nets.trim()) {
+                ("", "") => Ok(()),
+                _ => Err(format!("containers {left:?}, networks {nets:?}")),
+            }
+        },
+    );
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        !table.status.success(),
+        "the run network's host filter table {bridge} is left"
+    );
+    assert!(
+        podman(&["container", "exists", &alive]).0,
+        "a step whose server's folder exists was removed"
+    );
+    let _ = podman(&["rm", "-f", &alive]);
+}

@@ -364,6 +364,11 @@ fn a_task_step_that_asks_for_the_host_is_refused_before_anything_runs() {
             format!("cmd: --device /dev/sda {base} true"),
             "cmd flag '--device' is not supported".to_string(),
         ),
+        (
+            // Passing for a runner: a later server would treat it as one.
+            format!("cmd: -l dev.slipway.operation=x {base} true"),
+            "step 'evil': --label 'dev.slipway.operation' is not allowed".to_string(),
+        ),
     ] {
         let task = format!("steps:\n  - id: evil\n    {step}\n");
         let (st, run, _) = s.call(

@@ -209,6 +209,22 @@ pub enum StepKind {
 }
 
 impl Step {
+    /// What this step, with its parsed `cmd`, asks of the engine that the
+    /// confinement policy rules on
+    /// ([`crate::isolation::refuse_unconfined_step`]).
+    pub fn confinement_request<'a>(
+        &'a self,
+        rc: &'a crate::tasks::cmdline::RunCommand,
+    ) -> crate::isolation::StepRequest<'a> {
+        crate::isolation::StepRequest {
+            step_id: &self.id,
+            privileged: self.privileged || rc.privileged,
+            network: rc.network.as_deref().or(self.network.as_deref()),
+            volumes: &rc.volumes,
+            label_keys: rc.labels.keys().map(String::as_str).collect(),
+        }
+    }
+
     /// The step's kind; errors as acb when zero or several are given.
     pub fn kind(&self) -> Result<StepKind, String> {
         let has_cmd = self.cmd.as_deref().is_some_and(|c| !c.is_empty());
@@ -464,12 +480,7 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
             None => Default::default(),
         };
         let network = rc.network.as_deref().or(step.network.as_deref());
-        crate::isolation::refuse_unconfined_step(&crate::isolation::StepRequest {
-            step_id: &step.id,
-            privileged: step.privileged || rc.privileged,
-            network,
-            volumes: &rc.volumes,
-        })?;
+        crate::isolation::refuse_unconfined_step(&step.confinement_request(&rc))?;
         if let Some(n) = network.filter(|n| !networks.iter().any(|d| d.name == *n)) {
             return Err(format!(
                 "step '{}': --network '{n}' is not allowed: expected a network the task file declares ({})",
