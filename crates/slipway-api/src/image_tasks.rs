@@ -281,7 +281,10 @@ async fn put_task(
     validate_resource_name("task", &t)
         .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
     let spec: TaskSpec = json_body(&body, "task")?;
-    let (spec, created) = svc.put_task(&t, spec).await.map_err(task_error)?;
+    let (spec, created) = svc
+        .put_task(&t, spec, &caller.user)
+        .await
+        .map_err(task_error)?;
     let v = spec.view(&t);
     let status = if created {
         StatusCode::CREATED

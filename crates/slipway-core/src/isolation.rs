@@ -508,24 +508,116 @@ pub struct StepRequest<'a> {
 /// not set them (it could pass for another run's or a runner's container).
 pub const RESERVED_LABEL_PREFIXES: &[&str] = &["dev.slipway.", "io.slipway."];
 
+/// The exceptions a DevCenter Admin grants the steps of one task (the task
+/// resource's `stepPermissions`; never a task file's, never a quick run's).
+/// Each is off by default. JSON: `{"privileged": true, "hostNetwork":
+/// false, "hostPaths": ["/var/cache/builds"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StepPermissions {
+    /// Steps may run `--privileged` (every capability, the host's devices):
+    /// docker-in-docker and similar.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Steps may use `--network host` (the host's network namespace and
+    /// every service listening on it).
+    #[serde(default)]
+    pub host_network: bool,
+    /// Host folders (absolute, without `.`/`..`, not `/`) that steps may
+    /// bind-mount with `-v HOST_PATH:CONTAINER_PATH`: the folder itself or
+    /// anything beneath it. Symlinks are resolved on the host before the
+    /// check, so a link cannot lead out.
+    #[serde(default)]
+    pub host_paths: Vec<String>,
+}
+
+impl StepPermissions {
+    /// Nothing granted.
+    pub fn is_empty(&self) -> bool {
+        !self.privileged && !self.host_network && self.host_paths.is_empty()
+    }
+
+    /// Checks the host paths.
+    ///
+    /// Errors: `property 'stepPermissions.hostPaths[i]' is '<value>':
+    /// expected …`.
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, p) in self.host_paths.iter().enumerate() {
+            let plain = p.starts_with('/')
+                && p != "/"
+                && !p.contains(':')
+                && p.split('/')
+                    .skip(1)
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            if !plain {
+                return Err(format!(
+                    "property 'stepPermissions.hostPaths[{i}]' is '{p}': expected an absolute host folder other than '/', without '.', '..', ':' or a trailing '/'"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What is granted, for logs and the audit trail: e.g. `privileged,
+    /// hostNetwork, hostPaths=/a,/b`, or `none`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if self.privileged {
+            parts.push("privileged".to_string());
+        }
+        if self.host_network {
+            parts.push("hostNetwork".to_string());
+        }
+        if !self.host_paths.is_empty() {
+            parts.push(format!("hostPaths={}", self.host_paths.join(",")));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// Whether host path `source` is one of [`Self::host_paths`] or beneath
+    /// one, compared by whole components (`/data2` is not beneath `/data`).
+    /// The caller resolves symlinks first; `.` and `..` never match.
+    fn allows_host_path(&self, source: &str) -> bool {
+        if source.split('/').any(|c| c == "." || c == "..") {
+            return false;
+        }
+        self.host_paths.iter().any(|allowed| {
+            source == allowed
+                || source
+                    .strip_prefix(allowed.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
 /// Refuses a step that would leave its confinement: a host bind mount
 /// (only named volumes are allowed besides the run's `/workspace`),
-/// `--privileged`, or a host or foreign namespace as network. Flags that
-/// are never supported (`--device`, `--cap-add`, `--security-opt`,
+/// `--privileged`, or a host or foreign namespace as network — unless the
+/// task's [`StepPermissions`] grant that exception (host paths, privileged,
+/// host network; another container's or a path's namespace never). Flags
+/// that are never supported (`--device`, `--cap-add`, `--security-opt`,
 /// `--pid`, `--ipc`, `--userns`, …) are refused by the `cmd` parser itself.
 /// Labels under [`RESERVED_LABEL_PREFIXES`] are refused too.
 ///
 /// Errors: `step '<id>': <flag> '<value>' is not allowed: …`.
-pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
+pub fn refuse_unconfined_step(
+    s: &StepRequest<'_>,
+    permissions: &StepPermissions,
+) -> Result<(), String> {
     let id = s.step_id;
-    if s.privileged {
+    if s.privileged && !permissions.privileged {
         return Err(format!(
-            "step '{id}': --privileged is not allowed: steps run confined (no extra capabilities, no host devices)"
+            "step '{id}': --privileged is not allowed: steps run confined (no extra capabilities, no host devices) unless a DevCenter Admin grants the task stepPermissions.privileged"
         ));
     }
     if let Some(n) = s.network {
         let lower = n.to_ascii_lowercase();
-        if lower == "host"
+        let host = lower == "host";
+        if (host && !permissions.host_network)
             || lower.starts_with("container:")
             || lower.starts_with("ns:")
             || lower == "private"
@@ -533,7 +625,8 @@ pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
             || lower.starts_with("pasta")
         {
             return Err(format!(
-                "step '{id}': --network '{n}' is not allowed: steps use their run's network (or a network the task file declares)"
+                "step '{id}': --network '{n}' is not allowed: steps use their run's network (or a network the task file declares{})",
+                if host { "; a DevCenter Admin may grant the task stepPermissions.hostNetwork" } else { "" }
             ));
         }
     }
@@ -558,9 +651,10 @@ pub fn refuse_unconfined_step(s: &StepRequest<'_>) -> Result<(), String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
             && v.contains(':');
-        if !named {
+        let granted = v.contains(':') && permissions.allows_host_path(source);
+        if !named && !granted {
             return Err(format!(
-                "step '{id}': volume '{v}' is not allowed: expected a named volume 'NAME:/path' (host folders cannot be mounted; /workspace is the run's shared folder)"
+                "step '{id}': volume '{v}' is not allowed: expected a named volume 'NAME:/path' (host folders cannot be mounted unless a DevCenter Admin grants them in the task's stepPermissions.hostPaths; /workspace is the run's shared folder)"
             ));
         }
     }
@@ -742,19 +836,23 @@ mod tests {
 
     #[test]
     fn steps_may_not_leave_their_confinement() {
+        let none = StepPermissions::default();
         let ok = StepRequest {
             step_id: "s",
             volumes: &["cache:/root/.cache".to_string()],
             network: Some("frontend"),
             ..Default::default()
         };
-        refuse_unconfined_step(&ok).unwrap();
+        refuse_unconfined_step(&ok, &none).unwrap();
         let host = ["/etc:/host".to_string()];
-        let e = refuse_unconfined_step(&StepRequest {
-            step_id: "evil",
-            volumes: &host,
-            ..Default::default()
-        })
+        let e = refuse_unconfined_step(
+            &StepRequest {
+                step_id: "evil",
+                volumes: &host,
+                ..Default::default()
+            },
+            &none,
+        )
         .unwrap_err();
         assert!(
             e.starts_with("step 'evil': volume '/etc:/host' is not allowed"),
@@ -762,47 +860,136 @@ mod tests {
         );
         for v in ["./x:/y", "~/x:/y", "../x:/y", "/:/host:ro", "anon"] {
             let vols = [v.to_string()];
-            assert!(refuse_unconfined_step(&StepRequest {
-                step_id: "s",
-                volumes: &vols,
-                ..Default::default()
-            })
+            assert!(refuse_unconfined_step(
+                &StepRequest {
+                    step_id: "s",
+                    volumes: &vols,
+                    ..Default::default()
+                },
+                &none
+            )
             .is_err());
         }
-        let e = refuse_unconfined_step(&StepRequest {
-            step_id: "p",
-            privileged: true,
-            ..Default::default()
-        })
+        let e = refuse_unconfined_step(
+            &StepRequest {
+                step_id: "p",
+                privileged: true,
+                ..Default::default()
+            },
+            &none,
+        )
         .unwrap_err();
         assert!(e.contains("step 'p': --privileged is not allowed"), "{e}");
         for k in ["dev.slipway.operation", "IO.Slipway.task-run"] {
-            let e = refuse_unconfined_step(&StepRequest {
-                step_id: "l",
-                label_keys: vec![k, "org.opencontainers.image.title"],
-                ..Default::default()
-            })
+            let e = refuse_unconfined_step(
+                &StepRequest {
+                    step_id: "l",
+                    label_keys: vec![k, "org.opencontainers.image.title"],
+                    ..Default::default()
+                },
+                &none,
+            )
             .unwrap_err();
             assert!(e.contains(&format!("--label '{k}' is not allowed")), "{e}");
         }
-        refuse_unconfined_step(&StepRequest {
-            step_id: "l",
-            label_keys: vec!["org.opencontainers.image.title", "slipway.mine"],
-            ..Default::default()
-        })
+        refuse_unconfined_step(
+            &StepRequest {
+                step_id: "l",
+                label_keys: vec!["org.opencontainers.image.title", "slipway.mine"],
+                ..Default::default()
+            },
+            &none,
+        )
         .unwrap();
         for n in ["host", "HOST", "container:abc", "ns:/proc/1/ns/net"] {
-            let e = refuse_unconfined_step(&StepRequest {
-                step_id: "n",
-                network: Some(n),
-                ..Default::default()
-            })
+            let e = refuse_unconfined_step(
+                &StepRequest {
+                    step_id: "n",
+                    network: Some(n),
+                    ..Default::default()
+                },
+                &none,
+            )
             .unwrap_err();
             assert!(
                 e.contains(&format!("--network '{n}' is not allowed")),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn step_permissions_grant_exactly_what_they_name() {
+        let grant = StepPermissions {
+            privileged: true,
+            host_network: true,
+            host_paths: vec!["/srv/cache".into()],
+        };
+        grant.validate().unwrap();
+        let vols = |v: &str| [v.to_string()];
+        for v in ["/srv/cache:/c", "/srv/cache/npm:/c:ro"] {
+            let volumes = vols(v);
+            let req = StepRequest {
+                step_id: "s",
+                volumes: &volumes,
+                privileged: true,
+                network: Some("host"),
+                ..Default::default()
+            };
+            refuse_unconfined_step(&req, &grant).unwrap();
+            assert!(refuse_unconfined_step(&req, &StepPermissions::default()).is_err());
+        }
+        for v in [
+            "/srv/cache2:/c",
+            "/srv:/c",
+            "/srv/cache/../../etc:/c",
+            "/srv/cache/./x:/c",
+            "/srv/cache",
+        ] {
+            let volumes = vols(v);
+            let e = refuse_unconfined_step(
+                &StepRequest {
+                    step_id: "s",
+                    volumes: &volumes,
+                    ..Default::default()
+                },
+                &grant,
+            )
+            .unwrap_err();
+            assert!(e.contains(&format!("volume '{v}' is not allowed")), "{e}");
+        }
+        for n in ["container:abc", "ns:/proc/1/ns/net"] {
+            assert!(refuse_unconfined_step(
+                &StepRequest {
+                    step_id: "s",
+                    network: Some(n),
+                    ..Default::default()
+                },
+                &grant
+            )
+            .is_err());
+        }
+        for (i, bad) in ["/", "relative", "/a/../b", "/a/", "/a:b", "/a//b"]
+            .into_iter()
+            .enumerate()
+        {
+            let p = StepPermissions {
+                host_paths: vec!["/ok".into(), bad.into()],
+                ..Default::default()
+            };
+            let e = p.validate().unwrap_err();
+            assert!(
+                e.starts_with(&format!(
+                    "property 'stepPermissions.hostPaths[1]' is '{bad}'"
+                )),
+                "{i}: {e}"
+            );
+        }
+        assert_eq!(
+            grant.summary(),
+            "privileged, hostNetwork, hostPaths=/srv/cache"
+        );
+        assert_eq!(StepPermissions::default().summary(), "none");
     }
 
     #[test]

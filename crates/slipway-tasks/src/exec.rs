@@ -16,7 +16,7 @@ use bollard::image::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
-use slipway_core::isolation::{refuse_unconfined_step, run_network_ruleset};
+use slipway_core::isolation::{refuse_unconfined_step, run_network_ruleset, StepPermissions};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::cmdline::parse_cmd;
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
@@ -77,6 +77,9 @@ pub struct RunEnv {
     pub fetcher: Fetcher,
     /// Where build steps' network namespaces come from.
     pub network_pool: NetworkPool,
+    /// The exceptions a DevCenter Admin granted the task's steps
+    /// ([`Plan::permissions`]; empty for quick runs).
+    pub permissions: StepPermissions,
     /// Secret build args `(name, value)` of a quick build: every build step
     /// gets them as build secrets (`RUN --mount=type=secret,id=<name>`),
     /// never as build args.
@@ -331,6 +334,57 @@ pub async fn remove_runs_of_gone_servers(engine: &Engine, own_instance: &str) ->
     gone
 }
 
+/// Resolves the symlinks of every host-folder mount in `volumes` that
+/// lies, by name, beneath a folder `permissions` grants, and of the granted
+/// folders themselves, so the check compares the folders the engine would
+/// really mount (a link planted beneath a granted folder cannot lead out).
+/// Nothing is touched on the host when no folder is granted, nor for a
+/// mount outside every grant (the check refuses those by name, without
+/// telling whether they exist). Returns the permissions with resolved
+/// folders; `volumes` get resolved sources.
+///
+/// Errors: [`TaskError::Validation`] naming the step and the mount whose
+/// folder cannot be resolved (e.g. it does not exist).
+fn resolve_granted_host_mounts(
+    step_id: &str,
+    volumes: &mut [String],
+    permissions: &StepPermissions,
+) -> Result<StepPermissions, TaskError> {
+    if permissions.host_paths.is_empty() {
+        return Ok(permissions.clone());
+    }
+    let mut resolved = permissions.clone();
+    for p in resolved.host_paths.iter_mut() {
+        if let Ok(real) = std::fs::canonicalize(&*p) {
+            *p = real.to_string_lossy().into_owned();
+        }
+    }
+    for v in volumes.iter_mut() {
+        let Some((source, rest)) = v.split_once(':') else {
+            continue;
+        };
+        let lexically_granted = refuse_unconfined_step(
+            &slipway_core::isolation::StepRequest {
+                step_id,
+                volumes: std::slice::from_ref(v),
+                ..Default::default()
+            },
+            permissions,
+        )
+        .is_ok();
+        if !source.starts_with('/') || !lexically_granted {
+            continue;
+        }
+        let real = std::fs::canonicalize(source).map_err(|e| {
+            TaskError::Validation(format!(
+                "step '{step_id}': volume '{v}': the host folder '{source}' cannot be mounted: {e}"
+            ))
+        })?;
+        *v = format!("{}:{rest}", real.to_string_lossy());
+    }
+    Ok(resolved)
+}
+
 #[derive(Default)]
 struct StepOutput {
     images: Vec<Value>,
@@ -447,23 +501,52 @@ async fn run_cmd(
         }
         other => TaskError::Engine(other.to_string()),
     })?;
-    refuse_unconfined_step(&step.confinement_request(&rc)).map_err(TaskError::Validation)?;
+    let mut rc = rc;
+    let permissions = resolve_granted_host_mounts(&step.id, &mut rc.volumes, &env.permissions)?;
+    refuse_unconfined_step(&step.confinement_request(&rc), &permissions)
+        .map_err(TaskError::Validation)?;
     let network = rc.network.clone().or_else(|| step.network.clone());
-    let network_id = match network {
-        Some(n) => match networks.iter().find(|(name, _)| *name == n) {
-            Some((_, false)) => env.network(&n),
-            _ => n,
-        },
-        None => env.network(slipway_core::tasks::taskfile::DEFAULT_NETWORK),
-    };
-    let mut spec = ContainerSpec::new(
-        &name,
-        &rc.image,
-        NetworkAttachment::Named {
-            network: network_id,
+    let attachment = match network {
+        // Only reachable past the check with stepPermissions.hostNetwork.
+        Some(n) if n.eq_ignore_ascii_case("host") => NetworkAttachment::Host,
+        n => NetworkAttachment::Named {
+            network: match n {
+                Some(n) => match networks.iter().find(|(name, _)| *name == n) {
+                    Some((_, false)) => env.network(&n),
+                    _ => n,
+                },
+                None => env.network(slipway_core::tasks::taskfile::DEFAULT_NETWORK),
+            },
             aliases: vec![step.id.clone()],
         },
-    );
+    };
+    let mut spec = ContainerSpec::new(&name, &rc.image, attachment);
+    // Only reachable past the check with stepPermissions.privileged.
+    spec.privileged = step.privileged || rc.privileged;
+    let granted: Vec<&str> = [
+        (spec.privileged, "privileged"),
+        (
+            spec.network == NetworkAttachment::Host,
+            "the host's network",
+        ),
+        (
+            rc.volumes.iter().any(|v| v.starts_with('/')),
+            "host folders",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(used, what)| used.then_some(what))
+    .collect();
+    if !granted.is_empty() {
+        env.log
+            .line(&format!(
+                "Step ID: {} runs with {}: granted by the task's stepPermissions ({})",
+                step.id,
+                granted.join(", "),
+                env.permissions.summary()
+            ))
+            .await;
+    }
     spec.binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
     spec.binds.extend(rc.volumes.iter().cloned());
     for m in &step.volume_mounts {

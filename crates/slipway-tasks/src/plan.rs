@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::{DockerBuild, TaskError, QUICK_BUILD_STEP_TIMEOUT};
 use serde_json::Value;
+use slipway_core::isolation::StepPermissions;
 use slipway_core::tasks::cmdline::expand_command_alias;
 use slipway_core::tasks::taskfile::{self, Plan, Step, TaskFile};
 use slipway_core::tasks::template::render;
@@ -36,7 +37,8 @@ pub(crate) async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskE
 }
 
 /// Renders a task file (comments stripped, aliases, template) into a plan,
-/// expanding command aliases for v1.1.0.
+/// expanding command aliases for v1.1.0. `permissions`: what the task's
+/// steps are granted (empty for quick runs).
 ///
 /// Errors: [`TaskError::Validation`] with the template or acb message.
 pub fn render_plan(
@@ -44,6 +46,7 @@ pub fn render_plan(
     text: &str,
     data: &Value,
     workspace: &Path,
+    permissions: &StepPermissions,
 ) -> Result<Plan, TaskError> {
     let text = strip_comment_lines(text);
     let (text, aliases) = if aliases_enabled(&text) {
@@ -77,7 +80,7 @@ pub fn render_plan(
             "secrets: Azure Key Vault secrets ('keyvault') cannot be resolved by Slipway".into(),
         ));
     }
-    taskfile::plan(task, false).map_err(TaskError::Validation)
+    taskfile::plan(task, false, permissions).map_err(TaskError::Validation)
 }
 
 /// The plan of a Docker build: `build` (timeout 28800 s) then `push` of
@@ -137,6 +140,7 @@ pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan
             ..Default::default()
         },
         true,
+        &StepPermissions::default(),
     )
     .map_err(TaskError::Validation)
 }

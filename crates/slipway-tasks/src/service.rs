@@ -316,6 +316,7 @@ impl TaskService {
         &self,
         name: &str,
         spec: TaskSpec,
+        actor: &str,
     ) -> Result<(TaskSpec, bool), TaskError> {
         let mut spec = spec.validate()?;
         self.git_remote(&spec.run).await?;
@@ -353,6 +354,21 @@ impl TaskService {
             }
         }
         let created = self.store.put_image_task(name, &json!(spec)).await?;
+        let before = old.as_ref().and_then(|o| o.step_permissions.clone());
+        let granted = spec.step_permissions.clone().filter(|p| !p.is_empty());
+        if before.filter(|p| !p.is_empty()) != granted {
+            let event = slipway_store::AuditEvent {
+                time: slipway_store::now_rfc3339(),
+                user: actor.to_string(),
+                action: "imageTask.stepPermissions".into(),
+                target: format!("/imageTasks/tasks/{name}"),
+                project: None,
+                source: None,
+                result: granted.unwrap_or_default().summary(),
+            };
+            self.store.record_audit(&event).await?;
+            tracing::warn!(task = %name, user = %actor, permissions = %event.result, "step permissions of a task changed");
+        }
         self.timers_changed.notify_one();
         self.sources_changed.notify_one();
         self.deps_changed.notify_one();
@@ -649,6 +665,23 @@ impl TaskService {
             repository,
             triggered_by: run.trigger["type"].as_str().unwrap_or("manual").to_string(),
         };
+        // Read when the run starts: a grant withdrawn while the run was
+        // queued no longer applies.
+        let permissions = match &run.task {
+            Some(task) => self
+                .task(task)
+                .await?
+                .and_then(|t| t.step_permissions)
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
+        if !permissions.is_empty() {
+            log.line(&format!(
+                "The task's steps are granted stepPermissions by a DevCenter Admin: {}",
+                permissions.summary()
+            ))
+            .await;
+        }
         let mut secret_values = Vec::new();
         let mut build_secrets = Vec::new();
         let plan = match &request.docker {
@@ -681,14 +714,15 @@ impl TaskService {
                     merge_values(values_text.as_deref(), &set).map_err(TaskError::Validation)?;
                 // acb: render with no secrets, read `secrets:`, resolve, render again.
                 let data = template_data(&vars, &values, &BTreeMap::new());
-                let plan = render_plan(&self.config.fetcher, &text, &data, &workspace)?;
+                let plan =
+                    render_plan(&self.config.fetcher, &text, &data, &workspace, &permissions)?;
                 if plan.task.secrets.is_empty() {
                     plan
                 } else {
                     let secrets = self.resolve_secrets(&plan.task.secrets).await?;
                     secret_values.extend(secrets.values().cloned());
                     let data = template_data(&vars, &values, &secrets);
-                    render_plan(&self.config.fetcher, &text, &data, &workspace)?
+                    render_plan(&self.config.fetcher, &text, &data, &workspace, &permissions)?
                 }
             }
         };
@@ -697,6 +731,7 @@ impl TaskService {
             run_id: run.run_id.clone(),
             instance: self.instance.clone(),
             data_dir: self.config.data_dir.clone(),
+            permissions: plan.permissions.clone(),
             workspace: workspace.clone(),
             volumes_dir: dir.join("volumes"),
             log: log.clone(),

@@ -285,6 +285,12 @@ pub struct TaskSpec {
     /// Learned from the last successful run.
     #[serde(default)]
     pub base_image_dependencies: Vec<BaseImageDependency>,
+    /// Exceptions to the step confinement that a DevCenter Admin grants
+    /// this task's steps (a Slipway extension; never settable from a task
+    /// file). Every change is recorded as an `imageTask.stepPermissions`
+    /// audit event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_permissions: Option<slipway_core::isolation::StepPermissions>,
 }
 
 impl TaskSpec {
@@ -303,6 +309,9 @@ impl TaskSpec {
                 "property 'timeout' is {}: expected seconds between 300 and 28800",
                 self.run.timeout
             ));
+        }
+        if let Some(p) = &self.step_permissions {
+            p.validate().map_err(TaskError::Validation)?;
         }
         if self.status != "Enabled" && self.status != "Disabled" {
             return bad(format!(

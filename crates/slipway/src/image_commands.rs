@@ -145,6 +145,17 @@ pub struct TaskCreate {
     /// Run timeout in seconds.
     #[arg(long)]
     timeout: Option<u64>,
+    /// Grant the task's steps `--privileged` (stepPermissions.privileged;
+    /// recorded in the audit log).
+    #[arg(long)]
+    grant_privileged: bool,
+    /// Grant the task's steps `--network host` (stepPermissions.hostNetwork).
+    #[arg(long)]
+    grant_host_network: bool,
+    /// Grant the task's steps bind mounts of this host folder or beneath it
+    /// (stepPermissions.hostPaths). Repeatable.
+    #[arg(long)]
+    grant_host_path: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -326,6 +337,9 @@ pub fn run_task(
                 poll_interval,
                 base_image_trigger_type,
                 timeout,
+                grant_privileged,
+                grant_host_network,
+                grant_host_path,
             } = *args;
             let is_yaml = |f: &str| [".yaml", ".yml"].iter().any(|e| f.ends_with(e));
             let dockerfile = file.as_deref().filter(|f| !is_yaml(f));
@@ -358,6 +372,14 @@ pub fn run_task(
                 .collect::<Vec<_>>());
             if base_image_trigger_type != "none" {
                 body["baseImageTrigger"] = json!({"baseImageTriggerType": base_image_trigger_type});
+            }
+            let grants = slipway_core::isolation::StepPermissions {
+                privileged: grant_privileged,
+                host_network: grant_host_network,
+                host_paths: grant_host_path,
+            };
+            if !grants.is_empty() {
+                body["stepPermissions"] = json!(grants);
             }
             print(
                 client

@@ -526,3 +526,144 @@ fn a_task_step_reaches_other_steps_but_not_the_host() {
     assert!(log.contains("peer=resolved"), "{log}");
     assert!(log.contains("host-service=refused"), "{log}");
 }
+
+/// `CapEff` of a step's output line `CapEff:\t<hex>` as a number.
+fn cap_eff(log: &str, step_marker: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(step_marker))
+        .unwrap_or_else(|| panic!("no {step_marker} line in {log}"));
+    let hex = line.rsplit(['\t', ' ']).next().unwrap();
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+#[test]
+fn step_permissions_are_granted_per_task_by_an_admin_audited_and_never_by_a_task_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let cache = tmp.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let cache = cache.canonicalize().unwrap();
+    let base = "localhost/slipway/runner-core:latest";
+    let task_file = format!(
+        "steps:\n  - id: cache\n    cmd: -v {c}:/cache --entrypoint sh {base} -c 'echo written > /cache/out; ln -s /etc /cache/link'\n  - id: priv\n    cmd: --privileged --entrypoint sh {base} -c 'echo PRIV $(grep CapEff /proc/self/status)'\n  - id: confined\n    cmd: --entrypoint sh {base} -c 'echo CONFINED $(grep CapEff /proc/self/status)'\n",
+        c = cache.display()
+    );
+    let put = |permissions: Option<Value>| {
+        let mut body = json!({ "encodedTask": task_file });
+        if let Some(p) = permissions {
+            body["stepPermissions"] = p;
+        }
+        let (st, v, _) = s.call("PUT", "/imageTasks/tasks/granted", Some(body));
+        assert!(st == 200 || st == 201, "{v}");
+        v
+    };
+    let run = || {
+        let (st, v, _) = s.call("POST", "/imageTasks/tasks/granted/runs", Some(json!({})));
+        assert_eq!(st, 202, "{v}");
+        let id = v["runId"].as_str().unwrap().to_string();
+        (wait_run(&s, &id), run_log(&s, &id))
+    };
+
+    // No grant: refused before anything starts, naming the step.
+    put(None);
+    let (done, log) = run();
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    assert!(
+        format!("{done}{log}").contains(&format!(
+            "step 'cache': volume '{}:/cache' is not allowed",
+            cache.display()
+        )),
+        "{done}\n{log}"
+    );
+    assert!(!cache.join("out").exists(), "the host folder was written");
+
+    // A bad grant names the field.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTasks/tasks/granted",
+        Some(json!({ "encodedTask": task_file, "stepPermissions": {"hostPaths": ["/"]} })),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("property 'stepPermissions.hostPaths[0]' is '/'"),
+        "{v}"
+    );
+
+    // Granted by the admin: the mount and the privileged step run, and say so.
+    let shown = put(Some(json!({
+        "privileged": true,
+        "hostPaths": [cache.display().to_string()]
+    })));
+    assert_eq!(shown["stepPermissions"]["privileged"], true, "{shown}");
+    let (done, log) = run();
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(
+        std::fs::read_to_string(cache.join("out")).unwrap(),
+        "written\n"
+    );
+    assert!(
+        log.contains("Step ID: priv runs with privileged: granted by the task's stepPermissions"),
+        "{log}"
+    );
+    let (privileged, confined) = (cap_eff(&log, "PRIV "), cap_eff(&log, "CONFINED "));
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    assert!(privileged & CAP_SYS_ADMIN != 0, "{log}");
+    assert!(confined & CAP_SYS_ADMIN == 0, "{log}");
+
+    // A link a step planted beneath the granted folder leads nowhere.
+    let escape = format!(
+        "steps:\n  - id: follow\n    cmd: -v {c}/link:/host --entrypoint sh {base} -c 'echo escaped > /host/planted'\n",
+        c = cache.display()
+    );
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTasks/tasks/granted",
+        Some(json!({ "encodedTask": escape, "stepPermissions": {"hostPaths": [cache.display().to_string()]} })),
+    );
+    assert!(st == 200, "{v}");
+    let (done, log) = run();
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    assert!(
+        format!("{done}{log}").contains("step 'follow': volume '/etc:/host' is not allowed"),
+        "{done}\n{log}"
+    );
+    assert!(!std::path::Path::new("/etc/planted").exists());
+
+    // A quick run of the same task file gets no grant.
+    let (st, v, _) = s.call(
+        "POST",
+        "/imageTasks/runs",
+        Some(json!({ "encodedTask": task_file })),
+    );
+    let message = if st == 202 {
+        let id = v["runId"].as_str().unwrap();
+        format!("{}{}", wait_run(&s, id), run_log(&s, id))
+    } else {
+        v.to_string()
+    };
+    assert!(message.contains("step 'cache': volume"), "{message}");
+
+    // Withdrawn; every change is an audit event naming who and what.
+    put(None);
+    let (st, a, _) = s.call("GET", "/audit?user=admin", None);
+    assert_eq!(st, 200, "{a}");
+    let changes: Vec<&str> = a["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "imageTask.stepPermissions")
+        .map(|e| e["result"].as_str().unwrap())
+        .collect();
+    let granted = format!("privileged, hostPaths={}", cache.display());
+    let narrowed = format!("hostPaths={}", cache.display());
+    // Newest first.
+    assert_eq!(
+        changes,
+        vec!["none", narrowed.as_str(), granted.as_str()],
+        "{a}"
+    );
+}

@@ -261,6 +261,9 @@ pub struct Plan {
     pub deps: Vec<Vec<usize>>,
     /// Networks Slipway creates (and removes) for the run.
     pub networks: Vec<Network>,
+    /// The exceptions the task's steps were granted (checked again when
+    /// each step starts).
+    pub permissions: crate::isolation::StepPermissions,
 }
 
 /// Parses rendered task YAML.
@@ -275,11 +278,16 @@ pub fn parse_task(rendered: &str) -> Result<TaskFile, String> {
 
 /// Applies acb's defaults (`initialize`) and builds the DAG (`NewDagFromTask`).
 ///
-/// `is_build_task`: quick builds get no default network.
+/// `is_build_task`: quick builds get no default network. `permissions`:
+/// the exceptions the task's steps are granted (empty for quick runs).
 ///
 /// Errors: the acb message, naming the step (`invalid version specified`,
 /// `step ID cannot contain spaces`, `X does not exist as a vertex`, …).
-pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
+pub fn plan(
+    mut task: TaskFile,
+    is_build_task: bool,
+    permissions: &crate::isolation::StepPermissions,
+) -> Result<Plan, String> {
     let version = task.version.clone().unwrap_or_else(|| "v1.0.0".into());
     if !VALID_VERSIONS
         .iter()
@@ -480,7 +488,7 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
             None => Default::default(),
         };
         let network = rc.network.as_deref().or(step.network.as_deref());
-        crate::isolation::refuse_unconfined_step(&step.confinement_request(&rc))?;
+        crate::isolation::refuse_unconfined_step(&step.confinement_request(&rc), permissions)?;
         if let Some(n) = network.filter(|n| !networks.iter().any(|d| d.name == *n)) {
             return Err(format!(
                 "step '{}': --network '{n}' is not allowed: expected a network the task file declares ({})",
@@ -498,6 +506,7 @@ pub fn plan(mut task: TaskFile, is_build_task: bool) -> Result<Plan, String> {
         task,
         deps,
         networks: created,
+        permissions: permissions.clone(),
     })
 }
 
@@ -516,7 +525,7 @@ mod tests {
     use super::*;
 
     fn p(yaml: &str) -> Result<Plan, String> {
-        plan(parse_task(yaml)?, false)
+        plan(parse_task(yaml)?, false, &Default::default())
     }
 
     #[test]

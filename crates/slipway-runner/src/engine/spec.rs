@@ -26,6 +26,9 @@ pub enum NetworkAttachment {
     /// The network namespace at this path (a runner's own, see
     /// [`crate::netns`]); the engine's network mode `ns:<path>`.
     Namespace(String),
+    /// The host's network namespace: only for a task step whose task a
+    /// DevCenter Admin granted `stepPermissions.hostNetwork`.
+    Host,
     /// An engine network Slipway created (a task run's), with DNS aliases.
     Named {
         /// Network name.
@@ -39,7 +42,10 @@ pub enum NetworkAttachment {
 /// and goes through [`Engine::create`], which applies the isolation policy
 /// of [`slipway_core::isolation`]: all capabilities dropped but
 /// [`KEPT_CAPABILITIES`], `no-new-privileges`, the [`Confinement`] limits,
-/// never privileged, never the host's network, PID, IPC or user namespace.
+/// never the host's PID, IPC or user namespace; never privileged or on the
+/// host's network unless [`ContainerSpec::privileged`] /
+/// [`NetworkAttachment::Host`] carry a DevCenter Admin's grant
+/// ([`slipway_core::isolation::StepPermissions`]).
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
     /// Container name (unique).
@@ -73,6 +79,10 @@ pub struct ContainerSpec {
     pub port_bindings: Vec<(String, String, String)>,
     /// `host:ip` entries for `/etc/hosts`.
     pub extra_hosts: Vec<String>,
+    /// Privileged (every capability, the host's devices, no
+    /// `no-new-privileges`): only for a task step whose task a DevCenter
+    /// Admin granted `stepPermissions.privileged`. The limits still apply.
+    pub privileged: bool,
 }
 
 impl ContainerSpec {
@@ -94,6 +104,7 @@ impl ContainerSpec {
             exposed_ports: Vec::new(),
             port_bindings: Vec::new(),
             extra_hosts: Vec::new(),
+            privileged: false,
         }
     }
 
@@ -102,6 +113,7 @@ impl ContainerSpec {
         let c = &self.confinement;
         let (network_mode, networking_config) = match &self.network {
             NetworkAttachment::Namespace(path) => (format!("ns:{path}"), None),
+            NetworkAttachment::Host => ("host".to_string(), None),
             NetworkAttachment::Named { network, aliases } => {
                 let mut endpoints = HashMap::new();
                 endpoints.insert(
@@ -157,15 +169,15 @@ impl ContainerSpec {
             host_config: Some(HostConfig {
                 network_mode: Some(network_mode),
                 binds: (!self.binds.is_empty()).then(|| self.binds.clone()),
-                privileged: Some(false),
-                cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(
+                privileged: Some(self.privileged),
+                cap_drop: (!self.privileged).then(|| vec!["ALL".into()]),
+                cap_add: (!self.privileged).then(|| {
                     KEPT_CAPABILITIES
                         .iter()
                         .map(|(c, _)| c.to_string())
-                        .collect(),
-                ),
-                security_opt: Some(vec!["no-new-privileges".into()]),
+                        .collect()
+                }),
+                security_opt: (!self.privileged).then(|| vec!["no-new-privileges".into()]),
                 memory: Some(c.memory_bytes),
                 memory_swap: Some(c.memory_bytes),
                 nano_cpus: Some(c.nano_cpus),
