@@ -41,10 +41,14 @@ use slipway_wire::catalogs::{
 };
 use slipway_wire::{CloudError, Paged};
 
-/// Catalog, definition and secret routes.
+/// Where project-scoped catalogs and secrets live: the dev-center routes
+/// under `/admin/…` again under this prefix, with the same handlers.
+pub(crate) const PROJECT_SCOPE: &str = "/admin/projects/{p}";
+
+/// Catalog, definition and secret routes, under `/admin` and [`PROJECT_SCOPE`].
 pub fn routes() -> Routes {
     let mut r = Routes::new();
-    for scope in ["/admin", "/admin/projects/{p}"] {
+    for scope in ["/admin", PROJECT_SCOPE] {
         r = r
             .route(&format!("{scope}/catalogs"), get(list_catalogs))
             .route(
@@ -71,7 +75,7 @@ pub fn routes() -> Routes {
                 post(definition_error_details),
             );
     }
-    for scope in ["/admin", "/admin/projects/{p}"] {
+    for scope in ["/admin", PROJECT_SCOPE] {
         r = r
             .route(&format!("{scope}/secrets"), get(list_secrets))
             .route(

@@ -161,9 +161,6 @@ impl Modify for BearerToken {
     }
 }
 
-/// The project-scoped copies of the dev-center catalog and secret routes.
-const PROJECT_SCOPED_PREFIXES: [&str; 2] = ["/admin/catalogs", "/admin/secrets"];
-
 /// The OpenAPI 3.1 document: the derived one plus the project-scoped copies
 /// of the catalog and secret routes (same handlers, one more path parameter).
 pub fn document() -> Document {
@@ -180,12 +177,19 @@ pub fn document() -> Document {
             }
         }
     }
-    let copies: Vec<(String, utoipa::openapi::PathItem)> = doc
-        .paths
-        .paths
+    // The routes `catalogs::routes` registers under the project scope are
+    // the dev-center ones again: copy their documentation.
+    let (_, registered) = crate::catalogs::routes().into_parts();
+    let copies: Vec<(String, utoipa::openapi::PathItem)> = registered
         .iter()
-        .filter(|(path, _)| PROJECT_SCOPED_PREFIXES.iter().any(|p| path.starts_with(p)))
-        .map(|(path, item)| {
+        .filter_map(|scoped| {
+            let rest = scoped.strip_prefix(crate::catalogs::PROJECT_SCOPE)?;
+            Some((
+                scoped.clone(),
+                doc.paths.paths.get(&format!("/admin{rest}"))?,
+            ))
+        })
+        .map(|(scoped, item)| {
             let mut item = item.clone();
             let project = project_parameter();
             for op in item_operations(&mut item) {
@@ -195,7 +199,6 @@ pub fn document() -> Document {
                     id.push_str("_in_project");
                 }
             }
-            let scoped = path.replacen("/admin/", "/admin/projects/{p}/", 1);
             (scoped, item)
         })
         .collect();

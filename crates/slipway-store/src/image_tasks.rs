@@ -11,6 +11,15 @@ use slipway_core::tasks::TaskRunStatus;
 
 use crate::{now_rfc3339, Store, StoreError};
 
+/// `('Succeeded', 'Failed', …)`: [`TaskRunStatus::FINISHED`] as an SQL list.
+static FINISHED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let quoted: Vec<String> = TaskRunStatus::FINISHED
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", quoted.join(", "))
+});
+
 pub use slipway_wire::tasks::TaskRun as TaskRunRecord;
 
 fn run_id(seq: i64) -> String {
@@ -211,7 +220,8 @@ impl Store {
         output_images: &Value,
         dependencies: &Value,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query("UPDATE task_runs SET status = ?2, error = ?3, output_images = ?4, dependencies = ?5, finished_at = ?6 WHERE id = ?1 AND status NOT IN ('Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout')")
+        let sql = format!("UPDATE task_runs SET status = ?2, error = ?3, output_images = ?4, dependencies = ?5, finished_at = ?6 WHERE id = ?1 AND status NOT IN {}", *FINISHED_SQL);
+        let res = sqlx::query(&sql)
             .bind(id)
             .bind(status.as_str())
             .bind(error)
@@ -225,10 +235,11 @@ impl Store {
 
     /// Marks a cancel request on an unfinished run; returns whether it was unfinished.
     pub async fn request_task_run_cancel(&self, id: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query("UPDATE task_runs SET cancel_requested = 1 WHERE id = ? AND status NOT IN ('Succeeded', 'Failed', 'Canceled', 'Error', 'Timeout')")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let sql = format!(
+            "UPDATE task_runs SET cancel_requested = 1 WHERE id = ? AND status NOT IN {}",
+            *FINISHED_SQL
+        );
+        let res = sqlx::query(&sql).bind(id).execute(&self.pool).await?;
         Ok(res.rows_affected() == 1)
     }
 
