@@ -7,10 +7,40 @@
 use serde::{Deserialize, Serialize};
 
 /// Output types the runner may upload (`ade outputs upload`): ADE documents
-/// `string`, `int`, `boolean`, `array`, `object`; its samples also emit `number` and `bool`.
-pub const OUTPUT_TYPES: [&str; 7] = [
-    "string", "number", "int", "boolean", "bool", "array", "object",
+/// `string`, `int`, `boolean`, `array`, `object`; its samples also emit
+/// `number` and `bool`; the official ARM-Bicep runner passes ARM's own
+/// types through (`String`, `Object`, `Array`, `SecureString`,
+/// `SecureObject`; it maps only `Int` and `Bool`). Compared without regard
+/// to case; stored as the data plane's [`output_type`] names.
+pub const OUTPUT_TYPES: [&str; 9] = [
+    "string",
+    "number",
+    "int",
+    "boolean",
+    "bool",
+    "array",
+    "object",
+    "securestring",
+    "secureobject",
 ];
+
+/// The data-plane type (`string`, `number`, `boolean`, `array`, `object`,
+/// the `EnvironmentOutputType` enum of the ADE data-plane spec) of an
+/// uploaded output type, and whether the type itself makes the value
+/// sensitive (ARM's `SecureString`, `SecureObject`). `None` for a type
+/// that is not one of [`OUTPUT_TYPES`] (any case).
+pub fn output_type(uploaded: &str) -> Option<(&'static str, bool)> {
+    Some(match uploaded.to_ascii_lowercase().as_str() {
+        "string" => ("string", false),
+        "securestring" => ("string", true),
+        "number" | "int" => ("number", false),
+        "boolean" | "bool" => ("boolean", false),
+        "array" => ("array", false),
+        "object" => ("object", false),
+        "secureobject" => ("object", true),
+        _ => return None,
+    })
+}
 
 /// An environment's `provisioningState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -200,22 +200,33 @@ pub struct OperationResult {
 }
 
 /// Checks an outputs document `{"outputs": {name: {type, value, sensitive?}}}`.
-/// Returns the `outputs` map or a message naming the first bad output.
+/// Returns the `outputs` map with each type as the data plane names it
+/// ([`crate::environment::output_type`]: ARM's `String`, `Int`,
+/// `SecureString`… become `string`, `number`, …; a secure type is
+/// `sensitive: true` unless the output says otherwise), or a message
+/// naming the first bad output.
 pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
     let outputs = doc
         .get("outputs")
         .and_then(Value::as_object)
         .ok_or_else(|| "expected a JSON object with an 'outputs' object".to_string())?;
+    let mut normalized = outputs.clone();
     for (name, out) in outputs {
         let ty = out
             .get("type")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("output '{name}': missing 'type'"))?;
-        if !crate::OUTPUT_TYPES.contains(&ty) {
+        let Some((data_plane_type, secure)) = crate::environment::output_type(ty) else {
             return Err(format!(
-                "output '{name}': type '{ty}' is not one of {}",
+                "output '{name}': type '{ty}' is not one of {} (any case)",
                 crate::OUTPUT_TYPES.join(", ")
             ));
+        };
+        if let Some(o) = normalized.get_mut(name).and_then(Value::as_object_mut) {
+            o.insert("type".into(), Value::from(data_plane_type));
+            if secure && !o.contains_key("sensitive") {
+                o.insert("sensitive".into(), Value::Bool(true));
+            }
         }
         if out.get("value").is_none() {
             return Err(format!("output '{name}': missing 'value'"));
@@ -226,7 +237,7 @@ pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
             ));
         }
     }
-    Ok(outputs.clone())
+    Ok(normalized)
 }
 
 #[cfg(test)]
@@ -259,5 +270,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("'sensitive' is \"yes\""), "{e}");
+    }
+
+    #[test]
+    fn arm_output_types_are_stored_as_data_plane_types() {
+        // What the official ARM-Bicep runner uploads: `az deployment group
+        // show --query properties.outputs` with only Bool and Int mapped.
+        let doc = json!({"outputs": {
+            "name": {"type": "String", "value": "web"},
+            "count": {"type": "number", "value": 3},
+            "legacyCount": {"type": "int", "value": 3},
+            "on": {"type": "boolean", "value": true},
+            "tags": {"type": "Object", "value": {"a": "b"}},
+            "zones": {"type": "Array", "value": ["1"]},
+            "key": {"type": "SecureString", "value": "s3cret"},
+            "conn": {"type": "SecureObject", "value": {"k": "v"}, "sensitive": false}
+        }});
+        let out = validate_outputs(&doc).unwrap();
+        let ty = |n: &str| out[n]["type"].as_str().unwrap().to_string();
+        assert_eq!(
+            [
+                "name",
+                "count",
+                "legacyCount",
+                "on",
+                "tags",
+                "zones",
+                "key",
+                "conn"
+            ]
+            .map(ty),
+            ["string", "number", "number", "boolean", "object", "array", "string", "object"]
+        );
+        assert_eq!(out["key"]["sensitive"], true);
+        assert_eq!(out["conn"]["sensitive"], false, "an explicit flag wins");
+        assert!(out["name"].get("sensitive").is_none());
+        let e =
+            validate_outputs(&json!({"outputs": {"a": {"type": "Blob", "value": 1}}})).unwrap_err();
+        assert!(e.contains("type 'Blob' is not one of"), "{e}");
     }
 }

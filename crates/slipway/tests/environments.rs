@@ -344,3 +344,41 @@ fn custom_image_with_its_own_entrypoint_works_through_ade() {
         "custom-state"
     );
 }
+
+#[test]
+fn outputs_in_arm_types_as_the_official_arm_runner_uploads_them_are_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The official ARM-Bicep runner maps only Bool and Int; the other ARM
+    // types reach `ade outputs upload` as ARM spells them.
+    let deploy = r#"#!/bin/bash
+set -e
+cat > "$ADE_OUTPUTS" <<'JSON'
+{"outputs": {
+  "siteName": {"type": "String", "value": "web-1"},
+  "instances": {"type": "number", "value": 2},
+  "settings": {"type": "Object", "value": {"tier": "basic"}},
+  "zones": {"type": "Array", "value": ["1", "2"]},
+  "adminKey": {"type": "SecureString", "value": "s3cret"}
+}}
+JSON
+echo deployed
+"#;
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("git", scripted_catalog(tmp.path(), "ArmTyped", deploy));
+    let (st, _, op) = s.put_env("armtyped", "git", "ArmTyped", json!({}));
+    assert_eq!(st, 201);
+    let done = s.wait_op(&op.unwrap());
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let outputs = s.get(&format!("{}/outputs", env_path("armtyped")))["outputs"].clone();
+    let types: Vec<&str> = ["siteName", "instances", "settings", "zones", "adminKey"]
+        .iter()
+        .map(|n| outputs[n]["type"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        types,
+        ["string", "number", "object", "array", "string"],
+        "{outputs}"
+    );
+    assert_eq!(outputs["siteName"]["value"], "web-1");
+    assert_eq!(outputs["adminKey"]["sensitive"], true, "{outputs}");
+}
