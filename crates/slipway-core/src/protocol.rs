@@ -32,6 +32,11 @@ use crate::manifest::ParameterDefinition;
 
 /// `deploy` or `delete`.
 pub const ENV_OPERATION_NAME: &str = "ADE_OPERATION_NAME";
+/// Where ADE's core image keeps the `ade` CLI (`COPY ade /adecli/ade`,
+/// `PATH=/adecli:$PATH`; reference `ade.md` §1.2). Slipway mounts its own
+/// static `ade` here, read-only, in every runner, so an image built FROM
+/// Microsoft's core (whose `ade` speaks to Azure) talks to Slipway.
+pub const ADE_CLI_PATH: &str = "/adecli/ade";
 /// Runner API base URL, e.g. `http://127.0.0.1:7878/runner/v1/`.
 pub const ENV_ENDPOINT: &str = "ADE_HTTP__ENDPOINT";
 /// Operation id (UUID).

@@ -15,6 +15,7 @@
 //! whose container exists is re-attached (or finalised if it has exited);
 //! one whose container never started is queued again.
 
+pub mod ade_cli;
 pub mod build;
 pub mod engine;
 pub mod netns;
@@ -165,6 +166,11 @@ pub struct SchedulerConfig {
     pub data_dir: std::path::PathBuf,
     /// Opens deployment identities.
     pub secret_key: SecretKey,
+    /// The static `ade` mounted read-only at
+    /// [`slipway_core::protocol::ADE_CLI_PATH`] in every runner (checked
+    /// with [`ade_cli::check_runner_ade`]); `None`: runners use their
+    /// image's own.
+    pub runner_ade: Option<std::path::PathBuf>,
 }
 
 /// Hashes a runner token for storage (sha256 hex).
@@ -594,6 +600,13 @@ impl Scheduler {
         spec.env = env;
         spec.labels = labels;
         spec.confinement = policy.confinement();
+        if let Some(ade) = &self.config.runner_ade {
+            spec.binds.push(format!(
+                "{}:{}:ro",
+                ade.display(),
+                slipway_core::protocol::ADE_CLI_PATH
+            ));
+        }
         let attachment = self.engine.start(&spec).await?;
         joined.release_name().await;
         Ok(attachment)

@@ -109,12 +109,45 @@ pub struct ServeArgs {
     /// range no real network of this host uses.
     #[arg(long, env = "SLIPWAY_RUNNER_NETWORK", default_value = slipway_runner::netns::DEFAULT_POOL)]
     pub runner_network: slipway_core::isolation::Ipv4Cidr,
+    /// The static `ade` CLI mounted read-only at `/adecli/ade` in every
+    /// runner, so images built FROM Microsoft's core image (whose own `ade`
+    /// speaks to Azure) talk to Slipway. Default: `ade` beside this
+    /// `slipway` executable when it is a static build; otherwise runners
+    /// keep their image's `ade`.
+    #[arg(long, env = "SLIPWAY_RUNNER_ADE", value_name = "FILE")]
+    pub runner_ade: Option<PathBuf>,
     /// A host folder beneath which `local` catalogs (DevCenter Admins only),
     /// `file://` git URLs of catalogs and task contexts, and the host paths
     /// of VM image templates (DiskImage sources, scripts, files, VHD
     /// outputs) may point; repeatable. Without one, all are refused.
     #[arg(long = "local-catalog-root", value_name = "DIR")]
     pub local_catalog_roots: Vec<PathBuf>,
+}
+
+/// The `ade` mounted into runners: `flag` (which must be a static
+/// executable), else a static `ade` beside this executable, else none.
+///
+/// Errors: `--runner-ade` naming a file that is not a static executable.
+fn runner_ade(flag: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
+    use slipway_runner::ade_cli::check_runner_ade;
+    if let Some(path) = flag {
+        return check_runner_ade(path)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--runner-ade: {e}"));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("ade")));
+    match beside.as_deref().map(check_runner_ade) {
+        Some(Ok(path)) => {
+            tracing::info!(ade = %path.display(), "runners get this ade at /adecli/ade");
+            Ok(Some(path))
+        }
+        _ => {
+            tracing::info!("no static ade beside slipway (pass --runner-ade): runners keep their image's own ade");
+            Ok(None)
+        }
+    }
 }
 
 /// `MIN-MAX` seconds, `1 <= MIN <= MAX`.
@@ -208,6 +241,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             instance_id: slipway_runner::instance_id_for(&data_dir),
             data_dir: data_dir.clone(),
             secret_key: secret_key.clone(),
+            runner_ade: runner_ade(args.runner_ade.as_deref())?,
         },
     );
     // Image tasks: the embedded registry notifies this server of pushes.

@@ -382,3 +382,43 @@ echo deployed
     assert_eq!(outputs["siteName"]["value"], "web-1");
     assert_eq!(outputs["adminKey"]["sensitive"], true, "{outputs}");
 }
+
+#[test]
+fn an_image_built_from_microsofts_core_talks_to_slipway_through_the_mounted_ade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = fixture_image("microsoft-core");
+    let repo = tmp.path().join("repo");
+    git_repo(
+        &repo,
+        &[
+            (
+                "FromMicrosoftCore/environment.yaml",
+                &format!("name: FromMicrosoftCore\nrunner: {image}\ntemplatePath: main.txt\n"),
+            ),
+            ("FromMicrosoftCore/main.txt", "template"),
+        ],
+    );
+    let catalog =
+        json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main"});
+
+    // With the image's own ade (Microsoft's, which talks to Azure) the
+    // operation cannot even start its protocol.
+    let plain = Server::start_plain(&tmp.path().join("plain"), common::free_port(), &[]);
+    plain.setup("git", catalog.clone());
+    let (st, _, op) = plain.put_env("msft", "git", "FromMicrosoftCore", json!({}));
+    assert_eq!(st, 201);
+    let op = op.unwrap();
+    let done = plain.wait_op(&op);
+    assert_eq!(done["status"], "Failed", "{done}");
+    let log = plain.op_log("msft", &op);
+    assert!(log.contains("Microsoft ADE CLI"), "{done}\n{log}");
+    drop(plain);
+
+    // Slipway's static ade mounted over it: the same image deploys.
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup("git", catalog);
+    let (st, _, op) = s.put_env("msft", "git", "FromMicrosoftCore", json!({}));
+    assert_eq!(st, 201);
+    let log = s.succeeded_log("msft", &op.unwrap());
+    assert!(!log.contains("Microsoft ADE CLI"), "{log}");
+}

@@ -69,7 +69,9 @@ pub struct ContainerSpec {
     /// User.
     pub user: Option<String>,
     /// Mounts `source:target[:options]`: folders Slipway made for this
-    /// container (a run's workspace, its secret volumes) or named volumes.
+    /// container (a run's workspace, its secret volumes), named volumes,
+    /// Slipway's static `ade` (read-only), or host folders a DevCenter
+    /// Admin granted a task's steps.
     /// Callers check user-supplied mounts with
     /// [`slipway_core::isolation::refuse_unconfined_step`] first.
     pub binds: Vec<String>,

@@ -34,6 +34,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The static `ade` that `runner-images/build` builds (and copies into the
+/// core image).
+pub fn static_ade() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("x86_64-unknown-linux-gnu/release/ade")
+}
+
 /// Builds `tests/fixtures/<name>` as `localhost/slipway-test/<name>:latest` (once per process).
 pub fn fixture_image(name: &'static str) -> String {
     static BUILT: OnceLock<std::sync::Mutex<Vec<&'static str>>> = OnceLock::new();
@@ -111,8 +120,18 @@ impl Server {
     /// Starts a server on `port` with extra `serve` flags. The folder that
     /// holds `data` (the test's temporary folder, where its git
     /// repositories and local catalogs live) and the repository's
-    /// `examples` are the server's `--local-catalog-root`s.
+    /// `examples` are the server's `--local-catalog-root`s; runners get
+    /// the static `ade` that `runner-images/build` built ([`static_ade`]).
     pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Server {
+        let ade = static_ade().to_string_lossy().into_owned();
+        let mut flags = vec!["--runner-ade", ade.as_str()];
+        flags.extend_from_slice(extra);
+        Self::start_plain(data, port, &flags)
+    }
+
+    /// Like [`Server::start_with`] without `--runner-ade`: runners keep
+    /// their image's own `ade`.
+    pub fn start_plain(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
         let root = data.parent().unwrap().to_string_lossy().to_string();
         let examples = repo_root().join("examples").to_string_lossy().to_string();
