@@ -8,6 +8,7 @@ mod catalog_commands;
 mod env_commands;
 mod image_commands;
 mod output;
+mod runner_commands;
 mod serve;
 mod vm_image_commands;
 
@@ -92,6 +93,10 @@ pub enum Command {
     /// The embedded OCI registry (like `az acr login`).
     #[command(subcommand)]
     Registry(image_commands::RegistryCommand),
+    /// Runner images: `runner test` runs one against a definition folder
+    /// with no server (the local runner loop).
+    #[command(subcommand)]
+    Runner(runner_commands::RunnerCommand),
     /// Prints a shell completion script, e.g.
     /// `slipway completion bash > /etc/bash_completion.d/slipway`.
     #[command(after_help = "Example: slipway completion bash")]
@@ -174,6 +179,8 @@ fn main() -> ExitCode {
                 Command::Definition(c) => catalog_commands::run_definition(&client, cli.output, c)
                     .map(|()| ExitCode::SUCCESS),
                 Command::Env(c) => env_commands::run(&client, cli.output, c),
+                // Its own embedded server: --server and --token do not apply.
+                Command::Runner(c) => runner_commands::run(cli.output, c),
                 Command::Serve(_) | Command::Completion { .. } => unreachable!("handled above"),
             };
             match result {

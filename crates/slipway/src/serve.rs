@@ -122,6 +122,10 @@ pub struct ServeArgs {
     /// outputs) may point; repeatable. Without one, all are refused.
     #[arg(long = "local-catalog-root", value_name = "DIR")]
     pub local_catalog_roots: Vec<PathBuf>,
+    /// No start-up lines on stdout (a server embedded in another command,
+    /// `slipway runner test`); not a command-line flag.
+    #[arg(skip)]
+    pub quiet: bool,
 }
 
 /// The `ade` mounted into runners: `flag` (which must be a static
@@ -290,7 +294,9 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 },
             );
             svc.start().await.context("starting image tasks")?;
-            println!("slipway registry on {}", r.host);
+            if !args.quiet {
+                println!("slipway registry on {}", r.host);
+            }
             (Some(r), Some(svc))
         }
         Err(e) => {
@@ -342,10 +348,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     scheduler.set_runner_api(Arc::new(slipway_api::RunnerApiServer::new(state.clone())));
     scheduler.spawn().await.context("recovering operations")?;
     environments.spawn_expiration_timer();
-    println!(
-        "slipway listening on {base_url} (data in {})",
-        data_dir.display()
-    );
+    if !args.quiet {
+        println!(
+            "slipway listening on {base_url} (data in {})",
+            data_dir.display()
+        );
+    }
     slipway_api::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{repo_root, Server};
@@ -502,4 +503,82 @@ fn exited_runners_of_a_gone_server_are_removed_at_start() {
         "a runner whose server's folder exists was removed"
     );
     let _ = podman(&["rm", "-f", &kept]);
+}
+
+/// `slipway runner test …` with `--state state`; returns exit code and
+/// stdout + stderr.
+fn runner_test(state: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["runner", "test"])
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn runner_test_deploys_redeploys_and_deletes_a_definition_with_no_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let definition = repo_root().join("examples/catalog/HelloTerraform");
+    let definition = definition.to_str().unwrap();
+    let (code, out) = runner_test(
+        &state,
+        &["Terraform", "--definition", definition, "-p", "name=first"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Apply complete! Resources: 2 added"), "{out}");
+    assert!(out.contains("app_name (string) = \"first\""), "{out}");
+    assert!(out.contains(": Succeeded"), "{out}");
+
+    // The state folder kept the environment and its Terraform state.
+    let (code, out) = runner_test(
+        &state,
+        &["Terraform", "--definition", definition, "-p", "name=second"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Plan: 0 to add, 2 to change"), "{out}");
+    assert!(out.contains("app_name (string) = \"second\""), "{out}");
+
+    let (code, out) = runner_test(
+        &state,
+        &[
+            "Terraform",
+            "--definition",
+            definition,
+            "--operation",
+            "delete",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 destroyed"), "{out}");
+
+    // A failing deploy fails the command, with the runner's error.
+    let failing = tmp.path().join("Failing");
+    std::fs::create_dir_all(&failing).unwrap();
+    std::fs::write(
+        failing.join("environment.yaml"),
+        "name: Failing\ntemplatePath: main.tf\n",
+    )
+    .unwrap();
+    std::fs::write(failing.join("main.tf"), "this is not terraform\n").unwrap();
+    let (code, out) = runner_test(
+        &state,
+        &["Terraform", "--definition", failing.to_str().unwrap()],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Failed"), "{out}");
+
+    let (code, out) = runner_test(&state, &["Core", "--definition", "/no/such/folder"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--definition '/no/such/folder'"), "{out}");
 }
