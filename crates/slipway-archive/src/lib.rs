@@ -102,7 +102,9 @@ pub fn unzip_into(zip_bytes: &[u8], dest: &Path) -> std::io::Result<()> {
                 std::io::ErrorKind::InvalidData,
                 format!(
                     "zip entry '{}' would be written outside the target folder",
-                    entry.name()
+                    entry
+                        .name()
+                        .map_or_else(|e| format!("(unreadable name: {e})"), |n| n.into_owned())
                 ),
             ));
         };

@@ -366,7 +366,10 @@ mod tests {
         let good = &found.definitions[0];
         let archive =
             zip::ZipArchive::new(std::io::Cursor::new(good.content.clone().unwrap())).unwrap();
-        let mut files: Vec<_> = archive.file_names().collect();
+        let mut files: Vec<String> = archive
+            .file_names()
+            .map(|n| n.unwrap().into_owned())
+            .collect();
         files.sort();
         assert_eq!(files, ["environment.yaml", "main.tf", "sub/extra.txt"]);
         // Deterministic: same content, same digest.

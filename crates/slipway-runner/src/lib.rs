@@ -26,7 +26,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use slipway_core::protocol::{
     AdeExitCode, ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
@@ -472,7 +471,7 @@ impl Scheduler {
         }
         for op in self.store.runnable_operations(free as u32).await? {
             let mut bytes = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut bytes);
+            rand::fill(&mut bytes);
             let token = hex::encode(bytes);
             if !self
                 .store

@@ -4,7 +4,6 @@
 //! only the sha256 of `secret` (64 hex digits, 256 random bits) is stored.
 //! The plain token exists once, in the answer to [`Store::create_token`].
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use slipway_core::access::{Grant, Role, Scope};
 use sqlx::Row;
@@ -70,8 +69,8 @@ impl Store {
     ) -> Result<(TokenMeta, String), StoreError> {
         let mut id = [0u8; 8];
         let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut id);
-        rand::thread_rng().fill_bytes(&mut secret);
+        rand::fill(&mut id);
+        rand::fill(&mut secret);
         let (id, secret) = (hex::encode(id), hex::encode(secret));
         let now = now_rfc3339();
         sqlx::query("INSERT INTO api_tokens (id, user_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)")

@@ -14,7 +14,6 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use rand::RngCore;
 use sqlx::Row;
 
 use crate::{now_rfc3339, SecretMeta, Store, StoreError};
@@ -56,7 +55,7 @@ impl SecretKey {
             return SecretKey::from_file(path);
         }
         let mut key = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut key);
+        rand::fill(&mut key);
         crate::write_private_file(path, hex::encode(key).as_bytes())?;
         Ok(SecretKey(key))
     }
@@ -83,7 +82,7 @@ impl SecretKey {
     /// Errors: [`StoreError::Secret`] naming `aad`.
     fn seal_parts(&self, aad: &str, value: &[u8]) -> Result<([u8; 12], Vec<u8>), StoreError> {
         let mut nonce = [0u8; 12];
-        rand::thread_rng().fill_bytes(&mut nonce);
+        rand::fill(&mut nonce);
         let sealed = self
             .cipher()
             .encrypt(

@@ -439,7 +439,7 @@ pub fn parse_cron(schedule: &str) -> Result<croner::Cron, TaskError> {
             "schedule '{schedule}' is not valid: expected 5 fields 'minute hour day month day-of-week' (UTC)"
         )));
     }
-    croner::Cron::new(schedule)
-        .parse()
+    use std::str::FromStr as _;
+    croner::Cron::from_str(schedule)
         .map_err(|e| TaskError::Validation(format!("schedule '{schedule}' is not valid: {e}")))
 }

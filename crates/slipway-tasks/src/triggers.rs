@@ -241,11 +241,8 @@ impl TaskService {
     /// `base_image_poll`; a changed digest goes through
     /// [`Self::on_base_image_digest`].
     pub(crate) async fn base_image_poll_loop(self: Arc<Self>) {
-        use rand::Rng;
         let (lo, hi) = self.config.base_image_poll;
-        let jitter = move || {
-            Duration::from_secs(rand::thread_rng().gen_range(lo.max(1)..=hi.max(lo.max(1))))
-        };
+        let jitter = move || Duration::from_secs(rand::random_range(lo.max(1)..=hi.max(lo.max(1))));
         let mut due: HashMap<(String, String, String), tokio::time::Instant> = HashMap::new();
         loop {
             let now = tokio::time::Instant::now();

@@ -250,9 +250,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     // Image tasks: the embedded registry notifies this server of pushes.
     let registry_events_token = {
-        use rand::RngCore;
         let mut b = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut b);
+        rand::fill(&mut b);
         hex::encode(b)
     };
     let registry_port = match args.registry_port {
