@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::image::BuildImageOptions;
+use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
@@ -829,15 +829,15 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     };
     let options = BuildImageOptions {
         dockerfile: dockerfile_in_tar,
-        t: tag.clone(),
-        buildargs,
+        t: Some(tag.clone()),
+        buildargs: Some(buildargs),
         target: args.target.clone().unwrap_or_default(),
         platform: args.platform.clone().unwrap_or_default(),
         nocache: args.no_cache,
-        pull,
+        pull: pull.then(|| "true".to_string()),
         rm: true,
         forcerm: true,
-        labels,
+        labels: Some(labels),
         ..Default::default()
     };
     let mut output = env

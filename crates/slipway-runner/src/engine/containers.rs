@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use bollard::container::{
-    AttachContainerOptions, AttachContainerResults, CreateContainerOptions,
-    InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -25,10 +26,11 @@ impl Engine {
     pub async fn create(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
         self.docker
             .create_container(
-                Some(CreateContainerOptions {
-                    name: spec.name.as_str(),
-                    platform: None,
-                }),
+                Some(
+                    CreateContainerOptionsBuilder::new()
+                        .name(&spec.name)
+                        .build(),
+                ),
                 spec.config(),
             )
             .await
@@ -41,7 +43,7 @@ impl Engine {
     /// Starts a created container.
     pub async fn start_created(&self, name: &str) -> Result<(), RunnerError> {
         self.docker
-            .start_container(name, None::<StartContainerOptions<String>>)
+            .start_container(name, None::<StartContainerOptions>)
             .await
             .map_err(|e| RunnerError::Engine(format!("start container {name}: {}", message(e))))
     }
@@ -63,13 +65,14 @@ impl Engine {
                 .docker
                 .attach_container(
                     &spec.name,
-                    Some(AttachContainerOptions::<String> {
-                        stream: Some(true),
-                        stdout: Some(true),
-                        stderr: Some(true),
-                        logs: Some(false),
-                        ..Default::default()
-                    }),
+                    Some(
+                        AttachContainerOptionsBuilder::new()
+                            .stream(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .logs(false)
+                            .build(),
+                    ),
                 )
                 .await
             {
@@ -221,7 +224,7 @@ impl Engine {
     async fn engine_wait(&self, name: &str) -> Result<i64, RunnerError> {
         let mut stream = self
             .docker
-            .wait_container(name, None::<WaitContainerOptions<String>>);
+            .wait_container(name, None::<WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
@@ -247,9 +250,11 @@ impl Engine {
             .docker
             .stop_container(
                 name,
-                Some(StopContainerOptions {
-                    t: grace.as_secs() as i64,
-                }),
+                Some(
+                    StopContainerOptionsBuilder::new()
+                        .t(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+                        .build(),
+                ),
             )
             .await
         {
@@ -263,11 +268,7 @@ impl Engine {
     pub async fn output(&self, name: &str) -> Result<String, RunnerError> {
         let mut stream = self.docker.logs(
             name,
-            Some(LogsOptions::<String> {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
+            Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
         );
         let mut out = String::new();
         while let Some(item) = stream.next().await {
@@ -290,11 +291,12 @@ impl Engine {
             .docker
             .remove_container(
                 name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
+                Some(
+                    RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
             )
             .await
         {
@@ -312,12 +314,13 @@ impl Engine {
         self.docker
             .logs(
                 name,
-                Some(LogsOptions::<String> {
-                    follow: true,
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                }),
+                Some(
+                    LogsOptionsBuilder::new()
+                        .follow(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
             )
             .map(|c| {
                 c.map(|c| c.into_bytes().to_vec())

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bollard::network::CreateNetworkOptions;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{
+    InspectNetworkOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+};
 
 use super::{label_filter, message, Engine};
 use crate::RunnerError;
@@ -29,21 +32,18 @@ impl Engine {
             bridge.to_string(),
         );
         self.docker
-            .create_network(CreateNetworkOptions {
+            .create_network(NetworkCreateRequest {
                 name: name.to_string(),
-                driver: driver.to_string(),
-                options,
-                labels,
+                driver: Some(driver.to_string()),
+                options: Some(options),
+                labels: Some(labels),
                 ..Default::default()
             })
             .await
             .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
         let info = self
             .docker
-            .inspect_network(
-                name,
-                None::<bollard::network::InspectNetworkOptions<String>>,
-            )
+            .inspect_network(name, None::<InspectNetworkOptions>)
             .await
             .map_err(|e| RunnerError::Engine(format!("inspect network {name}: {}", message(e))))?;
         info.ipam
@@ -69,7 +69,9 @@ impl Engine {
         }
         if let Ok(nets) = self
             .docker
-            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
         {
             for n in nets.into_iter().filter_map(|n| n.id) {
@@ -88,7 +90,9 @@ impl Engine {
         let filters = label_filter(key.to_string());
         let nets = self
             .docker
-            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| RunnerError::Engine(message(e)))?;
         Ok(nets
@@ -120,11 +124,12 @@ impl Engine {
     ) -> Result<Vec<(String, bollard::models::ContainerSummary)>, RunnerError> {
         let list = self
             .docker
-            .list_containers(Some(bollard::container::ListContainersOptions {
-                all: true,
-                filters: label_filter(filter),
-                ..Default::default()
-            }))
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&label_filter(filter))
+                    .build(),
+            ))
             .await
             .map_err(|e| RunnerError::Engine(e.to_string()))?;
         Ok(list
@@ -159,10 +164,14 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(_, c)| {
-                let never_started = matches!(
-                    c.state.as_deref(),
-                    Some("created" | "configured" | "initialized")
-                );
+                // Podman's own names for it, where its compat API passes
+                // them through, are read from the status text.
+                let never_started = c.state
+                    == Some(bollard::models::ContainerSummaryStateEnum::CREATED)
+                    || c.status.as_deref().is_some_and(|s| {
+                        let s = s.to_ascii_lowercase();
+                        s.starts_with("configured") || s.starts_with("initialized")
+                    });
                 let old = c
                     .created
                     .is_some_and(|t| now - t >= min_age.as_secs() as i64);
