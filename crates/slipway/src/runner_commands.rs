@@ -31,18 +31,9 @@ const CATALOG: &str = "local";
 /// with a letter or digit), so one state folder holds one environment per
 /// definition; `runner-test` otherwise.
 fn environment_name(definition: &str) -> String {
-    let ok = (3..=63).contains(&definition.len())
-        && definition
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && definition
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        definition.to_string()
-    } else {
-        "runner-test".into()
+    match slipway_core::names::validate_resource_name("environment", definition) {
+        Ok(()) => definition.to_string(),
+        Err(_) => "runner-test".into(),
     }
 }
 
