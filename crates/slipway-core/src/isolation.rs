@@ -581,7 +581,7 @@ impl StepPermissions {
     /// Whether host path `source` is one of [`Self::host_paths`] or beneath
     /// one, compared by whole components (`/data2` is not beneath `/data`).
     /// The caller resolves symlinks first; `.` and `..` never match.
-    fn allows_host_path(&self, source: &str) -> bool {
+    pub fn allows_host_path(&self, source: &str) -> bool {
         if source.split('/').any(|c| c == "." || c == "..") {
             return false;
         }

@@ -363,16 +363,7 @@ fn resolve_granted_host_mounts(
         let Some((source, rest)) = v.split_once(':') else {
             continue;
         };
-        let lexically_granted = refuse_unconfined_step(
-            &slipway_core::isolation::StepRequest {
-                step_id,
-                volumes: std::slice::from_ref(v),
-                ..Default::default()
-            },
-            permissions,
-        )
-        .is_ok();
-        if !source.starts_with('/') || !lexically_granted {
+        if !permissions.allows_host_path(source) {
             continue;
         }
         let real = std::fs::canonicalize(source).map_err(|e| {
