@@ -301,10 +301,7 @@ impl Store {
 
     /// Appends an audit event.
     pub async fn record_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_events (time, user_id, action, target, project, source, result) VALUES (?, ?, ?, ?, ?, ?, ?)")
-            .bind(&e.time).bind(&e.user).bind(&e.action).bind(&e.target).bind(&e.project).bind(&e.source).bind(&e.result)
-            .execute(&self.pool).await?;
-        Ok(())
+        insert_audit(&self.pool, e).await
     }
 
     /// Audit events matching `f`, newest first.
@@ -328,4 +325,16 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Inserts audit event `e` through `db` (the pool, or a transaction that
+/// must hold the event together with the change it records).
+pub(crate) async fn insert_audit<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_events (time, user_id, action, target, project, source, result) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        .bind(&e.time).bind(&e.user).bind(&e.action).bind(&e.target).bind(&e.project).bind(&e.source).bind(&e.result)
+        .execute(db).await?;
+    Ok(())
 }

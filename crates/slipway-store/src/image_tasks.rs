@@ -80,16 +80,31 @@ fn run_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskRunRecord, StoreErr
 }
 
 impl Store {
-    /// Creates or replaces task `name` with `spec`; returns whether it was new.
-    pub async fn put_image_task(&self, name: &str, spec: &Value) -> Result<bool, StoreError> {
+    /// Creates or replaces task `name` with `spec`, and records `audit` in
+    /// the same transaction (both or neither); returns whether it was new.
+    pub async fn put_image_task(
+        &self,
+        name: &str,
+        spec: &Value,
+        audit: Option<&crate::AuditEvent>,
+    ) -> Result<bool, StoreError> {
         let now = now_rfc3339();
-        let existed = self.get_image_task(name).await?.is_some();
+        let mut tx = self.write_tx().await?;
+        let existed = sqlx::query("SELECT 1 FROM image_tasks WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         sqlx::query("INSERT INTO image_tasks (name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at")
             .bind(name)
             .bind(spec.to_string())
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if let Some(e) = audit {
+            crate::access::insert_audit(&mut *tx, e).await?;
+        }
+        tx.commit().await?;
         Ok(!existed)
     }
 

@@ -353,11 +353,11 @@ impl TaskService {
                 t.last_commit = before.and_then(|b| b.last_commit.clone());
             }
         }
-        let created = self.store.put_image_task(name, &json!(spec)).await?;
         let before = old.as_ref().and_then(|o| o.step_permissions.clone());
         let granted = spec.step_permissions.clone().filter(|p| !p.is_empty());
-        if before.filter(|p| !p.is_empty()) != granted {
-            let event = slipway_store::AuditEvent {
+        // A change of the grant is recorded with the task, atomically.
+        let audit =
+            (before.filter(|p| !p.is_empty()) != granted).then(|| slipway_store::AuditEvent {
                 time: slipway_store::now_rfc3339(),
                 user: actor.to_string(),
                 action: "imageTask.stepPermissions".into(),
@@ -365,9 +365,13 @@ impl TaskService {
                 project: None,
                 source: None,
                 result: granted.unwrap_or_default().summary(),
-            };
-            self.store.record_audit(&event).await?;
-            tracing::warn!(task = %name, user = %actor, permissions = %event.result, "step permissions of a task changed");
+            });
+        let created = self
+            .store
+            .put_image_task(name, &json!(spec), audit.as_ref())
+            .await?;
+        if let Some(e) = &audit {
+            tracing::warn!(task = %name, user = %actor, permissions = %e.result, "step permissions of a task changed");
         }
         self.timers_changed.notify_one();
         self.sources_changed.notify_one();
@@ -630,7 +634,7 @@ impl TaskService {
             }
         }
         spec.base_image_dependencies = found;
-        self.store.put_image_task(task, &json!(spec)).await?;
+        self.store.put_image_task(task, &json!(spec), None).await?;
         self.deps_changed.notify_one();
         Ok(())
     }

@@ -65,7 +65,7 @@ impl TaskService {
         }
         trigger.last_commit = Some(commit.to_string());
         let trigger_name = trigger.name.clone();
-        self.store.put_image_task(name, &json!(spec)).await?;
+        self.store.put_image_task(name, &json!(spec), None).await?;
         let Some(git) = spec.run.context.as_deref().and_then(GitContext::parse) else {
             return Ok(None);
         };
@@ -163,7 +163,7 @@ impl TaskService {
             if hit.is_empty() {
                 continue;
             }
-            self.store.put_image_task(&name, &json!(spec)).await?;
+            self.store.put_image_task(&name, &json!(spec), None).await?;
             let trigger = json!({
                 "type": "imageUpdate",
                 "name": trigger.name,
@@ -322,7 +322,7 @@ impl TaskService {
         };
         if let Some(t) = spec.source_trigger.as_mut() {
             t.last_commit = Some(head.to_string());
-            if let Err(e) = self.store.put_image_task(name, &json!(spec)).await {
+            if let Err(e) = self.store.put_image_task(name, &json!(spec), None).await {
                 tracing::warn!(task = %name, error = %e, "cannot record the polled head");
             }
         }
