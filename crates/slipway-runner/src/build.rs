@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use bollard::query_parameters::BuildImageOptions;
+use bollard::image::BuildImageOptions;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -115,7 +115,7 @@ impl Engine {
     /// refuses the request.
     pub async fn build_image(
         &self,
-        options: &BuildImageOptions,
+        options: &BuildImageOptions<String>,
         credentials: &[RegistryCredential],
         context: Vec<u8>,
         confinement: &BuildConfinement,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::BuildImageOptions;
+use bollard::image::BuildImageOptions;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use slipway_core::credentials::RegistryCredential;
@@ -820,15 +820,15 @@ async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
     };
     let options = BuildImageOptions {
         dockerfile: dockerfile_in_tar,
-        t: Some(tag.clone()),
-        buildargs: Some(buildargs),
+        t: tag.clone(),
+        buildargs,
         target: args.target.clone().unwrap_or_default(),
         platform: args.platform.clone().unwrap_or_default(),
         nocache: args.no_cache,
-        pull: pull.then(|| "true".to_string()),
+        pull,
         rm: true,
         forcerm: true,
-        labels: Some(labels),
+        labels,
         ..Default::default()
     };
     let mut output = env

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use bollard::container::{AttachContainerResults, LogOutput};
-use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder, WaitContainerOptions,
+use bollard::container::{
+    AttachContainerOptions, AttachContainerResults, CreateContainerOptions,
+    InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -26,11 +25,10 @@ impl Engine {
     pub async fn create(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
         self.docker
             .create_container(
-                Some(
-                    CreateContainerOptionsBuilder::new()
-                        .name(&spec.name)
-                        .build(),
-                ),
+                Some(CreateContainerOptions {
+                    name: spec.name.as_str(),
+                    platform: None,
+                }),
                 spec.config(),
             )
             .await
@@ -43,7 +41,7 @@ impl Engine {
     /// Starts a created container.
     pub async fn start_created(&self, name: &str) -> Result<(), RunnerError> {
         self.docker
-            .start_container(name, None::<StartContainerOptions>)
+            .start_container(name, None::<StartContainerOptions<String>>)
             .await
             .map_err(|e| RunnerError::Engine(format!("start container {name}: {}", message(e))))
     }
@@ -65,14 +63,13 @@ impl Engine {
                 .docker
                 .attach_container(
                     &spec.name,
-                    Some(
-                        AttachContainerOptionsBuilder::new()
-                            .stream(true)
-                            .stdout(true)
-                            .stderr(true)
-                            .logs(false)
-                            .build(),
-                    ),
+                    Some(AttachContainerOptions::<String> {
+                        stream: Some(true),
+                        stdout: Some(true),
+                        stderr: Some(true),
+                        logs: Some(false),
+                        ..Default::default()
+                    }),
                 )
                 .await
             {
@@ -224,7 +221,7 @@ impl Engine {
     async fn engine_wait(&self, name: &str) -> Result<i64, RunnerError> {
         let mut stream = self
             .docker
-            .wait_container(name, None::<WaitContainerOptions>);
+            .wait_container(name, None::<WaitContainerOptions<String>>);
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
@@ -250,11 +247,9 @@ impl Engine {
             .docker
             .stop_container(
                 name,
-                Some(
-                    StopContainerOptionsBuilder::new()
-                        .t(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
-                        .build(),
-                ),
+                Some(StopContainerOptions {
+                    t: grace.as_secs() as i64,
+                }),
             )
             .await
         {
@@ -268,7 +263,11 @@ impl Engine {
     pub async fn output(&self, name: &str) -> Result<String, RunnerError> {
         let mut stream = self.docker.logs(
             name,
-            Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
+            Some(LogsOptions::<String> {
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
         );
         let mut out = String::new();
         while let Some(item) = stream.next().await {
@@ -291,12 +290,11 @@ impl Engine {
             .docker
             .remove_container(
                 name,
-                Some(
-                    RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build(),
-                ),
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
             )
             .await
         {
@@ -314,13 +312,12 @@ impl Engine {
         self.docker
             .logs(
                 name,
-                Some(
-                    LogsOptionsBuilder::new()
-                        .follow(true)
-                        .stdout(true)
-                        .stderr(true)
-                        .build(),
-                ),
+                Some(LogsOptions::<String> {
+                    follow: true,
+                    stdout: true,
+                    stderr: true,
+                    ..Default::default()
+                }),
             )
             .map(|c| {
                 c.map(|c| c.into_bytes().to_vec())

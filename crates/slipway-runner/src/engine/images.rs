@@ -1,8 +1,6 @@
 //! Images: pull (with registry credentials), ensure present, tag, push.
 
-use bollard::query_parameters::{
-    CreateImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
-};
+use bollard::image::{CreateImageOptions, PushImageOptions, TagImageOptions};
 use futures_util::StreamExt;
 use slipway_core::credentials::RegistryCredential;
 
@@ -15,7 +13,10 @@ impl Engine {
         self.docker
             .tag_image(
                 image,
-                Some(TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
+                Some(TagImageOptions {
+                    repo: repo.to_string(),
+                    tag: tag.to_string(),
+                }),
             )
             .await
             .map_err(|e| RunnerError::Engine(message(e)))
@@ -32,7 +33,9 @@ impl Engine {
     ) -> Result<(), RunnerError> {
         let mut s = self.docker.push_image(
             repo,
-            Some(PushImageOptionsBuilder::new().tag(tag).build()),
+            Some(PushImageOptions {
+                tag: tag.to_string(),
+            }),
             credential.map(registry_auth),
         );
         while let Some(item) = s.next().await {
@@ -68,7 +71,10 @@ impl Engine {
         credential: Option<&RegistryCredential>,
     ) -> Result<(), RunnerError> {
         let mut stream = self.docker.create_image(
-            Some(CreateImageOptionsBuilder::new().from_image(image).build()),
+            Some(CreateImageOptions {
+                from_image: image,
+                ..Default::default()
+            }),
             None,
             credential.map(registry_auth),
         );

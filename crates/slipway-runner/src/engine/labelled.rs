@@ -4,10 +4,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bollard::models::NetworkCreateRequest;
-use bollard::query_parameters::{
-    InspectNetworkOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-};
+use bollard::network::CreateNetworkOptions;
 
 use super::{label_filter, message, Engine};
 use crate::RunnerError;
@@ -32,18 +29,21 @@ impl Engine {
             bridge.to_string(),
         );
         self.docker
-            .create_network(NetworkCreateRequest {
+            .create_network(CreateNetworkOptions {
                 name: name.to_string(),
-                driver: Some(driver.to_string()),
-                options: Some(options),
-                labels: Some(labels),
+                driver: driver.to_string(),
+                options,
+                labels,
                 ..Default::default()
             })
             .await
             .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
         let info = self
             .docker
-            .inspect_network(name, None::<InspectNetworkOptions>)
+            .inspect_network(
+                name,
+                None::<bollard::network::InspectNetworkOptions<String>>,
+            )
             .await
             .map_err(|e| RunnerError::Engine(format!("inspect network {name}: {}", message(e))))?;
         info.ipam
@@ -69,9 +69,7 @@ impl Engine {
         }
         if let Ok(nets) = self
             .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::new().filters(&filters).build(),
-            ))
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
             .await
         {
             for n in nets.into_iter().filter_map(|n| n.id) {
@@ -90,9 +88,7 @@ impl Engine {
         let filters = label_filter(key.to_string());
         let nets = self
             .docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::new().filters(&filters).build(),
-            ))
+            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
             .await
             .map_err(|e| RunnerError::Engine(message(e)))?;
         Ok(nets
@@ -124,12 +120,11 @@ impl Engine {
     ) -> Result<Vec<(String, bollard::models::ContainerSummary)>, RunnerError> {
         let list = self
             .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&label_filter(filter))
-                    .build(),
-            ))
+            .list_containers(Some(bollard::container::ListContainersOptions {
+                all: true,
+                filters: label_filter(filter),
+                ..Default::default()
+            }))
             .await
             .map_err(|e| RunnerError::Engine(e.to_string()))?;
         Ok(list
@@ -164,14 +159,10 @@ impl Engine {
             .await?
             .into_iter()
             .filter(|(_, c)| {
-                // Podman's own names for it, where its compat API passes
-                // them through, are read from the status text.
-                let never_started = c.state
-                    == Some(bollard::models::ContainerSummaryStateEnum::CREATED)
-                    || c.status.as_deref().is_some_and(|s| {
-                        let s = s.to_ascii_lowercase();
-                        s.starts_with("configured") || s.starts_with("initialized")
-                    });
+                let never_started = matches!(
+                    c.state.as_deref(),
+                    Some("created" | "configured" | "initialized")
+                );
                 let old = c
                     .created
                     .is_some_and(|t| now - t >= min_age.as_secs() as i64);
