@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use slipway_wire::catalogs::{CatalogRequest, CatalogResource};
 
 use crate::api_client::ApiClient;
 use crate::env_commands::{self, EnvCommand, ParamArgs};
@@ -117,17 +118,21 @@ pub fn run(output: OutputFormat, cmd: RunnerCommand) -> anyhow::Result<ExitCode>
         &format!("/admin/projects/{PROJECT}/environmentTypes/{ENVIRONMENT_TYPE}"),
         Some(&json!({"status": "Enabled"})),
     )?;
-    client.send(
-        "PUT",
-        &format!("/admin/catalogs/{CATALOG}"),
-        Some(&json!({"kind": "local", "uri": state.join("catalog").display().to_string()})),
-    )?;
+    let catalog = CatalogRequest {
+        kind: Some("local".into()),
+        uri: state.join("catalog").display().to_string(),
+        ..Default::default()
+    };
+    client.send_typed("PUT", &format!("/admin/catalogs/{CATALOG}"), &catalog)?;
     // Read the fresh copy (a PUT of an unchanged catalog does not sync).
-    let synced = client
+    let synced: CatalogResource = client
         .send("POST", &format!("/admin/catalogs/{CATALOG}:sync"), None)?
-        .json()?;
-    if synced["syncState"] != "Succeeded" {
-        bail!("the definition could not be read: {synced}");
+        .parse()?;
+    if synced.sync_state != "Succeeded" {
+        bail!(
+            "the definition could not be read: {}",
+            serde_json::to_string(&synced).unwrap_or_default()
+        );
     }
     let command = match operation {
         Operation::Deploy => EnvCommand::Create {
