@@ -80,6 +80,8 @@ pub struct AppState {
     pub images: Arc<slipway_vm_images::ImageService>,
     /// Bearer token the embedded registry sends with its notifications.
     pub registry_events_token: String,
+    /// Mints deployment identities' tokens for runners (`…/msi/token`).
+    pub identity_tokens: Arc<slipway_runner::identity::TokenBroker>,
 }
 
 /// Every route group, in one table.

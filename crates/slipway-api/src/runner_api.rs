@@ -13,6 +13,10 @@ use axum::routing::{get, post, put};
 use axum::Json;
 use serde_json::Value;
 use slipway_core::credentials::subscription_of;
+use slipway_core::identity::{
+    ManagedIdentityError, ManagedIdentityToken, SignInError, APP_SERVICE_API_VERSION,
+    IDENTITY_HEADER,
+};
 use slipway_core::protocol::{
     validate_outputs, LogEntry, LogType, OperationResult, RunnerDefinition, RunnerEnvironment,
     RunnerIdentity,
@@ -41,6 +45,7 @@ pub fn routes(max_storage: u64) -> Routes {
             get(definition_content),
         )
         .route("/runner/v1/operations/{o}/identity", get(identity))
+        .route("/runner/v1/operations/{o}/msi/token", get(identity_token))
         .route("/runner/v1/operations/{o}/files", get(list_files))
         .route(
             "/runner/v1/operations/{o}/files/{name}",
@@ -73,6 +78,16 @@ async fn authorize(
                 "missing runner token (Authorization: Bearer …)",
             )
         })?;
+    authorize_token(state, token, op_id).await
+}
+
+/// Checks `token` (the operation's runner token, however it was sent)
+/// against operation `op_id`; returns the operation and its environment.
+async fn authorize_token(
+    state: &AppState,
+    token: &str,
+    op_id: &str,
+) -> ApiResult<(OperationRecord, EnvironmentRecord)> {
     let op = state.store.get_operation(op_id).await?.ok_or_else(|| {
         security(
             StatusCode::FORBIDDEN,
@@ -220,6 +235,120 @@ async fn identity(
             subscription_id: subscription,
         },
     }))
+}
+
+/// Query of the managed-identity token endpoint (App Service 2019-08-01).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TokenQuery {
+    /// The resource (audience) the token is for, e.g. `https://management.azure.com/`.
+    resource: Option<String>,
+    /// Must be `2019-08-01`.
+    #[serde(rename = "api-version")]
+    api_version: Option<String>,
+    /// When given, must be the deployment identity's client id.
+    client_id: Option<String>,
+}
+
+/// A managed-identity token for the deployment identity of the operation's
+/// project environment type (contract: `slipway_core::identity`). The
+/// runner sends its own operation token as `X-IDENTITY-HEADER` (it is the
+/// `IDENTITY_HEADER` Slipway sets); the identity's secret stays here.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/msi/token", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)"), ("X-IDENTITY-HEADER" = String, Header, description = "The runner's IDENTITY_HEADER"), TokenQuery), responses((status = 200, description = "A token", body = ManagedIdentityToken), (status = "default", description = "App Service managed-identity error", body = ManagedIdentityError)))]
+async fn identity_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(o): Path<String>,
+    query: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    match mint(&state, &headers, &o, query).await {
+        Ok(token) => Json(token).into_response(),
+        Err((status, message)) => (
+            status,
+            Json(ManagedIdentityError {
+                status_code: status.as_u16(),
+                message,
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn mint(
+    state: &AppState,
+    headers: &HeaderMap,
+    o: &str,
+    query: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ManagedIdentityToken, (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let token = headers
+        .get(IDENTITY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            (
+                StatusCode::UNAUTHORIZED,
+                "missing X-IDENTITY-HEADER: send the runner's IDENTITY_HEADER".to_string(),
+            )
+        })?;
+    let (_, env) = authorize_token(state, token, o)
+        .await
+        .map_err(|e| (e.status, e.message))?;
+    let axum::extract::Query(q) = query.map_err(|e| bad(format!("query: {}", e.body_text())))?;
+    match q.api_version.as_deref() {
+        Some(APP_SERVICE_API_VERSION) => {}
+        Some(v) => {
+            return Err(bad(format!(
+                "api-version '{}' is not supported: expected '{APP_SERVICE_API_VERSION}'",
+                slipway_core::echo::truncate(v)
+            )))
+        }
+        None => {
+            return Err(bad(format!(
+                "api-version is missing: expected '{APP_SERVICE_API_VERSION}'"
+            )))
+        }
+    }
+    let resource = q.resource.unwrap_or_default();
+    let id = state
+        .store
+        .deployment_identity(&env.project, &env.environment_type, &state.secret_key)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .filter(|id| id.mints_tokens())
+        .ok_or_else(|| {
+            (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "environment type '{}' has no deployment identity with a client secret to mint tokens for",
+                    env.environment_type
+                ),
+            )
+        })?;
+    if let Some(asked) = q.client_id.as_deref() {
+        if !asked.eq_ignore_ascii_case(&id.client_id) {
+            return Err(bad(format!(
+                "client_id '{}' is not this runner's identity: expected '{}' or none",
+                slipway_core::echo::truncate(asked),
+                id.client_id
+            )));
+        }
+    }
+    let minted = state
+        .identity_tokens
+        .token(&id, &resource)
+        .await
+        .map_err(|e| match e {
+            SignInError::BadResource { .. } => bad(e.to_string()),
+            SignInError::Rejected { .. } => (StatusCode::UNAUTHORIZED, e.to_string()),
+            SignInError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
+    Ok(ManagedIdentityToken {
+        access_token: minted.access_token,
+        expires_on: minted.expires_on.to_string(),
+        resource,
+        token_type: "Bearer".into(),
+        client_id: id.client_id,
+    })
 }
 
 fn check_file_name(name: &str) -> ApiResult<()> {

@@ -5,8 +5,17 @@
 //! identity as `ADE_CLIENT_ID`, `ADE_TENANT_ID` and `ADE_SUBSCRIPTION_ID`
 //! (reference `ade.md` §3). Slipway has no cloud identity service, so the
 //! operator stores the identity as a secret of kind `deploymentIdentity`
-//! whose value is this JSON document; its `variables` (e.g.
-//! `ARM_CLIENT_SECRET`) are set in the runner container's environment.
+//! whose value is this JSON document.
+//!
+//! Two ways to hand it to a runner:
+//! - **Tokens (an Entra ID identity, `clientSecret` set).** The secret
+//!   stays on the server: the runner gets `IDENTITY_ENDPOINT` /
+//!   `IDENTITY_HEADER` and asks its runner API for short-lived tokens, which
+//!   Slipway mints from the secret at `authorityHost` (see
+//!   [`crate::identity`]). `az login --identity` works unchanged.
+//! - **Variables (opt-in, for identities that are not Entra ones).** The
+//!   `variables` (e.g. `ARM_CLIENT_SECRET`, `AWS_SECRET_ACCESS_KEY`) are set
+//!   in the runner container's environment.
 
 use std::collections::BTreeMap;
 
@@ -16,8 +25,8 @@ use serde_json::Value;
 /// Secret kind that holds a [`DeploymentIdentity`].
 pub const DEPLOYMENT_IDENTITY_KIND: &str = "deploymentIdentity";
 
-/// A deployment identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A deployment identity. Its `Debug` form shows no secret value.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentIdentity {
     /// `ADE_CLIENT_ID`.
@@ -28,9 +37,31 @@ pub struct DeploymentIdentity {
     /// type's `deploymentTargetId` (`/subscriptions/<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscription_id: Option<String>,
+    /// The Entra ID app registration's client secret. When set, runners get
+    /// tokens through their managed-identity endpoint and never this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// Where tokens are minted: `https://host[:port][/path]` (plain
+    /// `http://` only to a loopback host, for stand-ins); default
+    /// [`crate::identity::DEFAULT_AUTHORITY_HOST`]. Only with `clientSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
     /// Extra variables set in the runner, name → value (all treated as secret).
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for DeploymentIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentIdentity")
+            .field("client_id", &self.client_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("subscription_id", &self.subscription_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("authority_host", &self.authority_host)
+            .field("variables", &self.variables.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl DeploymentIdentity {
@@ -41,8 +72,23 @@ impl DeploymentIdentity {
     /// `[A-Za-z_][A-Za-z0-9_]*` or start with the reserved `ADE_`).
     pub fn from_json(v: &Value) -> Result<DeploymentIdentity, String> {
         let id: DeploymentIdentity = serde_json::from_value(v.clone()).map_err(|e| {
-            format!("deployment identity: {e}; expected {{clientId, tenantId, subscriptionId?, variables?: {{NAME: value}}}}")
+            format!("deployment identity: {e}; expected {{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, variables?: {{NAME: value}}}}")
         })?;
+        if id
+            .client_secret
+            .as_deref()
+            .is_some_and(|s| s.trim().is_empty())
+        {
+            return Err(
+                "deployment identity: 'clientSecret' is empty: expected the app registration's secret, or no 'clientSecret'".into(),
+            );
+        }
+        if let Some(host) = &id.authority_host {
+            if id.client_secret.is_none() {
+                return Err(format!("deployment identity: 'authorityHost' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(host)));
+            }
+            check_authority_host(host)?;
+        }
         for (field, value) in [("clientId", &id.client_id), ("tenantId", &id.tenant_id)] {
             if value.trim().is_empty() {
                 return Err(format!(
@@ -66,10 +112,69 @@ impl DeploymentIdentity {
         Ok(id)
     }
 
-    /// Every value a log must never show: the variables' values.
+    /// Every value a log must never show: the client secret and the
+    /// variables' values.
     pub fn secret_values(&self) -> Vec<String> {
-        self.variables.values().cloned().collect()
+        self.client_secret
+            .iter()
+            .chain(self.variables.values())
+            .cloned()
+            .collect()
     }
+
+    /// Whether runners get tokens (a client secret is set) rather than the
+    /// secret itself.
+    pub fn mints_tokens(&self) -> bool {
+        self.client_secret.is_some()
+    }
+
+    /// The authority host tokens are minted at, without a trailing `/`.
+    pub fn authority(&self) -> &str {
+        self.authority_host
+            .as_deref()
+            .unwrap_or(crate::identity::DEFAULT_AUTHORITY_HOST)
+            .trim_end_matches('/')
+    }
+}
+
+/// Checks an `authorityHost`: `https://` with a host, or `http://` to a
+/// loopback host (`localhost`, `127.x.x.x`, `[::1]`); no user info, query
+/// or fragment.
+fn check_authority_host(value: &str) -> Result<(), String> {
+    let bad = |expected: &str| {
+        Err(format!(
+            "deployment identity: 'authorityHost' '{}' is not valid: expected {expected}",
+            crate::echo::truncate(value)
+        ))
+    };
+    let (https, rest) = match (
+        value.strip_prefix("https://"),
+        value.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return bad("an https:// URL, e.g. https://login.microsoftonline.com"),
+    };
+    if rest.contains(['@', '?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("a URL without user info, query, fragment or whitespace");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.is_empty() {
+        return bad("a URL with a host");
+    }
+    let loopback = host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !https && !loopback {
+        return bad("https:// (plain http:// only to a loopback host)");
+    }
+    Ok(())
 }
 
 /// The subscription id in a `deploymentTargetId` (`/subscriptions/<id>[/…]`), else `""`.
@@ -204,6 +309,51 @@ mod tests {
             subscription_of("/subscriptions/abc/resourceGroups/x"),
             "abc"
         );
+    }
+
+    #[test]
+    fn an_entra_identity_keeps_its_secret_out_of_debug_and_checks_its_authority() {
+        let id = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientSecret": "s3cret-value", "authorityHost": "http://127.0.0.1:8443/"})).unwrap();
+        assert!(id.mints_tokens());
+        assert_eq!(id.authority(), "http://127.0.0.1:8443");
+        assert_eq!(id.secret_values(), vec!["s3cret-value".to_string()]);
+        assert!(!format!("{id:?}").contains("s3cret-value"));
+        let plain =
+            DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t"})).unwrap();
+        assert!(!plain.mints_tokens());
+        assert_eq!(plain.authority(), "https://login.microsoftonline.com");
+        for (host, expected) in [
+            (
+                "http://idp.example.com",
+                "plain http:// only to a loopback host",
+            ),
+            ("ftp://x", "an https:// URL"),
+            ("https://user@idp.example.com", "without user info"),
+            ("https:///path", "with a host"),
+        ] {
+            let e = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientSecret": "s", "authorityHost": host})).unwrap_err();
+            assert!(
+                e.contains(&format!("'{host}'")) && e.contains(expected),
+                "{host}: {e}"
+            );
+        }
+        for ok in [
+            "https://login.microsoftonline.us",
+            "http://localhost:9/x",
+            "http://[::1]:9",
+        ] {
+            DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientSecret": "s", "authorityHost": ok})).unwrap();
+        }
+        let e = DeploymentIdentity::from_json(
+            &json!({"clientId": "c", "tenantId": "t", "authorityHost": "https://x"}),
+        )
+        .unwrap_err();
+        assert!(e.contains("without 'clientSecret'"), "{e}");
+        let e = DeploymentIdentity::from_json(
+            &json!({"clientId": "c", "tenantId": "t", "clientSecret": " "}),
+        )
+        .unwrap_err();
+        assert!(e.contains("'clientSecret' is empty"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the runner protocol spoken between the `ade` CLI and the server.
 //! - [`access`]: roles, scopes and the authorization decision.
 //! - [`credentials`]: deployment identities handed to runners.
+//! - [`identity`]: the managed-identity token endpoint runners call and the token request behind it.
 //! - [`scrub`]: masking secret values in text shown to users.
 //! - [`shell`]: quoting for POSIX shells.
 //! - [`tasks`]: container image tasks (acb task files, templating, Dockerfile scanning).
@@ -19,6 +20,7 @@ pub mod access;
 pub mod credentials;
 pub mod echo;
 pub mod environment;
+pub mod identity;
 pub mod images;
 pub mod isolation;
 pub mod manifest;

@@ -81,8 +81,9 @@ fn encoded_forms(v: &str) -> Vec<String> {
     forms
 }
 
-/// RFC 3986 percent-encoding: everything but unreserved characters.
-fn percent_encode(v: &str) -> String {
+/// RFC 3986 percent-encoding: everything but unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`) becomes `%XX` (upper-case hex).
+pub fn percent_encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len() * 3);
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

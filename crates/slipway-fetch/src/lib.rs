@@ -1,4 +1,5 @@
-//! HTTP(S) GETs of URLs that users name: task build contexts and acb alias
+//! HTTP(S) GETs of URLs that users name (and the POSTs of deployment
+//! identities' token requests, through the same trust store): task build contexts and acb alias
 //! files (`http(s)://…`), VM image template sources (`DiskImage.uri`),
 //! `Shell.scriptUri` and `File.sourceUri`.
 //!
@@ -40,6 +41,15 @@ pub enum FetchError {
         /// The URL as given.
         url: String,
         /// ureq's description (e.g. `status code 404`, `invalid peer certificate: UnknownIssuer`).
+        reason: String,
+    },
+    /// A POST could not be made or its answer not read (connection, TLS,
+    /// reading the body); an answer with any status is not an error.
+    #[error("POST '{url}': {reason}")]
+    Post {
+        /// The URL as given.
+        url: String,
+        /// ureq's description.
         reason: String,
     },
     /// The body is larger than the caller's limit.
@@ -175,6 +185,46 @@ impl Fetcher {
             });
         }
         Ok(buf)
+    }
+}
+
+impl Fetcher {
+    /// POSTs `form` as `application/x-www-form-urlencoded` to `url` and
+    /// returns the answer's status and at most `limit` bytes of its body,
+    /// whatever the status (a token endpoint's errors are JSON bodies).
+    /// `timeout` bounds the whole request.
+    ///
+    /// Errors: [`FetchError::Post`] for connection/TLS failures or a body cut
+    /// off; [`FetchError::TooLarge`] past `limit`.
+    pub fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        timeout: Duration,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), FetchError> {
+        let post_err = |reason: String| FetchError::Post {
+            url: url.to_string(),
+            reason,
+        };
+        let resp = match self.agent.post(url).timeout(timeout).send_form(form) {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => return Err(post_err(e.to_string())),
+        };
+        let status = resp.status();
+        let mut buf = Vec::new();
+        resp.into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| post_err(e.to_string()))?;
+        if buf.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        Ok((status, buf))
     }
 }
 

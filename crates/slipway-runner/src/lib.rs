@@ -18,6 +18,7 @@
 pub mod ade_cli;
 pub mod build;
 pub mod engine;
+pub mod identity;
 pub mod netns;
 pub mod process;
 
@@ -64,6 +65,11 @@ pub enum RunnerError {
     /// The runner's network could not be set up.
     #[error("runner network: {0}")]
     Network(String),
+    /// The deployment identity could not sign in (no token for Azure
+    /// Resource Manager before the runner starts): ADE's
+    /// `DeploymentIdentitySignInError`.
+    #[error("{0}")]
+    IdentitySignIn(#[from] slipway_core::identity::SignInError),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -170,6 +176,9 @@ pub struct SchedulerConfig {
     /// with [`ade_cli::check_runner_ade`]); `None`: runners use their
     /// image's own.
     pub runner_ade: Option<std::path::PathBuf>,
+    /// Mints the tokens of deployment identities with a client secret
+    /// (shared with the runner API's token endpoint).
+    pub identity_tokens: Arc<identity::TokenBroker>,
 }
 
 /// Hashes a runner token for storage (sha256 hex).
@@ -492,9 +501,8 @@ impl Scheduler {
                         let code = match e {
                             RunnerError::ImageUnavailable { .. } => "RunnerImageUnavailable",
                             RunnerError::Network(_) => "RunnerNetworkError",
-                            RunnerError::Store(StoreError::Secret(_)) => {
-                                "DeploymentIdentitySignInError"
-                            }
+                            RunnerError::Store(StoreError::Secret(_))
+                            | RunnerError::IdentitySignIn(_) => "DeploymentIdentitySignInError",
                             _ => "RunnerStartError",
                         };
                         me.finish(
@@ -515,17 +523,6 @@ impl Scheduler {
         op: &OperationRecord,
         token: &str,
     ) -> Result<Option<Attachment>, RunnerError> {
-        let credential = self
-            .store
-            .registry_credential_for(&op.runner_image, &self.config.secret_key)
-            .await
-            .map_err(|e| RunnerError::ImageUnavailable {
-                image: op.runner_image.clone(),
-                message: e.to_string(),
-            })?;
-        self.engine
-            .ensure_image(&op.runner_image, credential.as_ref())
-            .await?;
         let mut labels = HashMap::new();
         labels.insert(OPERATION_LABEL.to_string(), op.id.clone());
         labels.insert(INSTANCE_LABEL.to_string(), self.config.instance_id.clone());
@@ -535,31 +532,84 @@ impl Scheduler {
         );
         let (environment, pet) = self.environment_type_of(op).await?;
         let policy = pet.map(|t| t.runner_policy).unwrap_or_default();
-        // A leftover container of the same name (earlier attempt) is replaced.
-        self.engine.remove(&op.container_name).await?;
-        let network_started = std::time::Instant::now();
-        let mut network = RunnerNetwork::create(
-            &self.network_name(&op.id),
-            &self.config.network_pool,
-            &policy.allowed_cidrs,
-        )
-        .await?;
-        let gateway = network.plan.gateway();
-        let listener = match self.serve_runner_api(gateway, 0, &op.id) {
-            Ok(l) => l,
-            Err(e) => {
+        // The image, the removal of a leftover container of the same name
+        // (an earlier attempt) and the runner's network are independent:
+        // made side by side, an operation waits for the slowest only.
+        let image = async {
+            let credential = self
+                .store
+                .registry_credential_for(&op.runner_image, &self.config.secret_key)
+                .await
+                .map_err(|e| RunnerError::ImageUnavailable {
+                    image: op.runner_image.clone(),
+                    message: e.to_string(),
+                })?;
+            self.engine
+                .ensure_image(&op.runner_image, credential.as_ref())
+                .await?;
+            self.engine.remove(&op.container_name).await
+        };
+        let network = async {
+            let started = std::time::Instant::now();
+            let mut network = RunnerNetwork::create(
+                &self.network_name(&op.id),
+                &self.config.network_pool,
+                &policy.allowed_cidrs,
+            )
+            .await?;
+            let gateway = network.plan.gateway();
+            let listener = match self.serve_runner_api(gateway, 0, &op.id) {
+                Ok(l) => l,
+                Err(e) => {
+                    network.remove().await;
+                    return Err(e);
+                }
+            };
+            if let Err(e) = network.open_api_port(listener.0).await {
                 network.remove().await;
                 return Err(e);
             }
+            Ok((network, listener, started.elapsed()))
         };
-        if let Err(e) = network.open_api_port(listener.0).await {
-            network.remove().await;
-            return Err(e);
-        }
+        // A deployment identity that mints tokens signs in before the
+        // runner starts: a rejected one fails the operation at once instead
+        // of leaving the runner's sign-in loop to spin until its time limit.
+        let identity = match &environment {
+            Some(e) => {
+                self.store
+                    .deployment_identity(&e.project, &e.environment_type, &self.config.secret_key)
+                    .await?
+            }
+            None => None,
+        };
+        let sign_in = async {
+            match &identity {
+                Some(id) if id.mints_tokens() => self
+                    .config
+                    .identity_tokens
+                    .token(id, slipway_core::identity::ARM_AUDIENCE)
+                    .await
+                    .map(drop)
+                    .map_err(RunnerError::from),
+                _ => Ok(()),
+            }
+        };
+        let (image, network, sign_in) = tokio::join!(image, network, sign_in);
+        let (network, listener, setup) = match (image.and(sign_in), network) {
+            (Ok(()), Ok(n)) => n,
+            (Err(e), network) => {
+                if let Ok((network, _, _)) = network {
+                    network.remove().await;
+                }
+                return Err(e);
+            }
+            (Ok(()), Err(e)) => return Err(e),
+        };
+        let gateway = network.plan.gateway();
         tracing::info!(
             operation = %op.id,
             link = %network.host_if(),
-            network_setup_ms = network_started.elapsed().as_millis() as u64,
+            network_setup_ms = setup.as_millis() as u64,
             "runner network ready"
         );
         let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
@@ -573,23 +623,26 @@ impl Scheduler {
             format!("{ENV_DEVCENTER_ID}={}", self.config.devcenter_id),
             format!("{ENV_TOKEN}={token}"),
         ];
-        if let Some(environment) = environment {
-            let identity = self
-                .store
-                .deployment_identity(
-                    &environment.project,
-                    &environment.environment_type,
-                    &self.config.secret_key,
-                )
-                .await?;
-            if let Some(id) = identity {
-                env.push(format!("ADE_CLIENT_ID={}", id.client_id));
-                env.push(format!("ADE_TENANT_ID={}", id.tenant_id));
-                if let Some(sub) = &id.subscription_id {
-                    env.push(format!("ADE_SUBSCRIPTION_ID={sub}"));
-                }
-                env.extend(id.variables.iter().map(|(k, v)| format!("{k}={v}")));
+        if let Some(id) = identity {
+            env.push(format!("ADE_CLIENT_ID={}", id.client_id));
+            env.push(format!("ADE_TENANT_ID={}", id.tenant_id));
+            if let Some(sub) = &id.subscription_id {
+                env.push(format!("ADE_SUBSCRIPTION_ID={sub}"));
             }
+            if id.mints_tokens() {
+                // App Service–style managed identity: the runner's own
+                // operation token opens its own token endpoint.
+                env.push(format!(
+                    "{}={endpoint}/operations/{}/msi/token",
+                    slipway_core::identity::ENV_IDENTITY_ENDPOINT,
+                    op.id
+                ));
+                env.push(format!(
+                    "{}={token}",
+                    slipway_core::identity::ENV_IDENTITY_HEADER
+                ));
+            }
+            env.extend(id.variables.iter().map(|(k, v)| format!("{k}={v}")));
         }
         let mut spec = ContainerSpec::new(
             &op.container_name,

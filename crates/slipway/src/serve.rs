@@ -233,6 +233,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("connecting to the container engine")?;
     let task_engine = engine.clone();
     let devcenter_id = "slipway-local".to_string();
+    let identity_tokens = Arc::new(slipway_runner::identity::TokenBroker::new(fetcher.clone()));
     let scheduler = Scheduler::new(
         store.clone(),
         engine,
@@ -246,6 +247,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             data_dir: data_dir.clone(),
             secret_key: secret_key.clone(),
             runner_ade: runner_ade(args.runner_ade.as_deref())?,
+            identity_tokens: Arc::clone(&identity_tokens),
         },
     );
     // Image tasks: the embedded registry notifies this server of pushes.
@@ -343,6 +345,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         catalog_sync,
         tasks,
         registry_events_token,
+        identity_tokens,
     };
     scheduler.set_runner_api(Arc::new(slipway_api::RunnerApiServer::new(state.clone())));
     scheduler.spawn().await.context("recovering operations")?;

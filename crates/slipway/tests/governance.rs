@@ -667,6 +667,173 @@ EOF
     assert_eq!(st, 409, "{v}");
 }
 
+/// Issue 19 item 1: an Entra identity's client secret stays on the server;
+/// the runner signs in like an App Service app (`IDENTITY_ENDPOINT` +
+/// `IDENTITY_HEADER`, what `az login --identity` and MSAL use) and gets
+/// short-lived tokens. A rejected identity fails the operation before its
+/// runner starts, even when the runner's sign-in loop would never give up.
+#[test]
+fn a_runner_gets_tokens_from_its_managed_identity_and_never_the_client_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "entra-Secret~Vq8x_3Zk.9w";
+    let idp = common::entra_stand_in::EntraStandIn::start("tenant-456", "client-123", secret);
+    // What MSAL's App Service managed identity sends, twice for ARM (the
+    // second from the cache), once for Key Vault; then the whole
+    // environment, reversed so the log's masking could not hide a leak.
+    let deploy = r#"#!/bin/bash
+set -euo pipefail
+ask() {
+  curl -sS -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" -H "Metadata: true" \
+    "$IDENTITY_ENDPOINT?api-version=2019-08-01&resource=$1"
+}
+arm=$(ask https://management.azure.com/)
+again=$(ask https://management.azure.com/)
+vault=$(ask https://vault.azure.net)
+echo "arm answer: $arm"
+env | rev
+jq -n --argjson arm "$arm" --argjson again "$again" --argjson vault "$vault" '{outputs: {
+  arm: {type: "string", value: $arm.access_token},
+  again: {type: "string", value: $again.access_token},
+  vault: {type: "string", value: $vault.access_token},
+  expiresOn: {type: "string", value: $arm.expires_on},
+  clientId: {type: "string", value: $arm.client_id}}}' > "$ADE_OUTPUTS"
+"#;
+    // The official scripts' sign-in: retry until it works.
+    let forever = r#"#!/bin/bash
+until curl -fsS -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?api-version=2019-08-01&resource=https://management.azure.com/"; do
+  sleep 1
+done
+"#;
+    let catalog = scripted_catalog(
+        tmp.path(),
+        &[("SignsIn", deploy), ("SignsInForever", forever)],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    put(&s, "/admin/projects/demo", json!({}));
+    put(&s, "/admin/environmentTypes/Dev", json!({}));
+    put(&s, "/admin/environmentTypes/Broken", json!({}));
+    for (name, value) in [("entra", secret), ("entra-wrong", "not-the-secret-at-all")] {
+        let (st, v, _) = s.call(
+            "PUT",
+            &format!("/admin/secrets/{name}"),
+            Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "subscriptionId": "sub-1", "clientSecret": value, "authorityHost": idp.authority}})),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Dev",
+        json!({"deploymentIdentity": "entra"}),
+    );
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Broken",
+        json!({"deploymentIdentity": "entra-wrong"}),
+    );
+    put(&s, "/admin/catalogs/cat", catalog);
+    s.assign("dana", "Deployment Environments User", "/projects/demo");
+    let dana = s.token_for("dana");
+    let deploy_as = |env: &str, env_type: &str, definition: &str| {
+        let (st, v, loc) = s.call_as(
+            &dana,
+            "PUT",
+            &format!("/projects/demo/users/me/environments/{env}"),
+            Some(json!({"environmentType": env_type, "catalogName": "cat", "environmentDefinitionName": definition})),
+        );
+        assert_eq!(st, 201, "{v}");
+        let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+        (op.clone(), s.wait_op_as(&dana, "demo", &op))
+    };
+
+    let (op, done) = deploy_as("app", "Dev", "SignsIn");
+    let base = "/projects/demo/users/dana/environments/app";
+    let log = s
+        .call_as(&dana, "GET", &format!("{base}/operations/{op}/logs"), None)
+        .1;
+    let log = log.as_str().unwrap_or_default().to_string();
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let outputs = s.call_as(&dana, "GET", &format!("{base}/outputs"), None).1;
+    let value = |k: &str| {
+        outputs["outputs"][k]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        value("arm").starts_with("standin-token-")
+            && value("arm").ends_with("-for-https___management_azure_com___default"),
+        "{outputs}"
+    );
+    assert_eq!(
+        value("again"),
+        value("arm"),
+        "a cached token is handed out again"
+    );
+    assert!(
+        value("vault").ends_with("-for-https___vault_azure_net__default"),
+        "{outputs}"
+    );
+    assert_eq!(value("clientId"), "client-123");
+    let expires: i64 = value("expiresOn").parse().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        expires > now + 3000 && expires <= now + 3600,
+        "{expires} vs {now}"
+    );
+    // The runner had the endpoint, not the secret.
+    let reversed = |v: &str| v.chars().rev().collect::<String>();
+    assert!(
+        log.contains(&reversed("IDENTITY_ENDPOINT=http://")),
+        "{log}"
+    );
+    assert!(log.contains(&reversed("ADE_CLIENT_ID=client-123")), "{log}");
+    assert!(
+        !log.contains(&reversed(secret)) && !log.contains("***"),
+        "{log}"
+    );
+    // The identity provider saw the sign-in before the runner (ARM's
+    // audience, as az uses it), then one request per resource.
+    let scopes: Vec<String> = idp
+        .seen()
+        .iter()
+        .map(|r| r.field("scope").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            "https://management.core.windows.net//.default",
+            "https://management.azure.com//.default",
+            "https://vault.azure.net/.default"
+        ],
+        "{:?}",
+        idp.seen()
+    );
+    // The endpoint answers only its own operation's token, in App Service's shape.
+    let (st, v, _) = s.call_with(
+        "GET",
+        &format!("/runner/v1/operations/{op}/msi/token?api-version=2019-08-01&resource=https://management.azure.com/"),
+        None,
+        &[("X-IDENTITY-HEADER", dana.as_str())],
+    );
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["statusCode"], 403, "{v}");
+
+    // A rejected identity: Failed with ADE's code and the provider's words,
+    // although the runner's own loop would retry forever.
+    let (_, broken) = deploy_as("broken", "Broken", "SignsInForever");
+    assert_eq!(broken["status"], "Failed", "{broken}");
+    assert_eq!(
+        broken["error"]["code"], "DeploymentIdentitySignInError",
+        "{broken}"
+    );
+    let message = broken["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("invalid_client") && message.contains("AADSTS7000215"),
+        "{broken}"
+    );
+    assert_no_file_holds(&s.data, secret);
+}
+
 #[test]
 fn expiration_deletes_on_time_across_a_restart_and_actions_can_be_skipped_or_delayed() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,152 @@
+//! A stand-in for Entra ID's v2.0 token endpoint (no real identity provider
+//! can run here): plain HTTP/1.1 on 127.0.0.1, answering
+//! `POST /{tenant}/oauth2/v2.0/token` client-credentials requests the way
+//! the Microsoft identity platform does (RFC 6749 §5.1 / §5.2 shapes), and
+//! recording every request so tests can see what reached it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// One request the stand-in saw.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// Request line path.
+    pub path: String,
+    /// Decoded form fields, in order.
+    pub form: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// The value of form field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The running stand-in. Its thread lives as long as the test process.
+pub struct EntraStandIn {
+    /// `http://127.0.0.1:<port>`: the identity's `authorityHost`.
+    pub authority: String,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+}
+
+impl EntraStandIn {
+    /// Starts a stand-in that issues tokens to `client_id` with
+    /// `client_secret` in `tenant` and refuses anything else with
+    /// `invalid_client` (AADSTS7000215, Entra's wording).
+    pub fn start(tenant: &str, client_id: &str, client_secret: &str) -> EntraStandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tenant, client_id, client_secret) = (
+            tenant.to_string(),
+            client_id.to_string(),
+            client_secret.to_string(),
+        );
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = serve(conn, &tenant, &client_id, &client_secret, &log);
+            }
+        });
+        EntraStandIn { authority, seen }
+    }
+
+    /// Every request so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    conn: TcpStream,
+    tenant: &str,
+    client_id: &str,
+    client_secret: &str,
+    log: &Mutex<Vec<SeenRequest>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    let form: Vec<(String, String)> = String::from_utf8_lossy(&body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+    let request = SeenRequest { path, form };
+    let n = {
+        let mut log = log.lock().unwrap();
+        log.push(request.clone());
+        log.len()
+    };
+    let ok = request.path == format!("/{tenant}/oauth2/v2.0/token")
+        && request.field("grant_type") == Some("client_credentials")
+        && request.field("client_id") == Some(client_id)
+        && request.field("client_secret") == Some(client_secret);
+    let (status, answer) = if ok {
+        let scope = request.field("scope").unwrap_or_default();
+        (
+            "200 OK",
+            format!(
+                r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"standin-token-{n}-for-{}"}}"#,
+                scope.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            ),
+        )
+    } else {
+        (
+            "401 Unauthorized",
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.","error_codes":[7000215]}"#.to_string(),
+        )
+    };
+    let mut conn = conn;
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+        answer.len()
+    )?;
+    conn.flush()
+}
+
+fn decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
