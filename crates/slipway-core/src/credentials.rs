@@ -46,6 +46,12 @@ pub struct DeploymentIdentity {
     /// [`crate::identity::DEFAULT_AUTHORITY_HOST`]. Only with `clientSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_host: Option<String>,
+    /// Azure Resource Manager's base URL for Azure targets (see
+    /// [`crate::azure_target`]): same form as `authorityHost`; default
+    /// [`crate::azure_target::DEFAULT_RESOURCE_MANAGER`]. Only with
+    /// `clientSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_manager_endpoint: Option<String>,
     /// Extra variables set in the runner, name → value (all treated as secret).
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
@@ -59,6 +65,7 @@ impl std::fmt::Debug for DeploymentIdentity {
             .field("subscription_id", &self.subscription_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("authority_host", &self.authority_host)
+            .field("resource_manager_endpoint", &self.resource_manager_endpoint)
             .field("variables", &self.variables.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -72,7 +79,7 @@ impl DeploymentIdentity {
     /// `[A-Za-z_][A-Za-z0-9_]*` or start with the reserved `ADE_`).
     pub fn from_json(v: &Value) -> Result<DeploymentIdentity, String> {
         let id: DeploymentIdentity = serde_json::from_value(v.clone()).map_err(|e| {
-            format!("deployment identity: {e}; expected {{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, variables?: {{NAME: value}}}}")
+            format!("deployment identity: {e}; expected {{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, resourceManagerEndpoint?, variables?: {{NAME: value}}}}")
         })?;
         if id
             .client_secret
@@ -83,11 +90,15 @@ impl DeploymentIdentity {
                 "deployment identity: 'clientSecret' is empty: expected the app registration's secret, or no 'clientSecret'".into(),
             );
         }
-        if let Some(host) = &id.authority_host {
+        for (field, value) in [
+            ("authorityHost", &id.authority_host),
+            ("resourceManagerEndpoint", &id.resource_manager_endpoint),
+        ] {
+            let Some(url) = value else { continue };
             if id.client_secret.is_none() {
-                return Err(format!("deployment identity: 'authorityHost' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(host)));
+                return Err(format!("deployment identity: '{field}' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(url)));
             }
-            check_authority_host(host)?;
+            check_endpoint(field, url)?;
         }
         for (field, value) in [("clientId", &id.client_id), ("tenantId", &id.tenant_id)] {
             if value.trim().is_empty() {
@@ -128,6 +139,14 @@ impl DeploymentIdentity {
         self.client_secret.is_some()
     }
 
+    /// Azure Resource Manager's base URL, without a trailing `/`.
+    pub fn resource_manager(&self) -> &str {
+        self.resource_manager_endpoint
+            .as_deref()
+            .unwrap_or(crate::azure_target::DEFAULT_RESOURCE_MANAGER)
+            .trim_end_matches('/')
+    }
+
     /// The authority host tokens are minted at, without a trailing `/`.
     pub fn authority(&self) -> &str {
         self.authority_host
@@ -137,13 +156,13 @@ impl DeploymentIdentity {
     }
 }
 
-/// Checks an `authorityHost`: `https://` with a host, or `http://` to a
-/// loopback host (`localhost`, `127.x.x.x`, `[::1]`); no user info, query
-/// or fragment.
-fn check_authority_host(value: &str) -> Result<(), String> {
+/// Checks an endpoint URL (`field` names it in the error): `https://` with a
+/// host, or `http://` to a loopback host (`localhost`, `127.x.x.x`,
+/// `[::1]`); no user info, query or fragment.
+fn check_endpoint(field: &str, value: &str) -> Result<(), String> {
     let bad = |expected: &str| {
         Err(format!(
-            "deployment identity: 'authorityHost' '{}' is not valid: expected {expected}",
+            "deployment identity: '{field}' '{}' is not valid: expected {expected}",
             crate::echo::truncate(value)
         ))
     };

@@ -10,6 +10,7 @@
 //! - [`protocol`]: the runner protocol spoken between the `ade` CLI and the server.
 //! - [`access`]: roles, scopes and the authorization decision.
 //! - [`credentials`]: deployment identities handed to runners.
+//! - [`azure_target`]: an environment's Azure resource group when its type deploys to a subscription.
 //! - [`identity`]: the managed-identity token endpoint runners call and the token request behind it.
 //! - [`scrub`]: masking secret values in text shown to users.
 //! - [`shell`]: quoting for POSIX shells.
@@ -17,6 +18,7 @@
 //! - [`images`]: VM image templates (the AIB template document and its validation).
 
 pub mod access;
+pub mod azure_target;
 pub mod credentials;
 pub mod echo;
 pub mod environment;

@@ -43,10 +43,13 @@ pub enum FetchError {
         /// ureq's description (e.g. `status code 404`, `invalid peer certificate: UnknownIssuer`).
         reason: String,
     },
-    /// A POST could not be made or its answer not read (connection, TLS,
-    /// reading the body); an answer with any status is not an error.
-    #[error("POST '{url}': {reason}")]
-    Post {
+    /// A request other than a GET could not be made or its answer not read
+    /// (connection, TLS, reading the body); an answer with any status is
+    /// not an error.
+    #[error("{method} '{url}': {reason}")]
+    Request {
+        /// The method (`POST`, `PUT`, `DELETE`, …).
+        method: String,
         /// The URL as given.
         url: String,
         /// ureq's description.
@@ -194,7 +197,7 @@ impl Fetcher {
     /// whatever the status (a token endpoint's errors are JSON bodies).
     /// `timeout` bounds the whole request.
     ///
-    /// Errors: [`FetchError::Post`] for connection/TLS failures or a body cut
+    /// Errors: [`FetchError::Request`] for connection/TLS failures or a body cut
     /// off; [`FetchError::TooLarge`] past `limit`.
     pub fn post_form(
         &self,
@@ -203,7 +206,8 @@ impl Fetcher {
         timeout: Duration,
         limit: u64,
     ) -> Result<(u16, Vec<u8>), FetchError> {
-        let post_err = |reason: String| FetchError::Post {
+        let post_err = |reason: String| FetchError::Request {
+            method: "POST".into(),
             url: url.to_string(),
             reason,
         };
@@ -225,6 +229,80 @@ impl Fetcher {
             });
         }
         Ok((status, buf))
+    }
+}
+
+/// An answer to [`Fetcher::call`], whatever its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Location` header, when present (asynchronous operations).
+    pub location: Option<String>,
+    /// The `Retry-After` header in seconds, when present and numeric.
+    pub retry_after: Option<u64>,
+    /// The body, at most the caller's limit.
+    pub body: Vec<u8>,
+}
+
+impl Fetcher {
+    /// Sends `method` to `url` with `Authorization: Bearer <bearer>` and an
+    /// optional JSON body, and returns the answer whatever its status (a
+    /// REST API's errors are bodies). `timeout` bounds the whole request;
+    /// at most `limit` bytes of the body are read.
+    ///
+    /// Errors: [`FetchError::Request`] (named for the method) for connection
+    /// or TLS failures or a body cut off; [`FetchError::TooLarge`].
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        bearer: &str,
+        json: Option<&serde_json::Value>,
+        timeout: Duration,
+        limit: u64,
+    ) -> Result<Answer, FetchError> {
+        let fail = |reason: String| FetchError::Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            reason,
+        };
+        let req = self
+            .agent
+            .request(method, url)
+            .timeout(timeout)
+            .set("authorization", &format!("Bearer {bearer}"));
+        let sent = match json {
+            Some(body) => req.send_json(body),
+            None => req.call(),
+        };
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        let status = resp.status();
+        let location = resp.header("location").map(str::to_string);
+        let retry_after = resp
+            .header("retry-after")
+            .and_then(|v| v.trim().parse().ok());
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| fail(e.to_string()))?;
+        if body.len() as u64 > limit {
+            return Err(FetchError::TooLarge {
+                url: url.to_string(),
+                limit,
+            });
+        }
+        Ok(Answer {
+            status,
+            location,
+            retry_after,
+            body,
+        })
     }
 }
 
@@ -326,7 +404,7 @@ pub mod test_support {
         /// The CA certificate (PEM) that signed the server's certificate.
         pub ca_file: PathBuf,
         child: Child,
-        _certs: tempfile::TempDir,
+        _certs: TestCertificates,
     }
 
     fn openssl(dir: &Path, args: &[&str]) {
@@ -342,12 +420,24 @@ pub mod test_support {
         );
     }
 
-    impl HttpsFileServer {
-        /// Makes the CA and server certificate, starts the server on a free
-        /// port and returns once it accepts connections.
+    /// A CA made for one test server and a server certificate it signed
+    /// (SAN `IP:127.0.0.1`, EC P-256, valid two days), in a temporary
+    /// folder removed on drop.
+    pub struct TestCertificates {
+        /// `ca.crt`: the CA to trust (`--ca-file`, `REQUESTS_CA_BUNDLE`).
+        pub ca_file: PathBuf,
+        /// `srv.crt`: the server's certificate.
+        pub cert_file: PathBuf,
+        /// `srv.key`: the server's key (unencrypted).
+        pub key_file: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestCertificates {
+        /// Makes the CA and the server certificate.
         ///
         /// Panics (test helper) when `openssl` is missing or fails.
-        pub fn start(root: &Path) -> HttpsFileServer {
+        pub fn new() -> TestCertificates {
             let certs = tempfile::tempdir().expect("tempdir");
             let d = certs.path();
             // A CA name of its own: two servers' CAs must not be mistaken for each other.
@@ -414,11 +504,33 @@ pub mod test_support {
                     "ext.cnf",
                 ],
             );
+            TestCertificates {
+                ca_file: d.join("ca.crt"),
+                cert_file: d.join("srv.crt"),
+                key_file: d.join("srv.key"),
+                _dir: certs,
+            }
+        }
+    }
+
+    impl Default for TestCertificates {
+        fn default() -> TestCertificates {
+            TestCertificates::new()
+        }
+    }
+
+    impl HttpsFileServer {
+        /// Makes the CA and server certificate, starts the server on a free
+        /// port and returns once it accepts connections.
+        ///
+        /// Panics (test helper) when `openssl` is missing or fails.
+        pub fn start(root: &Path) -> HttpsFileServer {
+            let certs = TestCertificates::new();
             let mut child = Command::new("openssl")
                 .args(["s_server", "-WWW", "-accept", "127.0.0.1:0", "-cert"])
-                .arg(d.join("srv.crt"))
+                .arg(&certs.cert_file)
                 .arg("-key")
-                .arg(d.join("srv.key"))
+                .arg(&certs.key_file)
                 .current_dir(root)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -440,7 +552,7 @@ pub mod test_support {
             std::thread::spawn(move || lines.for_each(drop));
             HttpsFileServer {
                 base_url: format!("https://127.0.0.1:{port}"),
-                ca_file: d.join("ca.crt"),
+                ca_file: certs.ca_file.clone(),
                 child,
                 _certs: certs,
             }

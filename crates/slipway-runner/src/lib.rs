@@ -16,6 +16,7 @@
 //! one whose container never started is queued again.
 
 pub mod ade_cli;
+pub mod azure;
 pub mod build;
 pub mod engine;
 pub mod identity;
@@ -31,7 +32,7 @@ use sha2::{Digest, Sha256};
 use slipway_core::protocol::{
     AdeExitCode, ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
 };
-use slipway_core::{ErrorBody, OperationStatus};
+use slipway_core::{ErrorBody, OperationKind, OperationStatus};
 use slipway_store::{now_rfc3339, AuditEvent, OperationRecord, SecretKey, Store, StoreError};
 use thiserror::Error;
 use tokio::sync::Notify;
@@ -70,6 +71,9 @@ pub enum RunnerError {
     /// `DeploymentIdentitySignInError`.
     #[error("{0}")]
     IdentitySignIn(#[from] slipway_core::identity::SignInError),
+    /// The environment's Azure resource group could not be created.
+    #[error("{0}")]
+    ResourceGroup(#[from] azure::ResourceGroupError),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -179,6 +183,11 @@ pub struct SchedulerConfig {
     /// Mints the tokens of deployment identities with a client secret
     /// (shared with the runner API's token endpoint).
     pub identity_tokens: Arc<identity::TokenBroker>,
+    /// Creates and deletes environments' resource groups on Azure targets
+    /// (see [`slipway_core::azure_target`]).
+    pub resource_groups: azure::ResourceGroups,
+    /// The Azure region environments' resource groups are created in.
+    pub azure_location: String,
 }
 
 /// Hashes a runner token for storage (sha256 hex).
@@ -503,6 +512,7 @@ impl Scheduler {
                             RunnerError::Network(_) => "RunnerNetworkError",
                             RunnerError::Store(StoreError::Secret(_))
                             | RunnerError::IdentitySignIn(_) => "DeploymentIdentitySignInError",
+                            RunnerError::ResourceGroup(_) => "ResourceGroupCreationFailed",
                             _ => "RunnerStartError",
                         };
                         me.finish(
@@ -531,7 +541,10 @@ impl Scheduler {
             self.config.data_dir.to_string_lossy().into_owned(),
         );
         let (environment, pet) = self.environment_type_of(op).await?;
-        let policy = pet.map(|t| t.runner_policy).unwrap_or_default();
+        let policy = pet
+            .as_ref()
+            .map(|t| t.runner_policy.clone())
+            .unwrap_or_default();
         // The image, the removal of a leftover container of the same name
         // (an earlier attempt) and the runner's network are independent:
         // made side by side, an operation waits for the slowest only.
@@ -582,15 +595,37 @@ impl Scheduler {
             }
             None => None,
         };
+        // On an Azure target a deploy gets its resource group first, as in ADE.
+        let resource_group = match (&environment, &pet) {
+            (Some(e), Some(t)) => slipway_core::azure_target::ResourceGroup::of(
+                &t.deployment_target_id,
+                identity.as_ref(),
+                &e.project,
+                &e.name,
+            )
+            .map_err(|reason| azure::ResourceGroupError {
+                name: slipway_core::azure_target::resource_group_name(&e.project, &e.name),
+                reason,
+            })?,
+            _ => None,
+        };
         let sign_in = async {
-            match &identity {
-                Some(id) if id.mints_tokens() => self
-                    .config
-                    .identity_tokens
-                    .token(id, slipway_core::identity::ARM_AUDIENCE)
-                    .await
-                    .map(drop)
-                    .map_err(RunnerError::from),
+            let Some(id) = identity.as_ref().filter(|id| id.mints_tokens()) else {
+                return Ok(());
+            };
+            self.config
+                .identity_tokens
+                .token(id, slipway_core::identity::ARM_AUDIENCE)
+                .await?;
+            match (&resource_group, &environment) {
+                (Some(rg), Some(e)) if op.kind == OperationKind::Deploy => {
+                    let tags = resource_group_tags(e, &self.config.devcenter_id);
+                    self.config
+                        .resource_groups
+                        .create(id, rg, &self.config.azure_location, &tags)
+                        .await?;
+                    Ok(())
+                }
                 _ => Ok(()),
             }
         };
@@ -727,7 +762,7 @@ impl Scheduler {
                 OperationStatus::Failed,
                 Some(ErrorBody::new("RunnerError", e.to_string())),
             ),
-            Ok(Ok(0)) => (OperationStatus::Succeeded, None),
+            Ok(Ok(0)) => self.after_success(&op).await,
             // Killed by the kernel: the engine says so (Docker, cgroup v2),
             // or the runner ended by SIGKILL that Slipway did not send
             // (cancel and timeout are handled above; Podman on cgroup v1
@@ -818,6 +853,53 @@ impl Scheduler {
         }
     }
 
+    /// The result of a runner that exited 0: Succeeded, unless a delete on
+    /// an Azure target cannot remove the environment's resource group
+    /// (then Failed with `ResourceGroupDeletionFailed` and ARM's words, so
+    /// the environment stays and the delete can be retried).
+    async fn after_success(&self, op: &OperationRecord) -> (OperationStatus, Option<ErrorBody>) {
+        if op.kind != OperationKind::Delete {
+            return (OperationStatus::Succeeded, None);
+        }
+        let failed = |message: String| {
+            (
+                OperationStatus::Failed,
+                Some(ErrorBody::new("ResourceGroupDeletionFailed", message)),
+            )
+        };
+        let (Some(env), Some(pet)) = (match self.environment_type_of(op).await {
+            Ok(found) => found,
+            Err(e) => return failed(e.to_string()),
+        }) else {
+            return (OperationStatus::Succeeded, None);
+        };
+        let identity = match self
+            .store
+            .deployment_identity(&env.project, &env.environment_type, &self.config.secret_key)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => return failed(e.to_string()),
+        };
+        let rg = match slipway_core::azure_target::ResourceGroup::of(
+            &pet.deployment_target_id,
+            identity.as_ref(),
+            &env.project,
+            &env.name,
+        ) {
+            Ok(Some(rg)) => rg,
+            Ok(None) => return (OperationStatus::Succeeded, None),
+            Err(e) => return failed(e),
+        };
+        let Some(id) = identity else {
+            return (OperationStatus::Succeeded, None);
+        };
+        match self.config.resource_groups.delete(&id, &rg).await {
+            Ok(()) => (OperationStatus::Succeeded, None),
+            Err(e) => failed(e.to_string()),
+        }
+    }
+
     /// The environment of `op` and its project environment type (each
     /// `None` when gone).
     async fn environment_type_of(
@@ -893,4 +975,21 @@ impl Scheduler {
         self.wake();
         stored
     }
+}
+
+/// The tags of an environment's resource group: who and what it belongs to.
+fn resource_group_tags(
+    env: &slipway_store::EnvironmentRecord,
+    devcenter_id: &str,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        ("DevCenter", devcenter_id),
+        ("Project", env.project.as_str()),
+        ("EnvironmentType", env.environment_type.as_str()),
+        ("EnvironmentName", env.name.as_str()),
+        ("CreatedBy", env.owner.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }

@@ -116,6 +116,16 @@ pub struct ServeArgs {
     /// keep their image's `ade`.
     #[arg(long, env = "SLIPWAY_RUNNER_ADE", value_name = "FILE")]
     pub runner_ade: Option<PathBuf>,
+    /// Azure region of the resource groups Slipway creates for
+    /// environments whose type deploys to an Azure subscription with an
+    /// Entra deployment identity.
+    #[arg(
+        long,
+        env = "SLIPWAY_AZURE_LOCATION",
+        default_value = "eastus",
+        value_name = "REGION"
+    )]
+    pub azure_location: String,
     /// A host folder beneath which `local` catalogs (DevCenter Admins only),
     /// `file://` git URLs of catalogs and task contexts, and the host paths
     /// of VM image templates (DiskImage sources, scripts, files, VHD
@@ -248,6 +258,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             secret_key: secret_key.clone(),
             runner_ade: runner_ade(args.runner_ade.as_deref())?,
             identity_tokens: Arc::clone(&identity_tokens),
+            resource_groups: slipway_runner::azure::ResourceGroups::new(
+                Arc::clone(&identity_tokens),
+                fetcher.clone(),
+            ),
+            azure_location: args.azure_location.clone(),
         },
     );
     // Image tasks: the embedded registry notifies this server of pushes.

@@ -834,6 +834,141 @@ done
     assert_no_file_holds(&s.data, secret);
 }
 
+/// Issue 19 item 2: on an Azure subscription target, Slipway makes the
+/// environment's resource group `<project>-<environment>` (tagged, in the
+/// configured region) with the identity's token before the deploy runs,
+/// and deletes it (following ARM's asynchronous operation) after a
+/// successful delete, as ADE does; a refused group fails the deploy before
+/// its runner starts; other targets see no ARM call.
+#[test]
+fn an_azure_target_gets_its_resource_group_before_deploy_and_loses_it_after_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "entra-Secret~rg-Zk.9w";
+    let idp = common::entra_stand_in::EntraStandIn::start("tenant-456", "client-123", secret);
+    let arm = common::arm_stand_in::ArmStandIn::start();
+    let deploy = "#!/bin/bash\necho \"deploying into $ADE_RESOURCE_GROUP_NAME\"\n";
+    let catalog = scripted_catalog(tmp.path(), &[("InGroup", deploy)]);
+    let ca = arm.certs.ca_file.to_string_lossy().to_string();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--ca-file", &ca, "--azure-location", "westeurope"],
+    );
+    put(&s, "/admin/projects/demo", json!({}));
+    put(&s, "/admin/environmentTypes/Dev", json!({}));
+    put(&s, "/admin/environmentTypes/Local", json!({}));
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/entra",
+        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "clientSecret": secret, "authorityHost": idp.authority, "resourceManagerEndpoint": arm.base_url}})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let subscription = "11111111-2222-3333-4444-555555555555";
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Dev",
+        json!({"deploymentIdentity": "entra", "deploymentTargetId": format!("/subscriptions/{subscription}")}),
+    );
+    put(
+        &s,
+        "/admin/projects/demo/environmentTypes/Local",
+        json!({"deploymentIdentity": "entra"}),
+    );
+    put(&s, "/admin/catalogs/cat", catalog);
+    let env = |name: &str| format!("/projects/demo/users/me/environments/{name}");
+    let run = |method: &str, name: &str, body: Option<Value>| {
+        let (st, v, loc) = s.call(method, &env(name), body);
+        assert!(st == 201 || st == 202, "{method} {name}: {st} {v}");
+        let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+        let done = s.wait_op_as(&s.admin_token, "demo", &op);
+        let log = s
+            .call("GET", &format!("{}/operations/{op}/logs", env(name)), None)
+            .1;
+        (done, log.as_str().unwrap_or_default().to_string())
+    };
+    let body = |env_type: &str| {
+        Some(
+            json!({"environmentType": env_type, "catalogName": "cat", "environmentDefinitionName": "InGroup"}),
+        )
+    };
+    let group = format!("/subscriptions/{subscription}/resourcegroups/demo-app");
+
+    let (done, log) = run("PUT", "app", body("Dev"));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("deploying into demo-app"), "{log}");
+    let seen = arm.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["method"], "PUT");
+    assert_eq!(seen[0]["path"], group.as_str());
+    assert_eq!(seen[0]["query"], "api-version=2021-04-01");
+    assert!(
+        seen[0]["auth"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer standin-token-"),
+        "{seen:?}"
+    );
+    let created: Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(created["location"], "westeurope");
+    assert_eq!(created["tags"]["Project"], "demo");
+    assert_eq!(created["tags"]["EnvironmentName"], "app");
+    assert_eq!(created["tags"]["EnvironmentType"], "Dev");
+    assert_eq!(created["tags"]["CreatedBy"], "admin");
+    // The environment answers with the same group.
+    let answer = s.get(&env("app"));
+    assert_eq!(
+        answer["resourceGroupId"],
+        format!("/subscriptions/{subscription}/resourceGroups/demo-app"),
+        "{answer}"
+    );
+
+    // Delete: the runner, then the group, followed until ARM says it is gone.
+    let (done, log) = run("DELETE", "app", None);
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let seen = arm.requests();
+    let calls: Vec<String> = seen[1..]
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            format!("DELETE {group}"),
+            "GET /operationresults/demo-app".to_string(),
+            "GET /operationresults/demo-app".to_string()
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(s.call("GET", &env("app"), None).0, 404);
+
+    // A group ARM refuses: the deploy fails before its runner starts.
+    let (done, log) = run("PUT", "refused", body("Dev"));
+    assert_eq!(done["status"], "Failed", "{done}");
+    assert_eq!(
+        done["error"]["code"], "ResourceGroupCreationFailed",
+        "{done}"
+    );
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("demo-refused") && message.contains("AuthorizationFailed"),
+        "{done}"
+    );
+    assert!(!log.contains("deploying into"), "{log}");
+
+    // Not an Azure subscription: no ARM call.
+    let before = arm.requests().len();
+    let (done, log) = run("PUT", "local", body("Local"));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(arm.requests().len(), before);
+    assert_no_file_holds(&s.data, secret);
+}
+
 #[test]
 fn expiration_deletes_on_time_across_a_restart_and_actions_can_be_skipped_or_delayed() {
     let tmp = tempfile::tempdir().unwrap();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub mod arm_stand_in;
 pub mod entra_stand_in;
 pub mod git_servers;
 pub mod registry;
