@@ -208,8 +208,9 @@ pub struct OperationResult {
 /// Returns the `outputs` map with each type as the data plane names it
 /// ([`crate::environment::output_type`]: ARM's `String`, `Int`,
 /// `SecureString`… become `string`, `number`, …; a secure type is
-/// `sensitive: true` unless the output says otherwise), or a message
-/// naming the first bad output.
+/// `sensitive: true` unless the output says otherwise; ARM never returns the
+/// value of a secure output, so a secure one without `value` is kept with
+/// `value: null`), or a message naming the first bad output.
 pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
     let outputs = doc
         .get("outputs")
@@ -234,7 +235,12 @@ pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
             }
         }
         if out.get("value").is_none() {
-            return Err(format!("output '{name}': missing 'value'"));
+            if !secure {
+                return Err(format!("output '{name}': missing 'value'"));
+            }
+            if let Some(o) = normalized.get_mut(name).and_then(Value::as_object_mut) {
+                o.insert("value".into(), Value::Null);
+            }
         }
         if let Some(v) = out.get("sensitive").filter(|v| !v.is_boolean()) {
             return Err(format!(
@@ -275,6 +281,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("'sensitive' is \"yes\""), "{e}");
+        // ARM answers a secure output with its type only.
+        let out = validate_outputs(&json!({"outputs": {"pw": {"type": "SecureString"}}})).unwrap();
+        assert_eq!(
+            out["pw"],
+            json!({"type": "string", "sensitive": true, "value": null})
+        );
+        let e = validate_outputs(&json!({"outputs": {"a": {"type": "String"}}})).unwrap_err();
+        assert!(e.contains("output 'a': missing 'value'"), "{e}");
     }
 
     #[test]

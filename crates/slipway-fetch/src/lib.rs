@@ -421,8 +421,8 @@ pub mod test_support {
     }
 
     /// A CA made for one test server and a server certificate it signed
-    /// (SAN `IP:127.0.0.1`, EC P-256, valid two days), in a temporary
-    /// folder removed on drop.
+    /// (SAN `IP:127.0.0.1` or the address given, EC P-256, valid two days),
+    /// in a temporary folder removed on drop.
     pub struct TestCertificates {
         /// `ca.crt`: the CA to trust (`--ca-file`, `REQUESTS_CA_BUNDLE`).
         pub ca_file: PathBuf,
@@ -434,10 +434,17 @@ pub mod test_support {
     }
 
     impl TestCertificates {
-        /// Makes the CA and the server certificate.
+        /// Makes the CA and a server certificate for `127.0.0.1`.
         ///
         /// Panics (test helper) when `openssl` is missing or fails.
         pub fn new() -> TestCertificates {
+            TestCertificates::for_ip("127.0.0.1")
+        }
+
+        /// Makes the CA and a server certificate for the IP address `ip`.
+        ///
+        /// Panics (test helper) when `openssl` is missing or fails.
+        pub fn for_ip(ip: &str) -> TestCertificates {
             let certs = tempfile::tempdir().expect("tempdir");
             let d = certs.path();
             // A CA name of its own: two servers' CAs must not be mistaken for each other.
@@ -474,14 +481,14 @@ pub mod test_support {
                         "-out",
                         "srv.csr",
                         "-subj",
-                        "/CN=127.0.0.1",
+                        &format!("/CN={ip}"),
                     ],
                 ]
                 .concat(),
             );
             std::fs::write(
                 d.join("ext.cnf"),
-                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
             )
             .expect("writing ext.cnf");
             openssl(

@@ -67,7 +67,7 @@ pub enum Command {
     #[command(
         after_help = "Example: slipway serve --data-dir /var/lib/slipway --listen 127.0.0.1:7878 --local-catalog-root /srv/catalogs"
     )]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Administration: projects, environment types, project environment types.
     #[command(subcommand)]
     Admin(admin_commands::AdminCommand),
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
                 // Colour only on a terminal: a server.log holds plain text.
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            match serve::serve(args) {
+            match serve::serve(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("slipway serve: {e:#}");

@@ -45,6 +45,14 @@ pub struct ServeArgs {
         default_value = "localhost/slipway/runner-terraform:latest"
     )]
     pub runner_terraform: String,
+    /// Image for runners `ARM` and `Bicep` (and definitions without
+    /// `runner:`, ADE's default).
+    #[arg(
+        long,
+        env = "SLIPWAY_RUNNER_ARM",
+        default_value = "localhost/slipway/runner-arm:latest"
+    )]
+    pub runner_arm: String,
     /// User made DevCenter Admin on first start (when nobody holds the role);
     /// a token for it is written to `<data-dir>/admin.token` (mode 0600).
     #[arg(long, env = "SLIPWAY_ADMIN_USER", default_value = "admin")]
@@ -341,7 +349,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         RunnerImages {
             core: args.runner_core,
             terraform: args.runner_terraform,
-            ..RunnerImages::default()
+            arm: args.runner_arm,
         },
         Arc::clone(&scheduler) as Arc<dyn slipway_environments::OperationQueue>,
     ));

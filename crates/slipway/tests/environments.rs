@@ -5,6 +5,9 @@
 
 mod common;
 
+use common::arm_stand_in::ArmStandIn;
+use common::entra_stand_in::EntraStandIn;
+use common::netns_host::NetnsHost;
 use common::{
     fixture_image, git_repo, repo_root, scripted_catalog, stored_state_archives, zip_entry, Server,
 };
@@ -421,4 +424,239 @@ fn an_image_built_from_microsofts_core_talks_to_slipway_through_the_mounted_ade(
     assert_eq!(st, 201);
     let log = s.succeeded_log("msft", &op.unwrap());
     assert!(!log.contains("Microsoft ADE CLI"), "{log}");
+}
+
+/// Issue 19 item 3 (with items 1 and 2): a definition with `runner: ARM`
+/// (or no runner, ADE's default) runs on the predefined ARM runner — the
+/// Azure CLI signs in through the runner's managed identity, the template
+/// is deployed into the resource group Slipway made, outputs arrive in ADE
+/// types, a redeploy updates them, a delete empties the group by a
+/// Complete-mode deployment and Slipway removes the group; a failed ARM
+/// deployment ends Failed with ARM's words. Azure is an https stand-in in a
+/// network namespace of the test's own, which the type's `allowedCidrs`
+/// opens; the runner image gets its CA and cloud metadata URL the way an
+/// operator's private cloud would.
+#[test]
+fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "entra-Secret~arm-Zk.9w";
+    let idp = EntraStandIn::start("tenant-456", "client-123", secret);
+    let host = NetnsHost::start(1);
+    let arm = ArmStandIn::start_in(&host);
+    let image = format!("localhost/slipway/test-runner-arm:{}", std::process::id());
+    let ctx = tmp.path().join("image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(&arm.certs.ca_file, ctx.join("ca.crt")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM localhost/slipway/runner-arm:latest\nCOPY ca.crt /etc/slipway/cloud-ca.crt\nENV REQUESTS_CA_BUNDLE=/etc/slipway/cloud-ca.crt SSL_CERT_FILE=/etc/slipway/cloud-ca.crt ARM_CLOUD_METADATA_URL={}/metadata/endpoints?api-version=2022-09-01\n",
+            arm.base_url
+        ),
+    )
+    .unwrap();
+    let built = std::process::Command::new("podman")
+        .args(["build", "--quiet", "-t", &image])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "siteName": {"type": "string"},
+            "adminPassword": {"type": "securestring", "defaultValue": "not-shown"}
+        },
+        "resources": [{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('siteName')]", "location": "westeurope"}],
+        "outputs": {
+            "siteName": {"type": "string", "value": "[parameters('siteName')]"},
+            "instances": {"type": "int", "value": 2},
+            "https": {"type": "bool", "value": true},
+            "adminPassword": {"type": "securestring", "value": "[parameters('adminPassword')]"}
+        }
+    });
+    let failing = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [{"type": "StandIn/fail", "name": "site", "properties": {"message": "The site name 'bad' is already taken."}}]
+    });
+    let repo = tmp.path().join("repo");
+    git_repo(
+        &repo,
+        &[
+            ("Environments/WebApp/environment.yaml", "name: WebApp\nrunner: ARM\ntemplatePath: azuredeploy.json\nparameters:\n- id: siteName\n  name: Site name\n  type: string\n  required: true\n"),
+            ("Environments/WebApp/azuredeploy.json", &template.to_string()),
+            ("Environments/Taken/environment.yaml", "name: Taken\ntemplatePath: azuredeploy.json\n"),
+            ("Environments/Taken/azuredeploy.json", &failing.to_string()),
+            ("Environments/BicepApp/environment.yaml", "name: BicepApp\nrunner: Bicep\ntemplatePath: main.bicep\n"),
+            ("Environments/BicepApp/main.bicep", "param siteName string = 'bicep-site'\noutput siteName string = siteName\n"),
+        ],
+    );
+    let ca = arm.certs.ca_file.to_string_lossy().to_string();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--ca-file", &ca, "--runner-arm", &image],
+    );
+    s.setup_project();
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/entra",
+        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "clientSecret": secret, "authorityHost": idp.authority, "resourceManagerEndpoint": arm.base_url}})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/projects/demo/environmentTypes/Dev",
+        Some(json!({"deploymentIdentity": "entra", "deploymentTargetId": "/subscriptions/11111111-2222-3333-4444-555555555555", "runnerPolicy": {"allowedCidrs": [host.cidr()]}})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/catalogs/cat",
+        Some(json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let run = |name: &str, definition: Option<(&str, Value)>| {
+        let (st, v, op) = match definition {
+            Some((d, params)) => s.put_env(name, "cat", d, params),
+            None => {
+                let (st, v, loc) = s.call("DELETE", &env_path(name), None);
+                (
+                    st,
+                    v,
+                    loc.and_then(|l| l.rsplit('/').next().map(str::to_string)),
+                )
+            }
+        };
+        assert!(st == 201 || st == 202, "{name}: {st} {v}");
+        let op = op.unwrap();
+        let done = s.wait_op(&op);
+        let log = s
+            .call(
+                "GET",
+                &format!("{}/operations/{op}/logs", env_path(name)),
+                None,
+            )
+            .1;
+        (done, log.as_str().unwrap_or_default().to_string())
+    };
+    let deployments = |group: &str| -> Vec<Value> {
+        arm.requests()
+            .into_iter()
+            .filter(|r| {
+                r["method"] == "PUT"
+                    && r["path"]
+                        .as_str()
+                        .unwrap()
+                        .to_lowercase()
+                        .contains(&format!(
+                            "/resourcegroups/{group}/providers/microsoft.resources/deployments/"
+                        ))
+            })
+            .collect()
+    };
+
+    let (done, log) = run("web", Some(("WebApp", json!({"siteName": "contoso"}))));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("Successfully signed into Azure"), "{log}");
+    assert!(
+        log.contains("Outputs successfully generated for ADE"),
+        "{log}"
+    );
+    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
+    assert_eq!(outputs["siteName"]["value"], "contoso", "{outputs}");
+    assert_eq!(outputs["siteName"]["type"], "string", "{outputs}");
+    assert_eq!(outputs["instances"]["type"], "number", "{outputs}");
+    assert_eq!(outputs["https"]["type"], "boolean", "{outputs}");
+    assert_eq!(outputs["adminPassword"]["sensitive"], true, "{outputs}");
+    // The group came first, then the deployment with ADE's parameters.
+    let seen = arm.requests();
+    let group_put = seen
+        .iter()
+        .position(|r| {
+            r["method"] == "PUT"
+                && r["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/resourcegroups/demo-web")
+        })
+        .expect("the resource group was created");
+    let first = deployments("demo-web");
+    assert_eq!(first.len(), 1, "{seen:?}");
+    let deploy_at = seen.iter().position(|r| r == &first[0]).unwrap();
+    assert!(group_put < deploy_at, "{seen:?}");
+    assert!(
+        first[0]["body"].as_str().unwrap().contains("contoso"),
+        "{first:?}"
+    );
+
+    // Redeploy with another name: the outputs follow.
+    let (done, log) = run("web", Some(("WebApp", json!({"siteName": "fabrikam"}))));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
+    assert_eq!(outputs["siteName"]["value"], "fabrikam", "{outputs}");
+
+    // Delete: a Complete-mode deployment of nothing, then the group goes.
+    let (done, log) = run("web", None);
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let all = deployments("demo-web");
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(
+        all[2]["body"].as_str().unwrap().contains("Complete"),
+        "{all:?}"
+    );
+    let seen = arm.requests();
+    assert!(
+        seen.iter().any(|r| r["method"] == "DELETE"
+            && r["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("/resourcegroups/demo-web")),
+        "{seen:?}"
+    );
+    assert_eq!(s.call("GET", &env_path("web"), None).0, 404);
+
+    // A failing ARM deployment (no runner: ADE's default, ARM): Failed, with ARM's words.
+    let (done, log) = run("taken", Some(("Taken", json!({}))));
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    let message = done["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("The site name 'bad' is already taken."),
+        "{done}\n{log}"
+    );
+    // Bicep needs a bicep binary, copied into runner-arm from the host that
+    // built it; without one the deploy says how to supply it.
+    let host_has_bicep = std::process::Command::new("sh")
+        .args(["-c", "command -v bicep"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let (done, log) = run("bicep", Some(("BicepApp", json!({}))));
+    if host_has_bicep {
+        assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    } else {
+        assert_eq!(done["status"], "Failed", "{done}\n{log}");
+        let message = done["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("needs the bicep CLI") && message.contains("runner-images/build"),
+            "{done}\n{log}"
+        );
+    }
+    // No request to Azure carried the client secret; the runner never had it.
+    assert!(
+        !arm.requests()
+            .iter()
+            .any(|r| r.to_string().contains(secret)),
+        "the client secret reached ARM"
+    );
+    let _ = std::process::Command::new("podman")
+        .args(["rmi", "-f", &image])
+        .output();
 }

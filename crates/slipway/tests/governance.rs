@@ -759,9 +759,10 @@ done
             .unwrap_or_default()
             .to_string()
     };
+    let name = |k: &str| common::entra_stand_in::token_name(&value(k));
     assert!(
-        value("arm").starts_with("standin-token-")
-            && value("arm").ends_with("-for-https___management_azure_com___default"),
+        name("arm").starts_with("standin-token-")
+            && name("arm").ends_with("-for-https___management_azure_com___default"),
         "{outputs}"
     );
     assert_eq!(
@@ -770,7 +771,7 @@ done
         "a cached token is handed out again"
     );
     assert!(
-        value("vault").ends_with("-for-https___vault_azure_net__default"),
+        name("vault").ends_with("-for-https___vault_azure_net__default"),
         "{outputs}"
     );
     assert_eq!(value("clientId"), "client-123");
@@ -902,10 +903,8 @@ fn an_azure_target_gets_its_resource_group_before_deploy_and_loses_it_after_dele
     assert_eq!(seen[0]["path"], group.as_str());
     assert_eq!(seen[0]["query"], "api-version=2021-04-01");
     assert!(
-        seen[0]["auth"]
-            .as_str()
-            .unwrap()
-            .starts_with("Bearer standin-token-"),
+        common::entra_stand_in::token_name(seen[0]["auth"].as_str().unwrap())
+            .starts_with("standin-token-"),
         "{seen:?}"
     );
     let created: Value = serde_json::from_str(seen[0]["body"].as_str().unwrap()).unwrap();

@@ -10,7 +10,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{poll, rejected, routes, run_log, scripted_catalog, wait_run, Server};
@@ -136,98 +136,30 @@ echo "--- end"
     );
 }
 
-/// A host of the test's own in a network namespace `10.214.<n>.2` behind a
-/// veth link, serving `reached-test-host` over http on port 8080.
-struct TestHost {
-    ns: String,
-    link: String,
-    server: Child,
-    addr: Ipv4Addr,
-    _dir: tempfile::TempDir,
-}
-
-impl TestHost {
-    fn start() -> TestHost {
-        let n = std::process::id() % 250 + 1;
-        let ns = format!("slwtest-{}", std::process::id());
-        let link = format!("slwt{n}");
-        let sh = |args: &[&str]| {
-            let out = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        let _ = Command::new("ip").args(["link", "del", &link]).output();
-        sh(&["netns", "add", &ns]);
-        sh(&[
-            "link",
-            "add",
-            &link,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("{link}p"),
-        ]);
-        sh(&["link", "set", &format!("{link}p"), "netns", &ns]);
-        sh(&["address", "add", &format!("10.214.{n}.1/30"), "dev", &link]);
-        sh(&["link", "set", &link, "up"]);
-        let inside = |args: &[&str]| {
-            let mut a = vec!["-n", ns.as_str()];
-            a.extend_from_slice(args);
-            sh(&a);
-        };
-        let peer = format!("{link}p");
-        inside(&["address", "add", &format!("10.214.{n}.2/30"), "dev", &peer]);
-        inside(&["link", "set", &peer, "up"]);
-        inside(&["link", "set", "lo", "up"]);
-        let addr: Ipv4Addr = format!("10.214.{n}.2").parse().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("index.html"), "reached-test-host").unwrap();
-        let server = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .args(["python3", "-m", "http.server", "8080", "--bind"])
-            .arg(addr.to_string())
-            .arg("--directory")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        poll("the test host to serve", Duration::from_secs(30), || {
-            match std::net::TcpStream::connect((addr, 8080)) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        TestHost {
-            ns,
-            link,
-            server,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for TestHost {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.link])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
 #[test]
 fn a_private_address_is_reached_only_when_the_environment_type_allows_its_cidr() {
     let tmp = tempfile::tempdir().unwrap();
-    let host = TestHost::start();
+    // A host of the test's own, serving `reached-test-host` over http.
+    let mut host = common::netns_host::NetnsHost::start(0);
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "reached-test-host").unwrap();
+    let (bind, root) = (
+        host.addr.to_string(),
+        site.path().to_string_lossy().to_string(),
+    );
+    host.serve(
+        "python3",
+        &[
+            "-m",
+            "http.server",
+            "8080",
+            "--bind",
+            &bind,
+            "--directory",
+            &root,
+        ],
+        8080,
+    );
     let s = Server::start(&tmp.path().join("data"));
     let deploy_sh = format!(
         "#!/bin/bash\necho \"answer=$(curl -s --connect-timeout 5 http://{}:8080/ || echo unreachable)\"\n",
@@ -241,7 +173,7 @@ fn a_private_address_is_reached_only_when_the_environment_type_allows_its_cidr()
     assert_eq!(probe(&log, "answer"), "unreachable", "{log}");
 
     // The project environment type opens its CIDR: the runner reaches it.
-    let cidr = format!("{}/30", Ipv4Addr::from(u32::from(host.addr) - 2));
+    let cidr = host.cidr();
     set_runner_policy(&s, json!({ "allowedCidrs": [cidr] }));
     let (st, v, _) = s.call("GET", "/admin/projects/demo/environmentTypes/Dev", None);
     assert_eq!(st, 200);

@@ -105,11 +105,15 @@ fn serve(
         && request.field("client_secret") == Some(client_secret);
     let (status, answer) = if ok {
         let scope = request.field("scope").unwrap_or_default();
+        let name = format!(
+            "standin-token-{n}-for-{}",
+            scope.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
         (
             "200 OK",
             format!(
-                r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"standin-token-{n}-for-{}"}}"#,
-                scope.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{}"}}"#,
+                jwt(&name, tenant, client_id, scope)
             ),
         )
     } else {
@@ -125,6 +129,49 @@ fn serve(
         answer.len()
     )?;
     conn.flush()
+}
+
+/// An unsigned JWT shaped like Entra's access tokens (clients such as the
+/// Azure CLI read its claims; nobody here checks a signature), carrying the
+/// stand-in's own name for the token in claim `standin`.
+fn jwt(name: &str, tenant: &str, client_id: &str, scope: &str) -> String {
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "aud": scope.trim_end_matches("/.default"),
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "iat": now, "nbf": now, "exp": now + 3599,
+        "tid": tenant, "appid": client_id, "oid": "00000000-0000-0000-0000-0000000000c1",
+        "sub": "00000000-0000-0000-0000-0000000000c1", "idtyp": "app",
+        "standin": name,
+    });
+    format!(
+        "{}.{}.c3RhbmQtaW4",
+        b64(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+        b64(claims)
+    )
+}
+
+/// The stand-in's name of `token` (claim `standin`, e.g.
+/// `standin-token-2-for-https___management_azure_com___default`), or `""`
+/// when it is not one of its tokens.
+pub fn token_name(token: &str) -> String {
+    use base64::Engine;
+    token
+        .trim_start_matches("Bearer ")
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["standin"].as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn decode(v: &str) -> String {

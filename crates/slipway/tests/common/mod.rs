@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 pub mod arm_stand_in;
 pub mod entra_stand_in;
 pub mod git_servers;
+pub mod netns_host;
 pub mod registry;
 
 /// The repository root.
