@@ -426,103 +426,105 @@ fn an_image_built_from_microsofts_core_talks_to_slipway_through_the_mounted_ade(
     assert!(!log.contains("Microsoft ADE CLI"), "{log}");
 }
 
-/// Issue 19 item 3 (with items 1 and 2): a definition with `runner: ARM`
-/// (or no runner, ADE's default) runs on the predefined ARM runner — the
-/// Azure CLI signs in through the runner's managed identity, the template
-/// is deployed into the resource group Slipway made, outputs arrive in ADE
-/// types, a redeploy updates them, a delete empties the group by a
-/// Complete-mode deployment and Slipway removes the group; a failed ARM
-/// deployment ends Failed with ARM's words. Azure is an https stand-in in a
-/// network namespace of the test's own, which the type's `allowedCidrs`
-/// opens; the runner image gets its CA and cloud metadata URL the way an
-/// operator's private cloud would.
-#[test]
-fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() {
-    let tmp = tempfile::tempdir().unwrap();
-    let secret = "entra-Secret~arm-Zk.9w";
-    let idp = EntraStandIn::start("tenant-456", "client-123", secret);
-    let host = NetnsHost::start(1);
-    let arm = ArmStandIn::start_in(&host);
-    let image = format!("localhost/slipway/test-runner-arm:{}", std::process::id());
-    let ctx = tmp.path().join("image");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(&arm.certs.ca_file, ctx.join("ca.crt")).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        format!(
-            "FROM localhost/slipway/runner-arm:latest\nCOPY ca.crt /etc/slipway/cloud-ca.crt\nENV REQUESTS_CA_BUNDLE=/etc/slipway/cloud-ca.crt SSL_CERT_FILE=/etc/slipway/cloud-ca.crt ARM_CLOUD_METADATA_URL={}/metadata/endpoints?api-version=2022-09-01\n",
-            arm.base_url
-        ),
-    )
-    .unwrap();
-    let built = std::process::Command::new("podman")
-        .args(["build", "--quiet", "-t", &image])
-        .arg(&ctx)
-        .output()
+/// Azure for the predefined ARM runners, as a test can have it: the Entra
+/// and ARM stand-ins (ARM over https in a network namespace of the test's
+/// own, which the type's `allowedCidrs` opens), a runner image FROM
+/// `base_image` that trusts the stand-in's CA and reads its cloud metadata
+/// (what an operator of a private cloud adds), a server whose `ARM` runner
+/// is that image, and project `demo` whose type `Dev` deploys to a
+/// subscription with an Entra identity. Manifests may say `{image}`.
+struct AzureLab {
+    s: Server,
+    arm: ArmStandIn,
+    image: String,
+    secret: &'static str,
+    _host: NetnsHost,
+    _idp: EntraStandIn,
+    _tmp: tempfile::TempDir,
+}
+
+const ARM_TEMPLATE_SCHEMA: &str =
+    "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
+
+impl AzureLab {
+    fn start(k: u32, base_image: &str, files: &[(&str, String)]) -> AzureLab {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = "entra-Secret~arm-Zk.9w";
+        let idp = EntraStandIn::start("tenant-456", "client-123", secret);
+        let host = NetnsHost::start(k);
+        let arm = ArmStandIn::start_in(&host);
+        let image = format!("localhost/slipway/test-runner-{k}:{}", std::process::id());
+        let ctx = tmp.path().join("image");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(&arm.certs.ca_file, ctx.join("ca.crt")).unwrap();
+        std::fs::write(
+            ctx.join("Containerfile"),
+            format!(
+                "FROM {base_image}\nCOPY ca.crt /etc/slipway/cloud-ca.crt\nENV REQUESTS_CA_BUNDLE=/etc/slipway/cloud-ca.crt SSL_CERT_FILE=/etc/slipway/cloud-ca.crt ARM_CLOUD_METADATA_URL={}/metadata/endpoints?api-version=2022-09-01\n",
+                arm.base_url
+            ),
+        )
         .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let template = json!({
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "parameters": {
-            "siteName": {"type": "string"},
-            "adminPassword": {"type": "securestring", "defaultValue": "not-shown"}
-        },
-        "resources": [{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('siteName')]", "location": "westeurope"}],
-        "outputs": {
-            "siteName": {"type": "string", "value": "[parameters('siteName')]"},
-            "instances": {"type": "int", "value": 2},
-            "https": {"type": "bool", "value": true},
-            "adminPassword": {"type": "securestring", "value": "[parameters('adminPassword')]"}
+        let built = std::process::Command::new("podman")
+            .args(["build", "--quiet", "-t", &image])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let files: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, c)| (format!("Environments/{p}"), c.replace("{image}", &image)))
+            .collect();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        let repo = tmp.path().join("repo");
+        git_repo(&repo, &refs);
+        let ca = arm.certs.ca_file.to_string_lossy().to_string();
+        let s = Server::start_with(
+            &tmp.path().join("data"),
+            common::free_port(),
+            &["--ca-file", &ca, "--runner-arm", &image],
+        );
+        s.setup_project();
+        let (st, v, _) = s.call(
+            "PUT",
+            "/admin/secrets/entra",
+            Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "clientSecret": secret, "authorityHost": idp.authority, "resourceManagerEndpoint": arm.base_url}})),
+        );
+        assert_eq!(st, 200, "{v}");
+        let (st, v, _) = s.call(
+            "PUT",
+            "/admin/projects/demo/environmentTypes/Dev",
+            Some(json!({"deploymentIdentity": "entra", "deploymentTargetId": "/subscriptions/11111111-2222-3333-4444-555555555555", "runnerPolicy": {"allowedCidrs": [host.cidr()]}})),
+        );
+        assert_eq!(st, 200, "{v}");
+        let (st, v, _) = s.call(
+            "PUT",
+            "/admin/catalogs/cat",
+            Some(json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})),
+        );
+        assert_eq!(st, 201, "{v}");
+        AzureLab {
+            s,
+            arm,
+            image,
+            secret,
+            _host: host,
+            _idp: idp,
+            _tmp: tmp,
         }
-    });
-    let failing = json!({
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "resources": [{"type": "StandIn/fail", "name": "site", "properties": {"message": "The site name 'bad' is already taken."}}]
-    });
-    let repo = tmp.path().join("repo");
-    git_repo(
-        &repo,
-        &[
-            ("Environments/WebApp/environment.yaml", "name: WebApp\nrunner: ARM\ntemplatePath: azuredeploy.json\nparameters:\n- id: siteName\n  name: Site name\n  type: string\n  required: true\n"),
-            ("Environments/WebApp/azuredeploy.json", &template.to_string()),
-            ("Environments/Taken/environment.yaml", "name: Taken\ntemplatePath: azuredeploy.json\n"),
-            ("Environments/Taken/azuredeploy.json", &failing.to_string()),
-            ("Environments/BicepApp/environment.yaml", "name: BicepApp\nrunner: Bicep\ntemplatePath: main.bicep\n"),
-            ("Environments/BicepApp/main.bicep", "param siteName string = 'bicep-site'\noutput siteName string = siteName\n"),
-        ],
-    );
-    let ca = arm.certs.ca_file.to_string_lossy().to_string();
-    let s = Server::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        &["--ca-file", &ca, "--runner-arm", &image],
-    );
-    s.setup_project();
-    let (st, v, _) = s.call(
-        "PUT",
-        "/admin/secrets/entra",
-        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "clientSecret": secret, "authorityHost": idp.authority, "resourceManagerEndpoint": arm.base_url}})),
-    );
-    assert_eq!(st, 200, "{v}");
-    let (st, v, _) = s.call(
-        "PUT",
-        "/admin/projects/demo/environmentTypes/Dev",
-        Some(json!({"deploymentIdentity": "entra", "deploymentTargetId": "/subscriptions/11111111-2222-3333-4444-555555555555", "runnerPolicy": {"allowedCidrs": [host.cidr()]}})),
-    );
-    assert_eq!(st, 200, "{v}");
-    let (st, v, _) = s.call(
-        "PUT",
-        "/admin/catalogs/cat",
-        Some(json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"})),
-    );
-    assert_eq!(st, 201, "{v}");
-    let run = |name: &str, definition: Option<(&str, Value)>| {
+    }
+
+    /// Deploys `(definition, parameters)` as environment `name`, or deletes
+    /// it (`None`); returns the finished operation and its log.
+    fn run(&self, name: &str, definition: Option<(&str, Value)>) -> (Value, String) {
+        let s = &self.s;
         let (st, v, op) = match definition {
             Some((d, params)) => s.put_env(name, "cat", d, params),
             None => {
@@ -545,38 +547,141 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
             )
             .1;
         (done, log.as_str().unwrap_or_default().to_string())
-    };
-    let deployments = |group: &str| -> Vec<Value> {
-        arm.requests()
+    }
+
+    fn outputs(&self, name: &str) -> Value {
+        self.s.get(&format!("{}/outputs", env_path(name)))["outputs"].clone()
+    }
+
+    /// The ARM requests whose method is `method` and whose lower-cased path
+    /// contains `part`.
+    fn requests(&self, method: &str, part: &str) -> Vec<Value> {
+        self.arm
+            .requests()
             .into_iter()
             .filter(|r| {
-                r["method"] == "PUT"
-                    && r["path"]
-                        .as_str()
-                        .unwrap()
-                        .to_lowercase()
-                        .contains(&format!(
-                            "/resourcegroups/{group}/providers/microsoft.resources/deployments/"
-                        ))
+                r["method"] == method && r["path"].as_str().unwrap().to_lowercase().contains(part)
             })
             .collect()
+    }
+
+    /// Asserts that no request to ARM carried the client secret.
+    fn assert_secret_never_reached_arm(&self) {
+        assert!(
+            !self
+                .arm
+                .requests()
+                .iter()
+                .any(|r| r.to_string().contains(self.secret)),
+            "the client secret reached ARM"
+        );
+    }
+}
+
+impl Drop for AzureLab {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("podman")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+/// A template with one site named by parameter `siteName` and outputs of
+/// four ARM types (one secure).
+fn site_template() -> String {
+    json!({
+        "$schema": ARM_TEMPLATE_SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "siteName": {"type": "string"},
+            "adminPassword": {"type": "securestring", "defaultValue": "not-shown"}
+        },
+        "resources": [{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('siteName')]", "location": "westeurope"}],
+        "outputs": {
+            "siteName": {"type": "string", "value": "[parameters('siteName')]"},
+            "instances": {"type": "int", "value": 2},
+            "https": {"type": "bool", "value": true},
+            "adminPassword": {"type": "securestring", "value": "[parameters('adminPassword')]"}
+        }
+    })
+    .to_string()
+}
+
+/// A template whose one resource ARM refuses with `message`.
+fn failing_template(message: &str) -> String {
+    json!({
+        "$schema": ARM_TEMPLATE_SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "resources": [{"type": "StandIn/fail", "name": "site", "properties": {"message": message}}]
+    })
+    .to_string()
+}
+
+/// The outputs of [`site_template`] for `site`, as ADE types.
+fn assert_site_outputs(outputs: &Value, site: &str) {
+    assert_eq!(outputs["siteName"]["value"], site, "{outputs}");
+    assert_eq!(outputs["siteName"]["type"], "string", "{outputs}");
+    assert_eq!(outputs["instances"]["type"], "number", "{outputs}");
+    assert_eq!(outputs["https"]["type"], "boolean", "{outputs}");
+    assert_eq!(outputs["adminPassword"]["sensitive"], true, "{outputs}");
+}
+
+const SITE_MANIFEST_PARAMETERS: &str =
+    "parameters:\n- id: siteName\n  name: Site name\n  type: string\n  required: true\n";
+
+/// Issue 19 item 3 (with items 1 and 2): a definition with `runner: ARM`
+/// (or no runner, ADE's default) runs on the predefined ARM runner — the
+/// Azure CLI signs in through the runner's managed identity, the template
+/// is deployed into the resource group Slipway made, outputs arrive in ADE
+/// types, a redeploy updates them, a delete empties the group by a
+/// Complete-mode deployment and Slipway removes the group; a failed ARM
+/// deployment ends Failed with ARM's words; Bicep needs a bicep binary.
+#[test]
+fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() {
+    let lab = AzureLab::start(
+        1,
+        "localhost/slipway/runner-arm:latest",
+        &[
+            (
+                "WebApp/environment.yaml",
+                format!("name: WebApp\nrunner: ARM\ntemplatePath: azuredeploy.json\n{SITE_MANIFEST_PARAMETERS}"),
+            ),
+            ("WebApp/azuredeploy.json", site_template()),
+            (
+                "Taken/environment.yaml",
+                "name: Taken\ntemplatePath: azuredeploy.json\n".into(),
+            ),
+            (
+                "Taken/azuredeploy.json",
+                failing_template("The site name 'bad' is already taken."),
+            ),
+            (
+                "BicepApp/environment.yaml",
+                "name: BicepApp\nrunner: Bicep\ntemplatePath: main.bicep\n".into(),
+            ),
+            (
+                "BicepApp/main.bicep",
+                "param siteName string = 'bicep-site'\noutput siteName string = siteName\n".into(),
+            ),
+        ],
+    );
+    let deployments = |group: &str| {
+        lab.requests(
+            "PUT",
+            &format!("/resourcegroups/{group}/providers/microsoft.resources/deployments/"),
+        )
     };
 
-    let (done, log) = run("web", Some(("WebApp", json!({"siteName": "contoso"}))));
+    let (done, log) = lab.run("web", Some(("WebApp", json!({"siteName": "contoso"}))));
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     assert!(log.contains("Successfully signed into Azure"), "{log}");
     assert!(
         log.contains("Outputs successfully generated for ADE"),
         "{log}"
     );
-    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
-    assert_eq!(outputs["siteName"]["value"], "contoso", "{outputs}");
-    assert_eq!(outputs["siteName"]["type"], "string", "{outputs}");
-    assert_eq!(outputs["instances"]["type"], "number", "{outputs}");
-    assert_eq!(outputs["https"]["type"], "boolean", "{outputs}");
-    assert_eq!(outputs["adminPassword"]["sensitive"], true, "{outputs}");
+    assert_site_outputs(&lab.outputs("web"), "contoso");
     // The group came first, then the deployment with ADE's parameters.
-    let seen = arm.requests();
+    let seen = lab.arm.requests();
     let group_put = seen
         .iter()
         .position(|r| {
@@ -597,13 +702,12 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
     );
 
     // Redeploy with another name: the outputs follow.
-    let (done, log) = run("web", Some(("WebApp", json!({"siteName": "fabrikam"}))));
+    let (done, log) = lab.run("web", Some(("WebApp", json!({"siteName": "fabrikam"}))));
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
-    let outputs = s.get(&format!("{}/outputs", env_path("web")))["outputs"].clone();
-    assert_eq!(outputs["siteName"]["value"], "fabrikam", "{outputs}");
+    assert_site_outputs(&lab.outputs("web"), "fabrikam");
 
     // Delete: a Complete-mode deployment of nothing, then the group goes.
-    let (done, log) = run("web", None);
+    let (done, log) = lab.run("web", None);
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     let all = deployments("demo-web");
     assert_eq!(all.len(), 3, "{all:?}");
@@ -611,25 +715,18 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
         all[2]["body"].as_str().unwrap().contains("Complete"),
         "{all:?}"
     );
-    let seen = arm.requests();
-    assert!(
-        seen.iter().any(|r| r["method"] == "DELETE"
-            && r["path"]
-                .as_str()
-                .unwrap()
-                .ends_with("/resourcegroups/demo-web")),
-        "{seen:?}"
-    );
-    assert_eq!(s.call("GET", &env_path("web"), None).0, 404);
+    assert_eq!(lab.requests("DELETE", "/resourcegroups/demo-web").len(), 1);
+    assert_eq!(lab.s.call("GET", &env_path("web"), None).0, 404);
 
     // A failing ARM deployment (no runner: ADE's default, ARM): Failed, with ARM's words.
-    let (done, log) = run("taken", Some(("Taken", json!({}))));
+    let (done, log) = lab.run("taken", Some(("Taken", json!({}))));
     assert_eq!(done["status"], "Failed", "{done}\n{log}");
     let message = done["error"]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("The site name 'bad' is already taken."),
         "{done}\n{log}"
     );
+
     // Bicep needs a bicep binary, copied into runner-arm from the host that
     // built it; without one the deploy says how to supply it.
     let host_has_bicep = std::process::Command::new("sh")
@@ -638,7 +735,7 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
         .unwrap()
         .status
         .success();
-    let (done, log) = run("bicep", Some(("BicepApp", json!({}))));
+    let (done, log) = lab.run("bicep", Some(("BicepApp", json!({}))));
     if host_has_bicep {
         assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     } else {
@@ -649,14 +746,65 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
             "{done}\n{log}"
         );
     }
-    // No request to Azure carried the client secret; the runner never had it.
-    assert!(
-        !arm.requests()
-            .iter()
-            .any(|r| r.to_string().contains(secret)),
-        "the client secret reached ARM"
+    lab.assert_secret_never_reached_arm();
+}
+
+/// Issue 19 item 4: the Deployment Stacks runner manages an environment's
+/// resources as one stack named after it (`az stack group`): create,
+/// update, outputs in ADE types, a failed stack Failed with ARM's words,
+/// and a delete that removes the stack before Slipway removes the group.
+#[test]
+fn a_deployment_stack_is_created_updated_and_deleted_by_the_deployment_stacks_runner() {
+    let lab = AzureLab::start(
+        2,
+        "localhost/slipway/runner-deploymentstacks:latest",
+        &[
+            (
+                "StackApp/environment.yaml",
+                format!("name: StackApp\nrunner: {{image}}\ntemplatePath: azuredeploy.json\n{SITE_MANIFEST_PARAMETERS}"),
+            ),
+            ("StackApp/azuredeploy.json", site_template()),
+            (
+                "StackTaken/environment.yaml",
+                "name: StackTaken\nrunner: {image}\ntemplatePath: azuredeploy.json\n".into(),
+            ),
+            (
+                "StackTaken/azuredeploy.json",
+                failing_template("The site name 'stack' is already taken."),
+            ),
+        ],
     );
-    let _ = std::process::Command::new("podman")
-        .args(["rmi", "-f", &image])
-        .output();
+    let stack = "/resourcegroups/demo-shop/providers/microsoft.resources/deploymentstacks/shop";
+
+    let (done, log) = lab.run("shop", Some(("StackApp", json!({"siteName": "contoso"}))));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.contains("Deployment stack shop: Succeeded"), "{log}");
+    assert_site_outputs(&lab.outputs("shop"), "contoso");
+    let (done, log) = lab.run("shop", Some(("StackApp", json!({"siteName": "fabrikam"}))));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_site_outputs(&lab.outputs("shop"), "fabrikam");
+    let puts = lab.requests("PUT", stack);
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert!(
+        puts[1]["body"].as_str().unwrap().contains("fabrikam"),
+        "{puts:?}"
+    );
+
+    let (done, log) = lab.run("shop", None);
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert_eq!(lab.requests("DELETE", stack).len(), 1, "{log}");
+    assert_eq!(
+        lab.requests("DELETE", "/resourcegroups/demo-shop").len(),
+        2,
+        "the stack, then the group"
+    );
+
+    let (done, log) = lab.run("taken", Some(("StackTaken", json!({}))));
+    assert_eq!(done["status"], "Failed", "{done}\n{log}");
+    let message = done["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("The site name 'stack' is already taken."),
+        "{done}\n{log}"
+    );
+    lab.assert_secret_never_reached_arm();
 }

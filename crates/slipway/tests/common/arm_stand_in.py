@@ -18,6 +18,10 @@ commands make, with ARM's documented shapes.
   `StandIn/fail` fails the deployment with its `properties.message`.
   The body az sends is not strict JSON (an unquoted `template` key): parsed
   leniently.
+- Resource group deployment stacks: GET (404 DeploymentStackNotFound),
+  POST …/validate, PUT (200 `deploying`, then `succeeded` or `failed` on the
+  next GET, as az's long-running-operation poller reads the body), DELETE.
+  Outputs and failures as for deployments.
 
 Every request needs `Authorization: Bearer <JWT>` whose claim `standin`
 names one of the Entra stand-in's tokens, else 401
@@ -35,9 +39,11 @@ import sys
 import threading
 
 cert, key, log_path, bind, port = sys.argv[1:6]
-groups, pending, deployments = {}, {}, {}
+groups, pending, deployments, stacks = {}, {}, {}, {}
 lock = threading.Lock()
 GROUP = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$")
+STACK = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.resources/deploymentstacks/([^/]+)(/validate)?$")
 DEPLOYMENT = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)(?:/providers/microsoft\.resources)?/deployments/([^/]+)(/validate|/operations)?$")
 
@@ -117,6 +123,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, {"value": [{"id": "/tenants/tenant-456", "tenantId": "tenant-456"}]})
         if lower.startswith("/operationresults/"):
             return self.operation_result(path.rsplit("/", 1)[1])
+        m = STACK.match(lower)
+        if m:
+            return self.stack(*m.groups(), body)
         m = DEPLOYMENT.match(lower)
         if m:
             return self.deployment(*m.groups(), body)
@@ -234,6 +243,50 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                            "message": r.get("properties", {}).get("message", "failed")}
                                           for r in failing]}
         return self.answer(200, {"id": did, "name": name, "properties": props})
+
+    def stack(self, sub, group, name, action, body):
+        sid = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Resources/deploymentStacks/%s" % (sub, group, name)
+        with lock:
+            if group not in groups:
+                return self.error(404, "ResourceGroupNotFound", "Resource group '%s' could not be found." % group)
+            known = stacks.get((group, name))
+        if action == "/validate":
+            return self.answer(200, {"id": sid, "name": name, "properties": {"validatedResources": []}})
+        if self.command == "PUT":
+            props = lenient_json(body).get("properties", {})
+            with lock:
+                stacks[(group, name)] = {"template": props.get("template", {}),
+                                         "parameters": props.get("parameters", {}), "polled": False}
+            return self.answer(200, {"id": sid, "name": name, "type": "Microsoft.Resources/deploymentStacks",
+                                     "properties": {"provisioningState": "deploying"}})
+        if known is None:
+            return self.error(404, "DeploymentStackNotFound", "Deployment stack '%s' could not be found." % name)
+        if self.command == "DELETE":
+            with lock:
+                stacks.pop((group, name), None)
+            return self.answer(200)
+        resources = [r for r in known["template"].get("resources", []) if isinstance(r, dict)]
+        failing = [r for r in resources if r.get("type") == "StandIn/fail"]
+        props = {"provisioningState": "failed" if failing else "succeeded",
+                 "deploymentId": "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Resources/deployments/%s-1" % (sub, group, name),
+                 "resources": [{"id": "/subscriptions/%s/resourceGroups/%s/providers/%s/%s" % (
+                     sub, group, r.get("type"), r.get("name")), "status": "managed"} for r in resources],
+                 "denySettings": {"mode": "none"}, "actionOnUnmanage": {"resources": "delete"}}
+        if failing:
+            props["error"] = {"code": "DeploymentStackDeploymentFailed",
+                              "message": "One or more resources could not be deployed.",
+                              "details": [{"code": "ResourceDeploymentFailure",
+                                           "message": r.get("properties", {}).get("message", "failed")}
+                                          for r in failing]}
+        else:
+            outputs = {}
+            for k, o in (known["template"].get("outputs") or {}).items():
+                t = arm_type(o.get("type"))
+                outputs[k] = {"type": t} if t.startswith("Secure") else {
+                    "type": t, "value": evaluate(o.get("value"), known["parameters"])}
+            props["outputs"] = outputs
+        return self.answer(200, {"id": sid, "name": name, "type": "Microsoft.Resources/deploymentStacks",
+                                 "properties": props})
 
     def location(self, name):
         return "%s/operationresults/%s?api-version=2021-04-01" % (self.base(), name)
