@@ -808,3 +808,83 @@ fn a_deployment_stack_is_created_updated_and_deleted_by_the_deployment_stacks_ru
     );
     lab.assert_secret_never_reached_arm();
 }
+
+/// Issue 19 item 5: the Pulumi runner follows ADE's Pulumi contract — a
+/// stack per environment in a backend inside the environment's storage
+/// (kept between operations), ADE parameters as stack config, `pulumi up`,
+/// outputs typed and secret ones sensitive, `pulumi destroy` on delete —
+/// checked against a stand-in Pulumi CLI; without a CLI the deploy says how
+/// to build one in.
+#[test]
+fn the_pulumi_runner_keeps_a_stack_per_environment_in_its_storage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stand_in = fixture_image("pulumi-stand-in");
+    let yaml = "name: site\nruntime: yaml\n";
+    let repo = tmp.path().join("repo");
+    git_repo(
+        &repo,
+        &[
+            (
+                "Environments/Site/environment.yaml",
+                &format!("name: Site\nrunner: {stand_in}\ntemplatePath: Pulumi.yaml\nparameters:\n- id: siteName\n  name: Site name\n  type: string\n  required: true\n- id: replicas\n  name: Replicas\n  type: integer\n  default: 2\n"),
+            ),
+            ("Environments/Site/Pulumi.yaml", yaml),
+            (
+                "Environments/NoCli/environment.yaml",
+                "name: NoCli\nrunner: localhost/slipway/runner-pulumi:latest\ntemplatePath: Pulumi.yaml\n",
+            ),
+            ("Environments/NoCli/Pulumi.yaml", yaml),
+        ],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup(
+        "git",
+        json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"}),
+    );
+    let (st, v, op) = s.put_env("site", "git", "Site", json!({"siteName": "contoso"}));
+    assert_eq!(st, 201, "{v}");
+    let done = s.wait_op(&op.unwrap());
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let outputs = s.get(&format!("{}/outputs", env_path("site")))["outputs"].clone();
+    assert_eq!(outputs["siteName"]["value"], "contoso", "{outputs}");
+    assert_eq!(outputs["siteName"]["type"], "string", "{outputs}");
+    assert_eq!(outputs["replicas"]["value"], "2", "{outputs}");
+    assert_eq!(
+        outputs["resource-group-name"]["value"], "demo-site",
+        "{outputs}"
+    );
+    assert_eq!(outputs["configCount"]["type"], "number", "{outputs}");
+    assert_eq!(outputs["apiKey"]["sensitive"], true, "{outputs}");
+    assert_eq!(outputs["siteName"]["sensitive"], false, "{outputs}");
+    // The stack lives in the environment's storage.
+    let archives = stored_state_archives(&s.data);
+    assert_eq!(archives.len(), 1);
+    let stack = zip_entry(&archives[0].1, ".pulumi/stacks/site.json").unwrap();
+    assert!(stack.contains("contoso"), "{stack}");
+
+    // The delete finds the stack in the storage and destroys it.
+    let (st, v, loc) = s.call("DELETE", &env_path("site"), None);
+    assert_eq!(st, 202, "{v}");
+    let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+    let done = s.wait_op(&op);
+    let log = s
+        .call(
+            "GET",
+            &format!("{}/operations/{op}/logs", env_path("site")),
+            None,
+        )
+        .1;
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    assert!(log.to_string().contains("Destroyed stack site"), "{log}");
+
+    // runner-pulumi built without a CLI says how to build one in.
+    let (st, v, op) = s.put_env("nocli", "git", "NoCli", json!({}));
+    assert_eq!(st, 201, "{v}");
+    let done = s.wait_op(&op.unwrap());
+    assert_eq!(done["status"], "Failed", "{done}");
+    let message = done["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no Pulumi CLI") && message.contains("SLIPWAY_PULUMI_DIR"),
+        "{done}"
+    );
+}
