@@ -473,14 +473,15 @@ fn parse_parameter(
                     ),
                 ));
             }
+            // ADE syncs such a definition (Microsoft's own sample catalog
+            // has one): a warning here, and a deploy that leaves the
+            // parameter out is refused (`resolve_parameters`).
             if let Some(allowed) = &allowed {
                 if !allowed.contains(v) {
-                    return Err(ManifestError::schema(
-                        at("default"),
-                        format!(
-                            "parameter '{id}': default {} is not one of the allowed values",
-                            describe_value(v)
-                        ),
+                    warnings.push(format!(
+                        "parameter '{id}': default {} is not one of the allowed values {}; a deploy must give one of them",
+                        describe_value(v),
+                        Value::Array(allowed.clone())
                     ));
                 }
             }
@@ -590,10 +591,14 @@ mod tests {
         );
         assert_eq!(f, "parameters[0].default");
         assert!(m.contains("the string 'two'"), "{m}");
-        let (f, _) = schema_err(
+        let parsed = parse_manifest(
             "name: abc\ntemplatePath: a\nparameters:\n- id: x\n  allowed: [a]\n  default: b\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.warnings,
+            ["parameter 'x': default the string 'b' is not one of the allowed values [\"a\"]; a deploy must give one of them"]
         );
-        assert_eq!(f, "parameters[0].default");
         let (f, _) =
             schema_err("name: abc\ntemplatePath: a\nparameters:\n- id: x\n  readOnly: true\n");
         assert_eq!(f, "parameters[0].readOnly");

@@ -123,6 +123,20 @@ pub fn resolve_parameters(
                 out.insert(def.id.clone(), value.clone());
             }
             None => match &def.default {
+                // A default outside `allowed` (synced with a warning) is
+                // not a value: the caller must give an allowed one.
+                Some(d)
+                    if def
+                        .allowed
+                        .as_ref()
+                        .is_some_and(|a| !a.iter().any(|v| json_eq(v, d))) =>
+                {
+                    errors.push(ParameterError::NotAllowed {
+                        id: def.id.clone(),
+                        allowed: Value::Array(def.allowed.clone().unwrap_or_default()).to_string(),
+                        found: describe_value(d),
+                    });
+                }
                 Some(d) => {
                     out.insert(def.id.clone(), d.clone());
                 }
@@ -247,6 +261,25 @@ mod tests {
         )
         .is_ok());
         assert!(one(json!({"sku": "small", "InstanceCount": 2.5})).contains("the number 2.5"));
+    }
+
+    #[test]
+    fn a_default_outside_allowed_must_be_replaced_by_an_allowed_value() {
+        // As in Microsoft's published sample catalog: ADE syncs it.
+        let defs = parse_manifest(
+            "name: abc\ntemplatePath: a\nparameters:\n- id: sku\n  default: B1\n  allowed: [S1, P1v2]\n",
+        )
+        .unwrap()
+        .manifest
+        .parameters;
+        let errs = resolve_parameters(&defs, &Map::new()).unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "Parameter value for 'sku' must be one of [\"S1\",\"P1v2\"] but found the string 'B1'."
+        );
+        assert_eq!(errs[0].code(), "ParameterValueInvalid");
+        let out = resolve_parameters(&defs, json!({"sku": "S1"}).as_object().unwrap()).unwrap();
+        assert_eq!(out["sku"], "S1");
     }
 
     #[test]

@@ -838,3 +838,60 @@ fn server_killed_during_a_sync_keeps_the_previous_snapshot() {
     assert_eq!(st, 200, "{c}");
     assert_eq!(c["syncState"], "Succeeded", "{c}");
 }
+
+/// Issue 20 (catalogs): a parameter whose `default` is not among its
+/// `allowed` values appears in Microsoft's own sample catalog and ADE syncs
+/// it. Slipway syncs it with a warning; a deploy that leaves the parameter
+/// out is `ParameterValueInvalid` listing the allowed values, one that picks
+/// an allowed value deploys.
+#[test]
+fn a_default_outside_allowed_syncs_with_a_warning_and_deploys_with_an_allowed_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = common::fixture_image("scripted");
+    let repo = tmp.path().join("repo");
+    git_repo(
+        &repo,
+        &[
+            (
+                "Environments/WebApp/environment.yaml",
+                &format!("name: WebApp\nrunner: {image}\ntemplatePath: template.txt\nparameters:\n- id: sku\n  name: SKU\n  type: string\n  default: B1\n  allowed: [S1, P1v2]\n"),
+            ),
+            ("Environments/WebApp/template.txt", "t"),
+            (
+                "Environments/WebApp/deploy.sh",
+                "#!/bin/bash\necho \"sku=$(jq -r .sku <<<\"$ADE_OPERATION_PARAMETERS\")\"\n",
+            ),
+            ("Environments/WebApp/delete.sh", "#!/bin/bash\n"),
+        ],
+    );
+    let s = Server::start(&tmp.path().join("data"));
+    s.setup(
+        "main",
+        json!({"kind": "git", "uri": format!("file://{}", repo.display()), "branch": "main", "path": "/Environments"}),
+    );
+    let (_, def, _) = s.call(
+        "GET",
+        "/admin/catalogs/main/environmentDefinitions/WebApp",
+        None,
+    );
+    assert_eq!(def["validationStatus"], "Succeeded", "{def}");
+    assert!(
+        def["warnings"]
+            .to_string()
+            .contains("default the string 'B1' is not one of the allowed values"),
+        "{def}"
+    );
+    let (st, v, _) = s.put_env("nosku", "main", "WebApp", json!({}));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["code"], "ParameterValueInvalid", "{v}");
+    assert!(
+        v.to_string()
+            .contains(r#"must be one of [\"S1\",\"P1v2\"]"#),
+        "{v}"
+    );
+    let (st, v, op) = s.put_env("web", "main", "WebApp", json!({"sku": "P1v2"}));
+    assert_eq!(st, 201, "{v}");
+    let op = op.unwrap();
+    assert_eq!(s.wait_op(&op)["status"], "Succeeded");
+    assert!(s.succeeded_log("web", &op).contains("sku=P1v2"));
+}
