@@ -76,13 +76,13 @@ pub struct Network {
     #[serde(default)]
     pub driver: Option<String>,
     /// IPv6.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub ipv6: bool,
     /// Use an existing network; do not create or remove it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub skip_creation: bool,
     /// Steps without `network` join the last default network.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub is_default: bool,
 }
 
@@ -133,7 +133,7 @@ pub struct Step {
     #[serde(default)]
     pub working_directory: Option<String>,
     /// Keep the image's WORKDIR.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub disable_working_directory_override: bool,
     /// `--entrypoint`.
     #[serde(default)]
@@ -148,7 +148,7 @@ pub struct Step {
     #[serde(default)]
     pub isolation: Option<String>,
     /// `--privileged`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub privileged: bool,
     /// `-p` each.
     #[serde(default)]
@@ -157,10 +157,10 @@ pub struct Step {
     #[serde(default)]
     pub expose: Vec<String>,
     /// Run detached (a service); succeeds once started.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub detach: bool,
     /// Keep the container after the run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub keep: bool,
     /// Seconds for all repeats and retries; ≤ 0 → the task's `stepTimeout`.
     #[serde(default)]
@@ -181,10 +181,10 @@ pub struct Step {
     #[serde(default)]
     pub repeat: i64,
     /// Pull the image first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub pull: bool,
     /// A failure counts as success.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "yaml11_bool")]
     pub ignore_errors: bool,
     /// `enabled` | `disabled` (build steps).
     #[serde(default)]
@@ -266,6 +266,32 @@ pub struct Plan {
     pub permissions: crate::isolation::StepPermissions,
 }
 
+/// Reads a boolean as acb's YAML 1.1 parser does: `true`/`false` and the
+/// plain scalars `y Y yes Yes YES n N no No NO on On ON off Off OFF`
+/// (and `True TRUE False FALSE`). YAML 1.2 parsers read those as strings.
+fn yaml11_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Text(t) => match t.as_str() {
+            "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+                Ok(true)
+            }
+            "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False"
+            | "FALSE" => Ok(false),
+            _ => Err(serde::de::Error::custom(format!(
+                "'{}' is not a boolean: expected true or false (or YAML 1.1's yes/no, on/off, y/n)",
+                crate::echo::truncate(&t)
+            ))),
+        },
+    }
+}
+
 /// Parses rendered task YAML.
 ///
 /// Errors: YAML syntax, with acb's "rendered template was empty" for blank text.
@@ -288,7 +314,12 @@ pub fn plan(
     is_build_task: bool,
     permissions: &crate::isolation::StepPermissions,
 ) -> Result<Plan, String> {
-    let version = task.version.clone().unwrap_or_else(|| "v1.0.0".into());
+    // acb: an unset or empty version is the current one.
+    let version = task
+        .version
+        .clone()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "v1.0.0".into());
     if !VALID_VERSIONS
         .iter()
         .any(|v| v.eq_ignore_ascii_case(&version))
@@ -526,6 +557,24 @@ mod tests {
 
     fn p(yaml: &str) -> Result<Plan, String> {
         plan(parse_task(yaml)?, false, &Default::default())
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_and_an_empty_version_read_as_acb_reads_them() {
+        // acb parses task files with a YAML 1.1 parser and defaults an
+        // empty version (graph/task.go).
+        let t = parse_task(
+            "version: \"\"\nsteps:\n  - cmd: a\n    detach: yes\n    keep: On\n    pull: n\n    ignoreErrors: TRUE\n",
+        )
+        .unwrap();
+        let step = &t.steps[0];
+        assert!(step.detach && step.keep && step.ignore_errors && !step.pull);
+        assert!(plan(t, false, &Default::default()).is_ok());
+        let e = parse_task("steps:\n  - cmd: a\n    keep: maybe\n").unwrap_err();
+        assert!(e.contains("'maybe' is not a boolean"), "{e}");
+        // Quoted or not, YAML 1.1 spellings are booleans here (acb's fields are bools).
+        let quoted = parse_task("steps:\n  - cmd: a\n    detach: 'no'\n").unwrap();
+        assert!(!quoted.steps[0].detach);
     }
 
     #[test]
