@@ -32,6 +32,26 @@ fn put_template(s: &Server, name: &str, properties: Value) {
     assert_eq!(st, 201, "{v}");
 }
 
+/// PUTs template `name` as an ARM resource file written for AIB API
+/// `api_version` (what `az resource create --is-full-object` submits).
+fn put_arm_resource(s: &Server, name: &str, api_version: &str, properties: Value) {
+    let (st, v, _) = s.call(
+        "PUT",
+        &format!("/imageTemplates/{name}"),
+        Some(json!({
+            "type": "Microsoft.VirtualMachineImages/imageTemplates",
+            "apiVersion": api_version,
+            "name": name,
+            "location": "westus2",
+            "dependsOn": [],
+            "tags": {"imagebuilderTemplate": "debian12", "userIdentity": "enabled"},
+            "identity": {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/s/resourcegroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/aibIdentity": {}}},
+            "properties": properties
+        })),
+    );
+    assert_eq!(st, 201, "{v}");
+}
+
 /// Runs template `name` and waits for the run to end; returns the run.
 fn run_to_end(s: &Server, name: &str) -> Value {
     let (st, run, _) = s.call("POST", &format!("/imageTemplates/{name}/run"), None);
@@ -296,10 +316,12 @@ fn https_sources_scripts_and_files_are_fetched_trusting_the_ca_file() {
         format!("{}/{f}", server.base_url)
     };
 
-    // Shell.scriptUri and File.sourceUri over https, checksums checked.
-    put_template(
+    // Shell.scriptUri and File.sourceUri over https, checksums checked; the
+    // template is an ARM resource file for AIB API 2020-02-14.
+    put_arm_resource(
         &s,
         "from-https",
+        "2020-02-14",
         json!({
             "source": debian(),
             "customize": [
@@ -724,6 +746,10 @@ fn invalid_templates_are_refused_with_aib_validation_errors() {
         (
             json!({"properties": {"source": debian(), "customize": [{"type": "PowerShell", "inline": ["x"]}], "distribute": [{"type": "VHD", "runOutputName": "v"}]}}),
             "UnsupportedCustomizerType",
+        ),
+        (
+            json!({"apiVersion": "2020-02-14", "properties": {"source": debian(), "distribute": [{"type": "VHD", "runOutputName": "v"}], "errorHandling": {"onCustomizerError": "abort"}}}),
+            "needs apiVersion 2023-07-01 or later; the template says apiVersion 2020-02-14",
         ),
     ];
     for (doc, want) in cases {

@@ -39,13 +39,42 @@ impl ValidationFailed {
     }
 }
 
-/// The ARM envelope around [`TemplateProperties`].
+/// The AIB API versions whose templates Slipway takes (`apiVersion` of an
+/// ARM resource file), oldest first (reference `image-builder.md` §1.1).
+pub const API_VERSIONS: [&str; 7] = [
+    "2019-05-01-preview",
+    "2020-02-14",
+    "2021-10-01",
+    "2022-02-14",
+    "2022-07-01",
+    "2023-07-01",
+    "2024-02-01",
+];
+
+/// The ARM envelope around [`TemplateProperties`], as kept in ARM resource
+/// files submitted with `az resource create --is-full-object`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageTemplate {
     /// `Microsoft.VirtualMachineImages/imageTemplates` when given.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
+    /// The AIB API version the file was written for (one of
+    /// [`API_VERSIONS`]); fields newer than it are refused, naming the
+    /// version they need. Omitted: the newest.
+    #[serde(
+        default,
+        rename = "apiVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_version: Option<String>,
+    /// The resource name in an ARM template (kept; the path names the template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ARM deployment ordering (kept, not used).
+    #[serde(default, rename = "dependsOn", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub depends_on: Option<Vec<serde_json::Value>>,
     /// Region (kept, not used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
@@ -492,8 +521,85 @@ pub fn parse_template(json: &str) -> Result<ImageTemplate, ValidationFailed> {
         let path = if path == "." { String::new() } else { path };
         ValidationFailed::new(path, e.into_inner().to_string())
     })?;
+    check_api_version(&t)?;
     validate(&mut t.properties)?;
     Ok(t)
+}
+
+/// Refuses an unknown `apiVersion` and fields newer than it.
+fn check_api_version(t: &ImageTemplate) -> Result<(), ValidationFailed> {
+    let Some(version) = t.api_version.as_deref() else {
+        return Ok(());
+    };
+    if !API_VERSIONS.contains(&version) {
+        return Err(ValidationFailed::new(
+            "apiVersion",
+            format!(
+                "Field 'apiVersion' has a bad value: '{}'. Expected one of {}.",
+                crate::echo::truncate(version),
+                API_VERSIONS.join(", ")
+            ),
+        ));
+    }
+    let p = &t.properties;
+    let shared_image = |f: fn(&Distributor) -> bool| p.distribute.iter().any(f);
+    let newer: [(&str, &str, bool); 7] = [
+        ("properties.validate", "2022-02-14", p.validate.is_some()),
+        (
+            "properties.stagingResourceGroup",
+            "2022-02-14",
+            p.staging_resource_group.is_some(),
+        ),
+        (
+            "properties.distribute[].versioning",
+            "2022-07-01",
+            shared_image(|d| {
+                matches!(
+                    d,
+                    Distributor::SharedImage {
+                        versioning: Some(_),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "properties.distribute[].targetRegions",
+            "2022-07-01",
+            shared_image(|d| {
+                matches!(
+                    d,
+                    Distributor::SharedImage {
+                        target_regions: Some(_),
+                        ..
+                    }
+                )
+            }),
+        ),
+        (
+            "properties.errorHandling",
+            "2023-07-01",
+            p.error_handling != ErrorHandling::default(),
+        ),
+        ("properties.autoRun", "2024-02-01", p.auto_run.is_some()),
+        (
+            "properties.managedResourceTags",
+            "2024-02-01",
+            p.managed_resource_tags.is_some(),
+        ),
+    ];
+    for (field, needs, used) in newer {
+        // The versions are ISO dates: they order as strings.
+        if used && version < needs {
+            return Err(ValidationFailed::new(
+                field,
+                format!(
+                    "Field '{field}' needs apiVersion {needs} or later; the template says apiVersion {version}."
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate(p: &mut TemplateProperties) -> Result<(), ValidationFailed> {
@@ -738,6 +844,48 @@ mod tests {
         assert_eq!(vm_shape("Standard_B1s").unwrap(), (1, 1024));
         assert_eq!(vm_shape("Standard_E4ds_v4").unwrap(), (4, 32768));
         assert!(vm_shape("Large").unwrap_err().contains("'Large'"));
+    }
+
+    #[test]
+    fn an_arm_resource_file_is_taken_and_newer_fields_name_their_api_version() {
+        // As `az resource create --is-full-object` files are written.
+        let envelope = |version: &str, extra: &str| {
+            format!(
+                r#"{{"type": "Microsoft.VirtualMachineImages/imageTemplates", "apiVersion": "{version}", "name": "[parameters('imageTemplateName')]", "location": "westus2", "dependsOn": [], "tags": {{"imagebuilderTemplate": "ubuntu1804"}}, "identity": {{"type": "UserAssigned", "userAssignedIdentities": {{"<imgBuilderId>": {{}}}}}}, "properties": {{"source": {{"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"}}, "distribute": [{{"type": "VHD", "runOutputName": "v"}}]{extra}}}}}"#
+            )
+        };
+        for version in API_VERSIONS {
+            let t = parse_template(&envelope(version, "")).unwrap();
+            assert_eq!(t.api_version.as_deref(), Some(version));
+        }
+        let e = parse_template(&envelope(
+            "2020-02-14",
+            r#", "validate": {"inVMValidations": []}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.path, "properties.validate");
+        assert_eq!(
+            e.detail,
+            "Field 'properties.validate' needs apiVersion 2022-02-14 or later; the template says apiVersion 2020-02-14."
+        );
+        let e = parse_template(&envelope(
+            "2023-07-01",
+            r#", "autoRun": {"state": "Enabled"}"#,
+        ))
+        .unwrap_err();
+        assert!(e.detail.contains("needs apiVersion 2024-02-01"), "{e:?}");
+        assert!(parse_template(&envelope(
+            "2024-02-01",
+            r#", "autoRun": {"state": "Enabled"}"#
+        ))
+        .is_ok());
+        let e = parse_template(&envelope("2018-01-01", "")).unwrap_err();
+        assert_eq!(e.path, "apiVersion");
+        assert!(
+            e.detail
+                .contains("Expected one of 2019-05-01-preview, 2020-02-14"),
+            "{e:?}"
+        );
     }
 
     #[test]
