@@ -30,7 +30,7 @@ use slipway_store::{Store, StoreError};
 use thiserror::Error;
 use tokio::sync::{Notify, Semaphore};
 
-pub use plan::{context_key, docker_plan, render_plan};
+pub use plan::{context_key, docker_plan, render_plan, render_task, RenderedTask};
 pub use service::{RunLog, TaskConfig};
 pub use spec::*;
 

@@ -36,6 +36,15 @@ pub(crate) async fn read_in(workspace: &Path, rel: &str) -> Result<String, TaskE
     .map_err(|e| TaskError::Engine(e.to_string()))?
 }
 
+/// A task file as a run renders it.
+#[derive(Debug, Clone)]
+pub struct RenderedTask {
+    /// The YAML after comment stripping, alias preprocessing and the template.
+    pub yaml: String,
+    /// Its plan (defaults filled in, command aliases expanded).
+    pub plan: Plan,
+}
+
 /// Renders a task file (comments stripped, aliases, template) into a plan,
 /// expanding command aliases for v1.1.0. `permissions`: what the task's
 /// steps are granted (empty for quick runs).
@@ -48,6 +57,21 @@ pub fn render_plan(
     workspace: &Path,
     permissions: &StepPermissions,
 ) -> Result<Plan, TaskError> {
+    render_task(fetcher, text, data, workspace, permissions).map(|r| r.plan)
+}
+
+/// [`render_plan`], keeping the rendered YAML too (`slipway task render`,
+/// like `acb render`). Alias files are read beneath `workspace` or fetched
+/// over http(s).
+///
+/// Errors: as [`render_plan`].
+pub fn render_task(
+    fetcher: &Fetcher,
+    text: &str,
+    data: &Value,
+    workspace: &Path,
+    permissions: &StepPermissions,
+) -> Result<RenderedTask, TaskError> {
     let text = strip_comment_lines(text);
     let (text, aliases) = if aliases_enabled(&text) {
         let load = |src: &str| -> Result<String, String> {
@@ -80,7 +104,11 @@ pub fn render_plan(
             "secrets: Azure Key Vault secrets ('keyvault') cannot be resolved by Slipway".into(),
         ));
     }
-    taskfile::plan(task, false, permissions).map_err(TaskError::Validation)
+    let plan = taskfile::plan(task, false, permissions).map_err(TaskError::Validation)?;
+    Ok(RenderedTask {
+        yaml: rendered,
+        plan,
+    })
 }
 
 /// The plan of a Docker build: `build` (timeout 28800 s) then `push` of

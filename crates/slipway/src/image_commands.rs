@@ -211,6 +211,12 @@ pub enum TaskCommand {
     /// Cancel a run.
     #[command(after_help = "Example: slipway task cancel-run ca3")]
     CancelRun { run_id: String },
+    /// Render a task file as a run would (like `acb render`) and print the
+    /// YAML and the planned steps; nothing runs, no server is asked.
+    #[command(
+        after_help = "Example: slipway task render -c ./app -f acb.yaml --values values.yaml --set tag=v2"
+    )]
+    Render(Box<crate::task_render_command::TaskRender>),
 }
 
 /// `--set-secret k=v` arguments → `[{name, value}]`.
@@ -453,6 +459,7 @@ pub fn run_task(
             print(client.get(&format!("/imageTasks/runs/{run_id}"))?)
         }
         TaskCommand::Logs { run_id } => follow(client, &run_id),
+        TaskCommand::Render(args) => crate::task_render_command::run(output, *args),
         TaskCommand::CancelRun { run_id } => {
             client.send("POST", &format!("/imageTasks/runs/{run_id}/cancel"), None)?;
             println!("run '{run_id}' cancel requested");

@@ -10,6 +10,7 @@ mod image_commands;
 mod output;
 mod runner_commands;
 mod serve;
+mod task_render_command;
 mod vm_image_commands;
 
 use std::path::PathBuf;

@@ -582,3 +582,79 @@ fn runner_test_deploys_redeploys_and_deletes_a_definition_with_no_server() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("--definition '/no/such/folder'"), "{out}");
 }
+
+/// `slipway task render` with no server: a task file rendered with a
+/// values file, `--set` (which wins over the file, as in acb) and run
+/// variables, printed with its plan (v1.1.0 command aliases expanded);
+/// `-o json` gives the same as data; a file a run would refuse is refused
+/// with the same message.
+#[test]
+fn task_render_prints_the_rendered_yaml_and_the_plan_without_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("acb.yaml"),
+        "version: v1.1.0\n# a comment line acb drops\nsteps:\n  - id: build\n    build: -t {{.Run.Registry}}/app:{{.Values.tag}} .\n  - id: test\n    cmd: bash echo testing {{.Run.ID}} on {{.Values.os}}\n    when: [build]\n  - push: [\"{{.Run.Registry}}/app:{{.Values.tag}}\"]\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("values.yaml"), "tag: v1\nos: linux\n").unwrap();
+    std::fs::write(
+        tmp.path().join("bad.yaml"),
+        "steps:\n  - cmd: {{.Values.x\n",
+    )
+    .unwrap();
+    let render = |global: &[&str], args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .args(global)
+            .args(["task", "render", "-c"])
+            .arg(tmp.path())
+            .args(args)
+            .env("SLIPWAY_SERVER", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = render(
+        &[],
+        &[
+            "--values",
+            "values.yaml",
+            "--set",
+            "tag=v2",
+            "--id",
+            "ca7",
+            "-r",
+            "reg.example.com",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("build: -t reg.example.com/app:v2 ."), "{out}");
+    assert!(out.contains("cmd: bash echo testing ca7 on linux"), "{out}");
+    assert!(!out.contains("a comment line"), "{out}");
+    assert!(out.contains("# plan: 3 step(s)"), "{out}");
+    assert!(
+        out.contains("mcr.microsoft.com/acr/bash:") && out.contains("echo testing ca7 on linux"),
+        "the bash alias is expanded in the plan: {out}"
+    );
+
+    let (code, out, err) = render(&["-o", "json"], &["--values", "values.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["yaml"].as_str().unwrap().contains("app:v1"), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "{v}");
+    assert_eq!(steps[0]["kind"], "build");
+    assert_eq!(steps[1]["after"], serde_json::json!(["build"]));
+    assert_eq!(steps[2]["kind"], "push");
+    assert_eq!(steps[2]["what"], "localhost:5000/app:v1");
+
+    let (code, _, err) = render(&[], &["-f", "bad.yaml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("error:") && err.contains("template"), "{err}");
+    let (code, _, err) = render(&[], &["-f", "../outside.yaml"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("task file '../outside.yaml'"), "{err}");
+}
