@@ -593,10 +593,26 @@ fn task_render_prints_the_rendered_yaml_and_the_plan_without_a_server() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("acb.yaml"),
-        "version: v1.1.0\n# a comment line acb drops\nsteps:\n  - id: build\n    build: -t {{.Run.Registry}}/app:{{.Values.tag}} .\n  - id: test\n    cmd: bash echo testing {{.Run.ID}} on {{.Values.os}}\n    when: [build]\n  - push: [\"{{.Run.Registry}}/app:{{.Values.tag}}\"]\n",
+        r#"version: v1.1.0
+# a comment line acb drops
+steps:
+{{- range $i, $img := .Values.images}}
+  - id: build-{{$img}}
+    build: -t {{$.Run.Registry}}/{{$img}}:{{$.Values.tag}}-{{printf "%05d" $i}} .
+{{- end}}
+  - id: test
+    cmd: bash echo testing {{.Run.ID}} on {{.Values.os}}
+    env:{{.Values.envs | nindent 6}}
+    when: [build-web, build-api]
+  - push: ["{{.Run.Registry}}/web:{{.Values.tag}}-00000"]
+"#,
     )
     .unwrap();
-    std::fs::write(tmp.path().join("values.yaml"), "tag: v1\nos: linux\n").unwrap();
+    std::fs::write(
+        tmp.path().join("values.yaml"),
+        "tag: v1\nos: linux\nimages: [web, api]\nenvs: |-\n  - A=1\n  - B=2\n",
+    )
+    .unwrap();
     std::fs::write(
         tmp.path().join("bad.yaml"),
         "steps:\n  - cmd: {{.Values.x\n",
@@ -631,10 +647,21 @@ fn task_render_prints_the_rendered_yaml_and_the_plan_without_a_server() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("build: -t reg.example.com/app:v2 ."), "{out}");
+    assert!(
+        out.contains("build: -t reg.example.com/web:v2-00000 ."),
+        "{out}"
+    );
+    assert!(
+        out.contains("build: -t reg.example.com/api:v2-00001 ."),
+        "{out}"
+    );
     assert!(out.contains("cmd: bash echo testing ca7 on linux"), "{out}");
+    assert!(
+        out.contains("    env:\n      - A=1\n      - B=2\n"),
+        "{out}"
+    );
     assert!(!out.contains("a comment line"), "{out}");
-    assert!(out.contains("# plan: 3 step(s)"), "{out}");
+    assert!(out.contains("# plan: 4 step(s)"), "{out}");
     assert!(
         out.contains("mcr.microsoft.com/acr/bash:") && out.contains("echo testing ca7 on linux"),
         "the bash alias is expanded in the plan: {out}"
@@ -643,13 +670,17 @@ fn task_render_prints_the_rendered_yaml_and_the_plan_without_a_server() {
     let (code, out, err) = render(&["-o", "json"], &["--values", "values.yaml"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(v["yaml"].as_str().unwrap().contains("app:v1"), "{v}");
+    assert!(v["yaml"].as_str().unwrap().contains("web:v1-00000"), "{v}");
     let steps = v["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 3, "{v}");
+    assert_eq!(steps.len(), 4, "{v}");
     assert_eq!(steps[0]["kind"], "build");
-    assert_eq!(steps[1]["after"], serde_json::json!(["build"]));
-    assert_eq!(steps[2]["kind"], "push");
-    assert_eq!(steps[2]["what"], "localhost:5000/app:v1");
+    assert_eq!(steps[0]["id"], "build-web");
+    assert_eq!(
+        steps[2]["after"],
+        serde_json::json!(["build-web", "build-api"])
+    );
+    assert_eq!(steps[3]["kind"], "push");
+    assert_eq!(steps[3]["what"], "localhost:5000/web:v1-00000");
 
     let (code, _, err) = render(&[], &["-f", "bad.yaml"]);
     assert_ne!(code, 0);

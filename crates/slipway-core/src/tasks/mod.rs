@@ -12,7 +12,9 @@
 
 pub mod cmdline;
 pub mod dockerfile;
+pub mod gofmt;
 pub mod run_status;
+mod sprig;
 pub mod taskfile;
 pub mod template;
 pub mod values;

@@ -5,10 +5,15 @@
 //! `text/template` + Sprig, `missingkey=zero`, then removes every literal
 //! `<no value>`, so a missing key renders as the empty string. Supported:
 //! actions `{{ pipeline }}` with `{{-`/`-}}` trimming, comments `{{/* */}}`,
-//! `if`/`else if`/`else`/`end`, `with`, `range` over lists and maps
-//! (`range $i, $v := …` not supported: use `.`), field chains (`.Run.ID`,
-//! `.Values.a.b`, `$`), string/number/bool literals, parenthesised pipelines
-//! and the functions listed in [`call`].
+//! variables (`{{$x := …}}`, `{{$x = …}}`, `$x.field`, scoped to the
+//! enclosing block as in Go), `if`/`else if`/`else`/`end`, `with [$x :=]`,
+//! `range [[$i,] $v :=]` over lists, maps (sorted keys) and integers,
+//! field chains (`.Run.ID`, `.Values.a.b`, `$`), string/number/bool
+//! literals, parenthesised pipelines, Go's builtins and `fmt` verbs
+//! ([`super::gofmt`]) and Sprig's functions (here and in `sprig`). Not yet:
+//! `define`/`template`/`block`, `break`/`continue`, `else with`, field
+//! access on a parenthesised result, number literal forms other than
+//! decimal, regular-expression, date, semver and random functions.
 
 use serde_json::{Map, Value};
 
@@ -23,7 +28,7 @@ pub struct TemplateError {
     pub message: String,
 }
 
-fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, TemplateError> {
+pub(super) fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, TemplateError> {
     Err(TemplateError {
         offset,
         message: message.into(),
@@ -34,10 +39,22 @@ fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, TemplateError>
 enum Node {
     Text(String),
     Action(Pipeline, usize),
+    /// `{{$x := p}}` (declare) or `{{$x = p}}` (assign): prints nothing.
+    Variable {
+        name: String,
+        assign: bool,
+        value: Pipeline,
+        off: usize,
+    },
     If(Vec<(Pipeline, Vec<Node>)>, Vec<Node>, usize),
-    With(Pipeline, Vec<Node>, Vec<Node>, usize),
-    Range(Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// `with [$x :=] p`.
+    With(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// `range [[$i,] $v :=] p`.
+    Range(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
 }
+
+/// The variables a `range`/`with` declares: none, `$v`, or `$i, $v`.
+type Vars = Vec<String>;
 
 type Pipeline = Vec<Command>;
 
@@ -53,6 +70,11 @@ enum Operand {
     /// `.a.b` relative to dot (`[]` = dot itself); `$` root when `root`.
     Field {
         root: bool,
+        path: Vec<String>,
+    },
+    /// `$name.a.b`: a variable and a field chain below it.
+    Var {
+        name: String,
         path: Vec<String>,
     },
     Literal(Value),
@@ -72,7 +94,7 @@ pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
         return err(off, format!("unexpected {{{{{kw}}}}}"));
     }
     let mut out = String::new();
-    exec(&nodes, data, data, &mut out)?;
+    exec(&nodes, data, data, &mut Vec::new(), &mut out)?;
     Ok(out.replace("<no value>", ""))
 }
 
@@ -170,7 +192,18 @@ fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, End), Templat
                         nodes.push(Node::If(branches, otherwise, off));
                     }
                     "with" | "range" => {
-                        let p = parse_pipeline(rest, off)?;
+                        let (vars, p) = match parse_declaration(rest, off)? {
+                            Some((vars, false, p)) if vars.len() == 1 || kw == "range" => (vars, p),
+                            Some(_) => {
+                                return err(
+                                    off,
+                                    format!(
+                                        "'{kw}' declares '$v' or (range only) '$i, $v' with ':='"
+                                    ),
+                                )
+                            }
+                            None => (Vec::new(), parse_pipeline(rest, off)?),
+                        };
                         let (body, end) = parse_list(toks, pos)?;
                         let otherwise = match end {
                             Some((e, _)) if e == "end" => Vec::new(),
@@ -182,15 +215,26 @@ fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, End), Templat
                             _ => return err(off, format!("'{kw}' without a matching {{{{end}}}}")),
                         };
                         nodes.push(if kw == "with" {
-                            Node::With(p, body, otherwise, off)
+                            Node::With(vars, p, body, otherwise, off)
                         } else {
-                            Node::Range(p, body, otherwise, off)
+                            Node::Range(vars, p, body, otherwise, off)
                         });
                     }
                     "define" | "template" | "block" => {
                         return err(off, format!("'{kw}' is not supported in task files"))
                     }
-                    _ => nodes.push(Node::Action(parse_pipeline(a, off)?, off)),
+                    _ => match parse_declaration(a, off)? {
+                        Some((mut vars, assign, value)) if vars.len() == 1 => {
+                            nodes.push(Node::Variable {
+                                name: vars.remove(0),
+                                assign,
+                                value,
+                                off,
+                            })
+                        }
+                        Some(_) => return err(off, "only 'range' declares two variables"),
+                        None => nodes.push(Node::Action(parse_pipeline(a, off)?, off)),
+                    },
                 }
             }
         }
@@ -269,6 +313,36 @@ fn parse_pipeline(src: &str, off: usize) -> Result<Pipeline, TemplateError> {
     Ok(p)
 }
 
+/// `$x := p`, `$x = p` or `$i, $v := p`: the variable names (without
+/// `$`), whether it assigns (`=`) rather than declares, and the pipeline;
+/// `None` when `src` is no declaration.
+fn parse_declaration(
+    src: &str,
+    off: usize,
+) -> Result<Option<(Vars, bool, Pipeline)>, TemplateError> {
+    let w = words(src, off)?;
+    let Some(at) = w.iter().position(|x| x == ":=" || x == "=") else {
+        return Ok(None);
+    };
+    let names = w[..at].concat();
+    if at == 0 || !names.starts_with('$') {
+        return Ok(None);
+    }
+    let mut vars = Vec::new();
+    for v in names.split(',') {
+        match v.strip_prefix('$') {
+            Some(n) if is_ident(n) => vars.push(n.to_string()),
+            _ => return err(off, format!("bad variable '{v}': expected $name")),
+        }
+    }
+    let mut pos = at + 1;
+    let p = parse_pipe_words(&w, &mut pos, off)?;
+    if pos != w.len() {
+        return err(off, format!("unexpected '{}' in '{src}'", w[pos]));
+    }
+    Ok(Some((vars, w[at] == "=", p)))
+}
+
 fn parse_pipe_words(w: &[String], pos: &mut usize, off: usize) -> Result<Pipeline, TemplateError> {
     let mut cmds = Vec::new();
     loop {
@@ -327,12 +401,22 @@ fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> {
         });
     }
     if let Some(rest) = word.strip_prefix('$') {
-        let path = rest
-            .split('.')
+        let mut parts = rest.split('.');
+        let name = parts.next().unwrap_or_default();
+        let path = parts
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect();
-        return Ok(Operand::Field { root: true, path });
+        if name.is_empty() {
+            return Ok(Operand::Field { root: true, path });
+        }
+        if !is_ident(name) {
+            return err(off, format!("bad variable '${name}'"));
+        }
+        return Ok(Operand::Var {
+            name: name.to_string(),
+            path,
+        });
     }
     if let Some(rest) = word.strip_prefix('.') {
         return Ok(Operand::Field {
@@ -368,51 +452,90 @@ fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> {
     )
 }
 
-fn exec(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Result<(), TemplateError> {
+/// Variables in scope, innermost last.
+type Scope = Vec<(String, Value)>;
+
+fn exec(
+    nodes: &[Node],
+    dot: &Value,
+    root: &Value,
+    vars: &mut Scope,
+    out: &mut String,
+) -> Result<(), TemplateError> {
     for n in nodes {
         match n {
             Node::Text(t) => out.push_str(t),
-            Node::Action(p, off) => out.push_str(&print(&eval(p, dot, root, *off)?)),
+            Node::Action(p, off) => out.push_str(&print(&eval(p, dot, root, vars, *off)?)),
+            Node::Variable {
+                name,
+                assign,
+                value,
+                off,
+            } => {
+                let v = eval(value, dot, root, vars, *off)?;
+                if *assign {
+                    match vars.iter_mut().rev().find(|(n, _)| n == name) {
+                        Some(slot) => slot.1 = v,
+                        None => return err(*off, format!("undefined variable: ${name}")),
+                    }
+                } else {
+                    vars.push((name.clone(), v));
+                }
+            }
             Node::If(branches, otherwise, off) => {
-                let mut done = false;
+                let mut chosen = otherwise;
                 for (cond, body) in branches {
-                    if truthy(&eval(cond, dot, root, *off)?) {
-                        exec(body, dot, root, out)?;
-                        done = true;
+                    if truthy(&eval(cond, dot, root, vars, *off)?) {
+                        chosen = body;
                         break;
                     }
                 }
-                if !done {
-                    exec(otherwise, dot, root, out)?;
-                }
+                block(chosen, dot, root, vars, out, &[])?;
             }
-            Node::With(p, body, otherwise, off) => {
-                let v = eval(p, dot, root, *off)?;
+            Node::With(names, p, body, otherwise, off) => {
+                let v = eval(p, dot, root, vars, *off)?;
                 if truthy(&v) {
-                    exec(body, &v, root, out)?;
+                    let declared: Vec<(String, Value)> =
+                        names.iter().map(|n| (n.clone(), v.clone())).collect();
+                    block(body, &v, root, vars, out, &declared)?;
                 } else {
-                    exec(otherwise, dot, root, out)?;
+                    block(otherwise, dot, root, vars, out, &[])?;
                 }
             }
-            Node::Range(p, body, otherwise, off) => {
-                let v = eval(p, dot, root, *off)?;
-                let items: Vec<Value> = match v {
-                    Value::Array(a) => a,
+            Node::Range(names, p, body, otherwise, off) => {
+                let v = eval(p, dot, root, vars, *off)?;
+                let items: Vec<(Value, Value)> = match v {
+                    Value::Array(a) => a
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::from(i), v))
+                        .collect(),
                     Value::Object(m) => {
                         let mut keys: Vec<_> = m.into_iter().collect();
                         keys.sort_by(|a, b| a.0.cmp(&b.0));
-                        keys.into_iter().map(|(_, v)| v).collect()
+                        keys.into_iter()
+                            .map(|(k, v)| (Value::String(k), v))
+                            .collect()
                     }
                     Value::Null => vec![],
+                    // Go ranges over an integer n as 0..n.
+                    Value::Number(n) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
+                        .map(|i| (Value::from(i), Value::from(i)))
+                        .collect(),
                     other => {
                         return err(*off, format!("range can't iterate over {}", print(&other)))
                     }
                 };
                 if items.is_empty() {
-                    exec(otherwise, dot, root, out)?;
+                    block(otherwise, dot, root, vars, out, &[])?;
                 }
-                for item in &items {
-                    exec(body, item, root, out)?;
+                for (key, item) in &items {
+                    let declared: Vec<(String, Value)> = match names.as_slice() {
+                        [v] => vec![(v.clone(), item.clone())],
+                        [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
+                        _ => vec![],
+                    };
+                    block(body, item, root, vars, out, &declared)?;
                 }
             }
         }
@@ -420,7 +543,31 @@ fn exec(nodes: &[Node], dot: &Value, root: &Value, out: &mut String) -> Result<(
     Ok(())
 }
 
-fn eval(p: &Pipeline, dot: &Value, root: &Value, off: usize) -> Result<Value, TemplateError> {
+/// Runs a control structure's body with `declared` in scope; variables
+/// declared inside end with it (Go: a variable's scope extends to the
+/// `end` of the control structure that declares it).
+fn block(
+    nodes: &[Node],
+    dot: &Value,
+    root: &Value,
+    vars: &mut Scope,
+    out: &mut String,
+    declared: &[(String, Value)],
+) -> Result<(), TemplateError> {
+    let mark = vars.len();
+    vars.extend_from_slice(declared);
+    let r = exec(nodes, dot, root, vars, out);
+    vars.truncate(mark);
+    r
+}
+
+fn eval(
+    p: &Pipeline,
+    dot: &Value,
+    root: &Value,
+    vars: &Scope,
+    off: usize,
+) -> Result<Value, TemplateError> {
     let mut prev: Option<Value> = None;
     for cmd in p {
         let v = match cmd {
@@ -428,12 +575,12 @@ fn eval(p: &Pipeline, dot: &Value, root: &Value, off: usize) -> Result<Value, Te
                 if prev.is_some() {
                     return err(off, "a value cannot take piped input");
                 }
-                operand_value(o, dot, root, off)?
+                operand_value(o, dot, root, vars, off)?
             }
             Command::Call(name, ops) => {
                 let mut args = ops
                     .iter()
-                    .map(|o| operand_value(o, dot, root, off))
+                    .map(|o| operand_value(o, dot, root, vars, off))
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(p) = prev.take() {
                     args.push(p);
@@ -450,26 +597,30 @@ fn operand_value(
     o: &Operand,
     dot: &Value,
     root: &Value,
+    vars: &Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
-    match o {
-        Operand::Literal(v) => Ok(v.clone()),
-        Operand::Sub(p) => eval(p, dot, root, off),
-        Operand::Field { root: r, path } => {
-            let mut v = if *r { root } else { dot };
-            for key in path {
-                match v.get(key) {
-                    Some(next) => v = next,
-                    None => return Ok(Value::Null),
-                }
-            }
-            Ok(v.clone())
+    let (start, path) = match o {
+        Operand::Literal(v) => return Ok(v.clone()),
+        Operand::Sub(p) => return eval(p, dot, root, vars, off),
+        Operand::Field { root: r, path } => (if *r { root } else { dot }, path),
+        Operand::Var { name, path } => match vars.iter().rev().find(|(n, _)| n == name) {
+            Some((_, v)) => (v, path),
+            None => return err(off, format!("undefined variable: ${name}")),
+        },
+    };
+    let mut v = start;
+    for key in path {
+        match v.get(key) {
+            Some(next) => v = next,
+            None => return Ok(Value::Null),
         }
     }
+    Ok(v.clone())
 }
 
 /// Go's truth: false, 0, nil, "" and empty collections are false.
-fn truthy(v: &Value) -> bool {
+pub(super) fn truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -487,7 +638,7 @@ fn print(v: &Value) -> String {
         Value::Null => "<no value>".into(),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(_) => super::gofmt::value(v),
         Value::Array(a) => format!("[{}]", a.iter().map(print).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => {
             let mut keys: Vec<_> = m.iter().collect();
@@ -503,7 +654,7 @@ fn print(v: &Value) -> String {
     }
 }
 
-fn text(v: &Value) -> String {
+pub(super) fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         other => print(other),
@@ -597,7 +748,17 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
             }
             v
         }
-        "print" => Value::String(args.iter().map(text).collect::<Vec<_>>().join("")),
+        // fmt.Sprint: a space between operands when neither is a string.
+        "print" => {
+            let mut out = String::new();
+            for (i, a) in args.iter().enumerate() {
+                if i > 0 && !args[i - 1].is_string() && !a.is_string() {
+                    out.push(' ');
+                }
+                out.push_str(&text(a));
+            }
+            Value::String(out)
+        }
         "println" => Value::String(format!(
             "{}\n",
             args.iter().map(text).collect::<Vec<_>>().join(" ")
@@ -606,7 +767,7 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
             if n == 0 {
                 return err(off, "wrong number of args for printf: want at least 1");
             }
-            Value::String(printf(&s(0), &args[1..]))
+            Value::String(super::gofmt::sprintf(&s(0), &args[1..]))
         }
         "upper" => {
             want(1)?;
@@ -616,18 +777,23 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
             want(1)?;
             Value::String(s(0).to_lowercase())
         }
+        // strings.Title: a letter after anything but a letter, digit or
+        // '_' starts a word ("hello-world" → "Hello-World").
         "title" => {
             want(1)?;
+            let mut prev_sep = true;
             Value::String(
-                s(0).split(' ')
-                    .map(|w| {
-                        let mut c = w.chars();
-                        c.next()
-                            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-                            .unwrap_or_default()
+                s(0).chars()
+                    .map(|c| {
+                        let out = if prev_sep {
+                            c.to_uppercase().collect()
+                        } else {
+                            c.to_string()
+                        };
+                        prev_sep = !(c.is_alphanumeric() || c == '_');
+                        out
                     })
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                    .collect(),
             )
         }
         "trim" => {
@@ -788,35 +954,15 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
             want(1)?;
             Value::String(text(&args[0]))
         }
-        other => return err(off, format!("function \"{other}\" not defined")),
+        _ => return super::sprig::call(name, &args, off),
     })
 }
 
-fn loose_eq(a: &Value, b: &Value) -> bool {
+pub(super) fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
-}
-
-/// `printf` for `%s %v %d %q %%` (others print as `%v`).
-fn printf(fmt: &str, args: &[Value]) -> String {
-    let mut out = String::new();
-    let mut it = args.iter();
-    let mut chars = fmt.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('q') => out.push_str(&format!("{:?}", it.next().map(text).unwrap_or_default())),
-            Some(_) => out.push_str(&it.next().map(text).unwrap_or_else(|| "%!v(MISSING)".into())),
-            None => out.push('%'),
-        }
-    }
-    out
 }
 
 /// Standard alphabet, padding optional when decoding.
@@ -906,6 +1052,52 @@ mod tests {
         assert_eq!(r("a  {{- \"b\" -}}  c", d.clone()), "abc");
         assert_eq!(r("{{/* comment */}}x", d.clone()), "x");
         assert_eq!(r("{{with .Values.env}}{{.}}{{end}}", d), "prod");
+    }
+
+    /// Cases from Go's `text/template` exec tests (variables, range with
+    /// index and element), Sprig's tests and acr-builder's templating
+    /// tests (`{{.foo | add .bar}}`).
+    #[test]
+    fn variables_printf_and_sprig_render_as_go_and_sprig_do() {
+        let d = json!({"Values": {"images": ["web", "api"], "foo": 2, "bar": 3, "tag": 1.0, "big": 1000000.0,
+                       "m": {"b": 2, "a": 1}, "yaml": "a: 1\nb: 2"}});
+        let cases = [
+            ("{{$x := 1}}{{$x}}", "1"),
+            ("{{$x := 1}}{{$x = 2}}{{$x}}", "2"),
+            ("{{range $i, $img := .Values.images}}{{$i}}={{$img}} {{end}}", "0=web 1=api "),
+            ("{{range $img := .Values.images}}[{{$img}}]{{end}}", "[web][api]"),
+            ("{{range $k, $v := .Values.m}}{{$k}}{{$v}}{{end}}", "a1b2"),
+            ("{{with $v := .Values.foo}}{{$v}}{{end}}", "2"),
+            ("{{$x := 1}}{{if true}}{{$x := 2}}{{$x}}{{end}}{{$x}}", "21"),
+            ("{{range .Values.images}}{{$.Values.foo}}{{end}}", "22"),
+            ("{{.Values.foo | add .Values.bar}}", "5"),
+            ("{{printf \"%05d\" 42}}", "00042"),
+            ("{{printf \"%s-%03d\" \"app\" 7}}", "app-007"),
+            ("app:{{.Values.tag}}", "app:1"),
+            ("{{.Values.big}}", "1e+06"),
+            ("{{print 1 2 3}}", "1 2 3"),
+            ("{{print \"a\" 1 2 \"b\"}}", "a1 2b"),
+            ("{{title \"hello-world\"}}", "Hello-World"),
+            ("x:{{.Values.yaml | nindent 2}}", "x:\n  a: 1\n  b: 2"),
+            ("{{.Values.yaml | indent 4}}", "    a: 1\n    b: 2"),
+            ("{{ternary \"yes\" \"no\" true}}", "yes"),
+            ("{{sub 5 3}} {{mul 2 3 4}} {{div 7 2}} {{mod 7 2}} {{add1 1}} {{max 1 5 3}} {{min 4 2}}", "2 24 3 1 2 5 2"),
+            ("{{first .Values.images}} {{last .Values.images}} {{rest .Values.images}}", "web api [api]"),
+            ("{{has \"api\" .Values.images}} {{hasKey .Values.m \"a\"}} {{keys .Values.m}}", "true true [a b]"),
+            ("{{base \"/a/b.tar.gz\"}} {{dir \"/a/b.tar.gz\"}} {{ext \"/a/b.tar.gz\"}} {{clean \"a//b/../c\"}}", "b.tar.gz /a .gz a/c"),
+            ("{{until 3}} {{uniq (list 1 1 2)}} {{sortAlpha (list \"b\" \"a\")}}", "[0 1 2] [1 2] [a b]"),
+            ("{{int \"42\"}} {{atoi \"x\"}} {{float64 \"1.5\"}} {{kindOf 1.5}} {{kindOf .Values.images}}", "42 0 1.5 float64 slice"),
+            ("{{sha256sum \"abc\"}}", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("{{urlquery \"a b&c\"}} {{html \"<a href='x'>\"}}", "a+b%26c &lt;a href=&#39;x&#39;&gt;"),
+            ("{{round 5.43216 2}} {{floor 1.7}} {{ceil 1.2}}", "5.43 1 2"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(render(t, &d).unwrap(), want, "{t}");
+        }
+        let e = render("{{$y}}", &d).unwrap_err();
+        assert!(e.message.contains("undefined variable: $y"), "{e}");
+        let e = render("{{fail \"stop here\"}}", &d).unwrap_err();
+        assert!(e.message.contains("stop here"), "{e}");
     }
 
     #[test]
