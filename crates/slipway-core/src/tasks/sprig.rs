@@ -43,6 +43,64 @@ fn list_of(v: &Value) -> Vec<Value> {
     }
 }
 
+/// Sprig's regular-expression functions (Go's RE2 syntax, which the
+/// `regex` crate shares): `regexMatch re s`, `regexFind re s`,
+/// `regexFindAll re s n`, `regexReplaceAll re s repl` (`$1`, `${name}`),
+/// `regexReplaceAllLiteral re s repl`, `regexSplit re s n` (`n` < 0: all).
+/// As in Sprig, a bad expression makes `regexMatch` false and the others
+/// empty, never a failed run.
+fn regex_call(name: &str, args: &[Value], off: usize) -> Result<Value, TemplateError> {
+    let want = match name {
+        "regexMatch" | "regexFind" => 2,
+        _ => 3,
+    };
+    if args.len() != want {
+        return err(
+            off,
+            format!(
+                "wrong number of args for {name}: want {want} got {}",
+                args.len()
+            ),
+        );
+    }
+    let re = regex::RegexBuilder::new(&text(&args[0]))
+        .size_limit(1 << 20)
+        .build()
+        .ok();
+    let s = text(&args[1]);
+    let limit = |v: &Value| usize::try_from(to_i64(v)).unwrap_or(usize::MAX);
+    let strings =
+        |v: Vec<&str>| Value::Array(v.into_iter().map(|x| Value::String(x.into())).collect());
+    Ok(match (name, re) {
+        ("regexMatch", re) => Value::Bool(re.is_some_and(|r| r.is_match(&s))),
+        ("regexFind", Some(r)) => Value::String(
+            r.find(&s)
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        ("regexFindAll", Some(r)) => strings(
+            r.find_iter(&s)
+                .take(limit(&args[2]))
+                .map(|m| m.as_str())
+                .collect(),
+        ),
+        ("regexReplaceAll", Some(r)) => {
+            Value::String(r.replace_all(&s, text(&args[2]).as_str()).into_owned())
+        }
+        ("regexReplaceAllLiteral", Some(r)) => Value::String(
+            r.replace_all(&s, regex::NoExpand(&text(&args[2])))
+                .into_owned(),
+        ),
+        ("regexSplit", Some(r)) => match limit(&args[2]) {
+            0 => Value::Array(vec![]),
+            usize::MAX => strings(r.split(&s).collect()),
+            n => strings(r.splitn(&s, n).collect()),
+        },
+        ("regexFindAll" | "regexSplit", None) => Value::Array(vec![]),
+        _ => Value::String(String::new()),
+    })
+}
+
 /// Go's `path.Clean`.
 fn clean_path(p: &str) -> String {
     if p.is_empty() {
@@ -365,6 +423,12 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
                 })
                 .collect(),
         ),
+        "regexMatch"
+        | "regexFind"
+        | "regexFindAll"
+        | "regexReplaceAll"
+        | "regexReplaceAllLiteral"
+        | "regexSplit" => return regex_call(name, args, off),
         other => return err(off, format!("function \"{other}\" not defined")),
     })
 }

@@ -8,12 +8,13 @@
 //! variables (`{{$x := …}}`, `{{$x = …}}`, `$x.field`, scoped to the
 //! enclosing block as in Go), `if`/`else if`/`else`/`end`, `with [$x :=]`,
 //! `range [[$i,] $v :=]` over lists, maps (sorted keys) and integers,
-//! field chains (`.Run.ID`, `.Values.a.b`, `$`), string/number/bool
-//! literals, parenthesised pipelines, Go's builtins and `fmt` verbs
-//! ([`super::gofmt`]) and Sprig's functions (here and in `sprig`). Not yet:
-//! `define`/`template`/`block`, `break`/`continue`, `else with`, field
-//! access on a parenthesised result, number literal forms other than
-//! decimal, regular-expression, date, semver and random functions.
+//! field chains (`.Run.ID`, `.Values.a.b`, `$`), string, raw string, rune,
+//! bool and number literals (`0x1F`, `0o17`, `017`, `0b1`, `1_000`, `1e3`),
+//! `}}` inside literals, parenthesised pipelines, Go's builtins and `fmt`
+//! verbs ([`super::gofmt`]) and Sprig's functions (here and in `sprig`,
+//! regular expressions included). Not yet: `define`/`template`/`block`,
+//! `break`/`continue`, `else with`, field access on a parenthesised result,
+//! date, semver, crypto and random functions.
 
 use serde_json::{Map, Value};
 
@@ -115,7 +116,7 @@ fn lex(text: &str) -> Result<Vec<Tok>, TemplateError> {
             before = before.trim_start();
         }
         let inner_start = start + 2;
-        let Some(end_rel) = rest[inner_start..].find("}}") else {
+        let Some(end_rel) = action_end(&rest[inner_start..]) else {
             return err(base + start, "unclosed action: expected '}}'");
         };
         let mut inner = &rest[inner_start..inner_start + end_rel];
@@ -148,6 +149,31 @@ fn lex(text: &str) -> Result<Vec<Tok>, TemplateError> {
         toks.push(Tok::Text(tail.to_string()));
     }
     Ok(toks)
+}
+
+/// Where an action's `}}` is, skipping string, raw string and rune
+/// literals (a `}}` inside `"…"` does not end the action).
+fn action_end(inner: &str) -> Option<usize> {
+    let b = inner.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    // Comments end at `*/}}` whatever they hold.
+    if inner.trim_start().starts_with("/*") {
+        return inner
+            .find("*/")
+            .and_then(|c| inner[c..].find("}}").map(|e| c + e));
+    }
+    while i < b.len() {
+        match (quote, b[i]) {
+            (None, b'}') if b.get(i + 1) == Some(&b'}') => return Some(i),
+            (None, q @ (b'"' | b'`' | b'\'')) => quote = Some(q),
+            (Some(q), b'\\') if q != b'`' => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 type End = Option<(String, usize)>;
@@ -440,11 +466,11 @@ fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> {
         "nil" => return Ok(Operand::Literal(Value::Null)),
         _ => {}
     }
-    if let Ok(i) = word.parse::<i64>() {
-        return Ok(Operand::Literal(Value::from(i)));
+    if let Some(v) = number_literal(word) {
+        return Ok(Operand::Literal(v));
     }
-    if let Ok(f) = word.parse::<f64>() {
-        return Ok(Operand::Literal(Value::from(f)));
+    if let Some(c) = char_literal(word) {
+        return Ok(Operand::Literal(Value::from(u32::from(c))));
     }
     err(
         off,
@@ -454,6 +480,73 @@ fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> {
 
 /// Variables in scope, innermost last.
 type Scope = Vec<(String, Value)>;
+
+/// Go's number literals: decimal, `0x`/`0o`/`0b` and leading-zero octal
+/// integers, `_` between digits, floats with a fraction or exponent.
+fn number_literal(word: &str) -> Option<Value> {
+    let (neg, body) = match word.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, word.strip_prefix('+').unwrap_or(word)),
+    };
+    if !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    if body.contains('_') && (body.starts_with('_') || body.ends_with('_') || body.contains("__")) {
+        return None;
+    }
+    let digits = body.replace('_', "");
+    let lower = digits.to_ascii_lowercase();
+    let radix = |p: &str, r: u32| i64::from_str_radix(&lower[p.len()..], r).ok();
+    let int = if lower.starts_with("0x") {
+        radix("0x", 16)
+    } else if lower.starts_with("0o") {
+        radix("0o", 8)
+    } else if lower.starts_with("0b") {
+        radix("0b", 2)
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.chars().all(|c| c.is_ascii_digit())
+    {
+        i64::from_str_radix(&lower[1..], 8).ok()
+    } else {
+        lower.parse::<i64>().ok()
+    };
+    if let Some(i) = int {
+        return Some(Value::from(if neg { -i } else { i }));
+    }
+    if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
+        return None;
+    }
+    lower
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(|f| Value::from(if neg { -f } else { f }))
+}
+
+/// Go's rune literals: `'a'`, `'\n'`, `'\''`, `'\\'`, `'\x41'`, `'\u00e9'`.
+fn char_literal(word: &str) -> Option<char> {
+    let inner = word.strip_prefix('\'')?.strip_suffix('\'')?;
+    let mut chars = inner.chars();
+    let c = chars.next()?;
+    if c != '\\' {
+        return chars.next().is_none().then_some(c);
+    }
+    let rest: String = chars.collect();
+    match rest.as_str() {
+        "n" => Some('\n'),
+        "t" => Some('\t'),
+        "r" => Some('\r'),
+        "\\" => Some('\\'),
+        "'" => Some('\''),
+        "0" => Some('\0'),
+        _ => {
+            let hex = rest
+                .strip_prefix('x')
+                .or_else(|| rest.strip_prefix('u'))
+                .or_else(|| rest.strip_prefix('U'))?;
+            char::from_u32(u32::from_str_radix(hex, 16).ok()?)
+        }
+    }
+}
 
 fn exec(
     nodes: &[Node],
@@ -1090,6 +1183,14 @@ mod tests {
             ("{{sha256sum \"abc\"}}", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
             ("{{urlquery \"a b&c\"}} {{html \"<a href='x'>\"}}", "a+b%26c &lt;a href=&#39;x&#39;&gt;"),
             ("{{round 5.43216 2}} {{floor 1.7}} {{ceil 1.2}}", "5.43 1 2"),
+            // Go's lexer: number forms, rune literals, `}}` inside a string.
+            ("{{0x1F}} {{0o17}} {{017}} {{0b101}} {{1_000}} {{-2}} {{1e3}} {{'a'}} {{'\\n'}}", "31 15 15 5 1000 -2 1000 97 10"),
+            ("{{\"}}\"}}", "}}"),
+            // Sprig's regex examples.
+            ("{{regexMatch \"^[a-z]+$\" \"abc\"}} {{regexMatch \"(\" \"x\"}}", "true false"),
+            ("{{regexFindAll \"[2,4,6,8]\" \"123456789\" -1}} {{regexFind \"[a-zA-Z][1-9]\" \"abcd1234\"}}", "[2 4 6 8] d1"),
+            ("{{regexReplaceAll \"a(x*)b\" \"-ab-axxb-\" \"${1}W\"}} {{regexReplaceAllLiteral \"a(x*)b\" \"-ab-axxb-\" \"${1}\"}}", "-W-xxW- -${1}-${1}-"),
+            ("{{regexSplit \"z+\" \"pizza\" -1}} {{regexSplit \"z+\" \"pizza\" 1}}", "[pi a] [pizza]"),
         ];
         for (t, want) in cases {
             assert_eq!(render(t, &d).unwrap(), want, "{t}");
