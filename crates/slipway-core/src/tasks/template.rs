@@ -12,9 +12,9 @@
 //! bool and number literals (`0x1F`, `0o17`, `017`, `0b1`, `1_000`, `1e3`),
 //! `}}` inside literals, parenthesised pipelines, Go's builtins and `fmt`
 //! verbs ([`super::gofmt`]) and Sprig's functions (here and in `sprig`,
-//! regular expressions included). Not yet: `define`/`template`/`block`,
-//! `break`/`continue`, `else with`, field access on a parenthesised result,
-//! date, semver, crypto and random functions.
+//! regular expressions included), `break`/`continue`, `else with`, fields
+//! of a parenthesised result. Not yet: `define`/`template`/`block`, date,
+//! semver, crypto and random functions.
 
 use serde_json::{Map, Value};
 
@@ -52,6 +52,16 @@ enum Node {
     With(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
     /// `range [[$i,] $v :=] p`.
     Range(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// `{{break}}` / `{{continue}}` of the innermost `range`.
+    Break(usize),
+    Continue(usize),
+}
+
+/// How a list of nodes ended: normally or by `break`/`continue` (with its offset).
+enum Flow {
+    Normal,
+    Break(usize),
+    Continue(usize),
 }
 
 /// The variables a `range`/`with` declares: none, `$v`, or `$i, $v`.
@@ -80,6 +90,8 @@ enum Operand {
     },
     Literal(Value),
     Sub(Pipeline),
+    /// `(pipeline).a.b`.
+    SubField(Pipeline, Vec<String>),
 }
 
 /// Renders `text` against `data`. Missing keys render empty and every
@@ -95,8 +107,12 @@ pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
         return err(off, format!("unexpected {{{{{kw}}}}}"));
     }
     let mut out = String::new();
-    exec(&nodes, data, data, &mut Vec::new(), &mut out)?;
-    Ok(out.replace("<no value>", ""))
+    match exec(&nodes, data, data, &mut Vec::new(), &mut out)? {
+        Flow::Normal => Ok(out.replace("<no value>", "")),
+        Flow::Break(off) | Flow::Continue(off) => {
+            err(off, "{{break}} or {{continue}} outside {{range}}")
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -217,35 +233,12 @@ fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, End), Templat
                         }
                         nodes.push(Node::If(branches, otherwise, off));
                     }
-                    "with" | "range" => {
-                        let (vars, p) = match parse_declaration(rest, off)? {
-                            Some((vars, false, p)) if vars.len() == 1 || kw == "range" => (vars, p),
-                            Some(_) => {
-                                return err(
-                                    off,
-                                    format!(
-                                        "'{kw}' declares '$v' or (range only) '$i, $v' with ':='"
-                                    ),
-                                )
-                            }
-                            None => (Vec::new(), parse_pipeline(rest, off)?),
-                        };
-                        let (body, end) = parse_list(toks, pos)?;
-                        let otherwise = match end {
-                            Some((e, _)) if e == "end" => Vec::new(),
-                            Some((e, _)) if e == "else" => {
-                                let (b, end) = parse_list(toks, pos)?;
-                                expect_end(end, off)?;
-                                b
-                            }
-                            _ => return err(off, format!("'{kw}' without a matching {{{{end}}}}")),
-                        };
-                        nodes.push(if kw == "with" {
-                            Node::With(vars, p, body, otherwise, off)
-                        } else {
-                            Node::Range(vars, p, body, otherwise, off)
-                        });
-                    }
+                    "with" | "range" => nodes.push(parse_with_or_range(kw, rest, toks, pos, off)?),
+                    "break" | "continue" if rest.is_empty() => nodes.push(if kw == "break" {
+                        Node::Break(off)
+                    } else {
+                        Node::Continue(off)
+                    }),
                     "define" | "template" | "block" => {
                         return err(off, format!("'{kw}' is not supported in task files"))
                     }
@@ -268,6 +261,51 @@ fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, End), Templat
     Ok((nodes, None))
 }
 
+/// `with`/`range` from after the keyword to its `end`; `else with …`
+/// continues a `with` chain (Go 1.23).
+fn parse_with_or_range(
+    kw: &str,
+    rest: &str,
+    toks: &[Tok],
+    pos: &mut usize,
+    off: usize,
+) -> Result<Node, TemplateError> {
+    let (vars, p) = match parse_declaration(rest, off)? {
+        Some((vars, false, p)) if vars.len() == 1 || kw == "range" => (vars, p),
+        Some(_) => {
+            return err(
+                off,
+                format!("'{kw}' declares '$v' or (range only) '$i, $v' with ':='"),
+            )
+        }
+        None => (Vec::new(), parse_pipeline(rest, off)?),
+    };
+    let (body, end) = parse_list(toks, pos)?;
+    let otherwise = match end {
+        Some((e, _)) if e == "end" => Vec::new(),
+        Some((e, _)) if e == "else" => {
+            let (b, end) = parse_list(toks, pos)?;
+            expect_end(end, off)?;
+            b
+        }
+        Some((e, eoff)) if kw == "with" && e.starts_with("else with ") => {
+            vec![parse_with_or_range(
+                "with",
+                e["else with ".len()..].trim(),
+                toks,
+                pos,
+                eoff,
+            )?]
+        }
+        _ => return err(off, format!("'{kw}' without a matching {{{{end}}}}")),
+    };
+    Ok(if kw == "with" {
+        Node::With(vars, p, body, otherwise, off)
+    } else {
+        Node::Range(vars, p, body, otherwise, off)
+    })
+}
+
 fn expect_end(end: End, off: usize) -> Result<(), TemplateError> {
     match end {
         Some((e, _)) if e == "end" => Ok(()),
@@ -279,12 +317,15 @@ fn split_keyword(a: &str) -> (&str, &str) {
     let kw_end = a.find(|c: char| c.is_whitespace()).unwrap_or(a.len());
     let kw = &a[..kw_end];
     match kw {
-        "if" | "with" | "range" | "end" | "else" | "define" | "template" | "block" => {
-            (kw, a[kw_end..].trim())
-        }
+        "if" | "with" | "range" | "end" | "else" | "define" | "template" | "block" | "break"
+        | "continue" => (kw, a[kw_end..].trim()),
         _ => ("", a),
     }
 }
+
+/// Marks a word that is a field chain applied to the parenthesised
+/// pipeline just before it (`(index .Values "x").y`).
+const FIELD_OF_SUB: char = '\u{1}';
 
 /// Splits a pipeline into words: strings (with escapes), parentheses, `|`.
 fn words(src: &str, off: usize) -> Result<Vec<String>, TemplateError> {
@@ -319,6 +360,10 @@ fn words(src: &str, off: usize) -> Result<Vec<String>, TemplateError> {
             out.push(s);
         } else {
             let mut s = String::new();
+            // `(pipeline).field`: a field chain right after `)` (marked).
+            if c == '.' && i > 0 && chars[i - 1] == ')' {
+                s.push(FIELD_OF_SUB);
+            }
             while i < chars.len() && !chars[i].is_whitespace() && !"()|".contains(chars[i]) {
                 s.push(chars[i]);
                 i += 1;
@@ -383,7 +428,18 @@ fn parse_pipe_words(w: &[String], pos: &mut usize, off: usize) -> Result<Pipelin
                     return err(off, "missing ')'");
                 }
                 *pos += 1;
-                ops.push(Operand::Sub(sub));
+                match w.get(*pos).and_then(|x| x.strip_prefix(FIELD_OF_SUB)) {
+                    Some(chain) => {
+                        *pos += 1;
+                        let path = chain
+                            .split('.')
+                            .filter(|p| !p.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        ops.push(Operand::SubField(sub, path));
+                    }
+                    None => ops.push(Operand::Sub(sub)),
+                }
             } else if ops.is_empty() && name.is_none() && is_ident(word) {
                 name = Some(word.clone());
             } else {
@@ -554,11 +610,19 @@ fn exec(
     root: &Value,
     vars: &mut Scope,
     out: &mut String,
-) -> Result<(), TemplateError> {
+) -> Result<Flow, TemplateError> {
     for n in nodes {
-        match n {
-            Node::Text(t) => out.push_str(t),
-            Node::Action(p, off) => out.push_str(&print(&eval(p, dot, root, vars, *off)?)),
+        let flow = match n {
+            Node::Break(off) => Flow::Break(*off),
+            Node::Continue(off) => Flow::Continue(*off),
+            Node::Text(t) => {
+                out.push_str(t);
+                Flow::Normal
+            }
+            Node::Action(p, off) => {
+                out.push_str(&print(&eval(p, dot, root, vars, *off)?));
+                Flow::Normal
+            }
             Node::Variable {
                 name,
                 assign,
@@ -574,6 +638,7 @@ fn exec(
                 } else {
                     vars.push((name.clone(), v));
                 }
+                Flow::Normal
             }
             Node::If(branches, otherwise, off) => {
                 let mut chosen = otherwise;
@@ -583,16 +648,16 @@ fn exec(
                         break;
                     }
                 }
-                block(chosen, dot, root, vars, out, &[])?;
+                block(chosen, dot, root, vars, out, &[])?
             }
             Node::With(names, p, body, otherwise, off) => {
                 let v = eval(p, dot, root, vars, *off)?;
                 if truthy(&v) {
                     let declared: Vec<(String, Value)> =
                         names.iter().map(|n| (n.clone(), v.clone())).collect();
-                    block(body, &v, root, vars, out, &declared)?;
+                    block(body, &v, root, vars, out, &declared)?
                 } else {
-                    block(otherwise, dot, root, vars, out, &[])?;
+                    block(otherwise, dot, root, vars, out, &[])?
                 }
             }
             Node::Range(names, p, body, otherwise, off) => {
@@ -620,20 +685,27 @@ fn exec(
                     }
                 };
                 if items.is_empty() {
-                    block(otherwise, dot, root, vars, out, &[])?;
-                }
-                for (key, item) in &items {
-                    let declared: Vec<(String, Value)> = match names.as_slice() {
-                        [v] => vec![(v.clone(), item.clone())],
-                        [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
-                        _ => vec![],
-                    };
-                    block(body, item, root, vars, out, &declared)?;
+                    block(otherwise, dot, root, vars, out, &[])?
+                } else {
+                    for (key, item) in &items {
+                        let declared: Vec<(String, Value)> = match names.as_slice() {
+                            [v] => vec![(v.clone(), item.clone())],
+                            [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
+                            _ => vec![],
+                        };
+                        if let Flow::Break(_) = block(body, item, root, vars, out, &declared)? {
+                            break;
+                        }
+                    }
+                    Flow::Normal
                 }
             }
+        };
+        if !matches!(flow, Flow::Normal) {
+            return Ok(flow);
         }
     }
-    Ok(())
+    Ok(Flow::Normal)
 }
 
 /// Runs a control structure's body with `declared` in scope; variables
@@ -646,7 +718,7 @@ fn block(
     vars: &mut Scope,
     out: &mut String,
     declared: &[(String, Value)],
-) -> Result<(), TemplateError> {
+) -> Result<Flow, TemplateError> {
     let mark = vars.len();
     vars.extend_from_slice(declared);
     let r = exec(nodes, dot, root, vars, out);
@@ -696,6 +768,13 @@ fn operand_value(
     let (start, path) = match o {
         Operand::Literal(v) => return Ok(v.clone()),
         Operand::Sub(p) => return eval(p, dot, root, vars, off),
+        Operand::SubField(p, path) => {
+            let mut v = eval(p, dot, root, vars, off)?;
+            for key in path {
+                v = v.get(key).cloned().unwrap_or(Value::Null);
+            }
+            return Ok(v);
+        }
         Operand::Field { root: r, path } => (if *r { root } else { dot }, path),
         Operand::Var { name, path } => match vars.iter().rev().find(|(n, _)| n == name) {
             Some((_, v)) => (v, path),
@@ -1186,6 +1265,10 @@ mod tests {
             // Go's lexer: number forms, rune literals, `}}` inside a string.
             ("{{0x1F}} {{0o17}} {{017}} {{0b101}} {{1_000}} {{-2}} {{1e3}} {{'a'}} {{'\\n'}}", "31 15 15 5 1000 -2 1000 97 10"),
             ("{{\"}}\"}}", "}}"),
+            // Go 1.23's else with, break and continue, a field of a parenthesised result.
+            ("{{with .Values.none}}a{{else with .Values.foo}}b{{.}}{{else}}c{{end}}", "b2"),
+            ("{{range $i, $v := until 6}}{{if eq $v 1}}{{continue}}{{end}}{{if eq $v 4}}{{break}}{{end}}{{$v}}{{end}}", "023"),
+            ("{{(index .Values \"m\").b}} {{(dict \"k\" (dict \"x\" 7)).k.x}}", "2 7"),
             // Sprig's regex examples.
             ("{{regexMatch \"^[a-z]+$\" \"abc\"}} {{regexMatch \"(\" \"x\"}}", "true false"),
             ("{{regexFindAll \"[2,4,6,8]\" \"123456789\" -1}} {{regexFind \"[a-zA-Z][1-9]\" \"abcd1234\"}}", "[2 4 6 8] d1"),
