@@ -193,9 +193,9 @@ impl Fetcher {
 
 impl Fetcher {
     /// POSTs `form` as `application/x-www-form-urlencoded` to `url` and
-    /// returns the answer's status and at most `limit` bytes of its body,
-    /// whatever the status (a token endpoint's errors are JSON bodies).
-    /// `timeout` bounds the whole request.
+    /// returns the answer whatever its status (a token endpoint's errors
+    /// are JSON bodies), at most `limit` bytes of its body. `timeout`
+    /// bounds the whole request.
     ///
     /// Errors: [`FetchError::Request`] for connection/TLS failures or a body cut
     /// off; [`FetchError::TooLarge`] past `limit`.
@@ -205,31 +205,52 @@ impl Fetcher {
         form: &[(&str, &str)],
         timeout: Duration,
         limit: u64,
-    ) -> Result<(u16, Vec<u8>), FetchError> {
-        let post_err = |reason: String| FetchError::Request {
-            method: "POST".into(),
-            url: url.to_string(),
-            reason,
-        };
-        let resp = match self.agent.post(url).timeout(timeout).send_form(form) {
-            Ok(resp) => resp,
-            Err(ureq::Error::Status(_, resp)) => resp,
-            Err(e) => return Err(post_err(e.to_string())),
-        };
-        let status = resp.status();
-        let mut buf = Vec::new();
-        resp.into_reader()
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut buf)
-            .map_err(|e| post_err(e.to_string()))?;
-        if buf.len() as u64 > limit {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit,
-            });
-        }
-        Ok((status, buf))
+    ) -> Result<Answer, FetchError> {
+        let sent = self.agent.post(url).timeout(timeout).send_form(form);
+        read_answer("POST", url, sent, limit)
     }
+}
+
+/// The answer to a request other than a GET, whatever its status: the
+/// status, `Location`, `Retry-After` and at most `limit` bytes of body.
+fn read_answer(
+    method: &str,
+    url: &str,
+    sent: Result<ureq::Response, ureq::Error>,
+    limit: u64,
+) -> Result<Answer, FetchError> {
+    let fail = |reason: String| FetchError::Request {
+        method: method.to_string(),
+        url: url.to_string(),
+        reason,
+    };
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let status = resp.status();
+    let location = resp.header("location").map(str::to_string);
+    let retry_after = resp
+        .header("retry-after")
+        .and_then(|v| v.trim().parse().ok());
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| fail(e.to_string()))?;
+    if body.len() as u64 > limit {
+        return Err(FetchError::TooLarge {
+            url: url.to_string(),
+            limit,
+        });
+    }
+    Ok(Answer {
+        status,
+        location,
+        retry_after,
+        body,
+    })
 }
 
 /// An answer to [`Fetcher::call`], whatever its status.
@@ -262,11 +283,6 @@ impl Fetcher {
         timeout: Duration,
         limit: u64,
     ) -> Result<Answer, FetchError> {
-        let fail = |reason: String| FetchError::Request {
-            method: method.to_string(),
-            url: url.to_string(),
-            reason,
-        };
         let req = self
             .agent
             .request(method, url)
@@ -276,33 +292,7 @@ impl Fetcher {
             Some(body) => req.send_json(body),
             None => req.call(),
         };
-        let resp = match sent {
-            Ok(resp) => resp,
-            Err(ureq::Error::Status(_, resp)) => resp,
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        let status = resp.status();
-        let location = resp.header("location").map(str::to_string);
-        let retry_after = resp
-            .header("retry-after")
-            .and_then(|v| v.trim().parse().ok());
-        let mut body = Vec::new();
-        resp.into_reader()
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| fail(e.to_string()))?;
-        if body.len() as u64 > limit {
-            return Err(FetchError::TooLarge {
-                url: url.to_string(),
-                limit,
-            });
-        }
-        Ok(Answer {
-            status,
-            location,
-            retry_after,
-            body,
-        })
+        read_answer(method, url, sent, limit)
     }
 }
 

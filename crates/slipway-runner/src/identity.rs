@@ -99,7 +99,7 @@ impl TokenBroker {
             authority: id.authority().to_string(),
             reason,
         };
-        let (status, body) = answer.map_err(unavailable)?;
+        let slipway_fetch::Answer { status, body, .. } = answer.map_err(unavailable)?;
         let AccessToken {
             access_token,
             expires_in,
