@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::template::{err, loose_eq, text, truthy, TemplateError};
+use super::template::{arity, err, loose_eq, text, truthy, TemplateError};
 
 /// Sprig's `toInt64` (cast.ToInt64): numbers truncated, numeric strings
 /// parsed, anything else 0.
@@ -54,15 +54,7 @@ fn regex_call(name: &str, args: &[Value], off: usize) -> Result<Value, TemplateE
         "regexMatch" | "regexFind" => 2,
         _ => 3,
     };
-    if args.len() != want {
-        return err(
-            off,
-            format!(
-                "wrong number of args for {name}: want {want} got {}",
-                args.len()
-            ),
-        );
-    }
+    arity(name, want, args.len(), off)?;
     let re = regex::RegexBuilder::new(&text(&args[0]))
         .size_limit(1 << 20)
         .build()
@@ -134,16 +126,7 @@ fn clean_path(p: &str) -> String {
 /// escapers (`html js urlquery`). Integer math is int64 as in Sprig.
 pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, TemplateError> {
     let n = args.len();
-    let want = |k: usize| -> Result<(), TemplateError> {
-        if n == k {
-            Ok(())
-        } else {
-            err(
-                off,
-                format!("wrong number of args for {name}: want {k} got {n}"),
-            )
-        }
-    };
+    let want = |k: usize| arity(name, k, n, off);
     let at_least = |k: usize| -> Result<(), TemplateError> {
         if n >= k {
             Ok(())

@@ -803,26 +803,24 @@ pub(super) fn truthy(v: &Value) -> bool {
     }
 }
 
-/// Go's `%v` for the values task data holds; nil prints `<no value>`
-/// (removed by [`render`]).
+/// What an action prints: Go's `%v` ([`super::gofmt::value`]), except
+/// that a missing value prints `<no value>` (removed by [`render`]).
 fn print(v: &Value) -> String {
     match v {
         Value::Null => "<no value>".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(_) => super::gofmt::value(v),
-        Value::Array(a) => format!("[{}]", a.iter().map(print).collect::<Vec<_>>().join(" ")),
-        Value::Object(m) => {
-            let mut keys: Vec<_> = m.iter().collect();
-            keys.sort_by(|a, b| a.0.cmp(b.0));
-            format!(
-                "map[{}]",
-                keys.iter()
-                    .map(|(k, v)| format!("{k}:{}", print(v)))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        }
+        other => super::gofmt::value(other),
+    }
+}
+
+/// Refuses a call of `name` with `got` arguments where it takes `want`.
+pub(super) fn arity(name: &str, want: usize, got: usize, off: usize) -> Result<(), TemplateError> {
+    if got == want {
+        Ok(())
+    } else {
+        err(
+            off,
+            format!("wrong number of args for {name}: want {want} got {got}"),
+        )
     }
 }
 
@@ -843,16 +841,7 @@ fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, TemplateError
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let n = args.len();
-    let want = |k: usize| -> Result<(), TemplateError> {
-        if n == k {
-            Ok(())
-        } else {
-            err(
-                off,
-                format!("wrong number of args for {name}: want {k} got {n}"),
-            )
-        }
-    };
+    let want = |k: usize| arity(name, k, n, off);
     let s = |i: usize| text(&args[i]);
     Ok(match name {
         "and" => args
