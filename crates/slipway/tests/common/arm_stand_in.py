@@ -79,6 +79,17 @@ def evaluate(value, parameters):
     return value
 
 
+def outputs_of(deployment):
+    """A deployment's or stack's outputs as ARM answers them: capitalised
+    types, no value for secure ones."""
+    outputs = {}
+    for k, o in (deployment["template"].get("outputs") or {}).items():
+        t = arm_type(o.get("type"))
+        outputs[k] = {"type": t} if t.startswith("Secure") else {
+            "type": t, "value": evaluate(o.get("value"), deployment["parameters"])}
+    return outputs
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -230,12 +241,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 d["polls"] -= 1
         props = {"provisioningState": state, "mode": d["mode"]}
         if done and final == "Succeeded":
-            outputs = {}
-            for k, o in (d["template"].get("outputs") or {}).items():
-                t = arm_type(o.get("type"))
-                outputs[k] = {"type": t} if t.startswith("Secure") else {
-                    "type": t, "value": evaluate(o.get("value"), d["parameters"])}
-            props["outputs"] = outputs
+            props["outputs"] = outputs_of(d)
         if done and failing:
             props["error"] = {"code": "DeploymentFailed",
                               "message": "At least one resource deployment operation failed.",
@@ -279,12 +285,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                            "message": r.get("properties", {}).get("message", "failed")}
                                           for r in failing]}
         else:
-            outputs = {}
-            for k, o in (known["template"].get("outputs") or {}).items():
-                t = arm_type(o.get("type"))
-                outputs[k] = {"type": t} if t.startswith("Secure") else {
-                    "type": t, "value": evaluate(o.get("value"), known["parameters"])}
-            props["outputs"] = outputs
+            props["outputs"] = outputs_of(known)
         return self.answer(200, {"id": sid, "name": name, "type": "Microsoft.Resources/deploymentStacks",
                                  "properties": props})
 
