@@ -274,8 +274,10 @@ fn discovery_and_validation_report_ade_codes() {
     assert_eq!(cat["connectionState"], "Connected");
     assert_eq!(cat["lastSyncCommit"], head.as_str());
     let stats = &cat["lastSyncStats"];
-    assert_eq!(stats["added"], 5, "{stats} {}", cat["syncErrorDetails"]); // Good, Legacy, LegacyYml, Deep, RequiredDefault
-    assert_eq!(stats["validationErrors"], 18, "{stats}"); // 2 conflicts + 16 errors
+    // Good, Legacy, LegacyYml, Deep, RequiredDefault, and DefaultNotAllowed
+    // (ADE syncs a default outside `allowed`; Slipway warns).
+    assert_eq!(stats["added"], 6, "{stats} {}", cat["syncErrorDetails"]);
+    assert_eq!(stats["validationErrors"], 17, "{stats}"); // 2 conflicts + 15 errors
 
     let (st, details, _) = s.call("POST", "/admin/catalogs/main:getSyncErrorDetails", None);
     assert_eq!(st, 200);
@@ -297,7 +299,6 @@ fn discovery_and_validation_report_ade_codes() {
         ("EmptyAllowed", "ParseError", "parameters[0].allowed"),
         ("RepeatedAllowed", "ParseError", "parameters[0].allowed"),
         ("DefaultType", "ParseError", "parameters[0].default"),
-        ("DefaultNotAllowed", "ParseError", "parameters[0].default"),
         ("ReadOnlyNoDefault", "ParseError", "parameters[0]"),
         ("ShortName", "ParseError", "'ab'"),
         ("BadChars", "ParseError", "'bad/name#'"),
@@ -333,7 +334,14 @@ fn discovery_and_validation_report_ade_codes() {
     let defs = s.get("/projects/demo/catalogs/main/environmentDefinitions");
     assert_eq!(
         names(&defs),
-        ["Deep", "Good", "Legacy", "LegacyYml", "RequiredDefault"]
+        [
+            "Deep",
+            "DefaultNotAllowed",
+            "Good",
+            "Legacy",
+            "LegacyYml",
+            "RequiredDefault"
+        ]
     );
     let good = s.get("/projects/demo/catalogs/main/environmentDefinitions/Good");
     assert_eq!(good["templatePath"], "Good/main.tf");
@@ -375,6 +383,18 @@ fn discovery_and_validation_report_ade_codes() {
         None,
     );
     assert!(rd["warnings"].to_string().contains("required"), "{rd}");
+    let (_, dna, _) = s.call(
+        "GET",
+        "/admin/catalogs/main/environmentDefinitions/DefaultNotAllowed",
+        None,
+    );
+    assert_eq!(dna["validationStatus"], "Succeeded", "{dna}");
+    assert!(
+        dna["warnings"]
+            .to_string()
+            .contains("is not one of the allowed values"),
+        "{dna}"
+    );
     let (st, bad, _) = s.call(
         "POST",
         "/admin/catalogs/main/environmentDefinitions/BadType/getErrorDetails",
