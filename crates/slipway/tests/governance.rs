@@ -960,6 +960,26 @@ fn an_azure_target_gets_its_resource_group_before_deploy_and_loses_it_after_dele
     );
     assert!(!log.contains("deploying into"), "{log}");
 
+    // ARM pointing the deletion's follow-up at another host: Slipway does
+    // not send the identity's token there; the delete fails and the
+    // environment stays.
+    let (done, log) = run("PUT", "elsewhere", body("Dev"));
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let (done, _) = run("DELETE", "elsewhere", None);
+    assert_eq!(done["status"], "Failed", "{done}");
+    assert_eq!(
+        done["error"]["code"], "ResourceGroupDeletionFailed",
+        "{done}"
+    );
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not beneath"),
+        "{done}"
+    );
+    assert_eq!(s.call("GET", &env("elsewhere"), None).0, 200);
+
     // Not an Azure subscription: no ARM call.
     let before = arm.requests().len();
     let (done, log) = run("PUT", "local", body("Local"));

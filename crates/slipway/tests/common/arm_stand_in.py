@@ -8,7 +8,9 @@ commands make, with ARM's documented shapes.
 - GET /subscriptions, GET /tenants (what `az login` lists).
 - Resource groups, api-version 2021-04-01: PUT (201 new / 200), GET, HEAD
   (204/404), DELETE (202 + Location polled once with 202, then 200). A group
-  whose name ends in `-refused` is refused with 403 AuthorizationFailed.
+  whose name ends in `-refused` is refused with 403 AuthorizationFailed; one
+  whose name ends in `-elsewhere` answers its DELETE with a Location on
+  another host.
 - Group deployments: POST …/deployments/N/validate, PUT (201 Accepted;
   404 ResourceGroupNotFound when the group is missing), GET (Running once,
   then Succeeded or Failed), GET …/deployments/N/operations. Outputs come
@@ -195,6 +197,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 return self.answer(200 if self.command == "GET" else 204, groups[name])
         if self.command == "DELETE":
+            if name.endswith("-elsewhere"):
+                # A hostile or broken ARM: the operation to follow is on
+                # another host, where the caller's token must not go.
+                return self.answer(202, None, [("Location", "https://127.0.0.2:9/operationresults/" + name),
+                                               ("Retry-After", "0")])
             with lock:
                 pending[name] = 1
             return self.answer(202, None, [("Location", self.location(name)), ("Retry-After", "0")])
