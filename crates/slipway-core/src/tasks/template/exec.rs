@@ -1,0 +1,242 @@
+//! Executing a parsed template: scopes, control flow, pipelines and
+//! printing values the way Go does.
+
+use serde_json::Value;
+
+use super::builtins::call;
+use super::{err, Command, Flow, Node, Operand, Pipeline, TemplateError};
+
+/// Variables in scope, innermost last.
+pub(super) type Scope = Vec<(String, Value)>;
+
+pub(super) fn exec(
+    nodes: &[Node],
+    dot: &Value,
+    root: &Value,
+    vars: &mut Scope,
+    out: &mut String,
+) -> Result<Flow, TemplateError> {
+    for n in nodes {
+        let flow = match n {
+            Node::Break(off) => Flow::Break(*off),
+            Node::Continue(off) => Flow::Continue(*off),
+            Node::Text(t) => {
+                out.push_str(t);
+                Flow::Normal
+            }
+            Node::Action(p, off) => {
+                out.push_str(&print(&eval(p, dot, root, vars, *off)?));
+                Flow::Normal
+            }
+            Node::Variable {
+                name,
+                assign,
+                value,
+                off,
+            } => {
+                let v = eval(value, dot, root, vars, *off)?;
+                if *assign {
+                    match vars.iter_mut().rev().find(|(n, _)| n == name) {
+                        Some(slot) => slot.1 = v,
+                        None => return err(*off, format!("undefined variable: ${name}")),
+                    }
+                } else {
+                    vars.push((name.clone(), v));
+                }
+                Flow::Normal
+            }
+            Node::If(branches, otherwise, off) => {
+                let mut chosen = otherwise;
+                for (cond, body) in branches {
+                    if truthy(&eval(cond, dot, root, vars, *off)?) {
+                        chosen = body;
+                        break;
+                    }
+                }
+                block(chosen, dot, root, vars, out, &[])?
+            }
+            Node::With(names, p, body, otherwise, off) => {
+                let v = eval(p, dot, root, vars, *off)?;
+                if truthy(&v) {
+                    let declared: Vec<(String, Value)> =
+                        names.iter().map(|n| (n.clone(), v.clone())).collect();
+                    block(body, &v, root, vars, out, &declared)?
+                } else {
+                    block(otherwise, dot, root, vars, out, &[])?
+                }
+            }
+            Node::Range(names, p, body, otherwise, off) => {
+                let v = eval(p, dot, root, vars, *off)?;
+                let items: Vec<(Value, Value)> = match v {
+                    Value::Array(a) => a
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::from(i), v))
+                        .collect(),
+                    Value::Object(m) => {
+                        let mut keys: Vec<_> = m.into_iter().collect();
+                        keys.sort_by(|a, b| a.0.cmp(&b.0));
+                        keys.into_iter()
+                            .map(|(k, v)| (Value::String(k), v))
+                            .collect()
+                    }
+                    Value::Null => vec![],
+                    // Go ranges over an integer n as 0..n.
+                    Value::Number(n) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
+                        .map(|i| (Value::from(i), Value::from(i)))
+                        .collect(),
+                    other => {
+                        return err(*off, format!("range can't iterate over {}", print(&other)))
+                    }
+                };
+                if items.is_empty() {
+                    block(otherwise, dot, root, vars, out, &[])?
+                } else {
+                    for (key, item) in &items {
+                        let declared: Vec<(String, Value)> = match names.as_slice() {
+                            [v] => vec![(v.clone(), item.clone())],
+                            [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
+                            _ => vec![],
+                        };
+                        if let Flow::Break(_) = block(body, item, root, vars, out, &declared)? {
+                            break;
+                        }
+                    }
+                    Flow::Normal
+                }
+            }
+        };
+        if !matches!(flow, Flow::Normal) {
+            return Ok(flow);
+        }
+    }
+    Ok(Flow::Normal)
+}
+
+/// Runs a control structure's body with `declared` in scope; variables
+/// declared inside end with it (Go: a variable's scope extends to the
+/// `end` of the control structure that declares it).
+pub(super) fn block(
+    nodes: &[Node],
+    dot: &Value,
+    root: &Value,
+    vars: &mut Scope,
+    out: &mut String,
+    declared: &[(String, Value)],
+) -> Result<Flow, TemplateError> {
+    let mark = vars.len();
+    vars.extend_from_slice(declared);
+    let r = exec(nodes, dot, root, vars, out);
+    vars.truncate(mark);
+    r
+}
+
+pub(super) fn eval(
+    p: &Pipeline,
+    dot: &Value,
+    root: &Value,
+    vars: &Scope,
+    off: usize,
+) -> Result<Value, TemplateError> {
+    let mut prev: Option<Value> = None;
+    for cmd in p {
+        let v = match cmd {
+            Command::Operand(o) => {
+                if prev.is_some() {
+                    return err(off, "a value cannot take piped input");
+                }
+                operand_value(o, dot, root, vars, off)?
+            }
+            Command::Call(name, ops) => {
+                let mut args = ops
+                    .iter()
+                    .map(|o| operand_value(o, dot, root, vars, off))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(p) = prev.take() {
+                    args.push(p);
+                }
+                call(name, args, off)?
+            }
+        };
+        prev = Some(v);
+    }
+    Ok(prev.unwrap_or(Value::Null))
+}
+
+pub(super) fn operand_value(
+    o: &Operand,
+    dot: &Value,
+    root: &Value,
+    vars: &Scope,
+    off: usize,
+) -> Result<Value, TemplateError> {
+    let (start, path) = match o {
+        Operand::Literal(v) => return Ok(v.clone()),
+        Operand::Sub(p) => return eval(p, dot, root, vars, off),
+        Operand::SubField(p, path) => {
+            let mut v = eval(p, dot, root, vars, off)?;
+            for key in path {
+                v = v.get(key).cloned().unwrap_or(Value::Null);
+            }
+            return Ok(v);
+        }
+        Operand::Field { root: r, path } => (if *r { root } else { dot }, path),
+        Operand::Var { name, path } => match vars.iter().rev().find(|(n, _)| n == name) {
+            Some((_, v)) => (v, path),
+            None => return err(off, format!("undefined variable: ${name}")),
+        },
+    };
+    let mut v = start;
+    for key in path {
+        match v.get(key) {
+            Some(next) => v = next,
+            None => return Ok(Value::Null),
+        }
+    }
+    Ok(v.clone())
+}
+
+/// Go's truth: false, 0, nil, "" and empty collections are false.
+pub(in crate::tasks) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
+}
+
+/// What an action prints: Go's `%v` ([`crate::tasks::gofmt::value`]), except
+/// that a missing value prints `<no value>` (removed by [`render`]).
+pub(super) fn print(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        other => crate::tasks::gofmt::value(other),
+    }
+}
+
+/// Refuses a call of `name` with `got` arguments where it takes `want`.
+pub(in crate::tasks) fn arity(
+    name: &str,
+    want: usize,
+    got: usize,
+    off: usize,
+) -> Result<(), TemplateError> {
+    if got == want {
+        Ok(())
+    } else {
+        err(
+            off,
+            format!("wrong number of args for {name}: want {want} got {got}"),
+        )
+    }
+}
+
+pub(in crate::tasks) fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        other => print(other),
+    }
+}

@@ -1,0 +1,274 @@
+//! A Go `text/template` engine for task files, with the Sprig functions
+//! task authors use.
+//!
+//! Contract (reference `acr-tasks.md` §2.1): acb renders task YAML with Go
+//! `text/template` + Sprig, `missingkey=zero`, then removes every literal
+//! `<no value>`, so a missing key renders as the empty string. Supported:
+//! actions `{{ pipeline }}` with `{{-`/`-}}` trimming, comments `{{/* */}}`,
+//! variables (`{{$x := …}}`, `{{$x = …}}`, `$x.field`, scoped to the
+//! enclosing block as in Go), `if`/`else if`/`else`/`end`, `with [$x :=]`,
+//! `range [[$i,] $v :=]` over lists, maps (sorted keys) and integers,
+//! field chains (`.Run.ID`, `.Values.a.b`, `$`), string, raw string, rune,
+//! bool and number literals (`0x1F`, `0o17`, `017`, `0b1`, `1_000`, `1e3`),
+//! `}}` inside literals, parenthesised pipelines, Go's builtins and `fmt`
+//! verbs ([`super::gofmt`]) and Sprig's functions (here and in `sprig`,
+//! regular expressions included), `break`/`continue`, `else with`, fields
+//! of a parenthesised result. Not yet: `define`/`template`/`block`, date,
+//! semver, crypto and random functions.
+
+mod builtins;
+mod exec;
+mod parse;
+
+use serde_json::Value;
+
+pub(super) use builtins::loose_eq;
+use exec::exec;
+pub(super) use exec::{arity, text, truthy};
+use parse::{lex, parse_list};
+
+/// A template error: `(byte offset, message)` rendered as
+/// "template: at byte N: message".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template: at byte {offset}: {message}")]
+pub struct TemplateError {
+    /// Byte offset in the template text.
+    pub offset: usize,
+    /// What went wrong and what was expected.
+    pub message: String,
+}
+
+pub(super) fn err<T>(offset: usize, message: impl Into<String>) -> Result<T, TemplateError> {
+    Err(TemplateError {
+        offset,
+        message: message.into(),
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Text(String),
+    Action(Pipeline, usize),
+    /// `{{$x := p}}` (declare) or `{{$x = p}}` (assign): prints nothing.
+    Variable {
+        name: String,
+        assign: bool,
+        value: Pipeline,
+        off: usize,
+    },
+    If(Vec<(Pipeline, Vec<Node>)>, Vec<Node>, usize),
+    /// `with [$x :=] p`.
+    With(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// `range [[$i,] $v :=] p`.
+    Range(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// `{{break}}` / `{{continue}}` of the innermost `range`.
+    Break(usize),
+    Continue(usize),
+}
+
+/// How a list of nodes ended: normally or by `break`/`continue` (with its offset).
+enum Flow {
+    Normal,
+    Break(usize),
+    Continue(usize),
+}
+
+/// The variables a `range`/`with` declares: none, `$v`, or `$i, $v`.
+type Vars = Vec<String>;
+
+type Pipeline = Vec<Command>;
+
+#[derive(Debug, Clone)]
+enum Command {
+    /// A function call (or a lone operand when `name` is empty and one arg).
+    Call(String, Vec<Operand>),
+    Operand(Operand),
+}
+
+#[derive(Debug, Clone)]
+enum Operand {
+    /// `.a.b` relative to dot (`[]` = dot itself); `$` root when `root`.
+    Field {
+        root: bool,
+        path: Vec<String>,
+    },
+    /// `$name.a.b`: a variable and a field chain below it.
+    Var {
+        name: String,
+        path: Vec<String>,
+    },
+    Literal(Value),
+    Sub(Pipeline),
+    /// `(pipeline).a.b`.
+    SubField(Pipeline, Vec<String>),
+}
+
+/// Renders `text` against `data`. Missing keys render empty and every
+/// `<no value>` left in the output is removed (acb).
+///
+/// Errors: [`TemplateError`] for unbalanced actions, unknown functions,
+/// wrong argument counts.
+pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
+    let tokens = lex(text)?;
+    let mut pos = 0;
+    let (nodes, end) = parse_list(&tokens, &mut pos)?;
+    if let Some((kw, off)) = end {
+        return err(off, format!("unexpected {{{{{kw}}}}}"));
+    }
+    let mut out = String::new();
+    match exec(&nodes, data, data, &mut Vec::new(), &mut out)? {
+        Flow::Normal => Ok(out.replace("<no value>", "")),
+        Flow::Break(off) | Flow::Continue(off) => {
+            err(off, "{{break}} or {{continue}} outside {{range}}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn r(t: &str, d: Value) -> String {
+        render(t, &d).unwrap()
+    }
+
+    #[test]
+    fn fields_missing_keys_and_pipes() {
+        let d =
+            json!({"Run": {"ID": "cf4", "Registry": "reg.io"}, "Values": {"n": 3, "name": "web"}});
+        assert_eq!(
+            r("{{.Run.Registry}}/app:{{.Run.ID}}", d.clone()),
+            "reg.io/app:cf4"
+        );
+        assert_eq!(
+            r("[{{.Values.missing}}][{{.Nope.deeper}}]", d.clone()),
+            "[][]"
+        );
+        assert_eq!(
+            r("{{ .Values.name | upper | quote }}", d.clone()),
+            "\"WEB\""
+        );
+        assert_eq!(
+            r(
+                "{{ default \"x\" .Values.missing }}-{{ .Values.missing | default \"y\" }}",
+                d.clone()
+            ),
+            "x-y"
+        );
+        assert_eq!(r("{{ .Values.n }}", d.clone()), "3");
+        assert_eq!(
+            r(
+                "{{ \"hi\" | b64enc }}|{{ .Values.none | b64enc }}",
+                d.clone()
+            ),
+            "aGk=|"
+        );
+        assert_eq!(
+            r(
+                "{{ replace \"-\" \"_\" .Values.name }}",
+                json!({"Values": {"name": "a-b"}})
+            ),
+            "a_b"
+        );
+        assert_eq!(
+            r(
+                "{{ index .Values \"a.b\" }}",
+                json!({"Values": {"a.b": "flat"}})
+            ),
+            "flat"
+        );
+        assert_eq!(
+            r("{{ printf \"%s:%d\" .Values.name .Values.n }}", d),
+            "web:3"
+        );
+    }
+
+    #[test]
+    fn control_flow_and_trimming() {
+        let d = json!({"Values": {"on": true, "items": ["a", "b"], "env": "prod"}});
+        assert_eq!(r("{{if .Values.on}}yes{{else}}no{{end}}", d.clone()), "yes");
+        assert_eq!(
+            r(
+                "{{if .Values.off}}yes{{else if eq .Values.env \"prod\"}}prod{{else}}no{{end}}",
+                d.clone()
+            ),
+            "prod"
+        );
+        assert_eq!(
+            r("{{range .Values.items}}<{{.}}>{{end}}", d.clone()),
+            "<a><b>"
+        );
+        assert_eq!(r("a  {{- \"b\" -}}  c", d.clone()), "abc");
+        assert_eq!(r("{{/* comment */}}x", d.clone()), "x");
+        assert_eq!(r("{{with .Values.env}}{{.}}{{end}}", d), "prod");
+    }
+
+    /// Cases from Go's `text/template` exec tests (variables, range with
+    /// index and element), Sprig's tests and acr-builder's templating
+    /// tests (`{{.foo | add .bar}}`).
+    #[test]
+    fn variables_printf_and_sprig_render_as_go_and_sprig_do() {
+        let d = json!({"Values": {"images": ["web", "api"], "foo": 2, "bar": 3, "tag": 1.0, "big": 1000000.0,
+                       "m": {"b": 2, "a": 1}, "yaml": "a: 1\nb: 2"}});
+        let cases = [
+            ("{{$x := 1}}{{$x}}", "1"),
+            ("{{$x := 1}}{{$x = 2}}{{$x}}", "2"),
+            ("{{range $i, $img := .Values.images}}{{$i}}={{$img}} {{end}}", "0=web 1=api "),
+            ("{{range $img := .Values.images}}[{{$img}}]{{end}}", "[web][api]"),
+            ("{{range $k, $v := .Values.m}}{{$k}}{{$v}}{{end}}", "a1b2"),
+            ("{{with $v := .Values.foo}}{{$v}}{{end}}", "2"),
+            ("{{$x := 1}}{{if true}}{{$x := 2}}{{$x}}{{end}}{{$x}}", "21"),
+            ("{{range .Values.images}}{{$.Values.foo}}{{end}}", "22"),
+            ("{{.Values.foo | add .Values.bar}}", "5"),
+            ("{{printf \"%05d\" 42}}", "00042"),
+            ("{{printf \"%s-%03d\" \"app\" 7}}", "app-007"),
+            ("app:{{.Values.tag}}", "app:1"),
+            ("{{.Values.big}}", "1e+06"),
+            ("{{print 1 2 3}}", "1 2 3"),
+            ("{{print \"a\" 1 2 \"b\"}}", "a1 2b"),
+            ("{{title \"hello-world\"}}", "Hello-World"),
+            ("x:{{.Values.yaml | nindent 2}}", "x:\n  a: 1\n  b: 2"),
+            ("{{.Values.yaml | indent 4}}", "    a: 1\n    b: 2"),
+            ("{{ternary \"yes\" \"no\" true}}", "yes"),
+            ("{{sub 5 3}} {{mul 2 3 4}} {{div 7 2}} {{mod 7 2}} {{add1 1}} {{max 1 5 3}} {{min 4 2}}", "2 24 3 1 2 5 2"),
+            ("{{first .Values.images}} {{last .Values.images}} {{rest .Values.images}}", "web api [api]"),
+            ("{{has \"api\" .Values.images}} {{hasKey .Values.m \"a\"}} {{keys .Values.m}}", "true true [a b]"),
+            ("{{base \"/a/b.tar.gz\"}} {{dir \"/a/b.tar.gz\"}} {{ext \"/a/b.tar.gz\"}} {{clean \"a//b/../c\"}}", "b.tar.gz /a .gz a/c"),
+            ("{{until 3}} {{uniq (list 1 1 2)}} {{sortAlpha (list \"b\" \"a\")}}", "[0 1 2] [1 2] [a b]"),
+            ("{{int \"42\"}} {{atoi \"x\"}} {{float64 \"1.5\"}} {{kindOf 1.5}} {{kindOf .Values.images}}", "42 0 1.5 float64 slice"),
+            ("{{sha256sum \"abc\"}}", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            ("{{urlquery \"a b&c\"}} {{html \"<a href='x'>\"}}", "a+b%26c &lt;a href=&#39;x&#39;&gt;"),
+            ("{{round 5.43216 2}} {{floor 1.7}} {{ceil 1.2}}", "5.43 1 2"),
+            // Go's lexer: number forms, rune literals, `}}` inside a string.
+            ("{{0x1F}} {{0o17}} {{017}} {{0b101}} {{1_000}} {{-2}} {{1e3}} {{'a'}} {{'\\n'}}", "31 15 15 5 1000 -2 1000 97 10"),
+            ("{{\"}}\"}}", "}}"),
+            // Go 1.23's else with, break and continue, a field of a parenthesised result.
+            ("{{with .Values.none}}a{{else with .Values.foo}}b{{.}}{{else}}c{{end}}", "b2"),
+            ("{{range $i, $v := until 6}}{{if eq $v 1}}{{continue}}{{end}}{{if eq $v 4}}{{break}}{{end}}{{$v}}{{end}}", "023"),
+            ("{{(index .Values \"m\").b}} {{(dict \"k\" (dict \"x\" 7)).k.x}}", "2 7"),
+            // Sprig's regex examples.
+            ("{{regexMatch \"^[a-z]+$\" \"abc\"}} {{regexMatch \"(\" \"x\"}}", "true false"),
+            ("{{regexFindAll \"[2,4,6,8]\" \"123456789\" -1}} {{regexFind \"[a-zA-Z][1-9]\" \"abcd1234\"}}", "[2 4 6 8] d1"),
+            ("{{regexReplaceAll \"a(x*)b\" \"-ab-axxb-\" \"${1}W\"}} {{regexReplaceAllLiteral \"a(x*)b\" \"-ab-axxb-\" \"${1}\"}}", "-W-xxW- -${1}-${1}-"),
+            ("{{regexSplit \"z+\" \"pizza\" -1}} {{regexSplit \"z+\" \"pizza\" 1}}", "[pi a] [pizza]"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(render(t, &d).unwrap(), want, "{t}");
+        }
+        let e = render("{{$y}}", &d).unwrap_err();
+        assert!(e.message.contains("undefined variable: $y"), "{e}");
+        let e = render("{{fail \"stop here\"}}", &d).unwrap_err();
+        assert!(e.message.contains("stop here"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = render("{{ nosuch .X }}", &json!({})).unwrap_err();
+        assert!(e.message.contains("\"nosuch\" not defined"), "{e}");
+        let e = render("{{ if .X }}open", &json!({})).unwrap_err();
+        assert!(e.message.contains("{{end}}"), "{e}");
+        let e = render("{{ .X", &json!({})).unwrap_err();
+        assert!(e.message.contains("unclosed"), "{e}");
+    }
+}
