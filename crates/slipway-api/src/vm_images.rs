@@ -404,7 +404,13 @@ async fn platform_images(
         let vs = svc
             .base_images()
             .versions(o.publisher, o.offer, o.sku)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "BaseImageCatalog", e))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "BaseImageCatalog",
+                    e.to_string(),
+                )
+            })?;
         out.push(PlatformImage {
             publisher: o.publisher.to_string(),
             offer: o.offer.to_string(),

@@ -27,7 +27,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn timed(f: impl std::future::Future<Output = Result<(), String>>) -> Duration {
+async fn timed(
+    f: impl std::future::Future<Output = Result<(), slipway_vm_images::BuildError>>,
+) -> Duration {
     let t = Instant::now();
     f.await.expect("command");
     t.elapsed()

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use slipway_core::images::ids::parse_version;
 
 use crate::disk::run;
+use crate::BuildError;
 
 /// Virtual size of a freshly built base disk, bytes (2 GiB).
 pub const BASE_DISK_BYTES: u64 = 2 << 30;
@@ -96,7 +97,7 @@ impl BaseCatalog {
         }
     }
 
-    fn offer(publisher: &str, offer: &str, sku: &str) -> Result<&'static Offer, String> {
+    fn offer(publisher: &str, offer: &str, sku: &str) -> Result<&'static Offer, BuildError> {
         OFFERS
             .iter()
             .find(|o| {
@@ -109,10 +110,10 @@ impl BaseCatalog {
                     .iter()
                     .map(|o| format!("{}:{}:{}", o.publisher, o.offer, o.sku))
                     .collect();
-                format!(
+                BuildError::Source(format!(
                     "platform image '{publisher}:{offer}:{sku}' is not in the local catalog: expected one of {}",
                     known.join(", ")
-                )
+                ))
             })
     }
 
@@ -126,7 +127,7 @@ impl BaseCatalog {
         publisher: &str,
         offer: &str,
         sku: &str,
-    ) -> Result<Vec<BaseImage>, String> {
+    ) -> Result<Vec<BaseImage>, BuildError> {
         let o = Self::offer(publisher, offer, sku)?;
         let dir = self.offer_dir(o);
         let mut found = Vec::new();
@@ -166,7 +167,7 @@ impl BaseCatalog {
         offer: &str,
         sku: &str,
         version: &str,
-    ) -> Result<BaseImage, String> {
+    ) -> Result<BaseImage, BuildError> {
         let have = self.versions(publisher, offer, sku)?;
         if version.eq_ignore_ascii_case("latest") {
             if let Some(b) = have.last() {
@@ -179,20 +180,20 @@ impl BaseCatalog {
             .cloned()
             .ok_or_else(|| {
                 let list: Vec<&str> = have.iter().map(|b| b.version.as_str()).collect();
-                format!(
+                BuildError::Source(format!(
                     "platform image '{publisher}:{offer}:{sku}' has no version '{version}': built versions are [{}] (or use 'latest')",
                     list.join(", ")
-                )
+                ))
             })
     }
 
     /// Builds today's version of `o` unless it exists. Blocking.
-    pub fn build(&self, o: &Offer) -> Result<BaseImage, String> {
+    pub fn build(&self, o: &Offer) -> Result<BaseImage, BuildError> {
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+            .map_err(BuildError::io(format!("creating {}", self.dir.display())))?;
         let lock = std::fs::File::create(self.dir.join(".build.lock"))
-            .map_err(|e| format!("base-image lock: {e}"))?;
-        lock.lock().map_err(|e| format!("base-image lock: {e}"))?;
+            .map_err(BuildError::io("base-image lock"))?;
+        lock.lock().map_err(BuildError::io("base-image lock"))?;
         let work = self
             .dir
             .join(format!(".work-{}", uuid::Uuid::new_v4().simple()));
@@ -201,7 +202,7 @@ impl BaseCatalog {
         r
     }
 
-    fn build_locked(&self, o: &Offer, work: &Path) -> Result<BaseImage, String> {
+    fn build_locked(&self, o: &Offer, work: &Path) -> Result<BaseImage, BuildError> {
         let today = chrono::Utc::now().format("%Y%m%d").to_string();
         // Another process may have built today's image while we waited.
         if let Some(b) = self
@@ -213,7 +214,7 @@ impl BaseCatalog {
             return Ok(b);
         }
         let rootfs = work.join("rootfs");
-        std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+        std::fs::create_dir_all(work).map_err(BuildError::io(work.display().to_string()))?;
         tracing::info!(suite = o.suite, mirror = %self.mirror, "building base image with debootstrap");
         let root = rootfs.to_string_lossy().into_owned();
         run(
@@ -229,13 +230,13 @@ impl BaseCatalog {
         .map_err(|e| {
             let details = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log"))
                 .unwrap_or_default();
-            format!(
+            BuildError::Builder(format!(
                 "debootstrap {} from {}: {}\n{}",
                 o.suite,
                 self.mirror,
-                tail(&e, 1000),
+                tail(&e.to_string(), 1000),
                 tail(&details, 2000)
-            )
+            ))
         })?;
         let system = crate::disk::SystemMounts::mount(&rootfs)?;
         let mut apt = vec![
@@ -253,27 +254,27 @@ impl BaseCatalog {
         let installed = run("chroot", &apt);
         drop(system);
         installed.map_err(|e| {
-            format!(
+            BuildError::Builder(format!(
                 "installing {} in the base image: {}",
                 APT_PACKAGES.join(", "),
-                tail(&e, 2000)
-            )
+                tail(&e.to_string(), 2000)
+            ))
         })?;
         configure_tree(&rootfs)?;
         let debian_version = std::fs::read_to_string(rootfs.join("etc/debian_version"))
-            .map_err(|e| format!("reading etc/debian_version: {e}"))?;
+            .map_err(BuildError::io("reading etc/debian_version"))?;
         let mut dv = debian_version.trim().to_string();
         if dv.split('.').count() == 1 {
             dv.push_str(".0");
         }
         let version = format!("{dv}.{today}");
         if parse_version(&version).is_none() {
-            return Err(format!(
+            return Err(BuildError::Builder(format!(
                 "debian_version '{dv}' does not make an x.y.z version"
-            ));
+            )));
         }
         let vdir = work.join(&version);
-        std::fs::create_dir_all(&vdir).map_err(|e| format!("{}: {e}", vdir.display()))?;
+        std::fs::create_dir_all(&vdir).map_err(BuildError::io(vdir.display().to_string()))?;
         let disk = vdir.join("disk.raw");
         make_disk(&rootfs, &disk)?;
         let image = BaseImage {
@@ -284,10 +285,15 @@ impl BaseCatalog {
             path: PathBuf::new(),
             recipe: RECIPE,
         };
-        let meta = serde_json::to_vec_pretty(&image).map_err(|e| e.to_string())?;
-        std::fs::write(vdir.join("image.json"), meta).map_err(|e| e.to_string())?;
+        let meta = serde_json::to_vec_pretty(&image)
+            .map_err(|e| BuildError::Builder(format!("image.json: {e}")))?;
+        std::fs::write(vdir.join("image.json"), meta).map_err(BuildError::io(format!(
+            "writing {}/image.json",
+            vdir.display()
+        )))?;
         let dest_parent = self.offer_dir(o);
-        std::fs::create_dir_all(&dest_parent).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&dest_parent)
+            .map_err(BuildError::io(dest_parent.display().to_string()))?;
         let dest = dest_parent.join(&version);
         if dest.exists() {
             // Today's disk of an older recipe: nothing else uses it while
@@ -295,10 +301,10 @@ impl BaseCatalog {
             let stale = self
                 .dir
                 .join(format!(".stale-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::rename(&dest, &stale).map_err(|e| format!("{}: {e}", dest.display()))?;
+            std::fs::rename(&dest, &stale).map_err(BuildError::io(dest.display().to_string()))?;
             let _ = std::fs::remove_dir_all(&stale);
         }
-        std::fs::rename(&vdir, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        std::fs::rename(&vdir, &dest).map_err(BuildError::io(dest.display().to_string()))?;
         tracing::info!(version = %version, "base image built");
         Ok(BaseImage {
             path: dest.join("disk.raw"),
@@ -316,15 +322,15 @@ fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(path: &Path, text: &str) -> Result<(), BuildError> {
     if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        std::fs::create_dir_all(d).map_err(BuildError::io(d.display().to_string()))?;
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(path, text).map_err(BuildError::io(path.display().to_string()))
 }
 
 /// Image-wide settings for a bootable, cloud-like Debian.
-fn configure_tree(root: &Path) -> Result<(), String> {
+fn configure_tree(root: &Path) -> Result<(), BuildError> {
     write(
         &root.join("etc/fstab"),
         &format!("LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"),
@@ -339,11 +345,11 @@ fn configure_tree(root: &Path) -> Result<(), String> {
         "[Match]\nName=e*\n\n[Network]\nDHCP=yes\n",
     )?;
     let wants = root.join("etc/systemd/system/multi-user.target.wants");
-    std::fs::create_dir_all(&wants).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&wants).map_err(BuildError::io(wants.display().to_string()))?;
     let link = wants.join("systemd-networkd.service");
     if !link.exists() {
         std::os::unix::fs::symlink("/lib/systemd/system/systemd-networkd.service", &link)
-            .map_err(|e| format!("{}: {e}", link.display()))?;
+            .map_err(BuildError::io(link.display().to_string()))?;
     }
     // A machine id is made at first boot; SSH host keys are regenerated by
     // the deprovision step of each build.
@@ -361,15 +367,15 @@ fn configure_tree(root: &Path) -> Result<(), String> {
 /// Writes `/boot/extlinux/extlinux.conf` for the kernel `/vmlinuz` points
 /// at (called again after customizing, in case a customizer changed the
 /// kernel). No-op when the image has no extlinux.
-pub fn write_boot_config(root: &Path) -> Result<(), String> {
+pub fn write_boot_config(root: &Path) -> Result<(), BuildError> {
     // Also runs on customized images: every path resolves beneath the root.
     let tree = crate::exec::image_tree(root)?;
     if !tree.is_dir("boot/extlinux") {
         return Ok(());
     }
-    let target = |link: &str| -> Result<String, String> {
+    let target = |link: &str| -> Result<String, BuildError> {
         let t = std::fs::read_link(root.join(link))
-            .map_err(|e| format!("/{link} in the image: {e}"))?;
+            .map_err(BuildError::io(format!("/{link} in the image")))?;
         let t = t.to_string_lossy();
         Ok(format!("/{}", t.trim_start_matches('/')))
     };
@@ -378,18 +384,17 @@ pub fn write_boot_config(root: &Path) -> Result<(), String> {
         target("vmlinuz")?,
         target("initrd.img")?
     );
-    tree.write("boot/extlinux/extlinux.conf", conf.as_bytes(), 0o644)
-        .map_err(|e| format!("in the image: {e}"))
+    Ok(tree.write("boot/extlinux/extlinux.conf", conf.as_bytes(), 0o644)?)
 }
 
 /// Makes the bootable raw disk from a root tree: MBR with one bootable
 /// Linux partition at 1 MiB, ext4 from the tree (`mke2fs -d`, no mount),
 /// syslinux's MBR code and extlinux (needs a loop mount).
-fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
+fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), BuildError> {
     let d = disk.to_string_lossy().into_owned();
-    let f = std::fs::File::create(disk).map_err(|e| format!("{d}: {e}"))?;
+    let f = std::fs::File::create(disk).map_err(BuildError::io(d.clone()))?;
     f.set_len(BASE_DISK_BYTES)
-        .map_err(|e| format!("{d}: {e}"))?;
+        .map_err(BuildError::io(d.clone()))?;
     drop(f);
     crate::disk::sfdisk(&["-q", &d], "label: dos\nstart=2048, type=83, bootable\n")?;
     let fs_kib = (BASE_DISK_BYTES - PARTITION_OFFSET) / 1024;
@@ -423,7 +428,7 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
         ],
     )?;
     let mnt = disk.with_extension("mnt");
-    std::fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&mnt).map_err(BuildError::io(mnt.display().to_string()))?;
     let part = crate::disk::RootPartition {
         offset: PARTITION_OFFSET,
         size: None,
@@ -433,7 +438,7 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), String> {
     let m = mnt.to_string_lossy().into_owned();
     let r = run("mount", &[dev.path(), &m]).and_then(|_| {
         let r = std::fs::create_dir_all(mnt.join("boot/extlinux"))
-            .map_err(|e| e.to_string())
+            .map_err(BuildError::io(format!("{m}/boot/extlinux")))
             .and_then(|_| run("extlinux", &["--install", &format!("{m}/boot/extlinux")]))
             .and_then(|_| write_boot_config(&mnt));
         let u = run("umount", &[&m]);

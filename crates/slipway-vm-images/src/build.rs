@@ -9,7 +9,7 @@ use slipway_core::images::template::{self, Customizer, Distributor, Executor, Te
 
 use crate::exec::RunLog;
 use crate::vm::Vm;
-use crate::{build_network_name, disk, exec, vm, ImageService};
+use crate::{build_network_name, disk, exec, vm, BuildError, ImageService};
 use slipway_runner::netns::HeldNetwork;
 use slipway_runner::RunnerNetwork;
 
@@ -30,13 +30,11 @@ impl Guest {
         i: usize,
         script: Vec<u8>,
         log: &RunLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         match self {
             Guest::Chroot(m, net) => {
                 let rel = format!("tmp/.slipway/script-{i}.sh");
-                exec::image_tree(m.root())?
-                    .write(&rel, &script, 0o700)
-                    .map_err(|e| format!("writing the script: {e}"))?;
+                exec::image_tree(m.root())?.write(&rel, &script, 0o700)?;
                 exec::run_confined(
                     m.root(),
                     net.as_ref().map(|n| n.0.path()).as_deref(),
@@ -56,14 +54,12 @@ impl Guest {
         bytes: Vec<u8>,
         destination: &str,
         log: &RunLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         match self {
             Guest::Chroot(m, net) => {
                 let root = m.root();
                 let incoming = format!(".slipway-incoming-{i}");
-                exec::image_tree(root)?
-                    .write(&incoming, &bytes, 0o644)
-                    .map_err(|e| format!("staging the file: {e}"))?;
+                exec::image_tree(root)?.write(&incoming, &bytes, 0o644)?;
                 // Moved from inside the sandbox, so symlinks resolve in the image.
                 exec::run_confined(
                     root,
@@ -90,7 +86,7 @@ impl Guest {
 pub(crate) enum Failure {
     Customizer(String),
     Validation(String),
-    Other(String),
+    Other(BuildError),
 }
 
 /// A build that reached distribution.
@@ -106,11 +102,11 @@ pub(crate) struct Resolved {
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    f: impl FnOnce() -> Result<T, BuildError> + Send + 'static,
+) -> Result<T, BuildError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| format!("worker failed: {e}"))?
+        .map_err(|e| BuildError::Builder(format!("worker failed: {e}")))?
 }
 
 impl ImageService {
@@ -126,13 +122,14 @@ impl ImageService {
             "slipway: run {run_id}, staging {}",
             staging.display()
         ));
-        std::fs::create_dir_all(staging)
-            .map_err(|e| Failure::Other(format!("creating {}: {e}", staging.display())))?;
+        std::fs::create_dir_all(staging).map_err(|e| {
+            Failure::Other(BuildError::io(format!("creating {}", staging.display()))(e))
+        })?;
         let disk = staging.join("disk.raw");
         let source = self
             .prepare_source(&tpl.source, &disk, staging, log)
             .await
-            .map_err(|e| Failure::Other(format!("properties.source: {e}")))?;
+            .map_err(|e| Failure::Other(BuildError::Source(format!("properties.source: {e}"))))?;
         let _ = self
             .store
             .set_image_run_staging(run_id, Some(&staging.to_string_lossy()), &source.info)
@@ -214,7 +211,7 @@ impl ImageService {
                 Ok(o) => o,
                 Err(e) => {
                     log.err(&format!("distributing '{name}' failed: {e}"));
-                    json!({"provisioningState": "Failed", "error": e})
+                    json!({"provisioningState": "Failed", "error": e.to_string()})
                 }
             };
             o["name"] = json!(name);
@@ -236,7 +233,7 @@ impl ImageService {
         disk: &Path,
         staging: &Path,
         log: &RunLog,
-    ) -> Result<Guest, String> {
+    ) -> Result<Guest, BuildError> {
         let profile = tpl.vm_profile.clone().unwrap_or_default();
         let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
         let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
@@ -253,13 +250,12 @@ impl ImageService {
                             &[],
                         )
                         .await
-                        .map_err(|e| format!("the build's network: {e}"))?;
+                        .map_err(|e| BuildError::Builder(format!("the build's network: {e}")))?;
                         // Removed on drop, also when the filter fails.
                         let mut held = HeldNetwork(n);
-                        held.0
-                            .install_closed_filter()
-                            .await
-                            .map_err(|e| format!("the build's network: {e}"))?;
+                        held.0.install_closed_filter().await.map_err(|e| {
+                            BuildError::Builder(format!("the build's network: {e}"))
+                        })?;
                         Some(held)
                     }
                 };
@@ -271,9 +267,9 @@ impl ImageService {
                     ("usr/sbin/sshd", "openssh-server"),
                 ] {
                     if !root.join(need).exists() {
-                        return Err(format!(
+                        return Err(BuildError::Template(format!(
                             "properties.vmProfile.executor: FullBoot needs {package} in the image (/{need} is missing); use a Slipway base image or the Chroot executor"
-                        ));
+                        )));
                     }
                 }
                 exec::use_resolver(&root, vm::VM_RESOLV_CONF)?;
@@ -282,7 +278,8 @@ impl ImageService {
                     Ok(())
                 })
                 .await?;
-                let (vcpus, memory_mib) = template::vm_shape(&profile.vm_size)?;
+                let (vcpus, memory_mib) =
+                    template::vm_shape(&profile.vm_size).map_err(BuildError::Template)?;
                 let shape = vm::Shape { vcpus, memory_mib };
                 let vm = Vm::boot(disk, staging, run_id, shape, &self.accel, log).await?;
                 Ok(Guest::Vm(Box::new(vm)))
@@ -298,7 +295,7 @@ impl ImageService {
         disk: &Path,
         staging: &Path,
         log: &RunLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         let mounted = match guest {
             Guest::Chroot(m, net) => {
                 drop(net);
@@ -311,10 +308,13 @@ impl ImageService {
                 let root = mounted.root();
                 exec::run_confined(root, None, &["userdel", "--remove", vm::BUILD_USER], log)
                     .await
-                    .map_err(|e| format!("removing the build user '{}': {e}", vm::BUILD_USER))?;
-                exec::image_tree(root)?
-                    .remove_file("etc/sudoers.d/90-cloud-init-users")
-                    .map_err(|e| format!("in the image: {e}"))?;
+                    .map_err(|e| {
+                        BuildError::Builder(format!(
+                            "removing the build user '{}': {e}",
+                            vm::BUILD_USER
+                        ))
+                    })?;
+                exec::image_tree(root)?.remove_file("etc/sudoers.d/90-cloud-init-users")?;
                 mounted
             }
         };
@@ -332,7 +332,7 @@ impl ImageService {
         c: &Customizer,
         guest: &Guest,
         log: &RunLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         let name = c.display_name();
         log.out(&runs::starting_marker(&name));
         let r = match c {
@@ -345,7 +345,9 @@ impl ImageService {
                 let script = match (inline, script_uri) {
                     (Some(lines), _) => format!("#!/bin/sh\n{}\n", lines.join("\n")).into_bytes(),
                     (None, Some(uri)) => self.fetch(uri, sha256_checksum).await?,
-                    (None, None) => return Err("no inline or scriptUri".into()),
+                    (None, None) => {
+                        return Err(BuildError::Template("no inline or scriptUri".into()))
+                    }
                 };
                 guest.run_script(i, script, log).await
             }
@@ -356,7 +358,9 @@ impl ImageService {
                 ..
             } => {
                 if destination.split('/').any(|s| s == "..") {
-                    return Err(format!("destination '{destination}' must not contain '..'"));
+                    return Err(BuildError::Template(format!(
+                        "destination '{destination}' must not contain '..'"
+                    )));
                 }
                 let bytes = self.fetch(source_uri, sha256_checksum).await?;
                 log.out(&format!(
@@ -365,10 +369,10 @@ impl ImageService {
                 ));
                 guest.put_file(i, bytes, destination, log).await
             }
-            other => Err(format!(
+            other => Err(BuildError::Template(format!(
                 "UnsupportedCustomizerType: '{}' customizers need a Windows image",
                 other.display_name()
-            )),
+            ))),
         };
         if let Err(e) = &r {
             log.err(&format!("{name}: {e}"));

@@ -10,47 +10,58 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 use slipway_core::images::vhd;
 
-/// Runs a command to completion; `Err` carries its stderr.
-pub fn run(program: &str, args: &[&str]) -> Result<String, String> {
+use crate::BuildError;
+
+/// Runs a command to completion and returns its stdout.
+///
+/// Errors: [`BuildError::ToolMissing`] when it cannot start,
+/// [`BuildError::ToolFailed`] (command line and stderr) when it fails.
+pub fn run(program: &str, args: &[&str]) -> Result<String, BuildError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("{program}: {e} (is it installed? scripts/setup-host installs it)"))?;
+        .map_err(|source| BuildError::ToolMissing {
+            program: program.into(),
+            source,
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(failed(program, args, &out.stderr))
+    }
+}
+
+/// [`BuildError::ToolFailed`] for `program args` with its stderr.
+fn failed(program: &str, args: &[&str], stderr: &[u8]) -> BuildError {
+    BuildError::ToolFailed {
+        command: format!("{program} {}", args.join(" ")),
+        stderr: String::from_utf8_lossy(stderr).trim().to_string(),
     }
 }
 
 /// Runs `sfdisk ARGS` with `script` on its stdin (sfdisk's input format).
-pub fn sfdisk(args: &[&str], script: &str) -> Result<(), String> {
+pub fn sfdisk(args: &[&str], script: &str) -> Result<(), BuildError> {
     let mut child = Command::new("sfdisk")
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("sfdisk: {e} (scripts/setup-host installs fdisk)"))?;
+        .map_err(|source| BuildError::ToolMissing {
+            program: "sfdisk".into(),
+            source,
+        })?;
     if let Some(mut i) = child.stdin.take() {
         i.write_all(script.as_bytes())
-            .map_err(|e| format!("sfdisk: {e}"))?;
+            .map_err(BuildError::io("sfdisk's input"))?;
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| format!("sfdisk: {e}"))?;
+        .map_err(BuildError::io("waiting for sfdisk"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "sfdisk {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(failed("sfdisk", args, &out.stderr))
     }
 }
 
@@ -67,8 +78,10 @@ pub struct RootPartition {
 
 /// Finds the root filesystem: the largest Linux partition (MBR type 83 or
 /// GPT "Linux filesystem"), else the largest partition, else the whole disk.
-pub fn root_partition(disk: &Path) -> Result<RootPartition, String> {
-    let path = disk.to_str().ok_or("disk path is not UTF-8")?;
+pub fn root_partition(disk: &Path) -> Result<RootPartition, BuildError> {
+    let path = disk
+        .to_str()
+        .ok_or(BuildError::NotUtf8 { what: "disk path" })?;
     let Ok(text) = run("sfdisk", &["--json", path]) else {
         return Ok(RootPartition {
             offset: 0,
@@ -76,8 +89,10 @@ pub fn root_partition(disk: &Path) -> Result<RootPartition, String> {
             number: None,
         });
     };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("sfdisk --json {path}: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::ToolFailed {
+        command: format!("sfdisk --json {path}"),
+        stderr: format!("unreadable answer: {e}"),
+    })?;
     let table = &v["partitiontable"];
     let sector = table["sectorsize"].as_u64().unwrap_or(512);
     let parts = table["partitions"].as_array().cloned().unwrap_or_default();
@@ -121,8 +136,10 @@ impl LoopDevice {
     /// and size limit), so no partition nodes are needed.
     ///
     /// Errors: losetup's stderr.
-    pub fn attach(disk: &Path, part: &RootPartition) -> Result<LoopDevice, String> {
-        let disk_s = disk.to_str().ok_or("disk path is not UTF-8")?;
+    pub fn attach(disk: &Path, part: &RootPartition) -> Result<LoopDevice, BuildError> {
+        let disk_s = disk
+            .to_str()
+            .ok_or(BuildError::NotUtf8 { what: "disk path" })?;
         let offset = part.offset.to_string();
         let size = part.size.map(|s| s.to_string());
         let mut args = vec!["--find", "--show", "--offset", offset.as_str()];
@@ -158,7 +175,7 @@ impl SystemMounts {
     ///
     /// Errors: mount failures with their stderr (what was mounted is
     /// unmounted again).
-    pub fn mount(root: &Path) -> Result<SystemMounts, String> {
+    pub fn mount(root: &Path) -> Result<SystemMounts, BuildError> {
         let mut m = SystemMounts { mounts: Vec::new() };
         for (what, kind, dir) in [
             ("proc", Some("proc"), "proc"),
@@ -168,8 +185,10 @@ impl SystemMounts {
         ] {
             let target = root.join(dir);
             std::fs::create_dir_all(&target)
-                .map_err(|e| format!("creating {}: {e}", target.display()))?;
-            let t = target.to_str().ok_or("mount path is not UTF-8")?;
+                .map_err(BuildError::io(format!("creating {}", target.display())))?;
+            let t = target
+                .to_str()
+                .ok_or(BuildError::NotUtf8 { what: "mount path" })?;
             match kind {
                 Some(k) => run("mount", &["-t", k, what, t])?,
                 None => run("mount", &["--bind", what, t])?,
@@ -210,9 +229,10 @@ impl Mounted {
     /// Mounts `disk`'s root filesystem on `at` (created if missing).
     ///
     /// Errors: losetup/mount failures with their stderr.
-    pub fn mount(disk: &Path, at: &Path) -> Result<Mounted, String> {
+    pub fn mount(disk: &Path, at: &Path) -> Result<Mounted, BuildError> {
         let part = root_partition(disk)?;
-        std::fs::create_dir_all(at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+        std::fs::create_dir_all(at)
+            .map_err(BuildError::io(format!("creating {}", at.display())))?;
         let dev = LoopDevice::attach(disk, &part)?;
         let dev_s = dev.path().to_string();
         let mut m = Mounted {
@@ -221,7 +241,10 @@ impl Mounted {
             system: None,
             mounted: false,
         };
-        let at_s = at.to_str().ok_or("mount path is not UTF-8")?.to_string();
+        let at_s = at
+            .to_str()
+            .ok_or(BuildError::NotUtf8 { what: "mount path" })?
+            .to_string();
         run("mount", &[&dev_s, &at_s])?;
         m.mounted = true;
         m.system = Some(SystemMounts::mount(at)?);
@@ -257,8 +280,11 @@ pub struct Written {
 /// `src` has zero MiBs. With `vhd_footer`, the virtual size is rounded up
 /// to whole MiB and a fixed VHD footer is appended (`../shared/reference/
 /// image-builder.md` §4.5).
-pub fn sparse_copy(src: &Path, dst: &Path, vhd_footer: bool) -> Result<Written, String> {
-    let ctx = |e: std::io::Error| format!("copying {} to {}: {e}", src.display(), dst.display());
+pub fn sparse_copy(src: &Path, dst: &Path, vhd_footer: bool) -> Result<Written, BuildError> {
+    let ctx = |source| BuildError::Io {
+        context: format!("copying {} to {}", src.display(), dst.display()),
+        source,
+    };
     let mut input = File::open(src).map_err(ctx)?;
     let len = input.metadata().map_err(ctx)?.len();
     let tmp = dst.with_extension("partial");
@@ -313,8 +339,11 @@ pub fn sparse_copy(src: &Path, dst: &Path, vhd_footer: bool) -> Result<Written, 
 }
 
 /// sha256 of a file (lower-case hex) and its length.
-pub fn hash_file(path: &Path) -> Result<Written, String> {
-    let ctx = |e: std::io::Error| format!("reading {}: {e}", path.display());
+pub fn hash_file(path: &Path) -> Result<Written, BuildError> {
+    let ctx = |source| BuildError::Io {
+        context: format!("reading {}", path.display()),
+        source,
+    };
     let mut f = File::open(path).map_err(ctx)?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -335,7 +364,7 @@ pub fn hash_file(path: &Path) -> Result<Written, String> {
 
 /// Converts `src` (any format qemu-img reads: raw, qcow2, vpc, vmdk…) to
 /// `format` (`raw` or `qcow2`) at `dst`, via a temp file + rename.
-pub fn convert(src: &Path, dst: &Path, format: &str) -> Result<(), String> {
+pub fn convert(src: &Path, dst: &Path, format: &str) -> Result<(), BuildError> {
     let tmp = dst.with_extension("partial");
     run(
         "qemu-img",
@@ -347,21 +376,20 @@ pub fn convert(src: &Path, dst: &Path, format: &str) -> Result<(), String> {
             &tmp.to_string_lossy(),
         ],
     )?;
-    std::fs::rename(&tmp, dst).map_err(|e| format!("renaming {}: {e}", tmp.display()))
+    std::fs::rename(&tmp, dst).map_err(BuildError::io(format!("renaming {}", tmp.display())))
 }
 
 /// Grows a raw disk to `size` bytes, its root partition to the end and the
 /// ext2/3/4 filesystem in it. Never shrinks.
 ///
 /// Errors: the disk is larger than `size`, or a tool failed.
-pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
-    let len = std::fs::metadata(disk)
-        .map_err(|e| format!("{}: {e}", disk.display()))?
-        .len();
+pub fn grow(disk: &Path, size: u64) -> Result<(), BuildError> {
+    let ctx = || BuildError::io(disk.display().to_string());
+    let len = std::fs::metadata(disk).map_err(ctx())?.len();
     if size < len {
-        return Err(format!(
+        return Err(BuildError::Template(format!(
             "vmProfile.osDiskSizeGB: {size} bytes is smaller than the source disk ({len} bytes); disks only grow"
-        ));
+        )));
     }
     if size == len {
         return Ok(());
@@ -370,9 +398,8 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(disk)
-        .map_err(|e| format!("{}: {e}", disk.display()))?;
-    f.set_len(size)
-        .map_err(|e| format!("{}: {e}", disk.display()))?;
+        .map_err(ctx())?;
+    f.set_len(size).map_err(ctx())?;
     drop(f);
     let d = disk.to_string_lossy();
     if let Some(n) = part.number {
@@ -384,13 +411,13 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), String> {
     let fsck = Command::new("e2fsck")
         .args(["-f", "-p", dev])
         .output()
-        .map_err(|e| format!("e2fsck: {e}"));
+        .map_err(|source| BuildError::ToolMissing {
+            program: "e2fsck".into(),
+            source,
+        });
     let r = match fsck {
         Ok(o) if matches!(o.status.code(), Some(0..=2)) => run("resize2fs", &[dev]),
-        Ok(o) => Err(format!(
-            "e2fsck -f -p {dev}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
+        Ok(o) => Err(failed("e2fsck", &["-f", "-p", dev], &o.stderr)),
         Err(e) => Err(e),
     };
     r.map(|_| ())

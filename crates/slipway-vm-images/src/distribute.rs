@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{blocking, disk, host_path, ImageService, Resolved};
+use crate::{blocking, disk, host_path, BuildError, ImageService, Resolved};
 use serde_json::{json, Value};
 use slipway_core::images::ids::{self, ImageRef};
 use slipway_core::images::template::{Distributor, Versioning};
@@ -16,7 +16,7 @@ impl ImageService {
         uri: &str,
         name: &str,
         ext: &str,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, BuildError> {
         if uri.is_empty() {
             return Ok(self
                 .cfg
@@ -26,7 +26,7 @@ impl ImageService {
                 .join(format!("{name}.{ext}")));
         }
         host_path(&self.cfg.local_roots, uri, false)?.ok_or_else(|| {
-            format!("uri '{uri}' is not supported: expected an absolute path or file:// URL on the Slipway host, or none")
+            BuildError::Template(format!("uri '{uri}' is not supported: expected an absolute path or file:// URL on the Slipway host, or none"))
         })
     }
 
@@ -36,7 +36,7 @@ impl ImageService {
         d: &Distributor,
         disk: &Path,
         source: &Resolved,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, BuildError> {
         let src = disk.to_path_buf();
         match d {
             Distributor::Vhd {
@@ -69,7 +69,8 @@ impl ImageService {
                 let d2 = dst.clone();
                 let w = blocking(move || {
                     if let Some(dir) = d2.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(BuildError::io(format!("creating {}", dir.display())))?;
                     }
                     disk::convert(&src, &d2, "qcow2")?;
                     disk::hash_file(&d2)
@@ -84,11 +85,11 @@ impl ImageService {
                 artifact_tags,
                 ..
             } => {
-                let r = ids::parse_image_id(image_id)?;
+                let r = ids::parse_image_id(image_id).map_err(BuildError::Template)?;
                 let ImageRef::Managed { name } = &r else {
-                    return Err(format!(
+                    return Err(BuildError::Template(format!(
                         "imageId '{image_id}' is a gallery image: use a SharedImage distributor"
-                    ));
+                    )));
                 };
                 let rec = self
                     .store_image(
@@ -118,19 +119,21 @@ impl ImageService {
                     gallery,
                     definition,
                     version,
-                } = ids::parse_image_id(gallery_image_id)?
+                } = ids::parse_image_id(gallery_image_id).map_err(BuildError::Template)?
                 else {
-                    return Err(format!("galleryImageId '{gallery_image_id}' is not a gallery image (…/galleries/<g>/images/<def>)"));
+                    return Err(BuildError::Template(format!("galleryImageId '{gallery_image_id}' is not a gallery image (…/galleries/<g>/images/<def>)")));
                 };
                 for _attempt in 0..3 {
                     let v = match (&version, versioning) {
                         (Some(v), _) if v == "latest" => {
-                            return Err("galleryImageId: a version to create cannot be 'latest'".into())
+                            return Err(BuildError::Template(
+                                "galleryImageId: a version to create cannot be 'latest'".into(),
+                            ))
                         }
                         (Some(v), _) => v.clone(),
-                        (None, Some(Versioning::Source)) => source.version.clone().ok_or(
-                            "versioning Source needs a PlatformImage or SharedImageVersion source with an x.y.z version",
-                        )?,
+                        (None, Some(Versioning::Source)) => source.version.clone().ok_or_else(|| BuildError::Template(
+                            "versioning Source needs a PlatformImage or SharedImageVersion source with an x.y.z version".into(),
+                        ))?,
                         (None, latest) => {
                             let major = match latest {
                                 Some(Versioning::Latest { major }) => *major,
@@ -139,8 +142,7 @@ impl ImageService {
                             let have = self
                                 .store
                                 .gallery_versions(&gallery, &definition)
-                                .await
-                                .map_err(|e| e.to_string())?;
+                                .await?;
                             ids::next_latest_version(have.iter().filter_map(|i| i.version.as_deref()), major)
                         }
                     };
@@ -169,9 +171,8 @@ impl ImageService {
                                 json!({"artifactId": rec.id, "sha256": rec.sha256, "size": rec.size, "provisioningState": "Succeeded"}),
                             )
                         }
-                        Err(e)
-                            if e.contains("already exists")
-                                && version.is_none()
+                        Err(BuildError::ImageExists { .. })
+                            if version.is_none()
                                 && !matches!(versioning, Some(Versioning::Source)) =>
                         {
                             continue
@@ -179,9 +180,9 @@ impl ImageService {
                         Err(e) => return Err(e),
                     }
                 }
-                Err(format!(
+                Err(BuildError::Builder(format!(
                     "could not pick a free version of '{gallery}/{definition}' (concurrent runs)"
-                ))
+                )))
             }
         }
     }
@@ -198,15 +199,9 @@ impl ImageService {
         exclude_from_latest: bool,
         source: &Resolved,
         tags: Value,
-    ) -> Result<VmImageRecord, String> {
-        if self
-            .store
-            .get_vm_image(&id)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
-            return Err(format!("image '{id}' already exists"));
+    ) -> Result<VmImageRecord, BuildError> {
+        if self.store.get_vm_image(&id).await?.is_some() {
+            return Err(BuildError::ImageExists { id });
         }
         let dir = self
             .cfg
@@ -240,7 +235,10 @@ impl ImageService {
         };
         if let Err(e) = self.store.insert_vm_image(&rec).await {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.to_string());
+            return Err(match e {
+                slipway_store::StoreError::Conflict { .. } => BuildError::ImageExists { id },
+                e => BuildError::Store(e),
+            });
         }
         Ok(rec)
     }

@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use slipway_hostfs::Tree;
+
+use crate::BuildError;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// `PATH` inside the image; the `sudo` shim dir comes last so a real
@@ -85,18 +87,14 @@ impl Drop for GroupKill {
 /// The mounted image root as a [`Tree`]: everything the server writes into
 /// an image (which customizers and image sources control) resolves beneath
 /// it; a symlink planted to lead out is an error naming the entry.
-pub fn image_tree(root: &Path) -> Result<Tree, String> {
-    Tree::open(root).map_err(|e| format!("image root: {e}"))
-}
-
-fn in_image(e: slipway_hostfs::HostFsError) -> String {
-    format!("in the image: {e}")
+pub fn image_tree(root: &Path) -> Result<Tree, BuildError> {
+    Ok(Tree::open(root)?)
 }
 
 /// Prepares a mounted image for customizing: the host's resolv.conf (the
 /// image's own is kept aside), a `policy-rc.d` that stops package scripts
 /// from starting services, and a `sudo` shim for scripts written for AIB.
-pub fn prepare(root: &Path) -> Result<(), String> {
+pub fn prepare(root: &Path) -> Result<(), BuildError> {
     let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
     use_resolver(root, &host)?;
     let tree = image_tree(root)?;
@@ -105,26 +103,25 @@ pub fn prepare(root: &Path) -> Result<(), String> {
             "usr/sbin/policy-rc.d",
             b"#!/bin/sh\n# slipway: no service starts while customizing\nexit 101\n",
             0o755,
-        )
-        .map_err(in_image)?;
+        )?;
     }
     tree.write(
         "tmp/.slipway/bin/sudo",
         b"#!/bin/sh\n# slipway: customizers already run as root\nwhile [ $# -gt 0 ]; do case \"$1\" in -u|-g) shift 2;; -*) shift;; *) break;; esac; done\nexec \"$@\"\n",
         0o755,
-    )
-    .map_err(in_image)
+    )?;
+    Ok(())
 }
 
 /// Puts `resolv_conf` at the image's `/etc/resolv.conf` for the build,
 /// keeping the image's own (file or symlink) aside for [`deprovision`].
-pub fn use_resolver(root: &Path, resolv_conf: &[u8]) -> Result<(), String> {
+pub fn use_resolver(root: &Path, resolv_conf: &[u8]) -> Result<(), BuildError> {
     let tree = image_tree(root)?;
     let (resolv, kept) = ("etc/resolv.conf", "etc/resolv.conf.slipway-orig");
     if tree.entry_exists(resolv) && !tree.entry_exists(kept) {
-        tree.rename(resolv, kept).map_err(in_image)?;
+        tree.rename(resolv, kept)?;
     }
-    tree.write(resolv, resolv_conf, 0o644).map_err(in_image)
+    Ok(tree.write(resolv, resolv_conf, 0o644)?)
 }
 
 /// Undoes [`prepare`] / [`use_resolver`] and removes per-build identity:
@@ -132,19 +129,19 @@ pub fn use_resolver(root: &Path, resolv_conf: &[u8]) -> Result<(), String> {
 /// instance state and logs (`cloud-init clean --logs`), so the image's
 /// first boot provisions it afresh. Runs after customizers, so every path
 /// goes through the image [`Tree`]: nothing they planted leads a write out.
-pub fn deprovision(root: &Path) -> Result<(), String> {
+pub fn deprovision(root: &Path) -> Result<(), BuildError> {
     let tree = image_tree(root)?;
     let (resolv, kept) = ("etc/resolv.conf", "etc/resolv.conf.slipway-orig");
     if tree.entry_exists(kept) {
-        tree.remove_all(resolv).map_err(in_image)?;
-        tree.rename(kept, resolv).map_err(in_image)?;
+        tree.remove_all(resolv)?;
+        tree.rename(kept, resolv)?;
     }
     let policy = "usr/sbin/policy-rc.d";
     if tree
         .read_to_string(policy, 4096)
         .is_ok_and(|t| t.contains("slipway:"))
     {
-        tree.remove_file(policy).map_err(in_image)?;
+        tree.remove_file(policy)?;
     }
     for gone in [
         "tmp/.slipway",
@@ -152,15 +149,14 @@ pub fn deprovision(root: &Path) -> Result<(), String> {
         "var/log/cloud-init.log",
         "var/log/cloud-init-output.log",
     ] {
-        tree.remove_all(gone).map_err(in_image)?;
+        tree.remove_all(gone)?;
     }
     if tree.is_file("etc/machine-id") {
-        tree.write("etc/machine-id", b"", 0o444).map_err(in_image)?;
+        tree.write("etc/machine-id", b"", 0o444)?;
     }
     for name in tree.list("etc/ssh").unwrap_or_default() {
         if name.starts_with("ssh_host_") {
-            tree.remove_file(&format!("etc/ssh/{name}"))
-                .map_err(in_image)?;
+            tree.remove_file(&format!("etc/ssh/{name}"))?;
         }
     }
     // Debian's first boot makes new host keys only when this unit runs.
@@ -171,9 +167,8 @@ pub fn deprovision(root: &Path) -> Result<(), String> {
             b"[Unit]\nDescription=Generate SSH host keys\nBefore=ssh.service\nConditionPathExists=!/etc/ssh/ssh_host_ed25519_key\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/ssh-keygen -A\n\n[Install]\nWantedBy=multi-user.target\n",
             0o644,
         )
-        .map_err(in_image)?;
-        tree.symlink("/etc/systemd/system/slipway-ssh-keygen.service", regen)
-            .map_err(in_image)?;
+        ?;
+        tree.symlink("/etc/systemd/system/slipway-ssh-keygen.service", regen)?;
     }
     crate::base::write_boot_config(root)
 }
@@ -191,7 +186,7 @@ pub async fn run_confined(
     netns: Option<&str>,
     argv: &[&str],
     log: &RunLog,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let env = [
         ("PATH", CHROOT_PATH),
         ("HOME", "/root"),
@@ -220,7 +215,7 @@ pub async fn logged(
     mut cmd: tokio::process::Command,
     stdin: Option<Vec<u8>>,
     log: &RunLog,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -231,7 +226,10 @@ pub async fn logged(
     .stderr(Stdio::piped())
     .process_group(0)
     .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| BuildError::ToolMissing {
+        program: program.clone(),
+        source,
+    })?;
     let group = GroupKill(child.id().unwrap_or(0));
     let mut tasks = Vec::new();
     if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -260,7 +258,10 @@ pub async fn logged(
             }
         }));
     }
-    let status = child.wait().await.map_err(|e| format!("{program}: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(BuildError::io(format!("waiting for {program}")))?;
     drop(group);
     for t in tasks {
         let _ = t.await;
@@ -268,9 +269,8 @@ pub async fn logged(
     if status.success() {
         Ok(())
     } else {
-        Err(match status.code() {
-            Some(c) => format!("exit status {c}"),
-            None => "killed by a signal".into(),
+        Err(BuildError::Exited {
+            code: status.code(),
         })
     }
 }

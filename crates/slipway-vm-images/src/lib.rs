@@ -30,10 +30,12 @@ pub mod vm;
 
 mod build;
 mod distribute;
+mod error;
 mod service;
 mod sources;
 
 pub(crate) use build::{blocking, Built, Failure, Resolved};
+pub use error::BuildError;
 pub(crate) use sources::{host_path, local_path};
 
 use std::collections::HashMap;
@@ -187,7 +189,7 @@ mod tests {
             format!("{}/../x", allowed.path().display()),
         ] {
             let e = host_path(&roots, &bad, true).unwrap_err();
-            assert!(e.contains("local-catalog-root"), "{bad}: {e}");
+            assert!(e.to_string().contains("local-catalog-root"), "{bad}: {e}");
         }
         assert!(host_path(&roots, "/etc/cron.d/x", false).is_err());
         let nested = format!("{}/new/dir/out.vhd", allowed.path().display());

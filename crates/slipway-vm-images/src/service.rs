@@ -315,7 +315,7 @@ impl ImageService {
                 let (detail, keep) = match f {
                     Failure::Customizer(d) => (d, OnError::keeps_staging(eh.on_customizer_error)),
                     Failure::Validation(d) => (d, OnError::keeps_staging(eh.on_validation_error)),
-                    Failure::Other(d) => (d, true),
+                    Failure::Other(e) => (e.to_string(), true),
                 };
                 log.err(&format!("Build 'slipway' errored: {detail}"));
                 let m = runs::failure_message(&detail, &log_s, keep.then_some(staging_s.as_str()));
@@ -367,7 +367,8 @@ impl ImageService {
             let s = staging.clone();
             let _ = blocking(move || {
                 if s.exists() {
-                    std::fs::remove_dir_all(&s).map_err(|e| e.to_string())
+                    std::fs::remove_dir_all(&s)
+                        .map_err(crate::BuildError::io(format!("removing {}", s.display())))
                 } else {
                     Ok(())
                 }

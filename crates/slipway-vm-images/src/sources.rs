@@ -13,7 +13,7 @@ use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 use slipway_store::VmImageRecord;
 
 use crate::exec::RunLog;
-use crate::{blocking, disk, upload_key, ImageService, Resolved};
+use crate::{blocking, disk, upload_key, BuildError, ImageService, Resolved};
 use slipway_hostfs::LocalRoots;
 
 pub(crate) fn local_path(uri: &str) -> Option<PathBuf> {
@@ -31,11 +31,11 @@ pub(crate) fn host_path(
     roots: &LocalRoots,
     uri: &str,
     existing: bool,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, BuildError> {
     let Some(p) = local_path(uri) else {
         return Ok(None);
     };
-    let refused = |e: slipway_hostfs::HostFsError| format!("uri '{uri}': {e}");
+    let refused = |e: slipway_hostfs::HostFsError| BuildError::Source(format!("uri '{uri}': {e}"));
     if existing {
         return roots
             .resolve(&p.to_string_lossy())
@@ -46,7 +46,9 @@ pub(crate) fn host_path(
         p.components().next_back(),
         Some(std::path::Component::Normal(_))
     ) {
-        return Err(format!("uri '{uri}' does not name a file"));
+        return Err(BuildError::Template(format!(
+            "uri '{uri}' does not name a file"
+        )));
     }
     // Folders that do not exist yet are made by the distributor: the
     // nearest existing ancestor must lie beneath a root, and the rest may
@@ -59,7 +61,11 @@ pub(crate) fn host_path(
                 rest.push(name.to_os_string());
                 existing = parent;
             }
-            _ => return Err(format!("uri '{uri}' does not name a file")),
+            _ => {
+                return Err(BuildError::Template(format!(
+                    "uri '{uri}' does not name a file"
+                )))
+            }
         }
     }
     let mut out = roots
@@ -76,7 +82,7 @@ impl ImageService {
         disk: &Path,
         staging: &Path,
         log: &RunLog,
-    ) -> Result<Resolved, String> {
+    ) -> Result<Resolved, BuildError> {
         let copy = |from: PathBuf, to: PathBuf| {
             blocking(move || {
                 disk::run(
@@ -128,7 +134,7 @@ impl ImageService {
             | Source::SharedImageVersion {
                 image_version_id: image_id,
             } => {
-                let r = ids::parse_image_id(image_id)?;
+                let r = ids::parse_image_id(image_id).map_err(BuildError::Template)?;
                 let img = self.find_image(&r).await?;
                 log.out(&format!("slipway: source {}", img.id));
                 copy(PathBuf::from(&img.path), disk.to_path_buf()).await?;
@@ -160,9 +166,9 @@ impl ImageService {
                     blocking(move || download(&fetcher, &u, &d, &want)).await?;
                     dst
                 } else {
-                    return Err(format!(
+                    return Err(BuildError::Template(format!(
                         "uri '{uri}' is not supported: expected an absolute path, file://, http:// or https:// URL"
-                    ));
+                    )));
                 };
                 let d = disk.to_path_buf();
                 blocking(move || disk::convert(&file, &d, "raw")).await?;
@@ -174,23 +180,19 @@ impl ImageService {
         }
     }
 
-    pub(crate) async fn find_image(&self, r: &ImageRef) -> Result<VmImageRecord, String> {
+    pub(crate) async fn find_image(&self, r: &ImageRef) -> Result<VmImageRecord, BuildError> {
         let id = match r {
             ImageRef::Gallery {
                 gallery,
                 definition,
                 version: Some(v),
             } if v == "latest" => {
-                let vs = self
-                    .store
-                    .gallery_versions(gallery, definition)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let vs = self.store.gallery_versions(gallery, definition).await?;
                 let latest = ids::latest_version(
                     vs.iter()
                         .filter_map(|i| i.version.as_deref().map(|v| (v, i.exclude_from_latest))),
                 )
-                .ok_or_else(|| format!("gallery image '{gallery}/{definition}' has no version that counts as latest"))?;
+                .ok_or_else(|| BuildError::Source(format!("gallery image '{gallery}/{definition}' has no version that counts as latest")))?;
                 ImageRef::Gallery {
                     gallery: gallery.clone(),
                     definition: definition.clone(),
@@ -199,49 +201,52 @@ impl ImageService {
                 .to_string()
             }
             ImageRef::Gallery { version: None, .. } => {
-                return Err(format!(
+                return Err(BuildError::Template(format!(
                     "image id '{r}' names no version: add /versions/<x.y.z> or /versions/latest"
-                ))
+                )))
             }
             other => other.to_string(),
         };
         self.store
             .get_vm_image(&id)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("image '{id}' is not in the image store"))
+            .await?
+            .ok_or_else(|| BuildError::Source(format!("image '{id}' is not in the image store")))
     }
 
     /// Fetches a `sourceUri`/`scriptUri`: `upload:<sha256>` (an artifact
     /// uploaded to this server), an absolute path or `file://` on this host,
     /// or `http(s)://`; checks `sha256Checksum` when given.
-    pub(crate) async fn fetch(&self, uri: &str, sha: &str) -> Result<Vec<u8>, String> {
+    pub(crate) async fn fetch(&self, uri: &str, sha: &str) -> Result<Vec<u8>, BuildError> {
         let bytes = if let Some(digest) = uri.strip_prefix("upload:") {
             if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("'{uri}' is not upload:<64 hex digits>"));
+                return Err(BuildError::Template(format!(
+                    "'{uri}' is not upload:<64 hex digits>"
+                )));
             }
             self.store
                 .blobs
                 .get(&upload_key(digest))
                 .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("'{uri}' was not uploaded to this server"))?
+                .map_err(|e| BuildError::Source(format!("'{uri}': {e}")))?
+                .ok_or_else(|| {
+                    BuildError::Source(format!("'{uri}' was not uploaded to this server"))
+                })?
         } else if let Some(p) = host_path(&self.cfg.local_roots, uri, true)? {
             tokio::fs::read(&p)
                 .await
-                .map_err(|e| format!("reading '{uri}': {e}"))?
+                .map_err(BuildError::io(format!("reading '{uri}'")))?
         } else if uri.starts_with("http://") || uri.starts_with("https://") {
             let (u, fetcher) = (uri.to_string(), self.cfg.fetcher.clone());
             blocking(move || {
                 fetcher
                     .bytes(&u, FETCH_TIMEOUT, MAX_IN_MEMORY_BYTES)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| BuildError::Source(e.to_string()))
             })
             .await?
         } else {
-            return Err(format!(
+            return Err(BuildError::Template(format!(
                 "'{uri}' is not supported: expected upload:<sha256>, an absolute path, file://, http:// or https://"
-            ));
+            )));
         };
         if !sha.is_empty() {
             check_sha(uri, sha, &hex::encode(Sha256::digest(&bytes)))?;
@@ -250,13 +255,13 @@ impl ImageService {
     }
 }
 
-pub(crate) fn check_sha(uri: &str, want: &str, got: &str) -> Result<(), String> {
+pub(crate) fn check_sha(uri: &str, want: &str, got: &str) -> Result<(), BuildError> {
     if want.eq_ignore_ascii_case(got) {
         Ok(())
     } else {
-        Err(format!(
+        Err(BuildError::Source(format!(
             "sha256Checksum of '{uri}' does not match: expected {want}, got {got}"
-        ))
+        )))
     }
 }
 
@@ -271,21 +276,22 @@ pub(crate) fn download(
     uri: &str,
     dst: &Path,
     want_sha: &str,
-) -> Result<(), String> {
+) -> Result<(), BuildError> {
     let mut r = fetcher
         .open(uri, DOWNLOAD_TIMEOUT)
-        .map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::create(dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        .map_err(|e| BuildError::Source(e.to_string()))?;
+    let mut f = std::fs::File::create(dst).map_err(BuildError::io(dst.display().to_string()))?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut r, &mut buf).map_err(|e| format!("GET '{uri}': {e}"))?;
+        let n = std::io::Read::read(&mut r, &mut buf)
+            .map_err(|e| BuildError::Source(format!("GET '{uri}': {e}")))?;
         if n == 0 {
             break;
         }
         hash.update(&buf[..n]);
         std::io::Write::write_all(&mut f, &buf[..n])
-            .map_err(|e| format!("{}: {e}", dst.display()))?;
+            .map_err(BuildError::io(dst.display().to_string()))?;
     }
     if !want_sha.is_empty() {
         check_sha(uri, want_sha, &hex::encode(hash.finalize()))?;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use slipway_core::shell::quote;
 
 use crate::exec::{self, RunLog};
+use crate::BuildError;
 
 /// The user cloud-init creates for the build (passwordless sudo, the run's
 /// SSH key); deprovisioning removes it.
@@ -177,7 +178,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// Runs a helper program to completion off the async threads with
 /// [`crate::disk::run`]. Errors: the program and its stderr.
-async fn helper(program: &'static str, args: &[&str]) -> Result<(), String> {
+async fn helper(program: &'static str, args: &[&str]) -> Result<(), BuildError> {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     crate::blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -191,9 +192,13 @@ async fn helper(program: &'static str, args: &[&str]) -> Result<(), String> {
 /// volume labelled `cidata` (cloud-init's NoCloud contract).
 ///
 /// Errors: I/O, or genisoimage's message.
-async fn make_seed(work: &Path, instance_id: &str, public_key: &str) -> Result<PathBuf, String> {
+async fn make_seed(
+    work: &Path,
+    instance_id: &str,
+    public_key: &str,
+) -> Result<PathBuf, BuildError> {
     let dir = work.join("seed");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(BuildError::io(dir.display().to_string()))?;
     let user_data = format!(
         "#cloud-config\nusers:\n  - name: {BUILD_USER}\n    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n    shell: /bin/sh\n    lock_passwd: true\n    ssh_authorized_keys:\n      - {}\n",
         public_key.trim()
@@ -201,7 +206,7 @@ async fn make_seed(work: &Path, instance_id: &str, public_key: &str) -> Result<P
     let meta_data = format!("instance-id: {instance_id}\nlocal-hostname: slipway-build\n");
     for (name, text) in [("user-data", user_data), ("meta-data", meta_data)] {
         let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        std::fs::write(&p, text).map_err(BuildError::io(p.display().to_string()))?;
     }
     let iso = work.join("seed.iso");
     let (iso_s, ud, md) = (
@@ -219,11 +224,11 @@ async fn make_seed(work: &Path, instance_id: &str, public_key: &str) -> Result<P
     Ok(iso)
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("a free port: {e}"))?;
+fn free_port() -> Result<u16, BuildError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(BuildError::io("a free port"))?;
     l.local_addr()
         .map(|a| a.port())
-        .map_err(|e| format!("a free port: {e}"))
+        .map_err(BuildError::io("a free port"))
 }
 
 impl Vm {
@@ -243,7 +248,7 @@ impl Vm {
         shape: Shape,
         accel: &Accel,
         log: &RunLog,
-    ) -> Result<Vm, String> {
+    ) -> Result<Vm, BuildError> {
         let key = work.join("ssh_key");
         let _ = std::fs::remove_file(&key);
         let _ = std::fs::remove_file(key.with_extension("pub"));
@@ -264,7 +269,7 @@ impl Vm {
         )
         .await?;
         let public = std::fs::read_to_string(work.join("ssh_key.pub"))
-            .map_err(|e| format!("reading the build key: {e}"))?;
+            .map_err(BuildError::io("reading the build key"))?;
         let seed = make_seed(work, instance_id, &public).await?;
         let candidates = accel.candidates();
         let mut attempts = Vec::new();
@@ -309,11 +314,13 @@ impl Vm {
                     }
                 }
                 Err(BootError::Kvm(m)) | Err(BootError::Hung(m)) | Err(BootError::Failed(m)) => {
-                    return Err(m)
+                    return Err(BuildError::Builder(m))
                 }
             }
         }
-        Err("no accelerator to boot the build VM with".into())
+        Err(BuildError::Builder(
+            "no accelerator to boot the build VM with".into(),
+        ))
     }
 
     fn start(
@@ -323,13 +330,15 @@ impl Vm {
         key: &Path,
         shape: Shape,
         accel: &'static str,
-    ) -> Result<Vm, String> {
+    ) -> Result<Vm, BuildError> {
         let port = free_port()?;
         let console = work.join("console.log");
         let qemu_log = work.join("qemu.log");
-        let out =
-            std::fs::File::create(&qemu_log).map_err(|e| format!("{}: {e}", qemu_log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let out = std::fs::File::create(&qemu_log)
+            .map_err(BuildError::io(qemu_log.display().to_string()))?;
+        let err = out
+            .try_clone()
+            .map_err(BuildError::io(qemu_log.display().to_string()))?;
         let _ = std::fs::remove_file(&console);
         let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
         cmd.args(["-accel", accel])
@@ -357,9 +366,10 @@ impl Vm {
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("qemu-system-x86_64: {e}"))?;
+        let child = cmd.spawn().map_err(|source| BuildError::ToolMissing {
+            program: "qemu-system-x86_64".into(),
+            source,
+        })?;
         Ok(Vm {
             child,
             port,
@@ -457,17 +467,22 @@ impl Vm {
     }
 
     /// Copies `bytes` to `path` (in `/tmp/.slipway`) as the build user.
-    async fn upload(&self, bytes: Vec<u8>, path: &str, log: &RunLog) -> Result<(), String> {
+    async fn upload(&self, bytes: Vec<u8>, path: &str, log: &RunLog) -> Result<(), BuildError> {
         let cmd = self.ssh(&format!("mkdir -p /tmp/.slipway && cat > {}", quote(path)));
         exec::logged(cmd, Some(bytes), log)
             .await
-            .map_err(|e| format!("copying to the build VM: {e}"))
+            .map_err(|e| BuildError::Builder(format!("copying to the build VM: {e}")))
     }
 
     /// Runs `script` as root with `/bin/sh -e` (the `i`th customizer).
     ///
     /// Errors: "exit status N" of the script, or the copy failing.
-    pub async fn run_script(&self, i: usize, script: Vec<u8>, log: &RunLog) -> Result<(), String> {
+    pub async fn run_script(
+        &self,
+        i: usize,
+        script: Vec<u8>,
+        log: &RunLog,
+    ) -> Result<(), BuildError> {
         let path = format!("/tmp/.slipway/script-{i}.sh");
         self.upload(script, &path, log).await?;
         let cmd = self.ssh(&format!(
@@ -486,7 +501,7 @@ impl Vm {
         bytes: Vec<u8>,
         destination: &str,
         log: &RunLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), BuildError> {
         let incoming = format!("/tmp/.slipway/incoming-{i}");
         self.upload(bytes, &incoming, log).await?;
         let cmd = self.ssh(&format!(
@@ -502,7 +517,7 @@ impl Vm {
     /// for qemu to end (killing it after 5 minutes).
     ///
     /// Errors: the guest not powering off in time, or qemu failing.
-    pub async fn shutdown(mut self, log: &RunLog) -> Result<(), String> {
+    pub async fn shutdown(mut self, log: &RunLog) -> Result<(), BuildError> {
         // The connection drops as the guest goes down; qemu's exit is the
         // answer that counts.
         let _ = exec::logged(
@@ -516,13 +531,16 @@ impl Vm {
                 log.out("slipway: the build VM powered off");
                 Ok(())
             }
-            Ok(Ok(s)) => Err(format!("qemu ended with {s}; {}", self.logs_tail())),
-            Ok(Err(e)) => Err(format!("waiting for qemu: {e}")),
-            Err(_) => Err(format!(
+            Ok(Ok(s)) => Err(BuildError::Builder(format!(
+                "qemu ended with {s}; {}",
+                self.logs_tail()
+            ))),
+            Ok(Err(e)) => Err(BuildError::io("waiting for qemu")(e)),
+            Err(_) => Err(BuildError::Builder(format!(
                 "the build VM did not power off within {} minutes; {}",
                 POWEROFF_WAIT.as_secs() / 60,
                 self.logs_tail()
-            )),
+            ))),
         }
     }
 }
