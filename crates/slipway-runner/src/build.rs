@@ -99,7 +99,8 @@ fn decode(line: &[u8]) -> Option<Result<String, RunnerError>> {
         .map(|s| Ok(s.to_string()))
 }
 
-fn safe_name(s: &str) -> bool {
+/// `[A-Za-z0-9_.-]+`: safe in an engine URL path or query without escaping.
+pub(crate) fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))

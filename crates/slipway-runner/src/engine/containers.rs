@@ -205,16 +205,46 @@ impl Engine {
         }
         // Podman reports `stopped` for ~30 ms before `exited` with the code
         // (and may answer 500 for a moment meanwhile).
+        // `stopped` already carries the exit code (Podman read conmon's
+        // exit file); `exited` only follows once `podman container
+        // cleanup`, a process of its own, has run (~50 ms).
         for _ in 0..50 {
             match self.state(name).await {
                 Ok(Some(ContainerState::Exited(code))) => return Ok(Some(code)),
-                Ok(Some(ContainerState::Stopping)) | Err(_) => {
+                Ok(Some(ContainerState::Stopping)) => {
+                    if let Some(code) = self.stopped_exit_code(name).await {
+                        return Ok(Some(code));
+                    }
                     tokio::time::sleep(Duration::from_millis(20)).await
                 }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Ok(_) => return Ok(None),
             }
         }
         Ok(None)
+    }
+
+    /// The exit code of a container in Podman's `stopped` state (its
+    /// process ended, cleanup pending), read from the engine's inspect
+    /// answer as JSON: bollard's typed model cannot decode that state.
+    /// `None` for any other state or when the engine does not answer.
+    async fn stopped_exit_code(&self, name: &str) -> Option<i64> {
+        use http_body_util::{BodyExt, Empty};
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        if !crate::build::safe_name(name) {
+            return None;
+        }
+        let path = format!("/v1.41/containers/{name}/json");
+        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, &path).into();
+        let client: Client<hyperlocal::UnixConnector, Empty<bytes::Bytes>> =
+            Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+        let response = client.get(uri).await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        stopped_exit_code(&serde_json::from_slice(&body).ok()?)
     }
 
     /// The engine's own `/containers/{name}/wait`.
@@ -347,5 +377,30 @@ impl Engine {
             Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
             Err(_) => false,
         }
+    }
+}
+
+/// `State.ExitCode` of an inspect answer whose `State.Status` is Podman's
+/// `stopped`.
+fn stopped_exit_code(inspect: &serde_json::Value) -> Option<i64> {
+    let state = &inspect["State"];
+    (state["Status"] == "stopped").then(|| state["ExitCode"].as_i64())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stopped_exit_code;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_stopped_container_gives_its_exit_code_early() {
+        let inspect = |status: &str| json!({"State": {"Status": status, "ExitCode": 3}});
+        assert_eq!(stopped_exit_code(&inspect("stopped")), Some(3));
+        assert_eq!(stopped_exit_code(&inspect("running")), None);
+        assert_eq!(stopped_exit_code(&inspect("stopping")), None);
+        assert_eq!(
+            stopped_exit_code(&json!({"State": {"Status": "stopped"}})),
+            None
+        );
     }
 }
