@@ -27,6 +27,23 @@ fn progress_bar(len: u64, what: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// A spinner on stderr saying `what` until the first output of a log being
+/// followed arrives (a queued operation, a run waiting for its slot), or
+/// `None` when stderr is not a terminal. Drawn at once, then every 120 ms;
+/// dropping it clears it.
+fn waiting_spinner(what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let spinner =
+        indicatif::ProgressBar::new_spinner().with_finish(indicatif::ProgressFinish::AndClear);
+    spinner.set_message(what.to_string());
+    spinner.tick();
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(spinner)
+}
+
 /// Percent-encodes `v` for a URL path segment or query value: RFC 3986
 /// unreserved characters (`A-Z a-z 0-9 - . _ ~`) pass, every other byte
 /// becomes `%XX`.
@@ -266,6 +283,7 @@ impl ApiClient {
         let sep = if path.contains('?') { '&' } else { '?' };
         let mut offset = 0u64;
         let mut failures = 0;
+        let mut spinner = waiting_spinner("waiting for the first output…");
         loop {
             let resp = self.request(
                 "GET",
@@ -278,6 +296,7 @@ impl ApiClient {
                 match reader.read(&mut buf) {
                     Ok(0) => break None,
                     Ok(n) => {
+                        drop(spinner.take());
                         out.write_all(&buf[..n])?;
                         out.flush()?;
                         offset += n as u64;

@@ -80,11 +80,45 @@ fn create_redeploy_fail_and_delete_from_the_command_line() {
     ]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("DeploymentError"), "{err}");
+    // Until the first log line arrives, a terminal shows a spinner (below);
+    // a pipe gets none.
+    assert!(!err.contains("waiting for the first output"), "{err}");
 
-    let (code, out, err) = s.cli(&["env", "delete", "app"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (code, screen) = on_a_terminal(&s, &["env", "delete", "app"]);
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("waiting for the first output"),
+        "a spinner while the operation is queued: {screen}"
+    );
     let (_, out, _) = s.cli(&["env", "list"]);
     assert!(!out.contains("app ") && out.contains("boom"), "{out}");
+}
+
+/// Runs the CLI with `args` on a pseudo-terminal (util-linux `script`), as
+/// a user at a terminal would: its exit code and everything the terminal
+/// showed (stdout and stderr together).
+fn on_a_terminal(s: &Server, args: &[&str]) -> (i32, String) {
+    let mut line = shell_quote(env!("CARGO_BIN_EXE_slipway"));
+    for a in args {
+        line.push(' ');
+        line.push_str(&shell_quote(a));
+    }
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+        .env("SLIPWAY_SERVER", &s.base)
+        .env("SLIPWAY_PROJECT", "demo")
+        .env("SLIPWAY_TOKEN_FILE", s.data.join("admin.token"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 #[test]
