@@ -359,11 +359,20 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let own = req.uri().path().starts_with(&prefix);
                     async move {
-                        if own {
-                            next.run(req).await
-                        } else {
-                            StatusCode::NOT_FOUND.into_response()
+                        if !own {
+                            return StatusCode::NOT_FOUND.into_response();
                         }
+                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                        let started = std::time::Instant::now();
+                        let response = next.run(req).await;
+                        tracing::debug!(
+                            %method,
+                            path,
+                            status = response.status().as_u16(),
+                            elapsed_us = started.elapsed().as_micros() as u64,
+                            "runner API request"
+                        );
+                        response
                     }
                 },
             ))

@@ -53,6 +53,15 @@ impl Engine {
     /// [`Engine::wait`] falls back to the engine's wait endpoint.
     pub async fn start(&self, spec: &ContainerSpec) -> Result<Option<Attachment>, RunnerError> {
         self.create(spec).await?;
+        self.attach_and_start(&spec.name).await
+    }
+
+    /// Attaches to the created container `name` (so no output or exit is
+    /// missed) and starts it: the second half of [`Engine::start`], for
+    /// callers that create the container while preparing something else.
+    ///
+    /// Errors: [`RunnerError::Engine`] with the engine's own message.
+    pub async fn attach_and_start(&self, name: &str) -> Result<Option<Attachment>, RunnerError> {
         // Podman sometimes refuses an attach to a just-created container
         // ("preparing container … for attach: write child: broken pipe").
         // Retry a little; without an attachment the exit is still detected
@@ -62,7 +71,7 @@ impl Engine {
             match self
                 .docker
                 .attach_container(
-                    &spec.name,
+                    name,
                     Some(AttachContainerOptions::<String> {
                         stream: Some(true),
                         stdout: Some(true),
@@ -78,12 +87,12 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(container = %spec.name, attempt, error = %e, "attach before start failed");
+                    tracing::warn!(container = name, attempt, error = %e, "attach before start failed");
                     tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
                 }
             }
         }
-        self.start_created(&spec.name).await?;
+        self.start_created(name).await?;
         Ok(attachment)
     }
 
