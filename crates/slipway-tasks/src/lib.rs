@@ -18,6 +18,7 @@ pub mod context;
 pub mod exec;
 mod plan;
 pub mod registry;
+mod runs;
 mod service;
 mod spec;
 mod triggers;
