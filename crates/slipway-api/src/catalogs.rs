@@ -1,4 +1,4 @@
-//! Control plane for catalogs, their definitions and secrets (reference
+//! Control plane for catalogs and their definitions (reference
 //! `ade.md` §4.2 and §5.3). Dev-center catalogs live under
 //! `/admin/catalogs/{c}` and are visible in every project; project catalogs
 //! under `/admin/projects/{p}/catalogs/{c}` are visible only in `p`. Catalog
@@ -13,7 +13,6 @@
 //! | `POST {scope}/catalogs/{c}:getSyncErrorDetails` (or `/getSyncErrorDetails`) | `{operationError, conflicts[], errors[]}` |
 //! | `GET {scope}/catalogs/{c}/environmentDefinitions[/{d}]` | every definition, valid or not, with `validationStatus` |
 //! | `POST {scope}/catalogs/{c}/environmentDefinitions/{d}/getErrorDetails` | `{errors:[{code,message}]}` |
-//! | `PUT /admin/secrets/{s}` `{kind: token\|sshKey\|generic, value: string}` or `{kind: deploymentIdentity\|registry, value: object}`, `GET /admin/secrets[/{s}]`, `DELETE /admin/secrets/{s}` | values are write-only |
 
 use std::collections::HashMap;
 
@@ -29,15 +28,12 @@ use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord, Secre
 use crate::admin::{body, JsonBody};
 use crate::auth::Caller;
 use crate::routing::Routes;
+use crate::secrets;
 use crate::{views, ApiError, ApiResult, AppState};
 use slipway_core::access::Permission;
-use slipway_core::credentials::{
-    DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
-};
 use slipway_core::echo::truncate as truncate_echo;
 use slipway_wire::catalogs::{
     CatalogActionResult, CatalogBody, CatalogDefinition, CatalogResource, DefinitionErrors,
-    SecretMeta, SecretRequest,
 };
 use slipway_wire::{CloudError, Paged};
 
@@ -77,10 +73,12 @@ pub fn routes() -> Routes {
     }
     for scope in ["/admin", PROJECT_SCOPE] {
         r = r
-            .route(&format!("{scope}/secrets"), get(list_secrets))
+            .route(&format!("{scope}/secrets"), get(secrets::list_secrets))
             .route(
                 &format!("{scope}/secrets/{{s}}"),
-                put(put_secret).get(get_secret).delete(delete_secret),
+                put(secrets::put_secret)
+                    .get(secrets::get_secret)
+                    .delete(secrets::delete_secret),
             );
     }
     r.map_router(|r| r.route_layer(axum::middleware::from_fn(require_scope_admin)))
@@ -104,9 +102,9 @@ async fn require_scope_admin(
     }
 }
 
-type Params = Path<HashMap<String, String>>;
+pub(crate) type Params = Path<HashMap<String, String>>;
 
-fn param<'a>(params: &'a HashMap<String, String>, key: &str) -> &'a str {
+pub(crate) fn param<'a>(params: &'a HashMap<String, String>, key: &str) -> &'a str {
     params.get(key).map(String::as_str).unwrap_or_default()
 }
 
@@ -575,237 +573,3 @@ async fn definition_error_details(
 }
 
 // ----- secrets -----
-
-const SECRET_KINDS: [&str; 5] = [
-    "token",
-    "sshKey",
-    "generic",
-    DEPLOYMENT_IDENTITY_KIND,
-    REGISTRY_CREDENTIAL_KIND,
-];
-
-/// The secret scope of a route: `/admin/projects/{p}/secrets…` is project
-/// `p` (404 when it does not exist), `/admin/secrets…` the dev center.
-async fn secret_scope(
-    state: &AppState,
-    params: &HashMap<String, String>,
-) -> ApiResult<SecretScope> {
-    match params.get("p") {
-        None => Ok(SecretScope::DevCenter),
-        Some(p) => {
-            if state.store.get_project(p).await?.is_none() {
-                return Err(ApiError::not_found(
-                    "ProjectNotFound",
-                    format!("project '{p}' not found"),
-                ));
-            }
-            Ok(SecretScope::Project(p.clone()))
-        }
-    }
-}
-
-/// Reads `hosts` of a secret body: lower-cased host names (letters,
-/// digits, `-`, `.`), only for `token` secrets.
-fn secret_hosts(obj: &Map<String, Value>, kind: &str) -> Result<Vec<String>, String> {
-    let Some(v) = obj.get("hosts") else {
-        return Ok(Vec::new());
-    };
-    if kind != "token" {
-        return Err(format!(
-            "property 'hosts' applies to 'token' secrets only; this one is '{kind}'"
-        ));
-    }
-    let items = v
-        .as_array()
-        .ok_or("property 'hosts' must be an array of host names")?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = h.as_str().unwrap_or_default().to_ascii_lowercase();
-            let ok = !h.is_empty()
-                && h.len() <= 253
-                && !h.starts_with(['-', '.'])
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if ok {
-                Ok(h)
-            } else {
-                Err(format!(
-                    "property 'hosts[{i}]' is {}: expected a host name such as 'github.com'",
-                    truncate_echo(&items[i].to_string())
-                ))
-            }
-        })
-        .collect()
-}
-
-/// Creates or replaces a secret.
-#[utoipa::path(put, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), request_body = SecretRequest, responses((status = 200, description = "The secret (without its value)", body = SecretMeta), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn put_secret(
-    State(state): State<AppState>,
-    Path(params): Params,
-    b: JsonBody<Value>,
-) -> ApiResult<Json<SecretMeta>> {
-    let body = body(b)?;
-    let s = param(&params, "s").to_string();
-    let scope = secret_scope(&state, &params).await?;
-    validate_resource_name("secret", &s)
-        .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
-    let obj = body.as_object().ok_or_else(|| {
-        ApiError::bad_request(
-            "InvalidRequestBody",
-            "expected a JSON object {kind, value, hosts?}",
-        )
-    })?;
-    let bad = |m: String| ApiError::bad_request("InvalidSecret", m);
-    if let Some(k) = obj
-        .keys()
-        .find(|k| !["kind", "value", "hosts"].contains(&k.as_str()))
-    {
-        return Err(bad(format!(
-            "property '{}' is not known: expected 'kind', 'value' and 'hosts'",
-            truncate_echo(k)
-        )));
-    }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("generic");
-    let allowed: &[&str] = match scope {
-        SecretScope::DevCenter => &SECRET_KINDS,
-        // Deployment identities and registry credentials serve the dev
-        // center's environment types and tasks only.
-        SecretScope::Project(_) => &SECRET_KINDS[..3],
-    };
-    if !allowed.contains(&kind) {
-        return Err(bad(format!(
-            "property 'kind' is '{}': expected one of {} for a secret of {scope}",
-            truncate_echo(kind),
-            allowed.join(", ")
-        )));
-    }
-    let hosts = secret_hosts(obj, kind).map_err(bad)?;
-    let value = match (kind, obj.get("value")) {
-        (DEPLOYMENT_IDENTITY_KIND, Some(v @ Value::Object(_))) => {
-            let id = DeploymentIdentity::from_json(v).map_err(|m| bad(format!("property 'value': {m}")))?;
-            serde_json::to_string(&id).map_err(|e| bad(e.to_string()))?
-        }
-        (DEPLOYMENT_IDENTITY_KIND, _) => {
-            return Err(bad(
-                "property 'value' is required: an object {clientId, tenantId, subscriptionId?, variables?}".into(),
-            ))
-        }
-        (REGISTRY_CREDENTIAL_KIND, Some(v @ Value::Object(_))) => {
-            let c = RegistryCredential::from_json(v)
-                .map_err(|m| bad(format!("property 'value': {m}")))?;
-            serde_json::to_string(&c).map_err(|e| bad(e.to_string()))?
-        }
-        (REGISTRY_CREDENTIAL_KIND, _) => {
-            return Err(bad(
-                "property 'value' is required: an object {server, username, password}".into(),
-            ))
-        }
-        (_, Some(Value::String(v))) if !v.is_empty() => v.clone(),
-        _ => {
-            return Err(bad(
-                "property 'value' is required: a non-empty string".into()
-            ))
-        }
-    };
-    state
-        .store
-        .put_secret(
-            &scope,
-            &s,
-            kind,
-            value.as_bytes(),
-            &hosts,
-            &state.secret_key,
-        )
-        .await?;
-    secret_meta(&state, &scope, &s).await
-}
-
-async fn secret_meta(
-    state: &AppState,
-    scope: &SecretScope,
-    s: &str,
-) -> ApiResult<Json<SecretMeta>> {
-    let meta = state.store.secret_meta(scope, s).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "SecretNotFound",
-            format!("secret '{s}' not found in {scope}"),
-        )
-    })?;
-    Ok(Json(meta))
-}
-
-/// Reads a secret's metadata.
-#[utoipa::path(get, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 200, description = "The secret (without its value)", body = SecretMeta), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn get_secret(
-    State(state): State<AppState>,
-    Path(params): Params,
-) -> ApiResult<Json<SecretMeta>> {
-    let scope = secret_scope(&state, &params).await?;
-    secret_meta(&state, &scope, param(&params, "s")).await
-}
-
-/// Lists secrets of the scope.
-#[utoipa::path(get, path = "/admin/secrets", tag = "catalogs", responses((status = 200, description = "Secrets (never their values)", body = Paged<SecretMeta>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn list_secrets(
-    State(state): State<AppState>,
-    Path(params): Params,
-) -> ApiResult<Json<Paged<SecretMeta>>> {
-    let scope = secret_scope(&state, &params).await?;
-    Ok(Json(Paged::all(state.store.list_secrets(&scope).await?)))
-}
-
-/// Deletes a secret.
-#[utoipa::path(delete, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), responses((status = 204, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
-async fn delete_secret(
-    State(state): State<AppState>,
-    Path(params): Params,
-) -> ApiResult<StatusCode> {
-    let s = param(&params, "s").to_string();
-    let scope = secret_scope(&state, &params).await?;
-    if let Some(c) = state.store.list_catalogs().await?.into_iter().find(|c| {
-        c.spec.secret.as_deref() == Some(s.as_str())
-            && SecretScope::of(c.spec.project.as_deref()) == scope
-    }) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "SecretInUse",
-            format!(
-                "secret '{s}' is used by catalog '{}': point the catalog at another secret first",
-                c.name
-            ),
-        ));
-    }
-    for project in state.store.list_projects().await? {
-        if scope != SecretScope::DevCenter {
-            break;
-        }
-        if let Some(t) = state
-            .store
-            .list_project_environment_types(&project.name)
-            .await?
-            .into_iter()
-            .find(|t| t.deployment_identity.as_deref() == Some(s.as_str()))
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "SecretInUse",
-                format!(
-                    "secret '{s}' is the deployment identity of environment type '{}' in project '{}': point it at another identity first",
-                    t.name, project.name
-                ),
-            ));
-        }
-    }
-    if state.store.delete_secret(&scope, &s).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(
-            "SecretNotFound",
-            format!("secret '{s}' not found in {scope}"),
-        ))
-    }
-}

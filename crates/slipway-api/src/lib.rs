@@ -30,6 +30,7 @@ pub mod logs;
 pub mod openapi;
 mod routing;
 pub mod runner_api;
+pub mod secrets;
 mod views;
 pub mod vm_images;
 
