@@ -4,6 +4,8 @@
 //! isolation policy.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use slipway_core::protocol::{
     ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
@@ -14,10 +16,62 @@ use slipway_store::OperationRecord;
 use crate::engine::{Attachment, ContainerSpec, NetworkAttachment};
 use crate::netns::RunnerNetwork;
 use crate::{azure, RunnerError, Scheduler, DATA_DIR_LABEL, INSTANCE_LABEL, OPERATION_LABEL};
+use slipway_core::isolation::Ipv4Cidr;
 
 impl Scheduler {
+    /// The spare network, for a runner with the default egress policy (no
+    /// extra CIDRs), and the making of the next one in the background. A
+    /// spare is a whole runner network (namespace, link, routes) without
+    /// its host filter, which is installed once the operation's runner API
+    /// port is known; its namespace name is dropped after the start like
+    /// any runner's, and a spare left by a killed server is reaped at the
+    /// next start like an ended operation's (`slw-<instance>-spare-…`).
+    pub(crate) fn take_spare(self: &Arc<Self>, allowed: &[Ipv4Cidr]) -> Option<RunnerNetwork> {
+        if !allowed.is_empty() {
+            return None;
+        }
+        let taken = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.refill_spare();
+        taken
+    }
+
+    /// Makes a spare network in the background unless one is being made.
+    pub(crate) fn refill_spare(self: &Arc<Self>) {
+        if self.runner_api.get().is_none() || self.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let name = format!(
+                "slw-{}-spare-{:08x}",
+                me.config.instance_id,
+                rand::random::<u32>()
+            );
+            let started = std::time::Instant::now();
+            match RunnerNetwork::create(&name, &me.config.network_pool, &[]).await {
+                Ok(n) => {
+                    tracing::info!(
+                        link = %n.host_if(),
+                        spare_setup_ms = started.elapsed().as_millis() as u64,
+                        "spare runner network ready"
+                    );
+                    let old = me
+                        .spare
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .replace(n);
+                    if let Some(old) = old {
+                        old.remove().await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not prepare a spare runner network"),
+            }
+            me.refilling.store(false, Ordering::SeqCst);
+        });
+    }
+
     pub(crate) async fn launch(
-        &self,
+        self: &Arc<Self>,
         op: &OperationRecord,
         token: &str,
     ) -> Result<Option<Attachment>, RunnerError> {
@@ -50,14 +104,21 @@ impl Scheduler {
                 .await?;
             self.engine.remove(&op.container_name).await
         };
+        let spare = self.take_spare(&policy.allowed_cidrs);
+        let from_spare = spare.is_some();
         let network = async {
             let started = std::time::Instant::now();
-            let mut network = RunnerNetwork::create(
-                &self.network_name(&op.id),
-                &self.config.network_pool,
-                &policy.allowed_cidrs,
-            )
-            .await?;
+            let mut network = match spare {
+                Some(n) => n,
+                None => {
+                    RunnerNetwork::create(
+                        &self.network_name(&op.id),
+                        &self.config.network_pool,
+                        &policy.allowed_cidrs,
+                    )
+                    .await?
+                }
+            };
             let gateway = network.plan.gateway();
             let listener = match self.serve_runner_api(gateway, 0, &op.id) {
                 Ok(l) => l,
@@ -194,6 +255,7 @@ impl Scheduler {
             operation = %op.id,
             link = %link,
             network_setup_ms = (setup + filter).as_millis() as u64,
+            spare = from_spare,
             "runner network ready"
         );
         let attachment = self.engine.attach_and_start(&spec.name).await?;

@@ -220,6 +220,11 @@ pub struct Scheduler {
     runner_api: OnceLock<Arc<dyn RunnerApiHost>>,
     /// Networks and runner API listeners of running operations.
     networks: Mutex<HashMap<String, OperationNetwork>>,
+    /// A runner network made ahead for the next operation (see
+    /// `Scheduler::take_spare`).
+    spare: Mutex<Option<RunnerNetwork>>,
+    /// Whether a spare network is being made.
+    refilling: std::sync::atomic::AtomicBool,
 }
 
 impl Scheduler {
@@ -234,6 +239,8 @@ impl Scheduler {
             cancels: Mutex::new(HashMap::new()),
             runner_api: OnceLock::new(),
             networks: Mutex::new(HashMap::new()),
+            spare: Mutex::new(None),
+            refilling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -350,6 +357,7 @@ impl Scheduler {
     /// dispatch loop in the background.
     pub async fn spawn(self: &Arc<Self>) -> Result<(), RunnerError> {
         self.recover().await?;
+        self.refill_spare();
         let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
