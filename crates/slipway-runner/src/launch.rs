@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use slipway_core::isolation::Ipv4Cidr;
 use slipway_core::protocol::{
     ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
 };
@@ -16,7 +17,6 @@ use slipway_store::OperationRecord;
 use crate::engine::{Attachment, ContainerSpec, NetworkAttachment};
 use crate::netns::RunnerNetwork;
 use crate::{azure, RunnerError, Scheduler, DATA_DIR_LABEL, INSTANCE_LABEL, OPERATION_LABEL};
-use slipway_core::isolation::Ipv4Cidr;
 
 impl Scheduler {
     /// The spare network, for a runner with the default egress policy (no
@@ -104,10 +104,12 @@ impl Scheduler {
                 .await?;
             self.engine.remove(&op.container_name).await
         };
-        let spare = self.take_spare(&policy.allowed_cidrs);
-        let from_spare = spare.is_some();
         let network = async {
             let started = std::time::Instant::now();
+            // Taken here, so an early return of `launch` before this
+            // future runs cannot drop a spare without removing it.
+            let spare = self.take_spare(&policy.allowed_cidrs);
+            let from_spare = spare.is_some();
             let mut network = match spare {
                 Some(n) => n,
                 None => {
@@ -128,7 +130,7 @@ impl Scheduler {
                 }
             };
             network.plan.api_port = listener.0;
-            Ok((network, listener, started.elapsed()))
+            Ok((network, listener, started.elapsed(), from_spare))
         };
         // A deployment identity that mints tokens signs in before the
         // runner starts: a rejected one fails the operation at once instead
@@ -176,10 +178,10 @@ impl Scheduler {
             }
         };
         let (image, network, sign_in) = tokio::join!(image, network, sign_in);
-        let (network, listener, setup) = match (image.and(sign_in), network) {
+        let (network, listener, setup, from_spare) = match (image.and(sign_in), network) {
             (Ok(()), Ok(n)) => n,
             (Err(e), network) => {
-                if let Ok((network, _, _)) = network {
+                if let Ok((network, _, _, _)) = network {
                     network.remove().await;
                 }
                 return Err(e);
