@@ -70,6 +70,15 @@ impl Scheduler {
         });
     }
 
+    /// Removes the spare network (at shutdown); a later refill may make
+    /// another.
+    pub async fn remove_spare(&self) {
+        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(n) = spare {
+            n.remove().await;
+        }
+    }
+
     pub(crate) async fn launch(
         self: &Arc<Self>,
         op: &OperationRecord,

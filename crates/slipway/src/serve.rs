@@ -384,6 +384,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
     .await
     .context("serving HTTP")?;
+    scheduler.remove_spare().await;
     drop(registry);
     Ok(())
 }

@@ -599,3 +599,46 @@ fn step_permissions_are_granted_per_task_by_an_admin_audited_and_never_by_a_task
         "{a}"
     );
 }
+
+/// Network namespaces (under `/run/netns`) whose name starts with `prefix`.
+fn namespaces_named(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_spare_runner_network_of_a_killed_server_is_removed_at_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data);
+    let prefix = format!("slw-{}-spare-", slipway_runner::instance_id_for(&data));
+    let one_spare = |what: &str, not: &[String]| {
+        poll(what, Duration::from_secs(60), || {
+            let found = namespaces_named(&prefix);
+            if found.len() == 1 && !not.contains(&found[0]) {
+                Ok(found)
+            } else {
+                Err(format!("{found:?}"))
+            }
+        })
+    };
+    let first = one_spare("the spare runner network", &[]);
+    let port = s.port;
+    s.kill();
+    assert_eq!(namespaces_named(&prefix), first, "a SIGKILL leaves it");
+    let s = Server::start_on(&data, port);
+    // The restarted server reaps the old spare and makes a new one: never two.
+    let second = one_spare("the old spare gone and a new one made", &first);
+    drop(s);
+    for ns in second {
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    }
+}
