@@ -200,9 +200,9 @@ impl Scheduler {
         let gateway = network.plan.gateway();
         let endpoint = format!("http://{gateway}:{}/runner/v1", listener.0);
         let path = network.path();
-        let joined = network.clone();
-        let mut filtered = network.clone();
-        let link = network.host_if();
+        // The operation's copy: filtered below, its name released once the
+        // runner has joined it; the held one is removed at the end.
+        let mut joined = network.clone();
         // From here on a failure is cleaned up by the caller (container
         // removed, network released).
         self.hold_network(&op.id, Some(network), listener.1);
@@ -254,7 +254,7 @@ impl Scheduler {
         // made side by side, the start waits for both.
         let filter = async {
             let started = std::time::Instant::now();
-            filtered
+            joined
                 .open_api_port(listener.0)
                 .await
                 .map(|()| started.elapsed())
@@ -264,7 +264,7 @@ impl Scheduler {
         created?;
         tracing::info!(
             operation = %op.id,
-            link = %link,
+            link = %joined.host_if(),
             network_setup_ms = (setup + filter).as_millis() as u64,
             spare = from_spare,
             "runner network ready"
