@@ -221,8 +221,8 @@ async fn delete_environment_type(
 
 // ----- project environment types -----
 
-fn bad_pet(m: String) -> ApiError {
-    ApiError::bad_request("InvalidProjectEnvironmentType", m)
+fn bad_pet(m: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request("InvalidProjectEnvironmentType", m.to_string())
 }
 
 fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> ApiResult<Vec<Role>> {
@@ -543,8 +543,13 @@ async fn delete_role_assignment(
         .get_role_assignment(&id)
         .await?
         .ok_or_else(not_found)?;
-    let scope = Scope::parse(&a.scope)
-        .map_err(|m| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", m))?;
+    let scope = Scope::parse(&a.scope).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })?;
     caller.require(if a.role == Role::DevCenterAdmin.as_str() {
         Permission::AdministerDevCenter
     } else {

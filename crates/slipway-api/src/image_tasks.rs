@@ -77,7 +77,7 @@ fn service(state: &AppState, caller: &Caller) -> ApiResult<Arc<TaskService>> {
 
 fn task_error(e: slipway_tasks::TaskError) -> ApiError {
     match e {
-        slipway_tasks::TaskError::Validation(m) => ApiError::bad_request("InvalidRequest", m),
+        e if e.is_bad_input() => ApiError::bad_request("InvalidRequest", e.to_string()),
         slipway_tasks::TaskError::Store(s) => ApiError::from(s),
         other => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -489,7 +489,8 @@ async fn upload_outputs(
 ) -> ApiResult<StatusCode> {
     let (_, env) = authorize(&state, &headers, &o).await?;
     let Json(doc) = doc.map_err(|r| ApiError::bad_request("InvalidOutputs", r.body_text()))?;
-    let outputs = validate_outputs(&doc).map_err(|m| ApiError::bad_request("InvalidOutputs", m))?;
+    let outputs = validate_outputs(&doc)
+        .map_err(|e| ApiError::bad_request("InvalidOutputs", e.to_string()))?;
     let bytes = serde_json::to_vec(&Value::Object(outputs))
         .map_err(|e| ApiError::bad_request("InvalidOutputs", e.to_string()))?;
     state

@@ -201,7 +201,7 @@ async fn credential(
         })?;
     GitCredential::from_secret(&opened.kind, opened.value, opened.hosts)
         .map(Some)
-        .map_err(CatalogError::Secret)
+        .map_err(|e| CatalogError::Secret(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(

@@ -62,7 +62,7 @@ impl Role {
     /// Parses a wire name; also accepts the ADE spelling `DevCenter Project Admin`.
     ///
     /// Errors: a message naming the value and the accepted names.
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role, AccessParseError> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("DevCenter Project Admin") {
             return Ok(Role::ProjectAdmin);
@@ -70,16 +70,7 @@ impl Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(t))
-            .ok_or_else(|| {
-                format!(
-                    "role '{s}' is not known: expected one of {}",
-                    Role::ALL
-                        .iter()
-                        .map(|r| format!("'{}'", r.as_str()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+            .ok_or_else(|| AccessParseError::Role(crate::echo::truncate(s)))
     }
 }
 
@@ -87,6 +78,25 @@ impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A role or scope name that is not one Slipway knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessParseError {
+    /// Not one of [`Role::ALL`]'s wire names.
+    #[error("role '{0}' is not known: expected one of {roles}", roles = role_names())]
+    Role(String),
+    /// Not `/`, `/projects/{p}` or `/projects/{p}/environmentTypes/{t}`.
+    #[error("scope '{0}' is not valid: expected '/', '/projects/{{project}}' or '/projects/{{project}}/environmentTypes/{{type}}'")]
+    Scope(String),
+}
+
+fn role_names() -> String {
+    Role::ALL
+        .iter()
+        .map(|r| format!("'{}'", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Where an assignment applies.
@@ -104,7 +114,7 @@ impl Scope {
     /// Parses `/`, `/projects/{p}` or `/projects/{p}/environmentTypes/{t}`.
     ///
     /// Errors: a message naming the value and the accepted forms.
-    pub fn parse(s: &str) -> Result<Scope, String> {
+    pub fn parse(s: &str) -> Result<Scope, AccessParseError> {
         let parts: Vec<&str> = s.trim_end_matches('/').split('/').collect();
         match parts.as_slice() {
             [""] => Ok(Scope::DevCenter),
@@ -112,9 +122,7 @@ impl Scope {
             ["", "projects", p, "environmentTypes", t] if !p.is_empty() && !t.is_empty() => {
                 Ok(Scope::EnvironmentType(p.to_string(), t.to_string()))
             }
-            _ => Err(format!(
-                "scope '{s}' is not valid: expected '/', '/projects/{{project}}' or '/projects/{{project}}/environmentTypes/{{type}}'"
-            )),
+            _ => Err(AccessParseError::Scope(crate::echo::truncate(s))),
         }
     }
 
@@ -253,7 +261,7 @@ mod tests {
         for s in ["/", "/projects/p", "/projects/p/environmentTypes/Dev"] {
             assert_eq!(Scope::parse(s).unwrap().to_string(), s);
         }
-        let err = Scope::parse("/projects").unwrap_err();
+        let err = Scope::parse("/projects").unwrap_err().to_string();
         assert!(err.contains("'/projects'"), "{err}");
         let p = Scope::Project("p".into());
         let t = Scope::EnvironmentType("p".into(), "Dev".into());
@@ -290,6 +298,9 @@ mod tests {
             Role::parse("deployment environments reader"),
             Ok(Role::Reader)
         );
-        assert!(Role::parse("Owner").unwrap_err().contains("'Owner'"));
+        assert!(Role::parse("Owner")
+            .unwrap_err()
+            .to_string()
+            .contains("'Owner'"));
     }
 }

@@ -40,19 +40,25 @@ pub struct ResourceGroup {
     pub name: String,
 }
 
+/// `<project>-<environment>` is longer than Azure allows for a resource
+/// group name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("resource group '{0}' is longer than {MAX_RESOURCE_GROUP_NAME} characters: shorten the project or environment name")]
+pub struct ResourceGroupNameTooLong(pub String);
+
 impl ResourceGroup {
     /// The environment's resource group when its type deploys to an Azure
     /// subscription with an identity that mints tokens; `Ok(None)` for any
     /// other target.
     ///
-    /// Errors: a message naming the resource group when
-    /// `<project>-<environment>` is longer than [`MAX_RESOURCE_GROUP_NAME`].
+    /// Errors: [`ResourceGroupNameTooLong`] when `<project>-<environment>`
+    /// is longer than [`MAX_RESOURCE_GROUP_NAME`].
     pub fn of(
         deployment_target_id: &str,
         identity: Option<&DeploymentIdentity>,
         project: &str,
         environment: &str,
-    ) -> Result<Option<ResourceGroup>, String> {
+    ) -> Result<Option<ResourceGroup>, ResourceGroupNameTooLong> {
         let Some(id) = identity.filter(|i| i.mints_tokens()) else {
             return Ok(None);
         };
@@ -61,10 +67,7 @@ impl ResourceGroup {
         };
         let name = resource_group_name(project, environment);
         if name.chars().count() > MAX_RESOURCE_GROUP_NAME {
-            return Err(format!(
-                "resource group '{}' is longer than {MAX_RESOURCE_GROUP_NAME} characters: shorten the project or environment name",
-                crate::echo::truncate(&name)
-            ));
+            return Err(ResourceGroupNameTooLong(crate::echo::truncate(&name)));
         }
         Ok(Some(ResourceGroup {
             resource_manager: id.resource_manager().to_string(),
@@ -177,7 +180,7 @@ mod tests {
             );
         }
         let e = ResourceGroup::of(sub, Some(&id), &"p".repeat(60), &"e".repeat(40)).unwrap_err();
-        assert!(e.contains("longer than 90"), "{e}");
+        assert!(e.to_string().contains("longer than 90"), "{e}");
     }
 
     #[test]

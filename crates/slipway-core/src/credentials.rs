@@ -71,24 +71,62 @@ impl std::fmt::Debug for DeploymentIdentity {
     }
 }
 
+/// A deployment identity or registry credential document that Slipway
+/// refuses; the message names the field, the value and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// The JSON does not have the document's shape (unknown or missing keys,
+    /// wrong types).
+    #[error("{document}: {reason}; expected {expected}")]
+    Shape {
+        /// `deployment identity` or `registry credential`.
+        document: &'static str,
+        /// What the decoder said.
+        reason: String,
+        /// The document's shape.
+        expected: &'static str,
+    },
+    /// One field refused.
+    #[error("{document}: {detail}")]
+    Field {
+        /// `deployment identity` or `registry credential`.
+        document: &'static str,
+        /// The field, its value and what was expected.
+        detail: String,
+    },
+}
+
+const IDENTITY: &str = "deployment identity";
+const REGISTRY: &str = "registry credential";
+
+fn identity_field(detail: String) -> CredentialError {
+    CredentialError::Field {
+        document: IDENTITY,
+        detail,
+    }
+}
+
 impl DeploymentIdentity {
     /// Parses and checks an identity document.
     ///
     /// Errors: a message naming the field, the value and what was expected
     /// (unknown keys, empty ids, variable names that are not
     /// `[A-Za-z_][A-Za-z0-9_]*` or start with the reserved `ADE_`).
-    pub fn from_json(v: &Value) -> Result<DeploymentIdentity, String> {
-        let id: DeploymentIdentity = serde_json::from_value(v.clone()).map_err(|e| {
-            format!("deployment identity: {e}; expected {{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, resourceManagerEndpoint?, variables?: {{NAME: value}}}}")
-        })?;
+    pub fn from_json(v: &Value) -> Result<DeploymentIdentity, CredentialError> {
+        let id: DeploymentIdentity =
+            serde_json::from_value(v.clone()).map_err(|e| CredentialError::Shape {
+                document: IDENTITY,
+                reason: e.to_string(),
+                expected: "{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, resourceManagerEndpoint?, variables?: {NAME: value}}",
+            })?;
         if id
             .client_secret
             .as_deref()
             .is_some_and(|s| s.trim().is_empty())
         {
-            return Err(
-                "deployment identity: 'clientSecret' is empty: expected the app registration's secret, or no 'clientSecret'".into(),
-            );
+            return Err(identity_field(
+                "'clientSecret' is empty: expected the app registration's secret, or no 'clientSecret'".into(),
+            ));
         }
         for (field, value) in [
             ("authorityHost", &id.authority_host),
@@ -96,15 +134,15 @@ impl DeploymentIdentity {
         ] {
             let Some(url) = value else { continue };
             if id.client_secret.is_none() {
-                return Err(format!("deployment identity: '{field}' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(url)));
+                return Err(identity_field(format!("'{field}' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(url))));
             }
             check_endpoint(field, url)?;
         }
         for (field, value) in [("clientId", &id.client_id), ("tenantId", &id.tenant_id)] {
             if value.trim().is_empty() {
-                return Err(format!(
-                    "deployment identity: '{field}' is empty: expected an id"
-                ));
+                return Err(identity_field(format!(
+                    "'{field}' is empty: expected an id"
+                )));
             }
         }
         for name in id.variables.keys() {
@@ -114,10 +152,12 @@ impl DeploymentIdentity {
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
-                return Err(format!("deployment identity: variable name '{name}' is not valid: expected letters, digits and '_', not starting with a digit"));
+                return Err(identity_field(format!("variable name '{name}' is not valid: expected letters, digits and '_', not starting with a digit")));
             }
             if name.starts_with("ADE_") {
-                return Err(format!("deployment identity: variable name '{name}' is reserved: 'ADE_' variables are set by Slipway"));
+                return Err(identity_field(format!(
+                    "variable name '{name}' is reserved: 'ADE_' variables are set by Slipway"
+                )));
             }
         }
         Ok(id)
@@ -159,12 +199,12 @@ impl DeploymentIdentity {
 /// Checks an endpoint URL (`field` names it in the error): `https://` with a
 /// host, or `http://` to a loopback host (`localhost`, `127.x.x.x`,
 /// `[::1]`); no user info, query or fragment.
-fn check_endpoint(field: &str, value: &str) -> Result<(), String> {
+fn check_endpoint(field: &str, value: &str) -> Result<(), CredentialError> {
     let bad = |expected: &str| {
-        Err(format!(
-            "deployment identity: '{field}' '{}' is not valid: expected {expected}",
+        Err(identity_field(format!(
+            "'{field}' '{}' is not valid: expected {expected}",
             crate::echo::truncate(value)
-        ))
+        )))
     };
     let (https, rest) = match (
         value.strip_prefix("https://"),
@@ -242,17 +282,24 @@ impl RegistryCredential {
     ///
     /// Errors: a message naming the field, the value and what was expected
     /// (unknown keys, empty fields, a server that is not a host[:port]).
-    pub fn from_json(v: &Value) -> Result<RegistryCredential, String> {
-        let mut c: RegistryCredential = serde_json::from_value(v.clone()).map_err(|e| {
-            format!("registry credential: {e}; expected {{server, username, password}}")
-        })?;
+    pub fn from_json(v: &Value) -> Result<RegistryCredential, CredentialError> {
+        let mut c: RegistryCredential =
+            serde_json::from_value(v.clone()).map_err(|e| CredentialError::Shape {
+                document: REGISTRY,
+                reason: e.to_string(),
+                expected: "{server, username, password}",
+            })?;
+        let field_error = |detail: String| CredentialError::Field {
+            document: REGISTRY,
+            detail,
+        };
         for (field, value) in [
             ("server", &c.server),
             ("username", &c.username),
             ("password", &c.password),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("registry credential: '{field}' is empty"));
+                return Err(field_error(format!("'{field}' is empty")));
             }
         }
         let server = normalize_server(&c.server);
@@ -261,10 +308,10 @@ impl RegistryCredential {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | ':' | '[' | ']'))
         {
-            return Err(format!(
-                "registry credential: 'server' is '{}': expected a registry host with an optional port, e.g. 'registry.example.com:5000'",
-                c.server
-            ));
+            return Err(field_error(format!(
+                "'server' is '{}': expected a registry host with an optional port, e.g. 'registry.example.com:5000'",
+                crate::echo::truncate(&c.server)
+            )));
         }
         c.server = server;
         Ok(c)
@@ -315,14 +362,17 @@ mod tests {
         let e = DeploymentIdentity::from_json(
             &json!({"clientId": "c", "tenantId": "t", "variables": {"ADE_X": "v"}}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'ADE_X'"), "{e}");
-        let e =
-            DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": " "})).unwrap_err();
+        let e = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": " "}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'tenantId'"), "{e}");
         let e =
             DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "secret": 1}))
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("secret"), "{e}");
         assert_eq!(
             subscription_of("/subscriptions/abc/resourceGroups/x"),
@@ -350,7 +400,7 @@ mod tests {
             ("https://user@idp.example.com", "without user info"),
             ("https:///path", "with a host"),
         ] {
-            let e = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientSecret": "s", "authorityHost": host})).unwrap_err();
+            let e = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientSecret": "s", "authorityHost": host})).unwrap_err().to_string();
             assert!(
                 e.contains(&format!("'{host}'")) && e.contains(expected),
                 "{host}: {e}"
@@ -366,12 +416,14 @@ mod tests {
         let e = DeploymentIdentity::from_json(
             &json!({"clientId": "c", "tenantId": "t", "authorityHost": "https://x"}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("without 'clientSecret'"), "{e}");
         let e = DeploymentIdentity::from_json(
             &json!({"clientId": "c", "tenantId": "t", "clientSecret": " "}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'clientSecret' is empty"), "{e}");
     }
 
@@ -397,10 +449,12 @@ mod tests {
         let e = RegistryCredential::from_json(
             &json!({"server": "a b", "username": "u", "password": "p"}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'server' is 'a b'"), "{e}");
-        let e =
-            RegistryCredential::from_json(&json!({"server": "r.io", "username": "u"})).unwrap_err();
+        let e = RegistryCredential::from_json(&json!({"server": "r.io", "username": "u"}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("password"), "{e}");
     }
 }

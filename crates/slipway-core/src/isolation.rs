@@ -100,9 +100,9 @@ impl Ipv4Cidr {
     /// `addr/prefix`, with the host bits cleared.
     ///
     /// Errors: `prefix > 32`.
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Ipv4Cidr, String> {
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Ipv4Cidr, PolicyError> {
         if prefix > 32 {
-            return Err(format!("prefix /{prefix} is longer than 32 bits"));
+            return Err(PolicyError::PrefixTooLong(prefix));
         }
         Ok(Ipv4Cidr {
             addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
@@ -172,25 +172,27 @@ fn mask(prefix: u8) -> u32 {
 }
 
 impl FromStr for Ipv4Cidr {
-    type Err = String;
+    type Err = PolicyError;
 
     /// Parses `a.b.c.d/n` (or a bare address, meaning `/32`); the host bits
     /// must be zero, so a typo such as `10.1.2.3/16` is not silently widened.
-    fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
-        let expected = "expected an IPv4 network like 203.0.113.0/24";
+    fn from_str(s: &str) -> Result<Ipv4Cidr, PolicyError> {
+        let not_a_network = || PolicyError::NotANetwork {
+            value: crate::echo::truncate(s),
+        };
         let (a, p) = s.split_once('/').unwrap_or((s, "32"));
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{s}': {expected}"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| not_a_network())?;
         let prefix: u8 = p
             .parse()
             .ok()
             .filter(|p| *p <= 32)
-            .ok_or_else(|| format!("'{s}': {expected}"))?;
+            .ok_or_else(not_a_network)?;
         let cidr = Ipv4Cidr::new(addr, prefix)?;
         if cidr.addr != addr {
-            return Err(format!(
-                "'{s}' has host bits set: expected the network address {}",
-                cidr
-            ));
+            return Err(PolicyError::HostBitsSet {
+                value: s.to_string(),
+                network: cidr,
+            });
         }
         Ok(cidr)
     }
@@ -254,32 +256,43 @@ impl RunnerPolicy {
     /// Parses and checks the `runnerPolicy` property.
     ///
     /// Errors name the property, the value and what was expected.
-    pub fn from_json(field: &str, v: &serde_json::Value) -> Result<RunnerPolicy, String> {
+    pub fn from_json(field: &str, v: &serde_json::Value) -> Result<RunnerPolicy, PolicyError> {
         let p: RunnerPolicy =
-            serde_json::from_value(v.clone()).map_err(|e| format!("property '{field}': {e}"))?;
+            serde_json::from_value(v.clone()).map_err(|e| PolicyError::Malformed {
+                property: field.to_string(),
+                reason: e.to_string(),
+            })?;
         p.validate(field)?;
         Ok(p)
     }
 
     /// Checks the bounds of every set field.
-    pub fn validate(&self, field: &str) -> Result<(), String> {
+    pub fn validate(&self, field: &str) -> Result<(), PolicyError> {
+        let out_of_range =
+            |name: &str, value: String, expected: &'static str| PolicyError::OutOfRange {
+                property: format!("{field}.{name}"),
+                value,
+                expected,
+            };
         if let Some(m) = self.max_memory_mb.filter(|m| *m < 16) {
-            return Err(format!(
-                "property '{field}.maxMemoryMB' is {m}: expected at least 16 (MiB)"
+            return Err(out_of_range(
+                "maxMemoryMB",
+                m.to_string(),
+                "at least 16 (MiB)",
             ));
         }
         if let Some(c) = self
             .max_cpus
             .filter(|c| !c.is_finite() || *c < 0.01 || *c > 1024.0)
         {
-            return Err(format!(
-                "property '{field}.maxCpus' is {c}: expected a number of CPUs between 0.01 and 1024"
+            return Err(out_of_range(
+                "maxCpus",
+                c.to_string(),
+                "a number of CPUs between 0.01 and 1024",
             ));
         }
         if let Some(p) = self.max_pids.filter(|p| *p < 16) {
-            return Err(format!(
-                "property '{field}.maxPids' is {p}: expected at least 16"
-            ));
+            return Err(out_of_range("maxPids", p.to_string(), "at least 16"));
         }
         Ok(())
     }
@@ -541,7 +554,7 @@ impl StepPermissions {
     ///
     /// Errors: `property 'stepPermissions.hostPaths[i]' is '<value>':
     /// expected …`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PolicyError> {
         for (i, p) in self.host_paths.iter().enumerate() {
             let plain = p.starts_with('/')
                 && p != "/"
@@ -550,9 +563,11 @@ impl StepPermissions {
                     .skip(1)
                     .all(|c| !c.is_empty() && c != "." && c != "..");
             if !plain {
-                return Err(format!(
-                    "property 'stepPermissions.hostPaths[{i}]' is '{p}': expected an absolute host folder other than '/', without '.', '..', ':' or a trailing '/'"
-                ));
+                return Err(PolicyError::OutOfRange {
+                    property: format!("stepPermissions.hostPaths[{i}]"),
+                    value: format!("'{}'", crate::echo::truncate(p)),
+                    expected: "an absolute host folder other than '/', without '.', '..', ':' or a trailing '/'",
+                });
             }
         }
         Ok(())
@@ -594,6 +609,60 @@ impl StepPermissions {
     }
 }
 
+/// A runner policy, step permission or network that Slipway refuses.
+///
+/// Each variant names the property or value and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Not `a.b.c.d/n` or a bare IPv4 address.
+    #[error("'{value}': expected an IPv4 network like 203.0.113.0/24")]
+    NotANetwork {
+        /// The refused text.
+        value: String,
+    },
+    /// `a.b.c.d/n` whose address has bits set beyond the prefix.
+    #[error("'{value}' has host bits set: expected the network address {network}")]
+    HostBitsSet {
+        /// The refused text.
+        value: String,
+        /// The network the text would denote with its host bits cleared.
+        network: Ipv4Cidr,
+    },
+    /// A prefix length over 32.
+    #[error("prefix /{0} is longer than 32 bits")]
+    PrefixTooLong(u8),
+    /// A property whose JSON does not have the documented shape.
+    #[error("property '{property}': {reason}")]
+    Malformed {
+        /// The property's path, e.g. `runnerPolicy`.
+        property: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A property whose value is outside its bounds.
+    #[error("property '{property}' is {value}: expected {expected}")]
+    OutOfRange {
+        /// The property's path, e.g. `runnerPolicy.maxPids`.
+        property: String,
+        /// The refused value as shown (strings quoted).
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+/// A step that would leave its confinement (see [`refuse_unconfined_step`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step '{step}': {what} is not allowed: {reason}")]
+pub struct StepRefused {
+    /// The step's ID.
+    pub step: String,
+    /// The refused flag and value, e.g. `--network 'host'`.
+    pub what: String,
+    /// Why, and what is accepted instead.
+    pub reason: String,
+}
+
 /// Refuses a step that would leave its confinement: a host bind mount
 /// (only named volumes are allowed besides the run's `/workspace`),
 /// `--privileged`, or a host or foreign namespace as network — unless the
@@ -603,15 +672,21 @@ impl StepPermissions {
 /// `--pid`, `--ipc`, `--userns`, …) are refused by the `cmd` parser itself.
 /// Labels under [`RESERVED_LABEL_PREFIXES`] are refused too.
 ///
-/// Errors: `step '<id>': <flag> '<value>' is not allowed: …`.
+/// Errors: [`StepRefused`], shown as `step '<id>': <flag> '<value>' is not
+/// allowed: …`.
 pub fn refuse_unconfined_step(
     s: &StepRequest<'_>,
     permissions: &StepPermissions,
-) -> Result<(), String> {
-    let id = s.step_id;
+) -> Result<(), StepRefused> {
+    let refused = |what: String, reason: String| StepRefused {
+        step: s.step_id.to_string(),
+        what,
+        reason,
+    };
     if s.privileged && !permissions.privileged {
-        return Err(format!(
-            "step '{id}': --privileged is not allowed: steps run confined (no extra capabilities, no host devices) unless a DevCenter Admin grants the task stepPermissions.privileged"
+        return Err(refused(
+            "--privileged".into(),
+            "steps run confined (no extra capabilities, no host devices) unless a DevCenter Admin grants the task stepPermissions.privileged".into(),
         ));
     }
     if let Some(n) = s.network {
@@ -624,9 +699,16 @@ pub fn refuse_unconfined_step(
             || lower.starts_with("slirp4netns")
             || lower.starts_with("pasta")
         {
-            return Err(format!(
-                "step '{id}': --network '{n}' is not allowed: steps use their run's network (or a network the task file declares{})",
-                if host { "; a DevCenter Admin may grant the task stepPermissions.hostNetwork" } else { "" }
+            return Err(refused(
+                format!("--network '{n}'"),
+                format!(
+                    "steps use their run's network (or a network the task file declares{})",
+                    if host {
+                        "; a DevCenter Admin may grant the task stepPermissions.hostNetwork"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
     }
@@ -635,9 +717,12 @@ pub fn refuse_unconfined_step(
             .iter()
             .any(|p| k.to_ascii_lowercase().starts_with(p))
     }) {
-        return Err(format!(
-            "step '{id}': --label '{k}' is not allowed: labels under {} are Slipway's own",
-            RESERVED_LABEL_PREFIXES.join(", ")
+        return Err(refused(
+            format!("--label '{k}'"),
+            format!(
+                "labels under {} are Slipway's own",
+                RESERVED_LABEL_PREFIXES.join(", ")
+            ),
         ));
     }
     for v in s.volumes {
@@ -653,8 +738,9 @@ pub fn refuse_unconfined_step(
             && v.contains(':');
         let granted = v.contains(':') && permissions.allows_host_path(source);
         if !named && !granted {
-            return Err(format!(
-                "step '{id}': volume '{v}' is not allowed: expected a named volume 'NAME:/path' (host folders cannot be mounted unless a DevCenter Admin grants them in the task's stepPermissions.hostPaths; /workspace is the run's shared folder)"
+            return Err(refused(
+                format!("volume '{v}'"),
+                "expected a named volume 'NAME:/path' (host folders cannot be mounted unless a DevCenter Admin grants them in the task's stepPermissions.hostPaths; /workspace is the run's shared folder)".into(),
             ));
         }
     }
@@ -711,12 +797,13 @@ mod tests {
         assert!(c.contains("10.213.255.1".parse().unwrap()));
         assert!(!c.contains("10.214.0.1".parse().unwrap()));
         assert_eq!(
-            "10.1.2.3/16".parse::<Ipv4Cidr>().unwrap_err(),
+            "10.1.2.3/16".parse::<Ipv4Cidr>().unwrap_err().to_string(),
             "'10.1.2.3/16' has host bits set: expected the network address 10.1.0.0/16"
         );
         assert!("10.0.0.0/33"
             .parse::<Ipv4Cidr>()
             .unwrap_err()
+            .to_string()
             .contains("expected an IPv4 network"));
         assert!("fd00::/8".parse::<Ipv4Cidr>().is_err());
         assert_eq!(
@@ -820,17 +907,19 @@ mod tests {
         let e = RunnerPolicy::from_json("runnerPolicy", &serde_json::json!({"maxMemoryMB": 1}))
             .unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "property 'runnerPolicy.maxMemoryMB' is 1: expected at least 16 (MiB)"
         );
         let e = RunnerPolicy::from_json(
             "runnerPolicy",
             &serde_json::json!({"allowedCidrs": ["10.0.0.1/8"]}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'10.0.0.1/8' has host bits set"), "{e}");
-        let e =
-            RunnerPolicy::from_json("runnerPolicy", &serde_json::json!({"memory": 1})).unwrap_err();
+        let e = RunnerPolicy::from_json("runnerPolicy", &serde_json::json!({"memory": 1}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `memory`"), "{e}");
     }
 
@@ -853,7 +942,8 @@ mod tests {
             },
             &none,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("step 'evil': volume '/etc:/host' is not allowed"),
             "{e}"
@@ -878,7 +968,8 @@ mod tests {
             },
             &none,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("step 'p': --privileged is not allowed"), "{e}");
         for k in ["dev.slipway.operation", "IO.Slipway.task-run"] {
             let e = refuse_unconfined_step(
@@ -889,7 +980,8 @@ mod tests {
                 },
                 &none,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(e.contains(&format!("--label '{k}' is not allowed")), "{e}");
         }
         refuse_unconfined_step(
@@ -910,7 +1002,8 @@ mod tests {
                 },
                 &none,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(
                 e.contains(&format!("--network '{n}' is not allowed")),
                 "{e}"
@@ -955,7 +1048,8 @@ mod tests {
                 },
                 &grant,
             )
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
             assert!(e.contains(&format!("volume '{v}' is not allowed")), "{e}");
         }
         for n in ["container:abc", "ns:/proc/1/ns/net"] {
@@ -977,7 +1071,7 @@ mod tests {
                 host_paths: vec!["/ok".into(), bad.into()],
                 ..Default::default()
             };
-            let e = p.validate().unwrap_err();
+            let e = p.validate().unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!(
                     "property 'stepPermissions.hostPaths[1]' is '{bad}'"

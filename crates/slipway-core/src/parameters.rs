@@ -48,6 +48,16 @@ pub enum ParameterError {
         /// Description of the value found.
         found: String,
     },
+    /// A command-line `key=value` whose text is not a value of the type.
+    #[error("parameter '{id}': expected {expected} but found '{found}'")]
+    NotParsable {
+        /// Parameter id.
+        id: String,
+        /// Expected type name.
+        expected: &'static str,
+        /// The text given.
+        found: String,
+    },
     /// A key the definition does not declare.
     #[error("Parameter '{id}' is not defined by the environment definition; defined parameters: {defined}.")]
     Unknown {
@@ -71,6 +81,7 @@ impl ParameterError {
             | ParameterError::NotAllowed { id, .. }
             | ParameterError::Missing { id }
             | ParameterError::ReadOnly { id, .. }
+            | ParameterError::NotParsable { id, .. }
             | ParameterError::Unknown { id, .. } => id,
         }
     }
@@ -176,12 +187,11 @@ fn json_eq(a: &Value, b: &Value) -> bool {
 /// Converts a command-line `key=value` string into the JSON value a
 /// parameter of type `ty` expects (`"3"` → `3` for integers, `"true"` → `true`,
 /// JSON text for arrays and objects). Errors name the expected type.
-pub fn coerce_cli_value(id: &str, ty: ParameterType, raw: &str) -> Result<Value, String> {
-    let bad = || {
-        format!(
-            "parameter '{id}': expected {} but found '{raw}'",
-            ty.as_str()
-        )
+pub fn coerce_cli_value(id: &str, ty: ParameterType, raw: &str) -> Result<Value, ParameterError> {
+    let bad = || ParameterError::NotParsable {
+        id: id.to_string(),
+        expected: ty.as_str(),
+        found: crate::echo::truncate(raw),
     };
     match ty {
         ParameterType::String => Ok(Value::String(raw.to_string())),
@@ -290,6 +300,7 @@ mod tests {
         );
         assert!(coerce_cli_value("n", ParameterType::Integer, "x")
             .unwrap_err()
+            .to_string()
             .contains("expected integer"));
         assert_eq!(
             coerce_cli_value("b", ParameterType::Boolean, "TRUE"),

@@ -204,29 +204,59 @@ pub struct OperationResult {
     pub message: String,
 }
 
+/// An outputs document a runner uploaded that Slipway refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutputsError {
+    /// Not `{"outputs": {...}}`.
+    #[error("expected a JSON object with an 'outputs' object")]
+    NotAnOutputsObject,
+    /// An output without a string `type`.
+    #[error("output '{0}': missing 'type'")]
+    MissingType(String),
+    /// A `type` that is neither a data-plane nor an ARM output type.
+    #[error("output '{name}': type '{ty}' is not one of {types} (any case)", types = crate::OUTPUT_TYPES.join(", "))]
+    UnknownType {
+        /// The output's name.
+        name: String,
+        /// The type given.
+        ty: String,
+    },
+    /// A non-secure output without `value`.
+    #[error("output '{0}': missing 'value'")]
+    MissingValue(String),
+    /// `sensitive` that is not a boolean.
+    #[error("output '{name}': 'sensitive' is {value}: expected true or false")]
+    BadSensitive {
+        /// The output's name.
+        name: String,
+        /// The value given, as JSON.
+        value: String,
+    },
+}
+
 /// Checks an outputs document `{"outputs": {name: {type, value, sensitive?}}}`.
 /// Returns the `outputs` map with each type as the data plane names it
 /// ([`crate::environment::output_type`]: ARM's `String`, `Int`,
 /// `SecureString`… become `string`, `number`, …; a secure type is
 /// `sensitive: true` unless the output says otherwise; ARM never returns the
 /// value of a secure output, so a secure one without `value` is kept with
-/// `value: null`), or a message naming the first bad output.
-pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
+/// `value: null`), or an error naming the first bad output.
+pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, OutputsError> {
     let outputs = doc
         .get("outputs")
         .and_then(Value::as_object)
-        .ok_or_else(|| "expected a JSON object with an 'outputs' object".to_string())?;
+        .ok_or(OutputsError::NotAnOutputsObject)?;
     let mut normalized = outputs.clone();
     for (name, out) in outputs {
         let ty = out
             .get("type")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("output '{name}': missing 'type'"))?;
+            .ok_or_else(|| OutputsError::MissingType(name.clone()))?;
         let Some((data_plane_type, secure)) = crate::environment::output_type(ty) else {
-            return Err(format!(
-                "output '{name}': type '{ty}' is not one of {} (any case)",
-                crate::OUTPUT_TYPES.join(", ")
-            ));
+            return Err(OutputsError::UnknownType {
+                name: name.clone(),
+                ty: crate::echo::truncate(ty),
+            });
         };
         if let Some(o) = normalized.get_mut(name).and_then(Value::as_object_mut) {
             o.insert("type".into(), Value::from(data_plane_type));
@@ -236,16 +266,17 @@ pub fn validate_outputs(doc: &Value) -> Result<Map<String, Value>, String> {
         }
         if out.get("value").is_none() {
             if !secure {
-                return Err(format!("output '{name}': missing 'value'"));
+                return Err(OutputsError::MissingValue(name.clone()));
             }
             if let Some(o) = normalized.get_mut(name).and_then(Value::as_object_mut) {
                 o.insert("value".into(), Value::Null);
             }
         }
         if let Some(v) = out.get("sensitive").filter(|v| !v.is_boolean()) {
-            return Err(format!(
-                "output '{name}': 'sensitive' is {v}: expected true or false"
-            ));
+            return Err(OutputsError::BadSensitive {
+                name: name.clone(),
+                value: crate::echo::truncate(&v.to_string()),
+            });
         }
     }
     Ok(normalized)
@@ -272,14 +303,16 @@ mod tests {
         assert!(
             validate_outputs(&json!({"outputs": {"a": {"type": "string", "value": "x"}}})).is_ok()
         );
-        let e =
-            validate_outputs(&json!({"outputs": {"a": {"type": "blob", "value": 1}}})).unwrap_err();
+        let e = validate_outputs(&json!({"outputs": {"a": {"type": "blob", "value": 1}}}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'blob'"));
         assert!(validate_outputs(&json!({"x": 1})).is_err());
         let e = validate_outputs(
             &json!({"outputs": {"a": {"type": "string", "value": "x", "sensitive": "yes"}}}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("'sensitive' is \"yes\""), "{e}");
         // ARM answers a secure output with its type only.
         let out = validate_outputs(&json!({"outputs": {"pw": {"type": "SecureString"}}})).unwrap();
@@ -287,7 +320,9 @@ mod tests {
             out["pw"],
             json!({"type": "string", "sensitive": true, "value": null})
         );
-        let e = validate_outputs(&json!({"outputs": {"a": {"type": "String"}}})).unwrap_err();
+        let e = validate_outputs(&json!({"outputs": {"a": {"type": "String"}}}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("output 'a': missing 'value'"), "{e}");
     }
 
@@ -324,8 +359,9 @@ mod tests {
         assert_eq!(out["key"]["sensitive"], true);
         assert_eq!(out["conn"]["sensitive"], false, "an explicit flag wins");
         assert!(out["name"].get("sensitive").is_none());
-        let e =
-            validate_outputs(&json!({"outputs": {"a": {"type": "Blob", "value": 1}}})).unwrap_err();
+        let e = validate_outputs(&json!({"outputs": {"a": {"type": "Blob", "value": 1}}}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("type 'Blob' is not one of"), "{e}");
     }
 }

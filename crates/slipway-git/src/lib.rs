@@ -67,6 +67,9 @@ pub enum GitError {
         /// The broken rule.
         reason: String,
     },
+    /// A secret whose kind cannot authenticate to git.
+    #[error("secret kind '{0}' cannot authenticate to git: expected 'token' or 'sshKey'")]
+    CredentialKind(String),
     /// The credential may not be sent to this URL (plain http, a host its
     /// secret does not name).
     #[error("{0}")]
@@ -112,21 +115,20 @@ impl std::fmt::Debug for GitCredential {
 impl GitCredential {
     /// Builds a credential from a secret's kind, value and host list.
     ///
-    /// Errors: a message naming the kind when it is neither `token` nor `sshKey`.
+    /// Errors: [`GitError::CredentialKind`] when the kind is neither `token`
+    /// nor `sshKey`.
     pub fn from_secret(
         kind: &str,
         value: Vec<u8>,
         hosts: Vec<String>,
-    ) -> Result<GitCredential, String> {
+    ) -> Result<GitCredential, GitError> {
         match kind {
             "token" => Ok(GitCredential::Token {
                 token: String::from_utf8_lossy(&value).trim().to_string(),
                 hosts,
             }),
             "sshKey" => Ok(GitCredential::SshKey(value)),
-            other => Err(format!(
-                "secret kind '{other}' cannot authenticate to git: expected 'token' or 'sshKey'"
-            )),
+            other => Err(GitError::CredentialKind(other.to_string())),
         }
     }
 

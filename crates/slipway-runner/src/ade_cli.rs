@@ -51,16 +51,32 @@ pub fn is_static_elf64(bytes: &[u8]) -> bool {
 /// Errors: a message naming the path: unreadable, or not a static ELF-64
 /// executable (build it with `RUSTFLAGS="-C target-feature=+crt-static"`,
 /// as `runner-images/build` does).
-pub fn check_runner_ade(path: &Path) -> Result<PathBuf, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn check_runner_ade(path: &Path) -> Result<PathBuf, RunnerAdeError> {
+    let unreadable = |e: std::io::Error| RunnerAdeError::Unreadable {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let bytes = std::fs::read(path).map_err(unreadable)?;
     if !is_static_elf64(&bytes) {
-        return Err(format!(
-            "{} is not a static x86-64 executable: the runners' ade must run in any image (build it with RUSTFLAGS=\"-C target-feature=+crt-static\", as runner-images/build does)",
-            path.display()
-        ));
+        return Err(RunnerAdeError::NotStatic(path.to_path_buf()));
     }
-    path.canonicalize()
-        .map_err(|e| format!("{}: {e}", path.display()))
+    path.canonicalize().map_err(unreadable)
+}
+
+/// A file that cannot serve as the runners' `ade`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerAdeError {
+    /// The file cannot be read or resolved.
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        /// The path given.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// Not a statically linked ELF-64 executable.
+    #[error("{} is not a static x86-64 executable: the runners' ade must run in any image (build it with RUSTFLAGS=\"-C target-feature=+crt-static\", as runner-images/build does)", .0.display())]
+    NotStatic(PathBuf),
 }
 
 #[cfg(test)]

@@ -160,9 +160,9 @@ impl Scheduler {
                 &e.project,
                 &e.name,
             )
-            .map_err(|reason| azure::ResourceGroupError {
+            .map_err(|too_long| azure::ResourceGroupError {
                 name: slipway_core::azure_target::resource_group_name(&e.project, &e.name),
-                reason,
+                reason: too_long.to_string(),
             })?,
             _ => None,
         };

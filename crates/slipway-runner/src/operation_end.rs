@@ -215,7 +215,7 @@ impl Scheduler {
         ) {
             Ok(Some(rg)) => rg,
             Ok(None) => return (OperationStatus::Succeeded, None),
-            Err(e) => return failed(e),
+            Err(e) => return failed(e.to_string()),
         };
         let Some(id) = identity else {
             return (OperationStatus::Succeeded, None);

@@ -279,8 +279,8 @@ impl Store {
                     message: m,
                 };
                 Ok(Grant {
-                    role: Role::parse(&role).map_err(corrupt)?,
-                    scope: Scope::parse(&scope).map_err(corrupt)?,
+                    role: Role::parse(&role).map_err(|e| corrupt(e.to_string()))?,
+                    scope: Scope::parse(&scope).map_err(|e| corrupt(e.to_string()))?,
                 })
             })
             .collect()

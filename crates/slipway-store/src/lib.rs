@@ -72,6 +72,9 @@ pub enum StoreError {
     /// A secret could not be sealed or opened, or the key file is malformed.
     #[error("{0}")]
     Secret(String),
+    /// A stored credential document no longer passes its checks.
+    #[error(transparent)]
+    Credential(#[from] slipway_core::credentials::CredentialError),
     /// The resource is still used by others (e.g. a type with environments).
     #[error("{0}")]
     InUse(String),

@@ -369,7 +369,7 @@ impl Store {
             .map_err(|e| StoreError::Secret(format!("deployment identity '{name}': {e}")))?;
         DeploymentIdentity::from_json(&doc)
             .map(Some)
-            .map_err(StoreError::Secret)
+            .map_err(StoreError::Credential)
     }
 
     /// A scrubber for the logs and messages of operations of `env_type` in
@@ -405,7 +405,7 @@ impl Store {
             let doc: serde_json::Value = serde_json::from_slice(&value).map_err(|e| {
                 StoreError::Secret(format!("registry credential '{}': {e}", meta.name))
             })?;
-            out.push(RegistryCredential::from_json(&doc).map_err(StoreError::Secret)?);
+            out.push(RegistryCredential::from_json(&doc)?);
         }
         Ok(out)
     }

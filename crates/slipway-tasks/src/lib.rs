@@ -43,11 +43,29 @@ pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 300..=28800;
 pub const QUICK_BUILD_STEP_TIMEOUT: i64 = 28800;
 
 /// Errors of image tasks.
+///
+/// [`TaskError::is_bad_input`] tells the caller's mistakes (an HTTP 400)
+/// from the service's failures.
 #[derive(Debug, Error)]
 pub enum TaskError {
     /// Bad input: names the field and what was expected.
     #[error("{0}")]
     Validation(String),
+    /// The (rendered) task file cannot be planned.
+    #[error(transparent)]
+    TaskFile(#[from] slipway_core::tasks::taskfile::TaskFileError),
+    /// Values, `--set` items or the `alias:` block cannot be used.
+    #[error(transparent)]
+    Values(#[from] slipway_core::tasks::values::ValuesError),
+    /// A step's `cmd` cannot be run as written.
+    #[error(transparent)]
+    Cmd(#[from] slipway_core::tasks::cmdline::CmdError),
+    /// A step would leave its confinement.
+    #[error(transparent)]
+    Refused(#[from] slipway_core::isolation::StepRefused),
+    /// Step permissions that are malformed.
+    #[error(transparent)]
+    Policy(#[from] slipway_core::isolation::PolicyError),
     /// The context could not be fetched or unpacked.
     #[error("context: {0}")]
     Context(String),
@@ -63,6 +81,22 @@ pub enum TaskError {
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl TaskError {
+    /// Whether the request was at fault (bad task file, values, command or
+    /// permissions) rather than the engine, the registry or the store.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            TaskError::Validation(_)
+                | TaskError::TaskFile(_)
+                | TaskError::Values(_)
+                | TaskError::Cmd(_)
+                | TaskError::Refused(_)
+                | TaskError::Policy(_)
+        )
+    }
 }
 
 /// The run queue and the triggers.

@@ -10,7 +10,9 @@ use slipway_core::isolation::StepPermissions;
 use slipway_core::tasks::cmdline::expand_command_alias;
 use slipway_core::tasks::taskfile::{self, Plan, Step, TaskFile};
 use slipway_core::tasks::template::render;
-use slipway_core::tasks::values::{aliases_enabled, preprocess_aliases, strip_comment_lines};
+use slipway_core::tasks::values::{
+    aliases_enabled, preprocess_aliases, strip_comment_lines, LoadError,
+};
 use slipway_fetch::{Fetcher, MAX_IN_MEMORY_BYTES};
 
 /// Blob key of an uploaded context tarball.
@@ -74,24 +76,21 @@ pub fn render_task(
 ) -> Result<RenderedTask, TaskError> {
     let text = strip_comment_lines(text);
     let (text, aliases) = if aliases_enabled(&text) {
-        let load = |src: &str| -> Result<String, String> {
+        let load = |src: &str| -> Result<String, LoadError> {
             if src.starts_with("http://") || src.starts_with("https://") {
-                let body = fetcher
-                    .bytes(src, Duration::from_secs(2), MAX_IN_MEMORY_BYTES)
-                    .map_err(|e| e.to_string())?;
-                return String::from_utf8(body).map_err(|e| format!("GET '{src}': {e}"));
+                let body = fetcher.bytes(src, Duration::from_secs(2), MAX_IN_MEMORY_BYTES)?;
+                return String::from_utf8(body).map_err(|e| format!("GET '{src}': {e}").into());
             }
-            slipway_hostfs::Tree::open(workspace)
-                .and_then(|t| t.read_to_string(src, MAX_TASK_FILE_BYTES))
-                .map_err(|e| e.to_string())
+            Ok(slipway_hostfs::Tree::open(workspace)
+                .and_then(|t| t.read_to_string(src, MAX_TASK_FILE_BYTES))?)
         };
-        let a = preprocess_aliases(&text, data, &load).map_err(TaskError::Validation)?;
+        let a = preprocess_aliases(&text, data, &load)?;
         (a.text, Some(a.aliases))
     } else {
         (text, None)
     };
     let rendered = render(&text, data).map_err(|e| TaskError::Validation(e.to_string()))?;
-    let mut task: TaskFile = taskfile::parse_task(&rendered).map_err(TaskError::Validation)?;
+    let mut task: TaskFile = taskfile::parse_task(&rendered)?;
     if let Some(aliases) = aliases {
         for s in task.steps.iter_mut() {
             if let Some(c) = &s.cmd {
@@ -104,7 +103,7 @@ pub fn render_task(
             "secrets: Azure Key Vault secrets ('keyvault') cannot be resolved by Slipway".into(),
         ));
     }
-    let plan = taskfile::plan(task, false, permissions).map_err(TaskError::Validation)?;
+    let plan = taskfile::plan(task, false, permissions)?;
     Ok(RenderedTask {
         yaml: rendered,
         plan,
@@ -170,5 +169,5 @@ pub fn docker_plan(d: &DockerBuild, data: &Value, registry: &str) -> Result<Plan
         true,
         &StepPermissions::default(),
     )
-    .map_err(TaskError::Validation)
+    .map_err(TaskError::from)
 }

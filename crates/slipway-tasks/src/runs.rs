@@ -255,9 +255,8 @@ impl TaskService {
                     set_args.push(format!("{name}={value}"));
                     secret_values.push(value);
                 }
-                let set = parse_set(&set_args).map_err(TaskError::Validation)?;
-                let values =
-                    merge_values(values_text.as_deref(), &set).map_err(TaskError::Validation)?;
+                let set = parse_set(&set_args)?;
+                let values = merge_values(values_text.as_deref(), &set)?;
                 // acb: render with no secrets, read `secrets:`, resolve, render again.
                 let data = template_data(&vars, &values, &BTreeMap::new());
                 let plan =

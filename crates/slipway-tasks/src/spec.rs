@@ -311,7 +311,7 @@ impl TaskSpec {
             ));
         }
         if let Some(p) = &self.step_permissions {
-            p.validate().map_err(TaskError::Validation)?;
+            p.validate()?;
         }
         if self.status != "Enabled" && self.status != "Disabled" {
             return bad(format!(

@@ -278,8 +278,7 @@ impl ImageService {
                     Ok(())
                 })
                 .await?;
-                let (vcpus, memory_mib) =
-                    template::vm_shape(&profile.vm_size).map_err(BuildError::Template)?;
+                let (vcpus, memory_mib) = template::vm_shape(&profile.vm_size)?;
                 let shape = vm::Shape { vcpus, memory_mib };
                 let vm = Vm::boot(disk, staging, run_id, shape, &self.accel, log).await?;
                 Ok(Guest::Vm(Box::new(vm)))

@@ -85,7 +85,7 @@ impl ImageService {
                 artifact_tags,
                 ..
             } => {
-                let r = ids::parse_image_id(image_id).map_err(BuildError::Template)?;
+                let r = ids::parse_image_id(image_id)?;
                 let ImageRef::Managed { name } = &r else {
                     return Err(BuildError::Template(format!(
                         "imageId '{image_id}' is a gallery image: use a SharedImage distributor"
@@ -119,7 +119,7 @@ impl ImageService {
                     gallery,
                     definition,
                     version,
-                } = ids::parse_image_id(gallery_image_id).map_err(BuildError::Template)?
+                } = ids::parse_image_id(gallery_image_id)?
                 else {
                     return Err(BuildError::Template(format!("galleryImageId '{gallery_image_id}' is not a gallery image (…/galleries/<g>/images/<def>)")));
                 };

@@ -58,6 +58,12 @@ pub enum BuildError {
     /// names the field, the value and what was expected.
     #[error("{0}")]
     Template(String),
+    /// An image id in the template names no managed or gallery image.
+    #[error(transparent)]
+    ImageId(#[from] slipway_core::images::ids::ImageIdError),
+    /// `vmProfile.vmSize` is not a size the builder can shape.
+    #[error(transparent)]
+    VmSize(#[from] slipway_core::images::template::UnknownVmSize),
     /// A source the template names (image, script, file, upload) is
     /// missing, unreadable or does not match its checksum.
     #[error("{0}")]

@@ -134,7 +134,7 @@ impl ImageService {
             | Source::SharedImageVersion {
                 image_version_id: image_id,
             } => {
-                let r = ids::parse_image_id(image_id).map_err(BuildError::Template)?;
+                let r = ids::parse_image_id(image_id)?;
                 let img = self.find_image(&r).await?;
                 log.out(&format!("slipway: source {}", img.id));
                 copy(PathBuf::from(&img.path), disk.to_path_buf()).await?;

@@ -55,12 +55,23 @@ fn name_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+/// An image id that names no managed image or gallery image (version).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image id '{id}' {why}: expected …/images/<name>, …/galleries/<gallery>/images/<definition> or …/galleries/<gallery>/images/<definition>/versions/<x.y.z|latest>")]
+pub struct ImageIdError {
+    /// The id given.
+    pub id: String,
+    /// What is wrong with it, e.g. `has no images segment`.
+    pub why: &'static str,
+}
+
 /// Parses an image id (Azure-shaped or canonical).
 ///
 /// Errors: names the id and the expected forms.
-pub fn parse_image_id(id: &str) -> Result<ImageRef, String> {
-    let bad = |why: &str| {
-        format!("image id '{id}' {why}: expected …/images/<name>, …/galleries/<gallery>/images/<definition> or …/galleries/<gallery>/images/<definition>/versions/<x.y.z|latest>")
+pub fn parse_image_id(id: &str) -> Result<ImageRef, ImageIdError> {
+    let bad = |why: &'static str| ImageIdError {
+        id: crate::echo::truncate(id),
+        why,
     };
     let segs: Vec<&str> = id.trim_matches('/').split('/').collect();
     let pos = |key: &str| segs.iter().position(|s| s.eq_ignore_ascii_case(key));
@@ -202,7 +213,9 @@ mod tests {
             parse_image_id("/slipway/galleries/g/images/d").unwrap(),
             ImageRef::Gallery { version: None, .. }
         ));
-        let e = parse_image_id("/slipway/galleries/g/images/d/versions/one").unwrap_err();
+        let e = parse_image_id("/slipway/galleries/g/images/d/versions/one")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("'/slipway/galleries/g/images/d/versions/one'") && e.contains("x.y.z"),
             "{e}"

@@ -448,18 +448,21 @@ impl OnError {
     }
 }
 
+/// A `vmProfile.vmSize` that is not an Azure size Slipway can shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("vmSize '{0}' is not known: expected Standard_<family><vCPUs>… (e.g. Standard_D2s_v3, Standard_B1s)")]
+pub struct UnknownVmSize(pub String);
+
 /// vCPUs and memory (MiB) of an Azure VM size, for full-boot builds:
 /// `Standard_<family><vcpus>…` sizes map to their published shapes; an
 /// empty size is AIB's default `Standard_D2ds_v4` (2 vCPUs, 8 GiB).
 ///
 /// Errors: names the size and the expected form.
-pub fn vm_shape(vm_size: &str) -> Result<(u32, u32), String> {
+pub fn vm_shape(vm_size: &str) -> Result<(u32, u32), UnknownVmSize> {
     if vm_size.is_empty() {
         return Ok((2, 8192));
     }
-    let bad = || {
-        format!("vmSize '{vm_size}' is not known: expected Standard_<family><vCPUs>… (e.g. Standard_D2s_v3, Standard_B1s)")
-    };
+    let bad = || UnknownVmSize(crate::echo::truncate(vm_size));
     let rest = vm_size.strip_prefix("Standard_").ok_or_else(bad)?;
     let family: String = rest
         .chars()
@@ -666,7 +669,8 @@ fn validate(p: &mut TemplateProperties) -> Result<(), ValidationFailed> {
         seen.push(name);
     }
     if let Some(vm) = &p.vm_profile {
-        vm_shape(&vm.vm_size).map_err(|m| ValidationFailed::new("properties.vmProfile", m))?;
+        vm_shape(&vm.vm_size)
+            .map_err(|e| ValidationFailed::new("properties.vmProfile", e.to_string()))?;
     }
     Ok(())
 }
@@ -843,7 +847,10 @@ mod tests {
         assert_eq!(vm_shape("Standard_D2s_v3").unwrap(), (2, 8192));
         assert_eq!(vm_shape("Standard_B1s").unwrap(), (1, 1024));
         assert_eq!(vm_shape("Standard_E4ds_v4").unwrap(), (4, 32768));
-        assert!(vm_shape("Large").unwrap_err().contains("'Large'"));
+        assert!(vm_shape("Large")
+            .unwrap_err()
+            .to_string()
+            .contains("'Large'"));
     }
 
     #[test]

@@ -43,12 +43,50 @@ pub struct RunCommand {
     pub add_hosts: Vec<String>,
 }
 
+/// A step `cmd` or port that cannot be run as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdError {
+    /// Unbalanced quotes or a dangling escape.
+    #[error("cmd {cmd:?}: {reason}")]
+    Unparsable {
+        /// The step's `cmd`.
+        cmd: String,
+        /// What the shell-word splitter said.
+        reason: String,
+    },
+    /// A flag given last, without its value.
+    #[error("cmd flag '{0}' needs a value")]
+    MissingValue(String),
+    /// A flag whose value does not have the expected form.
+    #[error("cmd flag '{flag}' is '{value}': expected {expected}")]
+    BadValue {
+        /// The flag, e.g. `--cpus`.
+        flag: String,
+        /// The refused value.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// A flag Slipway does not run (the list of supported flags follows).
+    #[error("cmd flag '{0}' is not supported: expected -e, -v, --entrypoint, -w, -u, --network, -p, --expose, -l, -m, --cpus, --add-host, --privileged, --rm, -i, -t before the image")]
+    Unsupported(String),
+    /// Only flags, no image.
+    #[error("cmd {0:?} names no image")]
+    NoImage(String),
+    /// A `ports` entry or `-p` value that is not a port mapping.
+    #[error("port '{0}' is not valid: expected [[ip:]hostPort:]containerPort[/tcp|udp|sctp]")]
+    Port(String),
+}
+
 /// Splits `cmd` into flags, image and argv.
 ///
 /// Errors: unbalanced quotes, a flag Slipway does not support (named), a
 /// flag without its value, or no image.
-pub fn parse_cmd(cmd: &str) -> Result<RunCommand, String> {
-    let words = shell_words::split(cmd).map_err(|e| format!("cmd {cmd:?}: {e}"))?;
+pub fn parse_cmd(cmd: &str) -> Result<RunCommand, CmdError> {
+    let words = shell_words::split(cmd).map_err(|e| CmdError::Unparsable {
+        cmd: cmd.to_string(),
+        reason: e.to_string(),
+    })?;
     let mut rc = RunCommand::default();
     let mut it = words.into_iter().peekable();
     while let Some(w) = it.next() {
@@ -81,12 +119,12 @@ pub fn parse_cmd(cmd: &str) -> Result<RunCommand, String> {
             }
             continue;
         }
-        let mut value = || -> Result<String, String> {
+        let mut value = || -> Result<String, CmdError> {
             match inline.clone() {
                 Some(v) => Ok(v),
                 None => it
                     .next()
-                    .ok_or_else(|| format!("cmd flag '{flag}' needs a value")),
+                    .ok_or_else(|| CmdError::MissingValue(flag.clone())),
             }
         };
         match flag.as_str() {
@@ -121,28 +159,28 @@ pub fn parse_cmd(cmd: &str) -> Result<RunCommand, String> {
             }
             "-m" | "--memory" => {
                 let v = value()?;
-                rc.memory = Some(parse_bytes(&v).ok_or_else(|| {
-                    format!("cmd flag '{flag}' is '{v}': expected a size like 512m or 1g")
+                rc.memory = Some(parse_bytes(&v).ok_or_else(|| CmdError::BadValue {
+                    flag: flag.clone(),
+                    value: v.clone(),
+                    expected: "a size like 512m or 1g",
                 })?);
             }
             "--cpus" => {
                 let v = value()?;
-                rc.cpus = Some(v.parse().map_err(|_| {
-                    format!("cmd flag '--cpus' is '{v}': expected a number")
+                rc.cpus = Some(v.parse().map_err(|_| CmdError::BadValue {
+                    flag: "--cpus".into(),
+                    value: v.clone(),
+                    expected: "a number",
                 })?);
             }
             // Accepted and ignored: the run sets the name and the engine pulls.
             "--name" | "--pull" | "--isolation" | "--platform" => {
                 value()?;
             }
-            other => {
-                return Err(format!(
-                    "cmd flag '{other}' is not supported: expected -e, -v, --entrypoint, -w, -u, --network, -p, --expose, -l, -m, --cpus, --add-host, --privileged, --rm, -i, -t before the image"
-                ))
-            }
+            other => return Err(CmdError::Unsupported(other.to_string())),
         }
     }
-    Err(format!("cmd {cmd:?} names no image"))
+    Err(CmdError::NoImage(cmd.to_string()))
 }
 
 /// `512m`, `1g`, `1024k`, `100` (bytes).
@@ -184,10 +222,8 @@ pub struct PortSpec {
 /// `127.0.0.1:80:8080/udp`, `127.0.0.1::8080`).
 ///
 /// Errors: names the spec and the expected form.
-pub fn parse_port(spec: &str) -> Result<PortSpec, String> {
-    let bad = || {
-        format!("port '{spec}' is not valid: expected [[ip:]hostPort:]containerPort[/tcp|udp|sctp]")
-    };
+pub fn parse_port(spec: &str) -> Result<PortSpec, CmdError> {
+    let bad = || CmdError::Port(spec.to_string());
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((r, p)) if ["tcp", "udp", "sctp"].contains(&p) => (r, p),
         Some(_) => return Err(bad()),
@@ -236,9 +272,16 @@ mod tests {
     fn errors_name_the_flag() {
         assert!(parse_cmd("--gpus all img")
             .unwrap_err()
+            .to_string()
             .contains("'--gpus'"));
-        assert!(parse_cmd("-e").unwrap_err().contains("needs a value"));
-        assert!(parse_cmd("--rm").unwrap_err().contains("names no image"));
+        assert!(parse_cmd("-e")
+            .unwrap_err()
+            .to_string()
+            .contains("needs a value"));
+        assert!(parse_cmd("--rm")
+            .unwrap_err()
+            .to_string()
+            .contains("names no image"));
         assert!(parse_cmd("img 'open").is_err());
     }
 
@@ -269,7 +312,10 @@ mod tests {
         );
         assert_eq!(parse_port("53/udp").unwrap().container, "53/udp");
         assert_eq!(parse_port("127.0.0.1::80").unwrap().host_port, "");
-        assert!(parse_port("http").unwrap_err().contains("port 'http'"));
+        assert!(parse_port("http")
+            .unwrap_err()
+            .to_string()
+            .contains("port 'http'"));
         assert!(parse_port("80/xyz").is_err());
     }
 }

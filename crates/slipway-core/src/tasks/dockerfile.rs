@@ -86,6 +86,20 @@ pub struct Dependencies {
     pub buildtime: Vec<ImageReference>,
 }
 
+/// A Dockerfile whose dependencies cannot be read (acb's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DockerfileError {
+    /// A `FROM` line without an image.
+    #[error("unable to understand line {0:?}: FROM needs an image")]
+    FromWithoutImage(String),
+    /// `--target` names no stage.
+    #[error("target stage {0:?} could not be found")]
+    UnknownTarget(String),
+    /// No `FROM` at all.
+    #[error("unexpected dockerfile format: no FROM")]
+    NoFrom,
+}
+
 /// Scans a Dockerfile's text.
 ///
 /// `build_args` (`NAME=value`) win over `ARG` defaults; `target` stops the
@@ -97,7 +111,7 @@ pub fn scan(
     text: &str,
     build_args: &[String],
     target: Option<&str>,
-) -> Result<Dependencies, String> {
+) -> Result<Dependencies, DockerfileError> {
     let mut args: Vec<(String, String)> = build_args
         .iter()
         .map(|a| match a.split_once('=') {
@@ -164,9 +178,7 @@ pub fn scan(
             "FROM" => {
                 let words: Vec<&str> = rest.into_iter().filter(|w| !w.starts_with("--")).collect();
                 let Some(image) = words.first() else {
-                    return Err(format!(
-                        "unable to understand line {line:?}: FROM needs an image"
-                    ));
+                    return Err(DockerfileError::FromWithoutImage(line.to_string()));
                 };
                 let image = expand(image.trim_matches('"'), &args);
                 let alias = match (words.get(1), words.get(2)) {
@@ -199,11 +211,11 @@ pub fn scan(
     }
     if let Some(t) = target {
         if !reached_target {
-            return Err(format!("target stage {t:?} could not be found"));
+            return Err(DockerfileError::UnknownTarget(t.to_string()));
         }
     }
     let Some((_, runtime)) = stages.last().cloned() else {
-        return Err("unexpected dockerfile format: no FROM".into());
+        return Err(DockerfileError::NoFrom);
     };
     let mut bt: Vec<String> = stages[..stages.len() - 1]
         .iter()
@@ -310,8 +322,12 @@ mod tests {
         assert!(d.buildtime.is_empty());
         assert!(scan(df, &[], Some("nope"))
             .unwrap_err()
+            .to_string()
             .contains("\"nope\""));
-        assert!(scan("RUN x\n", &[], None).unwrap_err().contains("no FROM"));
+        assert!(scan("RUN x\n", &[], None)
+            .unwrap_err()
+            .to_string()
+            .contains("no FROM"));
         let d = scan("FROM scratch\nCOPY x /\n", &[], None).unwrap();
         assert!(d.runtime.is_none());
         assert_eq!(ImageReference::parse("alpine").reference, "alpine:latest");

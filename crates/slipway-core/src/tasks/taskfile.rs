@@ -226,7 +226,7 @@ impl Step {
     }
 
     /// The step's kind; errors as acb when zero or several are given.
-    pub fn kind(&self) -> Result<StepKind, String> {
+    pub fn kind(&self) -> Result<StepKind, StepKindError> {
         let has_cmd = self.cmd.as_deref().is_some_and(|c| !c.is_empty());
         let has_build = self.build.as_deref().is_some_and(|c| !c.is_empty());
         let has_push = !self.push.is_empty();
@@ -234,8 +234,8 @@ impl Step {
             (true, false, false) => Ok(StepKind::Cmd),
             (false, true, false) => Ok(StepKind::Build),
             (false, false, true) => Ok(StepKind::Push),
-            (false, false, false) => Err("step is missing a cmd, build, or push property".into()),
-            _ => Err("step must only contain a single build, cmd, or push property".into()),
+            (false, false, false) => Err(StepKindError::Missing),
+            _ => Err(StepKindError::Several),
         }
     }
 
@@ -250,6 +250,66 @@ impl Step {
             Some(p) => format!("{WORKSPACE}/{}", p.trim_start_matches("./")),
         })
     }
+}
+
+/// A step with no kind or with several (acb's messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StepKindError {
+    /// None of `cmd`, `build`, `push`.
+    #[error("step is missing a cmd, build, or push property")]
+    Missing,
+    /// More than one of them.
+    #[error("step must only contain a single build, cmd, or push property")]
+    Several,
+}
+
+/// A task file that cannot be planned. The messages are acb's where acb
+/// has one (`invalid version specified`, `X does not exist as a vertex`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskFileError {
+    /// The rendered text is blank.
+    #[error("rendered template was empty")]
+    Empty,
+    /// Not YAML of the task file's shape.
+    #[error("task file: {0}")]
+    Yaml(String),
+    /// A `version` other than v1.0.0 or v1.1.0.
+    #[error("invalid version specified: {0:?}, the current version is \"v1.0.0\"")]
+    Version(String),
+    /// A task-level property (`env`, `volumes`, `networks`) refused.
+    #[error("{0}")]
+    Task(String),
+    /// A step's own property refused.
+    #[error("step {step}: {reason}")]
+    Step {
+        /// The step's ID (acb's `acb_step_N` when unset).
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// The step graph (`when`) refused: a duplicate, unknown or
+    /// self-referencing ID.
+    #[error("{0}")]
+    Graph(String),
+    /// A declared network Slipway does not create.
+    #[error("network '{network}': {reason}")]
+    Network {
+        /// The network's name.
+        network: String,
+        /// Why, and what is accepted.
+        reason: String,
+    },
+    /// A step's `cmd` cannot be split into flags, image and arguments.
+    #[error("step '{step}': {error}")]
+    Cmd {
+        /// The step's ID.
+        step: String,
+        /// What is wrong with the command.
+        error: crate::tasks::cmdline::CmdError,
+    },
+    /// A step that would leave its confinement.
+    #[error(transparent)]
+    Refused(#[from] crate::isolation::StepRefused),
 }
 
 /// A validated task: defaults applied and each step's predecessors.
@@ -295,11 +355,11 @@ fn yaml11_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
 /// Parses rendered task YAML.
 ///
 /// Errors: YAML syntax, with acb's "rendered template was empty" for blank text.
-pub fn parse_task(rendered: &str) -> Result<TaskFile, String> {
+pub fn parse_task(rendered: &str) -> Result<TaskFile, TaskFileError> {
     if rendered.trim().is_empty() {
-        return Err("rendered template was empty".into());
+        return Err(TaskFileError::Empty);
     }
-    serde_yaml_ng::from_str(rendered).map_err(|e| format!("task file: {e}"))
+    serde_yaml_ng::from_str(rendered).map_err(|e| TaskFileError::Yaml(e.to_string()))
 }
 
 /// Applies acb's defaults (`initialize`) and builds the DAG (`NewDagFromTask`).
@@ -313,7 +373,7 @@ pub fn plan(
     mut task: TaskFile,
     is_build_task: bool,
     permissions: &crate::isolation::StepPermissions,
-) -> Result<Plan, String> {
+) -> Result<Plan, TaskFileError> {
     // acb: an unset or empty version is the current one.
     let version = task
         .version
@@ -324,9 +384,7 @@ pub fn plan(
         .iter()
         .any(|v| v.eq_ignore_ascii_case(&version))
     {
-        return Err(format!(
-            "invalid version specified: {version:?}, the current version is \"v1.0.0\""
-        ));
+        return Err(TaskFileError::Version(version));
     }
     if task.step_timeout <= 0 {
         task.step_timeout = DEFAULT_STEP_TIMEOUT;
@@ -334,7 +392,7 @@ pub fn plan(
     let mut networks = task.networks.clone();
     for n in &networks {
         if n.name.trim().is_empty() {
-            return Err("network name cannot be empty".into());
+            return Err(TaskFileError::Task("network name cannot be empty".into()));
         }
     }
     if networks.is_empty() && !is_build_task {
@@ -354,9 +412,9 @@ pub fn plan(
     for e in &task.env {
         for part in e.split(',') {
             if !part.contains('=') {
-                return Err(format!(
+                return Err(TaskFileError::Task(format!(
                     "cannot parse task environment variable {part:?}: expected K=V"
-                ));
+                )));
             }
             task_env.push(part.to_string());
         }
@@ -369,16 +427,16 @@ pub fn plan(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
+            return Err(TaskFileError::Task(format!(
                 "volume name {:?} is not valid: expected [a-zA-Z0-9-_]+",
                 v.name
-            ));
+            )));
         }
         if v.secret.is_none() {
-            return Err(format!(
+            return Err(TaskFileError::Task(format!(
                 "volume {:?}: currently only support for source type secret",
                 v.name
-            ));
+            )));
         }
     }
     let mut seen: Vec<String> = Vec::new();
@@ -389,7 +447,10 @@ pub fn plan(
             step.id = format!("acb_step_{i}");
         }
         let id = step.id.clone();
-        let at = |m: &str| format!("step {id}: {m}");
+        let at = |m: &str| TaskFileError::Step {
+            step: id.clone(),
+            reason: m.to_string(),
+        };
         if id.contains(char::is_whitespace) {
             return Err(at("step ID cannot contain spaces"));
         }
@@ -397,9 +458,11 @@ pub fn plan(
             return Err(at("acb_root is a reserved step ID"));
         }
         if seen.contains(&id) {
-            return Err(format!("{id} already exists as a vertex"));
+            return Err(TaskFileError::Graph(format!(
+                "{id} already exists as a vertex"
+            )));
         }
-        step.kind().map_err(|e| at(&e))?;
+        step.kind().map_err(|e| at(&e.to_string()))?;
         if step.retries < 0 {
             return Err(at("step must specify retries >= 0"));
         }
@@ -463,14 +526,16 @@ pub fn plan(
             let mut d = Vec::new();
             for w in &step.when {
                 if *w == id {
-                    return Err(format!("Step ID: {id} is self-referenced"));
+                    return Err(TaskFileError::Graph(format!(
+                        "Step ID: {id} is self-referenced"
+                    )));
                 }
                 match seen.iter().position(|s| s == w) {
                     Some(p) => d.push(p),
                     None => {
-                        return Err(format!(
+                        return Err(TaskFileError::Graph(format!(
                             "{w} does not exist as a vertex [from: {w}, to: {id}]"
-                        ))
+                        )))
                     }
                 }
             }
@@ -493,43 +558,51 @@ pub fn plan(
     // Steps join only networks the run creates (an existing engine network
     // would bypass the run's egress rules).
     if let Some(n) = networks.iter().find(|n| n.skip_creation) {
-        return Err(format!(
-            "network '{}': skipCreation is not allowed: steps use networks their run creates",
-            n.name
-        ));
+        return Err(TaskFileError::Network {
+            network: n.name.clone(),
+            reason: "skipCreation is not allowed: steps use networks their run creates".into(),
+        });
     }
     for n in &networks {
         if n.ipv6 {
-            return Err(format!(
-                "network '{}': ipv6 is not supported: steps have IPv4 egress only",
-                n.name
-            ));
+            return Err(TaskFileError::Network {
+                network: n.name.clone(),
+                reason: "ipv6 is not supported: steps have IPv4 egress only".into(),
+            });
         }
         if let Some(d) = n.driver.as_deref().filter(|d| *d != "bridge") {
-            return Err(format!(
-                "network '{}': driver '{d}' is not supported: expected 'bridge'",
-                n.name
-            ));
+            return Err(TaskFileError::Network {
+                network: n.name.clone(),
+                reason: format!("driver '{d}' is not supported: expected 'bridge'"),
+            });
         }
     }
     for step in &task.steps {
         let rc = match &step.cmd {
-            Some(cmd) => crate::tasks::cmdline::parse_cmd(cmd)
-                .map_err(|e| format!("step '{}': {e}", step.id))?,
+            Some(cmd) => {
+                crate::tasks::cmdline::parse_cmd(cmd).map_err(|error| TaskFileError::Cmd {
+                    step: step.id.clone(),
+                    error,
+                })?
+            }
             None => Default::default(),
         };
         let network = rc.network.as_deref().or(step.network.as_deref());
         crate::isolation::refuse_unconfined_step(&step.confinement_request(&rc), permissions)?;
         if let Some(n) = network.filter(|n| !networks.iter().any(|d| d.name == *n)) {
-            return Err(format!(
-                "step '{}': --network '{n}' is not allowed: expected a network the task file declares ({})",
-                step.id,
-                networks
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Err(crate::isolation::StepRefused {
+                step: step.id.clone(),
+                what: format!("--network '{n}'"),
+                reason: format!(
+                    "expected a network the task file declares ({})",
+                    networks
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+            .into());
         }
     }
     let created = networks.into_iter().collect();
@@ -556,7 +629,9 @@ mod tests {
     use super::*;
 
     fn p(yaml: &str) -> Result<Plan, String> {
-        plan(parse_task(yaml)?, false, &Default::default())
+        parse_task(yaml)
+            .and_then(|t| plan(t, false, &Default::default()))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -570,7 +645,9 @@ mod tests {
         let step = &t.steps[0];
         assert!(step.detach && step.keep && step.ignore_errors && !step.pull);
         assert!(plan(t, false, &Default::default()).is_ok());
-        let e = parse_task("steps:\n  - cmd: a\n    keep: maybe\n").unwrap_err();
+        let e = parse_task("steps:\n  - cmd: a\n    keep: maybe\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("'maybe' is not a boolean"), "{e}");
         // Quoted or not, YAML 1.1 spellings are booleans here (acb's fields are bools).
         let quoted = parse_task("steps:\n  - cmd: a\n    detach: 'no'\n").unwrap();
@@ -608,8 +685,9 @@ mod tests {
         assert!(e.contains("cannot contain spaces"), "{e}");
         let e = p("steps:\n  - id: a\n    cmd: x\n  - id: a\n    cmd: y\n").unwrap_err();
         assert_eq!(e, "a already exists as a vertex");
+        assert_eq!(parse_task("  \n").unwrap_err(), TaskFileError::Empty);
         assert_eq!(
-            parse_task("  \n").unwrap_err(),
+            TaskFileError::Empty.to_string(),
             "rendered template was empty"
         );
     }

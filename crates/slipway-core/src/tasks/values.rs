@@ -59,16 +59,45 @@ pub fn strip_comment_lines(text: &str) -> String {
         .collect()
 }
 
+/// Values, `--set` items or an `alias:` block that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ValuesError {
+    /// A `--set` item with no `=` or an empty key.
+    #[error("--set '{0}' is not valid: expected key=value")]
+    Set(String),
+    /// The values file is not YAML.
+    #[error("values file is not valid YAML: {0}")]
+    FileSyntax(String),
+    /// The values file is YAML but not a map.
+    #[error("values file must be a YAML map of name: value")]
+    FileNotAMap,
+    /// The `alias:` block does not render or has the wrong shape.
+    #[error("alias: {0}")]
+    Alias(String),
+    /// An alias `src` that cannot be loaded or is not a YAML map of strings.
+    #[error("alias: src '{src}': {reason}")]
+    AliasSource {
+        /// The `src` entry as written.
+        src: String,
+        /// Why it could not be used.
+        reason: String,
+    },
+}
+
+/// What an alias-source loader may fail with (passed through into
+/// [`ValuesError::AliasSource`]).
+pub type LoadError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Parses `--set k=v` items: split at the first `=`, keys flat (`a.b` is
 /// one key). Errors name the item that has no `=`.
-pub fn parse_set(items: &[String]) -> Result<Vec<(String, String)>, String> {
+pub fn parse_set(items: &[String]) -> Result<Vec<(String, String)>, ValuesError> {
     items
         .iter()
         .map(|i| {
             i.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("--set '{i}' is not valid: expected key=value"))
+                .ok_or_else(|| ValuesError::Set(i.clone()))
         })
         .collect()
 }
@@ -79,16 +108,16 @@ pub fn parse_set(items: &[String]) -> Result<Vec<(String, String)>, String> {
 /// winning, and a map is never replaced by a scalar.
 ///
 /// Errors: the values file is not a YAML map.
-pub fn merge_values(file: Option<&str>, set: &[(String, String)]) -> Result<Value, String> {
+pub fn merge_values(file: Option<&str>, set: &[(String, String)]) -> Result<Value, ValuesError> {
     let mut base = Map::new();
     for (k, v) in set {
         base.insert(k.clone(), Value::String(v.clone()));
     }
     if let Some(text) = file.filter(|t| !t.trim().is_empty()) {
-        let doc: Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| format!("values file is not valid YAML: {e}"))?;
+        let doc: Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ValuesError::FileSyntax(e.to_string()))?;
         let Value::Object(file_map) = doc else {
-            return Err("values file must be a YAML map of name: value".into());
+            return Err(ValuesError::FileNotAMap);
         };
         merge_into(&mut base, file_map, true);
     }
@@ -219,8 +248,8 @@ pub struct Aliased {
 pub fn preprocess_aliases(
     text: &str,
     data: &Value,
-    load: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Aliased, String> {
+    load: &dyn Fn(&str) -> Result<String, LoadError>,
+) -> Result<Aliased, ValuesError> {
     let mut block = String::new();
     let mut rest = String::new();
     let mut in_block = false;
@@ -242,38 +271,44 @@ pub fn preprocess_aliases(
     let mut aliases = default_aliases();
     let mut directive = '$';
     if !block.is_empty() {
-        let rendered = render(&block, data).map_err(|e: TemplateError| format!("alias: {e}"))?;
+        let rendered =
+            render(&block, data).map_err(|e: TemplateError| ValuesError::Alias(e.to_string()))?;
         #[derive(Deserialize)]
         struct Doc {
             alias: Option<AliasBlock>,
         }
-        let doc: Doc = serde_yaml_ng::from_str(&rendered).map_err(|e| format!("alias: {e}"))?;
+        let doc: Doc =
+            serde_yaml_ng::from_str(&rendered).map_err(|e| ValuesError::Alias(e.to_string()))?;
         let a = doc.alias.unwrap_or_default();
         if let Some(d) = a.directive {
             let mut cs = d.chars();
             match (cs.next(), cs.next()) {
                 (Some(c), None) if !c.is_alphanumeric() => directive = c,
                 _ => {
-                    return Err(format!(
-                    "alias: directive '{d}' is not valid: expected one non-alphanumeric character"
-                ))
+                    return Err(ValuesError::Alias(format!(
+                        "directive '{d}' is not valid: expected one non-alphanumeric character"
+                    )))
                 }
             }
         }
         let mut layered: Vec<BTreeMap<String, String>> = Vec::new();
         for src in &a.src {
-            let t = load(src).map_err(|e| format!("alias: src '{src}': {e}"))?;
+            let source = |reason: String| ValuesError::AliasSource {
+                src: src.clone(),
+                reason,
+            };
+            let t = load(src).map_err(|e| source(e.to_string()))?;
             let m: BTreeMap<String, String> =
-                serde_yaml_ng::from_str(&t).map_err(|e| format!("alias: src '{src}': {e}"))?;
+                serde_yaml_ng::from_str(&t).map_err(|e| source(e.to_string()))?;
             layered.push(m);
         }
         layered.push(a.values);
         for layer in layered {
             for (k, v) in layer {
                 if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    return Err(format!(
-                        "alias: '{k}': alias key names only support alphanumeric characters"
-                    ));
+                    return Err(ValuesError::Alias(format!(
+                        "'{k}': alias key names only support alphanumeric characters"
+                    )));
                 }
                 aliases.insert(k, v);
             }
@@ -326,6 +361,7 @@ mod tests {
         );
         assert!(parse_set(&["novalue".into()])
             .unwrap_err()
+            .to_string()
             .contains("'novalue'"));
     }
 
@@ -341,7 +377,7 @@ mod tests {
     fn aliases_follow_precedence_and_escapes() {
         let text = "version: v1.1.0\nalias:\n  values:\n    repo: myrepo\n    img: from-values\n  src:\n    - one.yaml\nsteps:\n  - cmd: $img $repo:$ID $$HOME $unknown $Registry\n";
         let data = json!({"Run": {"ID": "cf1", "Registry": "r.io"}});
-        let load = |p: &str| -> Result<String, String> {
+        let load = |p: &str| -> Result<String, LoadError> {
             assert_eq!(p, "one.yaml");
             Ok("img: from-src\nextra: e\n".into())
         };
@@ -357,7 +393,9 @@ mod tests {
         assert_eq!(a.aliases["extra"], "e");
         assert!(!aliases_enabled("version: v1.0.0\n"));
         assert!(!aliases_enabled("  version: v1.1.0\n"));
-        let bad = preprocess_aliases("alias:\n  values:\n    a-b: x\n", &data, &load).unwrap_err();
+        let bad = preprocess_aliases("alias:\n  values:\n    a-b: x\n", &data, &load)
+            .unwrap_err()
+            .to_string();
         assert!(bad.contains("alphanumeric"), "{bad}");
     }
 }

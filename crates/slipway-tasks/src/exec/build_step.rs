@@ -36,12 +36,37 @@ pub struct BuildArgs {
     pub context: String,
 }
 
+/// A step `build` string that cannot be run as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildFlagsError {
+    /// Unbalanced quotes or a dangling escape.
+    #[error("build {build:?}: {reason}")]
+    Unparsable {
+        /// The step's `build`.
+        build: String,
+        /// What the shell-word splitter said.
+        reason: String,
+    },
+    /// A flag given last, without its value.
+    #[error("build flag '{0}' needs a value")]
+    MissingValue(String),
+    /// A flag Slipway does not build with.
+    #[error("build flag '{0}' is not supported: expected -t, -f, --build-arg, --target, --platform, --label, --no-cache")]
+    Unsupported(String),
+    /// More than one positional context.
+    #[error("build {0:?} names two contexts")]
+    TwoContexts(String),
+}
+
 /// Parses a `build` string (`-t x -f Dockerfile --build-arg A=1 .`), also
 /// the `--tag=x` forms acb misses.
 ///
 /// Errors: unbalanced quotes, an unsupported flag (named), two contexts.
-pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
-    let words = shell_words::split(build).map_err(|e| format!("build {build:?}: {e}"))?;
+pub fn parse_build(build: &str) -> Result<BuildArgs, BuildFlagsError> {
+    let words = shell_words::split(build).map_err(|e| BuildFlagsError::Unparsable {
+        build: build.to_string(),
+        reason: e.to_string(),
+    })?;
     let mut b = BuildArgs::default();
     let mut it = words.into_iter();
     let mut context = None;
@@ -54,7 +79,7 @@ pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
             inline
                 .clone()
                 .or_else(|| it.next())
-                .ok_or_else(|| format!("build flag '{flag}' needs a value"))
+                .ok_or_else(|| BuildFlagsError::MissingValue(flag.clone()))
         };
         match flag.as_str() {
             "-t" | "--tag" => b.tags.push(value(&mut it)?),
@@ -69,13 +94,11 @@ pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
                 value(&mut it)?;
             }
             f if f.starts_with('-') && f != "-" => {
-                return Err(format!(
-                    "build flag '{f}' is not supported: expected -t, -f, --build-arg, --target, --platform, --label, --no-cache"
-                ))
+                return Err(BuildFlagsError::Unsupported(f.to_string()))
             }
             _ => {
                 if context.replace(w.clone()).is_some() {
-                    return Err(format!("build {build:?} names two contexts"));
+                    return Err(BuildFlagsError::TwoContexts(build.to_string()));
                 }
             }
         }
@@ -85,8 +108,8 @@ pub fn parse_build(build: &str) -> Result<BuildArgs, String> {
 }
 
 pub(super) async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, TaskError> {
-    let args =
-        parse_build(step.build.as_deref().unwrap_or_default()).map_err(TaskError::Validation)?;
+    let args = parse_build(step.build.as_deref().unwrap_or_default())
+        .map_err(|e| TaskError::Validation(e.to_string()))?;
     if step
         .cache
         .as_deref()
@@ -117,7 +140,7 @@ pub(super) async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, T
             .map(str::to_string)
     };
     let deps = scan(&dockerfile_text, &args.build_args, args.target.as_deref())
-        .map_err(TaskError::Step)?;
+        .map_err(|e| TaskError::Step(e.to_string()))?;
     let context_tree = workspace
         .subtree(&context_rel)
         .map_err(|e| TaskError::Step(format!("build context {e}")))?;
@@ -304,6 +327,7 @@ mod tests {
         assert_eq!(b.context, "./src");
         assert!(parse_build("--squash .")
             .unwrap_err()
+            .to_string()
             .contains("'--squash'"));
         assert_eq!(
             split_tag("127.0.0.1:5000/app"),

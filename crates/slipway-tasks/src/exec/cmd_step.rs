@@ -4,7 +4,7 @@
 use futures_util::StreamExt;
 use slipway_core::isolation::refuse_unconfined_step;
 use slipway_core::tasks::cmdline::parse_cmd;
-use slipway_core::tasks::taskfile::{Step, WORKSPACE};
+use slipway_core::tasks::taskfile::{Step, TaskFileError, WORKSPACE};
 use slipway_runner::{ContainerSpec, NetworkAttachment, RunnerError};
 
 use super::{resolve_granted_host_mounts, RunEnv, StepOutput, LOG_TAIL_GRACE};
@@ -16,7 +16,7 @@ pub(super) async fn run_cmd(
     networks: &[(String, bool)],
 ) -> Result<StepOutput, TaskError> {
     let cmd = step.cmd.as_deref().unwrap_or_default();
-    let rc = parse_cmd(cmd).map_err(TaskError::Validation)?;
+    let rc = parse_cmd(cmd)?;
     let name = env.container(&step.id);
     let cred = env.credential_for(&rc.image);
     let pulled = if step.pull {
@@ -32,8 +32,7 @@ pub(super) async fn run_cmd(
     })?;
     let mut rc = rc;
     let permissions = resolve_granted_host_mounts(&step.id, &mut rc.volumes, &env.permissions)?;
-    refuse_unconfined_step(&step.confinement_request(&rc), &permissions)
-        .map_err(TaskError::Validation)?;
+    refuse_unconfined_step(&step.confinement_request(&rc), &permissions)?;
     let network = rc.network.clone().or_else(|| step.network.clone());
     let attachment = match network {
         // Only reachable past the check with stepPermissions.hostNetwork.
@@ -102,8 +101,11 @@ pub(super) async fn run_cmd(
         })
         .collect();
     for port in step.ports.iter().chain(rc.ports.iter()) {
-        let p = slipway_core::tasks::cmdline::parse_port(port)
-            .map_err(|m| TaskError::Validation(format!("step {}: {m}", step.id)))?;
+        let p =
+            slipway_core::tasks::cmdline::parse_port(port).map_err(|error| TaskFileError::Cmd {
+                step: step.id.clone(),
+                error,
+            })?;
         spec.port_bindings
             .push((p.container, p.host_ip, p.host_port));
     }

@@ -11,7 +11,7 @@ mod build_step;
 mod cmd_step;
 mod push;
 
-pub use build_step::{parse_build, BuildArgs};
+pub use build_step::{parse_build, BuildArgs, BuildFlagsError};
 pub use push::split_tag;
 
 use build_step::run_build;
@@ -400,7 +400,9 @@ async fn run_step(
             step.network.as_deref().unwrap_or("")
         ))
         .await;
-    let kind = step.kind().map_err(TaskError::Validation)?;
+    let kind = step
+        .kind()
+        .map_err(|e| TaskError::Validation(e.to_string()))?;
     let work = async {
         match kind {
             StepKind::Cmd => {
