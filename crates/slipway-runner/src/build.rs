@@ -17,11 +17,9 @@
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use bollard::image::BuildImageOptions;
+use bollard::query_parameters::BuildImageOptions;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use slipway_core::credentials::RegistryCredential;
 
 use crate::engine::{registry_auth, Engine};
@@ -116,7 +114,7 @@ impl Engine {
     /// refuses the request.
     pub async fn build_image(
         &self,
-        options: &BuildImageOptions<String>,
+        options: &BuildImageOptions,
         credentials: &[RegistryCredential],
         context: Vec<u8>,
         confinement: &BuildConfinement,
@@ -172,9 +170,7 @@ impl Engine {
             )
             .body(Full::new(Bytes::from(context)))
             .map_err(|e| RunnerError::Engine(format!("build request: {e}")))?;
-        let client: Client<hyperlocal::UnixConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-        let response = client
+        let response = crate::engine::socket_client::<Full<Bytes>>()
             .request(request)
             .await
             .map_err(|e| RunnerError::Engine(format!("build request: {e}")))?;

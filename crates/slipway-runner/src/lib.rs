@@ -388,7 +388,7 @@ impl Scheduler {
                 if gone
                     && matches!(
                         self.engine.state(&name).await?,
-                        Some(ContainerState::Exited(_))
+                        Some(ContainerState::Exited(_) | ContainerState::Stopped(_))
                     )
                 {
                     tracing::info!(container = %name, "removing an exited runner whose server's data folder is gone");

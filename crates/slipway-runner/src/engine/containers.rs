@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use bollard::container::{
-    AttachContainerOptions, AttachContainerResults, CreateContainerOptions,
-    InspectContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions, StartContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
 use super::{
-    is_not_found, message, podman_only_state, Attachment, ContainerSpec, ContainerState, Engine,
-    EXIT_RETRIES,
+    is_not_found, message, Attachment, ContainerSpec, ContainerState, Engine, EXIT_RETRIES,
 };
 use crate::RunnerError;
 
@@ -25,10 +25,11 @@ impl Engine {
     pub async fn create(&self, spec: &ContainerSpec) -> Result<(), RunnerError> {
         self.docker
             .create_container(
-                Some(CreateContainerOptions {
-                    name: spec.name.as_str(),
-                    platform: None,
-                }),
+                Some(
+                    CreateContainerOptionsBuilder::new()
+                        .name(&spec.name)
+                        .build(),
+                ),
                 spec.config(),
             )
             .await
@@ -41,7 +42,7 @@ impl Engine {
     /// Starts a created container.
     pub async fn start_created(&self, name: &str) -> Result<(), RunnerError> {
         self.docker
-            .start_container(name, None::<StartContainerOptions<String>>)
+            .start_container(name, None::<StartContainerOptions>)
             .await
             .map_err(|e| RunnerError::Engine(format!("start container {name}: {}", message(e))))
     }
@@ -72,13 +73,14 @@ impl Engine {
                 .docker
                 .attach_container(
                     name,
-                    Some(AttachContainerOptions::<String> {
-                        stream: Some(true),
-                        stdout: Some(true),
-                        stderr: Some(true),
-                        logs: Some(false),
-                        ..Default::default()
-                    }),
+                    Some(
+                        AttachContainerOptionsBuilder::new()
+                            .stream(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .logs(false)
+                            .build(),
+                    ),
                 )
                 .await
             {
@@ -98,32 +100,10 @@ impl Engine {
 
     /// The container's state; `None` when it does not exist.
     pub async fn state(&self, name: &str) -> Result<Option<ContainerState>, RunnerError> {
-        match self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(info) => {
-                let st = info.state.unwrap_or_default();
-                if st.running == Some(true) {
-                    Ok(Some(ContainerState::Running))
-                } else if matches!(
-                    st.status,
-                    Some(bollard::models::ContainerStateStatusEnum::CREATED)
-                ) {
-                    Ok(Some(ContainerState::Created))
-                } else {
-                    Ok(Some(ContainerState::Exited(st.exit_code.unwrap_or(-1))))
-                }
-            }
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => {
-                let message = e.to_string();
-                podman_only_state(&message)
-                    .map(Some)
-                    .ok_or(RunnerError::Engine(message))
-            }
-        }
+        Ok(self
+            .inspect_raw(name)
+            .await?
+            .map(|info| info.state.container_state()))
     }
 
     /// Waits for the container to exit and returns its exit code.
@@ -172,9 +152,8 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             match state {
-                Some(ContainerState::Exited(code)) => return Ok(code),
-                Some(ContainerState::Stopping) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
+                Some(ContainerState::Exited(code) | ContainerState::Stopped(code)) => {
+                    return Ok(code)
                 }
                 None => {
                     return Err(RunnerError::Engine(format!(
@@ -219,12 +198,8 @@ impl Engine {
         // cleanup`, a process of its own, has run (~50 ms).
         for _ in 0..50 {
             match self.state(name).await {
-                Ok(Some(ContainerState::Exited(code))) => return Ok(Some(code)),
-                Ok(Some(ContainerState::Stopping)) => {
-                    if let Some(code) = self.stopped_exit_code(name).await {
-                        return Ok(Some(code));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await
+                Ok(Some(ContainerState::Exited(code) | ContainerState::Stopped(code))) => {
+                    return Ok(Some(code))
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Ok(_) => return Ok(None),
@@ -233,34 +208,11 @@ impl Engine {
         Ok(None)
     }
 
-    /// The exit code of a container in Podman's `stopped` state (its
-    /// process ended, cleanup pending), read from the engine's inspect
-    /// answer as JSON: bollard's typed model cannot decode that state.
-    /// `None` for any other state or when the engine does not answer.
-    async fn stopped_exit_code(&self, name: &str) -> Option<i64> {
-        use http_body_util::{BodyExt, Empty};
-        use hyper_util::client::legacy::Client;
-        use hyper_util::rt::TokioExecutor;
-        if !crate::build::safe_name(name) {
-            return None;
-        }
-        let path = format!("/v1.41/containers/{name}/json");
-        let uri: hyper::Uri = hyperlocal::Uri::new(&self.socket, &path).into();
-        let client: Client<hyperlocal::UnixConnector, Empty<bytes::Bytes>> =
-            Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-        let response = client.get(uri).await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        stopped_exit_code(&serde_json::from_slice(&body).ok()?)
-    }
-
     /// The engine's own `/containers/{name}/wait`.
     async fn engine_wait(&self, name: &str) -> Result<i64, RunnerError> {
         let mut stream = self
             .docker
-            .wait_container(name, None::<WaitContainerOptions<String>>);
+            .wait_container(name, None::<WaitContainerOptions>);
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
@@ -286,9 +238,11 @@ impl Engine {
             .docker
             .stop_container(
                 name,
-                Some(StopContainerOptions {
-                    t: grace.as_secs() as i64,
-                }),
+                Some(
+                    StopContainerOptionsBuilder::new()
+                        .t(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX))
+                        .build(),
+                ),
             )
             .await
         {
@@ -302,11 +256,7 @@ impl Engine {
     pub async fn output(&self, name: &str) -> Result<String, RunnerError> {
         let mut stream = self.docker.logs(
             name,
-            Some(LogsOptions::<String> {
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
+            Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
         );
         let mut out = String::new();
         while let Some(item) = stream.next().await {
@@ -329,11 +279,12 @@ impl Engine {
             .docker
             .remove_container(
                 name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
+                Some(
+                    RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
             )
             .await
         {
@@ -351,12 +302,13 @@ impl Engine {
         self.docker
             .logs(
                 name,
-                Some(LogsOptions::<String> {
-                    follow: true,
-                    stdout: true,
-                    stderr: true,
-                    ..Default::default()
-                }),
+                Some(
+                    LogsOptionsBuilder::new()
+                        .follow(true)
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
             )
             .map(|c| {
                 c.map(|c| c.into_bytes().to_vec())
@@ -369,47 +321,14 @@ impl Engine {
     /// Errors: [`RunnerError::Engine`] when it cannot be inspected.
     pub async fn env_of(&self, name: &str) -> Result<Vec<String>, RunnerError> {
         let info = self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| RunnerError::Engine(message(e)))?;
-        Ok(info.config.and_then(|c| c.env).unwrap_or_default())
+            .inspect_raw(name)
+            .await?
+            .ok_or_else(|| RunnerError::Engine(format!("container {name} is gone")))?;
+        Ok(info.config.env.unwrap_or_default())
     }
 
     /// Whether the kernel killed the container for exceeding its memory limit.
     pub async fn oom_killed(&self, name: &str) -> bool {
-        match self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(info) => info.state.and_then(|s| s.oom_killed).unwrap_or(false),
-            Err(_) => false,
-        }
-    }
-}
-
-/// `State.ExitCode` of an inspect answer whose `State.Status` is Podman's
-/// `stopped`.
-fn stopped_exit_code(inspect: &serde_json::Value) -> Option<i64> {
-    let state = &inspect["State"];
-    (state["Status"] == "stopped").then(|| state["ExitCode"].as_i64())?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::stopped_exit_code;
-    use serde_json::json;
-
-    #[test]
-    fn only_a_stopped_container_gives_its_exit_code_early() {
-        let inspect = |status: &str| json!({"State": {"Status": status, "ExitCode": 3}});
-        assert_eq!(stopped_exit_code(&inspect("stopped")), Some(3));
-        assert_eq!(stopped_exit_code(&inspect("running")), None);
-        assert_eq!(stopped_exit_code(&inspect("stopping")), None);
-        assert_eq!(
-            stopped_exit_code(&json!({"State": {"Status": "stopped"}})),
-            None
-        );
+        matches!(self.inspect_raw(name).await, Ok(Some(info)) if info.state.oom_killed)
     }
 }

@@ -1,6 +1,8 @@
 //! Images: pull (with registry credentials), ensure present, tag, push.
 
-use bollard::image::{CreateImageOptions, PushImageOptions, TagImageOptions};
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use futures_util::StreamExt;
 use slipway_core::credentials::RegistryCredential;
 
@@ -13,10 +15,7 @@ impl Engine {
         self.docker
             .tag_image(
                 image,
-                Some(TagImageOptions {
-                    repo: repo.to_string(),
-                    tag: tag.to_string(),
-                }),
+                Some(TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
             )
             .await
             .map_err(|e| RunnerError::Engine(message(e)))
@@ -33,9 +32,7 @@ impl Engine {
     ) -> Result<(), RunnerError> {
         let mut s = self.docker.push_image(
             repo,
-            Some(PushImageOptions {
-                tag: tag.to_string(),
-            }),
+            Some(PushImageOptionsBuilder::new().tag(tag).build()),
             credential.map(registry_auth),
         );
         while let Some(item) = s.next().await {
@@ -71,10 +68,7 @@ impl Engine {
         credential: Option<&RegistryCredential>,
     ) -> Result<(), RunnerError> {
         let mut stream = self.docker.create_image(
-            Some(CreateImageOptions {
-                from_image: image,
-                ..Default::default()
-            }),
+            Some(CreateImageOptionsBuilder::new().from_image(image).build()),
             None,
             credential.map(registry_auth),
         );

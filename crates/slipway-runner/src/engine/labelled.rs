@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use bollard::network::CreateNetworkOptions;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptionsBuilder};
 
+use super::raw::ListedContainer;
 use super::{label_filter, message, Engine};
 use crate::RunnerError;
 
@@ -29,21 +31,18 @@ impl Engine {
             bridge.to_string(),
         );
         self.docker
-            .create_network(CreateNetworkOptions {
+            .create_network(NetworkCreateRequest {
                 name: name.to_string(),
-                driver: driver.to_string(),
-                options,
-                labels,
+                driver: Some(driver.to_string()),
+                options: Some(options),
+                labels: Some(labels),
                 ..Default::default()
             })
             .await
             .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
         let info = self
             .docker
-            .inspect_network(
-                name,
-                None::<bollard::network::InspectNetworkOptions<String>>,
-            )
+            .inspect_network(name, None::<InspectNetworkOptions>)
             .await
             .map_err(|e| RunnerError::Engine(format!("inspect network {name}: {}", message(e))))?;
         info.ipam
@@ -69,7 +68,9 @@ impl Engine {
         }
         if let Ok(nets) = self
             .docker
-            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
         {
             for n in nets.into_iter().filter_map(|n| n.id) {
@@ -88,7 +89,9 @@ impl Engine {
         let filters = label_filter(key.to_string());
         let nets = self
             .docker
-            .list_networks(Some(bollard::network::ListNetworksOptions { filters }))
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
             .await
             .map_err(|e| RunnerError::Engine(message(e)))?;
         Ok(nets
@@ -111,33 +114,19 @@ impl Engine {
     }
 
     /// Every container (running or not) matching label filter `filter`
-    /// (`key` or `key=value`), by name.
+    /// (`key` or `key=value`), by name. Read through [`super::raw`]: a
+    /// single container in one of Podman's own states would fail bollard's
+    /// typed list as a whole.
     ///
     /// Errors: [`RunnerError::Engine`] when the engine cannot list containers.
     async fn labelled_containers(
         &self,
         filter: String,
-    ) -> Result<Vec<(String, bollard::models::ContainerSummary)>, RunnerError> {
-        let list = self
-            .docker
-            .list_containers(Some(bollard::container::ListContainersOptions {
-                all: true,
-                filters: label_filter(filter),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| RunnerError::Engine(e.to_string()))?;
+    ) -> Result<Vec<(String, ListedContainer)>, RunnerError> {
+        let list = self.list_containers_raw(&label_filter(filter)).await?;
         Ok(list
             .into_iter()
-            .filter_map(|c| {
-                let name = c
-                    .names
-                    .as_ref()?
-                    .first()?
-                    .trim_start_matches('/')
-                    .to_string();
-                Some((name, c))
-            })
+            .filter_map(|c| Some((c.name()?, c)))
             .collect())
     }
 
@@ -160,12 +149,10 @@ impl Engine {
             .into_iter()
             .filter(|(_, c)| {
                 let never_started = matches!(
-                    c.state.as_deref(),
-                    Some("created" | "configured" | "initialized")
+                    c.state.to_ascii_lowercase().as_str(),
+                    "created" | "configured" | "initialized"
                 );
-                let old = c
-                    .created
-                    .is_some_and(|t| now - t >= min_age.as_secs() as i64);
+                let old = now - c.created >= min_age.as_secs() as i64;
                 never_started && old
             })
             .map(|(name, _)| name)

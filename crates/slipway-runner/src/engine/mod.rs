@@ -14,6 +14,7 @@
 mod containers;
 mod images;
 mod labelled;
+mod raw;
 mod spec;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use slipway_core::credentials::RegistryCredential;
 
 use crate::RunnerError;
 
+pub(crate) use self::raw::socket_client;
 pub use self::spec::{Attachment, ContainerSpec, NetworkAttachment};
 
 /// What the engine knows about a container.
@@ -35,9 +37,10 @@ pub enum ContainerState {
     Created,
     /// Running.
     Running,
-    /// Exited, exit code not yet recorded (Podman's transient `stopped`
-    /// state, which bollard's typed model cannot represent).
-    Stopping,
+    /// Exited with this code, cleanup pending (Podman's `stopped`, for
+    /// ~50 ms before `exited`: Podman has read the exit file, its separate
+    /// `container cleanup` process has not run yet).
+    Stopped(i64),
     /// Exited with this code.
     Exited(i64),
 }
@@ -48,22 +51,6 @@ pub struct Engine {
     docker: Docker,
     /// The socket in use.
     pub socket: PathBuf,
-}
-
-/// Podman has container states bollard's typed model lacks; inspecting such
-/// a container fails to decode with "unknown variant `<state>`". Maps those.
-fn podman_only_state(message: &str) -> Option<ContainerState> {
-    let state = message
-        .split("unknown variant `")
-        .nth(1)?
-        .split('`')
-        .next()?;
-    match state {
-        "stopped" => Some(ContainerState::Stopping),
-        "stopping" => Some(ContainerState::Running),
-        "initialized" | "configured" => Some(ContainerState::Created),
-        _ => None,
-    }
 }
 
 /// A registry credential as the engine's `X-Registry-Auth` /
@@ -218,37 +205,5 @@ impl Engine {
             names.push(p.name);
         }
         Ok(names.join(", "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn podman_only_states_are_mapped() {
-        let msg = |s: &str| {
-            format!(
-                "Failed to deserialize JSON: unknown variant `{s}`, expected one of ``, `created`"
-            )
-        };
-        assert_eq!(
-            podman_only_state(&msg("stopped")),
-            Some(ContainerState::Stopping)
-        );
-        assert_eq!(
-            podman_only_state(&msg("stopping")),
-            Some(ContainerState::Running)
-        );
-        assert_eq!(
-            podman_only_state(&msg("initialized")),
-            Some(ContainerState::Created)
-        );
-        assert_eq!(
-            podman_only_state(&msg("configured")),
-            Some(ContainerState::Created)
-        );
-        assert_eq!(podman_only_state(&msg("weird")), None);
-        assert_eq!(podman_only_state("connection refused"), None);
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 
-use bollard::container::{Config, LogOutput};
-use bollard::models::{EndpointSettings, HostConfig, PortBinding};
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
+};
 use slipway_core::isolation::{Confinement, KEPT_CAPABILITIES, WRITABLE_PATHS};
 
 /// The output stream of a started container; it ends when the container exits.
@@ -111,7 +113,7 @@ impl ContainerSpec {
     }
 
     /// The engine's container configuration: the spec under the isolation policy.
-    pub(super) fn config(&self) -> Config<String> {
+    pub(super) fn config(&self) -> ContainerCreateBody {
         let c = &self.confinement;
         let (network_mode, networking_config) = match &self.network {
             NetworkAttachment::Namespace(path) => (format!("ns:{path}"), None),
@@ -127,8 +129,8 @@ impl ContainerSpec {
                 );
                 (
                     network.clone(),
-                    Some(bollard::container::NetworkingConfig {
-                        endpoints_config: endpoints,
+                    Some(NetworkingConfig {
+                        endpoints_config: Some(endpoints),
                     }),
                 )
             }
@@ -144,13 +146,11 @@ impl ContainerSpec {
                     host_port: Some(host_port.clone()),
                 });
         }
-        let mut exposed: HashMap<String, HashMap<(), ()>> = self
-            .exposed_ports
-            .iter()
-            .map(|p| (p.clone(), HashMap::new()))
-            .collect();
+        let mut exposed: Vec<String> = self.exposed_ports.clone();
         for p in port_bindings.keys() {
-            exposed.insert(p.clone(), HashMap::new());
+            if !exposed.contains(p) {
+                exposed.push(p.clone());
+            }
         }
         let tmpfs = c.read_only_root.then(|| {
             WRITABLE_PATHS
@@ -158,7 +158,7 @@ impl ContainerSpec {
                 .map(|p| (p.to_string(), "rw,nosuid,nodev,size=512m".to_string()))
                 .collect()
         });
-        Config {
+        ContainerCreateBody {
             image: Some(self.image.clone()),
             env: Some(self.env.clone()),
             labels: Some(self.labels.clone()),

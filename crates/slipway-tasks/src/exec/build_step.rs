@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bollard::image::BuildImageOptions;
+use bollard::query_parameters::BuildImageOptions;
 use serde_json::{json, Value};
 use slipway_core::tasks::dockerfile::{scan, Dependencies, ImageReference};
 use slipway_core::tasks::taskfile::{Step, WORKSPACE};
@@ -211,15 +211,15 @@ pub(super) async fn run_build(env: &RunEnv, step: &Step) -> Result<StepOutput, T
     };
     let options = BuildImageOptions {
         dockerfile: dockerfile_in_tar,
-        t: tag.clone(),
-        buildargs,
+        t: Some(tag.clone()),
+        buildargs: Some(buildargs),
         target: args.target.clone().unwrap_or_default(),
         platform: args.platform.clone().unwrap_or_default(),
         nocache: args.no_cache,
-        pull,
+        pull: pull.then(|| "true".to_string()),
         rm: true,
         forcerm: true,
-        labels,
+        labels: Some(labels),
         ..Default::default()
     };
     let mut output = env
