@@ -206,7 +206,53 @@ pub fn document() -> Document {
     for (path, item) in copies {
         doc.paths.paths.insert(path, item);
     }
+    constrain_names(&mut doc);
     doc
+}
+
+/// The name rule of a path parameter, when the handlers check one: the
+/// ADE resource-name rule for projects, environment types, catalogs,
+/// secrets, environments and image tasks, the AIB rule for image templates.
+/// Definitions, users, operations and runs have none (catalog folders,
+/// identities and generated ids).
+fn name_pattern(path: &str, parameter: &str) -> Option<&'static str> {
+    use slipway_core::images::template::TEMPLATE_NAME_PATTERN;
+    use slipway_core::names::RESOURCE_NAME_PATTERN;
+    match parameter {
+        "p"
+        | "projectName"
+        | "c"
+        | "catalogName"
+        | "s"
+        | "environmentName"
+        | "environmentTypeName" => Some(RESOURCE_NAME_PATTERN),
+        "t" if path.starts_with("/imageTemplates/") => Some(TEMPLATE_NAME_PATTERN),
+        "t" => Some(RESOURCE_NAME_PATTERN),
+        _ => None,
+    }
+}
+
+/// Puts each path parameter's name rule ([`name_pattern`]) into its schema,
+/// so the document is as strict as the handlers.
+fn constrain_names(doc: &mut Document) {
+    use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+    use utoipa::openapi::RefOr;
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for op in item_operations(item) {
+            for param in op.parameters.iter_mut().flatten() {
+                if param.parameter_in != ParameterIn::Path {
+                    continue;
+                }
+                if let Some(pattern) = name_pattern(path, &param.name) {
+                    let schema: Object = ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern))
+                        .build();
+                    param.schema = Some(RefOr::T(schema.into()));
+                }
+            }
+        }
+    }
 }
 
 fn project_parameter() -> Parameter {

@@ -6,6 +6,10 @@
 
 use thiserror::Error;
 
+/// [`validate_resource_name`]'s rule as a regular expression (ECMA-262 and
+/// Python `re` agree on it), for API descriptions.
+pub const RESOURCE_NAME_PATTERN: &str = "^[a-zA-Z0-9][a-zA-Z0-9_.-]{2,62}$";
+
 /// A resource name that does not follow the ADE name pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("invalid {kind} name '{value}': expected 3-63 characters, starting with a letter or digit, then letters, digits, '-', '_' or '.'")]

@@ -230,8 +230,9 @@ pub struct RunRequest {
     /// https and only to the hosts its secret names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_secret: Option<String>,
-    /// Run timeout, seconds.
+    /// Run timeout, seconds: 0 (the default, 3600) or 300–28800.
     #[serde(default)]
+    #[schema(maximum = 28800)]
     pub timeout: u64,
 }
 

@@ -69,8 +69,10 @@ pub struct Environment {
 #[serde(rename_all = "camelCase")]
 pub struct EnvironmentRequest {
     /// Project environment type.
+    #[schema(schema_with = crate::schema::optional_resource_name)]
     pub environment_type: Option<String>,
     /// Catalog holding the definition.
+    #[schema(schema_with = crate::schema::optional_resource_name)]
     pub catalog_name: Option<String>,
     /// Environment definition.
     pub environment_definition_name: Option<String>,
@@ -80,6 +82,7 @@ pub struct EnvironmentRequest {
     pub parameters: Option<Value>,
     /// When to delete the environment (RFC 3339, in the future).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::optional_date_time)]
     pub expiration_date: Option<String>,
 }
 

@@ -86,6 +86,7 @@ pub struct ProjectEnvironmentTypeRequest {
     pub deployment_target_id: Option<String>,
     /// `Enabled` (default) or `Disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::enabled_status)]
     pub status: Option<String>,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,11 +158,26 @@ pub struct RoleAssignment {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleAssignmentRequest {
     /// User id.
+    #[schema(min_length = 1)]
     pub principal_id: String,
-    /// Role name.
+    /// Role name: one of [`slipway_core::access::Role::ALL`]'s names (any
+    /// case), or ADE's `DevCenter Project Admin`.
+    #[schema(schema_with = role_name_schema)]
     pub role: String,
-    /// Scope path.
+    /// Scope path: `/`, `/projects/{p}` or `/projects/{p}/environmentTypes/{t}`.
+    #[schema(pattern = r"^/(projects/[^/]+(/environmentTypes/[^/]+)?/?)?$")]
     pub scope: String,
+}
+
+/// The role names the server accepts, as a string enumeration.
+fn role_name_schema() -> utoipa::openapi::schema::Object {
+    use slipway_core::access::Role;
+    let mut names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+    names.push("DevCenter Project Admin");
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(names))
+        .build()
 }
 
 /// An API token's metadata (never its value).

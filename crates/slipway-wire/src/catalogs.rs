@@ -63,8 +63,10 @@ pub struct CatalogResource {
 pub struct CatalogRequest {
     /// `git` (default) or `local` (DevCenter Admins only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::catalog_kind)]
     pub kind: Option<String>,
     /// Git URL or folder.
+    #[schema(min_length = 1)]
     pub uri: String,
     /// Git branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +79,7 @@ pub struct CatalogRequest {
     pub secret_identifier: Option<String>,
     /// `Scheduled` (default) or `Manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::sync_type)]
     pub sync_type: Option<String>,
 }
 
@@ -100,6 +103,7 @@ pub struct AdeCatalogProperties {
     pub ado_git: Option<AdeGitCatalog>,
     /// `Scheduled` (default) or `Manual`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::sync_type)]
     pub sync_type: Option<String>,
     /// Tags (kept by ADE, ignored here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,10 +191,11 @@ pub struct SecretRequest {
     /// `generic` (default), `token`, `sshKey`; at the dev center also
     /// `deploymentIdentity` and `registry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::schema::secret_kind)]
     pub kind: Option<String>,
     /// A string, or for `deploymentIdentity` `{clientId, tenantId,
     /// subscriptionId?, variables?}` and for `registry` `{server, username, password}`.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::schema::secret_value)]
     pub value: Value,
     /// `token` only: the hosts it may be sent to (https; http only to loopback).
     #[serde(default, skip_serializing_if = "Option::is_none")]

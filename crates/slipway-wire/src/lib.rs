@@ -15,6 +15,7 @@ pub mod ade;
 pub mod admin;
 pub mod catalogs;
 pub mod error;
+pub mod schema;
 pub mod tasks;
 pub mod vm_images;
 

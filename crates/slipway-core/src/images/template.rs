@@ -488,6 +488,10 @@ pub fn vm_shape(vm_size: &str) -> Result<(u32, u32), UnknownVmSize> {
     Ok((vcpus, vcpus * per_cpu_gib * 1024))
 }
 
+/// [`validate_template_name`]'s rule as a regular expression, for API
+/// descriptions.
+pub const TEMPLATE_NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+
 fn name_ok(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
