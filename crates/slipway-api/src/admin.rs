@@ -25,8 +25,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use slipway_core::access::{Permission, Role, Scope};
-use slipway_core::credentials::DEPLOYMENT_IDENTITY_KIND;
-use slipway_core::isolation::RunnerPolicy;
 use slipway_core::names::validate_resource_name;
 use slipway_store::{AuditFilter, ProjectEnvironmentType};
 use slipway_wire::admin::{
@@ -225,13 +223,6 @@ fn bad_pet(m: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request("InvalidProjectEnvironmentType", m.to_string())
 }
 
-fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> ApiResult<Vec<Role>> {
-    roles
-        .keys()
-        .map(|r| Role::parse(r).map_err(|e| bad_pet(format!("property '{field}': {e}"))))
-        .collect()
-}
-
 async fn pet_view(
     state: &AppState,
     t: &slipway_store::ProjectEnvironmentType,
@@ -282,92 +273,17 @@ async fn put_project_environment_type(
 ) -> ApiResult<Json<ProjectEnvironmentTypeView>> {
     caller.require(Permission::AdministerProject(p.clone()))?;
     let raw = body(b)?;
+    // ADE's `{"properties": {...}}` envelope is accepted too.
     let raw = match raw.get("properties") {
         Some(props) if raw.as_object().is_some_and(|o| o.len() == 1) => props.clone(),
         _ => raw,
     };
-    let b: ProjectEnvironmentTypeRequest =
+    let request: ProjectEnvironmentTypeRequest =
         serde_json::from_value(raw).map_err(|e| bad_pet(e.to_string()))?;
-    require_project(&state, &p).await?;
-    if !state.store.environment_type_exists(&t).await? {
-        return Err(ApiError::not_found(
-            "EnvironmentTypeNotFound",
-            format!("environment type '{t}' is not defined at the dev center; create it with PUT /admin/environmentTypes/{t}"),
-        ));
-    }
-    let status = b.status.unwrap_or_else(|| "Enabled".into());
-    if status != "Enabled" && status != "Disabled" {
-        return Err(ApiError::bad_request(
-            "InvalidStatus",
-            format!("property 'status' is '{status}': expected 'Enabled' or 'Disabled'"),
-        ));
-    }
-    let creator_roles = match &b.creator_role_assignment {
-        Some(c) => parse_roles("creatorRoleAssignment.roles", &c.roles)?
-            .iter()
-            .map(|r| r.as_str().to_string())
-            .collect(),
-        None => Vec::new(),
-    };
-    let mut user_roles = Vec::new();
-    for (user, roles) in b.user_role_assignments.iter().flatten() {
-        for role in parse_roles(&format!("userRoleAssignments.{user}.roles"), &roles.roles)? {
-            if !matches!(role, Role::User | Role::Reader) {
-                return Err(bad_pet(format!("property 'userRoleAssignments.{user}.roles' has '{role}': expected 'Deployment Environments User' or 'Deployment Environments Reader' at an environment type's scope")));
-            }
-            user_roles.push((user.clone(), role));
-        }
-    }
-    if let Some(id) = &b.deployment_identity {
-        match state
-            .store
-            .secret_meta(&slipway_store::SecretScope::DevCenter, id)
-            .await?
-        {
-            Some(m) if m.kind == DEPLOYMENT_IDENTITY_KIND => {}
-            Some(m) => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}' of kind '{}': expected a secret of kind '{DEPLOYMENT_IDENTITY_KIND}'", m.kind))),
-            None => return Err(bad_pet(format!("property 'deploymentIdentity' names secret '{id}', which does not exist: create it with PUT /admin/secrets/{id} {{\"kind\": \"{DEPLOYMENT_IDENTITY_KIND}\", \"value\": {{…}}}}"))),
-        }
-    }
-    let limits = b.limits.unwrap_or_default();
-    for (field, v) in [
-        ("limits.maxRuntimeMinutes", limits.max_runtime_minutes),
-        ("limits.maxStorageMB", limits.max_storage_mb),
-        (
-            "limits.maxEnvironmentsPerUser",
-            limits.max_environments_per_user,
-        ),
-    ] {
-        if let Some(v) = v.filter(|v| *v < 1) {
-            return Err(bad_pet(format!(
-                "property '{field}' is {v}: expected a positive whole number"
-            )));
-        }
-    }
-    let runner_policy = match &b.runner_policy {
-        Some(v) => RunnerPolicy::from_json("runnerPolicy", v).map_err(bad_pet)?,
-        None => RunnerPolicy::default(),
-    };
-    let pet = ProjectEnvironmentType {
-        project: p.clone(),
-        name: t.clone(),
-        deployment_target_id: b
-            .deployment_target_id
-            .unwrap_or_else(|| "/subscriptions/00000000-0000-0000-0000-000000000000".into()),
-        status,
-        display_name: b.display_name,
-        creator_roles,
-        deployment_identity: b.deployment_identity,
-        limits,
-        runner_policy,
-    };
-    state.store.put_project_environment_type(&pet).await?;
-    if b.user_role_assignments.is_some() {
-        state
-            .store
-            .replace_scope_assignments(&Scope::EnvironmentType(p, t), &user_roles)
-            .await?;
-    }
+    let pet = state
+        .environments
+        .put_project_environment_type(&p, &t, request)
+        .await?;
     Ok(Json(pet_view(&state, &pet).await?))
 }
 
@@ -455,46 +371,16 @@ async fn post_role_assignment(
     let bad = |m: String| ApiError::bad_request("InvalidRoleAssignment", m);
     let scope = Scope::parse(&b.scope).map_err(|e| bad(format!("property 'scope': {e}")))?;
     let role = Role::parse(&b.role).map_err(|e| bad(format!("property 'role': {e}")))?;
-    // DevCenter Admin only at '/', Project Admin at a project, the others anywhere below.
+    // DevCenter Admin is granted by DevCenter Admins; the others by whoever
+    // administers the scope.
     let need = if role == Role::DevCenterAdmin {
         Permission::AdministerDevCenter
     } else {
         administers(&scope)
     };
     caller.require(need)?;
-    match (&role, &scope) {
-        (Role::DevCenterAdmin, Scope::DevCenter) => {}
-        (Role::DevCenterAdmin, _) => {
-            return Err(bad(format!(
-                "role '{role}' is assigned at scope '/' only, not '{scope}'"
-            )))
-        }
-        (Role::ProjectAdmin, Scope::Project(_)) => {}
-        (Role::ProjectAdmin, _) => {
-            return Err(bad(format!(
-                "role '{role}' is assigned at a project's scope ('/projects/{{project}}'), not '{scope}'"
-            )))
-        }
-        (_, Scope::DevCenter) => {
-            return Err(bad(format!(
-                "role '{role}' is assigned at a project or environment type scope, not '/'"
-            )))
-        }
-        _ => {}
-    }
-    if b.principal_id.trim().is_empty() {
-        return Err(bad(
-            "property 'principalId' is empty: expected a user id".into()
-        ));
-    }
-    if let Some(p) = scope.project() {
-        require_project(&state, p).await?;
-        if let Scope::EnvironmentType(_, t) = &scope {
-            require_pet(&state, p, t).await?;
-        }
-    }
     let a = state
-        .store
+        .environments
         .assign_role(&b.principal_id, role, &scope)
         .await?;
     Ok((StatusCode::CREATED, Json(a)))

@@ -99,6 +99,36 @@ fn role_names() -> String {
         .join(", ")
 }
 
+/// A role given at a scope where ADE does not assign it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssignmentError {
+    /// DevCenter Admin anywhere but `/`.
+    #[error("role '{0}' is assigned at scope '/' only, not '{1}'")]
+    DevCenterOnly(Role, Scope),
+    /// Project Admin anywhere but a project.
+    #[error("role '{0}' is assigned at a project's scope ('/projects/{{project}}'), not '{1}'")]
+    ProjectOnly(Role, Scope),
+    /// User or Reader at `/`.
+    #[error("role '{0}' is assigned at a project or environment type scope, not '/'")]
+    NotAtDevCenter(Role),
+}
+
+/// Whether `role` may be assigned at `scope`: DevCenter Admin only at `/`,
+/// Project Admin only at a project, the data-plane roles at a project or
+/// an environment type.
+///
+/// Errors: [`AssignmentError`] naming the role and the scope.
+pub fn check_assignable(role: Role, scope: &Scope) -> Result<(), AssignmentError> {
+    match (role, scope) {
+        (Role::DevCenterAdmin, Scope::DevCenter) => Ok(()),
+        (Role::DevCenterAdmin, _) => Err(AssignmentError::DevCenterOnly(role, scope.clone())),
+        (Role::ProjectAdmin, Scope::Project(_)) => Ok(()),
+        (Role::ProjectAdmin, _) => Err(AssignmentError::ProjectOnly(role, scope.clone())),
+        (_, Scope::DevCenter) => Err(AssignmentError::NotAtDevCenter(role)),
+        _ => Ok(()),
+    }
+}
+
 /// Where an assignment applies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -302,5 +332,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("'Owner'"));
+    }
+
+    #[test]
+    fn roles_are_assignable_only_at_their_scopes() {
+        let project = Scope::Project("p".into());
+        let env_type = Scope::EnvironmentType("p".into(), "t".into());
+        assert!(check_assignable(Role::DevCenterAdmin, &Scope::DevCenter).is_ok());
+        assert!(check_assignable(Role::DevCenterAdmin, &project).is_err());
+        assert!(check_assignable(Role::ProjectAdmin, &project).is_ok());
+        assert!(check_assignable(Role::ProjectAdmin, &env_type).is_err());
+        assert!(check_assignable(Role::ProjectAdmin, &Scope::DevCenter).is_err());
+        for role in [Role::User, Role::Reader] {
+            assert!(check_assignable(role, &project).is_ok());
+            assert!(check_assignable(role, &env_type).is_ok());
+            assert_eq!(
+                check_assignable(role, &Scope::DevCenter)
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "role '{role}' is assigned at a project or environment type scope, not '/'"
+                )
+            );
+        }
     }
 }

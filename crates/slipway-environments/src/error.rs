@@ -135,6 +135,25 @@ pub enum EnvironmentError {
         /// Its status.
         status: OperationStatus,
     },
+    /// The environment type is not defined at the dev center.
+    #[error("environment type '{environment_type}' is not defined at the dev center; create it with PUT /admin/environmentTypes/{environment_type}")]
+    EnvironmentTypeNotDefined {
+        /// Environment type.
+        environment_type: String,
+    },
+    /// A project environment type's `status` other than `Enabled`/`Disabled`.
+    #[error("property 'status' is '{status}': expected 'Enabled' or 'Disabled'")]
+    InvalidStatus {
+        /// The status given.
+        status: String,
+    },
+    /// A project environment type property refused (the message names the
+    /// property, the value and what was expected).
+    #[error("{0}")]
+    InvalidProjectEnvironmentType(String),
+    /// A role assignment refused (role at the wrong scope, blank principal).
+    #[error("{0}")]
+    InvalidRoleAssignment(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -181,6 +200,10 @@ impl EnvironmentError {
             EnvironmentError::Parameters(_) => "ParameterValueInvalid",
             EnvironmentError::ActionNotFound { .. } => "ActionNotFound",
             EnvironmentError::NotCancelable { .. } => "OperationNotCancelable",
+            EnvironmentError::EnvironmentTypeNotDefined { .. } => "EnvironmentTypeNotFound",
+            EnvironmentError::InvalidStatus { .. } => "InvalidStatus",
+            EnvironmentError::InvalidProjectEnvironmentType(_) => "InvalidProjectEnvironmentType",
+            EnvironmentError::InvalidRoleAssignment(_) => "InvalidRoleAssignment",
             EnvironmentError::Store(_) => "InternalError",
         }
     }
@@ -194,6 +217,7 @@ impl EnvironmentError {
             EnvironmentError::ProjectNotFound { .. }
             | EnvironmentError::EnvironmentNotFound { .. }
             | EnvironmentError::EnvironmentTypeNotFound { .. }
+            | EnvironmentError::EnvironmentTypeNotDefined { .. }
             | EnvironmentError::CatalogNotFound { .. }
             | EnvironmentError::DefinitionNotFound { .. }
             | EnvironmentError::DefinitionInvalid { .. }
@@ -201,7 +225,10 @@ impl EnvironmentError {
             EnvironmentError::PropertyChangeNotAllowed { .. }
             | EnvironmentError::EnvironmentTypeDisabled { .. }
             | EnvironmentError::DefinitionGone { .. }
-            | EnvironmentError::Parameters(_) => ErrorKind::Invalid,
+            | EnvironmentError::Parameters(_)
+            | EnvironmentError::InvalidStatus { .. }
+            | EnvironmentError::InvalidProjectEnvironmentType(_)
+            | EnvironmentError::InvalidRoleAssignment(_) => ErrorKind::Invalid,
             EnvironmentError::NameInUse { .. }
             | EnvironmentError::LimitExceeded { .. }
             | EnvironmentError::NotCancelable { .. } => ErrorKind::Conflict,

@@ -13,6 +13,7 @@
 //!
 //! Contract: ADE devcenter data plane (reference `ade.md` §5.1).
 
+mod dev_center;
 mod error;
 mod expiration;
 mod queue;

@@ -380,3 +380,139 @@ async fn a_due_expiration_queues_a_delete_by_the_scheduler_and_skip_clears_the_a
     let left = w.service.run_due_deletes().await.unwrap();
     assert_eq!(left, None, "a's delete is queued, b's action skipped");
 }
+
+#[tokio::test]
+async fn a_project_environment_type_is_checked_before_it_is_stored_and_replaces_its_users() {
+    use slipway_core::access::{Role, Scope};
+    use slipway_wire::admin::ProjectEnvironmentTypeRequest;
+    let w = world(PetLimits::default(), &[]).await;
+    let put = |v: Value| {
+        let request: ProjectEnvironmentTypeRequest = serde_json::from_value(v).unwrap();
+        let service = w.service.clone();
+        async move {
+            service
+                .put_project_environment_type("demo", "Dev", request)
+                .await
+        }
+    };
+    // Every refusal names the property and leaves the stored type alone.
+    for (body, code, says) in [
+        (json!({"status": "On"}), "InvalidStatus", "'On'"),
+        (
+            json!({"limits": {"maxEnvironmentsPerUser": 0}}),
+            "InvalidProjectEnvironmentType",
+            "limits.maxEnvironmentsPerUser",
+        ),
+        (
+            json!({"userRoleAssignments": {"alice": {"roles": {"Project Admin": {}}}}}),
+            "InvalidProjectEnvironmentType",
+            "userRoleAssignments.alice.roles",
+        ),
+        (
+            json!({"creatorRoleAssignment": {"roles": {"Owner": {}}}}),
+            "InvalidProjectEnvironmentType",
+            "'Owner'",
+        ),
+        (
+            json!({"deploymentIdentity": "nope"}),
+            "InvalidProjectEnvironmentType",
+            "'nope', which does not exist",
+        ),
+        (
+            json!({"runnerPolicy": {"maxPids": 3}}),
+            "InvalidProjectEnvironmentType",
+            "runnerPolicy.maxPids",
+        ),
+    ] {
+        let e = put(body.clone()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{body}");
+        assert_eq!(e.code(), code, "{body}");
+        assert!(e.to_string().contains(says), "{body}: {e}");
+    }
+    assert_eq!(
+        w.store
+            .get_project_environment_type("demo", "Dev")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "Enabled"
+    );
+    let e = w
+        .service
+        .put_project_environment_type("demo", "Nope", Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.code()),
+        (ErrorKind::NotFound, "EnvironmentTypeNotFound")
+    );
+
+    let pet = put(json!({"status": "Disabled", "userRoleAssignments": {"alice": {"roles": {"Deployment Environments User": {}}}}}))
+        .await
+        .unwrap();
+    assert_eq!(pet.status, "Disabled");
+    assert_eq!(
+        pet.deployment_target_id,
+        "/subscriptions/00000000-0000-0000-0000-000000000000"
+    );
+    let scope = Scope::EnvironmentType("demo".into(), "Dev".into());
+    let users = w.store.assignments_at(&scope).await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        (users[0].principal_id.as_str(), users[0].role.as_str()),
+        ("alice", Role::User.as_str())
+    );
+    put(json!({"userRoleAssignments": {}})).await.unwrap();
+    assert!(w.store.assignments_at(&scope).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn roles_are_assigned_only_at_their_scopes_and_existing_targets() {
+    use slipway_core::access::{Role, Scope};
+    let w = world(PetLimits::default(), &[]).await;
+    let project = Scope::Project("demo".into());
+    for (role, scope) in [
+        (Role::DevCenterAdmin, project.clone()),
+        (Role::ProjectAdmin, Scope::DevCenter),
+        (Role::User, Scope::DevCenter),
+    ] {
+        let e = w
+            .service
+            .assign_role("bob", role, &scope)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidRoleAssignment", "{role} at {scope}");
+    }
+    let e = w
+        .service
+        .assign_role("  ", Role::User, &project)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("principalId"), "{e}");
+    let e = w
+        .service
+        .assign_role("bob", Role::User, &Scope::Project("gone".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "ProjectNotFound");
+    let e = w
+        .service
+        .assign_role(
+            "bob",
+            Role::Reader,
+            &Scope::EnvironmentType("demo".into(), "Prod".into()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "EnvironmentTypeNotFound");
+    let a = w
+        .service
+        .assign_role("bob", Role::ProjectAdmin, &project)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.principal_id.as_str(), a.role.as_str()),
+        ("bob", Role::ProjectAdmin.as_str())
+    );
+}
