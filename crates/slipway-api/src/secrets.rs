@@ -13,12 +13,9 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{Map, Value};
-use slipway_core::credentials::{
-    DeploymentIdentity, RegistryCredential, DEPLOYMENT_IDENTITY_KIND, REGISTRY_CREDENTIAL_KIND,
-};
-use slipway_core::echo::truncate as truncate_echo;
+use serde_json::Value;
 use slipway_core::names::validate_resource_name;
+use slipway_core::secrets::{check_secret, SecretError};
 use slipway_store::SecretScope;
 use slipway_wire::catalogs::{SecretMeta, SecretRequest};
 use slipway_wire::{CloudError, Paged};
@@ -26,14 +23,6 @@ use slipway_wire::{CloudError, Paged};
 use crate::admin::{body, JsonBody};
 use crate::catalogs::{param, Params};
 use crate::{ApiError, ApiResult, AppState};
-
-const SECRET_KINDS: [&str; 5] = [
-    "token",
-    "sshKey",
-    "generic",
-    DEPLOYMENT_IDENTITY_KIND,
-    REGISTRY_CREDENTIAL_KIND,
-];
 
 /// The secret scope of a route: `/admin/projects/{p}/secrets…` is project
 /// `p` (404 when it does not exist), `/admin/secrets…` the dev center.
@@ -55,42 +44,6 @@ pub(crate) async fn secret_scope(
     }
 }
 
-/// Reads `hosts` of a secret body: lower-cased host names (letters,
-/// digits, `-`, `.`), only for `token` secrets.
-fn secret_hosts(obj: &Map<String, Value>, kind: &str) -> Result<Vec<String>, String> {
-    let Some(v) = obj.get("hosts") else {
-        return Ok(Vec::new());
-    };
-    if kind != "token" {
-        return Err(format!(
-            "property 'hosts' applies to 'token' secrets only; this one is '{kind}'"
-        ));
-    }
-    let items = v
-        .as_array()
-        .ok_or("property 'hosts' must be an array of host names")?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let h = h.as_str().unwrap_or_default().to_ascii_lowercase();
-            let ok = !h.is_empty()
-                && h.len() <= 253
-                && !h.starts_with(['-', '.'])
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if ok {
-                Ok(h)
-            } else {
-                Err(format!(
-                    "property 'hosts[{i}]' is {}: expected a host name such as 'github.com'",
-                    truncate_echo(&items[i].to_string())
-                ))
-            }
-        })
-        .collect()
-}
-
 /// Creates or replaces a secret.
 #[utoipa::path(put, path = "/admin/secrets/{s}", tag = "catalogs", params(("s" = String, Path, description = "Secret")), request_body = SecretRequest, responses((status = 200, description = "The secret (without its value)", body = SecretMeta), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 pub(crate) async fn put_secret(
@@ -103,72 +56,23 @@ pub(crate) async fn put_secret(
     let scope = secret_scope(&state, &params).await?;
     validate_resource_name("secret", &s)
         .map_err(|e| ApiError::bad_request("InvalidName", e.to_string()))?;
-    let obj = body.as_object().ok_or_else(|| {
-        ApiError::bad_request(
-            "InvalidRequestBody",
-            "expected a JSON object {kind, value, hosts?}",
-        )
-    })?;
-    let bad = |m: String| ApiError::bad_request("InvalidSecret", m);
-    if let Some(k) = obj
-        .keys()
-        .find(|k| !["kind", "value", "hosts"].contains(&k.as_str()))
-    {
-        return Err(bad(format!(
-            "property '{}' is not known: expected 'kind', 'value' and 'hosts'",
-            truncate_echo(k)
-        )));
-    }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("generic");
-    let allowed: &[&str] = match scope {
-        SecretScope::DevCenter => &SECRET_KINDS,
-        // Deployment identities and registry credentials serve the dev
-        // center's environment types and tasks only.
-        SecretScope::Project(_) => &SECRET_KINDS[..3],
-    };
-    if !allowed.contains(&kind) {
-        return Err(bad(format!(
-            "property 'kind' is '{}': expected one of {} for a secret of {scope}",
-            truncate_echo(kind),
-            allowed.join(", ")
-        )));
-    }
-    let hosts = secret_hosts(obj, kind).map_err(bad)?;
-    let value = match (kind, obj.get("value")) {
-        (DEPLOYMENT_IDENTITY_KIND, Some(v @ Value::Object(_))) => {
-            let id = DeploymentIdentity::from_json(v).map_err(|m| bad(format!("property 'value': {m}")))?;
-            serde_json::to_string(&id).map_err(|e| bad(e.to_string()))?
-        }
-        (DEPLOYMENT_IDENTITY_KIND, _) => {
-            return Err(bad(
-                "property 'value' is required: an object {clientId, tenantId, subscriptionId?, variables?}".into(),
-            ))
-        }
-        (REGISTRY_CREDENTIAL_KIND, Some(v @ Value::Object(_))) => {
-            let c = RegistryCredential::from_json(v)
-                .map_err(|m| bad(format!("property 'value': {m}")))?;
-            serde_json::to_string(&c).map_err(|e| bad(e.to_string()))?
-        }
-        (REGISTRY_CREDENTIAL_KIND, _) => {
-            return Err(bad(
-                "property 'value' is required: an object {server, username, password}".into(),
-            ))
-        }
-        (_, Some(Value::String(v))) if !v.is_empty() => v.clone(),
-        _ => {
-            return Err(bad(
-                "property 'value' is required: a non-empty string".into()
-            ))
-        }
-    };
+    let secret =
+        check_secret(&body, scope == SecretScope::DevCenter, &scope.to_string()).map_err(|e| {
+            match e {
+                SecretError::NotAnObject => {
+                    ApiError::bad_request("InvalidRequestBody", e.to_string())
+                }
+                e => ApiError::bad_request("InvalidSecret", e.to_string()),
+            }
+        })?;
     state
         .store
         .put_secret(
             &scope,
             &s,
-            kind,
-            value.as_bytes(),
-            &hosts,
+            &secret.kind,
+            secret.text.as_bytes(),
+            &secret.hosts,
             &state.secret_key,
         )
         .await?;

@@ -30,6 +30,7 @@ pub mod names;
 pub mod parameters;
 pub mod protocol;
 pub mod scrub;
+pub mod secrets;
 pub mod shell;
 pub mod tasks;
 
