@@ -21,9 +21,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Json;
 use serde_json::{Map, Value};
-use slipway_catalog::{sync_catalog, CatalogError};
+use slipway_catalog::{register_catalog, sync_catalog, CatalogError, RegistrationError};
 use slipway_core::names::validate_resource_name;
-use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord, SecretScope};
+use slipway_store::{Catalog, CatalogSource, CatalogSpec, DefinitionRecord};
 
 use crate::admin::{body, JsonBody};
 use crate::auth::Caller;
@@ -293,45 +293,25 @@ async fn put_catalog(
         }
     }
     let spec = parse_catalog_body(&body, project.as_deref())?;
-    let before = state.store.get_catalog(&name).await?;
-    if let Some(b) = &before {
-        if b.spec.project != spec.project {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "Conflict",
-                format!(
-                    "catalog name '{name}' is already used by {}: catalog names are unique per server",
-                    b.spec.project.as_deref().map_or("the dev center".to_string(), |p| format!("project '{p}'"))
-                ),
-            ));
-        }
-    }
     if spec.source.kind == "local" {
         // A local catalog reads a folder of the server's own disk.
         caller.require(Permission::AdministerDevCenter)?;
     }
-    slipway_catalog::check_source(&spec.source, &state.config.local_roots)
-        .map_err(|e| ApiError::bad_request("InvalidCatalogSource", e.to_string()))?;
-    if let Some(s) = &spec.secret {
-        let scope = SecretScope::of(spec.project.as_deref());
-        if state.store.secret_meta(&scope, s).await?.is_none() {
-            return Err(invalid(
-                "secretIdentifier",
-                format!(
-                    "names secret '{}', which does not exist in {scope}: create it with PUT {}",
-                    truncate_echo(s),
-                    scope.path_of(s)
-                ),
-            ));
-        }
-    }
-    state.store.put_catalog(&name, &spec).await?;
-    let changed = before.as_ref().is_none_or(|b| {
-        b.spec.source != spec.source
-            || b.spec.secret != spec.secret
-            || b.synced_source.as_ref() != Some(&spec.source)
-    });
-    if changed {
+    let registered = register_catalog(&state.store, &state.config.local_roots, &name, &spec)
+        .await
+        .map_err(|e| match e {
+            RegistrationError::NameTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            RegistrationError::Source(_) => {
+                ApiError::bad_request("InvalidCatalogSource", e.to_string())
+            }
+            RegistrationError::SecretMissing { .. } => {
+                ApiError::bad_request("InvalidCatalog", e.to_string())
+            }
+            RegistrationError::Store(s) => s.into(),
+        })?;
+    if registered.needs_sync {
         run_sync(&state, &name).await?; // wakes the scheduler itself
     } else {
         state.catalog_sync.catalogs_changed();
@@ -342,7 +322,7 @@ async fn put_catalog(
             format!("catalog '{name}' was deleted meanwhile"),
         )
     })?;
-    let status = if before.is_none() {
+    let status = if registered.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK

@@ -13,6 +13,7 @@
 //! sync keeps the previous snapshot; two syncs of one catalog never overlap.
 
 mod discover;
+mod registration;
 mod schedule;
 mod source;
 
@@ -28,6 +29,7 @@ pub use discover::{
     discover, sha256_hex, DefinitionError, DiscoveredCatalog, DiscoveredDefinition, DUPLICATE_NAME,
     INVALID_REFERENCE, TEMPLATE_PATH_INVALID,
 };
+pub use registration::{register_catalog, Registered, RegistrationError};
 pub use schedule::{SyncScheduler, SyncTrigger};
 pub use slipway_git::{GitCredential, LocalRoots};
 pub use source::{check_source, fetch, remote_head, FetchedSource};

@@ -205,3 +205,79 @@ fn roots(work: &std::path::Path) -> slipway_catalog::LocalRoots {
     let top = work.parent().unwrap();
     slipway_catalog::LocalRoots::new(&[top.to_path_buf()]).unwrap()
 }
+
+#[tokio::test]
+async fn registration_keeps_names_unique_checks_source_and_secret_and_says_when_to_sync() {
+    use slipway_catalog::{register_catalog, Registered, RegistrationError};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key, repo) = setup(dir.path()).await;
+    let work = dir.path().join("work");
+    let roots = roots(&work);
+    let spec = store.get_catalog("main").await.unwrap().unwrap().spec;
+    // Registered by `setup` but never synced: the same spec still needs a sync.
+    assert_eq!(
+        register_catalog(&store, &roots, "main", &spec)
+            .await
+            .unwrap(),
+        Registered {
+            created: false,
+            needs_sync: true
+        }
+    );
+    sync_catalog(&store, "main", &work, &key, &roots)
+        .await
+        .unwrap();
+    let schedule_only = CatalogSpec {
+        sync_type: "Scheduled".into(),
+        ..spec.clone()
+    };
+    assert_eq!(
+        register_catalog(&store, &roots, "main", &schedule_only)
+            .await
+            .unwrap(),
+        Registered {
+            created: false,
+            needs_sync: false
+        }
+    );
+    // The name belongs to the dev center: a project cannot take it.
+    let in_project = CatalogSpec {
+        project: Some("demo".into()),
+        ..spec.clone()
+    };
+    let e = register_catalog(&store, &roots, "main", &in_project)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistrationError::NameTaken { .. }), "{e}");
+    assert!(e.to_string().contains("the dev center"), "{e}");
+    // A folder outside the allowed roots, and a secret that does not exist.
+    let outside = CatalogSpec {
+        source: CatalogSource {
+            uri: "file:///etc".into(),
+            ..spec.source.clone()
+        },
+        ..spec.clone()
+    };
+    let e = register_catalog(&store, &roots, "other", &outside)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RegistrationError::Source(_)), "{e}");
+    let with_secret = CatalogSpec {
+        secret: Some("missing".into()),
+        ..spec.clone()
+    };
+    let e = register_catalog(&store, &roots, "other", &with_secret)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("create it with PUT /admin/secrets/missing"),
+        "{e}"
+    );
+    assert!(store.get_catalog("other").await.unwrap().is_none());
+    let created = register_catalog(&store, &roots, "other", &spec)
+        .await
+        .unwrap();
+    assert!(created.created && created.needs_sync);
+    drop(repo);
+}
