@@ -41,15 +41,23 @@ pub struct DeploymentIdentity {
     /// tokens through their managed-identity endpoint and never this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+    /// Instead of a client secret: the app registration's certificate and
+    /// its private key, PEM (`-----BEGIN CERTIFICATE-----` and an unencrypted
+    /// PKCS#8 `-----BEGIN PRIVATE KEY-----`, RSA). Slipway signs a client
+    /// assertion with it for each token (Microsoft identity platform
+    /// "certificate credentials"); runners never see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
     /// Where tokens are minted: `https://host[:port][/path]` (plain
     /// `http://` only to a loopback host, for stand-ins); default
-    /// [`crate::identity::DEFAULT_AUTHORITY_HOST`]. Only with `clientSecret`.
+    /// [`crate::identity::DEFAULT_AUTHORITY_HOST`]. Only with `clientSecret` or
+    /// `clientCertificate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_host: Option<String>,
     /// Azure Resource Manager's base URL for Azure targets (see
     /// [`crate::azure_target`]): same form as `authorityHost`; default
     /// [`crate::azure_target::DEFAULT_RESOURCE_MANAGER`]. Only with
-    /// `clientSecret`.
+    /// `clientSecret` or `clientCertificate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_manager_endpoint: Option<String>,
     /// Extra variables set in the runner, name → value (all treated as secret).
@@ -64,6 +72,10 @@ impl std::fmt::Debug for DeploymentIdentity {
             .field("tenant_id", &self.tenant_id)
             .field("subscription_id", &self.subscription_id)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "***"),
+            )
             .field("authority_host", &self.authority_host)
             .field("resource_manager_endpoint", &self.resource_manager_endpoint)
             .field("variables", &self.variables.keys().collect::<Vec<_>>())
@@ -117,7 +129,7 @@ impl DeploymentIdentity {
             serde_json::from_value(v.clone()).map_err(|e| CredentialError::Shape {
                 document: IDENTITY,
                 reason: e.to_string(),
-                expected: "{clientId, tenantId, subscriptionId?, clientSecret?, authorityHost?, resourceManagerEndpoint?, variables?: {NAME: value}}",
+                expected: "{clientId, tenantId, subscriptionId?, clientSecret? or clientCertificate?, authorityHost?, resourceManagerEndpoint?, variables?: {NAME: value}}",
             })?;
         if id
             .client_secret
@@ -128,13 +140,22 @@ impl DeploymentIdentity {
                 "'clientSecret' is empty: expected the app registration's secret, or no 'clientSecret'".into(),
             ));
         }
+        if let Some(pem) = &id.client_certificate {
+            if id.client_secret.is_some() {
+                return Err(identity_field(
+                    "'clientSecret' and 'clientCertificate' are both set: expected one of them"
+                        .into(),
+                ));
+            }
+            check_certificate_pem(pem)?;
+        }
         for (field, value) in [
             ("authorityHost", &id.authority_host),
             ("resourceManagerEndpoint", &id.resource_manager_endpoint),
         ] {
             let Some(url) = value else { continue };
-            if id.client_secret.is_none() {
-                return Err(identity_field(format!("'{field}' '{}' is set without 'clientSecret': tokens are minted only for an identity with a client secret", crate::echo::truncate(url))));
+            if !id.mints_tokens() {
+                return Err(identity_field(format!("'{field}' '{}' is set without 'clientSecret' or 'clientCertificate': tokens are minted only for an identity with a client secret or certificate", crate::echo::truncate(url))));
             }
             check_endpoint(field, url)?;
         }
@@ -163,20 +184,21 @@ impl DeploymentIdentity {
         Ok(id)
     }
 
-    /// Every value a log must never show: the client secret and the
-    /// variables' values.
+    /// Every value a log must never show: the client secret, the
+    /// certificate's PEM and the variables' values.
     pub fn secret_values(&self) -> Vec<String> {
         self.client_secret
             .iter()
+            .chain(self.client_certificate.iter())
             .chain(self.variables.values())
             .cloned()
             .collect()
     }
 
-    /// Whether runners get tokens (a client secret is set) rather than the
-    /// secret itself.
+    /// Whether runners get tokens (a client secret or certificate is set)
+    /// rather than the secret itself.
     pub fn mints_tokens(&self) -> bool {
-        self.client_secret.is_some()
+        self.client_secret.is_some() || self.client_certificate.is_some()
     }
 
     /// Azure Resource Manager's base URL, without a trailing `/`.
@@ -194,6 +216,25 @@ impl DeploymentIdentity {
             .unwrap_or(crate::identity::DEFAULT_AUTHORITY_HOST)
             .trim_end_matches('/')
     }
+}
+
+/// Checks that `pem` holds a certificate and an unencrypted PKCS#8 private
+/// key (the signature itself is made, and the key parsed, where tokens are
+/// minted).
+fn check_certificate_pem(pem: &str) -> Result<(), CredentialError> {
+    for (block, what) in [
+        ("CERTIFICATE", "the certificate"),
+        ("PRIVATE KEY", "its unencrypted PKCS#8 private key"),
+    ] {
+        if !pem.contains(&format!("-----BEGIN {block}-----"))
+            || !pem.contains(&format!("-----END {block}-----"))
+        {
+            return Err(identity_field(format!(
+                "'clientCertificate' has no '-----BEGIN {block}-----' block: expected PEM text with the certificate and {what}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks an endpoint URL (`field` names it in the error): `https://` with a
@@ -354,6 +395,29 @@ pub fn registry_of(image: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_certificate_identity_needs_its_key_and_excludes_a_secret() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+        let id = DeploymentIdentity::from_json(&json!({"clientId": "c", "tenantId": "t", "clientCertificate": pem, "authorityHost": "http://127.0.0.1:9"})).unwrap();
+        assert!(id.mints_tokens());
+        assert!(id.secret_values().contains(&pem.to_string()));
+        assert!(!format!("{id:?}").contains("MIIE"));
+        let only_cert = pem.split("-----BEGIN PRIVATE KEY-----").next().unwrap();
+        let e = DeploymentIdentity::from_json(
+            &json!({"clientId": "c", "tenantId": "t", "clientCertificate": only_cert}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("'-----BEGIN PRIVATE KEY-----'"),
+            "{e}"
+        );
+        let e = DeploymentIdentity::from_json(
+            &json!({"clientId": "c", "tenantId": "t", "clientCertificate": pem, "clientSecret": "s"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("both set"), "{e}");
+    }
 
     #[test]
     fn identities_are_checked_by_field() {

@@ -22,7 +22,13 @@
 //!   `grant_type=client_credentials`, `client_id`, `client_secret`,
 //!   `scope=<R>/.default`; the answer carries `access_token` and
 //!   `expires_in` (seconds); an error carries `error` and
-//!   `error_description`.
+//!   `error_description`. An identity with a certificate sends
+//!   `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`
+//!   and `client_assertion` (a JWT signed RS256 with the certificate's key,
+//!   header `x5t` = base64url SHA-1 of the certificate, claims `aud` = the
+//!   token URL, `iss` = `sub` = client id, `jti`, `nbf`, `exp`; RFC 7523,
+//!   Microsoft identity platform "certificate credentials") instead of
+//!   `client_secret`.
 
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +184,54 @@ pub fn token_form(
         ("client_secret", client_secret.into()),
         ("scope", scope_for(resource)),
     ]
+}
+
+/// `client_assertion_type` of a certificate credential (RFC 7523 §2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// How long a client assertion is valid, seconds (Entra accepts up to ten
+/// minutes; it is used at once).
+pub const ASSERTION_LIFETIME_SECS: i64 = 600;
+
+/// The form of a client-credentials request with a signed client
+/// assertion instead of a secret, in order.
+pub fn assertion_form(
+    client_id: &str,
+    assertion: &str,
+    resource: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", client_id.into()),
+        ("client_assertion_type", JWT_BEARER_ASSERTION.into()),
+        ("client_assertion", assertion.into()),
+        ("scope", scope_for(resource)),
+    ]
+}
+
+/// The JOSE header of a client assertion: RS256 with the certificate's
+/// SHA-1 thumbprint (`x5t`, base64url without padding, given).
+pub fn assertion_header(x5t: &str) -> serde_json::Value {
+    serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t})
+}
+
+/// The claims of a client assertion for `client_id` at `token_url`,
+/// issued at `now` (Unix seconds) with the unique id `jti`.
+pub fn assertion_claims(
+    client_id: &str,
+    token_url: &str,
+    now: i64,
+    jti: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "aud": token_url,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": jti,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ASSERTION_LIFETIME_SECS,
+    })
 }
 
 #[derive(Deserialize)]

@@ -60,7 +60,9 @@ impl TokenBroker {
         }
     }
 
-    /// A token for `resource` as `id` (which must have a client secret).
+    /// A token for `resource` as `id` (which must have a client secret or
+    /// certificate; with a certificate each request carries a freshly
+    /// signed client assertion).
     ///
     /// Errors: [`SignInError::BadResource`] for a bad `resource`;
     /// [`SignInError::Rejected`] when the provider refuses the identity;
@@ -72,19 +74,33 @@ impl TokenBroker {
         resource: &str,
     ) -> Result<RunnerToken, SignInError> {
         identity::check_resource(resource)?;
-        let Some(secret) = id.client_secret.as_deref() else {
-            return Err(SignInError::Unavailable {
-                client_id: id.client_id.clone(),
-                authority: id.authority().to_string(),
-                reason: "the identity has no clientSecret to mint tokens with".into(),
-            });
-        };
         let key = cache_key(id, resource);
         if let Some(hit) = self.cached(&key) {
             return Ok(hit);
         }
         let url = identity::token_url(id.authority(), &id.tenant_id);
-        let form = identity::token_form(&id.client_id, secret, resource);
+        let form = match (&id.client_secret, &id.client_certificate) {
+            (Some(secret), _) => identity::token_form(&id.client_id, secret, resource),
+            (None, Some(pem)) => {
+                let assertion = client_assertion(&id.client_id, &url, pem).map_err(|reason| {
+                    SignInError::Unavailable {
+                        client_id: id.client_id.clone(),
+                        authority: id.authority().to_string(),
+                        reason,
+                    }
+                })?;
+                identity::assertion_form(&id.client_id, &assertion, resource)
+            }
+            (None, None) => {
+                return Err(SignInError::Unavailable {
+                    client_id: id.client_id.clone(),
+                    authority: id.authority().to_string(),
+                    reason:
+                        "the identity has no clientSecret or clientCertificate to mint tokens with"
+                            .into(),
+                })
+            }
+        };
         let fetcher = self.fetcher.clone();
         let asked = Instant::now();
         let answer = tokio::task::spawn_blocking(move || {
@@ -137,6 +153,61 @@ impl TokenBroker {
     }
 }
 
+/// A client assertion for `client_id` at `token_url`, signed RS256 with
+/// the private key in `pem` and naming its certificate by SHA-1 thumbprint
+/// (`x5t`). See [`identity::assertion_claims`].
+///
+/// Errors: a message saying which PEM block cannot be read.
+fn client_assertion(client_id: &str, token_url: &str, pem: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    use rsa::pkcs1v15::SigningKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let certificate = pem_block(pem, "CERTIFICATE")
+        .ok_or("clientCertificate: the CERTIFICATE block is not base64 PEM")?;
+    let key_pem = pem_text(pem, "PRIVATE KEY").ok_or("clientCertificate: no PRIVATE KEY block")?;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&key_pem).map_err(|e| {
+        format!("clientCertificate: the private key is not an unencrypted PKCS#8 RSA key: {e}")
+    })?;
+    let x5t = b64.encode(<sha1::Sha1 as sha1::Digest>::digest(&certificate));
+    let now = chrono::Utc::now().timestamp();
+    let jti = uuid::Uuid::new_v4().to_string();
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(identity::assertion_header(&x5t).to_string()),
+        b64.encode(identity::assertion_claims(client_id, token_url, now, &jti).to_string())
+    );
+    let signature = SigningKey::<Sha256>::new(key).sign(signing_input.as_bytes());
+    Ok(format!(
+        "{signing_input}.{}",
+        b64.encode(signature.to_bytes())
+    ))
+}
+
+/// The whole `-----BEGIN <label>-----` … `-----END <label>-----` text.
+fn pem_text(pem: &str, label: &str) -> Option<String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)?;
+    let stop = pem[start..].find(&end)? + start + end.len();
+    Some(pem[start..stop].to_string())
+}
+
+/// The DER bytes of the first `label` block.
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = pem_text(pem, label)?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .ok()
+}
+
 fn cache_key(id: &DeploymentIdentity, resource: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     for part in [
@@ -144,6 +215,7 @@ fn cache_key(id: &DeploymentIdentity, resource: &str) -> [u8; 32] {
         id.tenant_id.as_str(),
         id.authority(),
         id.client_secret.as_deref().unwrap_or_default(),
+        id.client_certificate.as_deref().unwrap_or_default(),
         resource,
     ] {
         h.update((part.len() as u64).to_le_bytes());

@@ -835,6 +835,183 @@ done
     assert_no_file_holds(&s.data, secret);
 }
 
+/// A self-signed RSA certificate made by `openssl` in `dir`: (PKCS#8 key
+/// PEM, certificate PEM, certificate DER).
+fn openssl_certificate(dir: &std::path::Path, name: &str) -> (String, String, Vec<u8>) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let der = dir.join(format!("{name}.der"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req".as_ref(),
+        "-x509".as_ref(),
+        "-newkey".as_ref(),
+        "rsa:2048".as_ref(),
+        "-nodes".as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-out".as_ref(),
+        cert.as_os_str(),
+        "-subj".as_ref(),
+        "/CN=slipway-test".as_ref(),
+        "-days".as_ref(),
+        "2".as_ref(),
+    ]);
+    run(&[
+        "x509".as_ref(),
+        "-in".as_ref(),
+        cert.as_os_str(),
+        "-outform".as_ref(),
+        "DER".as_ref(),
+        "-out".as_ref(),
+        der.as_os_str(),
+    ]);
+    (
+        std::fs::read_to_string(key).unwrap(),
+        std::fs::read_to_string(cert).unwrap(),
+        std::fs::read(der).unwrap(),
+    )
+}
+
+/// Issue 19 item 1, certificates: a deployment identity may hold the app
+/// registration's certificate instead of a client secret. Slipway signs a
+/// fresh client assertion (RS256, `x5t` of the certificate) for each token
+/// it mints; the runner signs in through its managed-identity endpoint as
+/// before and never sees the key, and a certificate the identity provider
+/// does not know fails the deploy with `DeploymentIdentitySignInError`.
+#[test]
+fn a_certificate_identity_mints_tokens_with_signed_assertions_and_keeps_its_key() {
+    use common::entra_stand_in::{Accepts, EntraStandIn};
+    let tmp = tempfile::tempdir().unwrap();
+    let (key_pem, cert_pem, cert_der) = openssl_certificate(tmp.path(), "registered");
+    let (other_key, other_cert, _) = openssl_certificate(tmp.path(), "unknown");
+    let idp = EntraStandIn::start_accepting(
+        "tenant-456",
+        "client-123",
+        Accepts::Certificate {
+            key_pem: key_pem.clone(),
+            cert_der,
+        },
+    );
+    let deploy = r#"#!/bin/bash
+set -euo pipefail
+arm=$(curl -sS -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?api-version=2019-08-01&resource=https://management.azure.com/")
+env | rev
+jq -n --argjson arm "$arm" '{outputs: {arm: {type: "string", value: $arm.access_token}}}' > "$ADE_OUTPUTS"
+"#;
+    let catalog = scripted_catalog(tmp.path(), &[("SignsIn", deploy)]);
+    let s = Server::start(&tmp.path().join("data"));
+    put(&s, "/admin/projects/demo", json!({}));
+    for (t, secret, key, cert) in [
+        ("Dev", "entra-cert", &key_pem, &cert_pem),
+        ("Broken", "entra-unknown-cert", &other_key, &other_cert),
+    ] {
+        put(&s, &format!("/admin/environmentTypes/{t}"), json!({}));
+        let (st, v, _) = s.call(
+            "PUT",
+            &format!("/admin/secrets/{secret}"),
+            Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "client-123", "tenantId": "tenant-456", "subscriptionId": "sub-1", "clientCertificate": format!("{cert}{key}"), "authorityHost": idp.authority}})),
+        );
+        assert_eq!(st, 200, "{v}");
+        put(
+            &s,
+            &format!("/admin/projects/demo/environmentTypes/{t}"),
+            json!({"deploymentIdentity": secret}),
+        );
+    }
+    // A certificate without its key is refused when it is stored.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/admin/secrets/half",
+        Some(json!({"kind": "deploymentIdentity", "value": {"clientId": "c", "tenantId": "t", "clientCertificate": cert_pem}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PRIVATE KEY"),
+        "{v}"
+    );
+    put(&s, "/admin/catalogs/cat", catalog);
+    s.assign("dana", "Deployment Environments User", "/projects/demo");
+    let dana = s.token_for("dana");
+    let deploy_as = |env: &str, env_type: &str| {
+        let (st, v, loc) = s.call_as(
+            &dana,
+            "PUT",
+            &format!("/projects/demo/users/me/environments/{env}"),
+            Some(json!({"environmentType": env_type, "catalogName": "cat", "environmentDefinitionName": "SignsIn"})),
+        );
+        assert_eq!(st, 201, "{v}");
+        let op = loc.unwrap().rsplit('/').next().unwrap().to_string();
+        (op.clone(), s.wait_op_as(&dana, "demo", &op))
+    };
+    let (op, done) = deploy_as("app", "Dev");
+    let base = "/projects/demo/users/dana/environments/app";
+    let log = s
+        .call_as(&dana, "GET", &format!("{base}/operations/{op}/logs"), None)
+        .1;
+    let log = log.as_str().unwrap_or_default().to_string();
+    assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
+    let outputs = s.call_as(&dana, "GET", &format!("{base}/outputs"), None).1;
+    let arm = outputs["outputs"]["arm"]["value"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        common::entra_stand_in::token_name(arm)
+            .ends_with("-for-https___management_azure_com___default"),
+        "{outputs}"
+    );
+    // Every request carried an assertion (the stand-in checked its
+    // signature, thumbprint, audience and lifetime), never a secret.
+    let seen = idp.seen();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|r| r.field("client_assertion").is_some() && r.field("client_secret").is_none()),
+        "{seen:?}"
+    );
+    // Neither the runner's environment nor the stored files hold the key.
+    let key_line = key_pem.lines().nth(1).unwrap();
+    let reversed: String = key_line.chars().rev().collect();
+    assert!(!log.contains(key_line) && !log.contains(&reversed), "{log}");
+    assert!(
+        log.contains(
+            &"IDENTITY_ENDPOINT=http://"
+                .chars()
+                .rev()
+                .collect::<String>()
+        ),
+        "{log}"
+    );
+    assert_no_file_holds(&s.data, key_line);
+
+    let (_, broken) = deploy_as("broken", "Broken");
+    assert_eq!(broken["status"], "Failed", "{broken}");
+    assert_eq!(
+        broken["error"]["code"], "DeploymentIdentitySignInError",
+        "{broken}"
+    );
+    assert!(
+        broken["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("AADSTS700027"),
+        "{broken}"
+    );
+}
+
 /// Issue 19 item 2: on an Azure subscription target, Slipway makes the
 /// environment's resource group `<project>-<environment>` (tagged, in the
 /// configured region) with the identity's token before the deploy runs,

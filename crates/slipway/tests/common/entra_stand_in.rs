@@ -27,6 +27,22 @@ impl SeenRequest {
     }
 }
 
+/// What the stand-in accepts from its one client.
+#[derive(Clone)]
+pub enum Accepts {
+    /// `client_secret` equal to this.
+    Secret(String),
+    /// A `client_assertion` (RFC 7523) signed RS256 by the key of this
+    /// certificate: `key_pem` (PKCS#8) stands for the public key Entra
+    /// keeps, `cert_der` for the registered certificate (`x5t`).
+    Certificate {
+        /// The private key, PEM; its public half verifies.
+        key_pem: String,
+        /// The certificate, DER.
+        cert_der: Vec<u8>,
+    },
+}
+
 /// The running stand-in. Its thread lives as long as the test process.
 pub struct EntraStandIn {
     /// `http://127.0.0.1:<port>`: the identity's `authorityHost`.
@@ -39,18 +55,25 @@ impl EntraStandIn {
     /// `client_secret` in `tenant` and refuses anything else with
     /// `invalid_client` (AADSTS7000215, Entra's wording).
     pub fn start(tenant: &str, client_id: &str, client_secret: &str) -> EntraStandIn {
+        Self::start_accepting(
+            tenant,
+            client_id,
+            Accepts::Secret(client_secret.to_string()),
+        )
+    }
+
+    /// Starts a stand-in that issues tokens to `client_id` in `tenant`
+    /// presenting `accepts`, refusing anything else with `invalid_client`.
+    pub fn start_accepting(tenant: &str, client_id: &str, accepts: Accepts) -> EntraStandIn {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let authority = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (tenant, client_id, client_secret) = (
-            tenant.to_string(),
-            client_id.to_string(),
-            client_secret.to_string(),
-        );
+        let (tenant, client_id) = (tenant.to_string(), client_id.to_string());
         let log = Arc::clone(&seen);
+        let token_url = format!("{authority}/{tenant}/oauth2/v2.0/token");
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = serve(conn, &tenant, &client_id, &client_secret, &log);
+                let _ = serve(conn, &tenant, &client_id, &accepts, &token_url, &log);
             }
         });
         EntraStandIn { authority, seen }
@@ -66,7 +89,8 @@ fn serve(
     conn: TcpStream,
     tenant: &str,
     client_id: &str,
-    client_secret: &str,
+    accepts: &Accepts,
+    token_url: &str,
     log: &Mutex<Vec<SeenRequest>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -102,7 +126,21 @@ fn serve(
     let ok = request.path == format!("/{tenant}/oauth2/v2.0/token")
         && request.field("grant_type") == Some("client_credentials")
         && request.field("client_id") == Some(client_id)
-        && request.field("client_secret") == Some(client_secret);
+        && match accepts {
+            Accepts::Secret(secret) => request.field("client_secret") == Some(secret.as_str()),
+            Accepts::Certificate { key_pem, cert_der } => {
+                request.field("client_secret").is_none()
+                    && request.field("client_assertion_type")
+                        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                    && assertion_ok(
+                        request.field("client_assertion").unwrap_or_default(),
+                        client_id,
+                        token_url,
+                        key_pem,
+                        cert_der,
+                    )
+            }
+        };
     let (status, answer) = if ok {
         let scope = request.field("scope").unwrap_or_default();
         let name = format!(
@@ -115,6 +153,11 @@ fn serve(
                 r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{}"}}"#,
                 jwt(&name, tenant, client_id, scope)
             ),
+        )
+    } else if matches!(accepts, Accepts::Certificate { .. }) {
+        (
+            "401 Unauthorized",
+            r#"{"error":"invalid_client","error_description":"AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application.","error_codes":[700027]}"#.to_string(),
         )
     } else {
         (
@@ -129,6 +172,51 @@ fn serve(
         answer.len()
     )?;
     conn.flush()
+}
+
+/// Whether `assertion` is a JWT signed RS256 by `key_pem`'s key, naming
+/// `cert_der` by SHA-1 thumbprint, for `client_id` at `token_url`, valid now.
+fn assertion_ok(
+    assertion: &str,
+    client_id: &str,
+    token_url: &str,
+    key_pem: &str,
+    cert_der: &[u8],
+) -> bool {
+    use base64::Engine;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::Verifier;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, claims, signature] = parts.as_slice() else {
+        return false;
+    };
+    let json = |p: &str| -> serde_json::Value {
+        b64.decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    let (header, claims) = (json(header), json(claims));
+    let x5t = b64.encode(<sha1::Sha1 as sha1::Digest>::digest(cert_der));
+    let now = chrono::Utc::now().timestamp();
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(key_pem).unwrap();
+    let verifier = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key.to_public_key());
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let signature_ok = b64
+        .decode(signature)
+        .ok()
+        .and_then(|s| rsa::pkcs1v15::Signature::try_from(s.as_slice()).ok())
+        .is_some_and(|s| verifier.verify(signed.as_bytes(), &s).is_ok());
+    signature_ok
+        && header["alg"] == "RS256"
+        && header["x5t"] == x5t.as_str()
+        && claims["aud"] == token_url
+        && claims["iss"] == client_id
+        && claims["sub"] == client_id
+        && claims["jti"].as_str().is_some_and(|j| !j.is_empty())
+        && claims["nbf"].as_i64().is_some_and(|t| t <= now + 60)
+        && claims["exp"].as_i64().is_some_and(|t| t > now)
 }
 
 /// An unsigned JWT shaped like Entra's access tokens (clients such as the
