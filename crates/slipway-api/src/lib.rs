@@ -363,7 +363,8 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
                         if !own {
                             return StatusCode::NOT_FOUND.into_response();
                         }
-                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                        let (method, path) =
+                            (req.method().clone(), redact_imds_key(req.uri().path()));
                         let started = std::time::Instant::now();
                         let response = next.run(req).await;
                         tracing::debug!(
@@ -389,6 +390,18 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
     }
 }
 
+/// `path` with the operation token of an IMDS-shaped token URL
+/// (`…/imds/{key}/token`) replaced by `***`, for logs.
+fn redact_imds_key(path: &str) -> String {
+    match path.split_once("/imds/") {
+        Some((head, rest)) => match rest.split_once('/') {
+            Some((_, tail)) => format!("{head}/imds/***/{tail}"),
+            None => format!("{head}/imds/***"),
+        },
+        None => path.to_string(),
+    }
+}
+
 /// Serves the router on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -401,4 +414,25 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_imds_key;
+
+    #[test]
+    fn the_imds_key_never_reaches_a_log_line() {
+        assert_eq!(
+            redact_imds_key("/runner/v1/operations/o1/imds/s3cr3t/token"),
+            "/runner/v1/operations/o1/imds/***/token"
+        );
+        assert_eq!(
+            redact_imds_key("/runner/v1/operations/o1/imds/s3cr3t"),
+            "/runner/v1/operations/o1/imds/***"
+        );
+        assert_eq!(
+            redact_imds_key("/runner/v1/operations/o1/files"),
+            "/runner/v1/operations/o1/files"
+        );
+    }
 }

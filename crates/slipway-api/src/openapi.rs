@@ -117,6 +117,7 @@ use crate::routing::Routes;
         crate::runner_api::definition_content,
         crate::runner_api::identity,
         crate::runner_api::identity_token,
+        crate::runner_api::imds_token,
         crate::runner_api::list_files,
         crate::runner_api::download_file,
         crate::runner_api::upload_file,

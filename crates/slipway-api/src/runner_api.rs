@@ -14,8 +14,8 @@ use axum::Json;
 use serde_json::Value;
 use slipway_core::credentials::subscription_of;
 use slipway_core::identity::{
-    ManagedIdentityError, ManagedIdentityToken, SignInError, APP_SERVICE_API_VERSION,
-    IDENTITY_HEADER,
+    ImdsError, ImdsToken, ManagedIdentityError, ManagedIdentityToken, SignInError,
+    APP_SERVICE_API_VERSION, IDENTITY_HEADER, IMDS_API_VERSIONS,
 };
 use slipway_core::protocol::{
     validate_outputs, LogEntry, LogType, OperationResult, RunnerDefinition, RunnerEnvironment,
@@ -46,6 +46,10 @@ pub fn routes(max_storage: u64) -> Routes {
         )
         .route("/runner/v1/operations/{o}/identity", get(identity))
         .route("/runner/v1/operations/{o}/msi/token", get(identity_token))
+        .route(
+            "/runner/v1/operations/{o}/imds/{key}/token",
+            get(imds_token),
+        )
         .route("/runner/v1/operations/{o}/files", get(list_files))
         .route(
             "/runner/v1/operations/{o}/files/{name}",
@@ -274,6 +278,7 @@ async fn identity_token(
     }
 }
 
+/// Checks the operation token and the api-version, then mints.
 async fn mint(
     state: &AppState,
     headers: &HeaderMap,
@@ -294,21 +299,48 @@ async fn mint(
         .await
         .map_err(|e| (e.status, e.message))?;
     let axum::extract::Query(q) = query.map_err(|e| bad(format!("query: {}", e.body_text())))?;
-    match q.api_version.as_deref() {
-        Some(APP_SERVICE_API_VERSION) => {}
-        Some(v) => {
-            return Err(bad(format!(
-                "api-version '{}' is not supported: expected '{APP_SERVICE_API_VERSION}'",
-                slipway_core::echo::truncate(v)
-            )))
-        }
-        None => {
-            return Err(bad(format!(
-                "api-version is missing: expected '{APP_SERVICE_API_VERSION}'"
-            )))
-        }
+    check_api_version(q.api_version.as_deref(), &[APP_SERVICE_API_VERSION])?;
+    let (minted, resource, client_id) = mint_for(state, &env, &q).await?;
+    Ok(ManagedIdentityToken {
+        access_token: minted.access_token,
+        expires_on: minted.expires_on.to_string(),
+        resource,
+        token_type: "Bearer".into(),
+        client_id,
+    })
+}
+
+/// `api-version` is one of `accepted`, else 400 naming them.
+fn check_api_version(given: Option<&str>, accepted: &[&str]) -> Result<(), (StatusCode, String)> {
+    match given {
+        Some(v) if accepted.contains(&v) => Ok(()),
+        Some(v) => Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "api-version '{}' is not supported: expected '{}'",
+                slipway_core::echo::truncate(v),
+                accepted.join("' or '")
+            ),
+        )),
+        None => Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "api-version is missing: expected '{}'",
+                accepted.join("' or '")
+            ),
+        )),
     }
-    let resource = q.resource.unwrap_or_default();
+}
+
+/// A token for the operation's environment's deployment identity:
+/// (token, resource, client id).
+async fn mint_for(
+    state: &AppState,
+    env: &EnvironmentRecord,
+    q: &TokenQuery,
+) -> Result<(slipway_runner::identity::RunnerToken, String, String), (StatusCode, String)> {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+    let resource = q.resource.clone().unwrap_or_default();
     let id = state
         .store
         .deployment_identity(&env.project, &env.environment_type, &state.secret_key)
@@ -319,7 +351,7 @@ async fn mint(
             (
                 StatusCode::NOT_FOUND,
                 format!(
-                    "environment type '{}' has no deployment identity with a client secret to mint tokens for",
+                    "environment type '{}' has no deployment identity with a client secret or certificate to mint tokens for",
                     env.environment_type
                 ),
             )
@@ -342,13 +374,66 @@ async fn mint(
             SignInError::Rejected { .. } => (StatusCode::UNAUTHORIZED, e.to_string()),
             SignInError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         })?;
-    Ok(ManagedIdentityToken {
-        access_token: minted.access_token,
-        expires_on: minted.expires_on.to_string(),
-        resource,
-        token_type: "Bearer".into(),
-        client_id: id.client_id,
-    })
+    Ok((minted, resource, id.client_id))
+}
+
+/// An IMDS-shaped managed-identity token (the Azure Instance Metadata
+/// Service's `/metadata/identity/oauth2/token` contract, what Terraform's
+/// azurerm and Pulumi's azure-native ask at `ARM_MSI_ENDPOINT`): header
+/// `Metadata: true`, `api-version` one of
+/// `slipway_core::identity::IMDS_API_VERSIONS`. IMDS clients send no secret
+/// header, so the operation's token is the `{key}` path segment of the URL
+/// Slipway gives the runner.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/imds/{key}/token", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)"), ("key" = String, Path, description = "The runner's operation token (part of ARM_MSI_ENDPOINT)"), ("Metadata" = String, Header, description = "`true`"), TokenQuery), responses((status = 200, description = "A token", body = ImdsToken), (status = "default", description = "IMDS error", body = ImdsError)))]
+async fn imds_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((o, key)): Path<(String, String)>,
+    query: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let answer = async {
+        let bad = |m: String| (StatusCode::BAD_REQUEST, m);
+        if headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+            return Err(bad(
+                "Required metadata header not specified: send 'Metadata: true'".into(),
+            ));
+        }
+        let (_, env) = authorize_token(&state, &key, &o)
+            .await
+            .map_err(|e| (e.status, e.message))?;
+        let axum::extract::Query(q) =
+            query.map_err(|e| bad(format!("query: {}", e.body_text())))?;
+        check_api_version(q.api_version.as_deref(), &IMDS_API_VERSIONS)?;
+        let (minted, resource, client_id) = mint_for(&state, &env, &q).await?;
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let expires_in = minted.expires_on.saturating_sub(now).to_string();
+        Ok(ImdsToken {
+            access_token: minted.access_token,
+            client_id,
+            ext_expires_in: expires_in.clone(),
+            expires_in,
+            expires_on: minted.expires_on.to_string(),
+            not_before: now.to_string(),
+            resource,
+            token_type: "Bearer".into(),
+        })
+    };
+    match answer.await {
+        Ok(token) => Json(token).into_response(),
+        Err((status, message)) => (
+            status,
+            Json(ImdsError {
+                error: match status {
+                    StatusCode::BAD_REQUEST => "invalid_request",
+                    StatusCode::NOT_FOUND => "identity_not_found",
+                    _ => "unauthorized_client",
+                }
+                .into(),
+                error_description: message,
+            }),
+        )
+            .into_response(),
+    }
 }
 
 fn check_file_name(name: &str) -> ApiResult<()> {

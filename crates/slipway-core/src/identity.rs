@@ -40,6 +40,47 @@ pub const ENV_IDENTITY_HEADER: &str = "IDENTITY_HEADER";
 /// Request header that carries `IDENTITY_HEADER` (header names are
 /// case-insensitive; clients send `X-IDENTITY-HEADER`).
 pub const IDENTITY_HEADER: &str = "x-identity-header";
+/// Runner variable with the URL of its IMDS-shaped token endpoint: what
+/// Terraform's azurerm and Pulumi's azure-native providers (hashicorp
+/// go-azure-sdk) ask instead of `169.254.169.254` when `ARM_USE_MSI=true`.
+/// The URL holds the operation's token as a path segment, since IMDS
+/// clients send no secret header.
+pub const ENV_ARM_MSI_ENDPOINT: &str = "ARM_MSI_ENDPOINT";
+/// The Azure Instance Metadata Service identity API versions accepted
+/// (go-azure-sdk sends 2018-02-01).
+pub const IMDS_API_VERSIONS: [&str; 4] = ["2018-02-01", "2019-03-11", "2019-06-01", "2019-08-01"];
+
+/// The IMDS-shaped token answer (Azure Instance Metadata Service,
+/// `/metadata/identity/oauth2/token`): every number as a decimal string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImdsToken {
+    /// The bearer token.
+    pub access_token: String,
+    /// The deployment identity's client id.
+    pub client_id: String,
+    /// Seconds until it expires.
+    pub expires_in: String,
+    /// When it expires, Unix seconds.
+    pub expires_on: String,
+    /// Same as `expires_in`.
+    pub ext_expires_in: String,
+    /// Valid from, Unix seconds.
+    pub not_before: String,
+    /// The resource it is for, as asked.
+    pub resource: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+}
+
+/// The IMDS-shaped refusal (`error`, `error_description`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ImdsError {
+    /// `invalid_request`, `unauthorized_client`, …
+    pub error: String,
+    /// What went wrong.
+    pub error_description: String,
+}
+
 /// The App Service managed-identity API version served.
 pub const APP_SERVICE_API_VERSION: &str = "2019-08-01";
 /// Where Entra ID issues tokens unless an identity names another

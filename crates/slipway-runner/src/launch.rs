@@ -231,6 +231,13 @@ impl Scheduler {
                     "{}={token}",
                     slipway_core::identity::ENV_IDENTITY_HEADER
                 ));
+                // The same, IMDS-shaped, for Terraform's azurerm and
+                // Pulumi's azure-native (`ARM_USE_MSI=true`).
+                env.push(format!(
+                    "{}={endpoint}/operations/{}/imds/{token}/token",
+                    slipway_core::identity::ENV_ARM_MSI_ENDPOINT,
+                    op.id
+                ));
             }
             env.extend(id.variables.iter().map(|(k, v)| format!("{k}={v}")));
         }

@@ -889,6 +889,8 @@ fn openssl_certificate(dir: &std::path::Path, name: &str) -> (String, String, Ve
 /// it mints; the runner signs in through its managed-identity endpoint as
 /// before and never sees the key, and a certificate the identity provider
 /// does not know fails the deploy with `DeploymentIdentitySignInError`.
+/// The same token is served IMDS-shaped at `ARM_MSI_ENDPOINT` (what
+/// Terraform's azurerm asks with `ARM_USE_MSI=true`).
 #[test]
 fn a_certificate_identity_mints_tokens_with_signed_assertions_and_keeps_its_key() {
     use common::entra_stand_in::{Accepts, EntraStandIn};
@@ -906,8 +908,17 @@ fn a_certificate_identity_mints_tokens_with_signed_assertions_and_keeps_its_key(
     let deploy = r#"#!/bin/bash
 set -euo pipefail
 arm=$(curl -sS -H "X-IDENTITY-HEADER: $IDENTITY_HEADER" "$IDENTITY_ENDPOINT?api-version=2019-08-01&resource=https://management.azure.com/")
+# What Terraform's azurerm asks with ARM_USE_MSI=true (go-azure-sdk's IMDS request).
+imds=$(curl -sS -H "Metadata: true" "$ARM_MSI_ENDPOINT?api-version=2018-02-01&resource=https://management.azure.com/")
+no_header=$(curl -sS -o /dev/null -w '%{http_code}' "$ARM_MSI_ENDPOINT?api-version=2018-02-01&resource=https://management.azure.com/")
+wrong_key=$(curl -sS -o /dev/null -w '%{http_code}' -H "Metadata: true" "${ARM_MSI_ENDPOINT%/imds/*}/imds/not-the-token/token?api-version=2018-02-01&resource=https://management.azure.com/")
 env | rev
-jq -n --argjson arm "$arm" '{outputs: {arm: {type: "string", value: $arm.access_token}}}' > "$ADE_OUTPUTS"
+jq -n --argjson arm "$arm" --argjson imds "$imds" --arg noHeader "$no_header" --arg wrongKey "$wrong_key" '{outputs: {
+  arm: {type: "string", value: $arm.access_token},
+  imds: {type: "string", value: $imds.access_token},
+  imdsExpiresIn: {type: "string", value: $imds.expires_in},
+  noHeader: {type: "string", value: $noHeader},
+  wrongKey: {type: "string", value: $wrongKey}}}' > "$ADE_OUTPUTS"
 "#;
     let catalog = scripted_catalog(tmp.path(), &[("SignsIn", deploy)]);
     let s = Server::start(&tmp.path().join("data"));
@@ -965,12 +976,24 @@ jq -n --argjson arm "$arm" '{outputs: {arm: {type: "string", value: $arm.access_
     let log = log.as_str().unwrap_or_default().to_string();
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     let outputs = s.call_as(&dana, "GET", &format!("{base}/outputs"), None).1;
-    let arm = outputs["outputs"]["arm"]["value"]
-        .as_str()
-        .unwrap_or_default();
+    let value = |k: &str| outputs["outputs"][k]["value"].as_str().unwrap_or_default();
     assert!(
-        common::entra_stand_in::token_name(arm)
+        common::entra_stand_in::token_name(value("arm"))
             .ends_with("-for-https___management_azure_com___default"),
+        "{outputs}"
+    );
+    // The IMDS-shaped endpoint gives the same identity's token (numbers as
+    // strings, as IMDS sends them), needs `Metadata: true` and its own key.
+    assert_eq!(value("imds"), value("arm"), "{outputs}");
+    assert!(
+        value("imdsExpiresIn")
+            .parse::<u64>()
+            .is_ok_and(|s| s > 3000),
+        "{outputs}"
+    );
+    assert_eq!(
+        (value("noHeader"), value("wrongKey")),
+        ("400", "403"),
         "{outputs}"
     );
     // Every request carried an assertion (the stand-in checked its
