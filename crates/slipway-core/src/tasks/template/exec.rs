@@ -4,7 +4,9 @@
 use serde_json::Value;
 
 use super::builtins::call;
-use super::{err, Command, Flow, Node, Operand, Pipeline, TemplateError};
+use super::{
+    err, Command, Flow, Node, Operand, Pipeline, TemplateError, Templates, MAX_TEMPLATE_DEPTH,
+};
 
 /// Variables in scope, innermost last.
 pub(super) type Scope = Vec<(String, Value)>;
@@ -15,11 +17,38 @@ pub(super) fn exec(
     root: &Value,
     vars: &mut Scope,
     out: &mut String,
+    tpl: &Templates,
 ) -> Result<Flow, TemplateError> {
     for n in nodes {
         let flow = match n {
             Node::Break(off) => Flow::Break(*off),
             Node::Continue(off) => Flow::Continue(*off),
+            Node::Define { .. } => Flow::Normal,
+            Node::Template { name, data, off } => {
+                let Some(body) = tpl.defs.get(name) else {
+                    return err(*off, format!("template \"{name}\" not defined"));
+                };
+                let v = match data {
+                    Some(p) => eval(p, dot, root, vars, *off)?,
+                    None => Value::Null,
+                };
+                let depth = tpl.depth.get();
+                if depth >= MAX_TEMPLATE_DEPTH {
+                    return err(
+                        *off,
+                        format!("exceeded maximum template depth ({MAX_TEMPLATE_DEPTH})"),
+                    );
+                }
+                tpl.depth.set(depth + 1);
+                let r = exec(body, &v, &v, &mut Vec::new(), out, tpl);
+                tpl.depth.set(depth);
+                match r? {
+                    Flow::Normal => Flow::Normal,
+                    Flow::Break(o) | Flow::Continue(o) => {
+                        return err(o, "{{break}} or {{continue}} outside {{range}}")
+                    }
+                }
+            }
             Node::Text(t) => {
                 out.push_str(t);
                 Flow::Normal
@@ -53,16 +82,16 @@ pub(super) fn exec(
                         break;
                     }
                 }
-                block(chosen, dot, root, vars, out, &[])?
+                block(chosen, dot, root, vars, out, &[], tpl)?
             }
             Node::With(names, p, body, otherwise, off) => {
                 let v = eval(p, dot, root, vars, *off)?;
                 if truthy(&v) {
                     let declared: Vec<(String, Value)> =
                         names.iter().map(|n| (n.clone(), v.clone())).collect();
-                    block(body, &v, root, vars, out, &declared)?
+                    block(body, &v, root, vars, out, &declared, tpl)?
                 } else {
-                    block(otherwise, dot, root, vars, out, &[])?
+                    block(otherwise, dot, root, vars, out, &[], tpl)?
                 }
             }
             Node::Range(names, p, body, otherwise, off) => {
@@ -90,7 +119,7 @@ pub(super) fn exec(
                     }
                 };
                 if items.is_empty() {
-                    block(otherwise, dot, root, vars, out, &[])?
+                    block(otherwise, dot, root, vars, out, &[], tpl)?
                 } else {
                     for (key, item) in &items {
                         let declared: Vec<(String, Value)> = match names.as_slice() {
@@ -98,7 +127,8 @@ pub(super) fn exec(
                             [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
                             _ => vec![],
                         };
-                        if let Flow::Break(_) = block(body, item, root, vars, out, &declared)? {
+                        if let Flow::Break(_) = block(body, item, root, vars, out, &declared, tpl)?
+                        {
                             break;
                         }
                     }
@@ -123,10 +153,11 @@ pub(super) fn block(
     vars: &mut Scope,
     out: &mut String,
     declared: &[(String, Value)],
+    tpl: &Templates,
 ) -> Result<Flow, TemplateError> {
     let mark = vars.len();
     vars.extend_from_slice(declared);
-    let r = exec(nodes, dot, root, vars, out);
+    let r = exec(nodes, dot, root, vars, out, tpl);
     vars.truncate(mark);
     r
 }

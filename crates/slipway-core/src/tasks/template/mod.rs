@@ -13,8 +13,9 @@
 //! `}}` inside literals, parenthesised pipelines, Go's builtins and `fmt`
 //! verbs ([`super::gofmt`]) and Sprig's functions (here and in `sprig`,
 //! regular expressions included), `break`/`continue`, `else with`, fields
-//! of a parenthesised result. Not yet: `define`/`template`/`block`, date,
-//! semver, crypto and random functions.
+//! of a parenthesised result, `define`/`template`/`block` (nested calls
+//! bounded by [`MAX_TEMPLATE_DEPTH`]). Not yet: date, semver, crypto and
+//! random functions.
 
 mod builtins;
 mod exec;
@@ -64,6 +65,93 @@ enum Node {
     /// `{{break}}` / `{{continue}}` of the innermost `range`.
     Break(usize),
     Continue(usize),
+    /// `{{define "name"}}…{{end}}` (top level only), or the definition
+    /// half of a `{{block}}` (anywhere): prints nothing where it stands.
+    Define {
+        name: String,
+        body: Vec<Node>,
+        block: bool,
+        off: usize,
+    },
+    /// `{{template "name" [pipeline]}}`: runs the named template with dot
+    /// (and `$`) set to the pipeline's value (nil without one).
+    Template {
+        name: String,
+        data: Option<Pipeline>,
+        off: usize,
+    },
+}
+
+/// Named templates by name, and how deep template calls are nested.
+pub(super) struct Templates {
+    defs: std::collections::HashMap<String, Vec<Node>>,
+    depth: std::cell::Cell<usize>,
+}
+
+/// How deeply `{{template}}` calls may nest (a template that calls itself
+/// ends with an error instead of exhausting the stack).
+pub(super) const MAX_TEMPLATE_DEPTH: usize = 100;
+
+/// Go's `IsEmptyTree`: only whitespace text (and comments, already gone).
+fn is_empty_tree(nodes: &[Node]) -> bool {
+    nodes.iter().all(|n| match n {
+        Node::Text(t) => t.trim().is_empty(),
+        Node::Define { .. } => true,
+        _ => false,
+    })
+}
+
+/// Collects every definition: `define` at the top level only, `block`
+/// anywhere. A second non-empty definition of a name is an error (Go:
+/// "multiple definition of template"); an empty one never replaces a
+/// non-empty one.
+fn collect_definitions(
+    nodes: &[Node],
+    top: bool,
+    defs: &mut std::collections::HashMap<String, Vec<Node>>,
+) -> Result<(), TemplateError> {
+    for n in nodes {
+        match n {
+            Node::Define {
+                name,
+                body,
+                block,
+                off,
+            } => {
+                if !top && !block {
+                    return err(
+                        *off,
+                        "unexpected {{define}}: define is only allowed at the top level",
+                    );
+                }
+                match defs.get(name) {
+                    Some(old) if !is_empty_tree(old) && !is_empty_tree(body) => {
+                        return err(
+                            *off,
+                            format!("template: multiple definition of template \"{name}\""),
+                        )
+                    }
+                    Some(old) if !is_empty_tree(old) => {}
+                    _ => {
+                        defs.insert(name.clone(), body.clone());
+                    }
+                }
+                collect_definitions(body, false, defs)?;
+            }
+            Node::If(branches, otherwise, _) => {
+                for (_, b) in branches {
+                    collect_definitions(b, false, defs)?;
+                }
+                collect_definitions(otherwise, false, defs)?;
+            }
+            Node::With(_, _, body, otherwise, _) | Node::Range(_, _, body, otherwise, _) => {
+                collect_definitions(body, false, defs)?;
+                collect_definitions(otherwise, false, defs)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// How a list of nodes ended: normally or by `break`/`continue` (with its offset).
@@ -115,8 +203,14 @@ pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
     if let Some((kw, off)) = end {
         return err(off, format!("unexpected {{{{{kw}}}}}"));
     }
+    let mut defs = std::collections::HashMap::new();
+    collect_definitions(&nodes, true, &mut defs)?;
+    let templates = Templates {
+        defs,
+        depth: std::cell::Cell::new(0),
+    };
     let mut out = String::new();
-    match exec(&nodes, data, data, &mut Vec::new(), &mut out)? {
+    match exec(&nodes, data, data, &mut Vec::new(), &mut out, &templates)? {
         Flow::Normal => Ok(out.replace("<no value>", "")),
         Flow::Break(off) | Flow::Continue(off) => {
             err(off, "{{break}} or {{continue}} outside {{range}}")
@@ -270,5 +364,70 @@ mod tests {
         assert!(e.message.contains("{{end}}"), "{e}");
         let e = render("{{ .X", &json!({})).unwrap_err();
         assert!(e.message.contains("unclosed"), "{e}");
+    }
+
+    /// Named templates, after Go's `text/template` exec tests (the
+    /// `template`/`define` cases of `execTests` and `TestBlock`,
+    /// `exec_test.go`) with acb's `<no value>` removal.
+    #[test]
+    fn define_template_and_block() {
+        let d = json!({"I": 17, "Inner": {"A": "a"}, "S": "hello",
+            "Tree": [{"Name": "x"}, {"Children": [{"Name": "y"}, {"Name": "z"}]}]});
+        for (text, want) in [
+            (r#"{{define "x"}}TEXT{{end}}{{template "x"}}"#, "TEXT"),
+            (r#"{{define "dot"}}{{.}}{{end}}{{template "dot" .I}}"#, "17"),
+            (r#"{{define "x"}}[{{.}}]{{end}}{{template "x"}}"#, "[]"),
+            (
+                r#"{{define "x"}}{{$.A}}{{end}}{{template "x" .Inner}}"#,
+                "a",
+            ),
+            (
+                r#"a({{block "inner" .S}}bar({{.}})baz{{end}})b"#,
+                "a(bar(hello)baz)b",
+            ),
+            (
+                r#"{{define "list"}}{{range .}}{{if .Children}}[{{template "list" .Children}}]{{else}}{{.Name}}{{end}}{{end}}{{end}}{{template "list" .Tree}}"#,
+                "x[yz]",
+            ),
+            (
+                "{{define `raw`}}r{{end}}{{template `raw`}}{{template \"raw\"}}",
+                "rr",
+            ),
+            // An empty definition does not replace a full one (Go's IsEmptyTree).
+            (
+                r#"{{define "x"}}full{{end}}{{define "x"}}  {{end}}{{template "x"}}"#,
+                "full",
+            ),
+        ] {
+            assert_eq!(render(text, &d).unwrap(), want, "{text}");
+        }
+        for (text, says) in [
+            (r#"{{template "nope"}}"#, r#""nope" not defined"#),
+            (
+                r#"{{define "r"}}{{template "r"}}{{end}}{{template "r"}}"#,
+                "maximum template depth",
+            ),
+            (
+                r#"{{if true}}{{define "x"}}a{{end}}{{end}}"#,
+                "only allowed at the top level",
+            ),
+            (
+                r#"{{define "x"}}a{{end}}{{define "x"}}b{{end}}"#,
+                "multiple definition",
+            ),
+            (
+                r#"{{$v := 1}}{{define "x"}}{{$v}}{{end}}{{template "x"}}"#,
+                "undefined variable",
+            ),
+            (r#"{{define x}}a{{end}}"#, "quoted template name"),
+            (r#"{{block "b"}}a{{end}}"#, "needs a pipeline"),
+            (
+                r#"{{define "x"}}{{break}}{{end}}{{template "x"}}"#,
+                "outside {{range}}",
+            ),
+        ] {
+            let e = render(text, &d).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }

@@ -129,8 +129,42 @@ pub(super) fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, En
                     } else {
                         Node::Continue(off)
                     }),
-                    "define" | "template" | "block" => {
-                        return err(off, format!("'{kw}' is not supported in task files"))
+                    "define" => {
+                        let (name, _) = template_name(rest, off, "define")?;
+                        let (body, end) = parse_list(toks, pos)?;
+                        expect_end(end, off)?;
+                        nodes.push(Node::Define {
+                            name,
+                            body,
+                            block: false,
+                            off,
+                        });
+                    }
+                    "template" => {
+                        let (name, tail) = template_name(rest, off, "template")?;
+                        let data = if tail.is_empty() {
+                            None
+                        } else {
+                            Some(parse_pipeline(tail, off)?)
+                        };
+                        nodes.push(Node::Template { name, data, off });
+                    }
+                    "block" => {
+                        // `block` = `define` here + `template` with the pipeline.
+                        let (name, tail) = template_name(rest, off, "block")?;
+                        if tail.is_empty() {
+                            return err(off, "'block' needs a pipeline after its name");
+                        }
+                        let data = Some(parse_pipeline(tail, off)?);
+                        let (body, end) = parse_list(toks, pos)?;
+                        expect_end(end, off)?;
+                        nodes.push(Node::Define {
+                            name: name.clone(),
+                            body,
+                            block: true,
+                            off,
+                        });
+                        nodes.push(Node::Template { name, data, off });
                     }
                     _ => match parse_declaration(a, off)? {
                         Some((mut vars, assign, value)) if vars.len() == 1 => {
@@ -194,6 +228,36 @@ pub(super) fn parse_with_or_range(
     } else {
         Node::Range(vars, p, body, otherwise, off)
     })
+}
+
+/// The quoted name that starts `rest` (after `define`, `template` or
+/// `block`) and what follows it.
+fn template_name<'a>(
+    rest: &'a str,
+    off: usize,
+    kw: &str,
+) -> Result<(String, &'a str), TemplateError> {
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '`');
+    let Some(q) = quote else {
+        return err(off, format!("'{kw}' needs a quoted template name"));
+    };
+    let mut escaped = false;
+    let end = rest
+        .char_indices()
+        .skip(1)
+        .find(|&(_, c)| {
+            let closes = c == q && !escaped;
+            escaped = q == '"' && c == '\\' && !escaped;
+            closes
+        })
+        .map(|(i, _)| i + 1);
+    let Some(end) = end else {
+        return err(off, format!("unterminated template name in '{kw}'"));
+    };
+    match operand(&rest[..end], off)? {
+        Operand::Literal(serde_json::Value::String(name)) => Ok((name, rest[end..].trim())),
+        _ => err(off, format!("'{kw}' needs a quoted template name")),
+    }
 }
 
 pub(super) fn expect_end(end: End, off: usize) -> Result<(), TemplateError> {
