@@ -412,6 +412,9 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
         | "regexReplaceAll"
         | "regexReplaceAllLiteral"
         | "regexSplit" => return regex_call(name, args, off),
-        other => return err(off, format!("function \"{other}\" not defined")),
+        other => {
+            return super::sprig_more::call(other, args, off)
+                .unwrap_or_else(|| err(off, format!("function \"{other}\" not defined")))
+        }
     })
 }

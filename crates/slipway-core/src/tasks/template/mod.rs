@@ -14,8 +14,11 @@
 //! verbs ([`super::gofmt`]) and Sprig's functions (here and in `sprig`,
 //! regular expressions included), `break`/`continue`, `else with`, fields
 //! of a parenthesised result, `define`/`template`/`block` (nested calls
-//! bounded by [`MAX_TEMPLATE_DEPTH`]). Not yet: date, semver, crypto and
-//! random functions.
+//! bounded by [`MAX_TEMPLATE_DEPTH`]), and the rest of Sprig in
+//! `sprig_more` (text shaping, base32, digests, `uuidv4` and `rand*`,
+//! types, list and dict helpers; `env`/`expandenv` refused). Not yet:
+//! dates, semver, Sprig's key and certificate functions (`genCA`,
+//! `encryptAES`, `derivePassword`…).
 
 mod builtins;
 mod exec;
