@@ -15,6 +15,7 @@ pub mod dockerfile;
 pub mod gofmt;
 pub mod run_status;
 mod sprig;
+mod sprig_dates;
 mod sprig_more;
 pub mod taskfile;
 pub mod template;

@@ -414,6 +414,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
         | "regexSplit" => return regex_call(name, args, off),
         other => {
             return super::sprig_more::call(other, args, off)
+                .or_else(|| super::sprig_dates::call(other, args, off))
                 .unwrap_or_else(|| err(off, format!("function \"{other}\" not defined")))
         }
     })

@@ -242,6 +242,9 @@ pub(in crate::tasks) fn truthy(v: &Value) -> bool {
 /// What an action prints: Go's `%v` ([`crate::tasks::gofmt::value`]), except
 /// that a missing value prints `<no value>` (removed by [`render`]).
 pub(super) fn print(v: &Value) -> String {
+    if let Some(t) = crate::tasks::sprig_dates::as_time(v) {
+        return crate::tasks::sprig_dates::go_string(&t);
+    }
     match v {
         Value::Null => "<no value>".into(),
         other => crate::tasks::gofmt::value(other),

@@ -16,9 +16,10 @@
 //! of a parenthesised result, `define`/`template`/`block` (nested calls
 //! bounded by [`MAX_TEMPLATE_DEPTH`]), and the rest of Sprig in
 //! `sprig_more` (text shaping, base32, digests, `uuidv4` and `rand*`,
-//! types, list and dict helpers; `env`/`expandenv` refused). Not yet:
-//! dates, semver, Sprig's key and certificate functions (`genCA`,
-//! `encryptAES`, `derivePassword`…).
+//! types, list and dict helpers; `env`/`expandenv` refused) and
+//! `sprig_dates` (Go layouts, zones, `toDate`, durations). Not yet:
+//! semver, Sprig's key and certificate functions (`genCA`, `encryptAES`,
+//! `derivePassword`…).
 
 mod builtins;
 mod exec;
