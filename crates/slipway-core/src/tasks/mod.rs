@@ -14,6 +14,7 @@ pub mod cmdline;
 pub mod dockerfile;
 pub mod gofmt;
 pub mod run_status;
+mod semver;
 mod sprig;
 mod sprig_dates;
 mod sprig_more;

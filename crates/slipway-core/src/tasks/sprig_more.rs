@@ -518,6 +518,20 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Option<Result<Valu
             }
             Ok(Value::Object(dst))
         }),
+        // `semverCompare constraint version` (Masterminds semver v1 rules).
+        "semverCompare" => run(&|| {
+            want(2)?;
+            super::semver::satisfies(&s(0), &s(1))
+                .map(Value::Bool)
+                .or_else(|e| err(off, format!("error calling semverCompare: {e}")))
+        }),
+        "semver" => run(&|| {
+            want(1)?;
+            match super::semver::Version::parse(&s(0)) {
+                Some(v) => Ok(super::semver::version_value(&v)),
+                None => err(off, "error calling semver: Invalid Semantic Version"),
+            }
+        }),
         "env" | "expandenv" => run(&|| {
             err(
                 off,
@@ -643,6 +657,15 @@ mod tests {
             ),
             (r#"{{ toStrings (list 1 2) | join "," }}"#, "1,2"),
             (r#"{{ tuple 1 "a" }}"#, "[1 a]"),
+            (
+                r#"{{ semverCompare "^1.2.0" "1.2.3" }}|{{ semverCompare ">=2" "1.9" }}"#,
+                "true|false",
+            ),
+            (
+                r#"{{ $v := semver "v1.2.3-beta+b7" }}{{ $v.Major }}.{{ $v.Minor }} {{ $v.Prerelease }} {{ $v }}"#,
+                "1.2 beta 1.2.3-beta+b7",
+            ),
+            (r#"{{ (semver "1.4").Minor }}"#, "4"),
         ] {
             assert_eq!(render(text, &d).unwrap(), want, "{text}");
         }
@@ -662,6 +685,10 @@ mod tests {
             "{r}"
         );
         assert!(b.len() == 4 && b.chars().all(|c| c.is_ascii_digit()), "{r}");
+        let e = render(r#"{{ semverCompare "bad constraint!" "1.0.0" }}"#, &d)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("improper constraint"), "{e}");
         let e = render(r#"{{ env "HOME" }}"#, &d).unwrap_err().to_string();
         assert!(e.contains("cannot read the server's environment"), "{e}");
     }

@@ -245,6 +245,12 @@ pub(super) fn print(v: &Value) -> String {
     if let Some(t) = crate::tasks::sprig_dates::as_time(v) {
         return crate::tasks::sprig_dates::go_string(&t);
     }
+    if let Some(s) = v
+        .get(crate::tasks::semver::SEMVER_KEY)
+        .and_then(Value::as_str)
+    {
+        return s.to_string();
+    }
     match v {
         Value::Null => "<no value>".into(),
         other => crate::tasks::gofmt::value(other),

@@ -17,8 +17,9 @@
 //! bounded by [`MAX_TEMPLATE_DEPTH`]), and the rest of Sprig in
 //! `sprig_more` (text shaping, base32, digests, `uuidv4` and `rand*`,
 //! types, list and dict helpers; `env`/`expandenv` refused) and
-//! `sprig_dates` (Go layouts, zones, `toDate`, durations). Not yet:
-//! semver, Sprig's key and certificate functions (`genCA`, `encryptAES`,
+//! `sprig_dates` (Go layouts, zones, `toDate`, durations) and `semver`
+//! (`semver`, `semverCompare` with Masterminds semver v1's rules). Not
+//! yet: Sprig's key and certificate functions (`genCA`, `encryptAES`,
 //! `derivePassword`…).
 
 mod builtins;
