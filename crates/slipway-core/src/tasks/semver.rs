@@ -78,10 +78,6 @@ impl Version {
                 (false, false) => compare_pre(&self.pre, &o.pre),
             })
     }
-
-    fn non_zero(&self) -> bool {
-        self.major != 0 || self.minor != 0 || self.patch != 0 || !self.pre.is_empty()
-    }
 }
 
 fn ident_list(s: &str) -> bool {
