@@ -14,7 +14,7 @@ use super::template::{arity, err, loose_eq, text, truthy, TemplateError};
 
 /// Sprig's `toInt64` (cast.ToInt64): numbers truncated, numeric strings
 /// parsed, anything else 0.
-fn to_i64(v: &Value) -> i64 {
+pub(super) fn to_i64(v: &Value) -> i64 {
     match v {
         Value::Number(n) => n
             .as_i64()
@@ -35,7 +35,8 @@ fn to_f64(v: &Value) -> f64 {
     }
 }
 
-fn list_of(v: &Value) -> Vec<Value> {
+/// A list argument: a list, nothing for nil, or the one value.
+pub(super) fn list_of(v: &Value) -> Vec<Value> {
     match v {
         Value::Array(a) => a.clone(),
         Value::Null => vec![],

@@ -15,26 +15,8 @@
 
 use serde_json::{Map, Value};
 
+use super::sprig::{list_of, to_i64};
 use super::template::{arity, err, loose_eq, text, truthy, TemplateError};
-
-fn to_i64(v: &Value) -> i64 {
-    match v {
-        Value::Number(n) => n
-            .as_i64()
-            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64),
-        Value::String(s) => s.trim().parse().unwrap_or(0),
-        Value::Bool(b) => i64::from(*b),
-        _ => 0,
-    }
-}
-
-fn list_of(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Null => vec![],
-        other => vec![other.clone()],
-    }
-}
 
 /// goutils `AbbreviateFull(s, offset, max)` (commons-lang's rule), `None`
 /// where it errors.
