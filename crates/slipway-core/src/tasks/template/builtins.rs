@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::exec::{arity, text, truthy};
+use super::exec::{arity, print, text, truthy};
 use super::{err, TemplateError};
 
 /// Calls a template function. Go builtins: `and or not eq ne lt le gt ge
@@ -62,27 +62,98 @@ pub(super) fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, Te
                 Value::String(x) => x.len(),
                 Value::Array(a) => a.len(),
                 Value::Object(m) => m.len(),
-                Value::Null => 0,
-                _ => return err(off, "len of a non-collection"),
+                Value::Null => return err(off, "error calling len: len of nil pointer"),
+                _ => return err(off, "error calling len: len of a non-collection"),
             })
         }
         "index" => {
             if n == 0 {
                 return err(off, "wrong number of args for index: want at least 1");
             }
+            // Go's `index`: a missing map key is the zero value (nil for
+            // acb's values); a bad index or an index into nil is an error.
             let mut v = args[0].clone();
             for k in &args[1..] {
+                let fail = |why: String| err(off, format!("error calling index: {why}"));
                 v = match (&v, k) {
-                    (Value::Object(m), _) => m.get(&text(k)).cloned().unwrap_or(Value::Null),
-                    (Value::Array(a), Value::Number(i)) => i
-                        .as_u64()
-                        .and_then(|i| a.get(i as usize))
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                    _ => Value::Null,
+                    (Value::Object(m), Value::String(key)) => {
+                        m.get(key).cloned().unwrap_or(Value::Null)
+                    }
+                    (Value::Object(_), other) => {
+                        return fail(format!(
+                            "value {} has the wrong type for a map key: expected string",
+                            print(other)
+                        ))
+                    }
+                    (Value::Array(a), Value::Number(i)) => match i.as_i64() {
+                        Some(i) if i >= 0 && (i as usize) < a.len() => a[i as usize].clone(),
+                        Some(i) => return fail(format!("index out of range: {i}")),
+                        None => return fail(format!("cannot index slice/array with {i}")),
+                    },
+                    (Value::String(s), Value::Number(i)) => match i.as_i64() {
+                        Some(i) if i >= 0 && (i as usize) < s.len() => {
+                            Value::from(s.as_bytes()[i as usize])
+                        }
+                        _ => return fail(format!("index out of range: {i}")),
+                    },
+                    (Value::Null, _) => return fail("index of untyped nil".into()),
+                    (_, other) => {
+                        return fail(format!("cannot index {} with {}", print(&v), print(other)))
+                    }
                 };
             }
             v
+        }
+        // Go's `slice item [low [high [max]]]`: a string by bytes (two
+        // indexes at most), a list (its capacity is its length).
+        "slice" => {
+            if n == 0 {
+                return err(off, "wrong number of args for slice: want at least 1 got 0");
+            }
+            let idx: Vec<i64> = args[1..]
+                .iter()
+                .map(|a| {
+                    a.as_i64()
+                        .ok_or_else(|| format!("cannot slice with {}", print(a)))
+                })
+                .collect::<Result<_, _>>()
+                .or_else(|m| err(off, format!("error calling slice: {m}")))?;
+            let len = match &args[0] {
+                Value::Array(a) => a.len(),
+                Value::String(s) => s.len(),
+                Value::Null => return err(off, "error calling slice: slice of untyped nil"),
+                other => {
+                    return err(
+                        off,
+                        format!(
+                            "error calling slice: can't slice item of type {}",
+                            print(other)
+                        ),
+                    )
+                }
+            } as i64;
+            if idx.len() > 3 || (args[0].is_string() && idx.len() > 2) {
+                return err(off, "error calling slice: too many slice indexes");
+            }
+            let low = idx.first().copied().unwrap_or(0);
+            let high = idx.get(1).copied().unwrap_or(len);
+            let max = idx.get(2).copied().unwrap_or(len);
+            if low < 0 || high < low || max < high || max > len {
+                return err(
+                    off,
+                    format!(
+                        "error calling slice: invalid slice index: {low} > {high} or out of range"
+                    ),
+                );
+            }
+            let (low, high) = (low as usize, high as usize);
+            match &args[0] {
+                Value::Array(a) => Value::Array(a[low..high].to_vec()),
+                Value::String(s) => {
+                    Value::String(String::from_utf8_lossy(&s.as_bytes()[low..high]).into_owned())
+                }
+                _ => Value::Null,
+            }
         }
         // fmt.Sprint: a space between operands when neither is a string.
         "print" => {

@@ -24,6 +24,7 @@ pub(super) fn exec(
             Node::Break(off) => Flow::Break(*off),
             Node::Continue(off) => Flow::Continue(*off),
             Node::Define { .. } => Flow::Normal,
+            Node::Scoped(inner) => block(inner, dot, root, vars, out, &[], tpl)?,
             Node::Template { name, data, off } => {
                 let Some(body) = tpl.defs.get(name) else {
                     return err(*off, format!("template \"{name}\" not defined"));
@@ -175,6 +176,9 @@ pub(super) fn eval(
             Command::Operand(o) => {
                 if prev.is_some() {
                     return err(off, "a value cannot take piped input");
+                }
+                if matches!(o, Operand::Literal(Value::Null)) {
+                    return err(off, "nil is not a command");
                 }
                 operand_value(o, dot, root, vars, off)?
             }

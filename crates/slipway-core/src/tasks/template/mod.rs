@@ -67,6 +67,8 @@ enum Node {
     With(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
     /// `range [[$i,] $v :=] p`.
     Range(Vars, Pipeline, Vec<Node>, Vec<Node>, usize),
+    /// Nodes whose variables end with them (an `if` that declares one).
+    Scoped(Vec<Node>),
     /// `{{break}}` / `{{continue}}` of the innermost `range`.
     Break(usize),
     Continue(usize),
@@ -143,6 +145,7 @@ fn collect_definitions(
                 }
                 collect_definitions(body, false, defs)?;
             }
+            Node::Scoped(inner) => collect_definitions(inner, false, defs)?,
             Node::If(branches, otherwise, _) => {
                 for (_, b) in branches {
                     collect_definitions(b, false, defs)?;

@@ -99,7 +99,22 @@ pub(super) fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, En
                 match kw {
                     "end" | "else" => return Ok((nodes, Some((a.clone(), off)))),
                     "if" => {
-                        let mut branches = vec![(parse_pipeline(rest, off)?, Vec::new())];
+                        // `if $x := p`: $x is declared for the whole `if`.
+                        let declared = match parse_declaration(rest, off)? {
+                            Some((mut vars, false, value)) if vars.len() == 1 => {
+                                Some((vars.remove(0), value))
+                            }
+                            Some(_) => return err(off, "'if' declares one variable with ':='"),
+                            None => None,
+                        };
+                        let first = match &declared {
+                            Some((name, _)) => vec![Command::Operand(Operand::Var {
+                                name: name.clone(),
+                                path: vec![],
+                            })],
+                            None => parse_pipeline(rest, off)?,
+                        };
+                        let mut branches = vec![(first, Vec::new())];
                         let mut otherwise = Vec::new();
                         loop {
                             let (body, end) = parse_list(toks, pos)?;
@@ -121,7 +136,19 @@ pub(super) fn parse_list(toks: &[Tok], pos: &mut usize) -> Result<(Vec<Node>, En
                                 _ => return err(off, "'if' without a matching {{end}}"),
                             }
                         }
-                        nodes.push(Node::If(branches, otherwise, off));
+                        let node = Node::If(branches, otherwise, off);
+                        nodes.push(match declared {
+                            Some((name, value)) => Node::Scoped(vec![
+                                Node::Variable {
+                                    name,
+                                    assign: false,
+                                    value,
+                                    off,
+                                },
+                                node,
+                            ]),
+                            None => node,
+                        });
                     }
                     "with" | "range" => nodes.push(parse_with_or_range(kw, rest, toks, pos, off)?),
                     "break" | "continue" if rest.is_empty() => nodes.push(if kw == "break" {
@@ -345,7 +372,20 @@ pub(super) fn parse_declaration(
     src: &str,
     off: usize,
 ) -> Result<Option<(Vars, bool, Pipeline)>, TemplateError> {
-    let w = words(src, off)?;
+    // `$x:=p` without spaces is `$x := p`, as Go's lexer sees it.
+    let w: Vec<String> = words(src, off)?
+        .into_iter()
+        .flat_map(|w| match w.split_once(":=") {
+            Some((name, rest)) if w.starts_with('$') => {
+                let mut parts = vec![name.to_string(), ":=".to_string()];
+                if !rest.is_empty() {
+                    parts.push(rest.to_string());
+                }
+                parts
+            }
+            _ => vec![w],
+        })
+        .collect();
     let Some(at) = w.iter().position(|x| x == ":=" || x == "=") else {
         return Ok(None);
     };
@@ -523,7 +563,19 @@ pub(super) fn number_literal(word: &str) -> Option<Value> {
     if let Some(i) = int {
         return Some(Value::from(if neg { -i } else { i }));
     }
-    if lower.starts_with("0x") || lower.starts_with("0o") || lower.starts_with("0b") {
+    if let Some(hex) = lower.strip_prefix("0x") {
+        // Go's hexadecimal floats: mantissa `h.h`, binary exponent `p±d`.
+        let (mantissa, exp) = hex.split_once('p')?;
+        let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let mut value = 0f64;
+        for c in whole.chars().chain(frac.chars()) {
+            value = value * 16.0 + f64::from(c.to_digit(16)?);
+        }
+        let exp: i32 = exp.parse().ok()?;
+        let v = value * 2f64.powi(exp - 4 * frac.len() as i32);
+        return v.is_finite().then(|| Value::from(if neg { -v } else { v }));
+    }
+    if lower.starts_with("0o") || lower.starts_with("0b") {
         return None;
     }
     lower
