@@ -24,7 +24,7 @@ use axum::routing::{delete, get, put};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use slipway_core::access::{Permission, Role, Scope};
+use slipway_core::access::{token_expiry, Permission, Role, Scope};
 use slipway_core::names::validate_resource_name;
 use slipway_store::{AuditFilter, ProjectEnvironmentType};
 use slipway_wire::admin::{
@@ -449,8 +449,6 @@ async fn delete_role_assignment(
 
 /// The longest `expiresInDays` of a token (100 years): beyond it the
 /// expiry is not a representable time.
-const MAX_TOKEN_DAYS: u32 = 36_500;
-
 /// Issues an API token.
 #[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = TokenRequest, responses((status = 201, description = "The token; its secret is shown once", body = IssuedToken), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_token(
@@ -463,36 +461,14 @@ async fn post_token(
     if user != caller.user {
         caller.require(Permission::AdministerDevCenter)?;
     }
-    if user.trim().is_empty() || user == "me" {
-        return Err(ApiError::bad_request(
-            "InvalidToken",
-            format!("property 'user' is '{user}': expected a user id"),
-        ));
-    }
-    let expires = match (b.expires_at, b.expires_in_days) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "InvalidToken",
-                "properties 'expiresAt' and 'expiresInDays' exclude each other: give one",
-            ))
-        }
-        (Some(at), None) => Some(future_time(
-            "InvalidToken",
-            "expiresAt",
-            "property 'expiresAt'",
-            &at,
-        )?),
-        (None, Some(days)) if days > MAX_TOKEN_DAYS => {
-            return Err(ApiError::bad_request(
-                "InvalidToken",
-                format!("property 'expiresInDays' is {days}: expected whole days from 1 to {MAX_TOKEN_DAYS}"),
-            ))
-        }
-        (None, Some(days)) => Some(stored_time(
-            chrono::Utc::now() + chrono::Duration::days(i64::from(days.max(1))),
-        )),
-        (None, None) => None,
-    };
+    let expires_at = b
+        .expires_at
+        .as_deref()
+        .map(|at| rfc3339("expiresAt", at))
+        .transpose()?;
+    let expires = token_expiry(&user, expires_at, b.expires_in_days, chrono::Utc::now())
+        .map_err(|e| ApiError::bad_request("InvalidToken", e.to_string()))?
+        .map(stored_time);
     let (meta, token) = state
         .store
         .create_token(&user, b.name.as_deref(), expires.as_deref())

@@ -129,6 +129,50 @@ pub fn check_assignable(role: Role, scope: &Scope) -> Result<(), AssignmentError
     }
 }
 
+/// The longest lifetime of an API token, days.
+pub const MAX_TOKEN_DAYS: u32 = 36_500;
+
+/// An API-token request refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRequestError {
+    /// A blank user or the `me` alias as the token's user.
+    #[error("property 'user' is '{0}': expected a user id")]
+    User(String),
+    /// Both `expiresAt` and `expiresInDays`.
+    #[error("properties 'expiresAt' and 'expiresInDays' exclude each other: give one")]
+    BothExpiries,
+    /// `expiresAt` not in the future.
+    #[error("property 'expiresAt' is '{0}': expected a time in the future")]
+    PastExpiry(String),
+    /// `expiresInDays` over [`MAX_TOKEN_DAYS`].
+    #[error("property 'expiresInDays' is {0}: expected whole days from 1 to {MAX_TOKEN_DAYS}")]
+    TooManyDays(u32),
+}
+
+/// When a token for `user` asked with `expires_at` / `expires_in_days`
+/// expires, issued at `now`: never (`None`) unless one of them is given;
+/// 0 days counts as 1.
+///
+/// Errors: [`TokenRequestError`].
+pub fn token_expiry(
+    user: &str,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    expires_in_days: Option<u32>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, TokenRequestError> {
+    if user.trim().is_empty() || user == "me" {
+        return Err(TokenRequestError::User(crate::echo::truncate(user)));
+    }
+    match (expires_at, expires_in_days) {
+        (Some(_), Some(_)) => Err(TokenRequestError::BothExpiries),
+        (Some(at), None) if at <= now => Err(TokenRequestError::PastExpiry(at.to_rfc3339())),
+        (Some(at), None) => Ok(Some(at)),
+        (None, Some(days)) if days > MAX_TOKEN_DAYS => Err(TokenRequestError::TooManyDays(days)),
+        (None, Some(days)) => Ok(Some(now + chrono::Duration::days(i64::from(days.max(1))))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Where an assignment applies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -355,5 +399,34 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn token_lifetimes_follow_the_request() {
+        let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let day = chrono::Duration::days(1);
+        assert_eq!(token_expiry("dana", None, None, now), Ok(None));
+        assert_eq!(
+            token_expiry("dana", None, Some(0), now),
+            Ok(Some(now + day))
+        );
+        assert_eq!(
+            token_expiry("dana", Some(now + day), None, now),
+            Ok(Some(now + day))
+        );
+        assert_eq!(
+            token_expiry("dana", Some(now), None, now),
+            Err(TokenRequestError::PastExpiry(now.to_rfc3339()))
+        );
+        assert_eq!(
+            token_expiry("dana", Some(now + day), Some(1), now),
+            Err(TokenRequestError::BothExpiries)
+        );
+        assert_eq!(
+            token_expiry("dana", None, Some(MAX_TOKEN_DAYS + 1), now),
+            Err(TokenRequestError::TooManyDays(MAX_TOKEN_DAYS + 1))
+        );
+        assert!(token_expiry("me", None, None, now).is_err());
+        assert!(token_expiry(" ", None, None, now).is_err());
     }
 }

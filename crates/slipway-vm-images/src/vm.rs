@@ -59,18 +59,21 @@ pub enum AccelMode {
     Tcg,
 }
 
+/// A VM accelerator name other than `auto`, `kvm` or `tcg`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("VM accelerator '{0}' is not known: expected auto, kvm or tcg")]
+pub struct UnknownAccelMode(pub String);
+
 impl FromStr for AccelMode {
-    type Err = String;
+    type Err = UnknownAccelMode;
 
     /// `auto` | `kvm` | `tcg`.
-    fn from_str(s: &str) -> Result<AccelMode, String> {
+    fn from_str(s: &str) -> Result<AccelMode, UnknownAccelMode> {
         match s {
             "auto" => Ok(AccelMode::Auto),
             "kvm" => Ok(AccelMode::Kvm),
             "tcg" => Ok(AccelMode::Tcg),
-            other => Err(format!(
-                "VM accelerator '{other}' is not known: expected auto, kvm or tcg"
-            )),
+            other => Err(UnknownAccelMode(other.to_string())),
         }
     }
 }
@@ -574,7 +577,7 @@ mod tests {
     fn accel_modes_parse_and_name_the_choices() {
         assert_eq!("auto".parse::<AccelMode>(), Ok(AccelMode::Auto));
         assert_eq!("tcg".parse::<AccelMode>(), Ok(AccelMode::Tcg));
-        let e = "hvf".parse::<AccelMode>().unwrap_err();
+        let e = "hvf".parse::<AccelMode>().unwrap_err().to_string();
         assert!(e.contains("'hvf'") && e.contains("auto, kvm or tcg"), "{e}");
         assert_eq!(Accel::new(AccelMode::Tcg).candidates(), vec!["tcg"]);
         assert_eq!(Accel::new(AccelMode::Kvm).candidates(), vec!["kvm"]);

@@ -213,19 +213,33 @@ fn rewrite_ranges(s: &str) -> String {
         .join("||")
 }
 
+/// A constraint or version `semverCompare` cannot read (Masterminds'
+/// messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum SemverError {
+    /// A condition that is not `op version`.
+    #[error("improper constraint: {0}")]
+    Constraint(String),
+    /// A version that is not `v?M(.m)?(.p)?(-pre)?(+meta)?`.
+    #[error("Invalid Semantic Version")]
+    Version,
+}
+
 /// `semverCompare constraint version`.
 ///
-/// Errors: Masterminds' messages for an improper constraint or version.
-pub(super) fn satisfies(constraint: &str, version: &str) -> Result<bool, String> {
+/// Errors: [`SemverError`].
+pub(super) fn satisfies(constraint: &str, version: &str) -> Result<bool, SemverError> {
     let mut alternatives = Vec::new();
     for alt in rewrite_ranges(constraint).split("||") {
         let mut all = Vec::new();
         for part in alt.split(',') {
-            all.push(parse_constraint(part).ok_or_else(|| format!("improper constraint: {part}"))?);
+            all.push(
+                parse_constraint(part).ok_or_else(|| SemverError::Constraint(part.to_string()))?,
+            );
         }
         alternatives.push(all);
     }
-    let v = Version::parse(version).ok_or("Invalid Semantic Version")?;
+    let v = Version::parse(version).ok_or(SemverError::Version)?;
     Ok(alternatives
         .iter()
         .any(|all| all.iter().all(|c| check(&v, c))))
