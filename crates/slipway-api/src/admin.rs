@@ -447,8 +447,6 @@ async fn delete_role_assignment(
 
 // ----- tokens -----
 
-/// The longest `expiresInDays` of a token (100 years): beyond it the
-/// expiry is not a representable time.
 /// Issues an API token.
 #[utoipa::path(post, path = "/admin/tokens", tag = "admin", request_body = TokenRequest, responses((status = 201, description = "The token; its secret is shown once", body = IssuedToken), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn post_token(

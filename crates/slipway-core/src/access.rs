@@ -129,7 +129,8 @@ pub fn check_assignable(role: Role, scope: &Scope) -> Result<(), AssignmentError
     }
 }
 
-/// The longest lifetime of an API token, days.
+/// The longest lifetime of an API token, days (100 years: beyond it the
+/// expiry is not a representable time).
 pub const MAX_TOKEN_DAYS: u32 = 36_500;
 
 /// An API-token request refused.
