@@ -125,6 +125,10 @@ impl Engine {
         {
             Ok(info) => Ok(Some(info)),
             Err(GetError::Status(404, _)) => Ok(None),
+            // Podman answers 500 "no such container" for a container
+            // removed between resolving its name and reading its record
+            // (another server's cleanup running beside this one): gone too.
+            Err(GetError::Status(500, body)) if body.contains("no such container") => Ok(None),
             Err(e) => Err(RunnerError::Engine(e.to_string())),
         }
     }
