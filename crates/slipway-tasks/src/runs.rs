@@ -17,7 +17,7 @@ use slipway_fetch::MAX_IN_MEMORY_BYTES;
 use slipway_store::TaskRunRecord;
 use tokio::sync::Notify;
 
-use crate::context::untar;
+use crate::context::{untar, GitContext};
 use crate::exec::{execute, RunEnv};
 
 use crate::plan::read_in;
@@ -197,12 +197,19 @@ impl TaskService {
             branch = b.to_string();
         }
         let git_commit = commit.clone();
+        let git_tag = request
+            .context
+            .as_deref()
+            .and_then(GitContext::parse)
+            .and_then(|g| g.reference)
+            .map(|r| RunVariables::git_tag_of(&r))
+            .unwrap_or_default();
         let vars = RunVariables {
             id: run.run_id.clone(),
             shared_volume: workspace.display().to_string(),
             registry: self.config.registry.clone(),
             registry_name: RunVariables::registry_name_of(&self.config.registry),
-            date: Utc::now().format("%Y%m%d-%H%M%Sz").to_string(),
+            date: RunVariables::date_of(Utc::now()),
             os: "linux".into(),
             architecture: "amd64".into(),
             commit,
@@ -210,6 +217,8 @@ impl TaskService {
             task_name: run.task.clone().unwrap_or_default(),
             repository,
             triggered_by: run.trigger["type"].as_str().unwrap_or("manual").to_string(),
+            git_tag,
+            os_version: String::new(),
         };
         // Read when the run starts: a grant withdrawn while the run was
         // queued no longer applies.

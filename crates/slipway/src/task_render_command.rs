@@ -47,6 +47,9 @@ pub struct TaskRender {
     /// `.Run.TaskName`.
     #[arg(long, default_value = "")]
     task_name: String,
+    /// `.Run.GitTag`.
+    #[arg(long, default_value = "")]
+    git_tag: String,
 }
 
 /// Renders and prints; `-o json|yaml` gives `{yaml, steps: [{id, after,
@@ -74,7 +77,7 @@ pub fn run(output: OutputFormat, args: TaskRender) -> anyhow::Result<ExitCode> {
         shared_volume: "/workspace".into(),
         registry_name: RunVariables::registry_name_of(&args.registry),
         registry: args.registry,
-        date: chrono::Utc::now().format("%Y%m%d-%H%M%Sz").to_string(),
+        date: RunVariables::date_of(chrono::Utc::now()),
         os: "linux".into(),
         architecture: "amd64".into(),
         commit: args.commit,
@@ -82,6 +85,8 @@ pub fn run(output: OutputFormat, args: TaskRender) -> anyhow::Result<ExitCode> {
         task_name: args.task_name,
         repository: String::new(),
         triggered_by: "manual".into(),
+        git_tag: args.git_tag,
+        os_version: String::new(),
     };
     let data = template_data(&vars, &values, &BTreeMap::new());
     let rendered = slipway_tasks::render_task(

@@ -26,25 +26,25 @@ pub struct TaskFile {
     #[serde(default)]
     pub version: Option<String>,
     /// Steps in file order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub steps: Vec<Step>,
     /// Default step timeout in seconds (≤ 0 → 600).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub step_timeout: i64,
     /// Default working directory of steps.
     #[serde(default)]
     pub working_directory: Option<String>,
     /// `K=V` merged into every step; the step's own keys win.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: Vec<String>,
     /// Secrets referenced as `{{.Secrets.<id>}}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<TaskSecret>,
     /// Networks to create (or use, with `skipCreation`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub networks: Vec<Network>,
     /// Secret-file volumes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volumes: Vec<Volume>,
 }
 
@@ -121,13 +121,13 @@ pub struct Step {
     #[serde(default)]
     pub build: Option<String>,
     /// Images to push.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub push: Vec<String>,
     /// Predecessors: none = the previous step, `["-"]` = at once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub when: Vec<String>,
     /// `K=V`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub env: Vec<String>,
     /// `--workdir`; relative paths are under `/workspace`.
     #[serde(default)]
@@ -151,10 +151,10 @@ pub struct Step {
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub privileged: bool,
     /// `-p` each.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ports: Vec<String>,
     /// `--expose` each.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub expose: Vec<String>,
     /// Run detached (a service); succeeds once started.
     #[serde(default, deserialize_with = "yaml11_bool")]
@@ -163,22 +163,22 @@ pub struct Step {
     #[serde(default, deserialize_with = "yaml11_bool")]
     pub keep: bool,
     /// Seconds for all repeats and retries; ≤ 0 → the task's `stepTimeout`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub timeout: i64,
     /// Seconds to wait before starting.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub start_delay: i64,
     /// Re-runs on a non-zero exit.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub retries: i64,
     /// Seconds between retries (≤ 0 → 5).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub retry_delay: i64,
     /// Retry only when the output contains one of these.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub retry_on_errors: Vec<String>,
     /// Extra runs (`repeat + 1` in all).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub repeat: i64,
     /// Pull the image first.
     #[serde(default, deserialize_with = "yaml11_bool")]
@@ -190,7 +190,7 @@ pub struct Step {
     #[serde(default)]
     pub cache: Option<String>,
     /// Task volumes to mount.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volume_mounts: Vec<VolumeMount>,
     /// `--cpus`.
     #[serde(default)]
@@ -326,6 +326,16 @@ pub struct Plan {
     pub permissions: crate::isolation::StepPermissions,
 }
 
+/// Reads an explicit `null` (`when:` with nothing after it) as the empty
+/// value, as acb's YAML decoder leaves a nil slice or zero number.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// Reads a boolean as acb's YAML 1.1 parser does: `true`/`false` and the
 /// plain scalars `y Y yes Yes YES n N no No NO on On ON off Off OFF`
 /// (and `True TRUE False FALSE`). YAML 1.2 parsers read those as strings.
@@ -439,6 +449,7 @@ pub fn plan(
             )));
         }
     }
+    check_secrets(&task.secrets)?;
     let mut seen: Vec<String> = Vec::new();
     let mut deps = Vec::new();
     let workdir = task.working_directory.clone();
@@ -589,7 +600,10 @@ pub fn plan(
         };
         let network = rc.network.as_deref().or(step.network.as_deref());
         crate::isolation::refuse_unconfined_step(&step.confinement_request(&rc), permissions)?;
-        if let Some(n) = network.filter(|n| !networks.iter().any(|d| d.name == *n)) {
+        // `host` got past the policy above only with stepPermissions.hostNetwork.
+        let declared =
+            |n: &&str| n.eq_ignore_ascii_case("host") || networks.iter().any(|d| d.name == *n);
+        if let Some(n) = network.filter(|n| !declared(n)) {
             return Err(crate::isolation::StepRefused {
                 step: step.id.clone(),
                 what: format!("--network '{n}'"),
@@ -612,6 +626,59 @@ pub fn plan(
         networks: created,
         permissions: permissions.clone(),
     })
+}
+
+/// acb's secret rules (`graph/secret.go` `Validate`, `graph/task.go`):
+/// an ID without spaces, unique case-insensitively; a source (`keyvault`,
+/// or Slipway's `secret`); a `clientID` that is a UUID.
+fn check_secrets(secrets: &[TaskSecret]) -> Result<(), TaskFileError> {
+    let mut ids: HashSet<String> = HashSet::new();
+    for (i, s) in secrets.iter().enumerate() {
+        let bad = |reason: String| Err(TaskFileError::Task(format!("secrets[{i}]: {reason}")));
+        if s.id.trim().is_empty() {
+            return bad(
+                "'id' is empty: expected the name templates use as {{.Secrets.<id>}}".into(),
+            );
+        }
+        if s.id.contains(char::is_whitespace) {
+            return bad(format!(
+                "'id' is {:?}: secret IDs cannot contain spaces",
+                s.id
+            ));
+        }
+        if !ids.insert(s.id.to_lowercase()) {
+            return bad(format!(
+                "'id' {:?} is declared twice (secret IDs are compared case-insensitively)",
+                s.id
+            ));
+        }
+        let has = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if !has(&s.keyvault) && !has(&s.secret) {
+            return bad(format!(
+                "secret {:?} has no source: expected 'keyvault' or 'secret'",
+                s.id
+            ));
+        }
+        if let Some(c) = s.client_id.as_deref().filter(|c| !c.is_empty()) {
+            if !is_uuid(c) {
+                return bad(format!(
+                    "'clientID' is {:?}: expected a managed identity's client ID (a UUID)",
+                    crate::echo::truncate(c)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Adds `:latest` to an image reference with neither tag nor digest.

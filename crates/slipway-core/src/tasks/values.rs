@@ -41,9 +41,30 @@ pub struct RunVariables {
     pub repository: String,
     /// What started the run (`manual`, `commit`, `timer`, `imageUpdate`).
     pub triggered_by: String,
+    /// The git tag a tag push ran for (`refs/tags/<tag>` → `<tag>`), or empty.
+    pub git_tag: String,
+    /// The OS version acb is given with `--os-version` (Windows builds such
+    /// as `1903`); empty on Linux.
+    #[serde(rename = "OSVersion")]
+    pub os_version: String,
 }
 
 impl RunVariables {
+    /// `.Run.Date`: UTC time as `20060102-150405z` (a literal lowercase `z`,
+    /// acb `OverrideValuesWithBuildInfo`).
+    pub fn date_of(t: chrono::DateTime<chrono::Utc>) -> String {
+        t.format("%Y%m%d-%H%M%Sz").to_string()
+    }
+
+    /// The tag of a git ref (`refs/tags/v1` → `v1`); empty for a branch or
+    /// commit.
+    pub fn git_tag_of(git_ref: &str) -> String {
+        git_ref
+            .strip_prefix("refs/tags/")
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// `registry` up to its first `.` (acb `parseRegistryName`).
     pub fn registry_name_of(registry: &str) -> String {
         registry.split('.').next().unwrap_or_default().to_string()
@@ -51,12 +72,14 @@ impl RunVariables {
 }
 
 /// Removes every line whose trimmed text starts with `#` (acb
-/// `templating.NewTemplate`, including lines inside block scalars).
+/// `templating.NewTemplate`, including lines inside block scalars) and
+/// joins the rest with `\n`, without a final newline, as acb's line scanner
+/// does (`"a\n#c\n"` → `"a"`).
 pub fn strip_comment_lines(text: &str) -> String {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Values, `--set` items or an `alias:` block that cannot be used.
@@ -140,7 +163,9 @@ fn merge_into(dest: &mut Map<String, Value>, src: Map<String, Value>, top: bool)
     }
 }
 
-/// The template data: `{Run, Values, Secrets, ValuesJSON, RunJSON}`.
+/// The template data: `{Run, Values, Secrets, ValuesJSON, RunJSON, Build}`
+/// (`Build.ID` is acb's legacy name of `Run.ID`; `Run.SharedContextDirectory`
+/// repeats `Run.SharedVolume`).
 pub fn template_data(
     run: &RunVariables,
     values: &Value,
@@ -156,7 +181,15 @@ pub fn template_data(
         "RunJSON".into(),
         Value::String(crate::shell::quote(&run_v.to_string())),
     );
-    m.insert("Run".into(), run_v.clone());
+    let mut run_map = run_v;
+    if let Value::Object(r) = &mut run_map {
+        // acb's name for the shared volume in its own tests and docs.
+        r.insert(
+            "SharedContextDirectory".into(),
+            Value::String(run.shared_volume.clone()),
+        );
+    }
+    m.insert("Run".into(), run_map);
     // Legacy `.Build.ID`.
     m.insert("Build".into(), serde_json::json!({"ID": run.id}));
     m.insert("Values".into(), values.clone());
@@ -283,7 +316,7 @@ pub fn preprocess_aliases(
         if let Some(d) = a.directive {
             let mut cs = d.chars();
             match (cs.next(), cs.next()) {
-                (Some(c), None) if !c.is_alphanumeric() => directive = c,
+                (Some(c), None) if !c.is_ascii_alphanumeric() => directive = c,
                 _ => {
                     return Err(ValuesError::Alias(format!(
                         "directive '{d}' is not valid: expected one non-alphanumeric character"
@@ -298,8 +331,12 @@ pub fn preprocess_aliases(
                 reason,
             };
             let t = load(src).map_err(|e| source(e.to_string()))?;
-            let m: BTreeMap<String, String> =
-                serde_yaml_ng::from_str(&t).map_err(|e| source(e.to_string()))?;
+            // An empty alias file adds nothing (acb `loadExternalAlias`).
+            let m: BTreeMap<String, String> = if t.trim().is_empty() {
+                BTreeMap::new()
+            } else {
+                serde_yaml_ng::from_str(&t).map_err(|e| source(e.to_string()))?
+            };
             layered.push(m);
         }
         layered.push(a.values);
@@ -369,7 +406,7 @@ mod tests {
     fn comments_are_stripped_even_in_block_scalars() {
         assert_eq!(
             strip_comment_lines("a: 1\n  # c\nb: |\n  #x\n  y\n"),
-            "a: 1\nb: |\n  y\n"
+            "a: 1\nb: |\n  y"
         );
     }
 
