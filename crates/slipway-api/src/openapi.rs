@@ -106,6 +106,10 @@ use crate::routing::Routes;
         crate::vm_images::list_runs,
         crate::vm_images::get_run,
         crate::vm_images::run_log,
+        crate::vm_images::put_trigger,
+        crate::vm_images::get_trigger,
+        crate::vm_images::delete_trigger,
+        crate::vm_images::list_triggers,
         crate::vm_images::list_outputs,
         crate::vm_images::get_output,
         crate::vm_images::output_content,
@@ -228,6 +232,7 @@ fn name_pattern(path: &str, parameter: &str) -> Option<&'static str> {
         | "environmentName"
         | "environmentTypeName" => Some(RESOURCE_NAME_PATTERN),
         "t" if path.starts_with("/imageTemplates/") => Some(TEMPLATE_NAME_PATTERN),
+        "name" if path.starts_with("/imageTemplates/") => Some(TEMPLATE_NAME_PATTERN),
         "t" => Some(RESOURCE_NAME_PATTERN),
         _ => None,
     }

@@ -9,6 +9,8 @@
 //! | `POST /imageTemplates/{t}/cancel` | → 202; `runState` goes Canceling → Canceled |
 //! | `GET /imageTemplates/{t}/runs`, `/runs/{r}`, `/runs/{r}/log?offset=N` | runs newest first; the run's `customization.log` from byte N (header `X-Slipway-Run-Status`: the run state) |
 //! | `GET /imageTemplates/{t}/runOutputs`, `/runOutputs/{o}`, `/runOutputs/{o}/content` | AIB run outputs (`artifactId` / `artifactUri`, `sha256`); the artifact's bytes |
+//! | `PUT /imageTemplates/{t}/triggers/{name}` | `{"properties": {"kind": "SourceImage"}}` → 201 new / 200 replaced; 400 when the template's source has no newer versions to follow |
+//! | `GET /imageTemplates/{t}/triggers`, `GET`/`DELETE …/triggers/{name}` | triggers with `properties.status {code, message, time}`: what each last did (`Started run r7 for new source image …`) |
 //! | `PUT /vmImages/artifacts` | a build-artifacts archive, at most 1 GiB → 201 `{uri: "upload:<sha256>"}` for a `File` customizer's `sourceUri` |
 //! | `GET /vmImages` | the image store (managed images, gallery image versions) |
 //! | `GET /vmImages/platformImages` | built base images (`publisher`, `offer`, `sku`, `version`) |
@@ -32,8 +34,8 @@ use crate::routing::Routes;
 use crate::{put_upload, ApiError, ApiResult, AppState};
 use slipway_core::images::template::ImageTemplate;
 use slipway_wire::vm_images::{
-    ImageRun, ImageTemplateResource, LastRunStatus, PlatformImage, RunOutput, UploadedArtifact,
-    VmImage,
+    ImageRun, ImageTemplateResource, ImageTemplateTrigger, LastRunStatus, PlatformImage, RunOutput,
+    UploadedArtifact, VmImage,
 };
 use slipway_wire::{CloudError, Paged};
 
@@ -50,6 +52,11 @@ pub fn routes() -> Routes {
         .route("/imageTemplates/{t}/runs", get(list_runs))
         .route("/imageTemplates/{t}/runs/{r}", get(get_run))
         .route("/imageTemplates/{t}/runs/{r}/log", get(run_log))
+        .route("/imageTemplates/{t}/triggers", get(list_triggers))
+        .route(
+            "/imageTemplates/{t}/triggers/{name}",
+            put(put_trigger).get(get_trigger).delete(delete_trigger),
+        )
         .route("/imageTemplates/{t}/runOutputs", get(list_outputs))
         .route("/imageTemplates/{t}/runOutputs/{o}", get(get_output))
         .route(
@@ -216,6 +223,85 @@ async fn cancel_run(
     let svc = service(&state, &caller)?;
     let run = svc.cancel(&t).await.map_err(image_error)?;
     Ok((StatusCode::ACCEPTED, Json(run_view(&run))).into_response())
+}
+
+fn trigger_view(
+    t: &str,
+    name: &str,
+    properties: slipway_core::images::trigger::TriggerProperties,
+) -> ImageTemplateTrigger {
+    ImageTemplateTrigger {
+        id: format!("/slipway/imageTemplates/{t}/triggers/{name}"),
+        name: name.to_string(),
+        resource_type: "Microsoft.VirtualMachineImages/imageTemplates/triggers".to_string(),
+        properties,
+    }
+}
+
+/// Creates or replaces a `SourceImage` trigger: the template is rebuilt
+/// when a run stores a newer version of its source.
+#[utoipa::path(put, path = "/imageTemplates/{t}/triggers/{name}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("name" = String, Path, description = "Trigger")), request_body(content = Object, description = "`{\"properties\": {\"kind\": \"SourceImage\"}}`"), responses((status = "2XX", description = "The trigger", body = ImageTemplateTrigger), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn put_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let svc = service(&state, &caller)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::bad_request("InvalidRequestBody", "the trigger must be UTF-8 JSON")
+    })?;
+    let (new, props) = svc
+        .put_trigger(&t, &name, text)
+        .await
+        .map_err(image_error)?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(trigger_view(&t, &name, props))).into_response())
+}
+
+/// Reads a trigger.
+#[utoipa::path(get, path = "/imageTemplates/{t}/triggers/{name}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("name" = String, Path, description = "Trigger")), responses((status = 200, description = "The trigger", body = ImageTemplateTrigger), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn get_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<Json<ImageTemplateTrigger>> {
+    let svc = service(&state, &caller)?;
+    let props = svc.trigger(&t, &name).await.map_err(image_error)?;
+    Ok(Json(trigger_view(&t, &name, props)))
+}
+
+/// Deletes a trigger.
+#[utoipa::path(delete, path = "/imageTemplates/{t}/triggers/{name}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("name" = String, Path, description = "Trigger")), responses((status = 200, description = "Deleted"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn delete_trigger(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let svc = service(&state, &caller)?;
+    svc.delete_trigger(&t, &name).await.map_err(image_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// Lists a template's triggers.
+#[utoipa::path(get, path = "/imageTemplates/{t}/triggers", tag = "vmImages", params(("t" = String, Path, description = "Image template")), responses((status = 200, description = "Triggers", body = Paged<ImageTemplateTrigger>), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+async fn list_triggers(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(t): Path<String>,
+) -> ApiResult<Json<Paged<ImageTemplateTrigger>>> {
+    let svc = service(&state, &caller)?;
+    let triggers = svc.triggers(&t).await.map_err(image_error)?;
+    Ok(Json(Paged::all(
+        triggers
+            .into_iter()
+            .map(|(name, p)| trigger_view(&t, &name, p))
+            .collect(),
+    )))
 }
 
 /// Lists a template's runs.

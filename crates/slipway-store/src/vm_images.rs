@@ -143,9 +143,94 @@ impl Store {
             .collect()
     }
 
-    /// Deletes template `name` (its runs stay as history); whether it existed.
+    /// Deletes template `name` and its triggers (its runs stay as
+    /// history); whether it existed.
     pub async fn delete_image_template(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM image_template_triggers WHERE template = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         let r = sqlx::query("DELETE FROM image_templates WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Creates or replaces trigger `name` of template `template`; whether
+    /// it was new.
+    pub async fn put_image_trigger(
+        &self,
+        template: &str,
+        name: &str,
+        document: &Value,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let existed =
+            sqlx::query("SELECT 1 FROM image_template_triggers WHERE template = ? AND name = ?")
+                .bind(template)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        sqlx::query("INSERT INTO image_template_triggers (template, name, document, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(template, name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at")
+            .bind(template)
+            .bind(name)
+            .bind(document.to_string())
+            .bind(now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(!existed)
+    }
+
+    /// Trigger `name` of `template`, `None` when absent.
+    pub async fn get_image_trigger(
+        &self,
+        template: &str,
+        name: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query(
+            "SELECT document FROM image_template_triggers WHERE template = ? AND name = ?",
+        )
+        .bind(template)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| json(&r, "document")).transpose()
+    }
+
+    /// Triggers as `(template, name, document)`, sorted; of one template
+    /// or (`None`) of all.
+    pub async fn list_image_triggers(
+        &self,
+        template: Option<&str>,
+    ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let rows = sqlx::query("SELECT template, name, document FROM image_template_triggers WHERE ?1 IS NULL OR template = ?1 ORDER BY template, name")
+            .bind(template)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("template")?,
+                    r.try_get("name")?,
+                    json(r, "document")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes trigger `name` of `template`; whether it existed.
+    pub async fn delete_image_trigger(
+        &self,
+        template: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM image_template_triggers WHERE template = ? AND name = ?")
+            .bind(template)
             .bind(name)
             .execute(&self.pool)
             .await?;

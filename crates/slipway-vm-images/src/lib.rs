@@ -11,7 +11,9 @@
 //! - [`ImageService`]: templates, runs (states, staging, timeout, cancel)
 //!   and the image store (`service`); one build's disk, guest and
 //!   customizers (`build`); source images, fetched scripts and files
-//!   (`sources`); distributors (`distribute`).
+//!   (`sources`); distributors (`distribute`); `SourceImage` triggers
+//!   that rebuild a template when a run stores a newer version of its
+//!   source (`triggers`).
 //!
 //! Layout under the data folder: `vm-images/staging/<run>/` (the working
 //! disk and its mount point; deleted on success, kept on failure unless
@@ -33,6 +35,7 @@ mod distribute;
 mod error;
 mod service;
 mod sources;
+mod triggers;
 
 pub(crate) use build::{blocking, Built, Failure, Resolved};
 pub use error::BuildError;

@@ -378,10 +378,19 @@ impl ImageService {
         let staging_left = (keep && staging.exists()).then_some(staging_s.as_str());
         if let Err(e) = self
             .store
-            .finish_image_run(&id, state, &message, &Value::Array(outputs), staging_left)
+            .finish_image_run(
+                &id,
+                state,
+                &message,
+                &Value::Array(outputs.clone()),
+                staging_left,
+            )
             .await
         {
             tracing::error!(run = %id, error = %e, "recording the end of a run");
+        }
+        if matches!(state, RunState::Succeeded | RunState::PartiallySucceeded) {
+            self.fire_triggers(&run, &outputs).await;
         }
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(&id);

@@ -101,6 +101,20 @@ pub struct RunOutput {
     pub properties: Value,
 }
 
+/// AIB `triggers` resource (`…/imageTemplates/{t}/triggers/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ImageTemplateTrigger {
+    /// The trigger's name.
+    pub name: String,
+    /// `Microsoft.VirtualMachineImages/imageTemplates/triggers`.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// `/slipway/imageTemplates/<t>/triggers/<name>`.
+    pub id: String,
+    /// `{kind: "SourceImage", status {code, message, time}, provisioningState}`.
+    pub properties: slipway_core::images::trigger::TriggerProperties,
+}
+
 /// An image in the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -645,6 +645,53 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
     std::fs::write(pkg.join("bin/app.sh"), "#!/bin/sh\necho app-v1\n").unwrap();
     let out = tmp.path().join("image.vhd");
     let out_s = out.to_string_lossy().into_owned();
+    // A template built FROM the gallery image, rebuilt by a SourceImage
+    // trigger whenever a new version of it is distributed.
+    let gallery_latest = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Compute/galleries/apps/images/webapp/versions/latest";
+    put_template(
+        &s,
+        "downstream",
+        json!({
+            "source": {"type": "SharedImageVersion", "imageVersionId": gallery_latest},
+            "customize": [{"type": "Shell", "name": "uses-app", "inline": ["test \"$(app)\" = app-v1"]}],
+            "distribute": [{"type": "ManagedImage", "runOutputName": "downstream", "imageId": "/slipway/images/downstream", "location": "local"}]
+        }),
+    );
+    let trigger = json!({"properties": {"kind": "SourceImage"}});
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTemplates/downstream/triggers/onWebapp",
+        Some(trigger.clone()),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["properties"]["status"]["code"], "Healthy", "{v}");
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTemplates/downstream/triggers/other",
+        Some(json!({"properties": {"kind": "Timer"}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v.to_string().contains("properties.kind") && v.to_string().contains("Timer"),
+        "{v}"
+    );
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTemplates/absent/triggers/t",
+        Some(trigger.clone()),
+    );
+    assert_eq!(st, 404, "{v}");
+    put_template(
+        &s,
+        "pinned",
+        json!({
+            "source": {"type": "SharedImageVersion", "imageVersionId": "/slipway/galleries/apps/images/webapp/versions/1.0.0"},
+            "distribute": [{"type": "ManagedImage", "runOutputName": "pinned", "imageId": "/slipway/images/pinned", "location": "local"}]
+        }),
+    );
+    let (st, v, _) = s.call("PUT", "/imageTemplates/pinned/triggers/t", Some(trigger));
+    assert_eq!(st, 400, "a fixed version never changes: {v}");
+    assert!(v.to_string().contains("properties.source"), "{v}");
     let (code, stdout, stderr) = s.cli(&[
         "vm-image",
         "build",
@@ -697,6 +744,52 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
         images[0]["id"], "/slipway/galleries/apps/images/webapp/versions/1.0.0",
         "{images}"
     );
+    // …and the trigger started a run of the downstream template with it.
+    // The trigger fires as the run that stored the image ends.
+    let status = poll("the trigger to fire", Duration::from_secs(60), || {
+        let st =
+            s.get("/imageTemplates/downstream/triggers/onWebapp")["properties"]["status"].clone();
+        if st["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Following")
+        {
+            Err(st.to_string())
+        } else {
+            Ok(st)
+        }
+    });
+    assert_eq!(status["code"], "Healthy", "{status}");
+    let message = status["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("versions/1.0.0"), "{message}");
+    let runs = s.get("/imageTemplates/downstream/runs")["value"].clone();
+    let run_id = runs[0]["runId"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&format!("Started run {run_id} ")),
+        "{message}"
+    );
+    let run = poll("the triggered run", BUILD_TIMEOUT, || {
+        let r = s.get(&format!("/imageTemplates/downstream/runs/{run_id}"));
+        match r["runState"].as_str() {
+            Some("Running") | Some("Canceling") => Err(r.to_string()),
+            _ => Ok(r),
+        }
+    });
+    assert_eq!(run["runState"], "Succeeded", "{run}");
+    assert!(
+        run_log(&s, "downstream", &run).contains("(telemetry) Starting provisioner uses-app"),
+        "the triggered build ran the customizer against the new version"
+    );
+    let (st, _, _) = s.call(
+        "DELETE",
+        "/imageTemplates/downstream/triggers/onWebapp",
+        None,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.get("/imageTemplates/downstream/triggers")["value"],
+        json!([])
+    );
     let (code, stdout, stderr) = s.cli(&[
         "vm-image",
         "build",
@@ -718,6 +811,13 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
     assert!(
         !stdout.contains("pirPublisher"),
         "pir* only for platform sources: {stdout}"
+    );
+    assert_eq!(
+        s.get("/imageTemplates/downstream/runs")["value"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a deleted trigger starts nothing"
     );
 }
 

@@ -5,6 +5,7 @@
 //! - [`ids`]: image-store ids (Azure-shaped or canonical) and gallery
 //!   `Latest` versioning.
 //! - [`run`]: run states, log markers and AIB's failure wording.
+//! - [`trigger`]: `SourceImage` triggers: the request and what they follow.
 //! - [`vhd`]: the fixed VHD footer.
 //!
 //! Contract: `../shared/reference/image-builder.md`.
@@ -12,4 +13,5 @@
 pub mod ids;
 pub mod run;
 pub mod template;
+pub mod trigger;
 pub mod vhd;
