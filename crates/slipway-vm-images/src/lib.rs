@@ -144,6 +144,9 @@ pub struct ImageService {
     slots: Arc<Semaphore>,
     cancels: Mutex<HashMap<String, watch::Sender<bool>>>,
     accel: Accel,
+    /// Run id → the templates whose triggered runs led to it, oldest
+    /// first (see [`slipway_core::images::trigger::extend_chain`]).
+    trigger_chains: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl std::fmt::Debug for ImageService {

@@ -28,6 +28,7 @@ impl ImageService {
             store,
             slots,
             cancels: Mutex::new(HashMap::new()),
+            trigger_chains: Mutex::new(HashMap::new()),
             accel: Accel::new(cfg.accel),
             cfg,
         })
@@ -391,6 +392,8 @@ impl ImageService {
         }
         if matches!(state, RunState::Succeeded | RunState::PartiallySucceeded) {
             self.fire_triggers(&run, &outputs).await;
+        } else if let Ok(mut c) = self.trigger_chains.lock() {
+            c.remove(&id);
         }
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(&id);

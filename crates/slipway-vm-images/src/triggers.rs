@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use slipway_core::images::template::{self, ValidationFailed};
 use slipway_core::images::trigger::{
-    parse_trigger_request, tracked_source, TriggerProperties, TriggerStatus,
+    extend_chain, parse_trigger_request, tracked_source, TriggerProperties, TriggerStatus,
 };
 use slipway_store::{ImageRunRecord, StoreError};
 
@@ -114,7 +114,9 @@ impl ImageService {
     /// After `run` stored images (its outputs' `artifactId`s): starts a run
     /// of every other template whose trigger follows one of them, and
     /// records on the trigger what it did. A template's own output never
-    /// triggers itself.
+    /// triggers itself, nor does any template already in the chain of
+    /// triggered runs that led to `run` (templates feeding each other's
+    /// sources would otherwise rebuild forever).
     pub(crate) fn fire_triggers<'a>(
         self: &'a Arc<Self>,
         run: &'a ImageRunRecord,
@@ -143,13 +145,16 @@ impl ImageService {
                 }
             }
         }
+        let chain = self
+            .trigger_chains
+            .lock()
+            .ok()
+            .and_then(|mut c| c.remove(&run.run_id))
+            .unwrap_or_else(|| vec![run.template.clone()]);
         if new_images.is_empty() {
             return Ok(());
         }
         for (template, name, doc) in self.store.list_image_triggers(None).await? {
-            if template == run.template {
-                continue;
-            }
             let Ok(t) = self.template(&template).await else {
                 continue;
             };
@@ -163,15 +168,37 @@ impl ImageService {
                 continue;
             };
             let mut props = stored(doc)?;
+            let Some(next) = extend_chain(&chain, &template) else {
+                if template != run.template {
+                    props.status = TriggerStatus {
+                        code: "Healthy".into(),
+                        message: format!(
+                            "New source image {} not built: it came from a run this template's own trigger led to ({})",
+                            img.id,
+                            chain.join(" → ")
+                        ),
+                        time: now(),
+                    };
+                    self.store
+                        .put_image_trigger(&template, &name, &json!(props))
+                        .await?;
+                }
+                continue;
+            };
             props.status = match self.run(&template).await {
-                Ok(r) => TriggerStatus {
-                    code: "Healthy".into(),
-                    message: format!(
-                        "Started run {} for new source image {} (from run {} of '{}')",
-                        r.run_id, img.id, run.run_id, run.template
-                    ),
-                    time: now(),
-                },
+                Ok(r) => {
+                    if let Ok(mut c) = self.trigger_chains.lock() {
+                        c.insert(r.run_id.clone(), next);
+                    }
+                    TriggerStatus {
+                        code: "Healthy".into(),
+                        message: format!(
+                            "Started run {} for new source image {} (from run {} of '{}')",
+                            r.run_id, img.id, run.run_id, run.template
+                        ),
+                        time: now(),
+                    }
+                }
                 Err(e) => TriggerStatus {
                     code: "Unhealthy".into(),
                     message: format!("New source image {} but no run started: {e}", img.id),

@@ -143,8 +143,30 @@ impl TrackedSource {
     }
 }
 
+/// The chain of a run a trigger would start for `template`, after a run
+/// whose chain (the templates that led to it, itself last) is `chain`;
+/// `None` when `template` is already in it — a template's own output, or
+/// templates that feed each other, never rebuild in a loop.
+pub fn extend_chain(chain: &[String], template: &str) -> Option<Vec<String>> {
+    if chain.iter().any(|t| t == template) {
+        return None;
+    }
+    let mut next = chain.to_vec();
+    next.push(template.to_string());
+    Some(next)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn triggered_runs_never_loop() {
+        let a = extend_chain(&["A".to_string()], "B").unwrap();
+        assert_eq!(a, ["A", "B"]);
+        assert_eq!(extend_chain(&a, "A"), None, "B's output must not rebuild A");
+        assert_eq!(extend_chain(&a, "B"), None, "nor B itself");
+        assert_eq!(extend_chain(&a, "C").unwrap(), ["A", "B", "C"]);
+    }
+
     use super::*;
 
     #[test]
