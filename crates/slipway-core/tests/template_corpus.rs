@@ -70,3 +70,36 @@ fn go_text_template_exec_tests() {
         failed.join("\n")
     );
 }
+
+/// Sprig's own tests (`tests/corpus/sprig_tests.tsv`): every row must
+/// render as Sprig does under acb (`<no value>` removed, as acb removes it).
+#[test]
+fn sprig_tests() {
+    let table = include_str!("corpus/sprig_tests.tsv");
+    let (mut passed, mut failed) = (0, Vec::new());
+    for line in table
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert_eq!(cols.len(), 4, "malformed corpus line: {line}");
+        let source = cols[0];
+        let input: String = serde_json::from_str(cols[1]).unwrap();
+        let want: String = serde_json::from_str(cols[2]).unwrap();
+        let data: Value = serde_json::from_str(cols[3]).unwrap();
+        let want = want.replace("<no value>", "");
+        match render(&input, &data) {
+            Ok(out) if out == want => passed += 1,
+            got => failed.push(format!("{source}: {input:?} → {got:?}, Sprig: {want:?}")),
+        }
+    }
+    let total = passed + failed.len();
+    println!(
+        "Sprig test corpus: {passed}/{total} pass ({:.1}%)",
+        passed as f64 * 100.0 / total as f64
+    );
+    for f in &failed {
+        println!("  FAIL {f}");
+    }
+    assert!(failed.is_empty(), "{} of {total} rows fail", failed.len());
+}

@@ -16,7 +16,7 @@
 use serde_json::{Map, Value};
 
 use super::sprig::{list_of, to_i64};
-use super::template::{arity, err, loose_eq, text, truthy, TemplateError};
+use super::template::{arity, err, loose_eq, strval, text, truthy, TemplateError};
 
 /// goutils `AbbreviateFull(s, offset, max)` (commons-lang's rule), `None`
 /// where it errors.
@@ -328,7 +328,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Option<Result<Valu
             Ok(Value::Array(
                 list_of(&args[0])
                     .iter()
-                    .map(|v| Value::String(text(v)))
+                    .map(|v| Value::String(strval(v)))
                     .collect(),
             ))
         }),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::exec::{arity, print, text, truthy};
+use super::exec::{arity, print, strval, text, truthy};
 use super::{err, TemplateError};
 
 /// Calls a template function. Go builtins: `and or not eq ne lt le gt ge
@@ -162,13 +162,15 @@ pub(super) fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, Te
                 if i > 0 && !args[i - 1].is_string() && !a.is_string() {
                     out.push(' ');
                 }
-                out.push_str(&text(a));
+                // fmt.Sprint: a nil (or a missing key under missingkey=zero,
+                // an interface{} zero value) prints `<nil>`.
+                out.push_str(&strval(a));
             }
             Value::String(out)
         }
         "println" => Value::String(format!(
             "{}\n",
-            args.iter().map(text).collect::<Vec<_>>().join(" ")
+            args.iter().map(strval).collect::<Vec<_>>().join(" ")
         )),
         "printf" => {
             if n == 0 {
@@ -305,7 +307,7 @@ pub(super) fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, Te
         "join" => {
             want(2)?;
             let items = match &args[1] {
-                Value::Array(a) => a.iter().map(text).collect::<Vec<_>>(),
+                Value::Array(a) => a.iter().map(strval).collect::<Vec<_>>(),
                 Value::Null => vec![],
                 other => vec![text(other)],
             };

@@ -167,7 +167,7 @@ pub(super) fn eval(
     p: &Pipeline,
     dot: &Value,
     root: &Value,
-    vars: &Scope,
+    vars: &mut Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
     let mut prev: Option<Value> = None;
@@ -190,7 +190,16 @@ pub(super) fn eval(
                 if let Some(p) = prev.take() {
                     args.push(p);
                 }
-                call(name, args, off)?
+                let r = call(name, args, off)?;
+                // Sprig's set/unset/merge/mergeOverwrite change the dict
+                // they are given (a Go map is a reference): a dict held in a
+                // variable sees the change.
+                if matches!(name.as_str(), "set" | "unset" | "merge" | "mergeOverwrite") {
+                    if let Some(Operand::Var { name: var, path }) = ops.first() {
+                        write_back(vars, var, path, r.clone());
+                    }
+                }
+                r
             }
         };
         prev = Some(v);
@@ -198,11 +207,26 @@ pub(super) fn eval(
     Ok(prev.unwrap_or(Value::Null))
 }
 
+/// Replaces the value at `$var.path` with `v`.
+fn write_back(vars: &mut Scope, var: &str, path: &[String], v: Value) {
+    let Some((_, slot)) = vars.iter_mut().rev().find(|(n, _)| n == var) else {
+        return;
+    };
+    let mut target = slot;
+    for key in path {
+        match target.get_mut(key) {
+            Some(next) => target = next,
+            None => return,
+        }
+    }
+    *target = v;
+}
+
 pub(super) fn operand_value(
     o: &Operand,
     dot: &Value,
     root: &Value,
-    vars: &Scope,
+    vars: &mut Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
     let (start, path) = match o {
@@ -275,6 +299,15 @@ pub(in crate::tasks) fn arity(
             off,
             format!("wrong number of args for {name}: want {want} got {got}"),
         )
+    }
+}
+
+/// Sprig v2.22's `strval` of a list element (`join`, `toStrings`): as
+/// printed, with nil as Go's `<nil>` (Sprig 3 drops nil elements instead).
+pub(in crate::tasks) fn strval(v: &Value) -> String {
+    match v {
+        Value::Null => "<nil>".into(),
+        other => print(other),
     }
 }
 

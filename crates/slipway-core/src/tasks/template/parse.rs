@@ -526,6 +526,11 @@ pub(super) fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> 
     if let Some(c) = char_literal(word) {
         return Ok(Operand::Literal(Value::from(u32::from(c))));
     }
+    // A function name as an argument is a call without arguments
+    // (`without list`).
+    if is_ident(word) {
+        return Ok(Operand::Sub(vec![Command::Call(word.to_string(), vec![])]));
+    }
     err(
         off,
         format!("unexpected '{word}': expected a field, a literal or a function"),
