@@ -103,3 +103,97 @@ fn sprig_tests() {
     }
     assert!(failed.is_empty(), "{} of {total} rows fail", failed.len());
 }
+
+/// Sprig's `crypto_test.go` key and certificate tests (TestGenPrivateKey,
+/// TestGenCA, TestGenSelfSignedCert, TestGenSignedCert,
+/// TestBuildCustomCert): the checks Sprig makes on the PEM it prints.
+#[test]
+fn sprig_key_and_certificate_tests() {
+    use x509_parser::pem::parse_x509_pem;
+    let run = |t: &str| render(t, &Value::Null);
+    // TestGenPrivateKey.
+    for (t, marker) in [
+        (r#"{{genPrivateKey ""}}"#, "-----BEGIN RSA PRIVATE KEY-----"),
+        (
+            r#"{{genPrivateKey "rsa"}}"#,
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ),
+        (
+            r#"{{genPrivateKey "ecdsa"}}"#,
+            "-----BEGIN EC PRIVATE KEY-----",
+        ),
+    ] {
+        let out = run(t).unwrap();
+        assert!(out.starts_with(marker), "{t}: {out}");
+    }
+    assert_eq!(
+        run(r#"{{genPrivateKey "bad"}}"#).unwrap(),
+        "Unknown type bad"
+    );
+    let dsa = run(r#"{{genPrivateKey "dsa"}}"#).unwrap_err().to_string();
+    assert!(dsa.contains("'dsa'") && dsa.contains("ecdsa"), "{dsa}");
+    // TestGenCA.
+    let ca = run(r#"{{- $ca := genCA "foo-ca" 365 }}{{ $ca.Cert }}"#).unwrap();
+    let (_, pem) = parse_x509_pem(ca.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let cn = |c: &x509_parser::certificate::X509Certificate| {
+        c.subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(cn(&cert), "foo-ca");
+    assert!(cert.is_ca());
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86400;
+    assert_eq!(days, 365);
+    // TestGenSelfSignedCert and TestGenSignedCert.
+    let check_leaf = |out: &str, issuer: &str| {
+        let (_, pem) = parse_x509_pem(out.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        assert_eq!(cn(&cert), "foo.com");
+        assert!(!cert.is_ca());
+        assert!(
+            cert.raw_serial().iter().any(|b| *b != 0),
+            "a positive serial"
+        );
+        let issuer_cn = cert
+            .issuer()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(issuer_cn, issuer);
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        let names: Vec<String> = san
+            .general_names
+            .iter()
+            .map(|g| match g {
+                x509_parser::extensions::GeneralName::IPAddress(ip) => {
+                    ip.iter().map(u8::to_string).collect::<Vec<_>>().join(".")
+                }
+                x509_parser::extensions::GeneralName::DNSName(d) => d.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["10.0.0.1", "10.0.0.2", "bar.com", "bat.com"]);
+    };
+    let own = run(r#"{{- $cert := genSelfSignedCert "foo.com" (list "10.0.0.1" "10.0.0.2") (list "bar.com" "bat.com") 365 }}{{ $cert.Cert }}"#).unwrap();
+    check_leaf(&own, "foo.com");
+    let signed = run(r#"{{- $ca := genCA "foo" 365 }}{{- $cert := genSignedCert "foo.com" (list "10.0.0.1" "10.0.0.2") (list "bar.com" "bat.com") 365 $ca }}{{ $cert.Cert }}"#).unwrap();
+    check_leaf(&signed, "foo");
+    let bad_ip = run(r#"{{ genSelfSignedCert "foo.com" (list "10.0.0.300") (list) 365 }}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(bad_ip.contains("error parsing ip: 10.0.0.300"), "{bad_ip}");
+    // TestBuildCustomCert: the CA round-trips; a broken certificate fails.
+    let same = run(r#"{{- $ca := genCA "example.com" 365 }}{{- $c := buildCustomCert ($ca.Cert | b64enc) ($ca.Key | b64enc) }}{{ eq $c.Cert $ca.Cert }} {{ eq $c.Key $ca.Key }}"#).unwrap();
+    assert_eq!(same, "true true");
+    let broken = run(r#"{{- $ca := genCA "example.com" 365 }}{{ buildCustomCert ("fail" | b64enc) ($ca.Key | b64enc) }}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(broken.contains("certificate"), "{broken}");
+}

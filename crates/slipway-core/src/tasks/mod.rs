@@ -16,6 +16,7 @@ pub mod gofmt;
 pub mod run_status;
 mod semver;
 mod sprig;
+mod sprig_certs;
 mod sprig_crypto;
 mod sprig_dates;
 mod sprig_more;

@@ -417,6 +417,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
             return super::sprig_more::call(other, args, off)
                 .or_else(|| super::sprig_dates::call(other, args, off))
                 .or_else(|| super::sprig_crypto::call(other, args, off))
+                .or_else(|| super::sprig_certs::call(other, args, off))
                 .unwrap_or_else(|| err(off, format!("function \"{other}\" not defined")))
         }
     })
