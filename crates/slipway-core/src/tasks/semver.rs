@@ -259,6 +259,55 @@ pub(super) fn version_value(v: &Version) -> serde_json::Value {
     })
 }
 
+/// A method of a version object (Masterminds semver's `*Version`):
+/// `Compare` (-1, 0, 1), `LessThan`, `GreaterThan`, `Equal`, `String`,
+/// `IncMajor`, `IncMinor`, `IncPatch`. `None` when `receiver` is no version.
+///
+/// Errors: an argument that is not a version, a wrong argument count, an
+/// unknown method.
+pub(super) fn method(
+    receiver: &serde_json::Value,
+    name: &str,
+    args: &[serde_json::Value],
+) -> Option<Result<serde_json::Value, String>> {
+    let text = receiver.get(SEMVER_KEY)?.as_str()?;
+    let v = Version::parse(text)?;
+    let other = || -> Result<Version, String> {
+        match args {
+            [o] => o
+                .get(SEMVER_KEY)
+                .and_then(serde_json::Value::as_str)
+                .and_then(Version::parse)
+                .ok_or_else(|| {
+                    format!("{name}: the argument is not a version (expected semver \"…\")")
+                }),
+            _ => Err(format!(
+                "wrong number of args for {name}: want 1 got {}",
+                args.len()
+            )),
+        }
+    };
+    let bump = |major: u64, minor: u64, patch: u64| Version {
+        major,
+        minor,
+        patch,
+        pre: String::new(),
+        metadata: String::new(),
+        original: format!("{major}.{minor}.{patch}"),
+    };
+    Some(match name {
+        "Compare" => other().map(|o| serde_json::json!(v.compare(&o) as i8)),
+        "LessThan" => other().map(|o| serde_json::json!(v.compare(&o) == Ordering::Less)),
+        "GreaterThan" => other().map(|o| serde_json::json!(v.compare(&o) == Ordering::Greater)),
+        "Equal" => other().map(|o| serde_json::json!(v.compare(&o) == Ordering::Equal)),
+        "String" => Ok(serde_json::json!(v.to_text())),
+        "IncMajor" => Ok(version_value(&bump(v.major + 1, 0, 0))),
+        "IncMinor" => Ok(version_value(&bump(v.major, v.minor + 1, 0))),
+        "IncPatch" => Ok(version_value(&bump(v.major, v.minor, v.patch + 1))),
+        other => Err(format!("can't call method \"{other}\" on a version")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,6 +328,7 @@ fn parse(layout: &str, value: &str) -> Option<DateTime<Tz>> {
     let (mut hour, mut minute, mut second, mut nanos) = (0u32, 0u32, 0u32, 0u32);
     let mut pm: Option<bool> = None;
     let mut offset: Option<i32> = None;
+    let mut abbreviation: Option<&str> = None;
     let num = |rest: &mut &str, min: usize, max: usize| -> Option<u32> {
         let n = rest
             .bytes()
@@ -417,6 +418,7 @@ fn parse(layout: &str, value: &str) -> Option<DateTime<Tz>> {
                 if n < 3 {
                     return None;
                 }
+                abbreviation = Some(&rest[..n]);
                 rest = &rest[n..];
             }
             Chunk::Offset {
@@ -465,7 +467,14 @@ fn parse(layout: &str, value: &str) -> Option<DateTime<Tz>> {
     let naive =
         NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, minute, second, nanos)?;
     let utc = naive - chrono::Duration::seconds(i64::from(offset.unwrap_or(0)));
-    Some(Tz::UTC.from_utc_datetime(&utc))
+    // Go keeps a parsed "GMT" as a zero-offset zone of that name (in a UTC
+    // local zone every other abbreviation but "UTC" is one too; only GMT
+    // has a zone here to carry its name).
+    let tz = match (abbreviation, offset) {
+        (Some("GMT"), None) => Tz::GMT,
+        _ => Tz::UTC,
+    };
+    Some(tz.from_utc_datetime(&utc))
 }
 
 /// Go's `Duration.String()` of `nanos` nanoseconds.

@@ -173,6 +173,20 @@ pub(super) fn eval(
     let mut prev: Option<Value> = None;
     for cmd in p {
         let v = match cmd {
+            Command::Operand(o) if prev.is_some() && super::parse::has_chain(o) => {
+                let args = prev.take().into_iter().collect();
+                method(o, args, dot, root, vars, off)?
+            }
+            Command::Method(o, ops) => {
+                let mut args = ops
+                    .iter()
+                    .map(|a| operand_value(a, dot, root, vars, off))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if let Some(p) = prev.take() {
+                    args.push(p);
+                }
+                method(o, args, dot, root, vars, off)?
+            }
             Command::Operand(o) => {
                 if prev.is_some() {
                     return err(off, "a value cannot take piped input");
@@ -205,6 +219,52 @@ pub(super) fn eval(
         prev = Some(v);
     }
     Ok(prev.unwrap_or(Value::Null))
+}
+
+/// Calls the method the last name of `o`'s chain names on the value the
+/// rest of the chain leads to. Values with methods: semantic versions
+/// (`semver`).
+fn method(
+    o: &Operand,
+    args: Vec<Value>,
+    dot: &Value,
+    root: &Value,
+    vars: &mut Scope,
+    off: usize,
+) -> Result<Value, TemplateError> {
+    let (receiver, name) = match o {
+        Operand::Field { root: r, path } => (
+            Operand::Field {
+                root: *r,
+                path: path[..path.len() - 1].to_vec(),
+            },
+            path.last(),
+        ),
+        Operand::Var { name, path } => (
+            Operand::Var {
+                name: name.clone(),
+                path: path[..path.len() - 1].to_vec(),
+            },
+            path.last(),
+        ),
+        Operand::SubField(p, path) => (
+            Operand::SubField(p.clone(), path[..path.len() - 1].to_vec()),
+            path.last(),
+        ),
+        _ => return err(off, "a value cannot take arguments"),
+    };
+    let name = name.cloned().unwrap_or_default();
+    let r = operand_value(&receiver, dot, root, vars, off)?;
+    match crate::tasks::semver::method(&r, &name, &args) {
+        Some(result) => result.or_else(|e| err(off, e)),
+        None => err(
+            off,
+            format!(
+                "can't call method \"{name}\" on {}",
+                crate::tasks::gofmt::type_name(&r)
+            ),
+        ),
+    }
 }
 
 /// Replaces the value at `$var.path` with `v`.

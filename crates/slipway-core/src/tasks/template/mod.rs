@@ -179,6 +179,9 @@ enum Command {
     /// A function call (or a lone operand when `name` is empty and one arg).
     Call(String, Vec<Operand>),
     Operand(Operand),
+    /// `(x).Method args…` / `$v.Method args…`: a method of the value the
+    /// operand's chain leads to, the chain's last name being the method.
+    Method(Operand, Vec<Operand>),
 }
 
 #[derive(Debug, Clone)]

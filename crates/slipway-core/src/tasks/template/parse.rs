@@ -456,6 +456,10 @@ pub(super) fn parse_pipe_words(
             Some(n) => Command::Call(n, ops),
             None if ops.len() == 1 => Command::Operand(ops.remove(0)),
             None if ops.is_empty() => return err(off, "empty command"),
+            None if has_chain(&ops[0]) => {
+                let receiver = ops.remove(0);
+                Command::Method(receiver, ops)
+            }
             None => return err(off, "a value cannot take arguments"),
         });
         if w.get(*pos).map(String::as_str) == Some("|") {
@@ -535,6 +539,17 @@ pub(super) fn operand(word: &str, off: usize) -> Result<Operand, TemplateError> 
         off,
         format!("unexpected '{word}': expected a field, a literal or a function"),
     )
+}
+
+/// Whether an operand ends in a field chain (`.a.b`, `$x.a`, `(p).a`),
+/// whose last name may be a method.
+pub(super) fn has_chain(o: &Operand) -> bool {
+    match o {
+        Operand::Field { path, .. } | Operand::Var { path, .. } | Operand::SubField(_, path) => {
+            !path.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// Go's number literals: decimal, `0x`/`0o`/`0b` and leading-zero octal
