@@ -151,26 +151,48 @@ pub(super) async fn run_cmd(
     let code = {
         let logs = env.engine.follow_output(&name);
         tokio::pin!(logs);
+        // (bytes logged, whether the stream ended in an error)
         let drain = async {
-            while let Some(Ok(c)) = logs.next().await {
-                env.log
-                    .raw(&env.scrubber.scrub(&String::from_utf8_lossy(&c)))
-                    .await
+            let mut received = 0usize;
+            while let Some(item) = logs.next().await {
+                match item {
+                    Ok(c) => {
+                        received += c.len();
+                        env.log
+                            .raw(&env.scrubber.scrub(&String::from_utf8_lossy(&c)))
+                            .await
+                    }
+                    Err(_) => return (received, true),
+                }
             }
+            (received, false)
         };
         tokio::pin!(drain);
         // Podman's followed log stream does not always end when a quick
         // container exits (seen in CI: the step's output arrived, the stream
         // stayed open until the step timeout), so the exit is awaited beside
         // it and the stream gets a short grace for its tail.
-        tokio::select! {
-            _ = &mut drain => env.engine.exit_code(&name).await,
+        let (code, tail) = tokio::select! {
+            r = &mut drain => (env.engine.exit_code(&name).await, Some(r)),
             code = env.engine.exit_code(&name) => {
-                let _ = tokio::time::timeout(LOG_TAIL_GRACE, &mut drain).await;
-                code
+                (code, tokio::time::timeout(LOG_TAIL_GRACE, &mut drain).await.ok())
+            }
+        };
+        let code = code.map_err(|e| TaskError::Engine(e.to_string()))?;
+        // A container that exits before the follow attaches makes Podman
+        // fail the stream ("failed to obtain logs … no such process") or
+        // end it empty: the output is then read from the stopped
+        // container's log, past what was already logged.
+        if let Some((received, failed)) = tail {
+            if failed || received == 0 {
+                if let Ok(full) = env.engine.output(&name).await {
+                    if let Some(rest) = full.get(received..).filter(|r| !r.is_empty()) {
+                        env.log.raw(&env.scrubber.scrub(rest)).await;
+                    }
+                }
             }
         }
-        .map_err(|e| TaskError::Engine(e.to_string()))?
+        code
     };
     if !step.keep {
         let _ = env.engine.remove(&name).await;
