@@ -485,23 +485,39 @@ async fn platform_images(
     caller: Caller,
 ) -> ApiResult<Json<Paged<PlatformImage>>> {
     let svc = service(&state, &caller)?;
+    let catalog = svc.base_images().clone();
+    // Asking the mirror which suites it serves blocks.
+    let (available, built) = tokio::task::spawn_blocking(move || {
+        let available = catalog.available();
+        let built: Vec<_> = slipway_vm_images::base::OFFERS
+            .iter()
+            .map(|o| catalog.versions(o.publisher, o.offer, o.sku))
+            .collect();
+        (available, built)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "BaseImageCatalog",
+            e.to_string(),
+        )
+    })?;
     let mut out = Vec::new();
-    for o in slipway_vm_images::base::OFFERS {
-        let vs = svc
-            .base_images()
-            .versions(o.publisher, o.offer, o.sku)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "BaseImageCatalog",
-                    e.to_string(),
-                )
-            })?;
+    for (o, vs) in slipway_vm_images::base::OFFERS.iter().zip(built) {
+        let vs = vs.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BaseImageCatalog",
+                e.to_string(),
+            )
+        })?;
         out.push(PlatformImage {
             publisher: o.publisher.to_string(),
             offer: o.offer.to_string(),
             sku: o.sku.to_string(),
             versions: vs.iter().map(|b| b.version.clone()).collect(),
+            available: available.iter().any(|a| a == &o),
         });
     }
     Ok(Json(Paged::all(out)))

@@ -54,13 +54,43 @@ pub struct Offer {
     pub suite: &'static str,
 }
 
-/// Every base image Slipway can build.
-pub const OFFERS: &[Offer] = &[Offer {
-    publisher: "Debian",
-    offer: "debian-12",
-    sku: "12",
-    suite: "bookworm",
-}];
+/// Every base image Slipway can build: the Debian releases debootstrap
+/// knows, offered when the configured mirror serves their suite (or an
+/// image of them is already built).
+pub const OFFERS: &[Offer] = &[
+    Offer {
+        publisher: "Debian",
+        offer: "debian-11",
+        sku: "11",
+        suite: "bullseye",
+    },
+    Offer {
+        publisher: "Debian",
+        offer: "debian-12",
+        sku: "12",
+        suite: "bookworm",
+    },
+    Offer {
+        publisher: "Debian",
+        offer: "debian-13",
+        sku: "13",
+        suite: "trixie",
+    },
+];
+
+/// How long an answer about the mirror serving a suite is kept.
+const SERVED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether the mirror serves a suite (`dists/<suite>/Release`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// 200.
+    Yes,
+    /// 404 (or 410): the mirror does not carry it.
+    No,
+    /// No answer (network, https, other status): debootstrap will tell.
+    Unknown,
+}
 
 /// A built base image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +116,14 @@ pub struct BaseImage {
 pub struct BaseCatalog {
     dir: PathBuf,
     mirror: String,
+    /// Suite → (whether the mirror serves it, when that was learnt).
+    served: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<&'static str, (Served, std::time::Instant)>>,
+    >,
+}
+
+fn name(o: &Offer) -> String {
+    format!("{}:{}:{}", o.publisher, o.offer, o.sku)
 }
 
 impl BaseCatalog {
@@ -94,27 +132,74 @@ impl BaseCatalog {
         BaseCatalog {
             dir: dir.into(),
             mirror: mirror.into(),
+            served: Default::default(),
         }
     }
 
-    fn offer(publisher: &str, offer: &str, sku: &str) -> Result<&'static Offer, BuildError> {
+    fn offer(publisher: &str, offer: &str, sku: &str) -> Option<&'static Offer> {
+        OFFERS.iter().find(|o| {
+            o.publisher.eq_ignore_ascii_case(publisher)
+                && o.offer.eq_ignore_ascii_case(offer)
+                && o.sku.eq_ignore_ascii_case(sku)
+        })
+    }
+
+    /// Whether the mirror serves `o`'s suite, asked at most every
+    /// [`SERVED_TTL`]. Blocking.
+    fn served(&self, o: &'static Offer) -> Served {
+        if let Ok(cache) = self.served.lock() {
+            if let Some((s, at)) = cache.get(o.suite) {
+                if at.elapsed() < SERVED_TTL {
+                    return *s;
+                }
+            }
+        }
+        let url = format!(
+            "{}/dists/{}/Release",
+            self.mirror.trim_end_matches('/'),
+            o.suite
+        );
+        let s = if !url.starts_with("http://") {
+            Served::Unknown
+        } else {
+            match ureq::head(&url)
+                .timeout(std::time::Duration::from_secs(10))
+                .call()
+            {
+                Ok(_) => Served::Yes,
+                Err(ureq::Error::Status(404 | 410, _)) => Served::No,
+                Err(_) => Served::Unknown,
+            }
+        };
+        if let Ok(mut cache) = self.served.lock() {
+            cache.insert(o.suite, (s, std::time::Instant::now()));
+        }
+        s
+    }
+
+    /// The offers a template can use now: built on this host, or served by
+    /// the mirror (or the mirror could not be asked). Blocking.
+    pub fn available(&self) -> Vec<&'static Offer> {
         OFFERS
             .iter()
-            .find(|o| {
-                o.publisher.eq_ignore_ascii_case(publisher)
-                    && o.offer.eq_ignore_ascii_case(offer)
-                    && o.sku.eq_ignore_ascii_case(sku)
+            .filter(|o| {
+                self.versions(o.publisher, o.offer, o.sku)
+                    .is_ok_and(|v| !v.is_empty())
+                    || self.served(o) != Served::No
             })
-            .ok_or_else(|| {
-                let known: Vec<String> = OFFERS
-                    .iter()
-                    .map(|o| format!("{}:{}:{}", o.publisher, o.offer, o.sku))
-                    .collect();
-                BuildError::Source(format!(
-                    "platform image '{publisher}:{offer}:{sku}' is not in the local catalog: expected one of {}",
-                    known.join(", ")
-                ))
-            })
+            .collect()
+    }
+
+    fn not_available(&self, what: String) -> BuildError {
+        let list: Vec<String> = self.available().into_iter().map(name).collect();
+        BuildError::Source(format!(
+            "platform image {what}: available are {} (publisher:offer:sku)",
+            if list.is_empty() {
+                "none".to_string()
+            } else {
+                list.join(", ")
+            }
+        ))
     }
 
     fn offer_dir(&self, o: &Offer) -> PathBuf {
@@ -128,7 +213,9 @@ impl BaseCatalog {
         offer: &str,
         sku: &str,
     ) -> Result<Vec<BaseImage>, BuildError> {
-        let o = Self::offer(publisher, offer, sku)?;
+        let o = Self::offer(publisher, offer, sku).ok_or_else(|| {
+            self.not_available(format!("'{publisher}:{offer}:{sku}' is not in the catalog"))
+        })?;
         let dir = self.offer_dir(o);
         let mut found = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -159,8 +246,9 @@ impl BaseCatalog {
     /// version, building one first when there is none (minutes: debootstrap
     /// from the mirror). Blocking; call from `spawn_blocking`.
     ///
-    /// Errors: unknown publisher/offer/sku (names the known ones), an exact
-    /// version that is not built (names the built ones), build failures.
+    /// Errors: an unknown publisher/offer/sku or one whose suite the mirror
+    /// does not serve (both name the available ones), an exact version that
+    /// is not built (names the built ones), build failures.
     pub fn resolve(
         &self,
         publisher: &str,
@@ -173,7 +261,19 @@ impl BaseCatalog {
             if let Some(b) = have.last() {
                 return Ok(b.clone());
             }
-            return self.build(Self::offer(publisher, offer, sku)?);
+            let Some(o) = Self::offer(publisher, offer, sku) else {
+                return Err(self
+                    .not_available(format!("'{publisher}:{offer}:{sku}' is not in the catalog")));
+            };
+            if self.served(o) == Served::No {
+                return Err(self.not_available(format!(
+                    "'{}' needs suite '{}', which the mirror {} does not serve",
+                    name(o),
+                    o.suite,
+                    self.mirror
+                )));
+            }
+            return self.build(o);
         }
         have.iter()
             .find(|b| b.version == version)

@@ -159,6 +159,9 @@ pub struct PlatformImage {
     pub sku: String,
     /// Versions built on this host, oldest first.
     pub versions: Vec<String>,
+    /// Whether a template can use it now: a version is built, or the
+    /// configured mirror serves its suite (`latest` builds today's version).
+    pub available: bool,
 }
 
 /// `PUT /vmImages/artifacts` (201): the upload's name for a template.
