@@ -236,6 +236,12 @@ async fn pet_view(
             .roles
             .insert(a.role, Value::Object(Map::new()));
     }
+    for (principal, roles) in &t.azure_user_roles {
+        let entry = users.entry(principal.clone()).or_default();
+        for r in roles {
+            entry.roles.insert(r.clone(), Value::Object(Map::new()));
+        }
+    }
     let creator = RoleMap {
         roles: t
             .creator_roles

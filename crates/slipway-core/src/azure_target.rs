@@ -96,6 +96,88 @@ impl ResourceGroup {
     }
 }
 
+/// The Role Assignments API version Slipway speaks.
+pub const ROLE_ASSIGNMENTS_API_VERSION: &str = "2022-04-01";
+
+impl ResourceGroup {
+    /// The URL of the role assignment giving `principal` (an Entra object
+    /// id) role definition `role` (a GUID) on this group. Its name is
+    /// derived from the group, principal and role, so assigning again is
+    /// the same request (ARM: `PUT {group}/providers/Microsoft.Authorization/
+    /// roleAssignments/{name}`).
+    pub fn role_assignment_url(&self, principal: &str, role: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(
+            format!(
+                "{}/{}/{}/{}",
+                self.subscription,
+                self.name,
+                principal.to_ascii_lowercase(),
+                role.to_ascii_lowercase()
+            )
+            .as_bytes(),
+        );
+        let x = hex::encode(&h[..16]);
+        let name = format!(
+            "{}-{}-{}-{}-{}",
+            &x[..8],
+            &x[8..12],
+            &x[12..16],
+            &x[16..20],
+            &x[20..32]
+        );
+        format!(
+            "{}/subscriptions/{}/resourcegroups/{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={ROLE_ASSIGNMENTS_API_VERSION}",
+            self.resource_manager,
+            crate::scrub::percent_encode(&self.subscription),
+            crate::scrub::percent_encode(&self.name)
+        )
+    }
+
+    /// The body of that request: the subscription's role definition and
+    /// the principal.
+    pub fn role_assignment_body(&self, principal: &str, role: &str) -> serde_json::Value {
+        serde_json::json!({"properties": {
+            "roleDefinitionId": format!("/subscriptions/{}/providers/Microsoft.Authorization/roleDefinitions/{role}", self.subscription),
+            "principalId": principal,
+        }})
+    }
+}
+
+/// The Azure role assignments a project environment type asks for on each
+/// environment's resource group (ADE `creatorRoleAssignment.roles` and
+/// `userRoleAssignments` keyed by role definition GUIDs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AzureRoleAssignments {
+    /// Role definition GUIDs the environment's creator gets.
+    pub creator: Vec<String>,
+    /// Entra object id → role definition GUIDs.
+    pub users: BTreeMap<String, Vec<String>>,
+}
+
+impl AzureRoleAssignments {
+    /// `(principal, role)` pairs for an environment created by `creator`,
+    /// and whether the creator's roles were left out because `creator` is
+    /// not an Entra object id (a GUID).
+    pub fn for_creator(&self, creator: &str) -> (Vec<(String, String)>, bool) {
+        let mut out = Vec::new();
+        let creator_is_oid = crate::names::is_guid(creator);
+        if creator_is_oid {
+            for r in &self.creator {
+                out.push((creator.to_string(), r.clone()));
+            }
+        }
+        for (principal, roles) in &self.users {
+            for r in roles {
+                if !out.contains(&(principal.clone(), r.clone())) {
+                    out.push((principal.clone(), r.clone()));
+                }
+            }
+        }
+        (out, !creator_is_oid && !self.creator.is_empty())
+    }
+}
+
 /// ADE's resource group name for an environment: `<project>-<environment>`.
 pub fn resource_group_name(project: &str, environment: &str) -> String {
     format!("{project}-{environment}")
@@ -138,6 +220,40 @@ pub fn arm_error(status: u16, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_assignments_are_named_by_group_principal_and_role_and_creators_need_an_object_id() {
+        let rg = ResourceGroup {
+            resource_manager: "https://arm".into(),
+            subscription: "s1".into(),
+            name: "demo-web".into(),
+        };
+        let a = rg.role_assignment_url("AAAA0000-0000-4000-8000-000000000001", "r1");
+        assert_eq!(
+            a,
+            rg.role_assignment_url("aaaa0000-0000-4000-8000-000000000001", "R1")
+        );
+        assert_ne!(
+            a,
+            rg.role_assignment_url("aaaa0000-0000-4000-8000-000000000002", "r1")
+        );
+        let name = a.rsplit('/').next().unwrap().split('?').next().unwrap();
+        assert!(crate::names::is_guid(name), "{a}");
+        let roles = AzureRoleAssignments {
+            creator: vec!["owner-guid".into()],
+            users: [("u-oid".to_string(), vec!["reader-guid".to_string()])].into(),
+        };
+        let oid = "cccccccc-0000-4000-8000-00000000000c";
+        let (with_creator, left_out) = roles.for_creator(oid);
+        assert_eq!(with_creator.len(), 2);
+        assert!(!left_out);
+        let (only_users, left_out) = roles.for_creator("alice");
+        assert_eq!(
+            only_users,
+            [("u-oid".to_string(), "reader-guid".to_string())]
+        );
+        assert!(left_out, "alice has no Entra object id");
+    }
     use serde_json::json;
 
     fn entra(extra: serde_json::Value) -> DeploymentIdentity {

@@ -44,6 +44,18 @@ pub fn validate_resource_name(kind: &'static str, value: &str) -> Result<(), Nam
 
 /// Checks an environment definition's display `name` (ADE catalog rule):
 /// 3–63 characters of alphanumerics, spaces and `~ ! , . ' ; : = - _ + ( ) * & $ @`.
+/// Whether `s` is a GUID: `8-4-4-4-12` hexadecimal digits (Entra object
+/// and client ids, Azure role definition names).
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// Whether `value` is a valid environment definition name.
 pub fn is_valid_definition_name(value: &str) -> bool {
     let len = value.chars().count();
     (3..=63).contains(&len)

@@ -22,11 +22,23 @@ fn invalid(message: String) -> EnvironmentError {
     EnvironmentError::InvalidProjectEnvironmentType(message)
 }
 
-fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> Result<Vec<Role>> {
-    roles
-        .keys()
-        .map(|r| Role::parse(r).map_err(|e| invalid(format!("property '{field}': {e}"))))
-        .collect()
+/// Splits a role map's keys into Slipway roles and Azure role definition
+/// GUIDs (lower-cased), which ADE's `creatorRoleAssignment` and
+/// `userRoleAssignments` name.
+fn parse_roles(field: &str, roles: &BTreeMap<String, Value>) -> Result<(Vec<Role>, Vec<String>)> {
+    let (mut slipway, mut azure) = (Vec::new(), Vec::new());
+    for r in roles.keys() {
+        if slipway_core::names::is_guid(r) {
+            azure.push(r.to_ascii_lowercase());
+        } else {
+            slipway.push(Role::parse(r).map_err(|e| {
+                invalid(format!(
+                    "property '{field}': {e} (or an Azure role definition GUID)"
+                ))
+            })?);
+        }
+    }
+    Ok((slipway, azure))
 }
 
 impl EnvironmentService {
@@ -65,15 +77,28 @@ impl EnvironmentService {
             return Err(EnvironmentError::InvalidStatus { status });
         }
         let creator_roles = match &request.creator_role_assignment {
-            Some(c) => parse_roles("creatorRoleAssignment.roles", &c.roles)?
-                .iter()
-                .map(|r| r.as_str().to_string())
-                .collect(),
+            Some(c) => {
+                let (slipway, azure) = parse_roles("creatorRoleAssignment.roles", &c.roles)?;
+                slipway
+                    .iter()
+                    .map(|r| r.as_str().to_string())
+                    .chain(azure)
+                    .collect()
+            }
             None => Vec::new(),
         };
         let mut user_roles = Vec::new();
+        let mut azure_user_roles = BTreeMap::new();
         for (user, roles) in request.user_role_assignments.iter().flatten() {
-            for role in parse_roles(&format!("userRoleAssignments.{user}.roles"), &roles.roles)? {
+            let field = format!("userRoleAssignments.{user}.roles");
+            let (slipway, azure) = parse_roles(&field, &roles.roles)?;
+            if !azure.is_empty() {
+                if !slipway_core::names::is_guid(user) {
+                    return Err(invalid(format!("property 'userRoleAssignments.{user}' gives Azure roles to '{user}': expected an Entra object id (a GUID)")));
+                }
+                azure_user_roles.insert(user.to_ascii_lowercase(), azure);
+            }
+            for role in slipway {
                 if !matches!(role, Role::User | Role::Reader) {
                     return Err(invalid(format!("property 'userRoleAssignments.{user}.roles' has '{role}': expected 'Deployment Environments User' or 'Deployment Environments Reader' at an environment type's scope")));
                 }
@@ -118,6 +143,15 @@ impl EnvironmentService {
             status,
             display_name: request.display_name,
             creator_roles,
+            azure_user_roles: match request.user_role_assignments {
+                Some(_) => azure_user_roles,
+                // Not given: the type keeps what it had.
+                None => store
+                    .get_project_environment_type(project, env_type)
+                    .await?
+                    .map(|t| t.azure_user_roles)
+                    .unwrap_or_default(),
+            },
             deployment_identity: request.deployment_identity,
             limits,
             runner_policy,

@@ -108,6 +108,7 @@ fn pet(status: &str, limits: PetLimits) -> ProjectEnvironmentType {
         status: status.into(),
         display_name: None,
         creator_roles: Vec::new(),
+        azure_user_roles: Default::default(),
         deployment_identity: None,
         limits,
         runner_policy: Default::default(),
@@ -422,6 +423,12 @@ async fn a_project_environment_type_is_checked_before_it_is_stored_and_replaces_
             json!({"runnerPolicy": {"maxPids": 3}}),
             "InvalidProjectEnvironmentType",
             "runnerPolicy.maxPids",
+        ),
+        // Azure roles (GUIDs) go to Entra object ids only.
+        (
+            json!({"userRoleAssignments": {"alice": {"roles": {"acdd72a7-3385-48ef-bd42-f606fba81ae7": {}}}}}),
+            "InvalidProjectEnvironmentType",
+            "expected an Entra object id",
         ),
     ] {
         let e = put(body.clone()).await.unwrap_err();

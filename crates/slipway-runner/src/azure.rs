@@ -99,6 +99,45 @@ impl ResourceGroups {
         }
     }
 
+    /// Gives each `(principal, role)` — an Entra object id and an Azure
+    /// role definition GUID — that role on `rg` (ADE's creator and user
+    /// role assignments). Assigning again is harmless: the assignment's
+    /// name is derived from the three, and ARM's `RoleAssignmentExists`
+    /// counts as done.
+    ///
+    /// Errors: [`ResourceGroupError`] naming the principal and role, with
+    /// ARM's `code: message`.
+    pub async fn assign_roles(
+        &self,
+        id: &DeploymentIdentity,
+        rg: &ResourceGroup,
+        assignments: &[(String, String)],
+    ) -> Result<(), ResourceGroupError> {
+        for (principal, role) in assignments {
+            let answer = self
+                .call(
+                    id,
+                    rg,
+                    "PUT",
+                    rg.role_assignment_url(principal, role),
+                    Some(rg.role_assignment_body(principal, role)),
+                )
+                .await?;
+            let reason = arm_error(answer.status, &answer.body);
+            match answer.status {
+                200 | 201 => {}
+                409 if reason.starts_with("RoleAssignmentExists") => {}
+                _ => {
+                    return Err(ResourceGroupError {
+                        name: rg.name.clone(),
+                        reason: format!("assigning role {role} to {principal}: {reason}"),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes `rg` and waits until ARM says it is gone (polling the
     /// `Location` of an accepted deletion as its `Retry-After` says, for
     /// at most [`DELETE_TIMEOUT`]). A group that does not exist is gone.

@@ -166,6 +166,7 @@ impl Scheduler {
             })?,
             _ => None,
         };
+        let azure_roles = pet.as_ref().map(|t| t.azure_roles()).unwrap_or_default();
         let sign_in = async {
             let Some(id) = identity.as_ref().filter(|id| id.mints_tokens()) else {
                 return Ok(());
@@ -180,6 +181,18 @@ impl Scheduler {
                     self.config
                         .resource_groups
                         .create(id, rg, &self.config.azure_location, &tags)
+                        .await?;
+                    let (assignments, creator_left_out) = azure_roles.for_creator(&e.owner);
+                    if creator_left_out {
+                        tracing::warn!(
+                            environment = %e.name,
+                            owner = %e.owner,
+                            "creator role assignments left out: the owner is not an Entra object id"
+                        );
+                    }
+                    self.config
+                        .resource_groups
+                        .assign_roles(id, rg, &assignments)
                         .await?;
                     Ok(())
                 }

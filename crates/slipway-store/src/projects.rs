@@ -24,8 +24,15 @@ pub struct ProjectEnvironmentType {
     /// Display name.
     pub display_name: Option<String>,
     /// Roles the creator of an environment gets on it (ADE
-    /// `creatorRoleAssignment.roles`), recorded and reported to runners' owners.
+    /// `creatorRoleAssignment.roles`): Slipway role names, recorded and
+    /// reported, and Azure role definition GUIDs, assigned on the
+    /// environment's resource group of an Azure target.
     pub creator_roles: Vec<String>,
+    /// Entra object id → Azure role definition GUIDs assigned on every
+    /// environment's resource group (ADE `userRoleAssignments` with GUID
+    /// roles).
+    #[serde(default)]
+    pub azure_user_roles: std::collections::BTreeMap<String, Vec<String>>,
     /// Name of the `deploymentIdentity` secret whose credentials the runners
     /// of this type receive; `None` = no credentials.
     pub deployment_identity: Option<String>,
@@ -35,7 +42,7 @@ pub struct ProjectEnvironmentType {
     pub runner_policy: slipway_core::isolation::RunnerPolicy,
 }
 
-const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy";
+const PET_COLUMNS: &str = "project, name, deployment_target_id, status, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy, azure_user_roles";
 
 fn pet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProjectEnvironmentType, StoreError> {
     Ok(ProjectEnvironmentType {
@@ -52,7 +59,25 @@ fn pet_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ProjectEnvironmentType, S
             max_environments_per_user: r.try_get("max_environments_per_user")?,
         },
         runner_policy: json_col("runner policy", r.try_get("runner_policy")?)?.unwrap_or_default(),
+        azure_user_roles: json_col("azure user roles", r.try_get("azure_user_roles")?)?
+            .unwrap_or_default(),
     })
+}
+
+impl ProjectEnvironmentType {
+    /// The Azure role assignments it asks for on each environment's
+    /// resource group: GUID creator roles and [`Self::azure_user_roles`].
+    pub fn azure_roles(&self) -> slipway_core::azure_target::AzureRoleAssignments {
+        slipway_core::azure_target::AzureRoleAssignments {
+            creator: self
+                .creator_roles
+                .iter()
+                .filter(|r| slipway_core::names::is_guid(r))
+                .cloned()
+                .collect(),
+            users: self.azure_user_roles.clone(),
+        }
+    }
 }
 
 impl Store {
@@ -151,12 +176,15 @@ impl Store {
             .then(|| serde_json::to_string(&t.runner_policy))
             .transpose()
             .map_err(|e| corrupt("runner policy", e))?;
-        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-            ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status, display_name = excluded.display_name, creator_roles = excluded.creator_roles, deployment_identity = excluded.deployment_identity, max_runtime_minutes = excluded.max_runtime_minutes, max_storage_mb = excluded.max_storage_mb, max_environments_per_user = excluded.max_environments_per_user, runner_policy = excluded.runner_policy")
+        let azure_users = serde_json::to_string(&t.azure_user_roles)
+            .map_err(|e| corrupt("azure user roles", e))?;
+        sqlx::query("INSERT INTO project_environment_types (project, name, deployment_target_id, status, created_at, display_name, creator_roles, deployment_identity, max_runtime_minutes, max_storage_mb, max_environments_per_user, runner_policy, azure_user_roles) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+            ON CONFLICT(project, name) DO UPDATE SET deployment_target_id = excluded.deployment_target_id, status = excluded.status, display_name = excluded.display_name, creator_roles = excluded.creator_roles, deployment_identity = excluded.deployment_identity, max_runtime_minutes = excluded.max_runtime_minutes, max_storage_mb = excluded.max_storage_mb, max_environments_per_user = excluded.max_environments_per_user, runner_policy = excluded.runner_policy, azure_user_roles = excluded.azure_user_roles")
             .bind(&t.project).bind(&t.name).bind(&t.deployment_target_id).bind(&t.status).bind(now_rfc3339())
             .bind(&t.display_name).bind(roles).bind(&t.deployment_identity)
             .bind(t.limits.max_runtime_minutes).bind(t.limits.max_storage_mb).bind(t.limits.max_environments_per_user)
             .bind(policy)
+            .bind(azure_users)
             .execute(&self.pool).await?;
         Ok(())
     }

@@ -70,7 +70,9 @@ pub struct PetLimits {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleMap {
-    /// Role names (`Deployment Environments User`, …) to `{}`.
+    /// Role names (`Deployment Environments User`, …) or Azure role
+    /// definition GUIDs (assigned on the resource group of an Azure target)
+    /// to `{}`.
     #[schema(value_type = BTreeMap<String, Object>)]
     pub roles: BTreeMap<String, Value>,
 }

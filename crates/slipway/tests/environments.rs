@@ -443,6 +443,13 @@ struct AzureLab {
     _tmp: tempfile::TempDir,
 }
 
+/// Azure's built-in Owner and Reader role definitions.
+const OWNER_ROLE: &str = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635";
+const READER_ROLE: &str = "acdd72a7-3385-48ef-bd42-f606fba81ae7";
+/// Entra object ids: a user given Reader by the type, an environment owner.
+const READER_OID: &str = "aaaaaaaa-0000-4000-8000-00000000000a";
+const OWNER_OID: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
+
 const ARM_TEMPLATE_SCHEMA: &str =
     "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
 
@@ -501,7 +508,11 @@ impl AzureLab {
         let (st, v, _) = s.call(
             "PUT",
             "/admin/projects/demo/environmentTypes/Dev",
-            Some(json!({"deploymentIdentity": "entra", "deploymentTargetId": "/subscriptions/11111111-2222-3333-4444-555555555555", "runnerPolicy": {"allowedCidrs": [host.cidr()]}})),
+            Some(json!({"deploymentIdentity": "entra", "deploymentTargetId": "/subscriptions/11111111-2222-3333-4444-555555555555", "runnerPolicy": {"allowedCidrs": [host.cidr()]},
+                // ADE's Azure role assignments on each environment's group:
+                // Owner for the creator, Reader for one more Entra user.
+                "creatorRoleAssignment": {"roles": {OWNER_ROLE: {}}},
+                "userRoleAssignments": {READER_OID: {"roles": {READER_ROLE: {}}}}})),
         );
         assert_eq!(st, 200, "{v}");
         let (st, v, _) = s.call(
@@ -699,6 +710,52 @@ fn an_arm_template_deploys_redeploys_and_deletes_on_the_predefined_arm_runner() 
     assert!(
         first[0]["body"].as_str().unwrap().contains("contoso"),
         "{first:?}"
+    );
+
+    // Issue 19 item 2: the type's Azure roles on the group. The Reader
+    // user's always; the creator's Owner only for an owner with an Entra
+    // object id (this one was made by the admin token's user).
+    let assigned = |group: &str| {
+        lab.requests(
+            "PUT",
+            &format!("/resourcegroups/{group}/providers/microsoft.authorization/roleassignments/"),
+        )
+    };
+    let roles = assigned("demo-web");
+    assert_eq!(roles.len(), 1, "{roles:?}");
+    let body = roles[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains(READER_OID)
+            && body.contains(&format!("/subscriptions/11111111-2222-3333-4444-555555555555/providers/Microsoft.Authorization/roleDefinitions/{READER_ROLE}")),
+        "{body}"
+    );
+    let role_at = seen.iter().position(|r| r == &roles[0]).unwrap();
+    assert!(group_put < role_at && role_at < deploy_at, "{seen:?}");
+    // An environment created for an Entra user: its owner gets Owner too.
+    let (st, v, loc) = lab.s.call(
+        "PUT",
+        &format!("/projects/demo/users/{OWNER_OID}/environments/owned"),
+        Some(json!({"environmentType": "Dev", "catalogName": "cat", "environmentDefinitionName": "WebApp", "parameters": {"siteName": "owned"}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let done = lab.s.wait_op(loc.unwrap().rsplit('/').next().unwrap());
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let roles: Vec<String> = assigned("demo-owned")
+        .iter()
+        .map(|r| r["body"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert!(
+        roles
+            .iter()
+            .any(|b| b.contains(OWNER_OID) && b.contains(OWNER_ROLE)),
+        "{roles:?}"
+    );
+    let pet = lab.s.get("/admin/projects/demo/environmentTypes/Dev");
+    assert!(
+        pet["creatorRoleAssignment"]["roles"][OWNER_ROLE].is_object()
+            && pet["userRoleAssignments"][READER_OID]["roles"][READER_ROLE].is_object(),
+        "{pet}"
     );
 
     // Redeploy with another name: the outputs follow.

@@ -660,7 +660,7 @@ fn check_secrets(secrets: &[TaskSecret]) -> Result<(), TaskFileError> {
             ));
         }
         if let Some(c) = s.client_id.as_deref().filter(|c| !c.is_empty()) {
-            if !is_uuid(c) {
+            if !crate::names::is_guid(c) {
                 return bad(format!(
                     "'clientID' is {:?}: expected a managed identity's client ID (a UUID)",
                     crate::echo::truncate(c)
@@ -669,16 +669,6 @@ fn check_secrets(secrets: &[TaskSecret]) -> Result<(), TaskFileError> {
         }
     }
     Ok(())
-}
-
-/// `8-4-4-4-12` hexadecimal digits.
-fn is_uuid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Adds `:latest` to an image reference with neither tag nor digest.

@@ -46,6 +46,8 @@ lock = threading.Lock()
 GROUP = re.compile(r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)$")
 STACK = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.resources/deploymentstacks/([^/]+)(/validate)?$")
+ROLE_ASSIGNMENT = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.authorization/roleassignments/([0-9a-f-]{36})$")
 DEPLOYMENT = re.compile(
     r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)(?:/providers/microsoft\.resources)?/deployments/([^/]+)(/validate|/operations)?$")
 
@@ -136,6 +138,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, {"value": [{"id": "/tenants/tenant-456", "tenantId": "tenant-456"}]})
         if lower.startswith("/operationresults/"):
             return self.operation_result(path.rsplit("/", 1)[1])
+        m = ROLE_ASSIGNMENT.match(lower)
+        if m:
+            return self.role_assignment(*m.groups(), query, body)
         m = STACK.match(lower)
         if m:
             return self.stack(*m.groups(), body)
@@ -206,6 +211,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 pending[name] = 1
             return self.answer(202, None, [("Location", self.location(name)), ("Retry-After", "0")])
         return self.error(405, "MethodNotAllowed", self.command)
+
+    def role_assignment(self, sub, group, name, query, body):
+        # Role Assignments 2022-04-01: PUT with {properties: {roleDefinitionId, principalId}}.
+        if "api-version=" not in query:
+            return self.error(400, "MissingApiVersionParameter", "api-version is required")
+        if self.command != "PUT":
+            return self.error(405, "MethodNotAllowed", self.command)
+        with lock:
+            if group not in groups:
+                return self.error(404, "ResourceGroupNotFound", "Resource group '%s' could not be found." % group)
+        props = json.loads(body)["properties"]
+        role = props["roleDefinitionId"]
+        if not re.match(r"^/subscriptions/%s/providers/Microsoft\.Authorization/roleDefinitions/[0-9a-f-]{36}$" % sub, role):
+            return self.error(400, "InvalidRoleDefinitionId", "The role definition ID '%s' is not valid." % role)
+        return self.answer(201, {"id": "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Authorization/roleAssignments/%s" % (sub, group, name),
+                                 "name": name, "type": "Microsoft.Authorization/roleAssignments", "properties": props})
 
     def deployment(self, sub, group, name, action, body):
         did = "/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Resources/deployments/%s" % (sub, group, name)
