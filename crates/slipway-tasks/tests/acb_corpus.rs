@@ -343,69 +343,13 @@ fn templating(t: &mut Tally) {
     }
 }
 
-/// graph/testdata/acb.yaml.
-const ACB_YAML: &str = r#"# root -> puller
-#      -> C -> B
-#      -> build-qux -> build-foo -> build-qaz
-#      -> build-bar
-stepTimeout: 600
-version: v1.0.0
-
-env:
-  - "foo=taskEnv"
-
-steps:
-  - id: puller
-    cmd: azure/images/docker pull ubuntu
-    entryPoint: someEntryPoint
-    env: [eric=foo, foo=bar]
-    exitedWithout: [0, 255]
-    workingDirectory: pullDir
-    retries: 5
-    retryDelay: 90
-    pull: true
-
-  - id: build-qux
-    cmd: 'azure/images/acr-builder build -f Dockerfile https://github.com/ehotinger/qux --cache-from=ubuntu'
-    when: ["-"]
-    detach: true
-    startDelay: 50
-
-  - id: C
-    cmd: blah
-    when: ["-"]
-    ports:
-      - "8000:8000"
-      - "8080:8080"
-    expose:
-      - "80"
-      - "81"
-    exitedWith: [0, 1, 2, 3, 4]
-    keep: true
-    isolation: default
-
-  - id: build-bar
-    cmd: azure/images/acr-builder build -f Dockerfile https://github.com/ehotinger/bar --cache-from=ubuntu
-    when: ["-"]
-
-  - id: B
-    when: [C]
-    cmd: azure/images/git clone https://github.com/ehotinger/clone
-    ignoreErrors: true
-    disableWorkingDirectoryOverride: true
-
-  - id: build-foo
-    cmd: azure/images/acr-builder build -f Dockerfile https://github.com/ehotinger/foo --cache-from=ubuntu
-    env: ["eric=foo"]
-    when: [build-qux]
-
-  - id: build-qaz
-    build: "-f Dockerfile https://github.com/ehotinger/qaz --cache-from=ubuntu"
-    privileged: true
-    user: root
-    network: "host"
-    repeat: 2
-"#;
+/// graph/testdata/acb.yaml: its header, then the same steps as
+/// preprocessing-stress.yaml's "Expected" ([`STRESS_EXPECTED_STEPS`]).
+fn acb_yaml() -> String {
+    format!(
+        "# root -> puller\n#      -> C -> B\n#      -> build-qux -> build-foo -> build-qaz\n#      -> build-bar\nstepTimeout: 600\nversion: v1.0.0\n\nenv:\n  - \"foo=taskEnv\"\n\nsteps:\n{STRESS_EXPECTED_STEPS}"
+    )
+}
 
 /// What acb's build-qaz asks for, granted as a DevCenter Admin would.
 fn qaz_grant() -> StepPermissions {
@@ -419,13 +363,13 @@ fn qaz_grant() -> StepPermissions {
 fn graph(t: &mut Tally, deviations: &mut Vec<String>) {
     // dag_test.go:TestDagCreation_ValidFile.
     let src = "graph/dag_test.go:TestDagCreation_ValidFile";
-    let refused = task_plan(&strip_comment_lines(ACB_YAML), &StepPermissions::default());
+    let refused = task_plan(&strip_comment_lines(&acb_yaml()), &StepPermissions::default());
     deviations.push(format!(
         "{src}: without a grant Slipway refuses build-qaz's privileged/host network: {}",
         refused.as_ref().err().cloned().unwrap_or_default()
     ));
     assert!(refused.is_err(), "build-qaz must need a grant");
-    let p = task_plan(&strip_comment_lines(ACB_YAML), &qaz_grant());
+    let p = task_plan(&strip_comment_lines(&acb_yaml()), &qaz_grant());
     t.row(src, p.is_ok(), p.as_ref().err());
     if let Ok(p) = p {
         let step = |id: &str| p.task.steps.iter().find(|s| s.id == id).unwrap();
