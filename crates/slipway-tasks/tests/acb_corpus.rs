@@ -363,7 +363,10 @@ fn qaz_grant() -> StepPermissions {
 fn graph(t: &mut Tally, deviations: &mut Vec<String>) {
     // dag_test.go:TestDagCreation_ValidFile.
     let src = "graph/dag_test.go:TestDagCreation_ValidFile";
-    let refused = task_plan(&strip_comment_lines(&acb_yaml()), &StepPermissions::default());
+    let refused = task_plan(
+        &strip_comment_lines(&acb_yaml()),
+        &StepPermissions::default(),
+    );
     deviations.push(format!(
         "{src}: without a grant Slipway refuses build-qaz's privileged/host network: {}",
         refused.as_ref().err().cloned().unwrap_or_default()

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::template::{arity, err, loose_eq, text, truthy, TemplateError};
+use super::template::{arity, err, eval_args, loose_eq, text, truthy, TemplateError};
 
 /// Sprig's `toInt64` (cast.ToInt64): numbers truncated, numeric strings
 /// parsed, anything else 0.
@@ -357,9 +357,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
             })
         }
         "urlquery" => Value::String(
-            args.iter()
-                .map(text)
-                .collect::<String>()
+            eval_args(args)
                 .bytes()
                 .map(|b| match b {
                     b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -371,9 +369,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
                 .collect(),
         ),
         "html" => Value::String(
-            args.iter()
-                .map(text)
-                .collect::<String>()
+            eval_args(args)
                 .chars()
                 .map(|c| match c {
                     '&' => "&amp;".into(),
@@ -387,9 +383,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
                 .collect(),
         ),
         "js" => Value::String(
-            args.iter()
-                .map(text)
-                .collect::<String>()
+            eval_args(args)
                 .chars()
                 .map(|c| match c {
                     '\\' => "\\\\".into(),

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::exec::{arity, print, strval, text, truthy};
+use super::exec::{arity, print, sprint, strval, text, truthy};
 use super::{err, TemplateError};
 
 /// Calls a template function. Go builtins: `and or not eq ne lt le gt ge
@@ -156,18 +156,9 @@ pub(super) fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, Te
             }
         }
         // fmt.Sprint: a space between operands when neither is a string.
-        "print" => {
-            let mut out = String::new();
-            for (i, a) in args.iter().enumerate() {
-                if i > 0 && !args[i - 1].is_string() && !a.is_string() {
-                    out.push(' ');
-                }
-                // fmt.Sprint: a nil (or a missing key under missingkey=zero,
-                // an interface{} zero value) prints `<nil>`.
-                out.push_str(&strval(a));
-            }
-            Value::String(out)
-        }
+        // fmt.Sprint: a nil (or a missing key under missingkey=zero, an
+        // interface{} zero value) prints `<nil>`.
+        "print" => Value::String(sprint(&args)),
         "println" => Value::String(format!(
             "{}\n",
             args.iter().map(strval).collect::<Vec<_>>().join(" ")

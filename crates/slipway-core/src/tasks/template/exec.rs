@@ -362,6 +362,32 @@ pub(in crate::tasks) fn arity(
     }
 }
 
+/// Go's `fmt.Sprint`: operands printed as [`strval`] does, a space between
+/// two operands when neither is a string.
+pub(in crate::tasks) fn sprint(args: &[Value]) -> String {
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 && !args[i - 1].is_string() && !a.is_string() {
+            out.push(' ');
+        }
+        out.push_str(&strval(a));
+    }
+    out
+}
+
+/// text/template's `evalArgs` (the text `html`, `js` and `urlquery`
+/// escape): [`sprint`] with a nil operand as the string `<no value>`.
+pub(in crate::tasks) fn eval_args(args: &[Value]) -> String {
+    let printable: Vec<Value> = args
+        .iter()
+        .map(|a| match a {
+            Value::Null => Value::String("<no value>".into()),
+            other => other.clone(),
+        })
+        .collect();
+    sprint(&printable)
+}
+
 /// Sprig v2.22's `strval` of a list element (`join`, `toStrings`): as
 /// printed, with nil as Go's `<nil>` (Sprig 3 drops nil elements instead).
 pub(in crate::tasks) fn strval(v: &Value) -> String {

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 pub(super) use builtins::loose_eq;
 use exec::exec;
-pub(super) use exec::{arity, strval, text, truthy};
+pub(super) use exec::{arity, eval_args, strval, text, truthy};
 use parse::{lex, parse_list};
 
 /// A template error: `(byte offset, message)` rendered as
