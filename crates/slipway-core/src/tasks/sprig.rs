@@ -125,6 +125,45 @@ fn clean_path(p: &str) -> String {
 /// lists and dicts (`first last rest initial has hasKey keys pick omit
 /// merge uniq sortAlpha until`), paths (`base dir ext clean`) and Go's
 /// escapers (`html js urlquery`). Integer math is int64 as in Sprig.
+/// Go's `json.Marshal` (`MarshalIndent` with two spaces when `pretty`) of a
+/// template value, as Sprig's `toJson`/`toPrettyJson` print it: times as
+/// RFC 3339 strings, versions as their text, and `<`, `>`, `&`, U+2028,
+/// U+2029 escaped as `\u003c`… (Go's HTML-safe encoding).
+pub(in crate::tasks) fn go_json(v: &Value, pretty: bool) -> String {
+    fn plain(v: &Value) -> Value {
+        if let Some(t) = super::sprig_dates::as_time(v) {
+            return Value::String(super::sprig_dates::format(
+                &t,
+                "2006-01-02T15:04:05.999999999Z07:00",
+            ));
+        }
+        if let Some(s) = v.get(super::semver::SEMVER_KEY).and_then(Value::as_str) {
+            return Value::String(s.to_string());
+        }
+        match v {
+            Value::Array(a) => Value::Array(a.iter().map(plain).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), plain(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let v = plain(v);
+    let text = if pretty {
+        serde_json::to_string_pretty(&v)
+    } else {
+        serde_json::to_string(&v)
+    }
+    .unwrap_or_default();
+    // These characters occur only inside JSON strings, so replacing them in
+    // the text escapes exactly Go's set.
+    text.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, TemplateError> {
     let n = args.len();
     let want = |k: usize| arity(name, k, n, off);
@@ -220,7 +259,7 @@ pub(super) fn call(name: &str, args: &[Value], off: usize) -> Result<Value, Temp
         }
         "toPrettyJson" => {
             want(1)?;
-            Value::String(serde_json::to_string_pretty(&args[0]).unwrap_or_default())
+            Value::String(go_json(&args[0], true))
         }
         "kindOf" => {
             want(1)?;

@@ -348,7 +348,7 @@ pub(super) fn call(name: &str, args: Vec<Value>, off: usize) -> Result<Value, Te
         }
         "toJson" => {
             want(1)?;
-            Value::String(args[0].to_string())
+            Value::String(crate::tasks::sprig::go_json(&args[0], false))
         }
         "toString" => {
             want(1)?;

@@ -368,6 +368,30 @@ mod tests {
     }
 
     #[test]
+    fn to_json_encodes_as_go_json_marshal_does() {
+        let data = json!({"v": {"html": "<b>&</b>", "n": 1}});
+        assert_eq!(
+            r("{{ toJson .v }}", data.clone()),
+            r#"{"html":"\u003cb\u003e\u0026\u003c/b\u003e","n":1}"#
+        );
+        assert_eq!(
+            r(
+                r#"{{ toDate "2006-01-02" "2017-12-31" | toJson }}"#,
+                json!({})
+            ),
+            r#""2017-12-31T00:00:00Z""#
+        );
+        assert_eq!(
+            r(r#"{{ semver "1.2.3-rc.1" | toJson }}"#, json!({})),
+            r#""1.2.3-rc.1""#
+        );
+        assert_eq!(
+            r("{{ toPrettyJson .v }}", data),
+            "{\n  \"html\": \"\\u003cb\\u003e\\u0026\\u003c/b\\u003e\",\n  \"n\": 1\n}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_problem() {
         let e = render("{{ nosuch .X }}", &json!({})).unwrap_err();
         assert!(e.message.contains("\"nosuch\" not defined"), "{e}");
