@@ -345,9 +345,12 @@ fn yaml11_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error>
     enum Raw {
         Bool(bool),
         Text(String),
+        /// `privileged:` with nothing after it: Go's zero value.
+        Null(()),
     }
     match Raw::deserialize(d)? {
         Raw::Bool(b) => Ok(b),
+        Raw::Null(()) => Ok(false),
         Raw::Text(t) => match t.as_str() {
             "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
                 Ok(true)
@@ -709,6 +712,11 @@ mod tests {
         // Quoted or not, YAML 1.1 spellings are booleans here (acb's fields are bools).
         let quoted = parse_task("steps:\n  - cmd: a\n    detach: 'no'\n").unwrap();
         assert!(!quoted.steps[0].detach);
+        // A key with nothing after it is Go's zero value, as in acb.
+        let empty =
+            parse_task("steps:\n  - cmd: a\n    privileged:\n    env:\n    timeout:\n").unwrap();
+        assert!(!empty.steps[0].privileged && empty.steps[0].env.is_empty());
+        assert_eq!(empty.steps[0].timeout, 0);
     }
 
     #[test]
