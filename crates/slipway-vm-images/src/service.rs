@@ -377,18 +377,27 @@ impl ImageService {
             .await;
         }
         let staging_left = (keep && staging.exists()).then_some(staging_s.as_str());
-        if let Err(e) = self
-            .store
-            .finish_image_run(
-                &id,
-                state,
-                &message,
-                &Value::Array(outputs.clone()),
-                staging_left,
-            )
-            .await
-        {
-            tracing::error!(run = %id, error = %e, "recording the end of a run");
+        // A run whose end is not recorded would stay Running until the next
+        // start's recovery: a failed write (a full disk, a busy database)
+        // is tried again before giving up.
+        for (attempt, pause) in [0u64, 500, 2000, 5000].into_iter().enumerate() {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match self
+                .store
+                .finish_image_run(
+                    &id,
+                    state,
+                    &message,
+                    &Value::Array(outputs.clone()),
+                    staging_left,
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(run = %id, attempt, error = %e, "recording the end of a run")
+                }
+            }
         }
         if matches!(state, RunState::Succeeded | RunState::PartiallySucceeded) {
             self.fire_triggers(&run, &outputs).await;
