@@ -45,7 +45,9 @@ impl EnvironmentService {
     /// Creates or replaces environment type `env_type` in `project`: the
     /// type exists at the dev center, `status` is `Enabled` (default) or
     /// `Disabled`, roles are known (users get only the data-plane roles at
-    /// the type's scope), the deployment identity names a
+    /// the type's scope) or Azure role definition GUIDs (assigned on each
+    /// environment's resource group; user keys are then Entra object ids),
+    /// the deployment identity names a
     /// `deploymentIdentity` secret, limits are positive, the runner policy
     /// is within bounds. `userRoleAssignments`, when given, replace the
     /// type's scope assignments.
