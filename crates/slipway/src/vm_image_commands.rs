@@ -35,6 +35,62 @@ pub enum VmImageCommand {
     /// Built base images that `PlatformImage` sources resolve to.
     #[command(after_help = "Example: slipway vm-image platform-images")]
     PlatformImages,
+    /// `SourceImage` triggers: rebuild a template when a newer version of
+    /// its source is stored (like `az image builder trigger`).
+    #[command(subcommand)]
+    Trigger(TriggerCommand),
+}
+
+/// `slipway vm-image trigger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TriggerCommand {
+    /// Create or replace a trigger on a template whose source is
+    /// `…/versions/latest` of a gallery image or a managed image.
+    #[command(
+        after_help = "Example: slipway vm-image trigger create --template web-app --name on-base"
+    )]
+    Create {
+        /// Image template.
+        #[arg(long)]
+        template: String,
+        /// Trigger name.
+        #[arg(long)]
+        name: String,
+        /// Trigger kind (AIB knows only `SourceImage`).
+        #[arg(long, default_value = "SourceImage")]
+        kind: String,
+    },
+    /// Show a trigger and what it last did.
+    #[command(
+        after_help = "Example: slipway vm-image trigger show --template web-app --name on-base"
+    )]
+    Show {
+        /// Image template.
+        #[arg(long)]
+        template: String,
+        /// Trigger name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List a template's triggers.
+    #[command(after_help = "Example: slipway vm-image trigger list --template web-app")]
+    List {
+        /// Image template.
+        #[arg(long)]
+        template: String,
+    },
+    /// Delete a trigger.
+    #[command(
+        after_help = "Example: slipway vm-image trigger delete --template web-app --name on-base"
+    )]
+    Delete {
+        /// Image template.
+        #[arg(long)]
+        template: String,
+        /// Trigger name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// `slipway vm-image template` subcommands.
@@ -162,6 +218,7 @@ pub fn run(
         VmImageCommand::Build(b) => build(client, &b),
         VmImageCommand::List => print_json(&client.get("/vmImages")?),
         VmImageCommand::PlatformImages => print_json(&client.get("/vmImages/platformImages")?),
+        VmImageCommand::Trigger(t) => trigger(client, output, t),
     }
 }
 
@@ -476,5 +533,37 @@ fn build(client: &ApiClient, b: &BuildArgs) -> anyhow::Result<ExitCode> {
     if !b.keep_template {
         client.send("DELETE", &format!("/imageTemplates/{name}"), None)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trigger(
+    client: &ApiClient,
+    output: OutputFormat,
+    cmd: TriggerCommand,
+) -> anyhow::Result<ExitCode> {
+    let path = |t: &str, n: &str| format!("/imageTemplates/{}/triggers/{}", escape(t), escape(n));
+    let v = match cmd {
+        TriggerCommand::Create {
+            template,
+            name,
+            kind,
+        } => client
+            .send(
+                "PUT",
+                &path(&template, &name),
+                Some(&json!({"properties": {"kind": kind}})),
+            )?
+            .json()?,
+        TriggerCommand::Show { template, name } => client.get(&path(&template, &name))?,
+        TriggerCommand::List { template } => {
+            client.get(&format!("/imageTemplates/{}/triggers", escape(&template)))?
+        }
+        TriggerCommand::Delete { template, name } => {
+            client.send("DELETE", &path(&template, &name), None)?;
+            println!("deleted trigger {name} of image template {template}");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    emit(output, &v, any_table);
     Ok(ExitCode::SUCCESS)
 }

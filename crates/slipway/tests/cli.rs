@@ -439,6 +439,68 @@ fn every_command_group_honours_the_output_format() {
     let doc: serde_json::Value = serde_yaml_ng::from_str(&out).unwrap();
     assert_eq!(doc["name"], "web", "{out}");
 
+    // Triggers: a template built FROM a gallery's latest version takes
+    // one; `web` (a platform source) is refused naming the property.
+    let (st, v, _) = s.call(
+        "PUT",
+        "/imageTemplates/app",
+        Some(serde_json::json!({"properties": {
+            "source": {"type": "SharedImageVersion", "imageVersionId": "/slipway/galleries/g/images/base/versions/latest"},
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (code, out, err) = s.cli(&[
+        "-o",
+        "json",
+        "vm-image",
+        "trigger",
+        "create",
+        "--template",
+        "app",
+        "--name",
+        "on-base",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["properties"]["kind"], "SourceImage", "{out}");
+    assert_eq!(doc["properties"]["status"]["code"], "Healthy", "{out}");
+    let (code, out, err) = s.cli(&["vm-image", "trigger", "list", "--template", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("on-base"), "{out}");
+    let (code, out, err) = s.cli(&[
+        "vm-image",
+        "trigger",
+        "create",
+        "--template",
+        "web",
+        "--name",
+        "t",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("properties.source"), "{err}");
+    let (code, out, err) = s.cli(&[
+        "vm-image",
+        "trigger",
+        "delete",
+        "--template",
+        "app",
+        "--name",
+        "on-base",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = s.cli(&[
+        "vm-image",
+        "trigger",
+        "show",
+        "--template",
+        "app",
+        "--name",
+        "on-base",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+
     let (code, out, err) = s.cli(&["-o", "table", "env", "list", "--project", "demo"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = s.cli(&["-o", "yaml", "env", "list", "--project", "demo"]);
