@@ -117,15 +117,9 @@ impl ResourceGroup {
             )
             .as_bytes(),
         );
-        let x = hex::encode(&h[..16]);
-        let name = format!(
-            "{}-{}-{}-{}-{}",
-            &x[..8],
-            &x[8..12],
-            &x[12..16],
-            &x[16..20],
-            &x[20..32]
-        );
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&h[..16]);
+        let name = uuid::Uuid::from_bytes(bytes).hyphenated();
         format!(
             "{}/subscriptions/{}/resourcegroups/{}/providers/Microsoft.Authorization/roleAssignments/{name}?api-version={ROLE_ASSIGNMENTS_API_VERSION}",
             self.resource_manager,

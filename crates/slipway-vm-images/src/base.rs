@@ -136,12 +136,18 @@ impl BaseCatalog {
         }
     }
 
-    fn offer(publisher: &str, offer: &str, sku: &str) -> Option<&'static Offer> {
-        OFFERS.iter().find(|o| {
-            o.publisher.eq_ignore_ascii_case(publisher)
-                && o.offer.eq_ignore_ascii_case(offer)
-                && o.sku.eq_ignore_ascii_case(sku)
-        })
+    /// The catalog's offer; an unknown one is refused naming the available.
+    fn offer(&self, publisher: &str, offer: &str, sku: &str) -> Result<&'static Offer, BuildError> {
+        OFFERS
+            .iter()
+            .find(|o| {
+                o.publisher.eq_ignore_ascii_case(publisher)
+                    && o.offer.eq_ignore_ascii_case(offer)
+                    && o.sku.eq_ignore_ascii_case(sku)
+            })
+            .ok_or_else(|| {
+                self.not_available(format!("'{publisher}:{offer}:{sku}' is not in the catalog"))
+            })
     }
 
     /// Whether the mirror serves `o`'s suite, asked at most every
@@ -213,9 +219,7 @@ impl BaseCatalog {
         offer: &str,
         sku: &str,
     ) -> Result<Vec<BaseImage>, BuildError> {
-        let o = Self::offer(publisher, offer, sku).ok_or_else(|| {
-            self.not_available(format!("'{publisher}:{offer}:{sku}' is not in the catalog"))
-        })?;
+        let o = self.offer(publisher, offer, sku)?;
         let dir = self.offer_dir(o);
         let mut found = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
@@ -261,10 +265,7 @@ impl BaseCatalog {
             if let Some(b) = have.last() {
                 return Ok(b.clone());
             }
-            let Some(o) = Self::offer(publisher, offer, sku) else {
-                return Err(self
-                    .not_available(format!("'{publisher}:{offer}:{sku}' is not in the catalog")));
-            };
+            let o = self.offer(publisher, offer, sku)?;
             if self.served(o) == Served::No {
                 return Err(self.not_available(format!(
                     "'{}' needs suite '{}', which the mirror {} does not serve",

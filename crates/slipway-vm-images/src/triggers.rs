@@ -10,13 +10,9 @@ use slipway_core::images::template::{self, ValidationFailed};
 use slipway_core::images::trigger::{
     extend_chain, parse_trigger_request, tracked_source, TriggerProperties, TriggerStatus,
 };
-use slipway_store::{ImageRunRecord, StoreError};
+use slipway_store::{now_rfc3339 as now, ImageRunRecord, StoreError};
 
 use crate::{ImageError, ImageService};
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 fn stored(doc: Value) -> Result<TriggerProperties, ImageError> {
     serde_json::from_value(doc).map_err(|e| {

@@ -158,6 +158,8 @@ pub fn extend_chain(chain: &[String], template: &str) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn triggered_runs_never_loop() {
         let a = extend_chain(&["A".to_string()], "B").unwrap();
@@ -166,8 +168,6 @@ mod tests {
         assert_eq!(extend_chain(&a, "B"), None, "nor B itself");
         assert_eq!(extend_chain(&a, "C").unwrap(), ["A", "B", "C"]);
     }
-
-    use super::*;
 
     #[test]
     fn only_sources_with_newer_versions_can_be_followed() {
