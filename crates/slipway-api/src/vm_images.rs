@@ -10,7 +10,7 @@
 //! | `GET /imageTemplates/{t}/runs`, `/runs/{r}`, `/runs/{r}/log?offset=N` | runs newest first; the run's `customization.log` from byte N (header `X-Slipway-Run-Status`: the run state) |
 //! | `GET /imageTemplates/{t}/runOutputs`, `/runOutputs/{o}`, `/runOutputs/{o}/content` | AIB run outputs (`artifactId` / `artifactUri`, `sha256`); the artifact's bytes |
 //! | `PUT /imageTemplates/{t}/triggers/{name}` | `{"properties": {"kind": "SourceImage"}}` → 201 new / 200 replaced; 400 when the template's source has no newer versions to follow |
-//! | `GET /imageTemplates/{t}/triggers`, `GET`/`DELETE …/triggers/{name}` | triggers with `properties.status {code, message, time}`: what each last did (`Started run r7 for new source image …`) |
+//! | `GET /imageTemplates/{t}/triggers`, `GET`/`DELETE …/triggers/{name}` | triggers with `properties.status {code, message, time}`: what each last did (`Started run r7 for new source image …`, `… for new platform image version …`) |
 //! | `PUT /vmImages/artifacts` | a build-artifacts archive, at most 1 GiB → 201 `{uri: "upload:<sha256>"}` for a `File` customizer's `sourceUri` |
 //! | `GET /vmImages` | the image store (managed images, gallery image versions) |
 //! | `GET /vmImages/platformImages` | built base images (`publisher`, `offer`, `sku`, `version`) |
@@ -239,7 +239,9 @@ fn trigger_view(
 }
 
 /// Creates or replaces a `SourceImage` trigger: the template is rebuilt
-/// when a run stores a newer version of its source.
+/// when a run stores a newer version of its source (a gallery
+/// definition's `versions/latest`, a managed image), or when the base-image
+/// catalog gains a newer version of its `PlatformImage` (`latest`).
 #[utoipa::path(put, path = "/imageTemplates/{t}/triggers/{name}", tag = "vmImages", params(("t" = String, Path, description = "Image template"), ("name" = String, Path, description = "Trigger")), request_body(content = Object, description = "`{\"properties\": {\"kind\": \"SourceImage\"}}`"), responses((status = "2XX", description = "The trigger", body = ImageTemplateTrigger), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn put_trigger(
     State(state): State<AppState>,

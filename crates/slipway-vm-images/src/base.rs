@@ -120,6 +120,8 @@ pub struct BaseCatalog {
     served: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<&'static str, (Served, std::time::Instant)>>,
     >,
+    /// Signalled after every version this process builds.
+    built: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn name(o: &Offer) -> String {
@@ -133,7 +135,34 @@ impl BaseCatalog {
             dir: dir.into(),
             mirror: mirror.into(),
             served: Default::default(),
+            built: Default::default(),
         }
+    }
+
+    /// Signalled (one stored permit) after this process builds a version;
+    /// versions other processes sharing the folder build are only seen by
+    /// listing [`BaseCatalog::versions`].
+    pub fn built(&self) -> &tokio::sync::Notify {
+        &self.built
+    }
+
+    /// The offers built on this host whose newest version was built more
+    /// than `max_age_days` days before `today` (its version's last field,
+    /// `yyyymmdd`): due for a refresh from the mirror. Blocking.
+    pub fn stale(&self, max_age_days: u32, today: chrono::NaiveDate) -> Vec<&'static Offer> {
+        OFFERS
+            .iter()
+            .filter(|o| {
+                let newest = self
+                    .versions(o.publisher, o.offer, o.sku)
+                    .ok()
+                    .and_then(|v| v.last().cloned());
+                newest.is_some_and(|b| {
+                    built_on(&b.version)
+                        .is_none_or(|d| (today - d).num_days() > i64::from(max_age_days))
+                })
+            })
+            .collect()
     }
 
     /// The catalog's offer; an unknown one is refused naming the available.
@@ -407,11 +436,19 @@ impl BaseCatalog {
         }
         std::fs::rename(&vdir, &dest).map_err(BuildError::io(dest.display().to_string()))?;
         tracing::info!(version = %version, "base image built");
+        self.built.notify_one();
         Ok(BaseImage {
             path: dest.join("disk.raw"),
             ..image
         })
     }
+}
+
+/// The day a base image version was built: its last field, `yyyymmdd`
+/// (`12.15.20261121` → 2026-11-21); `None` for other versions.
+pub fn built_on(version: &str) -> Option<chrono::NaiveDate> {
+    let day = version.rsplit('.').next()?;
+    chrono::NaiveDate::parse_from_str(day, "%Y%m%d").ok()
 }
 
 fn tail(s: &str, n: usize) -> &str {

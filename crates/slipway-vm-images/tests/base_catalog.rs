@@ -78,3 +78,42 @@ fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them(
     let both = BaseCatalog::new(dir.path(), mirror(&["bookworm", "trixie"]));
     assert_eq!(both.available().len(), 2);
 }
+
+/// Places a built version of `offer` in the catalog folder, as a build
+/// leaves it (`disk.raw` and `image.json` of the current recipe).
+fn place_version(dir: &std::path::Path, offer: &str, sku: &str, version: &str) {
+    let vdir = dir.join("Debian").join(offer).join(sku).join(version);
+    std::fs::create_dir_all(&vdir).unwrap();
+    std::fs::write(vdir.join("disk.raw"), b"").unwrap();
+    let meta = serde_json::json!({
+        "publisher": "Debian", "offer": offer, "sku": sku, "version": version,
+        "path": "", "recipe": slipway_vm_images::base::RECIPE,
+    });
+    std::fs::write(vdir.join("image.json"), meta.to_string()).unwrap();
+}
+
+#[test]
+fn offers_whose_newest_version_is_older_than_the_max_age_are_due_for_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = BaseCatalog::new(dir.path(), mirror(&["bookworm", "trixie"]));
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    assert!(
+        catalog.stale(7, today).is_empty(),
+        "nothing built, nothing due"
+    );
+    place_version(dir.path(), "debian-12", "12", "12.11.20261101");
+    place_version(dir.path(), "debian-12", "12", "12.12.20261126");
+    place_version(dir.path(), "debian-13", "13", "13.1.20261120");
+    let due: Vec<&str> = catalog.stale(7, today).iter().map(|o| o.offer).collect();
+    assert_eq!(due, ["debian-13"], "debian-12's newest is 7 days old");
+    let due: Vec<&str> = catalog.stale(6, today).iter().map(|o| o.offer).collect();
+    assert_eq!(due, ["debian-12", "debian-13"]);
+    let newest = catalog
+        .resolve("Debian", "debian-12", "12", "latest")
+        .unwrap();
+    assert_eq!(newest.version, "12.12.20261126");
+    assert_eq!(
+        slipway_vm_images::base::built_on(&newest.version),
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
+    );
+}

@@ -100,6 +100,12 @@ pub struct ServeArgs {
         default_value = "http://deb.debian.org/debian"
     )]
     pub debian_mirror: String,
+    /// A base image built on this host whose newest version is older than
+    /// this many days is rebuilt from the mirror (a newer `PlatformImage`
+    /// version, which starts the runs of templates whose `SourceImage`
+    /// trigger follows it); 0 never refreshes.
+    #[arg(long, env = "SLIPWAY_BASE_IMAGE_MAX_AGE_DAYS", default_value_t = 30)]
+    pub base_image_max_age_days: u32,
     /// VM image builds at once.
     #[arg(long, default_value_t = 2)]
     pub max_concurrent_image_builds: usize,
@@ -344,6 +350,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     images.recover().await.context("recovering VM image runs")?;
+    images.spawn_platform_image_watch(args.base_image_max_age_days);
     let environments = Arc::new(slipway_environments::EnvironmentService::new(
         store.clone(),
         RunnerImages {

@@ -440,7 +440,7 @@ fn every_command_group_honours_the_output_format() {
     assert_eq!(doc["name"], "web", "{out}");
 
     // Triggers: a template built FROM a gallery's latest version takes
-    // one; `web` (a platform source) is refused naming the property.
+    // one, and so does `web` (a platform image's latest version).
     let (st, v, _) = s.call(
         "PUT",
         "/imageTemplates/app",
@@ -469,6 +469,8 @@ fn every_command_group_honours_the_output_format() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("on-base"), "{out}");
     let (code, out, err) = s.cli(&[
+        "-o",
+        "json",
         "vm-image",
         "trigger",
         "create",
@@ -477,8 +479,21 @@ fn every_command_group_honours_the_output_format() {
         "--name",
         "t",
     ]);
-    assert_ne!(code, 0, "{out}");
-    assert!(err.contains("properties.source"), "{err}");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Following platform image 'Debian:debian-12:12' (latest)"),
+        "{out}"
+    );
+    let (code, out, err) = s.cli(&[
+        "vm-image",
+        "trigger",
+        "delete",
+        "--template",
+        "web",
+        "--name",
+        "t",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = s.cli(&[
         "vm-image",
         "trigger",

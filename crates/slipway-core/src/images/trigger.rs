@@ -77,13 +77,46 @@ pub enum TrackedSource {
         /// Image name.
         name: String,
     },
+    /// New versions of a base image in the platform-image catalog (the
+    /// source names version `latest`).
+    Platform {
+        /// `Debian`.
+        publisher: String,
+        /// `debian-12`.
+        offer: String,
+        /// `12`.
+        sku: String,
+    },
+}
+
+impl std::fmt::Display for TrackedSource {
+    /// How status messages name the followed source: `gallery image
+    /// 'g/d' (versions/latest)`, `managed image 'n'`, `platform image
+    /// 'Debian:debian-12:12' (latest)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrackedSource::Gallery {
+                gallery,
+                definition,
+            } => write!(
+                f,
+                "gallery image '{gallery}/{definition}' (versions/latest)"
+            ),
+            TrackedSource::Managed { name } => write!(f, "managed image '{name}'"),
+            TrackedSource::Platform {
+                publisher,
+                offer,
+                sku,
+            } => write!(f, "platform image '{publisher}:{offer}:{sku}' (latest)"),
+        }
+    }
 }
 
 /// The source a trigger on a template with `source` follows.
 ///
 /// Errors: [`ValidationFailed`] on `properties.source` when the source has
-/// no newer versions to follow: a gallery version other than `latest`, a
-/// platform image or a disk file.
+/// no newer versions to follow: a gallery or platform image version other
+/// than `latest`, or a disk file.
 pub fn tracked_source(source: &Source) -> Result<TrackedSource, ValidationFailed> {
     let refuse = |detail: String| ValidationFailed {
         path: "properties.source".into(),
@@ -111,8 +144,27 @@ pub fn tracked_source(source: &Source) -> Result<TrackedSource, ValidationFailed
                 _ => Err(refuse(format!("'{image_id}' is not a managed image id"))),
             }
         }
+        Source::PlatformImage {
+            publisher,
+            offer,
+            sku,
+            version,
+            ..
+        } => {
+            if version.eq_ignore_ascii_case("latest") {
+                Ok(TrackedSource::Platform {
+                    publisher: publisher.clone(),
+                    offer: offer.clone(),
+                    sku: sku.clone(),
+                })
+            } else {
+                Err(refuse(format!(
+                    "a SourceImage trigger follows version 'latest' of a PlatformImage; '{version}' names one version, which never changes"
+                )))
+            }
+        }
         other => Err(refuse(format!(
-            "a SourceImage trigger needs a SharedImageVersion (…/versions/latest) or ManagedImage source, not {}",
+            "a SourceImage trigger needs a SharedImageVersion (…/versions/latest), ManagedImage or PlatformImage (version latest) source, not {}",
             serde_json::to_value(other)
                 .ok()
                 .and_then(|v| v["type"].as_str().map(str::to_string))
@@ -140,6 +192,13 @@ impl TrackedSource {
             (TrackedSource::Managed { name }, Ok(ImageRef::Managed { name: n })) => *name == n,
             _ => false,
         }
+    }
+
+    /// Whether this follows platform image `publisher:offer:sku` (compared
+    /// as the catalog does, ignoring ASCII case).
+    pub fn follows_platform(&self, publisher: &str, offer: &str, sku: &str) -> bool {
+        matches!(self, TrackedSource::Platform { publisher: p, offer: o, sku: s }
+            if p.eq_ignore_ascii_case(publisher) && o.eq_ignore_ascii_case(offer) && s.eq_ignore_ascii_case(sku))
     }
 }
 
@@ -188,6 +247,27 @@ mod tests {
         })
         .unwrap();
         assert!(m.follows("/slipway/images/base", false));
+        assert_eq!(m.to_string(), "managed image 'base'");
+        let platform = |v: &str| Source::PlatformImage {
+            publisher: "Debian".into(),
+            offer: "debian-12".into(),
+            sku: "12".into(),
+            version: v.into(),
+            plan_info: None,
+        };
+        let p = tracked_source(&platform("Latest")).unwrap();
+        assert!(p.follows_platform("debian", "DEBIAN-12", "12"));
+        assert!(!p.follows_platform("Debian", "debian-13", "13"));
+        assert!(!p.follows("/slipway/images/base", false));
+        assert_eq!(
+            p.to_string(),
+            "platform image 'Debian:debian-12:12' (latest)"
+        );
+        let e = tracked_source(&platform("12.12.20261203")).unwrap_err();
+        assert!(
+            e.to_string().contains("'12.12.20261203' names one version"),
+            "{e}"
+        );
         assert_eq!(
             parse_trigger_request(r#"{"properties":{"kind":"SourceImage"}}"#).unwrap(),
             "SourceImage"
