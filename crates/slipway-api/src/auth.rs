@@ -1,7 +1,7 @@
 //! Authentication, authorization and the audit trail of requests.
 //!
-//! Every request outside `/runner/v1` (per-operation tokens), `/healthz` and `/openapi.json`
-//! carries `Authorization: Bearer slw_…` (an API token, see
+//! Every request to the main listener but `/healthz`, `/openapi.json`, the
+//! registry's notifications and source webhooks carries `Authorization: Bearer slw_…` (an API token, see
 //! `slipway_store::Store::create_token`). [`authenticate`] resolves it to a
 //! [`Caller`] — the user and every role they hold — or answers 401
 //! `Unauthorized`. Handlers then ask [`Caller::require`] for the
@@ -117,7 +117,6 @@ fn unauthenticated(path: &str) -> bool {
     // signature, checked by their handlers.
     path == "/healthz"
         || path == "/openapi.json"
-        || path.starts_with("/runner/")
         || path == "/registry/events"
         || path.starts_with("/imageTasks/webhooks/")
 }

@@ -1,6 +1,8 @@
 //! Slipway HTTP server.
 //!
-//! Three route groups on one listener (127.0.0.1 by default):
+//! The control plane's route groups share one listener (127.0.0.1 by
+//! default); the runner API is never served there, only on each running
+//! operation's own address ([`RunnerApiServer`]):
 //! - [`data_plane`]: ADE data-plane paths (`/projects/{p}/users/{u}/environments/{e}`…,
 //!   reference `ade.md` §5.1). `api-version` is accepted and ignored.
 //! - [`admin`]: Slipway's minimal control plane under `/admin` (projects,
@@ -9,7 +11,10 @@
 //! - [`image_tasks`]: container image tasks (quick builds, task runs, the
 //!   embedded registry's notifications).
 //! - [`runner_api`]: the runner protocol under `/runner/v1` (see
-//!   `slipway_core::protocol`), authorised by per-operation tokens.
+//!   `slipway_core::protocol`), authorised by per-operation tokens and
+//!   served by [`RunnerApiServer`] on the operation's network only (the
+//!   main listener does not route `/runner/v1/…`, so a proxy in front of
+//!   it never exposes the operation-token routes or the IMDS-shaped path).
 //!
 //! Every route but `/healthz` and the runner API needs an API token; see
 //! [`auth`] for authentication, authorization and the audit trail.
@@ -85,8 +90,9 @@ pub struct AppState {
     pub identity_tokens: Arc<slipway_runner::identity::TokenBroker>,
 }
 
-/// Every route group, in one table.
-fn all_routes(max_storage_bytes: u64) -> Routes {
+/// The control plane's route groups, in one table (the runner API is
+/// served apart, per operation: [`RunnerApiServer`]).
+fn control_plane_routes() -> Routes {
     Routes::new()
         .route("/healthz", axum::routing::get(openapi::healthz))
         .merge(openapi::routes())
@@ -95,12 +101,11 @@ fn all_routes(max_storage_bytes: u64) -> Routes {
         .merge(catalogs::routes())
         .merge(image_tasks::routes())
         .merge(vm_images::routes())
-        .merge(runner_api::routes(max_storage_bytes))
 }
 
-/// Builds the router with every route group.
+/// Builds the main listener's router: every control-plane route group.
 pub fn router(state: AppState) -> Router {
-    let (routes, _) = all_routes(state.config.max_storage_bytes).into_parts();
+    let (routes, _) = control_plane_routes().into_parts();
     routes
         .fallback(|| async { ApiError::not_found("NotFound", "no such route") })
         .layer(axum::middleware::map_response(errors_as_cloud_errors))
@@ -111,10 +116,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The path templates the server serves (axum's `{name}` form), in
-/// registration order: what a test checks against [`openapi::document`].
+/// The path templates the main listener serves (axum's `{name}` form), in
+/// registration order: with [`runner_route_paths`], what a test checks
+/// against [`openapi::document`].
 pub fn route_paths() -> Vec<String> {
-    all_routes(0).into_parts().1
+    control_plane_routes().into_parts().1
+}
+
+/// The path templates of the runner API, served only on each operation's
+/// own address by [`RunnerApiServer`].
+pub fn runner_route_paths() -> Vec<String> {
+    runner_api::routes(0).into_parts().1
 }
 
 /// An API error rendered as ADE `CloudError`.

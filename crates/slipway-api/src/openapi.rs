@@ -23,7 +23,7 @@ use crate::routing::Routes;
 #[openapi(
     info(
         title = "Slipway",
-        description = "Deployment environments (the ADE data plane and runner API), container image tasks and VM image templates. Every route but `/healthz`, `/openapi.json`, the runner API (per-operation tokens) and the webhooks needs `Authorization: Bearer <API token>`. Errors are ADE `CloudError` JSON."
+        description = "Deployment environments (the ADE data plane and runner API), container image tasks and VM image templates. Every route but `/healthz`, `/openapi.json`, the runner API and the webhooks needs `Authorization: Bearer <API token>`. The runner API (`/runner/v1`, per-operation tokens) is served only on each running operation's own address (`ADE_HTTP__ENDPOINT` inside its runner), never on this listener. Errors are ADE `CloudError` JSON."
     ),
     paths(
         healthz,

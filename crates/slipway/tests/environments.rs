@@ -238,6 +238,7 @@ fn runner_token_only_works_for_its_own_running_operation() {
     let deploy = r#"#!/bin/bash
 set -e
 echo "token=$ADE_HTTP__TOKEN"
+echo "endpoint=$ADE_HTTP__ENDPOINT"
 until ade files list | grep -q '"go"'; do sleep 0.2; done
 echo released
 "#;
@@ -247,17 +248,40 @@ echo released
     let (_, _, a) = s.put_env("env-a", "git", "Waiter", json!({}));
     let (_, _, b) = s.put_env("env-b", "git", "Waiter", json!({}));
     let (a, b) = (a.unwrap(), b.unwrap());
-    let token_of = |env: &str, op: &str| {
-        let log = s.wait_log(env, op, |l| l.contains("token="));
-        log.lines()
-            .find_map(|l| l.strip_prefix("token="))
-            .unwrap()
-            .trim()
-            .to_string()
+    // Each runner's token and its own runner API address.
+    let printed = |env: &str, op: &str| {
+        let log = s.wait_log(env, op, |l| l.contains("endpoint="));
+        let line = |key: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        (line("token="), line("endpoint="))
     };
-    let (ta, tb) = (token_of("env-a", &a), token_of("env-b", &b));
+    let ((ta, ea), (tb, eb)) = (printed("env-a", &a), printed("env-b", &b));
+    let endpoint = |op: &str| if *op == a { ea.clone() } else { eb.clone() };
     let auth = |t: &str| format!("Bearer {t}");
-    let runner = |op: &str, rest: &str| format!("/runner/v1/operations/{op}/{rest}");
+    let runner = |op: &str, rest: &str| format!("{}/operations/{op}/{rest}", endpoint(op));
+
+    // The main listener serves no runner API, not even with the
+    // operation's own token.
+    let (st, v, _) = s.call_with(
+        "GET",
+        &format!("/runner/v1/operations/{a}/files"),
+        None,
+        &[("Authorization", &auth(&ta))],
+    );
+    assert_eq!(st, 401, "{v}");
+    // An operation's address serves only that operation.
+    let (st, v, _) = s.call_with(
+        "GET",
+        &format!("{ea}/operations/{b}/files"),
+        None,
+        &[("Authorization", &auth(&tb))],
+    );
+    assert_eq!(st, 404, "{v}");
 
     // Its own operation: allowed.
     let (st, v, _) = s.call_with(
@@ -304,14 +328,20 @@ echo released
     }
     assert_eq!(s.wait_op(&a)["status"], "Succeeded");
     assert_eq!(s.wait_op(&b)["status"], "Succeeded");
-    // Once the operation has ended, its token is dead.
-    let (st, _, _) = s.call_with(
-        "GET",
-        &runner(&a, "files"),
-        None,
-        &[("Authorization", &auth(&ta))],
+    // Once the operation has ended, its token is dead (403) or its address
+    // already gone.
+    let ended = ureq::get(&runner(&a, "files"))
+        .set("Authorization", &auth(&ta))
+        .timeout(std::time::Duration::from_secs(5))
+        .call();
+    assert!(
+        matches!(
+            ended,
+            Err(ureq::Error::Transport(_) | ureq::Error::Status(403, _))
+        ),
+        "{:?}",
+        ended.map(|r| r.status())
     );
-    assert_eq!(st, 403);
 }
 
 #[test]

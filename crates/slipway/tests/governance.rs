@@ -690,6 +690,9 @@ arm=$(ask https://management.azure.com/)
 again=$(ask https://management.azure.com/)
 vault=$(ask https://vault.azure.net)
 echo "arm answer: $arm"
+wrong=$(curl -sS -H "X-IDENTITY-HEADER: not-this-operations-token" -H "Metadata: true" \
+  "$IDENTITY_ENDPOINT?api-version=2019-08-01&resource=https://management.azure.com/")
+echo "wrong header answer: $wrong"
 env | rev
 jq -n --argjson arm "$arm" --argjson again "$again" --argjson vault "$vault" '{outputs: {
   arm: {type: "string", value: $arm.access_token},
@@ -810,14 +813,13 @@ done
         idp.seen()
     );
     // The endpoint answers only its own operation's token, in App Service's shape.
-    let (st, v, _) = s.call_with(
-        "GET",
-        &format!("/runner/v1/operations/{op}/msi/token?api-version=2019-08-01&resource=https://management.azure.com/"),
-        None,
-        &[("X-IDENTITY-HEADER", dana.as_str())],
-    );
-    assert_eq!(st, 403, "{v}");
-    assert_eq!(v["statusCode"], 403, "{v}");
+    let wrong: serde_json::Value = serde_json::from_str(
+        log.lines()
+            .find_map(|l| l.strip_prefix("wrong header answer: "))
+            .unwrap_or_else(|| panic!("{log}")),
+    )
+    .unwrap();
+    assert_eq!(wrong["statusCode"], 403, "{wrong}");
 
     // A rejected identity: Failed with ADE's code and the provider's words,
     // although the runner's own loop would retry forever.

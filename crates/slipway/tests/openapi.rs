@@ -1,5 +1,7 @@
 //! The OpenAPI document and the router agree: every (method, path) the
-//! server routes is documented, and every documented operation is routed.
+//! server routes is documented, and every documented operation is routed
+//! (the runner API's on each operation's own address, never on the main
+//! listener).
 //! The router is walked for real: each registered path template is filled
 //! with placeholder names and probed with every method as the admin; axum
 //! answers 405 for a method the path does not route.
@@ -74,6 +76,35 @@ fn every_routed_operation_is_documented_and_every_documented_one_is_routed() {
             }
         }
     }
+
+    // The runner API is documented but served only on each running
+    // operation's own address: the main listener routes none of it (not
+    // even for the admin), and every documented runner path is one the
+    // runner API serves.
+    let runner_paths: BTreeSet<String> = slipway_api::runner_route_paths()
+        .iter()
+        .map(|p| shape(p))
+        .collect();
+    assert!(runner_paths.len() >= 8, "{runner_paths:?}");
+    for template in slipway_api::runner_route_paths() {
+        for method in METHODS {
+            let (status, body, _) = s.call(method, &probe_path(&template), None);
+            assert_eq!(
+                status, 404,
+                "{method} {template} on the main listener: {body}"
+            );
+        }
+    }
+    documented.retain(|(path, method)| {
+        if !path.starts_with("/runner/") {
+            return true;
+        }
+        assert!(
+            runner_paths.contains(path),
+            "documented {method} {path} is not a runner API route"
+        );
+        false
+    });
 
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     let unrouted: Vec<_> = documented.difference(&routed).collect();

@@ -272,7 +272,9 @@ impl Server {
         assert_eq!(st, 201, "{v}");
     }
 
-    /// Sends a request with exactly `headers` (no API token unless given).
+    /// Sends a request with exactly `headers` (no API token unless given)
+    /// to `path` on the main listener, or to `path` itself when it is an
+    /// `http://` URL (a runner's own API address).
     pub fn call_with(
         &self,
         method: &str,
@@ -280,7 +282,12 @@ impl Server {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (u16, Value, Option<String>) {
-        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        let url = if path.starts_with("http://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut req = self.agent.request(method, &url);
         for (k, v) in headers {
             req = req.set(k, v);
         }
