@@ -324,12 +324,42 @@ impl BaseCatalog {
         let lock = std::fs::File::create(self.dir.join(".build.lock"))
             .map_err(BuildError::io("base-image lock"))?;
         lock.lock().map_err(BuildError::io("base-image lock"))?;
+        self.remove_abandoned_builds();
         let work = self
             .dir
             .join(format!(".work-{}", uuid::Uuid::new_v4().simple()));
         let r = self.build_locked(o, &work);
         let _ = std::fs::remove_dir_all(&work);
         r
+    }
+
+    /// Removes the work folders of builds whose process was killed (the
+    /// build lock is held, so no other build is running): their chroot
+    /// mounts first — removing a folder with `/dev` bound into it would
+    /// delete the host's device nodes.
+    fn remove_abandoned_builds(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(".work-") || name.starts_with(".stale-")) {
+                continue;
+            }
+            let path = e.path();
+            match crate::disk::release_leftovers(&path) {
+                Ok(_) if crate::disk::mounts_beneath(&path).is_empty() => {
+                    tracing::warn!(dir = %path.display(), "removing an abandoned base-image build");
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+                Ok(_) => {
+                    tracing::error!(dir = %path.display(), "an abandoned base-image build is still mounted; left in place")
+                }
+                Err(e) => {
+                    tracing::error!(dir = %path.display(), error = %e, "releasing an abandoned base-image build")
+                }
+            }
+        }
     }
 
     fn build_locked(&self, o: &Offer, work: &Path) -> Result<BaseImage, BuildError> {

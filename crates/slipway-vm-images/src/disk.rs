@@ -214,6 +214,82 @@ fn unmount(m: &Path) {
     }
 }
 
+/// Releases what a killed process left beneath `dir` (its drop guards never
+/// ran): unmounts every mount point beneath it, deepest first (lazily if
+/// busy), then detaches every loop device whose backing file lies beneath
+/// it. Returns how many mounts and loop devices it released. Blocking.
+///
+/// Errors: `losetup --list` failing.
+pub fn release_leftovers(dir: &Path) -> Result<usize, BuildError> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut points = mounts_beneath(&dir);
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    let mut released = points.len();
+    for p in &points {
+        tracing::warn!(mount = %p.display(), "unmounting a mount a killed build left");
+        unmount(p);
+    }
+    let list = run(
+        "losetup",
+        &["--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+    )?;
+    for line in list.lines() {
+        let Some((dev, file)) = line.trim().split_once(char::is_whitespace) else {
+            continue;
+        };
+        let file = file.trim().trim_end_matches(" (deleted)");
+        if Path::new(file).starts_with(&dir) {
+            tracing::warn!(
+                device = dev,
+                file,
+                "detaching a loop device a killed build left"
+            );
+            if run("losetup", &["-d", dev]).is_ok() {
+                released += 1;
+            }
+        }
+    }
+    Ok(released)
+}
+
+/// The mount points at or beneath `dir` (from `/proc/self/mountinfo`;
+/// empty when it cannot be read).
+pub fn mounts_beneath(dir: &Path) -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // Field 5 is the mount point, with space, tab, newline and backslash
+    // written as octal escapes (proc(5)).
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_octal(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                let n = d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(n).unwrap_or(b'?'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// A disk's root filesystem mounted through a loop device, with
 /// [`SystemMounts`] for chroot. Dropping it unmounts everything (lazily if
 /// busy) and detaches the loop device.
@@ -425,6 +501,16 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), BuildError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(
+            super::unescape_octal(r"/tmp/a\040b\011c\134d"),
+            "/tmp/a b\tc\\d"
+        );
+        assert_eq!(super::unescape_octal(r"/short\04"), r"/short\04");
+        assert_eq!(super::unescape_octal(r"/not\089"), r"/not\089");
+    }
+
     use super::*;
 
     #[test]

@@ -147,6 +147,10 @@ pub struct ImageService {
     /// Run id → the templates whose triggered runs led to it, oldest
     /// first (see [`slipway_core::images::trigger::extend_chain`]).
     trigger_chains: Mutex<HashMap<String, Vec<String>>>,
+    /// Set once the server stops: every run in progress ends.
+    stopping: watch::Sender<bool>,
+    /// How many runs are executing (their end not yet recorded).
+    executing: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for ImageService {

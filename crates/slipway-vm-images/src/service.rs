@@ -29,6 +29,8 @@ impl ImageService {
             slots,
             cancels: Mutex::new(HashMap::new()),
             trigger_chains: Mutex::new(HashMap::new()),
+            stopping: watch::Sender::new(false),
+            executing: watch::Sender::new(0),
             accel: Accel::new(cfg.accel),
             cfg,
         })
@@ -39,15 +41,35 @@ impl ImageService {
         &self.cfg.base_images
     }
 
+    /// Ends every run in progress as the server stops, waiting at most
+    /// `grace` for them: each is Failed with "The Slipway server stopped
+    /// during the run" (staging kept), after its customizer processes, VMs,
+    /// mounts, loop devices and build network are gone — what a kill would
+    /// leave on the host. Runs started after this call end the same way.
+    /// Returns how many runs were still executing after `grace`.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.stopping.send_replace(true);
+        let mut executing = self.executing.subscribe();
+        let _ = tokio::time::timeout(grace, executing.wait_for(|n| *n == 0)).await;
+        let left = *executing.borrow();
+        left
+    }
+
     /// Marks runs left unfinished by a previous server as Failed (their
-    /// staging is kept).
+    /// staging is kept) and releases what their builds held on the host: a
+    /// build cut by a kill leaves its image mounted (with `/proc`, `/sys`
+    /// and `/dev` bound into it), its loop device attached and its network.
     pub async fn recover(&self) -> Result<(), ImageError> {
         for r in self.store.unfinished_image_runs().await? {
-            // A build cut by a server kill leaves its network behind.
             slipway_runner::netns::reap(&build_network_name(&self.cfg.instance_id, &r.run_id))
                 .await;
+            if let Some(staging) = r.staging.clone().map(PathBuf::from) {
+                if let Err(e) = blocking(move || crate::disk::release_leftovers(&staging)).await {
+                    tracing::error!(run = %r.run_id, error = %e, "releasing a killed build's mounts");
+                }
+            }
             let msg = runs::failure_message(
-                "The Slipway server stopped during the run",
+                runs::SERVER_STOPPED,
                 &self.log_path(&r.run_id).to_string_lossy(),
                 r.staging.as_deref(),
             );
@@ -246,6 +268,19 @@ impl ImageService {
         tpl: TemplateProperties,
         mut cancel: watch::Receiver<bool>,
     ) {
+        self.executing.send_modify(|n| *n += 1);
+        let id = run.run_id.clone();
+        self.execute_counted(run, tpl, &mut cancel).await;
+        self.executing.send_modify(|n| *n = n.saturating_sub(1));
+        tracing::info!(run = %id, "image template run finished");
+    }
+
+    async fn execute_counted(
+        self: &Arc<Self>,
+        run: ImageRunRecord,
+        tpl: TemplateProperties,
+        cancel: &mut watch::Receiver<bool>,
+    ) {
         let id = run.run_id.clone();
         let staging = self.cfg.dir.join("staging").join(&id);
         let log_path = self.log_path(&id);
@@ -266,33 +301,44 @@ impl ImageService {
                 let _ = c.wait_for(|v| *v).await;
             }
         };
-        let slots = self.slots.clone();
-        let permit = tokio::select! {
-            p = slots.acquire_owned() => p.ok(),
-            _ = canceled(&mut cancel) => None,
+        let stopping = || {
+            let mut s = self.stopping.subscribe();
+            async move {
+                let _ = s.wait_for(|v| *v).await;
+            }
         };
-        let timeout = Duration::from_secs(u64::from(tpl.build_timeout_in_minutes.max(1)) * 60);
+        let slots = self.slots.clone();
         enum Outcome {
             Done(Result<Built, Failure>),
             TimedOut,
             Canceled,
+            ServerStopped,
         }
-        let outcome = if permit.is_none() {
-            Outcome::Canceled
-        } else {
-            let _ = self
-                .store
-                .set_image_run_staging(&id, Some(&staging.to_string_lossy()), &json!({}))
-                .await;
-            tokio::select! {
-                r = tokio::time::timeout(timeout, self.build(&id, &tpl, &staging, &log)) => match r {
-                    Ok(r) => Outcome::Done(r),
-                    Err(_) => Outcome::TimedOut,
-                },
-                _ = canceled(&mut cancel) => Outcome::Canceled,
+        let permit = tokio::select! {
+            p = slots.acquire_owned() => p.map_err(|_| Outcome::Canceled),
+            _ = canceled(cancel) => Err(Outcome::Canceled),
+            _ = stopping() => Err(Outcome::ServerStopped),
+        };
+        let timeout = Duration::from_secs(u64::from(tpl.build_timeout_in_minutes.max(1)) * 60);
+        let outcome = match permit {
+            Err(o) => o,
+            Ok(permit) => {
+                let _ = self
+                    .store
+                    .set_image_run_staging(&id, Some(&staging.to_string_lossy()), &json!({}))
+                    .await;
+                let o = tokio::select! {
+                    r = tokio::time::timeout(timeout, self.build(&id, &tpl, &staging, &log)) => match r {
+                        Ok(r) => Outcome::Done(r),
+                        Err(_) => Outcome::TimedOut,
+                    },
+                    _ = canceled(cancel) => Outcome::Canceled,
+                    _ = stopping() => Outcome::ServerStopped,
+                };
+                drop(permit);
+                o
             }
         };
-        drop(permit);
         let log_s = log_path.to_string_lossy().into_owned();
         let staging_s = staging.to_string_lossy().into_owned();
         let eh = &tpl.error_handling;
@@ -300,6 +346,15 @@ impl ImageService {
             Outcome::Canceled => {
                 log.err("Build was canceled.");
                 (RunState::Canceled, String::new(), false, vec![])
+            }
+            Outcome::ServerStopped => {
+                log.err("The Slipway server stopped during the run.");
+                let m = runs::failure_message(
+                    runs::SERVER_STOPPED,
+                    &log_s,
+                    staging.exists().then_some(staging_s.as_str()),
+                );
+                (RunState::Failed, m, true, vec![])
             }
             Outcome::TimedOut => {
                 log.err(&format!(
@@ -407,6 +462,6 @@ impl ImageService {
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(&id);
         }
-        tracing::info!(run = %id, state = %state, "image template run finished");
+        tracing::info!(run = %id, state = %state, "image template run ended");
     }
 }

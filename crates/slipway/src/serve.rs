@@ -386,14 +386,63 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
-    slipway_api::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .context("serving HTTP")?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping: no new requests; ending VM image builds");
+        stop_tx.send_replace(true);
+    });
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let http = slipway_api::serve(listener, state.clone(), stopped(stop.clone()));
+    // Requests in flight get a grace period; a follower of a log stream
+    // does not hold the stop up.
+    tokio::select! {
+        r = http => r.context("serving HTTP")?,
+        _ = async {
+            stopped(stop).await;
+            tokio::time::sleep(HTTP_GRACE).await;
+        } => tracing::warn!("open HTTP connections cut after {} s", HTTP_GRACE.as_secs()),
+    }
+    let left = state.images.shutdown(IMAGE_BUILD_GRACE).await;
+    if left > 0 {
+        tracing::warn!(
+            runs = left,
+            "VM image builds still ending after the grace period"
+        );
+    }
     scheduler.remove_spare().await;
     drop(registry);
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// How long requests in flight may take once the server is stopping.
+const HTTP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long VM image builds get to release their mounts, loop devices,
+/// processes and networks once the server is stopping.
+const IMAGE_BUILD_GRACE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM (`systemctl stop`, `podman
+/// stop`, Kubernetes): what stops the server gracefully. Operations'
+/// runners keep running and are picked up again at the next start.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SIGTERM cannot be caught; only Ctrl-C stops gracefully");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
 }
 
 /// First start: makes `user` DevCenter Admin and writes a token for it to

@@ -1061,3 +1061,118 @@ fn a_new_platform_image_version_rebuilds_the_templates_that_follow_it() {
         "one version, one run"
     );
 }
+
+/// Loop devices whose backing file lies beneath `dir` (`losetup --list`).
+fn loop_devices_under(dir: &Path) -> Vec<String> {
+    let out = Command::new("losetup")
+        .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
+        .output()
+        .unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Starts a run of `template` and waits until its customizer printed
+/// `sleeping`; the run id and its staging folder, where the image is
+/// mounted now.
+fn run_until_sleeping(s: &Server, template: &str) -> (String, std::path::PathBuf) {
+    let (st, run, _) = s.call("POST", &format!("/imageTemplates/{template}/run"), None);
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    poll("the sleeping customizer to start", BUILD_TIMEOUT, || {
+        let l = run_log(s, template, &json!({"runId": id}));
+        assert!(!l.contains("errored"), "the build failed early: {l}");
+        if l.contains("sleeping") {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    });
+    let staging = s.data.join("vm-images/staging").join(&id);
+    assert!(
+        !mounts_under(&staging).is_empty() && !loop_devices_under(&staging).is_empty(),
+        "the image is mounted while it customizes"
+    );
+    (id, staging)
+}
+
+/// `systemctl stop` (SIGTERM) while a build customizes: the server ends
+/// the build — its customizer processes, loop device and mounts gone —
+/// and exits 0; the run reads Failed with AIB's wording after a restart.
+/// Killed outright (SIGKILL) no drop guard runs, so the next start
+/// releases the killed build's mounts and loop device before it serves.
+#[test]
+fn sigterm_ends_builds_and_a_restart_releases_what_a_kill_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut s = Server::start(&data);
+    put_template(
+        &s,
+        "long",
+        json!({
+            "source": debian(),
+            "customize": [{"type": "Shell", "name": "sleeps", "inline": ["echo sleeping", "sleep 917"]}],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let (id, staging) = run_until_sleeping(&s, "long");
+
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    assert!(
+        mounts_under(&staging).is_empty(),
+        "{:?}",
+        mounts_under(&staging)
+    );
+    assert!(
+        loop_devices_under(&staging).is_empty(),
+        "{:?}",
+        loop_devices_under(&staging)
+    );
+    let sleepers = Command::new("pgrep")
+        .args(["-f", "sleep 917"])
+        .output()
+        .unwrap();
+    assert!(
+        sleepers.stdout.is_empty(),
+        "the customizer outlived the server: {}",
+        String::from_utf8_lossy(&sleepers.stdout)
+    );
+
+    let mut s = Server::start(&data);
+    let r = s.get(&format!("/imageTemplates/long/runs/{id}"));
+    assert_eq!(r["runState"], "Failed", "{r}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("The Slipway server stopped during the run.")
+            && msg.contains(&format!("Staging kept at {}", staging.display())),
+        "{msg}"
+    );
+    assert!(
+        run_log(&s, "long", &r).contains("The Slipway server stopped during the run."),
+        "the log says why the build ended"
+    );
+
+    // SIGKILL: the image stays mounted until the next start.
+    let (id, staging) = run_until_sleeping(&s, "long");
+    let port = s.port;
+    s.kill();
+    assert!(!mounts_under(&staging).is_empty());
+    let s = Server::start_on(&data, port);
+    assert!(
+        mounts_under(&staging).is_empty(),
+        "{:?}",
+        mounts_under(&staging)
+    );
+    assert!(
+        loop_devices_under(&staging).is_empty(),
+        "{:?}",
+        loop_devices_under(&staging)
+    );
+    let r = s.get(&format!("/imageTemplates/long/runs/{id}"));
+    assert_eq!(r["runState"], "Failed", "{r}");
+}

@@ -120,6 +120,10 @@ pub const FINALIZING_MARKER: &str = "(telemetry) Finalizing.";
 pub const TIMEOUT_MESSAGE: &str =
     "Failed while waiting for packerizer: Timeout waiting for microservice to complete: 'context deadline exceeded'";
 
+/// What failed a run the server stopped during (a graceful stop, or the
+/// recovery after a kill).
+pub const SERVER_STOPPED: &str = "The Slipway server stopped during the run";
+
 /// A failed build's `message` in AIB's wording: what failed, then where
 /// the log is and (when kept) the staging area.
 pub fn failure_message(detail: &str, log_path: &str, staging: Option<&str>) -> String {

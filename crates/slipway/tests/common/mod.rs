@@ -221,6 +221,27 @@ impl Server {
         std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
     }
 
+    /// SIGTERMs the server and waits (at most 5 minutes) for it to exit;
+    /// its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let st = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -TERM failed");
+        poll(
+            "the server to exit after SIGTERM",
+            Duration::from_secs(300),
+            || {
+                child
+                    .try_wait()
+                    .unwrap()
+                    .ok_or_else(|| "still running".to_string())
+            },
+        )
+    }
+
     /// SIGKILLs the server.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
