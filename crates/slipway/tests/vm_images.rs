@@ -12,25 +12,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::vm_images::{debian, put_template, put_trigger, run_log, run_to_end, BUILD_TIMEOUT};
 use common::{poll, Server};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
-/// A cold first build debootstraps the base image (minutes).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
-
-fn debian() -> Value {
-    json!({"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "latest"})
-}
-
-fn put_template(s: &Server, name: &str, properties: Value) {
-    let (st, v, _) = s.call(
-        "PUT",
-        &format!("/imageTemplates/{name}"),
-        Some(json!({ "properties": properties })),
-    );
-    assert_eq!(st, 201, "{v}");
-}
 
 /// PUTs template `name` as an ARM resource file written for AIB API
 /// `api_version` (what `az resource create --is-full-object` submits).
@@ -50,35 +36,6 @@ fn put_arm_resource(s: &Server, name: &str, api_version: &str, properties: Value
         })),
     );
     assert_eq!(st, 201, "{v}");
-}
-
-/// Runs template `name` and waits for the run to end; returns the run.
-fn run_to_end(s: &Server, name: &str) -> Value {
-    let (st, run, _) = s.call("POST", &format!("/imageTemplates/{name}/run"), None);
-    assert_eq!(st, 202, "{run}");
-    assert_eq!(run["runState"], "Running", "{run}");
-    let id = run["runId"].as_str().unwrap().to_string();
-    poll(&format!("run {id} of {name}"), BUILD_TIMEOUT, || {
-        let r = s.get(&format!("/imageTemplates/{name}/runs/{id}"));
-        match r["runState"].as_str() {
-            Some("Running") | Some("Canceling") => Err(r.to_string()),
-            _ => Ok(r),
-        }
-    })
-}
-
-fn run_log(s: &Server, name: &str, run: &Value) -> String {
-    let (_, v, _) = s.call(
-        "GET",
-        &format!(
-            "/imageTemplates/{name}/runs/{}/log",
-            run["runId"].as_str().unwrap()
-        ),
-        None,
-    );
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
 }
 
 fn sha256_of(path: &Path) -> String {
@@ -657,12 +614,7 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
             "distribute": [{"type": "ManagedImage", "runOutputName": "downstream", "imageId": "/slipway/images/downstream", "location": "local"}]
         }),
     );
-    let trigger = json!({"properties": {"kind": "SourceImage"}});
-    let (st, v, _) = s.call(
-        "PUT",
-        "/imageTemplates/downstream/triggers/onWebapp",
-        Some(trigger.clone()),
-    );
+    let (st, v) = put_trigger(&s, "downstream", "onWebapp");
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["properties"]["status"]["code"], "Healthy", "{v}");
     let (st, v, _) = s.call(
@@ -675,11 +627,7 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
         v.to_string().contains("properties.kind") && v.to_string().contains("Timer"),
         "{v}"
     );
-    let (st, v, _) = s.call(
-        "PUT",
-        "/imageTemplates/absent/triggers/t",
-        Some(trigger.clone()),
-    );
+    let (st, v) = put_trigger(&s, "absent", "t");
     assert_eq!(st, 404, "{v}");
     put_template(
         &s,
@@ -689,7 +637,7 @@ fn one_shot_build_prints_devops_output_variables_and_feeds_a_gallery() {
             "distribute": [{"type": "ManagedImage", "runOutputName": "pinned", "imageId": "/slipway/images/pinned", "location": "local"}]
         }),
     );
-    let (st, v, _) = s.call("PUT", "/imageTemplates/pinned/triggers/t", Some(trigger));
+    let (st, v) = put_trigger(&s, "pinned", "t");
     assert_eq!(st, 400, "a fixed version never changes: {v}");
     assert!(v.to_string().contains("properties.source"), "{v}");
     let (code, stdout, stderr) = s.cli(&[
@@ -954,112 +902,6 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "the build wrote on the host: {left:?}");
-}
-
-/// A template built FROM `Debian:debian-12:12:latest` with a SourceImage
-/// trigger is rebuilt when the base-image catalog gains a newer version of
-/// it: here the first version of a fresh catalog folder, which another
-/// template's run builds. (A catalog older than `--base-image-max-age-days`
-/// gains one the same way, from the refresh.)
-#[test]
-fn a_new_platform_image_version_rebuilds_the_templates_that_follow_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path().join("base-images");
-    let s = Server::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        &["--base-image-dir", &base.to_string_lossy()],
-    );
-    put_template(
-        &s,
-        "follower",
-        json!({
-            "source": debian(),
-            "customize": [{"type": "Shell", "name": "mark", "inline": ["echo follower > /etc/slipway-follower"]}],
-            "distribute": [{"type": "ManagedImage", "runOutputName": "follower", "imageId": "/slipway/images/follower", "location": "local"}]
-        }),
-    );
-    let trigger = json!({"properties": {"kind": "SourceImage"}});
-    let (st, v, _) = s.call(
-        "PUT",
-        "/imageTemplates/follower/triggers/onDebian",
-        Some(trigger.clone()),
-    );
-    assert_eq!(st, 201, "{v}");
-    assert_eq!(
-        v["properties"]["status"]["message"],
-        "Following platform image 'Debian:debian-12:12' (latest), no version built yet",
-        "{v}"
-    );
-    // A fixed platform version never changes: nothing to follow.
-    put_template(
-        &s,
-        "pinned",
-        json!({
-            "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12", "sku": "12", "version": "12.12.20261203"},
-            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
-        }),
-    );
-    let (st, v, _) = s.call("PUT", "/imageTemplates/pinned/triggers/t", Some(trigger));
-    assert_eq!(st, 400, "{v}");
-    assert!(
-        v.to_string().contains("properties.source")
-            && v.to_string().contains("'12.12.20261203' names one version"),
-        "{v}"
-    );
-    assert!(
-        s.get("/imageTemplates/follower/runs")["value"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
-        "a trigger alone starts nothing"
-    );
-
-    put_template(
-        &s,
-        "leader",
-        json!({
-            "source": debian(),
-            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
-        }),
-    );
-    let run = run_to_end(&s, "leader");
-    assert_eq!(run["runState"], "Succeeded", "{run}\n{}", s.log());
-    let version = run["source"]["version"].as_str().unwrap().to_string();
-
-    let followed = poll("the triggered run of follower", BUILD_TIMEOUT, || {
-        let runs = s.get("/imageTemplates/follower/runs");
-        match runs["value"].as_array().and_then(|r| r.first()) {
-            Some(r) if !matches!(r["runState"].as_str(), Some("Running" | "Canceling")) => {
-                Ok(r.clone())
-            }
-            _ => Err(runs.to_string()),
-        }
-    });
-    let log = run_log(&s, "follower", &followed);
-    assert_eq!(followed["runState"], "Succeeded", "{followed}\n{log}");
-    assert_eq!(
-        followed["source"]["version"], version,
-        "built from the new version: {followed}"
-    );
-    let t = s.get("/imageTemplates/follower/triggers/onDebian");
-    let message = t["properties"]["status"]["message"].as_str().unwrap();
-    assert_eq!(
-        message,
-        format!(
-            "Started run {} for new platform image version Debian:debian-12:12:{version}",
-            followed["runId"].as_str().unwrap()
-        ),
-        "{t}"
-    );
-    assert_eq!(
-        s.get("/imageTemplates/follower/runs")["value"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "one version, one run"
-    );
 }
 
 /// Loop devices whose backing file lies beneath `dir` (`losetup --list`).

@@ -19,6 +19,7 @@ pub mod entra_stand_in;
 pub mod git_servers;
 pub mod netns_host;
 pub mod registry;
+pub mod vm_images;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -446,8 +447,26 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server as `systemctl stop` would (SIGTERM), so a failed
+    /// test's VM image build unmounts its image before the test's
+    /// temporary folder is removed (a folder with `/dev` bound into it must
+    /// never be deleted); SIGKILL after 60 s.
     fn drop(&mut self) {
-        self.kill();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
