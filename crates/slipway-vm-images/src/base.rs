@@ -319,11 +319,7 @@ impl BaseCatalog {
 
     /// Builds today's version of `o` unless it exists. Blocking.
     pub fn build(&self, o: &Offer) -> Result<BaseImage, BuildError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(BuildError::io(format!("creating {}", self.dir.display())))?;
-        let lock = std::fs::File::create(self.dir.join(".build.lock"))
-            .map_err(BuildError::io("base-image lock"))?;
-        lock.lock().map_err(BuildError::io("base-image lock"))?;
+        let _lock = self.lock()?;
         self.remove_abandoned_builds();
         let work = self
             .dir
@@ -331,6 +327,44 @@ impl BaseCatalog {
         let r = self.build_locked(o, &work);
         let _ = std::fs::remove_dir_all(&work);
         r
+    }
+
+    /// Holds the catalog folder's build lock (shared by every process on
+    /// the host) until the file is dropped. Blocking.
+    fn lock(&self) -> Result<std::fs::File, BuildError> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(BuildError::io(format!("creating {}", self.dir.display())))?;
+        let lock = std::fs::File::create(self.dir.join(".build.lock"))
+            .map_err(BuildError::io("base-image lock"))?;
+        lock.lock().map_err(BuildError::io("base-image lock"))?;
+        Ok(lock)
+    }
+
+    /// Removes the built versions of `o` older than its newest `keep` (at
+    /// least one is always kept), under the build lock; the removed
+    /// versions, oldest first. A template pinned to a removed version is
+    /// refused naming the versions that are left, as AIB refuses a
+    /// platform image version its publisher withdrew. Blocking.
+    ///
+    /// Errors: the lock; a version folder that cannot be removed.
+    pub fn prune(&self, o: &Offer, keep: usize) -> Result<Vec<String>, BuildError> {
+        let _lock = self.lock()?;
+        let have = self.versions(o.publisher, o.offer, o.sku)?;
+        let surplus = have.len().saturating_sub(keep.max(1));
+        let mut removed = Vec::new();
+        for b in &have[..surplus] {
+            let dir = self.offer_dir(o).join(&b.version);
+            // Out of the catalog at once, then deleted (a run that already
+            // resolved it may still be copying the open disk).
+            let stale = self
+                .dir
+                .join(format!(".stale-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::rename(&dir, &stale).map_err(BuildError::io(dir.display().to_string()))?;
+            let _ = std::fs::remove_dir_all(&stale);
+            tracing::info!(version = %b.version, offer = o.offer, "removed an old base image version");
+            removed.push(b.version.clone());
+        }
+        Ok(removed)
     }
 
     /// Removes the work folders of builds whose process was killed (the

@@ -264,16 +264,16 @@ impl ImageService {
     /// rebuilt, until the server stops: every [`PLATFORM_CHECK`] and after
     /// every base image this process builds, rebuilds an offer whose newest
     /// version is older than `max_age_days` (0: never; one attempt an hour
-    /// per offer), then starts a run of every template whose trigger
+    /// per offer) and then keeps only its newest `keep_versions`, then starts a run of every template whose trigger
     /// follows a platform image with a version newer than it last acted on.
-    pub fn spawn_platform_image_watch(self: &Arc<Self>, max_age_days: u32) {
+    pub fn spawn_platform_image_watch(self: &Arc<Self>, max_age_days: u32, keep_versions: usize) {
         let svc = self.clone();
         tokio::spawn(async move {
             let mut attempted: std::collections::HashMap<&'static str, std::time::Instant> =
                 Default::default();
             loop {
                 if max_age_days > 0 {
-                    svc.refresh_stale_base_images(max_age_days, &mut attempted)
+                    svc.refresh_stale_base_images(max_age_days, keep_versions, &mut attempted)
                         .await;
                 }
                 if let Err(e) = svc.check_platform_triggers().await {
@@ -290,6 +290,7 @@ impl ImageService {
     async fn refresh_stale_base_images(
         &self,
         max_age_days: u32,
+        keep_versions: usize,
         attempted: &mut std::collections::HashMap<&'static str, std::time::Instant>,
     ) {
         let cat = self.cfg.base_images.clone();
@@ -311,7 +312,12 @@ impl ImageService {
                 "refreshing a base image older than its maximum age"
             );
             let cat = self.cfg.base_images.clone();
-            if let Err(e) = crate::blocking(move || cat.build(o)).await {
+            let refreshed = crate::blocking(move || {
+                cat.build(o)?;
+                cat.prune(o, keep_versions)
+            })
+            .await;
+            if let Err(e) = refreshed {
                 tracing::warn!(offer = o.offer, error = %e, "refreshing a base image");
             }
         }

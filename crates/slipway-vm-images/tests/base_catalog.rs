@@ -117,3 +117,49 @@ fn offers_whose_newest_version_is_older_than_the_max_age_are_due_for_a_refresh()
         chrono::NaiveDate::from_ymd_opt(2026, 11, 26)
     );
 }
+
+#[test]
+fn pruning_keeps_the_newest_versions_of_an_offer() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = BaseCatalog::new(dir.path(), mirror(&["bookworm", "trixie"]));
+    for v in [
+        "12.10.20260901",
+        "12.11.20261001",
+        "12.12.20261101",
+        "12.12.20261201",
+    ] {
+        place_version(dir.path(), "debian-12", "12", v);
+    }
+    place_version(dir.path(), "debian-13", "13", "13.1.20260901");
+    let offer = |name: &str| {
+        slipway_vm_images::base::OFFERS
+            .iter()
+            .find(|o| o.offer == name)
+            .unwrap()
+    };
+    let removed = catalog.prune(offer("debian-12"), 2).unwrap();
+    assert_eq!(removed, ["12.10.20260901", "12.11.20261001"]);
+    let left: Vec<String> = catalog
+        .versions("Debian", "debian-12", "12")
+        .unwrap()
+        .into_iter()
+        .map(|b| b.version)
+        .collect();
+    assert_eq!(left, ["12.12.20261101", "12.12.20261201"]);
+    let e = catalog
+        .resolve("Debian", "debian-12", "12", "12.10.20260901")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("built versions are [12.12.20261101, 12.12.20261201]"),
+        "{e}"
+    );
+    assert!(
+        catalog.prune(offer("debian-13"), 0).unwrap().is_empty(),
+        "one is always kept"
+    );
+    assert_eq!(
+        catalog.versions("Debian", "debian-13", "13").unwrap().len(),
+        1
+    );
+}

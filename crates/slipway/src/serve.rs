@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// trigger follows it); 0 never refreshes.
     #[arg(long, env = "SLIPWAY_BASE_IMAGE_MAX_AGE_DAYS", default_value_t = 30)]
     pub base_image_max_age_days: u32,
+    /// How many versions of a base image a refresh keeps (the newest; at
+    /// least 1); a template pinned to a removed one is refused naming those
+    /// left.
+    #[arg(long, env = "SLIPWAY_BASE_IMAGE_KEEP_VERSIONS", default_value_t = 3)]
+    pub base_image_keep_versions: usize,
     /// VM image builds at once.
     #[arg(long, default_value_t = 2)]
     pub max_concurrent_image_builds: usize,
@@ -350,7 +355,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
     images.recover().await.context("recovering VM image runs")?;
-    images.spawn_platform_image_watch(args.base_image_max_age_days);
+    images.spawn_platform_image_watch(args.base_image_max_age_days, args.base_image_keep_versions);
     let environments = Arc::new(slipway_environments::EnvironmentService::new(
         store.clone(),
         RunnerImages {
