@@ -222,9 +222,9 @@ fn unmount(m: &Path) {
 /// Errors: `losetup --list` failing.
 pub fn release_leftovers(dir: &Path) -> Result<usize, BuildError> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    // Deepest first; a point mounted twice is listed (and unmounted) twice.
     let mut points = mounts_beneath(&dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    points.dedup();
     let mut released = points.len();
     for p in &points {
         tracing::warn!(mount = %p.display(), "unmounting a mount a killed build left");
@@ -501,17 +501,14 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), BuildError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn mountinfo_escapes_are_read_back() {
-        assert_eq!(
-            super::unescape_octal(r"/tmp/a\040b\011c\134d"),
-            "/tmp/a b\tc\\d"
-        );
-        assert_eq!(super::unescape_octal(r"/short\04"), r"/short\04");
-        assert_eq!(super::unescape_octal(r"/not\089"), r"/not\089");
+        assert_eq!(unescape_octal(r"/tmp/a\040b\011c\134d"), "/tmp/a b\tc\\d");
+        assert_eq!(unescape_octal(r"/short\04"), r"/short\04");
+        assert_eq!(unescape_octal(r"/not\089"), r"/not\089");
     }
-
-    use super::*;
 
     #[test]
     fn sparse_copy_appends_a_valid_vhd_footer() {

@@ -269,10 +269,8 @@ impl ImageService {
         mut cancel: watch::Receiver<bool>,
     ) {
         self.executing.send_modify(|n| *n += 1);
-        let id = run.run_id.clone();
         self.execute_counted(run, tpl, &mut cancel).await;
         self.executing.send_modify(|n| *n = n.saturating_sub(1));
-        tracing::info!(run = %id, "image template run finished");
     }
 
     async fn execute_counted(
@@ -462,6 +460,6 @@ impl ImageService {
         if let Ok(mut c) = self.cancels.lock() {
             c.remove(&id);
         }
-        tracing::info!(run = %id, state = %state, "image template run ended");
+        tracing::info!(run = %id, state = %state, "image template run finished");
     }
 }

@@ -264,8 +264,9 @@ impl ImageService {
     /// rebuilt, until the server stops: every [`PLATFORM_CHECK`] and after
     /// every base image this process builds, rebuilds an offer whose newest
     /// version is older than `max_age_days` (0: never; one attempt an hour
-    /// per offer) and then keeps only its newest `keep_versions`, then starts a run of every template whose trigger
-    /// follows a platform image with a version newer than it last acted on.
+    /// per offer) keeping its newest `keep_versions`, then starts a run of
+    /// every template whose trigger follows a platform image with a version
+    /// newer than the one it last acted on.
     pub fn spawn_platform_image_watch(self: &Arc<Self>, max_age_days: u32, keep_versions: usize) {
         let svc = self.clone();
         tokio::spawn(async move {

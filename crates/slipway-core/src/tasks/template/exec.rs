@@ -232,28 +232,9 @@ fn method(
     vars: &mut Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
-    let (receiver, name) = match o {
-        Operand::Field { root: r, path } => (
-            Operand::Field {
-                root: *r,
-                path: path[..path.len() - 1].to_vec(),
-            },
-            path.last(),
-        ),
-        Operand::Var { name, path } => (
-            Operand::Var {
-                name: name.clone(),
-                path: path[..path.len() - 1].to_vec(),
-            },
-            path.last(),
-        ),
-        Operand::SubField(p, path) => (
-            Operand::SubField(p.clone(), path[..path.len() - 1].to_vec()),
-            path.last(),
-        ),
-        _ => return err(off, "a value cannot take arguments"),
+    let Some((receiver, name)) = o.split_method() else {
+        return err(off, "a value cannot take arguments");
     };
-    let name = name.cloned().unwrap_or_default();
     let r = operand_value(&receiver, dot, root, vars, off)?;
     match crate::tasks::semver::method(&r, &name, &args) {
         Some(result) => result.or_else(|e| err(off, e)),

@@ -202,6 +202,28 @@ enum Operand {
     SubField(Pipeline, Vec<String>),
 }
 
+impl Operand {
+    /// A method call's receiver and method name: the operand without the
+    /// last name of its field chain, and that name (`$v.Compare` → `$v`,
+    /// `Compare`). `None` for an operand without a chain.
+    fn split_method(&self) -> Option<(Operand, String)> {
+        let (path, rebuild): (&Vec<String>, &dyn Fn(Vec<String>) -> Operand) = match self {
+            Operand::Field { root, path } => (path, &|p| Operand::Field {
+                root: *root,
+                path: p,
+            }),
+            Operand::Var { name, path } => (path, &|p| Operand::Var {
+                name: name.clone(),
+                path: p,
+            }),
+            Operand::SubField(pipe, path) => (path, &|p| Operand::SubField(pipe.clone(), p)),
+            Operand::Literal(_) | Operand::Sub(_) => return None,
+        };
+        let (last, parent) = path.split_last()?;
+        Some((rebuild(parent.to_vec()), last.clone()))
+    }
+}
+
 /// Renders `text` against `data`. Missing keys render empty and every
 /// `<no value>` left in the output is removed (acb).
 ///
