@@ -11,6 +11,20 @@ use super::raw::ListedContainer;
 use super::{label_filter, message, Engine};
 use crate::RunnerError;
 
+/// How often [`Engine::create_network`] tries when it loses the race in
+/// [`lost_an_interface_race`].
+const NETWORK_CREATE_ATTEMPTS: u64 = 5;
+
+/// Whether a network create failed only because a host interface vanished
+/// while the engine picked a free subnet: Podman lists the host's interfaces
+/// and then reads each one's addresses, so a bridge removed in between
+/// (another run's network going away) fails the create with Go's
+/// `route ip+net: no such network interface`. Nothing was created; trying
+/// again succeeds.
+fn lost_an_interface_race(engine_message: &str) -> bool {
+    engine_message.contains("no such network interface")
+}
+
 impl Engine {
     /// Creates a bridge network for the containers of one task run.
     ///
@@ -30,16 +44,31 @@ impl Engine {
             "com.docker.network.bridge.name".to_string(),
             bridge.to_string(),
         );
-        self.docker
-            .create_network(NetworkCreateRequest {
-                name: name.to_string(),
-                driver: Some(driver.to_string()),
-                options: Some(options),
-                labels: Some(labels),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| RunnerError::Engine(format!("create network {name}: {}", message(e))))?;
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some(driver.to_string()),
+            options: Some(options),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let mut attempt = 1u64;
+        loop {
+            match self.docker.create_network(request.clone()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    let text = message(e);
+                    if attempt < NETWORK_CREATE_ATTEMPTS && lost_an_interface_race(&text) {
+                        tracing::warn!(network = name, attempt, error = %text, "network create raced a network removal; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(RunnerError::Engine(format!(
+                        "create network {name}: {text}"
+                    )));
+                }
+            }
+        }
         let info = self
             .docker
             .inspect_network(name, None::<InspectNetworkOptions>)
@@ -157,5 +186,25 @@ impl Engine {
             })
             .map(|(name, _)| name)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_an_interface_race;
+
+    #[test]
+    fn only_the_vanished_interface_race_is_tried_again() {
+        // Podman's answer in a CI run where another run's network was being
+        // removed at the same moment.
+        assert!(lost_an_interface_race(
+            "route ip+net: no such network interface"
+        ));
+        assert!(!lost_an_interface_race(
+            "network name slw-x already used: network already exists"
+        ));
+        assert!(!lost_an_interface_race(
+            "failed to find free subnet: all subnets are in use"
+        ));
     }
 }
