@@ -36,6 +36,7 @@ pub mod openapi;
 mod routing;
 pub mod runner_api;
 pub mod secrets;
+mod unread_body;
 mod views;
 pub mod vm_images;
 
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
         .with_state(state)
 }
 
@@ -390,6 +392,7 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
                     }
                 },
             ))
+            .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
             .with_state(self.state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(
