@@ -450,17 +450,7 @@ fn every_command_group_honours_the_output_format() {
         }})),
     );
     assert_eq!(st, 201, "{v}");
-    let (code, out, err) = s.cli(&[
-        "-o",
-        "json",
-        "vm-image",
-        "trigger",
-        "create",
-        "--template",
-        "app",
-        "--name",
-        "on-base",
-    ]);
+    let (code, out, err) = trigger_cli(&s, "create", "app", "on-base");
     assert_eq!(code, 0, "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["properties"]["kind"], "SourceImage", "{out}");
@@ -468,51 +458,17 @@ fn every_command_group_honours_the_output_format() {
     let (code, out, err) = s.cli(&["vm-image", "trigger", "list", "--template", "app"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("on-base"), "{out}");
-    let (code, out, err) = s.cli(&[
-        "-o",
-        "json",
-        "vm-image",
-        "trigger",
-        "create",
-        "--template",
-        "web",
-        "--name",
-        "t",
-    ]);
+    let (code, out, err) = trigger_cli(&s, "create", "web", "t");
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("Following platform image 'Debian:debian-12:12' (latest)"),
         "{out}"
     );
-    let (code, out, err) = s.cli(&[
-        "vm-image",
-        "trigger",
-        "delete",
-        "--template",
-        "web",
-        "--name",
-        "t",
-    ]);
+    let (code, out, err) = trigger_cli(&s, "delete", "web", "t");
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = s.cli(&[
-        "vm-image",
-        "trigger",
-        "delete",
-        "--template",
-        "app",
-        "--name",
-        "on-base",
-    ]);
+    let (code, out, err) = trigger_cli(&s, "delete", "app", "on-base");
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = s.cli(&[
-        "vm-image",
-        "trigger",
-        "show",
-        "--template",
-        "app",
-        "--name",
-        "on-base",
-    ]);
+    let (code, _, err) = trigger_cli(&s, "show", "app", "on-base");
     assert_ne!(code, 0);
     assert!(err.contains("not found"), "{err}");
 
@@ -524,6 +480,22 @@ fn every_command_group_honours_the_output_format() {
         serde_yaml_ng::from_str::<serde_json::Value>(&out).is_ok(),
         "{out}"
     );
+}
+
+/// `slipway -o json vm-image trigger VERB --template TEMPLATE --name NAME`:
+/// exit code, stdout, stderr.
+fn trigger_cli(s: &Server, verb: &str, template: &str, name: &str) -> (i32, String, String) {
+    s.cli(&[
+        "-o",
+        "json",
+        "vm-image",
+        "trigger",
+        verb,
+        "--template",
+        template,
+        "--name",
+        name,
+    ])
 }
 
 #[test]

@@ -487,11 +487,7 @@ fn failing_customizer_keeps_staging_unless_cleanup() {
         staging.join("disk.raw").is_file(),
         "staging is kept on failure"
     );
-    assert!(
-        mounts_under(&staging).is_empty(),
-        "nothing stays mounted: {:?}",
-        mounts_under(&staging)
-    );
+    assert_released(&staging);
     assert!(
         log.contains("(telemetry) Starting provisioner breaks") && log.contains("about-to-fail"),
         "{log}"
@@ -566,11 +562,7 @@ fn build_timeout_ends_the_run_with_aib_message_and_cancel_stops_a_run() {
     });
     assert_eq!(end["runSubState"], "Customizing", "{end}");
     let staging = s.data.join("vm-images/staging").join(&id);
-    assert!(
-        mounts_under(&staging).is_empty(),
-        "{:?}",
-        mounts_under(&staging)
-    );
+    assert_released(&staging);
     let (st, v, _) = s.call("POST", "/imageTemplates/canceled/cancel", None);
     assert_eq!(st, 409, "nothing left to cancel: {v}");
 
@@ -585,11 +577,7 @@ fn build_timeout_ends_the_run_with_aib_message_and_cancel_stops_a_run() {
         .data
         .join("vm-images/staging")
         .join(run["runId"].as_str().unwrap());
-    assert!(
-        mounts_under(&staging).is_empty(),
-        "{:?}",
-        mounts_under(&staging)
-    );
+    assert_released(&staging);
     assert!(run_log(&s, "slow", &run).contains("(telemetry) Starting provisioner sleeps"));
 }
 
@@ -918,6 +906,16 @@ fn loop_devices_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Panics unless nothing is mounted beneath `staging` and no loop device
+/// is backed by a file there.
+fn assert_released(staging: &Path) {
+    let (mounts, loops) = (mounts_under(staging), loop_devices_under(staging));
+    assert!(
+        mounts.is_empty() && loops.is_empty(),
+        "still mounted: {mounts:?}; loop devices: {loops:?}"
+    );
+}
+
 /// Starts a run of `template` and waits until its customizer printed
 /// `sleeping`; the run id and its staging folder, where the image is
 /// mounted now.
@@ -965,16 +963,7 @@ fn sigterm_ends_builds_and_a_restart_releases_what_a_kill_left() {
 
     let status = s.terminate();
     assert!(status.success(), "{status:?}\n{}", s.log());
-    assert!(
-        mounts_under(&staging).is_empty(),
-        "{:?}",
-        mounts_under(&staging)
-    );
-    assert!(
-        loop_devices_under(&staging).is_empty(),
-        "{:?}",
-        loop_devices_under(&staging)
-    );
+    assert_released(&staging);
     let sleepers = Command::new("pgrep")
         .args(["-f", "sleep 917"])
         .output()
@@ -1005,16 +994,7 @@ fn sigterm_ends_builds_and_a_restart_releases_what_a_kill_left() {
     s.kill();
     assert!(!mounts_under(&staging).is_empty());
     let s = Server::start_on(&data, port);
-    assert!(
-        mounts_under(&staging).is_empty(),
-        "{:?}",
-        mounts_under(&staging)
-    );
-    assert!(
-        loop_devices_under(&staging).is_empty(),
-        "{:?}",
-        loop_devices_under(&staging)
-    );
+    assert_released(&staging);
     let r = s.get(&format!("/imageTemplates/long/runs/{id}"));
     assert_eq!(r["runState"], "Failed", "{r}");
 }
