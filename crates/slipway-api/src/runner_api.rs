@@ -184,7 +184,7 @@ async fn definition(
 }
 
 /// The definition's files.
-#[utoipa::path(get, path = "/runner/v1/operations/{o}/definition/content", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The definition folder as a zip", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/definition/content", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The definition folder as a zip", body = Vec<u8>, content_type = "application/zip"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn definition_content(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -607,8 +607,9 @@ async fn operation_result(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Downloads the server's `ade` binary.
-#[utoipa::path(get, path = "/runner/v1/operations/{o}/upgrade", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The `ade` binary", body = Vec<u8>, content_type = "application/octet-stream"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
+/// `ade upgrade`: where a newer `ade` could be downloaded — always empty,
+/// since runners get the server's own build.
+#[utoipa::path(get, path = "/runner/v1/operations/{o}/upgrade", tag = "runner", params(("o" = String, Path, description = "Operation id (UUID)")), security(("runner" = [])), responses((status = 200, description = "The URL of a newer `ade`; empty when the runner's is current (always)", body = String, content_type = "text/plain"), (status = "default", description = "ADE `CloudError`", body = CloudError)))]
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
