@@ -8,13 +8,34 @@ use super::{
     err, Command, Flow, Node, Operand, Pipeline, TemplateError, Templates, MAX_TEMPLATE_DEPTH,
 };
 
-/// Variables in scope, innermost last.
+/// Variables in scope, innermost last, with two names no `$name` can
+/// spell: [`ROOT`] (`$`, the data the template runs on) comes first, and a
+/// [`DOT`] entry is declared by each `with` and `range` body for the value
+/// dot is set to there. Dot is the innermost [`DOT`] entry, or the root
+/// where there is none: at the top level `.` and `$` are one value, so
+/// Sprig's `set .Values "k" v` changes what later actions read, as in Go
+/// (where both are the same map). A `with`/`range` dot and a variable are
+/// copies: `set` on them is seen through them, not through `$`.
 pub(super) type Scope = Vec<(String, Value)>;
+
+/// The scope name of `$`.
+pub(super) const ROOT: &str = "$";
+/// The scope name of a `with`/`range` body's dot.
+const DOT: &str = ".";
+
+/// The scope entry dot (`root` false) or `$` (`root` true) reads.
+fn data_slot(vars: &mut Scope, root: bool) -> Option<&mut Value> {
+    let at = if root {
+        None
+    } else {
+        vars.iter().rposition(|(n, _)| n == DOT)
+    }
+    .or_else(|| vars.iter().position(|(n, _)| n == ROOT))?;
+    Some(&mut vars[at].1)
+}
 
 pub(super) fn exec(
     nodes: &[Node],
-    dot: &Value,
-    root: &Value,
     vars: &mut Scope,
     out: &mut String,
     tpl: &Templates,
@@ -24,13 +45,13 @@ pub(super) fn exec(
             Node::Break(off) => Flow::Break(*off),
             Node::Continue(off) => Flow::Continue(*off),
             Node::Define { .. } => Flow::Normal,
-            Node::Scoped(inner) => block(inner, dot, root, vars, out, &[], tpl)?,
+            Node::Scoped(inner) => block(inner, vars, out, &[], tpl)?,
             Node::Template { name, data, off } => {
                 let Some(body) = tpl.defs.get(name) else {
                     return err(*off, format!("template \"{name}\" not defined"));
                 };
                 let v = match data {
-                    Some(p) => eval(p, dot, root, vars, *off)?,
+                    Some(p) => eval(p, vars, *off)?,
                     None => Value::Null,
                 };
                 let depth = tpl.depth.get();
@@ -41,7 +62,7 @@ pub(super) fn exec(
                     );
                 }
                 tpl.depth.set(depth + 1);
-                let r = exec(body, &v, &v, &mut Vec::new(), out, tpl);
+                let r = exec(body, &mut vec![(ROOT.to_string(), v)], out, tpl);
                 tpl.depth.set(depth);
                 match r? {
                     Flow::Normal => Flow::Normal,
@@ -55,7 +76,7 @@ pub(super) fn exec(
                 Flow::Normal
             }
             Node::Action(p, off) => {
-                out.push_str(&print(&eval(p, dot, root, vars, *off)?));
+                out.push_str(&print(&eval(p, vars, *off)?));
                 Flow::Normal
             }
             Node::Variable {
@@ -64,7 +85,7 @@ pub(super) fn exec(
                 value,
                 off,
             } => {
-                let v = eval(value, dot, root, vars, *off)?;
+                let v = eval(value, vars, *off)?;
                 if *assign {
                     match vars.iter_mut().rev().find(|(n, _)| n == name) {
                         Some(slot) => slot.1 = v,
@@ -78,25 +99,28 @@ pub(super) fn exec(
             Node::If(branches, otherwise, off) => {
                 let mut chosen = otherwise;
                 for (cond, body) in branches {
-                    if truthy(&eval(cond, dot, root, vars, *off)?) {
+                    if truthy(&eval(cond, vars, *off)?) {
                         chosen = body;
                         break;
                     }
                 }
-                block(chosen, dot, root, vars, out, &[], tpl)?
+                block(chosen, vars, out, &[], tpl)?
             }
             Node::With(names, p, body, otherwise, off) => {
-                let v = eval(p, dot, root, vars, *off)?;
+                let v = eval(p, vars, *off)?;
                 if truthy(&v) {
-                    let declared: Vec<(String, Value)> =
-                        names.iter().map(|n| (n.clone(), v.clone())).collect();
-                    block(body, &v, root, vars, out, &declared, tpl)?
+                    let declared: Vec<(String, Value)> = names
+                        .iter()
+                        .map(|n| (n.clone(), v.clone()))
+                        .chain([(DOT.to_string(), v.clone())])
+                        .collect();
+                    block(body, vars, out, &declared, tpl)?
                 } else {
-                    block(otherwise, dot, root, vars, out, &[], tpl)?
+                    block(otherwise, vars, out, &[], tpl)?
                 }
             }
             Node::Range(names, p, body, otherwise, off) => {
-                let v = eval(p, dot, root, vars, *off)?;
+                let v = eval(p, vars, *off)?;
                 let items: Vec<(Value, Value)> = match v {
                     Value::Array(a) => a
                         .into_iter()
@@ -120,16 +144,16 @@ pub(super) fn exec(
                     }
                 };
                 if items.is_empty() {
-                    block(otherwise, dot, root, vars, out, &[], tpl)?
+                    block(otherwise, vars, out, &[], tpl)?
                 } else {
                     for (key, item) in &items {
-                        let declared: Vec<(String, Value)> = match names.as_slice() {
+                        let mut declared: Vec<(String, Value)> = match names.as_slice() {
                             [v] => vec![(v.clone(), item.clone())],
                             [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
                             _ => vec![],
                         };
-                        if let Flow::Break(_) = block(body, item, root, vars, out, &declared, tpl)?
-                        {
+                        declared.push((DOT.to_string(), item.clone()));
+                        if let Flow::Break(_) = block(body, vars, out, &declared, tpl)? {
                             break;
                         }
                     }
@@ -149,8 +173,6 @@ pub(super) fn exec(
 /// `end` of the control structure that declares it).
 pub(super) fn block(
     nodes: &[Node],
-    dot: &Value,
-    root: &Value,
     vars: &mut Scope,
     out: &mut String,
     declared: &[(String, Value)],
@@ -158,34 +180,28 @@ pub(super) fn block(
 ) -> Result<Flow, TemplateError> {
     let mark = vars.len();
     vars.extend_from_slice(declared);
-    let r = exec(nodes, dot, root, vars, out, tpl);
+    let r = exec(nodes, vars, out, tpl);
     vars.truncate(mark);
     r
 }
 
-pub(super) fn eval(
-    p: &Pipeline,
-    dot: &Value,
-    root: &Value,
-    vars: &mut Scope,
-    off: usize,
-) -> Result<Value, TemplateError> {
+pub(super) fn eval(p: &Pipeline, vars: &mut Scope, off: usize) -> Result<Value, TemplateError> {
     let mut prev: Option<Value> = None;
     for cmd in p {
         let v = match cmd {
             Command::Operand(o) if prev.is_some() && super::parse::has_chain(o) => {
                 let args = prev.take().into_iter().collect();
-                method(o, args, dot, root, vars, off)?
+                method(o, args, vars, off)?
             }
             Command::Method(o, ops) => {
                 let mut args = ops
                     .iter()
-                    .map(|a| operand_value(a, dot, root, vars, off))
+                    .map(|a| operand_value(a, vars, off))
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(p) = prev.take() {
                     args.push(p);
                 }
-                method(o, args, dot, root, vars, off)?
+                method(o, args, vars, off)?
             }
             Command::Operand(o) => {
                 if prev.is_some() {
@@ -194,23 +210,23 @@ pub(super) fn eval(
                 if matches!(o, Operand::Literal(Value::Null)) {
                     return err(off, "nil is not a command");
                 }
-                operand_value(o, dot, root, vars, off)?
+                operand_value(o, vars, off)?
             }
             Command::Call(name, ops) => {
                 let mut args = ops
                     .iter()
-                    .map(|o| operand_value(o, dot, root, vars, off))
+                    .map(|o| operand_value(o, vars, off))
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(p) = prev.take() {
                     args.push(p);
                 }
                 let r = call(name, args, off)?;
                 // Sprig's set/unset/merge/mergeOverwrite change the dict
-                // they are given (a Go map is a reference): a dict held in a
-                // variable sees the change.
+                // they are given (a Go map is a reference): the variable,
+                // dot or `$` it was read from sees the change.
                 if matches!(name.as_str(), "set" | "unset" | "merge" | "mergeOverwrite") {
-                    if let Some(Operand::Var { name: var, path }) = ops.first() {
-                        write_back(vars, var, path, r.clone());
+                    if let Some(target) = ops.first() {
+                        write_back(vars, target, r.clone());
                     }
                 }
                 r
@@ -227,15 +243,13 @@ pub(super) fn eval(
 fn method(
     o: &Operand,
     args: Vec<Value>,
-    dot: &Value,
-    root: &Value,
     vars: &mut Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
     let Some((receiver, name)) = o.split_method() else {
         return err(off, "a value cannot take arguments");
     };
-    let r = operand_value(&receiver, dot, root, vars, off)?;
+    let r = operand_value(&receiver, vars, off)?;
     match crate::tasks::semver::method(&r, &name, &args) {
         Some(result) => result.or_else(|e| err(off, e)),
         None => err(
@@ -248,9 +262,21 @@ fn method(
     }
 }
 
-/// Replaces the value at `$var.path` with `v`.
-fn write_back(vars: &mut Scope, var: &str, path: &[String], v: Value) {
-    let Some((_, slot)) = vars.iter_mut().rev().find(|(n, _)| n == var) else {
+/// Replaces the value `target` (a variable's, dot's or `$`'s field chain)
+/// reads with `v`; other operands are left alone.
+fn write_back(vars: &mut Scope, target: &Operand, v: Value) {
+    let (slot, path) = match target {
+        Operand::Var { name, path } => (
+            vars.iter_mut()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v),
+            path,
+        ),
+        Operand::Field { root, path } => (data_slot(vars, *root), path),
+        _ => return,
+    };
+    let Some(slot) = slot else {
         return;
     };
     let mut target = slot;
@@ -265,22 +291,23 @@ fn write_back(vars: &mut Scope, var: &str, path: &[String], v: Value) {
 
 pub(super) fn operand_value(
     o: &Operand,
-    dot: &Value,
-    root: &Value,
     vars: &mut Scope,
     off: usize,
 ) -> Result<Value, TemplateError> {
     let (start, path) = match o {
         Operand::Literal(v) => return Ok(v.clone()),
-        Operand::Sub(p) => return eval(p, dot, root, vars, off),
+        Operand::Sub(p) => return eval(p, vars, off),
         Operand::SubField(p, path) => {
-            let mut v = eval(p, dot, root, vars, off)?;
+            let mut v = eval(p, vars, off)?;
             for key in path {
                 v = v.get(key).cloned().unwrap_or(Value::Null);
             }
             return Ok(v);
         }
-        Operand::Field { root: r, path } => (if *r { root } else { dot }, path),
+        Operand::Field { root, path } => match data_slot(vars, *root) {
+            Some(v) => (&*v, path),
+            None => return Ok(Value::Null),
+        },
         Operand::Var { name, path } => match vars.iter().rev().find(|(n, _)| n == name) {
             Some((_, v)) => (v, path),
             None => return err(off, format!("undefined variable: ${name}")),

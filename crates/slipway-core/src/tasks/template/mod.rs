@@ -243,7 +243,8 @@ pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
         depth: std::cell::Cell::new(0),
     };
     let mut out = String::new();
-    match exec(&nodes, data, data, &mut Vec::new(), &mut out, &templates)? {
+    let mut vars = vec![(exec::ROOT.to_string(), data.clone())];
+    match exec(&nodes, &mut vars, &mut out, &templates)? {
         Flow::Normal => Ok(out.replace("<no value>", "")),
         Flow::Break(off) | Flow::Continue(off) => {
             err(off, "{{break}} or {{continue}} outside {{range}}")
@@ -486,5 +487,47 @@ mod tests {
             let e = render(text, &d).unwrap_err().to_string();
             assert!(e.contains(says), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn set_on_the_data_changes_what_later_actions_read() {
+        // Helm's and acb's idiom for a default: Sprig's `set` changes the
+        // map it is given, and at the top level `.` and `$` are that map.
+        let d = json!({"Values": {"tag": "v1"}});
+        assert_eq!(
+            r(
+                r#"{{- $_ := set .Values "registry" (default "docker.io" .Values.registry) -}}{{ .Values.registry }}/app:{{ .Values.tag }}"#,
+                d.clone()
+            ),
+            "docker.io/app:v1"
+        );
+        assert_eq!(
+            r(
+                r#"{{ $_ := set $.Values "tag" "v2" }}{{ .Values.tag }} {{ $.Values.tag }}"#,
+                d.clone()
+            ),
+            "v2 v2"
+        );
+        assert_eq!(
+            r(r#"{{ $_ := set . "extra" 7 }}{{ .extra }}"#, d.clone()),
+            "7"
+        );
+        // Inside `with`, dot is the value it was set to: changed there,
+        // and the change ends with the body (a copy, unlike Go's map).
+        assert_eq!(
+            r(
+                r#"{{ with .Values }}{{ $_ := set . "x" 1 }}{{ .x }}{{ end }}|{{ .Values.tag }}"#,
+                d.clone()
+            ),
+            "1|v1"
+        );
+        // `$` inside `range` is still the data.
+        assert_eq!(
+            r(
+                r#"{{ range list 1 2 }}{{ $_ := set $.Values "n" . }}{{ end }}{{ .Values.n }}"#,
+                d
+            ),
+            "2"
+        );
     }
 }
