@@ -122,6 +122,34 @@ pub struct BaseCatalog {
     >,
     /// Signalled after every version this process builds.
     built: std::sync::Arc<tokio::sync::Notify>,
+    /// The build step running now, and whether builds are stopped.
+    steps: std::sync::Arc<std::sync::Mutex<BuildSteps>>,
+}
+
+/// What [`BaseCatalog::stop_builds`] needs: the process group of the build
+/// step (debootstrap, apt-get in the chroot) running now, if any.
+#[derive(Debug, Default)]
+struct BuildSteps {
+    stopped: bool,
+    running: Option<u32>,
+}
+
+/// Removes a build's work folder — after unmounting whatever is still
+/// mounted beneath it (deepest first) and detaching loop devices backed
+/// there: removing a folder with `/dev` bound into it would delete the
+/// host's device nodes. A folder that stays mounted is left in place.
+fn remove_work_folder(path: &Path) {
+    match crate::disk::release_leftovers(path) {
+        Ok(_) if crate::disk::mounts_beneath(path).is_empty() => {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            tracing::error!(dir = %path.display(), "a base-image build folder is still mounted; left in place")
+        }
+        Err(e) => {
+            tracing::error!(dir = %path.display(), error = %e, "releasing a base-image build folder")
+        }
+    }
 }
 
 fn name(o: &Offer) -> String {
@@ -136,7 +164,67 @@ impl BaseCatalog {
             mirror: mirror.into(),
             served: Default::default(),
             built: Default::default(),
+            steps: Default::default(),
         }
+    }
+
+    /// Stops this process's base-image builds, as the server stops: the
+    /// step running now gets SIGTERM (debootstrap's own exit trap unmounts
+    /// what it mounted in the new tree), its build fails and removes its
+    /// work folder, and no later build starts. A build left running would
+    /// hold the stop up for minutes, or outlive the server writing into a
+    /// folder the next build removes.
+    pub fn stop_builds(&self) {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.stopped = true;
+        if let Some(group) = steps.running {
+            tracing::warn!(pid = group, "stopping a base-image build");
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{group}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    /// Runs one long build step, `program args`, in a process group of its
+    /// own that [`BaseCatalog::stop_builds`] can stop; its stdout.
+    ///
+    /// Errors: [`BuildError::Builder`] once builds are stopped; as
+    /// [`crate::disk::run`] otherwise.
+    fn run_step(&self, program: &str, args: &[&str]) -> Result<String, BuildError> {
+        use std::os::unix::process::CommandExt;
+        let child = {
+            let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+            if steps.stopped {
+                return Err(BuildError::Builder(format!(
+                    "{program} not started: the server is stopping"
+                )));
+            }
+            let child = std::process::Command::new(program)
+                .args(args)
+                .process_group(0)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|source| BuildError::ToolMissing {
+                    program: program.into(),
+                    source,
+                })?;
+            steps.running = Some(child.id());
+            child
+        };
+        let out = child.wait_with_output();
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps.running = None;
+        let out = out.map_err(BuildError::io(format!("waiting for {program}")))?;
+        if steps.stopped {
+            return Err(BuildError::Builder(format!(
+                "{program} stopped: the server is stopping"
+            )));
+        }
+        crate::disk::output_of(program, args, out)
     }
 
     /// Signalled (one stored permit) after this process builds a version;
@@ -325,7 +413,7 @@ impl BaseCatalog {
             .dir
             .join(format!(".work-{}", uuid::Uuid::new_v4().simple()));
         let r = self.build_locked(o, &work);
-        let _ = std::fs::remove_dir_all(&work);
+        remove_work_folder(&work);
         r
     }
 
@@ -380,19 +468,8 @@ impl BaseCatalog {
             if !(name.starts_with(".work-") || name.starts_with(".stale-")) {
                 continue;
             }
-            let path = e.path();
-            match crate::disk::release_leftovers(&path) {
-                Ok(_) if crate::disk::mounts_beneath(&path).is_empty() => {
-                    tracing::warn!(dir = %path.display(), "removing an abandoned base-image build");
-                    let _ = std::fs::remove_dir_all(&path);
-                }
-                Ok(_) => {
-                    tracing::error!(dir = %path.display(), "an abandoned base-image build is still mounted; left in place")
-                }
-                Err(e) => {
-                    tracing::error!(dir = %path.display(), error = %e, "releasing an abandoned base-image build")
-                }
-            }
+            tracing::warn!(dir = %e.path().display(), "removing an abandoned base-image build");
+            remove_work_folder(&e.path());
         }
     }
 
@@ -411,7 +488,7 @@ impl BaseCatalog {
         std::fs::create_dir_all(work).map_err(BuildError::io(work.display().to_string()))?;
         tracing::info!(suite = o.suite, mirror = %self.mirror, "building base image with debootstrap");
         let root = rootfs.to_string_lossy().into_owned();
-        run(
+        self.run_step(
             "debootstrap",
             &[
                 "--variant=minbase",
@@ -445,7 +522,7 @@ impl BaseCatalog {
             "--no-install-recommends",
         ];
         apt.extend(APT_PACKAGES);
-        let installed = run("chroot", &apt);
+        let installed = self.run_step("chroot", &apt);
         drop(system);
         installed.map_err(|e| {
             BuildError::Builder(format!(

@@ -24,6 +24,17 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, BuildError> {
             program: program.into(),
             source,
         })?;
+    output_of(program, args, out)
+}
+
+/// The stdout of `program args`, which ended with `out`.
+///
+/// Errors: [`BuildError::ToolFailed`] with its stderr when it failed.
+pub(crate) fn output_of(
+    program: &str,
+    args: &[&str],
+    out: std::process::Output,
+) -> Result<String, BuildError> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -46,9 +46,12 @@ impl ImageService {
     /// during the run" (staging kept), after its customizer processes, VMs,
     /// mounts, loop devices and build network are gone — what a kill would
     /// leave on the host. Runs started after this call end the same way.
-    /// Returns how many runs were still executing after `grace`.
+    /// A base-image build in progress is stopped too
+    /// ([`BaseCatalog::stop_builds`]). Returns how many runs were still
+    /// executing after `grace`.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.stopping.send_replace(true);
+        self.cfg.base_images.stop_builds();
         let mut executing = self.executing.subscribe();
         let _ = tokio::time::timeout(grace, executing.wait_for(|n| *n == 0)).await;
         let left = *executing.borrow();

@@ -111,3 +111,74 @@ fn a_new_platform_image_version_rebuilds_the_templates_that_follow_it() {
         "one version, one run"
     );
 }
+
+/// Processes whose command line names `dir` (`pgrep -af`).
+fn processes_naming(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("pgrep")
+        .arg("-af")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `systemctl stop` while the first run of an offer debootstraps its base
+/// image: the build stops with the server instead of holding the stop up
+/// for minutes (or outliving it, writing into a folder the next build
+/// removes); nothing stays mounted or half-built in the catalog folder,
+/// and the run reads Failed after a restart.
+#[test]
+fn a_base_image_build_stops_with_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let base = tmp.path().join("base-images");
+    let base_flag = base.to_string_lossy().into_owned();
+    let mut s = Server::start_with(
+        &data,
+        common::free_port(),
+        &["--base-image-dir", &base_flag],
+    );
+    put_template(
+        &s,
+        "first",
+        json!({
+            "source": debian(),
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let (st, run, _) = s.call("POST", "/imageTemplates/first/run", None);
+    assert_eq!(st, 202, "{run}");
+    let id = run["runId"].as_str().unwrap().to_string();
+    poll("debootstrap to start", BUILD_TIMEOUT, || {
+        let p = processes_naming(&base);
+        if p.contains("debootstrap") {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    });
+
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}\n{}", s.log());
+    let left = processes_naming(&base);
+    assert!(left.is_empty(), "the build outlived the server: {left}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&base_flag),
+        "still mounted beneath the catalog: {mounts}"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".build.lock")
+        .collect();
+    assert!(entries.is_empty(), "left in the catalog: {entries:?}");
+
+    let s = Server::start_with(
+        &data,
+        common::free_port(),
+        &["--base-image-dir", &base_flag],
+    );
+    let r = s.get(&format!("/imageTemplates/first/runs/{id}"));
+    assert_eq!(r["runState"], "Failed", "{r}");
+}
