@@ -450,7 +450,9 @@ impl Drop for Server {
     /// Stops the server as `systemctl stop` would (SIGTERM), so a failed
     /// test's VM image build unmounts its image before the test's
     /// temporary folder is removed (a folder with `/dev` bound into it must
-    /// never be deleted); SIGKILL after 60 s.
+    /// never be deleted); SIGKILL after 60 s. Then removes the runners the
+    /// stop left running (a restart would adopt them; a dropped test server
+    /// has none) and their network namespaces.
     fn drop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -459,15 +461,51 @@ impl Drop for Server {
             .args(["-TERM", &child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return;
-            }
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.remove_runners();
     }
+}
+
+impl Server {
+    /// Removes every container labelled with this server's data folder and
+    /// the network namespaces of its runners (`slw-<instance>-…`).
+    fn remove_runners(&self) {
+        let label = format!("label=dev.slipway.data-dir={}", self.data.display());
+        if let Ok(out) = Command::new("podman")
+            .args(["ps", "--all", "--quiet", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("podman")
+                    .args(["rm", "--force", "--time", "0", id])
+                    .output();
+            }
+        }
+        let prefix = format!("slw-{}-", slipway_runner::instance_id_for(&self.data));
+        for ns in namespaces_named(&prefix) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
+
+/// Network namespaces (under `/run/netns`) whose name starts with `prefix`.
+pub fn namespaces_named(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Waits (bounded) until image task run `id` has ended; returns it.
