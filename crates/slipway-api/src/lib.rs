@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod auth;
 pub mod catalogs;
+mod connections;
 pub mod data_plane;
 pub mod image_tasks;
 pub mod logs;
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     pub work_dir: PathBuf,
     /// Largest total size of an environment's stored files, in bytes (ADE exit 14 beyond it).
     pub max_storage_bytes: u64,
+    /// How long a client may take to send a request head, on the main
+    /// listener and every runner API address; idle keep-alive connections
+    /// close after it too (`serve --http-header-timeout-seconds`).
+    pub header_read_timeout: std::time::Duration,
     /// Host folders `local` catalogs and `file://` git URLs may name
     /// (`serve --local-catalog-root`).
     pub local_roots: slipway_catalog::LocalRoots,
@@ -394,12 +399,11 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
             ))
             .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
             .with_state(self.state.clone());
+        let header_timeout = self.state.config.header_read_timeout;
         let task = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await;
+            let _ =
+                connections::serve_router(listener, app, header_timeout, std::future::pending())
+                    .await;
         });
         Ok((port, slipway_runner::ApiListener::new(task.abort_handle())))
     }
@@ -423,12 +427,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let header_timeout = state.config.header_read_timeout;
+    connections::serve_router(listener, router(state), header_timeout, shutdown).await
 }
 
 #[cfg(test)]

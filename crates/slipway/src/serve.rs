@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// Grace period between SIGTERM and SIGKILL when an operation is canceled, in seconds.
     #[arg(long, default_value_t = 10)]
     pub cancel_grace_seconds: u64,
+    /// How long a client may take to send a request's head, in seconds,
+    /// on the API listener and every runner's API address; a connection
+    /// that takes longer (or idles that long between requests) is closed.
+    #[arg(long, env = "SLIPWAY_HTTP_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_seconds: u64,
     /// File holding the key that seals stored secrets (64 hex digits). Default:
     /// `<data-dir>/secret.key`, created on first start; keep your own outside
     /// the data directory in production.
@@ -375,6 +380,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             work_dir,
             max_storage_bytes: args.max_storage_mib * 1024 * 1024,
             local_roots,
+            header_read_timeout: Duration::from_secs(args.http_header_timeout_seconds),
         }),
         secret_key,
         catalog_sync,

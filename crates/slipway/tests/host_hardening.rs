@@ -475,3 +475,48 @@ fn errors_stay_bounded_and_do_not_reveal_what_the_caller_may_not_read() {
     assert_eq!(missing.0, 404, "{}", missing.1);
     assert_eq!(existing.1["error"]["code"], missing.1["error"]["code"]);
 }
+
+/// Slowloris: a client that opens connections and never finishes a request
+/// head would hold a task and a file descriptor each for as long as it
+/// likes. The server closes such a connection once
+/// `--http-header-timeout-seconds` have passed, and an idle kept-alive one
+/// too, while a client that finishes its request is served.
+#[test]
+fn a_request_head_that_never_ends_is_cut_off() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--http-header-timeout-seconds", "2"],
+    );
+    let connect = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        // Far beyond the server's timeout: a read that runs into it means
+        // the server kept the connection open.
+        c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        c
+    };
+    let closed = |c: &mut std::net::TcpStream| {
+        let mut rest = Vec::new();
+        match c.read_to_end(&mut rest) {
+            Ok(_) => String::from_utf8_lossy(&rest).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => String::new(),
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    };
+
+    let mut slow = connect();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: slipway\r\nX-Slow: ")
+        .unwrap();
+    let answer = closed(&mut slow);
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // Served, then closed once idle for the timeout.
+    let mut idle = connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: slipway\r\n\r\n")
+        .unwrap();
+    let answer = closed(&mut idle);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+}
