@@ -7,7 +7,11 @@
 //! with hyper's header read timeout: a request head must arrive whole
 //! within the timeout, counted from the connection's first read or from
 //! the end of the previous response on a kept-alive connection (so idle
-//! keep-alive connections close after it too).
+//! keep-alive connections close after it too). And it holds at most
+//! [`Limits::max_connections`] connections open: beyond that it stops
+//! accepting (the kernel's backlog queues the next ones) until one closes,
+//! so no client — a runner opening connections to its own API address
+//! included — can use up the server's file descriptors.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,26 +24,45 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tower::ServiceExt;
 
+/// What one listener allows a client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// How long a request head may take to arrive (and a kept-alive
+    /// connection may idle).
+    pub header_timeout: Duration,
+    /// Connections open at once; at least 1.
+    pub max_connections: usize,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits
 /// for the connections in flight to finish their requests (callers bound
 /// that wait). Each request carries `ConnectInfo<SocketAddr>` (the peer).
-/// A connection whose request head is not complete `header_timeout` after
-/// the server starts reading it is closed.
+/// A connection whose request head is not complete
+/// [`Limits::header_timeout`] after the server starts reading it is
+/// closed; at most [`Limits::max_connections`] are open at once.
 ///
 /// Errors: none once listening; a failed `accept` (too many open files) is
 /// logged and retried after a second.
 pub(crate) async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(limits.header_timeout);
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = open.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -65,6 +88,7 @@ pub(crate) async fn serve_router(
             if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

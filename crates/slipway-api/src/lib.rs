@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// listener and every runner API address; idle keep-alive connections
     /// close after it too (`serve --http-header-timeout-seconds`).
     pub header_read_timeout: std::time::Duration,
+    /// Connections the main listener holds open at once (`serve
+    /// --max-connections`); each runner API address holds at most
+    /// [`RUNNER_API_MAX_CONNECTIONS`].
+    pub max_connections: usize,
     /// Host folders `local` catalogs and `file://` git URLs may name
     /// (`serve --local-catalog-root`).
     pub local_roots: slipway_catalog::LocalRoots,
@@ -399,15 +403,21 @@ impl slipway_runner::RunnerApiHost for RunnerApiServer {
             ))
             .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
             .with_state(self.state.clone());
-        let header_timeout = self.state.config.header_read_timeout;
+        let limits = connections::Limits {
+            header_timeout: self.state.config.header_read_timeout,
+            max_connections: RUNNER_API_MAX_CONNECTIONS,
+        };
         let task = tokio::spawn(async move {
-            let _ =
-                connections::serve_router(listener, app, header_timeout, std::future::pending())
-                    .await;
+            let _ = connections::serve_router(listener, app, limits, std::future::pending()).await;
         });
         Ok((port, slipway_runner::ApiListener::new(task.abort_handle())))
     }
 }
+
+/// Connections one operation's runner API address holds open at once: a
+/// runner's `ade` and Azure CLI calls come one or a few at a time, and a
+/// runner opening more only waits on itself.
+pub const RUNNER_API_MAX_CONNECTIONS: usize = 16;
 
 /// `path` with the operation token of an IMDS-shaped token URL
 /// (`…/imds/{key}/token`) replaced by `***`, for logs.
@@ -427,8 +437,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let header_timeout = state.config.header_read_timeout;
-    connections::serve_router(listener, router(state), header_timeout, shutdown).await
+    let limits = connections::Limits {
+        header_timeout: state.config.header_read_timeout,
+        max_connections: state.config.max_connections,
+    };
+    connections::serve_router(listener, router(state), limits, shutdown).await
 }
 
 #[cfg(test)]

@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// that takes longer (or idles that long between requests) is closed.
     #[arg(long, env = "SLIPWAY_HTTP_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub http_header_timeout_seconds: u64,
+    /// Connections the API listener holds open at once; beyond that new
+    /// ones wait in the kernel's backlog until one closes (log followers
+    /// hold theirs while they follow).
+    #[arg(long, env = "SLIPWAY_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections: u64,
     /// File holding the key that seals stored secrets (64 hex digits). Default:
     /// `<data-dir>/secret.key`, created on first start; keep your own outside
     /// the data directory in production.
@@ -381,6 +386,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_storage_bytes: args.max_storage_mib * 1024 * 1024,
             local_roots,
             header_read_timeout: Duration::from_secs(args.http_header_timeout_seconds),
+            max_connections: args.max_connections as usize,
         }),
         secret_key,
         catalog_sync,

@@ -1619,41 +1619,6 @@ fn the_last_dev_center_admin_assignment_cannot_be_removed() {
     assert_eq!(st, 409, "{v}");
 }
 
-/// Writes `head` (request line and headers, without the blank line) and
-/// `body` to `sock`, then reads one response: its status, lower-cased head
-/// and body.
-fn exchange(sock: &mut std::net::TcpStream, head: &str, body: &[u8]) -> (u16, String, String) {
-    use std::io::{BufRead, Read, Write};
-    sock.write_all(format!("{head}\r\n\r\n").as_bytes())
-        .unwrap();
-    sock.write_all(body).unwrap();
-    let mut reader = std::io::BufReader::new(sock.try_clone().unwrap());
-    let mut response_head = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            reader.read_line(&mut line).unwrap() > 0,
-            "connection closed"
-        );
-        if line == "\r\n" {
-            break;
-        }
-        response_head.push_str(&line.to_ascii_lowercase());
-    }
-    let status = response_head[9..12].parse().unwrap();
-    let length: usize = response_head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map_or(0, |n| n.trim().parse().unwrap());
-    let mut response_body = vec![0; length];
-    reader.read_exact(&mut response_body).unwrap();
-    (
-        status,
-        response_head,
-        String::from_utf8(response_body).unwrap(),
-    )
-}
-
 #[test]
 fn a_request_refused_before_its_body_was_read_is_told_the_connection_closes() {
     // Hyper closes a keep-alive connection whose request body it could not
@@ -1683,7 +1648,7 @@ fn a_request_refused_before_its_body_was_read_is_told_the_connection_closes() {
     // No token: refused before the body is sent at all.
     let mut sock = connect();
     let head = request("PUT", "/admin/secrets/app-key", "", secret);
-    let (status, head, _) = exchange(&mut sock, &head, b"");
+    let (status, head, _) = common::exchange(&mut sock, &head, b"");
     assert_eq!(status, 401, "{head}");
     assert!(head.contains("connection: close\r\n"), "{head}");
 
@@ -1692,16 +1657,17 @@ fn a_request_refused_before_its_body_was_read_is_told_the_connection_closes() {
     let dev = s.token_for("dev");
     let mut sock = connect();
     let head = request("PUT", "/admin/secrets/app-key", &dev, secret);
-    let (status, head, text) = exchange(&mut sock, &head, b"");
+    let (status, head, text) = common::exchange(&mut sock, &head, b"");
     assert_eq!(status, 403, "{head}{text}");
     assert!(head.contains("connection: close\r\n"), "{head}");
 
     // A request whose body was read keeps its connection for the next one.
     let mut sock = connect();
     let head = request("PUT", "/admin/secrets/app-key", &s.admin_token, secret);
-    let (status, head, text) = exchange(&mut sock, &head, secret);
+    let (status, head, text) = common::exchange(&mut sock, &head, secret);
     assert!(status == 200 || status == 201, "{head}{text}");
     assert!(!head.contains("connection: close"), "{head}");
-    let (status, head, _) = exchange(&mut sock, "GET /healthz HTTP/1.1\r\nHost: slipway", b"");
+    let (status, head, _) =
+        common::exchange(&mut sock, "GET /healthz HTTP/1.1\r\nHost: slipway", b"");
     assert_eq!(status, 200, "{head}");
 }

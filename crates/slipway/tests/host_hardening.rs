@@ -520,3 +520,64 @@ fn a_request_head_that_never_ends_is_cut_off() {
     let answer = closed(&mut idle);
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
 }
+
+/// A client cannot use up the server's file descriptors by opening
+/// connections: beyond `--max-connections` open ones the next waits (in
+/// the kernel's backlog) until one closes, and is served then. (Each
+/// runner's API address holds at most `RUNNER_API_MAX_CONNECTIONS`.)
+#[test]
+fn connections_beyond_the_maximum_wait_until_one_closes() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--max-connections", "2"],
+    );
+    s.close_pooled_connections();
+    let healthz = "GET /healthz HTTP/1.1\r\nHost: slipway";
+    let connect = || {
+        let c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        c
+    };
+    // Two kept-alive connections, both served: the server is full.
+    let mut a = connect();
+    let mut b = connect();
+    assert_eq!(common::exchange(&mut a, healthz, b"").0, 200);
+    assert_eq!(common::exchange(&mut b, healthz, b"").0, 200);
+
+    let mut c = connect();
+    c.write_all(format!("{healthz}\r\n\r\n").as_bytes())
+        .unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut first = [0u8; 1];
+    match c.read(&mut first) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("a third connection was served while two were open: {other:?}"),
+    }
+
+    drop(a);
+    c.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    // The server was never cut off from its other clients.
+    assert_eq!(common::exchange(&mut b, healthz, b"").0, 200);
+}

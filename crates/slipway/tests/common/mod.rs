@@ -217,6 +217,14 @@ impl Server {
         )
     }
 
+    /// Closes the connections this harness keeps alive to the server (a
+    /// new client replaces the old), for a test that counts connections.
+    pub fn close_pooled_connections(&mut self) {
+        self.agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(60))
+            .build();
+    }
+
     /// The server's stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data.join("server.log")).unwrap_or_default()
@@ -641,4 +649,39 @@ pub fn rejected(table: &[(u32, u32, u32)], ip: std::net::Ipv4Addr) -> bool {
         .max_by_key(|(_, mask, _)| mask.count_ones())
         .unwrap_or_else(|| panic!("no route at all to {ip}"));
     best.2 & RTF_REJECT != 0
+}
+
+/// Writes `head` (request line and headers, without the blank line) and
+/// `body` to `sock`, then reads one response: its status, lower-cased head
+/// and body.
+pub fn exchange(sock: &mut std::net::TcpStream, head: &str, body: &[u8]) -> (u16, String, String) {
+    use std::io::{BufRead, Read, Write};
+    sock.write_all(format!("{head}\r\n\r\n").as_bytes())
+        .unwrap();
+    sock.write_all(body).unwrap();
+    let mut reader = std::io::BufReader::new(sock.try_clone().unwrap());
+    let mut response_head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "connection closed"
+        );
+        if line == "\r\n" {
+            break;
+        }
+        response_head.push_str(&line.to_ascii_lowercase());
+    }
+    let status = response_head[9..12].parse().unwrap();
+    let length: usize = response_head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut response_body = vec![0; length];
+    reader.read_exact(&mut response_body).unwrap();
+    (
+        status,
+        response_head,
+        String::from_utf8(response_body).unwrap(),
+    )
 }
