@@ -1,13 +1,15 @@
 //! The local base-image catalog: what `PlatformImage` sources resolve to.
 //! Vendor cloud images cannot be downloaded offline, so Slipway builds its
-//! own from the configured Debian mirror with debootstrap: a 2 GiB raw disk
-//! with an MBR, one ext4 partition at 1 MiB (label `rootfs`), extlinux as
-//! the boot loader, the Debian kernel, systemd, systemd-networkd (DHCP on
-//! `e*`), openssh-server, sudo, cloud-init (NoCloud datasource, network
-//! left to networkd) and the serial console on `ttyS0`.
+//! own with debootstrap, from the configured Debian mirror and, when one
+//! is configured, an Ubuntu mirror: a 2 GiB raw disk with an MBR, one ext4
+//! partition at 1 MiB (label `rootfs`), extlinux as the boot loader, the
+//! distribution's kernel, systemd, systemd-networkd (DHCP on `e*`),
+//! openssh-server, sudo, cloud-init (NoCloud datasource, network left to
+//! networkd) and the serial console on `ttyS0`.
 //!
 //! Layout: `<dir>/<publisher>/<offer>/<sku>/<version>/{disk.raw,image.json}`;
-//! versions are `<debian_version>.<yyyymmdd>` (`12.15.20261121`), so
+//! versions are `<release>.<yyyymmdd>` — Debian's `debian_version`
+//! (`12.15.20261121`), Ubuntu's `VERSION_ID` (`22.04.20261121`) — so
 //! `latest` is the highest. A build holds `<dir>/.build.lock`, so several
 //! servers (or test processes) sharing a cache build once. `image.json`
 //! records the [`RECIPE`] that built the disk; disks of an older recipe
@@ -30,8 +32,10 @@ pub const ROOT_LABEL: &str = "rootfs";
 /// Revision of what goes into a base image; raised when it changes (2:
 /// sudo and cloud-init for the full-boot executor).
 pub const RECIPE: u32 = 2;
-/// Packages debootstrap installs on top of its `minbase` variant.
-const PACKAGES: &str = "systemd-sysv,linux-image-amd64,udev,kmod,initramfs-tools,e2fsprogs,ca-certificates,openssh-server,apt-utils";
+/// Packages debootstrap installs on top of its `minbase` variant, besides
+/// the distribution's kernel ([`Distro::kernel`]).
+const PACKAGES: &str =
+    "systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,ca-certificates,openssh-server,apt-utils";
 /// Packages installed with apt afterwards: debootstrap's resolver cannot
 /// satisfy cloud-init's virtual dependencies (`python3-cffi-backend-api-*`).
 const APT_PACKAGES: &[&str] = &["sudo", "cloud-init"];
@@ -40,43 +44,114 @@ const APT_PACKAGES: &[&str] = &["sudo", "cloud-init"];
 /// left to systemd-networkd, and no locale step (only C.UTF-8 exists).
 const CLOUD_CFG: &str = "# slipway base image\ndatasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\nlocale: false\n";
 
-/// An offered base image (publisher, offer, sku) and the Debian suite that
-/// builds it.
+/// The distribution an offer is built from; it says which mirror, keyring,
+/// kernel package and release file a build uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Offer {
-    /// `Debian`.
-    pub publisher: &'static str,
-    /// `debian-12`.
-    pub offer: &'static str,
-    /// `12` (BIOS boot; there is no `-gen2` UEFI variant yet).
-    pub sku: &'static str,
-    /// debootstrap suite, `bookworm`.
-    pub suite: &'static str,
+pub enum Distro {
+    /// From the Debian mirror (`serve --debian-mirror`), checked against
+    /// debootstrap's Debian keyring.
+    Debian,
+    /// From the Ubuntu mirror (`serve --ubuntu-mirror`), checked against
+    /// the Ubuntu archive keyring given with it; not offered without one.
+    Ubuntu,
 }
 
-/// Every base image Slipway can build: the Debian releases debootstrap
-/// knows, offered when the configured mirror serves their suite (or an
-/// image of them is already built).
+impl Distro {
+    /// The kernel package debootstrap installs.
+    fn kernel(self) -> &'static str {
+        match self {
+            Distro::Debian => "linux-image-amd64",
+            Distro::Ubuntu => "linux-image-virtual",
+        }
+    }
+
+    /// The image's host name.
+    fn hostname(self) -> &'static str {
+        match self {
+            Distro::Debian => "debian",
+            Distro::Ubuntu => "ubuntu",
+        }
+    }
+}
+
+/// An offered base image (publisher, offer, sku), as Azure's marketplace
+/// names it, and the suite that builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    /// `Debian`, `Canonical`.
+    pub publisher: &'static str,
+    /// `debian-12`, `0001-com-ubuntu-server-jammy`.
+    pub offer: &'static str,
+    /// `12`, `22_04-lts` (BIOS boot; there are no `-gen2` UEFI variants
+    /// yet).
+    pub sku: &'static str,
+    /// debootstrap suite, `bookworm`, `jammy`.
+    pub suite: &'static str,
+    /// Which distribution's mirror builds it.
+    pub distro: Distro,
+}
+
+/// Every base image Slipway can build, offered when the configured mirror
+/// serves its suite (or an image of it is already built): the Debian
+/// releases with security support, and the Ubuntu LTS releases with
+/// standard support under the names Azure's marketplace gives them.
 pub const OFFERS: &[Offer] = &[
     Offer {
         publisher: "Debian",
         offer: "debian-11",
         sku: "11",
         suite: "bullseye",
+        distro: Distro::Debian,
     },
     Offer {
         publisher: "Debian",
         offer: "debian-12",
         sku: "12",
         suite: "bookworm",
+        distro: Distro::Debian,
     },
     Offer {
         publisher: "Debian",
         offer: "debian-13",
         sku: "13",
         suite: "trixie",
+        distro: Distro::Debian,
+    },
+    Offer {
+        publisher: "Canonical",
+        offer: "0001-com-ubuntu-server-focal",
+        sku: "20_04-lts",
+        suite: "focal",
+        distro: Distro::Ubuntu,
+    },
+    Offer {
+        publisher: "Canonical",
+        offer: "0001-com-ubuntu-server-jammy",
+        sku: "22_04-lts",
+        suite: "jammy",
+        distro: Distro::Ubuntu,
+    },
+    Offer {
+        publisher: "Canonical",
+        offer: "ubuntu-24_04-lts",
+        sku: "server",
+        suite: "noble",
+        distro: Distro::Ubuntu,
     },
 ];
+
+/// The debootstrap script every Ubuntu release since 7.10 uses (Debian 12's
+/// debootstrap has no `noble` link yet; the script is the same).
+const UBUNTU_SCRIPT: &str = "/usr/share/debootstrap/scripts/gutsy";
+
+/// An Ubuntu mirror and the keyring its `Release` files are checked with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UbuntuMirror {
+    /// `http://archive.ubuntu.com/ubuntu`.
+    pub url: String,
+    /// The Ubuntu archive keyring (`ubuntu-archive-keyring.gpg`).
+    pub keyring: PathBuf,
+}
 
 /// How long an answer about the mirror serving a suite is kept.
 const SERVED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -116,6 +191,7 @@ pub struct BaseImage {
 pub struct BaseCatalog {
     dir: PathBuf,
     mirror: String,
+    ubuntu: Option<UbuntuMirror>,
     /// Suite → (whether the mirror serves it, when that was learnt).
     served: std::sync::Arc<
         std::sync::Mutex<std::collections::HashMap<&'static str, (Served, std::time::Instant)>>,
@@ -162,9 +238,35 @@ impl BaseCatalog {
         BaseCatalog {
             dir: dir.into(),
             mirror: mirror.into(),
+            ubuntu: None,
             served: Default::default(),
             built: Default::default(),
             steps: Default::default(),
+        }
+    }
+
+    /// This catalog offering Ubuntu too, built from `mirror`.
+    ///
+    /// Errors: [`BuildError::Source`] when `mirror.keyring` is not a
+    /// readable file — without it debootstrap would install whatever the
+    /// mirror serves, unchecked.
+    pub fn with_ubuntu_mirror(mut self, mirror: UbuntuMirror) -> Result<BaseCatalog, BuildError> {
+        if let Err(e) = std::fs::File::open(&mirror.keyring).and_then(|f| f.metadata()) {
+            return Err(BuildError::Source(format!(
+                "the Ubuntu archive keyring '{}' cannot be read ({e}): Ubuntu base images are only built from a mirror whose signatures can be checked",
+                mirror.keyring.display()
+            )));
+        }
+        self.ubuntu = Some(mirror);
+        Ok(self)
+    }
+
+    /// The mirror `o` is built from; `None` for Ubuntu without an Ubuntu
+    /// mirror.
+    fn mirror_of(&self, o: &Offer) -> Option<&str> {
+        match o.distro {
+            Distro::Debian => Some(&self.mirror),
+            Distro::Ubuntu => self.ubuntu.as_ref().map(|u| u.url.as_str()),
         }
     }
 
@@ -218,7 +320,13 @@ impl BaseCatalog {
         let out = child.wait_with_output();
         let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         steps.running = None;
-        let out = out.map_err(BuildError::io(format!("waiting for {program}")))?;
+        let mut out = out.map_err(BuildError::io(format!("waiting for {program}")))?;
+        if !out.status.success() {
+            // debootstrap reports its errors (`E: …`) on stdout.
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            out.stderr.push(b'\n');
+            out.stderr.extend_from_slice(tail(&stdout, 2000).as_bytes());
+        }
         if steps.stopped {
             return Err(BuildError::Builder(format!(
                 "{program} stopped: the server is stopping"
@@ -277,11 +385,10 @@ impl BaseCatalog {
                 }
             }
         }
-        let url = format!(
-            "{}/dists/{}/Release",
-            self.mirror.trim_end_matches('/'),
-            o.suite
-        );
+        let Some(mirror) = self.mirror_of(o) else {
+            return Served::No;
+        };
+        let url = format!("{}/dists/{}/Release", mirror.trim_end_matches('/'), o.suite);
         let s = if !url.starts_with("http://") {
             Served::Unknown
         } else {
@@ -383,12 +490,17 @@ impl BaseCatalog {
                 return Ok(b.clone());
             }
             let o = self.offer(publisher, offer, sku)?;
+            let Some(mirror) = self.mirror_of(o) else {
+                return Err(self.not_available(format!(
+                    "'{}' is built from an Ubuntu mirror, and none is configured (serve --ubuntu-mirror)",
+                    name(o)
+                )));
+            };
             if self.served(o) == Served::No {
                 return Err(self.not_available(format!(
-                    "'{}' needs suite '{}', which the mirror {} does not serve",
+                    "'{}' needs suite '{}', which the mirror {mirror} does not serve",
                     name(o),
                     o.suite,
-                    self.mirror
                 )));
             }
             return self.build(o);
@@ -485,26 +597,31 @@ impl BaseCatalog {
             return Ok(b);
         }
         let rootfs = work.join("rootfs");
+        let mirror = self
+            .mirror_of(o)
+            .ok_or_else(|| BuildError::Source(format!("'{}' needs an Ubuntu mirror", name(o))))?;
         std::fs::create_dir_all(work).map_err(BuildError::io(work.display().to_string()))?;
-        tracing::info!(suite = o.suite, mirror = %self.mirror, "building base image with debootstrap");
+        tracing::info!(suite = o.suite, mirror = %mirror, "building base image with debootstrap");
         let root = rootfs.to_string_lossy().into_owned();
-        self.run_step(
-            "debootstrap",
-            &[
-                "--variant=minbase",
-                &format!("--include={PACKAGES}"),
-                o.suite,
-                &root,
-                &self.mirror,
-            ],
-        )
-        .map_err(|e| {
+        let include = format!("--include={PACKAGES},{}", o.distro.kernel());
+        let mut args = vec!["--variant=minbase", include.as_str()];
+        let keyring;
+        if let (Distro::Ubuntu, Some(u)) = (o.distro, &self.ubuntu) {
+            keyring = format!("--keyring={}", u.keyring.display());
+            args.push(&keyring);
+        }
+        // debootstrap takes no `--`; the suite is one of OFFERS, the target
+        // Slipway's own and the mirror the operator's.
+        args.extend([o.suite, &root, mirror]);
+        if o.distro == Distro::Ubuntu {
+            args.push(UBUNTU_SCRIPT);
+        }
+        self.run_step("debootstrap", &args).map_err(|e| {
             let details = std::fs::read_to_string(rootfs.join("debootstrap/debootstrap.log"))
                 .unwrap_or_default();
             BuildError::Builder(format!(
-                "debootstrap {} from {}: {}\n{}",
+                "debootstrap {} from {mirror}: {}\n{}",
                 o.suite,
-                self.mirror,
                 tail(&e.to_string(), 1000),
                 tail(&details, 2000)
             ))
@@ -531,17 +648,12 @@ impl BaseCatalog {
                 tail(&e.to_string(), 2000)
             ))
         })?;
-        configure_tree(&rootfs)?;
-        let debian_version = std::fs::read_to_string(rootfs.join("etc/debian_version"))
-            .map_err(BuildError::io("reading etc/debian_version"))?;
-        let mut dv = debian_version.trim().to_string();
-        if dv.split('.').count() == 1 {
-            dv.push_str(".0");
-        }
-        let version = format!("{dv}.{today}");
+        configure_tree(&rootfs, o.distro)?;
+        let release = release_of(&rootfs, o.distro)?;
+        let version = format!("{release}.{today}");
         if parse_version(&version).is_none() {
             return Err(BuildError::Builder(format!(
-                "debian_version '{dv}' does not make an x.y.z version"
+                "release '{release}' does not make an x.y.z version"
             )));
         }
         let vdir = work.join(&version);
@@ -608,13 +720,48 @@ fn write(path: &Path, text: &str) -> Result<(), BuildError> {
     std::fs::write(path, text).map_err(BuildError::io(path.display().to_string()))
 }
 
-/// Image-wide settings for a bootable, cloud-like Debian.
-fn configure_tree(root: &Path) -> Result<(), BuildError> {
+/// The release a built tree holds, as the first two fields of its version:
+/// Debian's `etc/debian_version` (`12.15`; `13` → `13.0`), Ubuntu's
+/// `VERSION_ID` in `etc/os-release` (`22.04`).
+fn release_of(rootfs: &Path, distro: Distro) -> Result<String, BuildError> {
+    let mut release = match distro {
+        Distro::Debian => std::fs::read_to_string(rootfs.join("etc/debian_version"))
+            .map_err(BuildError::io("reading etc/debian_version"))?
+            .trim()
+            .to_string(),
+        Distro::Ubuntu => {
+            // os-release is a link into usr/lib; read it beneath the root.
+            let text =
+                crate::exec::image_tree(rootfs)?.read_to_string("etc/os-release", 64 << 10)?;
+            os_release_field(&text, "VERSION_ID").ok_or_else(|| {
+                BuildError::Builder("etc/os-release has no VERSION_ID".to_string())
+            })?
+        }
+    };
+    if release.split('.').count() == 1 {
+        release.push_str(".0");
+    }
+    Ok(release)
+}
+
+/// A field of an os-release file (`KEY=value` or `KEY="value"`).
+fn os_release_field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix('=')?;
+        Some(v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Image-wide settings for a bootable, cloud-like Debian or Ubuntu.
+fn configure_tree(root: &Path, distro: Distro) -> Result<(), BuildError> {
     write(
         &root.join("etc/fstab"),
         &format!("LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n"),
     )?;
-    write(&root.join("etc/hostname"), "debian\n")?;
+    write(
+        &root.join("etc/hostname"),
+        &format!("{}\n", distro.hostname()),
+    )?;
     write(
         &root.join("etc/cloud/cloud.cfg.d/90-slipway.cfg"),
         CLOUD_CFG,
@@ -644,26 +791,48 @@ fn configure_tree(root: &Path) -> Result<(), BuildError> {
 }
 
 /// Writes `/boot/extlinux/extlinux.conf` for the kernel `/vmlinuz` points
-/// at (called again after customizing, in case a customizer changed the
-/// kernel). No-op when the image has no extlinux.
+/// at — or `/boot/vmlinuz`, where Ubuntu keeps the link (called again after
+/// customizing, in case a customizer changed the kernel). No-op when the
+/// image has no extlinux.
 pub fn write_boot_config(root: &Path) -> Result<(), BuildError> {
     // Also runs on customized images: every path resolves beneath the root.
     let tree = crate::exec::image_tree(root)?;
     if !tree.is_dir("boot/extlinux") {
         return Ok(());
     }
-    let target = |link: &str| -> Result<String, BuildError> {
-        let t = std::fs::read_link(root.join(link))
-            .map_err(BuildError::io(format!("/{link} in the image")))?;
-        let t = t.to_string_lossy();
-        Ok(format!("/{}", t.trim_start_matches('/')))
-    };
     let conf = format!(
         "DEFAULT linux\nTIMEOUT 1\nPROMPT 0\nLABEL linux\n  LINUX {}\n  INITRD {}\n  APPEND root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0 net.ifnames=0\n",
-        target("vmlinuz")?,
-        target("initrd.img")?
+        kernel_link(root, "vmlinuz")?,
+        kernel_link(root, "initrd.img")?
     );
     Ok(tree.write("boot/extlinux/extlinux.conf", conf.as_bytes(), 0o644)?)
+}
+
+/// Where the kernel link `name` (`vmlinuz`, `initrd.img`) points, as a path
+/// from the image's root: the link at `/<name>` (Debian) or else at
+/// `/boot/<name>` (Ubuntu), its target read, never followed, and a
+/// relative target taken from the link's folder.
+///
+/// Errors: neither link exists.
+fn kernel_link(root: &Path, name: &str) -> Result<String, BuildError> {
+    let mut last = None;
+    for dir in ["", "boot/"] {
+        match std::fs::read_link(root.join(format!("{dir}{name}"))) {
+            Ok(t) => {
+                let t = t.to_string_lossy();
+                return Ok(match t.strip_prefix('/') {
+                    Some(absolute) => format!("/{absolute}"),
+                    None => format!("/{dir}{t}"),
+                });
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(BuildError::io(format!(
+        "/{name} or /boot/{name} in the image"
+    ))(
+        last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()),
+    ))
 }
 
 /// Makes the bootable raw disk from a root tree: MBR with one bootable
@@ -726,4 +895,53 @@ fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), BuildError> {
     drop(dev);
     let _ = std::fs::remove_dir(&mnt);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_is_found_where_debian_and_ubuntu_link_it() {
+        let debian = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("boot/vmlinuz-6.1.0-28-amd64", debian.path().join("vmlinuz"))
+            .unwrap();
+        assert_eq!(
+            kernel_link(debian.path(), "vmlinuz").unwrap(),
+            "/boot/vmlinuz-6.1.0-28-amd64"
+        );
+        let ubuntu = tempfile::tempdir().unwrap();
+        std::fs::create_dir(ubuntu.path().join("boot")).unwrap();
+        std::os::unix::fs::symlink(
+            "initrd.img-5.15.0-91-generic",
+            ubuntu.path().join("boot/initrd.img"),
+        )
+        .unwrap();
+        assert_eq!(
+            kernel_link(ubuntu.path(), "initrd.img").unwrap(),
+            "/boot/initrd.img-5.15.0-91-generic"
+        );
+        let e = kernel_link(ubuntu.path(), "vmlinuz")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/vmlinuz or /boot/vmlinuz in the image"), "{e}");
+    }
+
+    #[test]
+    fn ubuntu_releases_are_read_from_os_release() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(
+            root.path().join("usr/lib/os-release"),
+            "PRETTY_NAME=\"Ubuntu 22.04.5 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\n",
+        )
+        .unwrap();
+        // As Ubuntu ships it: a relative link into usr/lib.
+        std::os::unix::fs::symlink("../usr/lib/os-release", root.path().join("etc/os-release"))
+            .unwrap();
+        assert_eq!(release_of(root.path(), Distro::Ubuntu).unwrap(), "22.04");
+        std::fs::write(root.path().join("etc/debian_version"), "13\n").unwrap();
+        assert_eq!(release_of(root.path(), Distro::Debian).unwrap(), "13.0");
+    }
 }

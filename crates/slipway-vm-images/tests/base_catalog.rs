@@ -5,13 +5,21 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use slipway_vm_images::base::BaseCatalog;
+use std::sync::{Arc, Mutex};
 
-/// A mirror stand-in answering `dists/<suite>/Release` for `suites` (200)
-/// and 404 for everything else; its base URL.
-fn mirror(suites: &'static [&'static str]) -> String {
+use slipway_vm_images::base::{BaseCatalog, UbuntuMirror};
+
+/// A mirror stand-in at `http://127.0.0.1:<port>/<dist>` answering
+/// `dists/<suite>/Release` for `suites` (200, empty) and 404 for everything
+/// else; its base URL and the paths asked for so far.
+fn mirror_at(
+    dist: &'static str,
+    suites: &'static [&'static str],
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let mut reader = BufReader::new(&conn);
@@ -25,9 +33,10 @@ fn mirror(suites: &'static [&'static str]) -> String {
                 line.clear();
             }
             let path = request.split_whitespace().nth(1).unwrap_or_default();
+            log.lock().unwrap().push(path.to_string());
             let served = suites
                 .iter()
-                .any(|s| path == format!("/debian/dists/{s}/Release"));
+                .any(|s| path == format!("/{dist}/dists/{s}/Release"));
             let status = if served { "200 OK" } else { "404 Not Found" };
             let _ = (&conn).write_all(
                 format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -35,19 +44,27 @@ fn mirror(suites: &'static [&'static str]) -> String {
             );
         }
     });
-    format!("http://127.0.0.1:{port}/debian")
+    (format!("http://127.0.0.1:{port}/{dist}"), asked)
+}
+
+/// A Debian mirror stand-in serving `suites`; its base URL.
+fn mirror(suites: &'static [&'static str]) -> String {
+    mirror_at("debian", suites).0
+}
+
+fn offered(catalog: &BaseCatalog) -> Vec<String> {
+    catalog
+        .available()
+        .iter()
+        .map(|o| format!("{}:{}:{}", o.publisher, o.offer, o.sku))
+        .collect()
 }
 
 #[test]
 fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = BaseCatalog::new(dir.path(), mirror(&["bookworm"]));
-    let names: Vec<String> = catalog
-        .available()
-        .iter()
-        .map(|o| format!("{}:{}:{}", o.publisher, o.offer, o.sku))
-        .collect();
-    assert_eq!(names, ["Debian:debian-12:12"]);
+    assert_eq!(offered(&catalog), ["Debian:debian-12:12"]);
     // A Debian release the mirror does not carry: refused before debootstrap.
     let e = catalog
         .resolve("Debian", "debian-11", "11", "latest")
@@ -77,6 +94,101 @@ fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them(
     // A mirror serving trixie as well offers Debian 13 too.
     let both = BaseCatalog::new(dir.path(), mirror(&["bookworm", "trixie"]));
     assert_eq!(both.available().len(), 2);
+}
+
+#[test]
+fn ubuntu_is_offered_from_a_configured_ubuntu_mirror_and_built_checking_its_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let debian_only = BaseCatalog::new(dir.path(), mirror(&["bookworm"]));
+    let e = debian_only
+        .resolve(
+            "Canonical",
+            "0001-com-ubuntu-server-jammy",
+            "22_04-lts",
+            "latest",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'Canonical:0001-com-ubuntu-server-jammy:22_04-lts' is built from an Ubuntu mirror, and none is configured (serve --ubuntu-mirror)")
+            && e.contains("available are Debian:debian-12:12"),
+        "{e}"
+    );
+    // A mirror whose signatures cannot be checked is refused up front.
+    let (url, asked) = mirror_at("ubuntu", &["jammy"]);
+    let missing = dir.path().join("no-such-keyring.gpg");
+    let e = BaseCatalog::new(dir.path(), mirror(&["bookworm"]))
+        .with_ubuntu_mirror(UbuntuMirror {
+            url: url.clone(),
+            keyring: missing.clone(),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "the Ubuntu archive keyring '{}' cannot be read",
+            missing.display()
+        )),
+        "{e}"
+    );
+    let keyring = dir.path().join("ubuntu-archive-keyring.gpg");
+    std::fs::write(&keyring, b"").unwrap();
+    let catalog = BaseCatalog::new(dir.path(), mirror(&["bookworm"]))
+        .with_ubuntu_mirror(UbuntuMirror {
+            url: url.clone(),
+            keyring,
+        })
+        .unwrap();
+    assert_eq!(
+        offered(&catalog),
+        [
+            "Debian:debian-12:12",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+        ]
+    );
+    let e = catalog
+        .resolve("Canonical", "ubuntu-24_04-lts", "server", "latest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "'Canonical:ubuntu-24_04-lts:server' needs suite 'noble', which the mirror {url} does not serve"
+        )) && e.contains(
+            "available are Debian:debian-12:12, Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+        ),
+        "{e}"
+    );
+    // The build runs debootstrap for jammy against the Ubuntu mirror and
+    // asks for the release's signature (the stand-in has none to give, so
+    // nothing unchecked is installed), then cleans up after itself.
+    let e = catalog
+        .resolve(
+            "Canonical",
+            "0001-com-ubuntu-server-jammy",
+            "22_04-lts",
+            "latest",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("debootstrap jammy from {url}"))
+            && e.contains("Failed getting release signature file"),
+        "{e}"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|p| p == "/ubuntu/dists/jammy/InRelease" || p == "/ubuntu/dists/jammy/Release.gpg"),
+        "{asked:?}"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".work-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Places a built version of `offer` in the catalog folder, as a build

@@ -151,16 +151,17 @@ pub struct VmImage {
 /// A platform image a template may start from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PlatformImage {
-    /// Publisher (`Debian`).
+    /// Publisher (`Debian`, `Canonical`).
     pub publisher: String,
-    /// Offer (`debian-12`).
+    /// Offer (`debian-12`, `0001-com-ubuntu-server-jammy`).
     pub offer: String,
-    /// SKU (`12`).
+    /// SKU (`12`, `22_04-lts`).
     pub sku: String,
     /// Versions built on this host, oldest first.
     pub versions: Vec<String>,
     /// Whether a template can use it now: a version is built, or the
-    /// configured mirror serves its suite (`latest` builds today's version).
+    /// configured mirror serves its suite (`latest` builds today's
+    /// version); Ubuntu needs `serve --ubuntu-mirror`.
     pub available: bool,
 }
 

@@ -110,6 +110,19 @@ pub struct ServeArgs {
         default_value = "http://deb.debian.org/debian"
     )]
     pub debian_mirror: String,
+    /// Ubuntu mirror that Ubuntu base images (`Canonical` platform images)
+    /// are built from; without one only Debian is offered.
+    #[arg(long, env = "SLIPWAY_UBUNTU_MIRROR")]
+    pub ubuntu_mirror: Option<String>,
+    /// The Ubuntu archive keyring an Ubuntu mirror's signatures are checked
+    /// with (Ubuntu's `ubuntu-keyring` package); read at start when
+    /// `--ubuntu-mirror` is given.
+    #[arg(
+        long,
+        env = "SLIPWAY_UBUNTU_KEYRING",
+        default_value = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+    )]
+    pub ubuntu_keyring: PathBuf,
     /// A base image built on this host whose newest version is older than
     /// this many days is rebuilt from the mirror (a newer `PlatformImage`
     /// version, which starts the runs of templates whose `SourceImage`
@@ -349,21 +362,28 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (None, None)
         }
     };
-    let images = slipway_vm_images::ImageService::new(
-        store.clone(),
-        slipway_vm_images::ImageConfig {
-            max_concurrent_runs: args.max_concurrent_image_builds,
-            accel: args.vm_accel,
-            network_pool: Some(slipway_runner::NetworkPool::new(args.runner_network)),
-            local_roots: local_roots.clone(),
-            ..slipway_vm_images::ImageConfig::new(
-                &data_dir,
-                args.base_image_dir.clone(),
-                args.debian_mirror.clone(),
-                fetcher,
-            )
-        },
-    );
+    let mut image_config = slipway_vm_images::ImageConfig {
+        max_concurrent_runs: args.max_concurrent_image_builds,
+        accel: args.vm_accel,
+        network_pool: Some(slipway_runner::NetworkPool::new(args.runner_network)),
+        local_roots: local_roots.clone(),
+        ..slipway_vm_images::ImageConfig::new(
+            &data_dir,
+            args.base_image_dir.clone(),
+            args.debian_mirror.clone(),
+            fetcher,
+        )
+    };
+    if let Some(url) = &args.ubuntu_mirror {
+        image_config.base_images = image_config
+            .base_images
+            .with_ubuntu_mirror(slipway_vm_images::base::UbuntuMirror {
+                url: url.clone(),
+                keyring: args.ubuntu_keyring.clone(),
+            })
+            .context("--ubuntu-mirror/--ubuntu-keyring")?;
+    }
+    let images = slipway_vm_images::ImageService::new(store.clone(), image_config);
     images.recover().await.context("recovering VM image runs")?;
     images.spawn_platform_image_watch(args.base_image_max_age_days, args.base_image_keep_versions);
     let environments = Arc::new(slipway_environments::EnvironmentService::new(

@@ -10,6 +10,138 @@ mod common;
 use common::vm_images::{debian, put_template, put_trigger, run_log, run_to_end, BUILD_TIMEOUT};
 use common::{poll, Server};
 use serde_json::json;
+use std::time::Duration;
+
+/// A plain http mirror stand-in on loopback (Python's `http.server`)
+/// serving `Release` files for `suites` (`("ubuntu", "jammy")`: the file
+/// `ubuntu/dists/jammy/Release`); killed on drop.
+struct MirrorStandIn {
+    base: String,
+    child: std::process::Child,
+    _root: tempfile::TempDir,
+}
+
+impl MirrorStandIn {
+    fn serving(suites: &[(&str, &str)]) -> MirrorStandIn {
+        let root = tempfile::tempdir().unwrap();
+        for (dist, suite) in suites {
+            let dir = root.path().join(dist).join("dists").join(suite);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("Release"), format!("Suite: {suite}\n")).unwrap();
+        }
+        let port = common::free_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(root.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        poll(
+            "the mirror stand-in to listen",
+            Duration::from_secs(30),
+            || {
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        MirrorStandIn {
+            base,
+            child,
+            _root: root,
+        }
+    }
+}
+
+impl Drop for MirrorStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--ubuntu-mirror` adds the Ubuntu LTS releases that mirror serves to the
+/// platform images, under Azure's names; a mirror whose signatures cannot
+/// be checked (no keyring) keeps the server from starting.
+#[test]
+fn an_ubuntu_mirror_offers_the_ubuntu_releases_it_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = MirrorStandIn::serving(&[("debian", "bookworm"), ("ubuntu", "jammy")]);
+    let debian = format!("{}/debian", mirror.base);
+    let ubuntu = format!("{}/ubuntu", mirror.base);
+    let keyring = tmp.path().join("ubuntu-archive-keyring.gpg");
+    std::fs::write(&keyring, b"").unwrap();
+    let base = tmp.path().join("base-images");
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &[
+            "--base-image-dir",
+            &base.to_string_lossy(),
+            "--debian-mirror",
+            &debian,
+            "--ubuntu-mirror",
+            &ubuntu,
+            "--ubuntu-keyring",
+            &keyring.to_string_lossy(),
+        ],
+    );
+    let list = s.get("/vmImages/platformImages");
+    let available: Vec<String> = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["available"] == true)
+        .map(|p| {
+            format!(
+                "{}:{}:{}",
+                p["publisher"].as_str().unwrap(),
+                p["offer"].as_str().unwrap(),
+                p["sku"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        available,
+        [
+            "Debian:debian-12:12",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+        ],
+        "{list}"
+    );
+    let all = list["value"].as_array().unwrap().len();
+    assert_eq!(all, 6, "every offer is listed, available or not: {list}");
+
+    let missing = tmp.path().join("no-keyring.gpg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--listen"])
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--data-dir")
+        .arg(tmp.path().join("refused"))
+        .args(["--base-image-dir", &base.to_string_lossy()])
+        .args(["--ubuntu-mirror", &ubuntu, "--ubuntu-keyring"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--ubuntu-mirror/--ubuntu-keyring")
+            && stderr.contains(&format!(
+                "the Ubuntu archive keyring '{}' cannot be read",
+                missing.display()
+            )),
+        "{stderr}"
+    );
+}
 
 /// A template built FROM `Debian:debian-12:12:latest` with a SourceImage
 /// trigger is rebuilt when the base-image catalog gains a newer version of
