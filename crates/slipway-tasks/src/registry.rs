@@ -90,7 +90,7 @@ impl EmbeddedRegistry {
         let log = std::fs::File::create(dir.join("registry.log"))
             .map_err(|e| TaskError::Registry(e.to_string()))?;
         let mut cmd = Command::new("docker-registry");
-        slipway_runner::process::end_with_server(&mut cmd);
+        slipway_runner::process::end_with_server(cmd.as_std_mut());
         let mut child = cmd
             .arg("serve")
             .arg(&cfg_path)

@@ -271,18 +271,19 @@ impl BaseCatalog {
     }
 
     /// Stops this process's base-image builds, as the server stops: the
-    /// step running now gets SIGTERM (debootstrap's own exit trap unmounts
-    /// what it mounted in the new tree), its build fails and removes its
-    /// work folder, and no later build starts. A build left running would
-    /// hold the stop up for minutes, or outlive the server writing into a
-    /// folder the next build removes.
+    /// step running now is killed, with every process in its PID namespace
+    /// (SIGKILL: `unshare` blocks SIGTERM, and the namespace's first
+    /// process ignores it), its build fails and removes its work folder
+    /// after releasing what the step left mounted, and no later build
+    /// starts. A build left running would hold the stop up for minutes, or
+    /// outlive the server writing into a folder the next build removes.
     pub fn stop_builds(&self) {
         let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         steps.stopped = true;
         if let Some(group) = steps.running {
             tracing::warn!(pid = group, "stopping a base-image build");
             let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &format!("-{group}")])
+                .args(["-KILL", "--", &format!("-{group}")])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status();
@@ -290,7 +291,14 @@ impl BaseCatalog {
     }
 
     /// Runs one long build step, `program args`, in a process group of its
-    /// own that [`BaseCatalog::stop_builds`] can stop; its stdout.
+    /// own that [`BaseCatalog::stop_builds`] can stop, and in a PID
+    /// namespace of its own that dies with the server: `unshare` gets
+    /// SIGKILL when the server dies however it dies (SIGKILL included), and
+    /// takes the namespace's first process (`--kill-child`) and so every
+    /// process the step started with it — a debootstrap left running would
+    /// write on into a folder the next build removes. Its stdout.
+    ///
+    /// Call from a thread that lives until the step ends (this one waits).
     ///
     /// Errors: [`BuildError::Builder`] once builds are stopped; as
     /// [`crate::disk::run`] otherwise.
@@ -303,7 +311,10 @@ impl BaseCatalog {
                     "{program} not started: the server is stopping"
                 )));
             }
-            let child = std::process::Command::new(program)
+            let mut cmd = std::process::Command::new("unshare");
+            slipway_runner::process::killed_with_server(&mut cmd);
+            let child = cmd
+                .args(["--pid", "--fork", "--kill-child", "--", program])
                 .args(args)
                 .process_group(0)
                 .stdin(std::process::Stdio::null())
@@ -311,7 +322,7 @@ impl BaseCatalog {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .map_err(|source| BuildError::ToolMissing {
-                    program: program.into(),
+                    program: "unshare".into(),
                     source,
                 })?;
             steps.running = Some(child.id());

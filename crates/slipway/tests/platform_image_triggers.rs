@@ -314,3 +314,90 @@ fn a_base_image_build_stops_with_the_server() {
     let r = s.get(&format!("/imageTemplates/first/runs/{id}"));
     assert_eq!(r["runState"], "Failed", "{r}");
 }
+
+/// A Debian mirror stand-in on loopback that says it serves bookworm
+/// (`HEAD` of any `Release`: 200) and never answers a download, holding
+/// the connection open: a build from it waits, silent, in its first
+/// download. Its base URL.
+fn silent_mirror() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&conn);
+            let mut request = String::new();
+            let mut line = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            if request.starts_with("HEAD ") {
+                let _ = (&conn).write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            } else {
+                held.push(conn);
+            }
+        }
+    });
+    format!("http://127.0.0.1:{port}/debian")
+}
+
+/// The server killed (SIGKILL, a crash, the OOM killer) while a base image
+/// is being built, here in a download that writes nothing (a closed output
+/// pipe would end debootstrap only at its next line): nothing gets to stop
+/// the build, yet debootstrap and every process it started end with the
+/// server, as its PID namespace dies with it, instead of writing on into a
+/// folder the next build removes.
+#[test]
+fn a_base_image_build_ends_when_the_server_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let base = tmp.path().join("base-images");
+    let base_flag = base.to_string_lossy().into_owned();
+    let mirror = silent_mirror();
+    let mut s = Server::start_with(
+        &data,
+        common::free_port(),
+        &["--base-image-dir", &base_flag, "--debian-mirror", &mirror],
+    );
+    put_template(
+        &s,
+        "first",
+        json!({
+            "source": debian(),
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let (st, run, _) = s.call("POST", "/imageTemplates/first/run", None);
+    assert_eq!(st, 202, "{run}");
+    poll(
+        "debootstrap's first download to start",
+        BUILD_TIMEOUT,
+        || {
+            let p = processes_naming(&base);
+            if p.contains("wget") {
+                Ok(())
+            } else {
+                Err(p)
+            }
+        },
+    );
+    s.kill();
+    poll(
+        "the build's processes to end with the server",
+        Duration::from_secs(30),
+        || {
+            let p = processes_naming(&base);
+            if p.is_empty() {
+                Ok(())
+            } else {
+                Err(p)
+            }
+        },
+    );
+}

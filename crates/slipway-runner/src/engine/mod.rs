@@ -140,7 +140,7 @@ impl Engine {
         tracing::info!(socket = %own.display(), "no container engine socket answers; starting podman system service");
         let _ = std::fs::remove_file(&own);
         let mut cmd = tokio::process::Command::new("podman");
-        crate::process::end_with_server(&mut cmd);
+        crate::process::end_with_server(cmd.as_std_mut());
         let mut child = cmd
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", own.display()))
