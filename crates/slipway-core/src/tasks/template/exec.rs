@@ -12,26 +12,145 @@ use super::{
 /// spell: [`ROOT`] (`$`, the data the template runs on) comes first, and a
 /// [`DOT`] entry is declared by each `with` and `range` body for the value
 /// dot is set to there. Dot is the innermost [`DOT`] entry, or the root
-/// where there is none: at the top level `.` and `$` are one value, so
-/// Sprig's `set .Values "k" v` changes what later actions read, as in Go
-/// (where both are the same map). A `with`/`range` dot and a variable are
-/// copies: `set` on them is seen through them, not through `$`.
-pub(super) type Scope = Vec<(String, Value)>;
+/// where there is none.
+///
+/// A dict in Go is a reference: `$v := .Values`, `with .Values`, `range`
+/// over a list of dicts and the root all name one map, so Sprig's
+/// `set`/`unset`/`merge` through any of them is seen through the others.
+/// An entry bound to a dict read from a field chain of another entry keeps
+/// that place as its [`Origin`]: it reads the dict there (live) and writes
+/// go there. (Go would keep the old map when that place is later given a
+/// new one; Slipway then reads the new one.)
+pub(super) type Scope = Vec<Entry>;
+
+/// One name in scope.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    name: String,
+    /// The value as bound; what is read when the entry has no origin or
+    /// its origin no longer holds a dict.
+    value: Value,
+    origin: Option<Origin>,
+}
+
+impl Entry {
+    /// An entry holding `value` of its own.
+    pub(super) fn owned(name: &str, value: Value) -> Entry {
+        Entry {
+            name: name.to_string(),
+            value,
+            origin: None,
+        }
+    }
+}
+
+/// Where a dict an entry names lives: beneath the value of the owned
+/// entry at `slot` (an index below the entry's own: scopes are a stack),
+/// along `path`.
+#[derive(Debug, Clone, PartialEq)]
+struct Origin {
+    slot: usize,
+    path: Vec<Step>,
+}
+
+/// One step down a value: a dict key or a list index.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
 
 /// The scope name of `$`.
 pub(super) const ROOT: &str = "$";
 /// The scope name of a `with`/`range` body's dot.
 const DOT: &str = ".";
 
-/// The scope entry dot (`root` false) or `$` (`root` true) reads.
-fn data_slot(vars: &mut Scope, root: bool) -> Option<&mut Value> {
-    let at = if root {
+/// The index of the entry dot (`root` false) or `$` (`root` true) reads.
+fn data_index(vars: &Scope, root: bool) -> Option<usize> {
+    if root {
         None
     } else {
-        vars.iter().rposition(|(n, _)| n == DOT)
+        vars.iter().rposition(|e| e.name == DOT)
     }
-    .or_else(|| vars.iter().position(|(n, _)| n == ROOT))?;
-    Some(&mut vars[at].1)
+    .or_else(|| vars.iter().position(|e| e.name == ROOT))
+}
+
+/// The index of the innermost variable `name`.
+fn var_index(vars: &Scope, name: &str) -> Option<usize> {
+    vars.iter().rposition(|e| e.name == name)
+}
+
+fn walk<'v>(mut v: &'v Value, path: &[Step]) -> Option<&'v Value> {
+    for step in path {
+        v = match (step, v) {
+            (Step::Key(k), Value::Object(m)) => m.get(k)?,
+            (Step::Index(i), Value::Array(a)) => a.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn walk_mut<'v>(mut v: &'v mut Value, path: &[Step]) -> Option<&'v mut Value> {
+    for step in path {
+        v = match (step, v) {
+            (Step::Key(k), Value::Object(m)) => m.get_mut(k)?,
+            (Step::Index(i), Value::Array(a)) => a.get_mut(*i)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// What entry `i` names now: the dict at its origin while one is there,
+/// else its own value.
+fn entry_value(vars: &Scope, i: usize) -> &Value {
+    let e = &vars[i];
+    e.origin
+        .as_ref()
+        .and_then(|o| walk(&vars[o.slot].value, &o.path))
+        .filter(|v| v.is_object())
+        .unwrap_or(&e.value)
+}
+
+/// The place the field chain `path` below entry `i` leads to: below its
+/// origin while that holds a dict, else below the entry itself.
+fn place(vars: &Scope, i: usize, path: &[String]) -> Origin {
+    let (slot, mut steps) = match &vars[i].origin {
+        Some(o) if walk(&vars[o.slot].value, &o.path).is_some_and(Value::is_object) => {
+            (o.slot, o.path.clone())
+        }
+        _ => (i, Vec::new()),
+    };
+    steps.extend(path.iter().cloned().map(Step::Key));
+    Origin { slot, path: steps }
+}
+
+/// The place a pipeline's value was read from, when it is a bare field
+/// chain of dot, `$` or a variable (`.Values`, `$.Values.a`, `$v.b`).
+fn place_of(p: &Pipeline, vars: &Scope) -> Option<Origin> {
+    let [Command::Operand(o)] = p.as_slice() else {
+        return None;
+    };
+    place_of_operand(o, vars)
+}
+
+fn place_of_operand(o: &Operand, vars: &Scope) -> Option<Origin> {
+    match o {
+        Operand::Field { root, path } => Some(place(vars, data_index(vars, *root)?, path)),
+        Operand::Var { name, path } => Some(place(vars, var_index(vars, name)?, path)),
+        _ => None,
+    }
+}
+
+/// An entry bound to `value`, read from `from`: a dict keeps its place.
+fn bound(name: &str, value: Value, from: Option<Origin>) -> Entry {
+    let origin = from.filter(|_| value.is_object());
+    Entry {
+        name: name.to_string(),
+        value,
+        origin,
+    }
 }
 
 pub(super) fn exec(
@@ -50,9 +169,9 @@ pub(super) fn exec(
                 let Some(body) = tpl.defs.get(name) else {
                     return err(*off, format!("template \"{name}\" not defined"));
                 };
-                let v = match data {
-                    Some(p) => eval(p, vars, *off)?,
-                    None => Value::Null,
+                let (v, from) = match data {
+                    Some(p) => (eval(p, vars, *off)?, place_of(p, vars)),
+                    None => (Value::Null, None),
                 };
                 let depth = tpl.depth.get();
                 if depth >= MAX_TEMPLATE_DEPTH {
@@ -62,8 +181,15 @@ pub(super) fn exec(
                     );
                 }
                 tpl.depth.set(depth + 1);
-                let r = exec(body, &mut vec![(ROOT.to_string(), v)], out, tpl);
+                let is_dict = v.is_object();
+                let mut called = vec![Entry::owned(ROOT, v)];
+                let r = exec(body, &mut called, out, tpl);
                 tpl.depth.set(depth);
+                // The template was given the caller's dict, not a copy:
+                // what it changed there, the caller sees.
+                if let Some(place) = from.filter(|_| is_dict) {
+                    store(vars, &place, called.swap_remove(0).value);
+                }
                 match r? {
                     Flow::Normal => Flow::Normal,
                     Flow::Break(o) | Flow::Continue(o) => {
@@ -86,13 +212,15 @@ pub(super) fn exec(
                 off,
             } => {
                 let v = eval(value, vars, *off)?;
+                let from = place_of(value, vars);
                 if *assign {
-                    match vars.iter_mut().rev().find(|(n, _)| n == name) {
-                        Some(slot) => slot.1 = v,
+                    match var_index(vars, name) {
+                        // Rebinding: the variable names another value now.
+                        Some(i) => vars[i] = bound(name, v, from.filter(|o| o.slot < i)),
                         None => return err(*off, format!("undefined variable: ${name}")),
                     }
                 } else {
-                    vars.push((name.clone(), v));
+                    vars.push(bound(name, v, from));
                 }
                 Flow::Normal
             }
@@ -109,10 +237,12 @@ pub(super) fn exec(
             Node::With(names, p, body, otherwise, off) => {
                 let v = eval(p, vars, *off)?;
                 if truthy(&v) {
-                    let declared: Vec<(String, Value)> = names
+                    let from = place_of(p, vars);
+                    let declared: Vec<Entry> = names
                         .iter()
-                        .map(|n| (n.clone(), v.clone()))
-                        .chain([(DOT.to_string(), v.clone())])
+                        .map(String::as_str)
+                        .chain([DOT])
+                        .map(|n| bound(n, v.clone(), from.clone()))
                         .collect();
                     block(body, vars, out, &declared, tpl)?
                 } else {
@@ -121,23 +251,25 @@ pub(super) fn exec(
             }
             Node::Range(names, p, body, otherwise, off) => {
                 let v = eval(p, vars, *off)?;
-                let items: Vec<(Value, Value)> = match v {
+                let from = place_of(p, vars);
+                // Each element with the step to it from the ranged value.
+                let items: Vec<(Value, Value, Option<Step>)> = match v {
                     Value::Array(a) => a
                         .into_iter()
                         .enumerate()
-                        .map(|(i, v)| (Value::from(i), v))
+                        .map(|(i, v)| (Value::from(i), v, Some(Step::Index(i))))
                         .collect(),
                     Value::Object(m) => {
                         let mut keys: Vec<_> = m.into_iter().collect();
                         keys.sort_by(|a, b| a.0.cmp(&b.0));
                         keys.into_iter()
-                            .map(|(k, v)| (Value::String(k), v))
+                            .map(|(k, v)| (Value::String(k.clone()), v, Some(Step::Key(k))))
                             .collect()
                     }
                     Value::Null => vec![],
                     // Go ranges over an integer n as 0..n.
                     Value::Number(n) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
-                        .map(|i| (Value::from(i), Value::from(i)))
+                        .map(|i| (Value::from(i), Value::from(i), None))
                         .collect(),
                     other => {
                         return err(*off, format!("range can't iterate over {}", print(&other)))
@@ -146,13 +278,20 @@ pub(super) fn exec(
                 if items.is_empty() {
                     block(otherwise, vars, out, &[], tpl)?
                 } else {
-                    for (key, item) in &items {
-                        let mut declared: Vec<(String, Value)> = match names.as_slice() {
-                            [v] => vec![(v.clone(), item.clone())],
-                            [k, v] => vec![(k.clone(), key.clone()), (v.clone(), item.clone())],
+                    for (key, item, step) in &items {
+                        let at = from.clone().zip(step.clone()).map(|(mut o, s)| {
+                            o.path.push(s);
+                            o
+                        });
+                        let mut declared: Vec<Entry> = match names.as_slice() {
+                            [v] => vec![bound(v, item.clone(), at.clone())],
+                            [k, v] => vec![
+                                Entry::owned(k, key.clone()),
+                                bound(v, item.clone(), at.clone()),
+                            ],
                             _ => vec![],
                         };
-                        declared.push((DOT.to_string(), item.clone()));
+                        declared.push(bound(DOT, item.clone(), at));
                         if let Flow::Break(_) = block(body, vars, out, &declared, tpl)? {
                             break;
                         }
@@ -175,7 +314,7 @@ pub(super) fn block(
     nodes: &[Node],
     vars: &mut Scope,
     out: &mut String,
-    declared: &[(String, Value)],
+    declared: &[Entry],
     tpl: &Templates,
 ) -> Result<Flow, TemplateError> {
     let mark = vars.len();
@@ -262,31 +401,20 @@ fn method(
     }
 }
 
-/// Replaces the value `target` (a variable's, dot's or `$`'s field chain)
-/// reads with `v`; other operands are left alone.
+/// Replaces the value `target` (a field chain of a variable, dot or `$`)
+/// reads with `v`, at the place it lives (the dict a variable or dot was
+/// read from, when it was); other operands are left alone.
 fn write_back(vars: &mut Scope, target: &Operand, v: Value) {
-    let (slot, path) = match target {
-        Operand::Var { name, path } => (
-            vars.iter_mut()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v),
-            path,
-        ),
-        Operand::Field { root, path } => (data_slot(vars, *root), path),
-        _ => return,
-    };
-    let Some(slot) = slot else {
-        return;
-    };
-    let mut target = slot;
-    for key in path {
-        match target.get_mut(key) {
-            Some(next) => target = next,
-            None => return,
-        }
+    if let Some(place) = place_of_operand(target, vars) {
+        store(vars, &place, v);
     }
-    *target = v;
+}
+
+/// Puts `v` at `place`; a place that is no longer there is left alone.
+fn store(vars: &mut Scope, place: &Origin, v: Value) {
+    if let Some(slot) = walk_mut(&mut vars[place.slot].value, &place.path) {
+        *slot = v;
+    }
 }
 
 pub(super) fn operand_value(
@@ -304,12 +432,12 @@ pub(super) fn operand_value(
             }
             return Ok(v);
         }
-        Operand::Field { root, path } => match data_slot(vars, *root) {
-            Some(v) => (&*v, path),
+        Operand::Field { root, path } => match data_index(vars, *root) {
+            Some(i) => (entry_value(vars, i), path),
             None => return Ok(Value::Null),
         },
-        Operand::Var { name, path } => match vars.iter().rev().find(|(n, _)| n == name) {
-            Some((_, v)) => (v, path),
+        Operand::Var { name, path } => match var_index(vars, name) {
+            Some(i) => (entry_value(vars, i), path),
             None => return err(off, format!("undefined variable: ${name}")),
         },
     };

@@ -243,7 +243,7 @@ pub fn render(text: &str, data: &Value) -> Result<String, TemplateError> {
         depth: std::cell::Cell::new(0),
     };
     let mut out = String::new();
-    let mut vars = vec![(exec::ROOT.to_string(), data.clone())];
+    let mut vars = vec![exec::Entry::owned(exec::ROOT, data.clone())];
     match exec(&nodes, &mut vars, &mut out, &templates)? {
         Flow::Normal => Ok(out.replace("<no value>", "")),
         Flow::Break(off) | Flow::Continue(off) => {
@@ -512,14 +512,13 @@ mod tests {
             r(r#"{{ $_ := set . "extra" 7 }}{{ .extra }}"#, d.clone()),
             "7"
         );
-        // Inside `with`, dot is the value it was set to: changed there,
-        // and the change ends with the body (a copy, unlike Go's map).
+        // Inside `with`, dot is the same map as `.Values`.
         assert_eq!(
             r(
-                r#"{{ with .Values }}{{ $_ := set . "x" 1 }}{{ .x }}{{ end }}|{{ .Values.tag }}"#,
+                r#"{{ with .Values }}{{ $_ := set . "x" 1 }}{{ .x }}{{ end }}|{{ .Values.x }}|{{ .Values.tag }}"#,
                 d.clone()
             ),
-            "1|v1"
+            "1|1|v1"
         );
         // `$` inside `range` is still the data.
         assert_eq!(
@@ -529,5 +528,56 @@ mod tests {
             ),
             "2"
         );
+    }
+
+    #[test]
+    fn a_dict_is_one_map_whichever_name_it_is_changed_through() {
+        // Go: a map is a reference, so a variable, `with`'s dot and the
+        // elements `range` visits name the map they were read from.
+        let d = json!({"Values": {"tag": "v1", "images": [{"name": "a"}, {"name": "b"}]}});
+        let cases = [
+            (
+                r#"{{ $v := .Values }}{{ $_ := set $v "tag" "v3" }}{{ .Values.tag }}"#,
+                "v3",
+            ),
+            (
+                r#"{{ $v := .Values }}{{ $_ := set .Values "tag" "v4" }}{{ $v.tag }}"#,
+                "v4",
+            ),
+            (
+                r#"{{ range .Values.images }}{{ $_ := set . "tag" "latest" }}{{ end }}{{ range .Values.images }}{{ .name }}:{{ .tag }} {{ end }}"#,
+                "a:latest b:latest ",
+            ),
+            (
+                r#"{{ range $i, $img := .Values.images }}{{ $_ := set $img "n" $i }}{{ end }}{{ range $.Values.images }}{{ .n }}{{ end }}"#,
+                "01",
+            ),
+            (
+                r#"{{ $a := dict "k" 1 }}{{ $b := $a }}{{ $_ := set $b "k" 2 }}{{ $a.k }}"#,
+                "2",
+            ),
+            (
+                r#"{{ $v := .Values }}{{ with $v }}{{ $_ := unset . "tag" }}{{ end }}{{ .Values.tag }}"#,
+                "",
+            ),
+            // A string is a value, not a reference.
+            (
+                r#"{{ $t := .Values.tag }}{{ $_ := set .Values "tag" "z" }}{{ $t }}"#,
+                "v1",
+            ),
+            // A template is given the map, not a copy.
+            (
+                r#"{{ define "tagged" }}{{ $_ := set . "tag" "t" }}{{ end }}{{ template "tagged" .Values }}{{ .Values.tag }}"#,
+                "t",
+            ),
+            // Giving a variable another value leaves the map alone.
+            (
+                r#"{{ $v := .Values }}{{ $v = dict "tag" "other" }}{{ $_ := set $v "tag" "x" }}{{ .Values.tag }}"#,
+                "v1",
+            ),
+        ];
+        for (template, want) in cases {
+            assert_eq!(r(template, d.clone()), want, "{template}");
+        }
     }
 }
