@@ -254,6 +254,32 @@ fn processes_naming(dir: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Puts template `first` (FROM Debian 12 `latest`) and starts its run,
+/// which builds the base image into the empty catalog `base`; returns the
+/// run id once a process naming `base` shows `program` (`debootstrap`,
+/// `wget`) running.
+fn run_first_build_until(s: &Server, base: &std::path::Path, program: &str) -> String {
+    put_template(
+        s,
+        "first",
+        json!({
+            "source": debian(),
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let (st, run, _) = s.call("POST", "/imageTemplates/first/run", None);
+    assert_eq!(st, 202, "{run}");
+    poll(&format!("{program} to run"), BUILD_TIMEOUT, || {
+        let p = processes_naming(base);
+        if p.contains(program) {
+            Ok(())
+        } else {
+            Err(p)
+        }
+    });
+    run["runId"].as_str().unwrap().to_string()
+}
+
 /// `systemctl stop` while the first run of an offer debootstraps its base
 /// image: the build stops with the server instead of holding the stop up
 /// for minutes (or outliving it, writing into a folder the next build
@@ -270,25 +296,7 @@ fn a_base_image_build_stops_with_the_server() {
         common::free_port(),
         &["--base-image-dir", &base_flag],
     );
-    put_template(
-        &s,
-        "first",
-        json!({
-            "source": debian(),
-            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
-        }),
-    );
-    let (st, run, _) = s.call("POST", "/imageTemplates/first/run", None);
-    assert_eq!(st, 202, "{run}");
-    let id = run["runId"].as_str().unwrap().to_string();
-    poll("debootstrap to start", BUILD_TIMEOUT, || {
-        let p = processes_naming(&base);
-        if p.contains("debootstrap") {
-            Ok(())
-        } else {
-            Err(p)
-        }
-    });
+    let id = run_first_build_until(&s, &base, "debootstrap");
 
     let status = s.terminate();
     assert!(status.success(), "{status:?}\n{}", s.log());
@@ -365,28 +373,8 @@ fn a_base_image_build_ends_when_the_server_is_killed() {
         common::free_port(),
         &["--base-image-dir", &base_flag, "--debian-mirror", &mirror],
     );
-    put_template(
-        &s,
-        "first",
-        json!({
-            "source": debian(),
-            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
-        }),
-    );
-    let (st, run, _) = s.call("POST", "/imageTemplates/first/run", None);
-    assert_eq!(st, 202, "{run}");
-    poll(
-        "debootstrap's first download to start",
-        BUILD_TIMEOUT,
-        || {
-            let p = processes_naming(&base);
-            if p.contains("wget") {
-                Ok(())
-            } else {
-                Err(p)
-            }
-        },
-    );
+    // debootstrap's first download.
+    run_first_build_until(&s, &base, "wget");
     s.kill();
     poll(
         "the build's processes to end with the server",
