@@ -127,19 +127,40 @@ fn place(vars: &Scope, i: usize, path: &[String]) -> Origin {
 }
 
 /// The place a pipeline's value was read from, when it is a bare field
-/// chain of dot, `$` or a variable (`.Values`, `$.Values.a`, `$v.b`).
+/// chain of dot, `$` or a variable (`.Values`, `$.Values.a`, `$v.b`), or
+/// `index` of one with literal keys (`index .Values "a" 0`).
 fn place_of(p: &Pipeline, vars: &Scope) -> Option<Origin> {
-    let [Command::Operand(o)] = p.as_slice() else {
-        return None;
-    };
-    place_of_operand(o, vars)
+    match p.as_slice() {
+        [Command::Operand(o)] => place_of_operand(o, vars),
+        [Command::Call(name, ops)] if name == "index" => {
+            let (first, keys) = ops.split_first()?;
+            let mut at = place_of_operand(first, vars)?;
+            for k in keys {
+                at.path.push(match k {
+                    Operand::Literal(Value::String(k)) => Step::Key(k.clone()),
+                    Operand::Literal(Value::Number(n)) => {
+                        Step::Index(usize::try_from(n.as_u64()?).ok()?)
+                    }
+                    _ => return None,
+                });
+            }
+            Some(at)
+        }
+        _ => None,
+    }
 }
 
 fn place_of_operand(o: &Operand, vars: &Scope) -> Option<Origin> {
     match o {
         Operand::Field { root, path } => Some(place(vars, data_index(vars, *root)?, path)),
         Operand::Var { name, path } => Some(place(vars, var_index(vars, name)?, path)),
-        _ => None,
+        Operand::Sub(p) => place_of(p, vars),
+        Operand::SubField(p, path) => {
+            let mut at = place_of(p, vars)?;
+            at.path.extend(path.iter().cloned().map(Step::Key));
+            Some(at)
+        }
+        Operand::Literal(_) => None,
     }
 }
 

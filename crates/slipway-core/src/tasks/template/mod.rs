@@ -560,6 +560,15 @@ mod tests {
                 r#"{{ $v := .Values }}{{ with $v }}{{ $_ := unset . "tag" }}{{ end }}{{ .Values.tag }}"#,
                 "",
             ),
+            // `index` gives the map itself.
+            (
+                r#"{{ $_ := set (index .Values "images" 1) "tag" "b1" }}{{ range .Values.images }}{{ .tag }}{{ end }}"#,
+                "b1",
+            ),
+            (
+                r#"{{ $_ := set (index $.Values "images" 0) "tag" "a2" }}{{ with (index .Values "images" 0) }}{{ .tag }}{{ end }}"#,
+                "a2",
+            ),
             // A string is a value, not a reference.
             (
                 r#"{{ $t := .Values.tag }}{{ $_ := set .Values "tag" "z" }}{{ $t }}"#,
