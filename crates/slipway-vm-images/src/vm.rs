@@ -344,6 +344,9 @@ impl Vm {
             .map_err(BuildError::io(qemu_log.display().to_string()))?;
         let _ = std::fs::remove_file(&console);
         let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
+        // Killed on drop, and powered off (SIGTERM) when the server dies
+        // however it dies: a TCG guest left booting would hold two cores.
+        slipway_runner::process::end_with_server(cmd.as_std_mut());
         cmd.args(["-accel", accel])
             .args(["-cpu", if accel == "kvm" { "host" } else { TCG_CPU }])
             .args(["-m", &shape.memory_mib.to_string()])

@@ -354,6 +354,64 @@ fn debugfs(disk: &Path, command: &str) -> String {
     )
 }
 
+/// The server killed (SIGKILL, a crash, the OOM killer) while a build VM
+/// boots: nothing gets to power the VM off, yet qemu ends with the server
+/// instead of booting on, holding the host's cores.
+#[test]
+fn a_build_vm_ends_when_the_server_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // TCG: KVM would abort at once here, and `auto` would boot again.
+    let mut s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--vm-accel", "tcg"],
+    );
+    put_template(
+        &s,
+        "booting",
+        json!({
+            "source": debian(),
+            "vmProfile": {"executor": "FullBoot"},
+            "customize": [{"type": "Shell", "name": "wait", "inline": ["sleep 600"]}],
+            "distribute": [{"type": "Raw", "runOutputName": "raw"}]
+        }),
+    );
+    let (st, run, _) = s.call("POST", "/imageTemplates/booting/run", None);
+    assert_eq!(st, 202, "{run}");
+    let qemu_of_this_server = || {
+        let out = Command::new("pgrep")
+            .args(["-af", "qemu-system"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&*tmp.path().to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    poll("the build VM to start", BUILD_TIMEOUT, || {
+        let q = qemu_of_this_server();
+        if q.is_empty() {
+            Err(s.log())
+        } else {
+            Ok(())
+        }
+    });
+    s.kill();
+    poll(
+        "the build VM to end with the server",
+        Duration::from_secs(30),
+        || {
+            let q = qemu_of_this_server();
+            if q.is_empty() {
+                Ok(())
+            } else {
+                Err(q)
+            }
+        },
+    );
+}
+
 #[test]
 fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
     let tmp = tempfile::tempdir().unwrap();
