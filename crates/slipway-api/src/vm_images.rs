@@ -518,6 +518,7 @@ async fn platform_images(
             publisher: o.publisher.to_string(),
             offer: o.offer.to_string(),
             sku: o.sku.to_string(),
+            hyper_v_generation: o.firmware.hyper_v_generation().to_string(),
             versions: vs.iter().map(|b| b.version.clone()).collect(),
             available: available.iter().any(|a| a == &o),
         });

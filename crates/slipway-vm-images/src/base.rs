@@ -1,8 +1,10 @@
 //! The local base-image catalog: what `PlatformImage` sources resolve to.
 //! Vendor cloud images cannot be downloaded offline, so Slipway builds its
 //! own with debootstrap, from the configured Debian mirror and, when one
-//! is configured, an Ubuntu mirror: a 2 GiB raw disk with an MBR, one ext4
-//! partition at 1 MiB (label `rootfs`), extlinux as the boot loader, the
+//! is configured, an Ubuntu mirror: a 2 GiB raw disk — generation 1 skus
+//! with an MBR, one ext4 partition at 1 MiB (label `rootfs`) and extlinux
+//! (BIOS); generation 2 skus with a GPT, an EFI System Partition at 1 MiB
+//! holding a standalone GRUB and the ext4 root after it (UEFI) — the
 //! distribution's kernel, systemd, systemd-networkd (DHCP on `e*`),
 //! openssh-server, sudo, cloud-init (NoCloud datasource, network left to
 //! networkd) and the serial console on `ttyS0`.
@@ -20,8 +22,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use slipway_core::images::ids::parse_version;
 
-use crate::disk::run;
+use crate::disk::{run, Firmware};
 use crate::BuildError;
+use Distro::{Debian, Ubuntu};
+use Firmware::{Bios, Uefi};
 
 /// Virtual size of a freshly built base disk, bytes (2 GiB).
 pub const BASE_DISK_BYTES: u64 = 2 << 30;
@@ -82,62 +86,113 @@ pub struct Offer {
     pub publisher: &'static str,
     /// `debian-12`, `0001-com-ubuntu-server-jammy`.
     pub offer: &'static str,
-    /// `12`, `22_04-lts` (BIOS boot; there are no `-gen2` UEFI variants
-    /// yet).
+    /// `12`, `12-gen2`, `22_04-lts`, `22_04-lts-gen2`.
     pub sku: &'static str,
     /// debootstrap suite, `bookworm`, `jammy`.
     pub suite: &'static str,
     /// Which distribution's mirror builds it.
     pub distro: Distro,
+    /// How its disk boots: BIOS for Azure's generation 1 skus, UEFI for
+    /// generation 2 (`-gen2`; and `ubuntu-24_04-lts:server`, whose BIOS
+    /// sku is `server-gen1`).
+    pub firmware: Firmware,
+}
+
+const fn offer(
+    publisher: &'static str,
+    offer: &'static str,
+    sku: &'static str,
+    suite: &'static str,
+    distro: Distro,
+    firmware: Firmware,
+) -> Offer {
+    Offer {
+        publisher,
+        offer,
+        sku,
+        suite,
+        distro,
+        firmware,
+    }
 }
 
 /// Every base image Slipway can build, offered when the configured mirror
 /// serves its suite (or an image of it is already built): the Debian
-/// releases with security support, and the Ubuntu LTS releases with
-/// standard support under the names Azure's marketplace gives them.
+/// releases with security support and the Ubuntu LTS releases still in
+/// use on Azure (18.04 for Image Builder's quickstart samples), each as
+/// generation 1 (BIOS) and generation 2 (UEFI), under the names Azure's
+/// marketplace gives them.
 pub const OFFERS: &[Offer] = &[
-    Offer {
-        publisher: "Debian",
-        offer: "debian-11",
-        sku: "11",
-        suite: "bullseye",
-        distro: Distro::Debian,
-    },
-    Offer {
-        publisher: "Debian",
-        offer: "debian-12",
-        sku: "12",
-        suite: "bookworm",
-        distro: Distro::Debian,
-    },
-    Offer {
-        publisher: "Debian",
-        offer: "debian-13",
-        sku: "13",
-        suite: "trixie",
-        distro: Distro::Debian,
-    },
-    Offer {
-        publisher: "Canonical",
-        offer: "0001-com-ubuntu-server-focal",
-        sku: "20_04-lts",
-        suite: "focal",
-        distro: Distro::Ubuntu,
-    },
-    Offer {
-        publisher: "Canonical",
-        offer: "0001-com-ubuntu-server-jammy",
-        sku: "22_04-lts",
-        suite: "jammy",
-        distro: Distro::Ubuntu,
-    },
-    Offer {
-        publisher: "Canonical",
-        offer: "ubuntu-24_04-lts",
-        sku: "server",
-        suite: "noble",
-        distro: Distro::Ubuntu,
-    },
+    offer("Debian", "debian-11", "11", "bullseye", Debian, Bios),
+    offer("Debian", "debian-11", "11-gen2", "bullseye", Debian, Uefi),
+    offer("Debian", "debian-12", "12", "bookworm", Debian, Bios),
+    offer("Debian", "debian-12", "12-gen2", "bookworm", Debian, Uefi),
+    offer("Debian", "debian-13", "13", "trixie", Debian, Bios),
+    offer("Debian", "debian-13", "13-gen2", "trixie", Debian, Uefi),
+    offer(
+        "Canonical",
+        "UbuntuServer",
+        "18.04-LTS",
+        "bionic",
+        Ubuntu,
+        Bios,
+    ),
+    offer(
+        "Canonical",
+        "UbuntuServer",
+        "18_04-lts-gen2",
+        "bionic",
+        Ubuntu,
+        Uefi,
+    ),
+    offer(
+        "Canonical",
+        "0001-com-ubuntu-server-focal",
+        "20_04-lts",
+        "focal",
+        Ubuntu,
+        Bios,
+    ),
+    offer(
+        "Canonical",
+        "0001-com-ubuntu-server-focal",
+        "20_04-lts-gen2",
+        "focal",
+        Ubuntu,
+        Uefi,
+    ),
+    offer(
+        "Canonical",
+        "0001-com-ubuntu-server-jammy",
+        "22_04-lts",
+        "jammy",
+        Ubuntu,
+        Bios,
+    ),
+    offer(
+        "Canonical",
+        "0001-com-ubuntu-server-jammy",
+        "22_04-lts-gen2",
+        "jammy",
+        Ubuntu,
+        Uefi,
+    ),
+    offer(
+        "Canonical",
+        "ubuntu-24_04-lts",
+        "server-gen1",
+        "noble",
+        Ubuntu,
+        Bios,
+    ),
+    offer(
+        "Canonical",
+        "ubuntu-24_04-lts",
+        "server",
+        "noble",
+        Ubuntu,
+        Uefi,
+    ),
 ];
 
 /// The debootstrap script every Ubuntu release since 7.10 uses (Debian 12's
@@ -670,7 +725,10 @@ impl BaseCatalog {
         let vdir = work.join(&version);
         std::fs::create_dir_all(&vdir).map_err(BuildError::io(vdir.display().to_string()))?;
         let disk = vdir.join("disk.raw");
-        make_disk(&rootfs, &disk)?;
+        match o.firmware {
+            Firmware::Bios => make_bios_disk(&rootfs, &disk)?,
+            Firmware::Uefi => make_uefi_disk(&rootfs, &disk)?,
+        }
         let image = BaseImage {
             publisher: o.publisher.into(),
             offer: o.offer.into(),
@@ -812,11 +870,18 @@ pub fn write_boot_config(root: &Path) -> Result<(), BuildError> {
         return Ok(());
     }
     let conf = format!(
-        "DEFAULT linux\nTIMEOUT 1\nPROMPT 0\nLABEL linux\n  LINUX {}\n  INITRD {}\n  APPEND root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0 net.ifnames=0\n",
+        "DEFAULT linux\nTIMEOUT 1\nPROMPT 0\nLABEL linux\n  LINUX {}\n  INITRD {}\n  APPEND {}\n",
         kernel_link(root, "vmlinuz")?,
-        kernel_link(root, "initrd.img")?
+        kernel_link(root, "initrd.img")?,
+        kernel_args()
     );
     Ok(tree.write("boot/extlinux/extlinux.conf", conf.as_bytes(), 0o644)?)
+}
+
+/// The kernel command line of base images: the root by label, the serial
+/// console on `ttyS0`, `eth0`-style interface names.
+fn kernel_args() -> String {
+    format!("root=LABEL={ROOT_LABEL} ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0 net.ifnames=0")
 }
 
 /// Where the kernel link `name` (`vmlinuz`, `initrd.img`) points, as a path
@@ -846,10 +911,118 @@ fn kernel_link(root: &Path, name: &str) -> Result<String, BuildError> {
     ))
 }
 
-/// Makes the bootable raw disk from a root tree: MBR with one bootable
-/// Linux partition at 1 MiB, ext4 from the tree (`mke2fs -d`, no mount),
-/// syslinux's MBR code and extlinux (needs a loop mount).
-fn make_disk(rootfs: &Path, disk: &Path) -> Result<(), BuildError> {
+/// Size of the EFI System Partition of generation 2 base images, bytes
+/// (64 MiB at 1 MiB; the root partition follows it).
+const ESP_BYTES: u64 = 64 << 20;
+
+/// GRUB's configuration in a generation 2 image's boot loader: the root
+/// partition found by label, the kernel and initrd read through the image's
+/// own links at every boot — Debian's `/vmlinuz`, else Ubuntu's
+/// `/boot/vmlinuz` — so a customizer that installs another kernel needs no
+/// boot loader change.
+fn grub_config() -> String {
+    let args = kernel_args();
+    format!(
+        "insmod part_gpt\ninsmod ext2\nset timeout=0\nsearch --no-floppy --label --set=root {ROOT_LABEL}\n\
+         if [ -e /vmlinuz ]; then\n  linux /vmlinuz {args}\n  initrd /initrd.img\n\
+         else\n  linux /boot/vmlinuz {args}\n  initrd /boot/initrd.img\nfi\nboot\n"
+    )
+}
+
+/// Makes the generation 2 (UEFI) raw disk from a root tree, with no mount
+/// and no loop device: a GPT with an EFI System Partition at 1 MiB (FAT32,
+/// `mkfs.fat --offset`) holding a standalone GRUB at the removable-media
+/// path `EFI/BOOT/BOOTX64.EFI` (`grub-mkstandalone`, copied in with
+/// mtools), and the ext4 root partition after it (`mke2fs -d`).
+fn make_uefi_disk(rootfs: &Path, disk: &Path) -> Result<(), BuildError> {
+    let d = disk.to_string_lossy().into_owned();
+    let f = std::fs::File::create(disk).map_err(BuildError::io(d.clone()))?;
+    f.set_len(BASE_DISK_BYTES)
+        .map_err(BuildError::io(d.clone()))?;
+    drop(f);
+    let sector = 512;
+    let esp_start = PARTITION_OFFSET / sector;
+    let root_start = (PARTITION_OFFSET + ESP_BYTES) / sector;
+    crate::disk::sfdisk(
+        &["-q", &d],
+        &format!(
+            "label: gpt\nstart={esp_start}, size={}, type={}, name=\"esp\"\nstart={root_start}, type={}, name=\"root\"\n",
+            ESP_BYTES / sector,
+            crate::disk::ESP_TYPE,
+            crate::disk::LINUX_TYPE
+        ),
+    )?;
+    let root = crate::disk::root_partition(disk)?;
+    let root_kib = root.size.unwrap_or(0) / 1024;
+    run(
+        "mkfs.fat",
+        &[
+            "-F",
+            "32",
+            "-s",
+            "1",
+            "-n",
+            "ESP",
+            "--offset",
+            &esp_start.to_string(),
+            &d,
+            &(ESP_BYTES / 1024).to_string(),
+        ],
+    )?;
+    let cfg = disk.with_extension("grub.cfg");
+    let efi = disk.with_extension("efi");
+    write(&cfg, &grub_config())?;
+    let built = run(
+        "grub-mkstandalone",
+        &[
+            "-O",
+            "x86_64-efi",
+            "-o",
+            &efi.to_string_lossy(),
+            "--locales=",
+            "--fonts=",
+            "--themes=",
+            &format!("boot/grub/grub.cfg={}", cfg.display()),
+        ],
+    )
+    .and_then(|_| {
+        let esp = format!("{d}@@{PARTITION_OFFSET}");
+        run("mmd", &["-i", &esp, "::/EFI", "::/EFI/BOOT"])?;
+        run(
+            "mcopy",
+            &[
+                "-i",
+                &esp,
+                &efi.to_string_lossy(),
+                "::/EFI/BOOT/BOOTX64.EFI",
+            ],
+        )
+    });
+    let _ = std::fs::remove_file(&cfg);
+    let _ = std::fs::remove_file(&efi);
+    built?;
+    run(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            ROOT_LABEL,
+            "-E",
+            &format!("offset={}", root.offset),
+            "-d",
+            &rootfs.to_string_lossy(),
+            &d,
+            &format!("{root_kib}k"),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Makes the generation 1 (BIOS) raw disk from a root tree: MBR with one
+/// bootable Linux partition at 1 MiB, ext4 from the tree (`mke2fs -d`, no
+/// mount), syslinux's MBR code and extlinux (needs a loop mount).
+fn make_bios_disk(rootfs: &Path, disk: &Path) -> Result<(), BuildError> {
     let d = disk.to_string_lossy().into_owned();
     let f = std::fs::File::create(disk).map_err(BuildError::io(d.clone()))?;
     f.set_len(BASE_DISK_BYTES)
@@ -936,6 +1109,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/vmlinuz or /boot/vmlinuz in the image"), "{e}");
+    }
+
+    #[test]
+    fn a_generation_2_disk_boots_grub_from_its_efi_system_partition_and_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("boot")).unwrap();
+        std::fs::write(root.join("boot/vmlinuz-6.1.0-9-amd64"), b"kernel").unwrap();
+        std::os::unix::fs::symlink("boot/vmlinuz-6.1.0-9-amd64", root.join("vmlinuz")).unwrap();
+        let disk = dir.path().join("disk.raw");
+        make_uefi_disk(&root, &disk).unwrap();
+        assert_eq!(crate::disk::firmware(&disk).unwrap(), Firmware::Uefi);
+
+        // The firmware's removable-media path holds GRUB, which reads its
+        // configuration from its own memdisk.
+        let esp = format!("{}@@{PARTITION_OFFSET}", disk.display());
+        let listing = run("mdir", &["-i", &esp, "-b", "::/EFI/BOOT"]).unwrap();
+        assert!(listing.contains("BOOTX64.EFI"), "{listing}");
+        let boot = dir.path().join("BOOTX64.EFI");
+        run(
+            "mcopy",
+            &[
+                "-i",
+                &esp,
+                "::/EFI/BOOT/BOOTX64.EFI",
+                &boot.to_string_lossy(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(&std::fs::read(&boot).unwrap()[..2], b"MZ", "a PE image");
+        let cfg = grub_config();
+        assert!(
+            cfg.contains("search --no-floppy --label --set=root rootfs"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("linux /vmlinuz root=LABEL=rootfs ro console=tty0 console=ttyS0,115200"),
+            "{cfg}"
+        );
+
+        // The root is the ext4 partition after the ESP, with the tree in it.
+        let part = crate::disk::root_partition(&disk).unwrap();
+        assert_eq!(part.number, Some(2));
+        assert_eq!(part.offset, PARTITION_OFFSET + ESP_BYTES);
+        // e2fsprogs open a filesystem inside a file as `FILE?offset=N`.
+        let sb = run(
+            "e2label",
+            &[&format!("{}?offset={}", disk.display(), part.offset)],
+        )
+        .unwrap();
+        assert_eq!(sb.trim(), ROOT_LABEL);
+
+        // Growing keeps the ESP and moves GPT's backup header to the new end.
+        crate::disk::grow(&disk, BASE_DISK_BYTES + (256 << 20)).unwrap();
+        let grown = crate::disk::root_partition(&disk).unwrap();
+        assert_eq!(grown.offset, part.offset);
+        assert!(
+            grown.size.unwrap() >= part.size.unwrap() + (255 << 20),
+            "{grown:?}"
+        );
+        let verify = run("sfdisk", &["--verify", &disk.to_string_lossy()]).unwrap();
+        assert!(verify.contains("No errors detected"), "{verify}");
+        assert_eq!(crate::disk::firmware(&disk).unwrap(), Firmware::Uefi);
     }
 
     #[test]

@@ -87,29 +87,86 @@ pub struct RootPartition {
     pub number: Option<u32>,
 }
 
-/// Finds the root filesystem: the largest Linux partition (MBR type 83 or
-/// GPT "Linux filesystem"), else the largest partition, else the whole disk.
-pub fn root_partition(disk: &Path) -> Result<RootPartition, BuildError> {
+/// GPT type of an EFI System Partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// GPT type of a Linux filesystem partition.
+pub const LINUX_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+
+/// The firmware a disk boots with — Azure's `hyperVGeneration`: `V1`
+/// images boot from an MBR with BIOS, `V2` images from an EFI System
+/// Partition with UEFI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// BIOS (Azure generation 1, `V1`).
+    Bios,
+    /// UEFI (Azure generation 2, `V2`).
+    Uefi,
+}
+
+impl Firmware {
+    /// Azure's `hyperVGeneration` for it: `V1` or `V2`.
+    pub fn hyper_v_generation(self) -> &'static str {
+        match self {
+            Firmware::Bios => "V1",
+            Firmware::Uefi => "V2",
+        }
+    }
+}
+
+/// A disk's partition table as sfdisk reads it: its label (`dos`, `gpt`),
+/// sector size in bytes and partitions (sfdisk's JSON objects: `start`
+/// and `size` in sectors, `type`); `None` without one.
+fn partition_table(
+    disk: &Path,
+) -> Result<Option<(String, u64, Vec<serde_json::Value>)>, BuildError> {
     let path = disk
         .to_str()
         .ok_or(BuildError::NotUtf8 { what: "disk path" })?;
     let Ok(text) = run("sfdisk", &["--json", path]) else {
-        return Ok(RootPartition {
-            offset: 0,
-            size: None,
-            number: None,
-        });
+        return Ok(None);
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::ToolFailed {
         command: format!("sfdisk --json {path}"),
         stderr: format!("unreadable answer: {e}"),
     })?;
     let table = &v["partitiontable"];
-    let sector = table["sectorsize"].as_u64().unwrap_or(512);
-    let parts = table["partitions"].as_array().cloned().unwrap_or_default();
+    Ok(Some((
+        table["label"].as_str().unwrap_or("").to_string(),
+        table["sectorsize"].as_u64().unwrap_or(512),
+        table["partitions"].as_array().cloned().unwrap_or_default(),
+    )))
+}
+
+/// The firmware `disk` (raw) boots with: UEFI when its GPT has an EFI
+/// System Partition, else BIOS.
+///
+/// Errors: the path is not UTF-8; sfdisk's answer cannot be read.
+pub fn firmware(disk: &Path) -> Result<Firmware, BuildError> {
+    let esp = |p: &serde_json::Value| {
+        p["type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(ESP_TYPE))
+    };
+    Ok(match partition_table(disk)? {
+        Some((label, _, parts)) if label == "gpt" && parts.iter().any(esp) => Firmware::Uefi,
+        _ => Firmware::Bios,
+    })
+}
+
+/// Finds the root filesystem: the largest Linux partition (MBR type 83 or
+/// GPT "Linux filesystem"), else the largest partition, else the whole disk.
+pub fn root_partition(disk: &Path) -> Result<RootPartition, BuildError> {
+    let whole = RootPartition {
+        offset: 0,
+        size: None,
+        number: None,
+    };
+    let Some((_, sector, parts)) = partition_table(disk)? else {
+        return Ok(whole);
+    };
     let linux = |p: &serde_json::Value| {
-        let t = p["type"].as_str().unwrap_or("").to_ascii_lowercase();
-        t == "83" || t == "0fc63daf-8483-4772-8e79-3d69d8477de4"
+        let t = p["type"].as_str().unwrap_or("");
+        t == "83" || t.eq_ignore_ascii_case(LINUX_TYPE)
     };
     let pick = parts
         .iter()
@@ -122,18 +179,23 @@ pub fn root_partition(disk: &Path) -> Result<RootPartition, BuildError> {
                 .enumerate()
                 .max_by_key(|(_, p)| p["size"].as_u64().unwrap_or(0))
         });
-    match pick {
-        Some((i, p)) => Ok(RootPartition {
+    Ok(match pick {
+        Some((i, p)) => RootPartition {
             offset: p["start"].as_u64().unwrap_or(0) * sector,
             size: Some(p["size"].as_u64().unwrap_or(0) * sector),
-            number: Some(i as u32 + 1),
-        }),
-        None => Ok(RootPartition {
-            offset: 0,
-            size: None,
-            number: None,
-        }),
-    }
+            // The node's trailing digits (`disk.raw15`): GPT numbers may
+            // have gaps (Ubuntu's cloud images use 1, 14 and 15).
+            number: Some(partition_number(p).unwrap_or(i as u32 + 1)),
+        },
+        None => whole,
+    })
+}
+
+/// A partition's number, from the digits that end sfdisk's `node`.
+fn partition_number(p: &serde_json::Value) -> Option<u32> {
+    let node = p["node"].as_str()?;
+    let digits = node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    node[node.len() - digits..].parse().ok()
 }
 
 /// A loop device over a disk's root filesystem; dropping it detaches it.

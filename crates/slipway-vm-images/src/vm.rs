@@ -40,6 +40,12 @@ const HUNG_BOOT_ATTEMPTS: usize = 2;
 const TCG_CPU: &str = "Nehalem";
 /// How long `systemctl poweroff` may take before qemu is killed.
 const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
+/// UEFI firmware code (Debian's `ovmf`), read-only, for disks with an EFI
+/// System Partition (Azure generation 2).
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// The UEFI variable store each boot of such a disk starts from (copied
+/// into the run's staging folder: the firmware writes to it).
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// `resolv.conf` for the build VM: qemu's user-mode network DNS forwarder.
 pub const VM_RESOLV_CONF: &[u8] =
     b"# slipway build VM: qemu user-network DNS\nnameserver 10.0.2.3\n";
@@ -227,6 +233,39 @@ async fn make_seed(
     Ok(iso)
 }
 
+/// qemu's firmware arguments for `disk`: none for a BIOS disk (qemu's
+/// default SeaBIOS), OVMF's code and a fresh copy of its variable store
+/// (`<work>/efivars.fd`) as pflash drives for a UEFI one.
+///
+/// Errors: the disk's partition table cannot be read; OVMF is not
+/// installed.
+fn firmware_drives(disk: &Path, work: &Path) -> Result<Vec<String>, BuildError> {
+    if crate::disk::firmware(disk)? == crate::disk::Firmware::Bios {
+        return Ok(Vec::new());
+    }
+    let vars = work.join("efivars.fd");
+    std::fs::copy(OVMF_VARS, &vars).map_err(|source| BuildError::ToolMissing {
+        program: format!(
+            "UEFI firmware {OVMF_VARS} (Debian's ovmf package), to boot a generation 2 disk"
+        ),
+        source,
+    })?;
+    if let Err(source) = std::fs::metadata(OVMF_CODE) {
+        return Err(BuildError::ToolMissing {
+            program: format!(
+                "UEFI firmware {OVMF_CODE} (Debian's ovmf package), to boot a generation 2 disk"
+            ),
+            source,
+        });
+    }
+    Ok(vec![
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+        "-drive".into(),
+        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+    ])
+}
+
 fn free_port() -> Result<u16, BuildError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(BuildError::io("a free port"))?;
     l.local_addr()
@@ -343,6 +382,7 @@ impl Vm {
             .try_clone()
             .map_err(BuildError::io(qemu_log.display().to_string()))?;
         let _ = std::fs::remove_file(&console);
+        let firmware = firmware_drives(disk, work)?;
         let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
         // Killed on drop, and powered off (SIGTERM) when the server dies
         // however it dies: a TCG guest left booting would hold two cores.
@@ -352,6 +392,7 @@ impl Vm {
             .args(["-m", &shape.memory_mib.to_string()])
             .args(["-smp", &shape.vcpus.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .args(firmware)
             .arg("-drive")
             .arg(format!(
                 "file={},format=raw,if=virtio,cache=unsafe",

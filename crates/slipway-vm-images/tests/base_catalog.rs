@@ -64,7 +64,11 @@ fn offered(catalog: &BaseCatalog) -> Vec<String> {
 fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = BaseCatalog::new(dir.path(), mirror(&["bookworm"]));
-    assert_eq!(offered(&catalog), ["Debian:debian-12:12"]);
+    // Each release as Azure's generation 1 (BIOS) and 2 (UEFI) skus.
+    assert_eq!(
+        offered(&catalog),
+        ["Debian:debian-12:12", "Debian:debian-12:12-gen2"]
+    );
     // A Debian release the mirror does not carry: refused before debootstrap.
     let e = catalog
         .resolve("Debian", "debian-11", "11", "latest")
@@ -77,12 +81,14 @@ fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them(
     );
     // Not in the catalog at all.
     let e = catalog
-        .resolve("Canonical", "UbuntuServer", "18.04-LTS", "latest")
+        .resolve("RedHat", "RHEL", "9-lvm-gen2", "latest")
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("'Canonical:UbuntuServer:18.04-LTS' is not in the catalog")
-            && e.contains("available are Debian:debian-12:12"),
+        e.contains("'RedHat:RHEL:9-lvm-gen2' is not in the catalog")
+            && e.contains(
+                "available are Debian:debian-12:12, Debian:debian-12:12-gen2 (publisher:offer:sku)"
+            ),
         "{e}"
     );
     // An exact version that was never built names the built ones.
@@ -93,7 +99,7 @@ fn only_suites_the_mirror_serves_are_offered_and_others_are_refused_naming_them(
     assert!(e.contains("has no version '12.1.20200101'"), "{e}");
     // A mirror serving trixie as well offers Debian 13 too.
     let both = BaseCatalog::new(dir.path(), mirror(&["bookworm", "trixie"]));
-    assert_eq!(both.available().len(), 2);
+    assert_eq!(both.available().len(), 4);
 }
 
 /// Why `Canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest` does not
@@ -149,8 +155,19 @@ fn ubuntu_is_offered_from_a_configured_ubuntu_mirror_and_built_checking_its_sign
         offered(&catalog),
         [
             "Debian:debian-12:12",
-            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+            "Debian:debian-12:12-gen2",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2"
         ]
+    );
+    // Image Builder's quickstart source, Ubuntu 18.04, is bionic.
+    let e = catalog
+        .resolve("Canonical", "UbuntuServer", "18.04-LTS", "latest")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("'Canonical:UbuntuServer:18.04-LTS' needs suite 'bionic'"),
+        "{e}"
     );
     let e = catalog
         .resolve("Canonical", "ubuntu-24_04-lts", "server", "latest")
@@ -160,7 +177,7 @@ fn ubuntu_is_offered_from_a_configured_ubuntu_mirror_and_built_checking_its_sign
         e.contains(&format!(
             "'Canonical:ubuntu-24_04-lts:server' needs suite 'noble', which the mirror {url} does not serve"
         )) && e.contains(
-            "available are Debian:debian-12:12, Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+            "available are Debian:debian-12:12, Debian:debian-12:12-gen2, Canonical:0001-com-ubuntu-server-jammy:22_04-lts, Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2"
         ),
         "{e}"
     );

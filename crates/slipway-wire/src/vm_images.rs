@@ -155,8 +155,12 @@ pub struct PlatformImage {
     pub publisher: String,
     /// Offer (`debian-12`, `0001-com-ubuntu-server-jammy`).
     pub offer: String,
-    /// SKU (`12`, `22_04-lts`).
+    /// SKU (`12`, `12-gen2`, `22_04-lts`, `22_04-lts-gen2`).
     pub sku: String,
+    /// Azure's `hyperVGeneration`: `V1` (BIOS boot, MBR) or `V2` (UEFI
+    /// boot, GPT with an EFI System Partition).
+    #[serde(rename = "hyperVGeneration")]
+    pub hyper_v_generation: String,
     /// Versions built on this host, oldest first.
     pub versions: Vec<String>,
     /// Whether a template can use it now: a version is built, or the

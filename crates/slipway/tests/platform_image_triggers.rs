@@ -102,23 +102,26 @@ fn an_ubuntu_mirror_offers_the_ubuntu_releases_it_serves() {
         .filter(|p| p["available"] == true)
         .map(|p| {
             format!(
-                "{}:{}:{}",
+                "{}:{}:{} {}",
                 p["publisher"].as_str().unwrap(),
                 p["offer"].as_str().unwrap(),
-                p["sku"].as_str().unwrap()
+                p["sku"].as_str().unwrap(),
+                p["hyperVGeneration"].as_str().unwrap()
             )
         })
         .collect();
     assert_eq!(
         available,
         [
-            "Debian:debian-12:12",
-            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts"
+            "Debian:debian-12:12 V1",
+            "Debian:debian-12:12-gen2 V2",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts V1",
+            "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2 V2"
         ],
         "{list}"
     );
     let all = list["value"].as_array().unwrap().len();
-    assert_eq!(all, 6, "every offer is listed, available or not: {list}");
+    assert_eq!(all, 14, "every offer is listed, available or not: {list}");
 
     let missing = tmp.path().join("no-keyring.gpg");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))

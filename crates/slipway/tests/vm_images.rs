@@ -339,12 +339,48 @@ fn https_sources_scripts_and_files_are_fetched_trusting_the_ca_file() {
     );
 }
 
+/// GPT's partition type of a Linux filesystem and of an EFI System
+/// Partition.
+const LINUX_FS: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const EFI_SYSTEM: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+/// The partitions of a raw disk as `sfdisk --json` lists them (`start` and
+/// `size` in 512-byte sectors, `type`), with the table's `label` in each.
+fn partitions(disk: &Path) -> Vec<Value> {
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(disk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let label = v["partitiontable"]["label"].clone();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p["label"] = label.clone();
+            p
+        })
+        .collect()
+}
+
 /// `debugfs` on the root partition of a raw disk (no mount): the output of
 /// `command`, e.g. `cat /etc/passwd` or `stat /var/lib/cloud`.
 fn debugfs(disk: &Path, command: &str) -> String {
+    let offset = partitions(disk)
+        .into_iter()
+        .find(|p| p["type"] == "83" || p["type"] == LINUX_FS)
+        .map_or(0, |p| p["start"].as_u64().unwrap() * 512);
     let out = Command::new("debugfs")
         .args(["-R", command])
-        .arg(format!("{}?offset={MIB}", disk.display()))
+        .arg(format!("{}?offset={offset}", disk.display()))
         .output()
         .unwrap();
     format!(
@@ -493,6 +529,56 @@ fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
         );
     }
     assert!(!debugfs(&raw, "cat /etc/resolv.conf").contains("10.0.2.3"));
+}
+
+/// A generation 2 sku (`Debian:debian-12:12-gen2`, as Azure names it)
+/// builds a UEFI disk — GPT, an EFI System Partition, the root after it —
+/// that the build VM boots with UEFI firmware, and that is what is
+/// distributed.
+#[test]
+fn a_gen2_source_boots_its_build_vm_with_uefi_and_distributes_a_uefi_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Server::start(&tmp.path().join("data"));
+    let raw = tmp.path().join("out/gen2.raw");
+    put_template(
+        &s,
+        "gen2",
+        json!({
+            "source": {"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12",
+                       "sku": "12-gen2", "version": "latest"},
+            "vmProfile": {"vmSize": "Standard_A2_v2", "executor": "FullBoot"},
+            "customize": [
+                {"type": "Shell", "name": "firmware", "inline": [
+                    "echo \"firmware=$(test -d /sys/firmware/efi && echo UEFI || echo BIOS) $(cat /sys/firmware/efi/fw_platform_size 2>/dev/null)-bit\"",
+                    "echo built-on-uefi > /etc/slipway-gen2"
+                ]}
+            ],
+            "distribute": [{"type": "Raw", "runOutputName": "raw", "uri": raw.to_string_lossy()}]
+        }),
+    );
+    let run = run_to_end(&s, "gen2");
+    let log = run_log(&s, "gen2", &run);
+    assert_eq!(run["runState"], "Succeeded", "{run}\n{log}\n{}", s.log());
+    assert_eq!(run["source"]["sku"], "12-gen2", "{run}");
+    assert!(
+        log.contains("PACKER OUT firmware=UEFI 64-bit"),
+        "the build VM booted with UEFI firmware:\n{log}"
+    );
+    let parts = partitions(&raw);
+    assert_eq!(parts[0]["label"], "gpt", "{parts:?}");
+    assert_eq!(parts[0]["type"], EFI_SYSTEM, "{parts:?}");
+    assert_eq!(parts[1]["type"], LINUX_FS, "{parts:?}");
+    assert!(debugfs(&raw, "cat /etc/slipway-gen2").contains("built-on-uefi"));
+    let images = s.get("/vmImages/platformImages");
+    let gen2 = images["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["sku"] == "12-gen2")
+        .unwrap()
+        .clone();
+    assert_eq!(gen2["hyperVGeneration"], "V2", "{images}");
+    assert_eq!(gen2["versions"][0], run["source"]["version"], "{images}");
 }
 
 #[test]
