@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use slipway_core::images::ids::parse_version;
 
-use crate::disk::{run, Firmware};
+use crate::disk::{run, tail, Firmware};
 use crate::BuildError;
 use Distro::{Debian, Ubuntu};
 use Firmware::{Bios, Uefi};
@@ -386,13 +386,7 @@ impl BaseCatalog {
         let out = child.wait_with_output();
         let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
         steps.running = None;
-        let mut out = out.map_err(BuildError::io(format!("waiting for {program}")))?;
-        if !out.status.success() {
-            // debootstrap reports its errors (`E: …`) on stdout.
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            out.stderr.push(b'\n');
-            out.stderr.extend_from_slice(tail(&stdout, 2000).as_bytes());
-        }
+        let out = out.map_err(BuildError::io(format!("waiting for {program}")))?;
         if steps.stopped {
             return Err(BuildError::Builder(format!(
                 "{program} stopped: the server is stopping"
@@ -771,15 +765,6 @@ impl BaseCatalog {
 pub fn built_on(version: &str) -> Option<chrono::NaiveDate> {
     let day = version.rsplit('.').next()?;
     chrono::NaiveDate::parse_from_str(day, "%Y%m%d").ok()
-}
-
-fn tail(s: &str, n: usize) -> &str {
-    let start = s.len().saturating_sub(n);
-    let mut i = start;
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    &s[i..]
 }
 
 fn write(path: &Path, text: &str) -> Result<(), BuildError> {

@@ -15,7 +15,7 @@ use crate::BuildError;
 /// Runs a command to completion and returns its stdout.
 ///
 /// Errors: [`BuildError::ToolMissing`] when it cannot start,
-/// [`BuildError::ToolFailed`] (command line and stderr) when it fails.
+/// [`BuildError::ToolFailed`] (command line and what it said) when it fails.
 pub fn run(program: &str, args: &[&str]) -> Result<String, BuildError> {
     let out = Command::new(program)
         .args(args)
@@ -29,7 +29,7 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, BuildError> {
 
 /// The stdout of `program args`, which ended with `out`.
 ///
-/// Errors: [`BuildError::ToolFailed`] with its stderr when it failed.
+/// Errors: [`BuildError::ToolFailed`] with what it said when it failed.
 pub(crate) fn output_of(
     program: &str,
     args: &[&str],
@@ -38,16 +38,40 @@ pub(crate) fn output_of(
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(failed(program, args, &out.stderr))
+        Err(failed(program, args, &out.stderr, &out.stdout))
     }
 }
 
-/// [`BuildError::ToolFailed`] for `program args` with its stderr.
-fn failed(program: &str, args: &[&str], stderr: &[u8]) -> BuildError {
+/// How much of a failed program's standard output its error quotes, bytes.
+const STDOUT_TAIL: usize = 2000;
+
+/// [`BuildError::ToolFailed`] for `program args`: its stderr, then the
+/// tail of its stdout when it printed any — some tools report their errors
+/// there (debootstrap's `E:` lines).
+fn failed(program: &str, args: &[&str], stderr: &[u8], stdout: &[u8]) -> BuildError {
+    let mut output = String::from_utf8_lossy(stderr).trim().to_string();
+    let stdout = String::from_utf8_lossy(stdout);
+    let stdout = tail(stdout.trim(), STDOUT_TAIL);
+    if !stdout.is_empty() {
+        if !output.is_empty() {
+            output.push('\n');
+        }
+        output.push_str("stdout: ");
+        output.push_str(stdout);
+    }
     BuildError::ToolFailed {
         command: format!("{program} {}", args.join(" ")),
-        stderr: String::from_utf8_lossy(stderr).trim().to_string(),
+        output,
     }
+}
+
+/// The last `n` bytes of `s` (fewer, to start on a character boundary).
+pub(crate) fn tail(s: &str, n: usize) -> &str {
+    let mut i = s.len().saturating_sub(n);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
 }
 
 /// Runs `sfdisk ARGS` with `script` on its stdin (sfdisk's input format).
@@ -72,7 +96,7 @@ pub fn sfdisk(args: &[&str], script: &str) -> Result<(), BuildError> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(failed("sfdisk", args, &out.stderr))
+        Err(failed("sfdisk", args, &out.stderr, &[]))
     }
 }
 
@@ -127,7 +151,7 @@ fn partition_table(
     };
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| BuildError::ToolFailed {
         command: format!("sfdisk --json {path}"),
-        stderr: format!("unreadable answer: {e}"),
+        output: format!("unreadable answer: {e}"),
     })?;
     let table = &v["partitiontable"];
     Ok(Some((
@@ -566,7 +590,7 @@ pub fn grow(disk: &Path, size: u64) -> Result<(), BuildError> {
         });
     let r = match fsck {
         Ok(o) if matches!(o.status.code(), Some(0..=2)) => run("resize2fs", &[dev]),
-        Ok(o) => Err(failed("e2fsck", &["-f", "-p", dev], &o.stderr)),
+        Ok(o) => Err(failed("e2fsck", &["-f", "-p", dev], &o.stderr, &o.stdout)),
         Err(e) => Err(e),
     };
     r.map(|_| ())
@@ -581,6 +605,42 @@ mod tests {
         assert_eq!(unescape_octal(r"/tmp/a\040b\011c\134d"), "/tmp/a b\tc\\d");
         assert_eq!(unescape_octal(r"/short\04"), r"/short\04");
         assert_eq!(unescape_octal(r"/not\089"), r"/not\089");
+    }
+
+    #[test]
+    fn a_failed_tool_is_quoted_from_both_streams() {
+        // debootstrap's way: the error on stdout, nothing on stderr.
+        let e = run(
+            "sh",
+            &[
+                "-c",
+                "echo 'I: Retrieving InRelease'; echo 'E: No such script: noble'; exit 1",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.ends_with("stdout: I: Retrieving InRelease\nE: No such script: noble"),
+            "{e}"
+        );
+        let e = run(
+            "sh",
+            &["-c", "echo progress; echo 'bad superblock' >&2; exit 8"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(": bad superblock\nstdout: progress"), "{e}");
+        // A long stdout is cut to its end.
+        let e = run(
+            "sh",
+            &[
+                "-c",
+                "head -c 100000 /dev/zero | tr '\\0' x; echo END; exit 1",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.ends_with("xxxxEND") && e.len() < 2200, "{}", e.len());
     }
 
     #[test]

@@ -21,12 +21,14 @@ pub enum BuildError {
         source: std::io::Error,
     },
     /// A host program ended unsuccessfully.
-    #[error("{command}: {stderr}")]
+    #[error("{command}: {output}")]
     ToolFailed {
         /// The program and its arguments, space-separated.
         command: String,
-        /// Its standard error, trimmed.
-        stderr: String,
+        /// What it said: its standard error, trimmed, then the last 2,000
+        /// bytes of its standard output after `stdout: ` when it printed
+        /// any.
+        output: String,
     },
     /// A program run for a customizer (in the sandbox or the build VM)
     /// ended unsuccessfully; its output is in the run's log.
