@@ -97,6 +97,7 @@ fn image_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<VmImageRecord, StoreE
         run_id: row.try_get("run_id")?,
         tags: json(row, "tags")?,
         create_time: row.try_get("created_at")?,
+        hyper_v_generation: row.try_get("hyper_v_generation")?,
     })
 }
 
@@ -362,7 +363,7 @@ impl Store {
     ///
     /// Errors: [`StoreError::Conflict`] when the id exists.
     pub async fn insert_vm_image(&self, img: &VmImageRecord) -> Result<(), StoreError> {
-        let r = sqlx::query("INSERT INTO vm_images (id, gallery, definition, version, exclude_from_latest, path, sha256, size, source_version, template, run_id, tags, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT(id) DO NOTHING")
+        let r = sqlx::query("INSERT INTO vm_images (id, gallery, definition, version, exclude_from_latest, path, sha256, size, source_version, template, run_id, tags, created_at, hyper_v_generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT(id) DO NOTHING")
             .bind(&img.id)
             .bind(&img.gallery)
             .bind(&img.definition)
@@ -376,6 +377,7 @@ impl Store {
             .bind(&img.run_id)
             .bind(img.tags.to_string())
             .bind(&img.create_time)
+            .bind(&img.hyper_v_generation)
             .execute(&self.pool)
             .await?;
         if r.rows_affected() == 0 {

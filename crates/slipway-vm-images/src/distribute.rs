@@ -203,6 +203,24 @@ impl ImageService {
         if self.store.get_vm_image(&id).await?.is_some() {
             return Err(BuildError::ImageExists { id });
         }
+        let d = disk.to_path_buf();
+        let firmware = blocking(move || disk::firmware(&d)).await?;
+        let generation = firmware.hyper_v_generation();
+        if let Some(g) = gallery {
+            // As Azure's galleries: one image definition, one generation.
+            let have = self.store.gallery_versions(g, definition).await?;
+            if let Some(other) = have.iter().find(|i| i.hyper_v_generation != generation) {
+                return Err(BuildError::Template(format!(
+                    "galleryImageId: image definition '{g}/{definition}' holds hyperVGeneration {} images (version {}), and this build's disk is {generation} ({}); distribute it to an image definition of generation {generation}",
+                    other.hyper_v_generation,
+                    other.version.as_deref().unwrap_or("?"),
+                    match firmware {
+                        disk::Firmware::Bios => "BIOS boot",
+                        disk::Firmware::Uefi => "UEFI boot",
+                    }
+                )));
+            }
+        }
         let dir = self
             .cfg
             .dir
@@ -232,6 +250,7 @@ impl ImageService {
             run_id: Some(run_id.to_string()),
             tags,
             create_time: chrono::Utc::now().to_rfc3339(),
+            hyper_v_generation: generation.to_string(),
         };
         if let Err(e) = self.store.insert_vm_image(&rec).await {
             let _ = std::fs::remove_dir_all(&dir);

@@ -146,6 +146,11 @@ pub struct VmImage {
     pub tags: Value,
     /// RFC 3339.
     pub create_time: String,
+    /// Azure's `hyperVGeneration`, read off the disk as it was stored:
+    /// `V1` (BIOS boot, MBR) or `V2` (UEFI boot, an EFI System Partition).
+    /// A gallery image definition holds versions of one generation.
+    #[serde(rename = "hyperVGeneration")]
+    pub hyper_v_generation: String,
 }
 
 /// A platform image a template may start from.

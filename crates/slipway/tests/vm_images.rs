@@ -553,7 +553,11 @@ fn a_gen2_source_boots_its_build_vm_with_uefi_and_distributes_a_uefi_disk() {
                     "echo built-on-uefi > /etc/slipway-gen2"
                 ]}
             ],
-            "distribute": [{"type": "Raw", "runOutputName": "raw", "uri": raw.to_string_lossy()}]
+            "distribute": [
+                {"type": "Raw", "runOutputName": "raw", "uri": raw.to_string_lossy()},
+                {"type": "SharedImage", "runOutputName": "gallery",
+                 "galleryImageId": format!("{GALLERY}/app-gen2")}
+            ]
         }),
     );
     let run = run_to_end(&s, "gen2");
@@ -579,7 +583,71 @@ fn a_gen2_source_boots_its_build_vm_with_uefi_and_distributes_a_uefi_disk() {
         .clone();
     assert_eq!(gen2["hyperVGeneration"], "V2", "{images}");
     assert_eq!(gen2["versions"][0], run["source"]["version"], "{images}");
+
+    // The stored image says its generation, and a gallery image definition
+    // holds one generation, as Azure's do: a generation 1 version first,
+    // then a generation 2 build into the same definition is refused.
+    let stored = s.get("/vmImages");
+    let by_definition = |d: &str| {
+        stored["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["definition"] == d)
+            .unwrap_or_else(|| panic!("no {d}: {stored}"))
+            .clone()
+    };
+    assert_eq!(
+        by_definition("app-gen2")["hyperVGeneration"],
+        "V2",
+        "{stored}"
+    );
+    let into_app = |name: &str, source: Value| {
+        put_template(
+            &s,
+            name,
+            json!({"source": source, "customize": [],
+                   "distribute": [{"type": "SharedImage", "runOutputName": "app",
+                                   "galleryImageId": format!("{GALLERY}/app")}]}),
+        );
+        run_to_end(&s, name)
+    };
+    let v1 = into_app("gen1-app", debian());
+    assert_eq!(v1["runState"], "Succeeded", "{v1}\n{}", s.log());
+    let stored = s.get("/vmImages");
+    let app: Vec<&Value> = stored["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["definition"] == "app")
+        .collect();
+    assert_eq!(app.len(), 1, "{stored}");
+    assert_eq!(app[0]["hyperVGeneration"], "V1", "{stored}");
+    let refused = into_app(
+        "gen2-app",
+        json!({"type": "PlatformImage", "publisher": "Debian", "offer": "debian-12",
+               "sku": "12-gen2", "version": "latest"}),
+    );
+    assert_eq!(refused["runState"], "Failed", "{refused}");
+    let msg = refused["message"].as_str().unwrap();
+    assert!(
+        msg.contains("image definition 'g1/app' holds hyperVGeneration V1 images")
+            && msg.contains("this build's disk is V2 (UEFI boot)"),
+        "{msg}"
+    );
+    let stored = s.get("/vmImages");
+    let app = stored["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["definition"] == "app")
+        .count();
+    assert_eq!(app, 1, "nothing was added to the definition: {stored}");
 }
+
+/// The gallery the generation tests distribute to.
+const GALLERY: &str =
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g1/images";
 
 #[test]
 fn failing_customizer_keeps_staging_unless_cleanup() {
