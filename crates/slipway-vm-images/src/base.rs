@@ -12,7 +12,9 @@
 //! Layout: `<dir>/<publisher>/<offer>/<sku>/<version>/{disk.raw,image.json}`;
 //! versions are `<release>.<yyyymmdd>` — Debian's `debian_version`
 //! (`12.15.20261121`), Ubuntu's `VERSION_ID` (`22.04.20261121`) — so
-//! `latest` is the highest. A build holds `<dir>/.build.lock`, so several
+//! `latest` is the highest. One debootstrap makes both generations of a
+//! release (Azure publishes them under one version). A build holds
+//! `<dir>/.build.lock`, so several
 //! servers (or test processes) sharing a cache build once. `image.json`
 //! records the [`RECIPE`] that built the disk; disks of an older recipe
 //! are not offered and are rebuilt on first use.
@@ -716,18 +718,47 @@ impl BaseCatalog {
                 "release '{release}' does not make an x.y.z version"
             )));
         }
-        let vdir = work.join(&version);
+        let built = self.place_disk(o, &rootfs, work, &version)?;
+        // Azure publishes a release's generation 1 and 2 skus under one
+        // version: the other generation comes from the same tree, with no
+        // second debootstrap.
+        for twin in twins(o) {
+            let have = self
+                .versions(twin.publisher, twin.offer, twin.sku)?
+                .iter()
+                .any(|b| b.version == version);
+            if !have {
+                if let Err(e) = self.place_disk(twin, &rootfs, work, &version) {
+                    tracing::warn!(sku = twin.sku, error = %e, "building the other generation of a base image");
+                }
+            }
+        }
+        Ok(built)
+    }
+
+    /// Makes `o`'s disk of `version` from the built tree `rootfs` (in a
+    /// folder of `work`) and moves it into the catalog, replacing a disk of
+    /// the same version from an older recipe. Blocking; the build lock is
+    /// held.
+    fn place_disk(
+        &self,
+        o: &Offer,
+        rootfs: &Path,
+        work: &Path,
+        version: &str,
+    ) -> Result<BaseImage, BuildError> {
+        let vdir = work.join(o.sku).join(version);
         std::fs::create_dir_all(&vdir).map_err(BuildError::io(vdir.display().to_string()))?;
         let disk = vdir.join("disk.raw");
         match o.firmware {
-            Firmware::Bios => make_bios_disk(&rootfs, &disk)?,
-            Firmware::Uefi => make_uefi_disk(&rootfs, &disk)?,
+            Firmware::Bios => make_bios_disk(rootfs, &disk)?,
+            Firmware::Uefi => make_uefi_disk(rootfs, &disk)?,
         }
         let image = BaseImage {
             publisher: o.publisher.into(),
             offer: o.offer.into(),
             sku: o.sku.into(),
-            version: version.clone(),
+            version: version.to_string(),
             path: PathBuf::new(),
             recipe: RECIPE,
         };
@@ -740,7 +771,7 @@ impl BaseCatalog {
         let dest_parent = self.offer_dir(o);
         std::fs::create_dir_all(&dest_parent)
             .map_err(BuildError::io(dest_parent.display().to_string()))?;
-        let dest = dest_parent.join(&version);
+        let dest = dest_parent.join(version);
         if dest.exists() {
             // Today's disk of an older recipe: nothing else uses it while
             // the build lock is held, except copies already made.
@@ -751,13 +782,21 @@ impl BaseCatalog {
             let _ = std::fs::remove_dir_all(&stale);
         }
         std::fs::rename(&vdir, &dest).map_err(BuildError::io(dest.display().to_string()))?;
-        tracing::info!(version = %version, "base image built");
+        tracing::info!(version = %version, sku = o.sku, "base image built");
         self.built.notify_one();
         Ok(BaseImage {
             path: dest.join("disk.raw"),
             ..image
         })
     }
+}
+
+/// The offer's other generations: the skus of the same release (offer and
+/// suite) that boot with other firmware.
+fn twins(o: &Offer) -> impl Iterator<Item = &'static Offer> + '_ {
+    OFFERS.iter().filter(move |t| {
+        t.publisher == o.publisher && t.offer == o.offer && t.suite == o.suite && t.sku != o.sku
+    })
 }
 
 /// The day a base image version was built: its last field, `yyyymmdd`
@@ -1157,6 +1196,29 @@ mod tests {
         let verify = run("sfdisk", &["--verify", &disk.to_string_lossy()]).unwrap();
         assert!(verify.contains("No errors detected"), "{verify}");
         assert_eq!(crate::disk::firmware(&disk).unwrap(), Firmware::Uefi);
+    }
+
+    #[test]
+    fn a_release_is_built_as_both_generations() {
+        let sku = |publisher: &str, offer: &str, sku: &str| {
+            OFFERS
+                .iter()
+                .find(|o| o.publisher == publisher && o.offer == offer && o.sku == sku)
+                .unwrap()
+        };
+        let skus = |o: &Offer| twins(o).map(|t| (t.sku, t.firmware)).collect::<Vec<_>>();
+        assert_eq!(skus(sku("Debian", "debian-12", "12")), [("12-gen2", Uefi)]);
+        assert_eq!(skus(sku("Debian", "debian-12", "12-gen2")), [("12", Bios)]);
+        assert_eq!(
+            skus(sku("Canonical", "ubuntu-24_04-lts", "server")),
+            [("server-gen1", Bios)]
+        );
+        // Every release has exactly one sku of each generation.
+        for o in OFFERS {
+            let twins: Vec<_> = twins(o).collect();
+            assert_eq!(twins.len(), 1, "{o:?}");
+            assert_ne!(twins[0].firmware, o.firmware, "{o:?}");
+        }
     }
 
     #[test]

@@ -211,6 +211,25 @@ fn a_new_platform_image_version_rebuilds_the_templates_that_follow_it() {
     let run = run_to_end(&s, "leader");
     assert_eq!(run["runState"], "Succeeded", "{run}\n{}", s.log());
     let version = run["source"]["version"].as_str().unwrap().to_string();
+    // The same debootstrap made the release's generation 2 sku too, under
+    // the same version, as Azure publishes them.
+    let platform = s.get("/vmImages/platformImages");
+    let gen2 = platform["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["offer"] == "debian-12" && p["sku"] == "12-gen2")
+        .unwrap()
+        .clone();
+    assert_eq!(gen2["versions"], json!([version]), "{platform}");
+    assert_eq!(
+        s.log()
+            .matches("building base image with debootstrap")
+            .count(),
+        1,
+        "{}",
+        s.log()
+    );
 
     let followed = poll("the triggered run of follower", BUILD_TIMEOUT, || {
         let runs = s.get("/imageTemplates/follower/runs");
