@@ -19,8 +19,11 @@ pub(crate) enum Guest {
     /// sandbox; its network (runner egress policy) when the server has a
     /// network pool. Dropped in field order: the network after the mount.
     Chroot(disk::Mounted, Option<HeldNetwork>),
-    /// The image booted under qemu, entered over SSH.
-    Vm(Box<Vm>),
+    /// The image booted under qemu, entered over SSH; qemu (and with it
+    /// every connection the guest makes) in the build's network when the
+    /// server has a network pool. Dropped in field order: the network
+    /// after the VM.
+    Vm(Box<Vm>, Option<HeldNetwork>),
 }
 
 impl Guest {
@@ -43,7 +46,7 @@ impl Guest {
                 )
                 .await
             }
-            Guest::Vm(vm) => vm.run_script(i, script, log).await,
+            Guest::Vm(vm, _) => vm.run_script(i, script, log).await,
         }
     }
 
@@ -76,7 +79,7 @@ impl Guest {
                 )
                 .await
             }
-            Guest::Vm(vm) => vm.put_file(i, bytes, destination, log).await,
+            Guest::Vm(vm, _) => vm.put_file(i, bytes, destination, log).await,
         }
     }
 }
@@ -241,24 +244,7 @@ impl ImageService {
         match profile.executor {
             Executor::Chroot => {
                 exec::prepare(&root)?;
-                let net = match &self.cfg.network_pool {
-                    None => None,
-                    Some(pool) => {
-                        let n = RunnerNetwork::create(
-                            &build_network_name(&self.cfg.instance_id, run_id),
-                            pool,
-                            &[],
-                        )
-                        .await
-                        .map_err(|e| BuildError::Builder(format!("the build's network: {e}")))?;
-                        // Removed on drop, also when the filter fails.
-                        let mut held = HeldNetwork(n);
-                        held.0.install_closed_filter().await.map_err(|e| {
-                            BuildError::Builder(format!("the build's network: {e}"))
-                        })?;
-                        Some(held)
-                    }
-                };
+                let net = self.build_network(run_id).await?;
                 Ok(Guest::Chroot(mounted, net))
             }
             Executor::FullBoot => {
@@ -280,10 +266,50 @@ impl ImageService {
                 .await?;
                 let (vcpus, memory_mib) = template::vm_shape(&profile.vm_size)?;
                 let shape = vm::Shape { vcpus, memory_mib };
-                let vm = Vm::boot(disk, staging, run_id, shape, &self.accel, log).await?;
-                Ok(Guest::Vm(Box::new(vm)))
+                // qemu's user network makes the guest's connections from
+                // qemu's own network namespace, where `10.0.2.2` is its
+                // loopback: in the server's, the guest would reach every
+                // service on the host's.
+                let net = self.build_network(run_id).await?;
+                let netns = net.as_ref().map(|h| h.0.path());
+                let vm = Vm::boot(
+                    disk,
+                    staging,
+                    run_id,
+                    shape,
+                    &self.accel,
+                    netns.as_deref(),
+                    log,
+                )
+                .await?;
+                Ok(Guest::Vm(Box::new(vm), net))
             }
         }
+    }
+
+    /// The build's own network — a runner network with the runner egress
+    /// policy and nothing on the host open to it — when the server has a
+    /// network pool.
+    ///
+    /// Errors: [`BuildError::Builder`] naming what failed.
+    async fn build_network(&self, run_id: &str) -> Result<Option<HeldNetwork>, BuildError> {
+        let Some(pool) = &self.cfg.network_pool else {
+            return Ok(None);
+        };
+        let n = RunnerNetwork::create(
+            &build_network_name(&self.cfg.instance_id, run_id),
+            pool,
+            &[],
+        )
+        .await
+        .map_err(|e| BuildError::Builder(format!("the build's network: {e}")))?;
+        // Removed on drop, also when the filter fails.
+        let mut held = HeldNetwork(n);
+        held.0
+            .install_closed_filter()
+            .await
+            .map_err(|e| BuildError::Builder(format!("the build's network: {e}")))?;
+        Ok(Some(held))
     }
 
     /// Ends the executor and deprovisions the image offline: the chroot's
@@ -300,8 +326,9 @@ impl ImageService {
                 drop(net);
                 m
             }
-            Guest::Vm(vm) => {
+            Guest::Vm(vm, net) => {
                 vm.shutdown(log).await?;
+                drop(net);
                 let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
                 let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
                 let root = mounted.root();

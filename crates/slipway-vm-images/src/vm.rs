@@ -134,6 +134,8 @@ pub struct Shape {
 #[derive(Debug)]
 pub struct Vm {
     child: tokio::process::Child,
+    /// The network namespace qemu runs in, which `ssh` enters too.
+    netns: Option<String>,
     port: u16,
     key: PathBuf,
     console: PathBuf,
@@ -233,6 +235,20 @@ async fn make_seed(
     Ok(iso)
 }
 
+/// A command running `program` in network namespace `netns` (a path under
+/// `/run/netns`; `nsenter` enters it and execs the program, so the child
+/// is the program itself), or in the server's own without one.
+fn in_netns(netns: Option<&str>, program: &str) -> tokio::process::Command {
+    match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("nsenter");
+            c.arg(format!("--net={ns}")).arg("--").arg(program);
+            c
+        }
+        None => tokio::process::Command::new(program),
+    }
+}
+
 /// qemu's firmware arguments for `disk`: none for a BIOS disk (qemu's
 /// default SeaBIOS), OVMF's code and a fresh copy of its variable store
 /// (`<work>/efivars.fd`) as pflash drives for a UEFI one.
@@ -289,6 +305,7 @@ impl Vm {
         instance_id: &str,
         shape: Shape,
         accel: &Accel,
+        netns: Option<&str>,
         log: &RunLog,
     ) -> Result<Vm, BuildError> {
         let key = work.join("ssh_key");
@@ -320,7 +337,7 @@ impl Vm {
         }
         let mut attempts = attempts.into_iter().peekable();
         while let Some(a) = attempts.next() {
-            let mut vm = Vm::start(disk, &seed, work, &key, shape, a)?;
+            let mut vm = Vm::start(disk, &seed, work, &key, shape, a, netns)?;
             log.out(&format!(
                 "slipway: booting the build VM (qemu, accel={a}, {} vCPUs, {} MiB, SSH on 127.0.0.1:{})",
                 shape.vcpus, shape.memory_mib, vm.port
@@ -372,6 +389,7 @@ impl Vm {
         key: &Path,
         shape: Shape,
         accel: &'static str,
+        netns: Option<&str>,
     ) -> Result<Vm, BuildError> {
         let port = free_port()?;
         let console = work.join("console.log");
@@ -383,7 +401,7 @@ impl Vm {
             .map_err(BuildError::io(qemu_log.display().to_string()))?;
         let _ = std::fs::remove_file(&console);
         let firmware = firmware_drives(disk, work)?;
-        let mut cmd = tokio::process::Command::new("qemu-system-x86_64");
+        let mut cmd = in_netns(netns, "qemu-system-x86_64");
         // Killed on drop, and powered off (SIGTERM) when the server dies
         // however it dies: a TCG guest left booting would hold two cores.
         slipway_runner::process::end_with_server(cmd.as_std_mut());
@@ -419,6 +437,7 @@ impl Vm {
         })?;
         Ok(Vm {
             child,
+            netns: netns.map(str::to_string),
             port,
             key: key.to_path_buf(),
             console,
@@ -488,7 +507,7 @@ impl Vm {
     /// `ssh … BUILD_USER@127.0.0.1 <remote>`; `remote` is shell text run
     /// by the build user's login shell.
     fn ssh(&self, remote: &str) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("ssh");
+        let mut c = in_netns(self.netns.as_deref(), "ssh");
         c.arg("-i")
             .arg(&self.key)
             .args(["-p", &self.port.to_string()])

@@ -455,6 +455,11 @@ fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
     let greeting = tmp.path().join("greeting.txt");
     std::fs::write(&greeting, "hello-from-the-host\n").unwrap();
     let raw = tmp.path().join("out/booted.raw");
+    // A service on the host's loopback, where qemu's user network sends a
+    // guest's connections to 10.0.2.2 when qemu shares the host's network.
+    let host_service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host_service.set_nonblocking(true).unwrap();
+    let port = host_service.local_addr().unwrap().port();
     put_template(
         &s,
         "booted",
@@ -473,7 +478,13 @@ fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
                     "echo \"demo ran on $(cat /var/lib/demo-started)\""
                 ]},
                 {"type": "File", "name": "greeting", "sourceUri": greeting.to_string_lossy(),
-                 "destination": "/etc/slipway/greeting.txt"}
+                 "destination": "/etc/slipway/greeting.txt"},
+                // Attack: the customizer reaches for the host's services.
+                // The build VM still has the build's network (apt works).
+                {"type": "Shell", "name": "reach-the-host", "inline": [
+                    format!("if timeout 20 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{port}'; then echo HOST-SERVICE-REACHED; else echo HOST-SERVICE-UNREACHABLE; fi"),
+                    "apt-get install -y -q hello >/dev/null && echo \"network: $(hello)\"".to_string()
+                ]}
             ],
             "validate": {"inVMValidations": [
                 {"type": "Shell", "name": "greeting-arrived", "inline": [
@@ -493,6 +504,8 @@ fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
         "PACKER OUT pid1=systemd user=root cpus=2",
         "PACKER OUT demo ran on 6.",
         "(telemetry) ending greeting",
+        "PACKER OUT HOST-SERVICE-UNREACHABLE",
+        "PACKER OUT network: Hello, world!",
         "(telemetry) Starting provisioner greeting-arrived",
         "slipway: the build VM powered off",
     ] {
@@ -529,6 +542,15 @@ fn full_boot_executor_runs_customizers_in_the_booted_image_over_ssh() {
         );
     }
     assert!(!debugfs(&raw, "cat /etc/resolv.conf").contains("10.0.2.3"));
+    assert!(
+        !log.contains("HOST-SERVICE-REACHED"),
+        "the build VM reached a service on the host's loopback:\n{log}"
+    );
+    assert_eq!(
+        host_service.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "no connection reached the host's service"
+    );
 }
 
 /// A generation 2 sku (`Debian:debian-12:12-gen2`, as Azure names it)
