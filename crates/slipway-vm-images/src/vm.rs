@@ -40,6 +40,11 @@ const HUNG_BOOT_ATTEMPTS: usize = 2;
 const TCG_CPU: &str = "Nehalem";
 /// How long `systemctl poweroff` may take before qemu is killed.
 const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
+/// qemu's seccomp filter for the build VM: a guest that broke out into
+/// qemu could not call obsolete system calls, change privileges, spawn
+/// processes or change resource limits and scheduling.
+const QEMU_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 /// UEFI firmware code (Debian's `ovmf`), read-only, for disks with an EFI
 /// System Partition (Azure generation 2).
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -410,6 +415,7 @@ impl Vm {
             .args(["-m", &shape.memory_mib.to_string()])
             .args(["-smp", &shape.vcpus.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
+            .args(["-sandbox", QEMU_SANDBOX])
             .args(firmware)
             .arg("-drive")
             .arg(format!(

@@ -394,7 +394,7 @@ fn debugfs(disk: &Path, command: &str) -> String {
 /// boots: nothing gets to power the VM off, yet qemu ends with the server
 /// instead of booting on, holding the host's cores.
 #[test]
-fn a_build_vm_ends_when_the_server_is_killed() {
+fn a_build_vm_runs_confined_and_ends_when_the_server_is_killed() {
     let tmp = tempfile::tempdir().unwrap();
     // TCG: KVM would abort at once here, and `auto` would boot again.
     let mut s = Server::start_with(
@@ -425,14 +425,40 @@ fn a_build_vm_ends_when_the_server_is_killed() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    poll("the build VM to start", BUILD_TIMEOUT, || {
+    // The qemu process (not the `nsenter` that becomes it).
+    let comm = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let qemu = poll("the build VM to start", BUILD_TIMEOUT, || {
         let q = qemu_of_this_server();
-        if q.is_empty() {
-            Err(s.log())
-        } else {
-            Ok(())
+        match q.split_whitespace().next() {
+            Some(pid) if comm(pid).starts_with("qemu-system") => Ok(q),
+            _ => Err(format!("{q}\n{}", s.log())),
         }
     });
+    // qemu runs the guest under a seccomp filter (`-sandbox on`: no
+    // spawning, no privilege changes), installed as it starts, and outside
+    // the host's network namespace (in the build's, whose routes and
+    // filter are the runners').
+    let pid = qemu.split_whitespace().next().unwrap().to_string();
+    poll("qemu's seccomp filter", Duration::from_secs(10), || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if status.contains("Seccomp:\t2") {
+            Ok(())
+        } else {
+            Err(format!("{qemu}\n{status}"))
+        }
+    });
+    let qemu_net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(qemu_net, host_net, "qemu shares the host's network: {qemu}");
+    let in_ns = Command::new("ip")
+        .args(["netns", "identify", &pid])
+        .output()
+        .unwrap();
+    let ns = String::from_utf8_lossy(&in_ns.stdout).trim().to_string();
+    assert!(
+        ns.starts_with("slwi-"),
+        "qemu is in the build's network, not '{ns}'"
+    );
     s.kill();
     poll(
         "the build VM to end with the server",
