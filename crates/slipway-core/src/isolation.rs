@@ -433,6 +433,26 @@ fn set(items: impl Iterator<Item = String>) -> String {
     format!("{{ {} }}", items.collect::<Vec<_>>().join(", "))
 }
 
+/// The prefix that runs a program in network namespace `netns` (a path
+/// under `/run/netns`): `nsenter --net=<netns> --`, which enters it and
+/// execs the program, so the child is the program itself (kill-on-drop
+/// and the death signal reach it). Empty without a namespace.
+pub fn in_network(netns: Option<&str>) -> Vec<String> {
+    match netns {
+        Some(ns) => vec!["nsenter".into(), format!("--net={ns}"), "--".into()],
+        None => Vec::new(),
+    }
+}
+
+/// qemu's seccomp sandbox for build VMs (`-sandbox`): a guest that broke
+/// out into qemu could not call obsolete system calls, change privileges,
+/// spawn processes or change resource limits and scheduling. A build VM's
+/// qemu also runs in the build's network ([`in_network`]): its user
+/// network turns the guest's connections into qemu's own, and `10.0.2.2`
+/// is qemu's loopback.
+pub const BUILD_VM_SANDBOX: &str =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 /// The command that runs one VM image customizer command (`argv`) over a
 /// mounted image root `root` in the default (no-boot) tier: bubblewrap
 /// (`bwrap`) with its own mount, PID, IPC, UTS and cgroup namespaces, a
@@ -449,10 +469,7 @@ pub fn customizer_command(
     env: &[(&str, &str)],
     argv: &[&str],
 ) -> Vec<String> {
-    let mut cmd: Vec<String> = Vec::new();
-    if let Some(ns) = netns {
-        cmd.extend(["nsenter".into(), format!("--net={ns}"), "--".into()]);
-    }
+    let mut cmd = in_network(netns);
     cmd.push("bwrap".into());
     if netns.is_none() {
         cmd.push("--unshare-net".into());

@@ -15,6 +15,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use slipway_core::isolation;
 use slipway_core::shell::quote;
 
 use crate::exec::{self, RunLog};
@@ -40,11 +41,6 @@ const HUNG_BOOT_ATTEMPTS: usize = 2;
 const TCG_CPU: &str = "Nehalem";
 /// How long `systemctl poweroff` may take before qemu is killed.
 const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
-/// qemu's seccomp filter for the build VM: a guest that broke out into
-/// qemu could not call obsolete system calls, change privileges, spawn
-/// processes or change resource limits and scheduling.
-const QEMU_SANDBOX: &str =
-    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 /// UEFI firmware code (Debian's `ovmf`), read-only, for disks with an EFI
 /// System Partition (Azure generation 2).
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
@@ -241,17 +237,14 @@ async fn make_seed(
 }
 
 /// A command running `program` in network namespace `netns` (a path under
-/// `/run/netns`; `nsenter` enters it and execs the program, so the child
-/// is the program itself), or in the server's own without one.
+/// `/run/netns`, entered as [`isolation::in_network`] says), or in the
+/// server's own without one.
 fn in_netns(netns: Option<&str>, program: &str) -> tokio::process::Command {
-    match netns {
-        Some(ns) => {
-            let mut c = tokio::process::Command::new("nsenter");
-            c.arg(format!("--net={ns}")).arg("--").arg(program);
-            c
-        }
-        None => tokio::process::Command::new(program),
-    }
+    let mut argv = isolation::in_network(netns);
+    argv.push(program.to_string());
+    let mut c = tokio::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
 }
 
 /// qemu's firmware arguments for `disk`: none for a BIOS disk (qemu's
@@ -415,7 +408,7 @@ impl Vm {
             .args(["-m", &shape.memory_mib.to_string()])
             .args(["-smp", &shape.vcpus.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
-            .args(["-sandbox", QEMU_SANDBOX])
+            .args(["-sandbox", isolation::BUILD_VM_SANDBOX])
             .args(firmware)
             .arg("-drive")
             .arg(format!(
