@@ -453,6 +453,51 @@ pub fn in_network(netns: Option<&str>) -> Vec<String> {
 pub const BUILD_VM_SANDBOX: &str =
     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
+/// The user ids a build VM's qemu runs as (uid = gid): a range no
+/// distribution or Podman sub-id allocation hands out (those start at
+/// 100000, 65536 ids each), with no account and no file on the host. Each
+/// VM takes its own ([`build_vm_uid`]), so two builds' qemu processes
+/// cannot signal or trace each other.
+pub const BUILD_VM_UIDS: std::ops::Range<u32> = 0x7100_0000..0x7200_0000;
+
+/// The user id in [`BUILD_VM_UIDS`] for a VM whose random draw is `draw`.
+pub fn build_vm_uid(draw: u64) -> u32 {
+    let span = u64::from(BUILD_VM_UIDS.end - BUILD_VM_UIDS.start);
+    // The remainder is below the span, which fits in u32.
+    BUILD_VM_UIDS.start + (draw % span) as u32
+}
+
+/// The command prefix that runs a build VM's qemu as user and group `uid`
+/// (one of [`BUILD_VM_UIDS`]) with no capabilities (effective, inheritable
+/// and bounding sets empty), `no_new_privs`, and only the supplementary
+/// groups in `groups` (the group of `/dev/kvm` when qemu uses KVM); the
+/// parent-death signal survives the change of user (`setpriv`, util-linux).
+/// qemu then opens no host file by path but its firmware and modules: the
+/// server opens the disks, the seed and the console log and hands qemu
+/// the descriptors (`-add-fd`), so nothing in the server's folders has to
+/// be readable by that user. qemu's own `-runas` cannot be used: its
+/// seccomp sandbox ([`BUILD_VM_SANDBOX`]) is installed first and refuses
+/// the `setuid` that `-runas` makes.
+pub fn unprivileged(uid: u32, groups: &[u32]) -> Vec<String> {
+    let groups = if groups.is_empty() {
+        "--clear-groups".to_string()
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        format!("--groups={}", list.join(","))
+    };
+    vec![
+        "setpriv".into(),
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        groups,
+        "--inh-caps=-all".into(),
+        "--bounding-set=-all".into(),
+        "--no-new-privs".into(),
+        "--pdeathsig=keep".into(),
+        "--".into(),
+    ]
+}
+
 /// The command that runs one VM image customizer command (`argv`) over a
 /// mounted image root `root` in the default (no-boot) tier: bubblewrap
 /// (`bwrap`) with its own mount, PID, IPC, UTS and cgroup namespaces, a
@@ -1108,5 +1153,31 @@ mod tests {
         let r =
             resolv_conf_nameservers("# x\nnameserver 10.255.255.53\nnameserver ::1\nsearch a\n");
         assert_eq!(r, vec!["10.255.255.53".parse::<Ipv4Addr>().unwrap()]);
+    }
+
+    #[test]
+    fn a_build_vm_runs_as_an_unprivileged_user_of_its_own() {
+        for draw in [0, 1, u64::MAX, u64::from(u32::MAX)] {
+            let uid = build_vm_uid(draw);
+            assert!(BUILD_VM_UIDS.contains(&uid) && uid >= 100_000, "{uid}");
+        }
+        assert_ne!(build_vm_uid(7), build_vm_uid(8));
+        let c = unprivileged(0x7100_0042, &[]);
+        assert_eq!(c[0], "setpriv");
+        for flag in [
+            "--reuid=1895825474",
+            "--regid=1895825474",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--pdeathsig=keep",
+        ] {
+            assert!(c.iter().any(|a| a == flag), "{flag} missing: {c:?}");
+        }
+        assert_eq!(c.last().map(String::as_str), Some("--"));
+        let kvm = unprivileged(0x7100_0042, &[106]);
+        assert!(kvm.iter().any(|a| a == "--groups=106"), "{kvm:?}");
+        assert!(!kvm.iter().any(|a| a == "--clear-groups"), "{kvm:?}");
     }
 }

@@ -9,12 +9,14 @@
 //! meta-data}` and `seed.iso` (volume id `cidata`), `console.log` (the
 //! guest's serial console) and `qemu.log` (qemu's own output).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use command_fds::{CommandFdExt, FdMapping};
 use slipway_core::isolation;
 use slipway_core::shell::quote;
 
@@ -247,13 +249,92 @@ fn in_netns(netns: Option<&str>, program: &str) -> tokio::process::Command {
     c
 }
 
+/// The host files a build VM's qemu uses, opened by the server and handed
+/// to qemu as descriptors (`-add-fd`, then `/dev/fdset/<n>` as the file):
+/// qemu runs as a user of its own ([`isolation::unprivileged`]) that can
+/// open nothing in the server's folders. The file's path goes along as the
+/// fd set's `opaque` note, so qemu's command line still names it.
+struct QemuFiles {
+    args: Vec<String>,
+    mappings: Vec<FdMapping>,
+    sets: u32,
+}
+
+/// How qemu may use a file handed to it.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Read only (the seed).
+    Read,
+    /// Read and write (disks, the UEFI variable store): qemu's block layer
+    /// asks for a read-only descriptor while probing, so the set holds one
+    /// of each.
+    ReadWrite,
+    /// Created or truncated, written only (the serial console's log).
+    Create,
+}
+
+impl QemuFiles {
+    fn new() -> QemuFiles {
+        QemuFiles {
+            args: Vec::new(),
+            mappings: Vec::new(),
+            sets: 0,
+        }
+    }
+
+    /// Opens `path` for `access` and answers the name qemu opens it by.
+    ///
+    /// Errors: the file cannot be opened.
+    fn add(&mut self, path: &Path, access: Access) -> Result<String, BuildError> {
+        let open = |read: bool, write: bool| {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(read).write(write);
+            if !read {
+                o.create(true).truncate(true);
+            }
+            o.open(path)
+                .map(OwnedFd::from)
+                .map_err(BuildError::io(path.display().to_string()))
+        };
+        let fds = match access {
+            Access::Read => vec![open(true, false)?],
+            Access::ReadWrite => vec![open(true, true)?, open(true, false)?],
+            Access::Create => vec![open(false, true)?],
+        };
+        self.sets += 1;
+        let opaque = qemu_option_value(&path.display().to_string());
+        for fd in fds {
+            // 0-2 are qemu's standard streams.
+            let child_fd = 3 + self.mappings.len() as i32;
+            self.args.push("-add-fd".into());
+            self.args
+                .push(format!("fd={child_fd},set={},opaque={opaque}", self.sets));
+            self.mappings.push(FdMapping {
+                parent_fd: fd,
+                child_fd,
+            });
+        }
+        Ok(format!("/dev/fdset/{}", self.sets))
+    }
+}
+
+/// `value` inside a qemu option list, where a comma is written `,,`.
+fn qemu_option_value(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
 /// qemu's firmware arguments for `disk`: none for a BIOS disk (qemu's
-/// default SeaBIOS), OVMF's code and a fresh copy of its variable store
-/// (`<work>/efivars.fd`) as pflash drives for a UEFI one.
+/// default SeaBIOS), OVMF's code (world-readable, by path) and a fresh copy
+/// of its variable store (`<work>/efivars.fd`, handed over in `files`) as
+/// pflash drives for a UEFI one.
 ///
 /// Errors: the disk's partition table cannot be read; OVMF is not
 /// installed.
-fn firmware_drives(disk: &Path, work: &Path) -> Result<Vec<String>, BuildError> {
+fn firmware_drives(
+    disk: &Path,
+    work: &Path,
+    files: &mut QemuFiles,
+) -> Result<Vec<String>, BuildError> {
     if crate::disk::firmware(disk)? == crate::disk::Firmware::Bios {
         return Ok(Vec::new());
     }
@@ -272,12 +353,24 @@ fn firmware_drives(disk: &Path, work: &Path) -> Result<Vec<String>, BuildError> 
             source,
         });
     }
+    let vars = files.add(&vars, Access::ReadWrite)?;
     Ok(vec![
         "-drive".into(),
         format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
         "-drive".into(),
-        format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+        format!("if=pflash,format=raw,unit=1,file={vars}"),
     ])
+}
+
+/// The supplementary groups qemu needs for `accel`: the group of
+/// `/dev/kvm` for KVM (an unprivileged qemu opens it through its group),
+/// none for TCG.
+fn accel_groups(accel: &str) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/dev/kvm") {
+        Ok(m) if accel == "kvm" => vec![m.gid()],
+        _ => Vec::new(),
+    }
 }
 
 fn free_port() -> Result<u16, BuildError> {
@@ -292,7 +385,12 @@ impl Vm {
     /// fresh SSH key and NoCloud seed in `work`, and waits until the build
     /// user can log in over SSH (forwarded from 127.0.0.1) and cloud-init
     /// has finished. With [`AccelMode::Auto`], a KVM failure reboots the VM
-    /// under TCG and is remembered.
+    /// under TCG and is remembered. qemu runs in network namespace `netns`
+    /// (a path under `/run/netns`; the server's own network without one),
+    /// where `ssh` enters too, under its seccomp sandbox
+    /// ([`isolation::BUILD_VM_SANDBOX`]) and as an unprivileged user of its
+    /// own ([`isolation::unprivileged`]), with its files handed over as
+    /// descriptors.
     ///
     /// Errors: a helper (ssh-keygen, genisoimage, qemu) failing, qemu
     /// exiting before SSH answers, or SSH not answering within 20 minutes;
@@ -397,34 +495,38 @@ impl Vm {
         let err = out
             .try_clone()
             .map_err(BuildError::io(qemu_log.display().to_string()))?;
-        let _ = std::fs::remove_file(&console);
-        let firmware = firmware_drives(disk, work)?;
-        let mut cmd = in_netns(netns, "qemu-system-x86_64");
+        let mut files = QemuFiles::new();
+        let firmware = firmware_drives(disk, work, &mut files)?;
+        let disk_fd = files.add(disk, Access::ReadWrite)?;
+        let seed_fd = files.add(seed, Access::Read)?;
+        let console_fd = files.add(&console, Access::Create)?;
+        let uid = isolation::build_vm_uid(uuid::Uuid::new_v4().as_u64_pair().0);
+        let mut argv = isolation::in_network(netns);
+        argv.extend(isolation::unprivileged(uid, &accel_groups(accel)));
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).arg("qemu-system-x86_64");
         // Killed on drop, and powered off (SIGTERM) when the server dies
         // however it dies: a TCG guest left booting would hold two cores.
         slipway_runner::process::end_with_server(cmd.as_std_mut());
+        cmd.fd_mappings(std::mem::take(&mut files.mappings))
+            .map_err(|_| BuildError::Builder("qemu's descriptors collide".into()))?;
         cmd.args(["-accel", accel])
             .args(["-cpu", if accel == "kvm" { "host" } else { TCG_CPU }])
             .args(["-m", &shape.memory_mib.to_string()])
             .args(["-smp", &shape.vcpus.to_string()])
             .args(["-display", "none", "-nodefaults", "-no-reboot"])
             .args(["-sandbox", isolation::BUILD_VM_SANDBOX])
+            .args(&files.args)
             .args(firmware)
             .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=virtio,cache=unsafe",
-                disk.display()
-            ))
+            .arg(format!("file={disk_fd},format=raw,if=virtio,cache=unsafe"))
             .arg("-drive")
-            .arg(format!(
-                "file={},format=raw,if=virtio,readonly=on",
-                seed.display()
-            ))
+            .arg(format!("file={seed_fd},format=raw,if=virtio,readonly=on"))
             .arg("-netdev")
             .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"))
             .args(["-device", "virtio-net-pci,netdev=net0"])
             .arg("-serial")
-            .arg(format!("file:{}", console.display()))
+            .arg(format!("file:{console_fd}"))
             .args(["-monitor", "none"])
             .stdin(Stdio::null())
             .stdout(out)

@@ -435,7 +435,8 @@ fn a_build_vm_runs_confined_and_ends_when_the_server_is_killed() {
         }
     });
     // qemu runs the guest under a seccomp filter (`-sandbox on`: no
-    // spawning, no privilege changes), installed as it starts, and outside
+    // spawning, no privilege changes), installed as it starts, as a user of
+    // its own, and outside
     // the host's network namespace (in the build's, whose routes and
     // filter are the runners').
     let pid = qemu.split_whitespace().next().unwrap().to_string();
@@ -447,6 +448,31 @@ fn a_build_vm_runs_confined_and_ends_when_the_server_is_killed() {
             Err(format!("{qemu}\n{status}"))
         }
     });
+    // qemu runs as a user of its own with no capabilities: a guest that
+    // broke out into qemu is not root on the host.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    for ids in [field("Uid:"), field("Gid:")] {
+        assert!(
+            ids.len() == 4 && ids.iter().all(|id| id.parse::<u32>().unwrap() >= 100_000),
+            "qemu runs as {ids:?}, not as an unprivileged user:\n{status}"
+        );
+    }
+    assert!(field("Groups:").is_empty(), "{status}");
+    for caps in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(
+            field(caps),
+            ["0000000000000000"],
+            "{caps} of qemu:\n{status}"
+        );
+    }
+    assert_eq!(field("NoNewPrivs:"), ["1"], "{status}");
     let qemu_net = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_ne!(qemu_net, host_net, "qemu shares the host's network: {qemu}");
