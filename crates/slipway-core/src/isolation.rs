@@ -332,6 +332,27 @@ impl Default for Confinement {
 /// Writable paths (tmpfs) of a container whose root filesystem is read-only.
 pub const WRITABLE_PATHS: &[&str] = &["/ade", "/tmp", "/root", "/run"];
 
+/// The user namespace of a runner container (Podman's `UsernsMode`):
+/// `auto` gives each container its own range of host user ids (from the
+/// `containers` entries of `/etc/subuid` and `/etc/subgid`, which
+/// `scripts/setup-host` writes), so root in a runner — and whatever escaped
+/// it — is an unprivileged user on the host, and its kept capabilities
+/// ([`KEPT_CAPABILITIES`]) hold only over its own namespaces. A runner
+/// joins a network namespace Slipway made (owned by the host's user
+/// namespace), where the kernel refuses it a `sysfs` mount and the
+/// network sysctls: it gets an empty read-only `/sys`
+/// ([`OWN_USER_NAMESPACE_SYS`]) and the engine sets no default sysctls.
+/// The size is fixed (65,536 ids: 0–65535 inside): without one, Podman
+/// 4.3 sizes the range by mounting a scratch layer of the image while it
+/// holds its container store, which deadlocks its API service when
+/// another container is being mounted at the same time (seen under
+/// `tests/contention.rs`).
+pub const OWN_USER_NAMESPACE: &str = "auto:size=65536";
+
+/// The tmpfs a container with its own user namespace gets at `/sys` (its
+/// cgroup stays mounted at `/sys/fs/cgroup`).
+pub const OWN_USER_NAMESPACE_SYS: (&str, &str) = ("/sys", "ro,nosuid,nodev,noexec,size=64k");
+
 /// The network of one runner: a point-to-point link between the host
 /// (`gateway`) and the runner's namespace (`address`), and where the
 /// runner may go from it.

@@ -262,6 +262,7 @@ impl Scheduler {
         spec.env = env;
         spec.labels = labels;
         spec.confinement = policy.confinement();
+        spec.own_user_namespace = true;
         if let Some(ade) = &self.config.runner_ade {
             spec.binds.push(format!(
                 "{}:{}:ro",

@@ -186,12 +186,14 @@ fn a_private_address_is_reached_only_when_the_environment_type_allows_its_cidr()
 }
 
 #[test]
-fn runners_keep_few_capabilities_and_are_killed_at_their_memory_limit() {
+fn runners_are_unprivileged_on_the_host_and_killed_at_their_memory_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"));
     let deploy_sh = r#"#!/bin/bash
 grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status | tr -d '\t' | tr ':' '='
 if mknod /tmp/dev-null c 1 3 2>/dev/null; then echo "mknod=allowed"; else echo "mknod=refused"; fi
+echo "root-on-host=$(awk '$1 == 0 {print $2}' /proc/self/uid_map)"
+echo "sysfs-entries=$(ls /sys/class/net 2>/dev/null | wc -l)"
 if touch /usr/planted 2>/dev/null; then echo "rootfs=writable"; else echo "rootfs=read-only"; fi
 if touch /tmp/scratch; then echo "tmp=writable"; fi
 if [ "$(cat "$ADE_STORAGE/hog" 2>/dev/null)" = "yes" ]; then
@@ -210,6 +212,14 @@ echo yes > "$ADE_STORAGE/hog"
     assert_eq!(probe(&log, "NoNewPrivs"), "1", "{log}");
     assert_eq!(probe(&log, "mknod"), "refused", "{log}");
     assert_eq!(probe(&log, "rootfs"), "writable", "{log}");
+    // Root in a runner is an unprivileged user on the host (a user
+    // namespace of its own), and the host's /sys is not there to read.
+    let root_on_host: u32 = probe(&log, "root-on-host").parse().unwrap();
+    assert!(
+        root_on_host >= 100_000,
+        "runner root is host uid {root_on_host}\n{log}"
+    );
+    assert_eq!(probe(&log, "sysfs-entries"), "0", "{log}");
 
     // A read-only root keeps /tmp and /ade writable; a runner over its
     // memory limit is killed and its operation says so.

@@ -7,7 +7,9 @@ use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
 };
-use slipway_core::isolation::{Confinement, KEPT_CAPABILITIES, WRITABLE_PATHS};
+use slipway_core::isolation::{
+    Confinement, KEPT_CAPABILITIES, OWN_USER_NAMESPACE, OWN_USER_NAMESPACE_SYS, WRITABLE_PATHS,
+};
 
 /// The output stream of a started container; it ends when the container exits.
 pub struct Attachment {
@@ -44,7 +46,8 @@ pub enum NetworkAttachment {
 /// and goes through [`Engine::create`], which applies the isolation policy
 /// of [`slipway_core::isolation`]: all capabilities dropped but
 /// [`KEPT_CAPABILITIES`], `no-new-privileges`, the [`Confinement`] limits,
-/// never the host's PID, IPC or user namespace; never privileged or on the
+/// never the host's PID or IPC namespace (nor its user namespace when
+/// [`ContainerSpec::own_user_namespace`]); never privileged or on the
 /// host's network unless [`ContainerSpec::privileged`] /
 /// [`NetworkAttachment::Host`] carry a DevCenter Admin's grant
 /// ([`slipway_core::isolation::StepPermissions`]).
@@ -83,6 +86,10 @@ pub struct ContainerSpec {
     pub port_bindings: Vec<(String, String, String)>,
     /// `host:ip` entries for `/etc/hosts`.
     pub extra_hosts: Vec<String>,
+    /// A user namespace of its own ([`OWN_USER_NAMESPACE`]): root in the
+    /// container is an unprivileged user on the host. Runners have one;
+    /// task steps share their run's `/workspace` with the host and do not.
+    pub own_user_namespace: bool,
     /// Privileged (every capability, the host's devices, no
     /// `no-new-privileges`): only for a task step whose task a DevCenter
     /// Admin granted `stepPermissions.privileged`. The limits still apply.
@@ -108,6 +115,7 @@ impl ContainerSpec {
             exposed_ports: Vec::new(),
             port_bindings: Vec::new(),
             extra_hosts: Vec::new(),
+            own_user_namespace: false,
             privileged: false,
         }
     }
@@ -152,12 +160,16 @@ impl ContainerSpec {
                 exposed.push(p.clone());
             }
         }
-        let tmpfs = c.read_only_root.then(|| {
-            WRITABLE_PATHS
-                .iter()
-                .map(|p| (p.to_string(), "rw,nosuid,nodev,size=512m".to_string()))
-                .collect()
-        });
+        let mut tmpfs: HashMap<String, String> = HashMap::new();
+        if c.read_only_root {
+            for p in WRITABLE_PATHS {
+                tmpfs.insert(p.to_string(), "rw,nosuid,nodev,size=512m".to_string());
+            }
+        }
+        if self.own_user_namespace {
+            let (path, options) = OWN_USER_NAMESPACE_SYS;
+            tmpfs.insert(path.to_string(), options.to_string());
+        }
         ContainerCreateBody {
             image: Some(self.image.clone()),
             env: Some(self.env.clone()),
@@ -185,7 +197,10 @@ impl ContainerSpec {
                 nano_cpus: Some(c.nano_cpus),
                 pids_limit: Some(c.pids_limit),
                 readonly_rootfs: Some(c.read_only_root),
-                tmpfs,
+                tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+                userns_mode: self
+                    .own_user_namespace
+                    .then(|| OWN_USER_NAMESPACE.to_string()),
                 port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                 extra_hosts: (!self.extra_hosts.is_empty()).then(|| self.extra_hosts.clone()),
                 ..Default::default()
