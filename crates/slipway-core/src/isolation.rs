@@ -332,25 +332,85 @@ impl Default for Confinement {
 /// Writable paths (tmpfs) of a container whose root filesystem is read-only.
 pub const WRITABLE_PATHS: &[&str] = &["/ade", "/tmp", "/root", "/run"];
 
-/// The user namespace of a runner container (Podman's `UsernsMode`):
-/// `auto` gives each container its own range of host user ids (from the
-/// `containers` entries of `/etc/subuid` and `/etc/subgid`, which
-/// `scripts/setup-host` writes), so root in a runner — and whatever escaped
-/// it — is an unprivileged user on the host, and its kept capabilities
-/// ([`KEPT_CAPABILITIES`]) hold only over its own namespaces. A runner
-/// joins a network namespace Slipway made (owned by the host's user
-/// namespace), where the kernel refuses it a `sysfs` mount and the
-/// network sysctls: it gets an empty read-only `/sys`
-/// ([`OWN_USER_NAMESPACE_SYS`]) and the engine sets no default sysctls.
-/// The size is fixed (65,536 ids: 0–65535 inside): without one, Podman
-/// 4.3 sizes the range by mounting a scratch layer of the image while it
-/// holds its container store, which deadlocks its API service when
-/// another container is being mounted at the same time (seen under
-/// `tests/contention.rs`).
-pub const OWN_USER_NAMESPACE: &str = "auto:size=65536";
+/// How many user ids a container with a user namespace of its own has
+/// (0–65535 inside, as most images expect).
+pub const USER_NAMESPACE_SIZE: u32 = 65_536;
 
-/// The tmpfs a container with its own user namespace gets at `/sys` (its
-/// cgroup stays mounted at `/sys/fs/cgroup`).
+/// The host user ids task runs map their steps' users to: each run takes
+/// a block of [`USER_NAMESPACE_SIZE`] ([`UserNamespace::for_run`]). Above
+/// the `containers` sub-id range that `scripts/setup-host` gives Podman
+/// for runners (2^30 ids from 2147483647, ending just below this), so a
+/// run's ids are never a runner's; no account or host file owns them.
+pub const RUN_USER_IDS: std::ops::Range<u32> = 0xC000_0000..0xFFFF_0000;
+
+/// The user namespace of a container Slipway starts (Podman's `UsernsMode`).
+///
+/// With one of its own, root in the container — and whatever escaped it —
+/// is an unprivileged user on the host, and the kept capabilities
+/// ([`KEPT_CAPABILITIES`]) hold only over the container's own namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserNamespace {
+    /// The host's: container root is host root (with the kept capabilities
+    /// only). Only for task steps whose task a DevCenter Admin granted
+    /// [`StepPermissions`] (host folders, the host's network and privileged
+    /// steps need the host's ids).
+    Host,
+    /// A range of its own that Podman picks from the `containers` entries of
+    /// `/etc/subuid` and `/etc/subgid` (`auto`): runners. A runner joins a
+    /// network namespace Slipway made (owned by the host's user namespace),
+    /// where the kernel refuses it a `sysfs` mount and the network sysctls:
+    /// it gets an empty read-only `/sys` ([`OWN_USER_NAMESPACE_SYS`]) and
+    /// the engine sets no default sysctls. The size is fixed: without one,
+    /// Podman 4.3 sizes the range by mounting a scratch layer of the image
+    /// while it holds its container store, which deadlocks its API service
+    /// when another container is being mounted at the same time (seen under
+    /// `tests/contention.rs`).
+    Auto,
+    /// Container ids 0–65535 are host ids `host_base`… (one of
+    /// [`RUN_USER_IDS`]): every step of a task run shares one, so they share
+    /// the run's `/workspace`, which the server hands over to `host_base`
+    /// before the first step.
+    Mapped {
+        /// The host id container root is.
+        host_base: u32,
+    },
+}
+
+impl UserNamespace {
+    /// The block of [`RUN_USER_IDS`] for a run whose random draw is `draw`.
+    pub fn for_run(draw: u64) -> UserNamespace {
+        let blocks = u64::from((RUN_USER_IDS.end - RUN_USER_IDS.start) / USER_NAMESPACE_SIZE);
+        // The block number is below `blocks`, which fits in u32.
+        let block = (draw % blocks) as u32;
+        UserNamespace::Mapped {
+            host_base: RUN_USER_IDS.start + block * USER_NAMESPACE_SIZE,
+        }
+    }
+
+    /// The engine's `UsernsMode` (`None`: the host's).
+    pub fn engine_mode(&self) -> Option<String> {
+        let n = USER_NAMESPACE_SIZE;
+        match self {
+            UserNamespace::Host => None,
+            UserNamespace::Auto => Some(format!("auto:size={n}")),
+            UserNamespace::Mapped { host_base: b } => Some(format!(
+                "auto:size={n},uidmapping=0:{b}:{n},gidmapping=0:{b}:{n}"
+            )),
+        }
+    }
+
+    /// The host id root in the container is (`None`: host root).
+    pub fn host_root(&self) -> Option<u32> {
+        match self {
+            UserNamespace::Mapped { host_base } => Some(*host_base),
+            _ => None,
+        }
+    }
+}
+
+/// The tmpfs a runner (a user namespace of its own in a network namespace
+/// Slipway made) gets at `/sys` (its cgroup stays mounted at
+/// `/sys/fs/cgroup`).
 pub const OWN_USER_NAMESPACE_SYS: (&str, &str) = ("/sys", "ro,nosuid,nodev,noexec,size=64k");
 
 /// The network of one runner: a point-to-point link between the host
@@ -1200,5 +1260,33 @@ mod tests {
         let kvm = unprivileged(0x7100_0042, &[106]);
         assert!(kvm.iter().any(|a| a == "--groups=106"), "{kvm:?}");
         assert!(!kvm.iter().any(|a| a == "--clear-groups"), "{kvm:?}");
+    }
+
+    #[test]
+    fn runs_get_a_block_of_host_ids_of_their_own_above_podmans() {
+        for draw in [0, 1, u64::MAX] {
+            let ns = UserNamespace::for_run(draw);
+            let base = ns.host_root().unwrap();
+            assert!(RUN_USER_IDS.contains(&base), "{base}");
+            assert!(
+                u64::from(base) + u64::from(USER_NAMESPACE_SIZE) <= u64::from(RUN_USER_IDS.end)
+            );
+            // Above Podman's `containers` range (setup-host: 2147483647, 2^30 ids).
+            assert!(u64::from(base) >= 2_147_483_647 + (1 << 30), "{base}");
+        }
+        assert_ne!(UserNamespace::for_run(1), UserNamespace::for_run(2));
+        assert_eq!(UserNamespace::Host.engine_mode(), None);
+        assert_eq!(
+            UserNamespace::Auto.engine_mode().as_deref(),
+            Some("auto:size=65536")
+        );
+        assert_eq!(
+            UserNamespace::Mapped {
+                host_base: 0xC000_0000
+            }
+            .engine_mode()
+            .as_deref(),
+            Some("auto:size=65536,uidmapping=0:3221225472:65536,gidmapping=0:3221225472:65536")
+        );
     }
 }

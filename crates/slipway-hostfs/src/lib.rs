@@ -126,6 +126,42 @@ impl Tree {
         })
     }
 
+    /// Makes every entry of the tree, its root included, owned by user and
+    /// group `id`: a task run's `/workspace` and secret volumes handed to
+    /// the run's user namespace (`slipway_core::isolation::UserNamespace`),
+    /// so its steps may write where the server wrote. Symlinks are re-owned
+    /// themselves (`AT_SYMLINK_NOFOLLOW`), never their targets, and never
+    /// descended into; every change is made relative to an open folder.
+    ///
+    /// Errors: [`HostFsError::Io`] naming the entry that could not be
+    /// re-owned or read.
+    pub fn hand_over(&self, id: u32) -> Result<(), HostFsError> {
+        use rustix::fs::{chownat, AtFlags, Gid, Uid};
+        let (uid, gid) = (Some(Uid::from_raw(id)), Some(Gid::from_raw(id)));
+        let at_root = |e: std::io::Error| HostFsError::of(".", e);
+        // The root is open as `O_PATH` (cap-std), which `fchown` refuses.
+        chownat(&self.dir, "", uid, gid, AtFlags::EMPTY_PATH).map_err(|e| at_root(e.into()))?;
+        let mut stack = vec![(String::new(), self.dir.try_clone().map_err(at_root)?)];
+        while let Some((rel_dir, dir)) = stack.pop() {
+            for entry in dir.entries().map_err(|e| HostFsError::of(&rel_dir, e))? {
+                let entry = entry.map_err(|e| HostFsError::of(&rel_dir, e))?;
+                let name = entry.file_name();
+                let rel = if rel_dir.is_empty() {
+                    name.to_string_lossy().into_owned()
+                } else {
+                    format!("{rel_dir}/{}", name.to_string_lossy())
+                };
+                let io = |e: std::io::Error| HostFsError::of(&rel, e);
+                chownat(&dir, name.as_os_str(), uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| io(e.into()))?;
+                if entry.file_type().map_err(io)?.is_dir() {
+                    stack.push((rel.clone(), dir.open_dir(&name).map_err(io)?));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates `root` (and its parents) when missing, then opens it.
     ///
     /// Errors: as [`Tree::open`].
@@ -678,5 +714,26 @@ mod tests {
         assert!(LocalRoots::none()
             .resolve(allowed.path().to_str().unwrap())
             .is_err());
+    }
+
+    #[test]
+    fn hand_over_reowns_the_tree_but_never_a_symlink_target() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, "host").unwrap();
+        let root = tmp.path().join("ws");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("sub/deeper/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), root.join("sub/up")).unwrap();
+        Tree::open(&root).unwrap().hand_over(0xC000_0000).unwrap();
+        for p in ["", "sub", "sub/deeper", "sub/deeper/f", "link", "sub/up"] {
+            let m = std::fs::symlink_metadata(root.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (0xC000_0000, 0xC000_0000), "{p}");
+        }
+        let host = std::fs::metadata(&outside).unwrap();
+        assert_ne!(host.uid(), 0xC000_0000, "a symlink's target was re-owned");
+        assert_ne!(std::fs::metadata(tmp.path()).unwrap().uid(), 0xC000_0000);
     }
 }

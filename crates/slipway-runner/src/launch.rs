@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use slipway_core::isolation::Ipv4Cidr;
+use slipway_core::isolation::{Ipv4Cidr, UserNamespace};
 use slipway_core::protocol::{
     ENV_DEVCENTER_ID, ENV_ENDPOINT, ENV_OPERATION_ID, ENV_OPERATION_NAME, ENV_TOKEN,
 };
@@ -262,7 +262,7 @@ impl Scheduler {
         spec.env = env;
         spec.labels = labels;
         spec.confinement = policy.confinement();
-        spec.own_user_namespace = true;
+        spec.user_namespace = UserNamespace::Auto;
         if let Some(ade) = &self.config.runner_ade {
             spec.binds.push(format!(
                 "{}:{}:ro",

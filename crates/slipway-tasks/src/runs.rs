@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{json, Value};
+use slipway_core::isolation::UserNamespace;
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::values::{merge_values, parse_set, template_data, RunVariables};
 use slipway_core::tasks::TaskRunStatus;
@@ -286,6 +287,12 @@ impl TaskService {
             instance: self.instance.clone(),
             data_dir: self.config.data_dir.clone(),
             permissions: plan.permissions.clone(),
+            // Grants need the host's ids (its folders, its network, devices).
+            user_namespace: if plan.permissions.is_empty() {
+                UserNamespace::for_run(rand::random())
+            } else {
+                UserNamespace::Host
+            },
             workspace: workspace.clone(),
             volumes_dir: dir.join("volumes"),
             log: log.clone(),

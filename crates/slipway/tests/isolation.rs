@@ -442,7 +442,7 @@ fn a_task_run_cut_by_a_server_kill_leaves_no_container_after_restart() {
 }
 
 #[test]
-fn a_task_step_reaches_other_steps_but_not_the_host() {
+fn a_task_step_is_an_unprivileged_host_user_and_reaches_other_steps_but_not_the_host() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Server::start(&tmp.path().join("data"));
     let service = host_service();
@@ -454,7 +454,10 @@ fn a_task_step_reaches_other_steps_but_not_the_host() {
     cmd: --entrypoint sleep {base} 60
     detach: true
   - id: probe
-    cmd: --entrypoint bash {base} -c 'gw=$(awk "/^nameserver/ {{print \$2; exit}}" /etc/resolv.conf); getent hosts web >/dev/null && echo "peer=resolved"; if curl -s -o /dev/null --connect-timeout 2 "http://$gw:{service}/"; then echo "host-service=reached"; else echo "host-service=refused"; fi'
+    cmd: --entrypoint bash {base} -c 'gw=$(awk "/^nameserver/ {{print \$2; exit}}" /etc/resolv.conf); getent hosts web >/dev/null && echo "peer=resolved"; if curl -s -o /dev/null --connect-timeout 2 "http://$gw:{service}/"; then echo "host-service=reached"; else echo "host-service=refused"; fi; echo "root-on-host=$(awk "\$1 == 0 {{print \$2}}" /proc/self/uid_map)"; echo from-probe > /workspace/shared && echo "workspace=writable"'
+  - id: reader
+    cmd: --entrypoint bash {base} -c 'echo "read=$(cat /workspace/shared)"'
+    when: [probe]
 "#
     );
     let (st, run, _) = s.call(
@@ -469,6 +472,15 @@ fn a_task_step_reaches_other_steps_but_not_the_host() {
     assert_eq!(done["status"], "Succeeded", "{done}\n{log}");
     assert!(log.contains("peer=resolved"), "{log}");
     assert!(log.contains("host-service=refused"), "{log}");
+    // Root in a step is a host user of the run's own (not host root, not a
+    // runner's); the run's steps share it, and the server's files with it.
+    let root_on_host: u32 = probe(&log, "root-on-host").parse().unwrap();
+    assert!(
+        root_on_host >= 0xC000_0000,
+        "step root is host uid {root_on_host}\n{log}"
+    );
+    assert_eq!(probe(&log, "workspace"), "writable", "{log}");
+    assert_eq!(probe(&log, "read"), "from-probe", "{log}");
 }
 
 /// `CapEff` of a step's output line `CapEff:\t<hex>` as a number.

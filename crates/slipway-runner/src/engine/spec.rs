@@ -8,7 +8,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
 };
 use slipway_core::isolation::{
-    Confinement, KEPT_CAPABILITIES, OWN_USER_NAMESPACE, OWN_USER_NAMESPACE_SYS, WRITABLE_PATHS,
+    Confinement, UserNamespace, KEPT_CAPABILITIES, OWN_USER_NAMESPACE_SYS, WRITABLE_PATHS,
 };
 
 /// The output stream of a started container; it ends when the container exits.
@@ -46,8 +46,8 @@ pub enum NetworkAttachment {
 /// and goes through [`Engine::create`], which applies the isolation policy
 /// of [`slipway_core::isolation`]: all capabilities dropped but
 /// [`KEPT_CAPABILITIES`], `no-new-privileges`, the [`Confinement`] limits,
-/// never the host's PID or IPC namespace (nor its user namespace when
-/// [`ContainerSpec::own_user_namespace`]); never privileged or on the
+/// never the host's PID or IPC namespace (nor its user namespace, but for
+/// steps of a task with a DevCenter Admin's grant); never privileged or on the
 /// host's network unless [`ContainerSpec::privileged`] /
 /// [`NetworkAttachment::Host`] carry a DevCenter Admin's grant
 /// ([`slipway_core::isolation::StepPermissions`]).
@@ -86,10 +86,12 @@ pub struct ContainerSpec {
     pub port_bindings: Vec<(String, String, String)>,
     /// `host:ip` entries for `/etc/hosts`.
     pub extra_hosts: Vec<String>,
-    /// A user namespace of its own ([`OWN_USER_NAMESPACE`]): root in the
-    /// container is an unprivileged user on the host. Runners have one;
-    /// task steps share their run's `/workspace` with the host and do not.
-    pub own_user_namespace: bool,
+    /// The user namespace: runners get one of their own
+    /// ([`UserNamespace::Auto`]), a task run's steps share the run's
+    /// ([`UserNamespace::Mapped`]) unless the task was granted
+    /// [`slipway_core::isolation::StepPermissions`] ([`UserNamespace::Host`],
+    /// the default).
+    pub user_namespace: UserNamespace,
     /// Privileged (every capability, the host's devices, no
     /// `no-new-privileges`): only for a task step whose task a DevCenter
     /// Admin granted `stepPermissions.privileged`. The limits still apply.
@@ -115,7 +117,7 @@ impl ContainerSpec {
             exposed_ports: Vec::new(),
             port_bindings: Vec::new(),
             extra_hosts: Vec::new(),
-            own_user_namespace: false,
+            user_namespace: UserNamespace::Host,
             privileged: false,
         }
     }
@@ -166,7 +168,11 @@ impl ContainerSpec {
                 tmpfs.insert(p.to_string(), "rw,nosuid,nodev,size=512m".to_string());
             }
         }
-        if self.own_user_namespace {
+        // In a network namespace Slipway made, a user namespace of its own
+        // cannot mount sysfs (the kernel ties it to the network namespace's
+        // owner); on an engine network, the engine makes both.
+        let joins_ours = matches!(self.network, NetworkAttachment::Namespace(_));
+        if joins_ours && self.user_namespace != UserNamespace::Host {
             let (path, options) = OWN_USER_NAMESPACE_SYS;
             tmpfs.insert(path.to_string(), options.to_string());
         }
@@ -198,9 +204,7 @@ impl ContainerSpec {
                 pids_limit: Some(c.pids_limit),
                 readonly_rootfs: Some(c.read_only_root),
                 tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-                userns_mode: self
-                    .own_user_namespace
-                    .then(|| OWN_USER_NAMESPACE.to_string()),
+                userns_mode: self.user_namespace.engine_mode(),
                 port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                 extra_hosts: (!self.extra_hosts.is_empty()).then(|| self.extra_hosts.clone()),
                 ..Default::default()

@@ -75,6 +75,7 @@ pub(super) async fn run_cmd(
             ))
             .await;
     }
+    spec.user_namespace = env.user_namespace;
     spec.binds = vec![format!("{}:{WORKSPACE}", env.workspace.display())];
     spec.binds.extend(rc.volumes.iter().cloned());
     for m in &step.volume_mounts {

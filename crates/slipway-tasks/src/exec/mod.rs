@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use slipway_core::credentials::RegistryCredential;
-use slipway_core::isolation::{run_network_ruleset, StepPermissions};
+use slipway_core::isolation::{run_network_ruleset, StepPermissions, UserNamespace};
 use slipway_core::scrub::Scrubber;
 use slipway_core::tasks::taskfile::{Plan, Step, StepKind, WORKSPACE};
 use slipway_fetch::Fetcher;
@@ -80,6 +80,10 @@ pub struct RunEnv {
     /// The exceptions a DevCenter Admin granted the task's steps
     /// ([`Plan::permissions`]; empty for quick runs).
     pub permissions: StepPermissions,
+    /// The user namespace every step of the run shares: a block of host ids
+    /// of its own ([`UserNamespace::for_run`]), or the host's for a task
+    /// with [`RunEnv::permissions`].
+    pub user_namespace: UserNamespace,
     /// Secret build args `(name, value)` of a quick build: every build step
     /// gets them as build secrets (`RUN --mount=type=secret,id=<name>`),
     /// never as build args.
@@ -222,6 +226,17 @@ async fn execute_inner(env: &Arc<RunEnv>, plan: &Plan) -> Result<RunOutput, Task
                 })?;
             slipway_store::write_private_file(&dir.join(file), &bytes)
                 .map_err(|e| TaskError::Engine(e.to_string()))?;
+        }
+    }
+    if let Some(root) = env.user_namespace.host_root() {
+        // The server wrote the context and the secrets as host root; the
+        // steps' root is the run's own host id.
+        for dir in [&env.workspace, &env.volumes_dir] {
+            if dir.exists() {
+                slipway_hostfs::Tree::open(dir)
+                    .and_then(|t| t.hand_over(root))
+                    .map_err(|e| TaskError::Engine(format!("{}: {e}", dir.display())))?;
+            }
         }
     }
     let n = plan.task.steps.len();
