@@ -138,28 +138,20 @@ impl Tree {
     pub fn hand_over(&self, id: u32) -> Result<(), HostFsError> {
         use rustix::fs::{chownat, AtFlags, Gid, Uid};
         let (uid, gid) = (Some(Uid::from_raw(id)), Some(Gid::from_raw(id)));
-        let at_root = |e: std::io::Error| HostFsError::of(".", e);
         // The root is open as `O_PATH` (cap-std), which `fchown` refuses.
-        chownat(&self.dir, "", uid, gid, AtFlags::EMPTY_PATH).map_err(|e| at_root(e.into()))?;
-        let mut stack = vec![(String::new(), self.dir.try_clone().map_err(at_root)?)];
-        while let Some((rel_dir, dir)) = stack.pop() {
-            for entry in dir.entries().map_err(|e| HostFsError::of(&rel_dir, e))? {
-                let entry = entry.map_err(|e| HostFsError::of(&rel_dir, e))?;
-                let name = entry.file_name();
-                let rel = if rel_dir.is_empty() {
-                    name.to_string_lossy().into_owned()
-                } else {
-                    format!("{rel_dir}/{}", name.to_string_lossy())
-                };
-                let io = |e: std::io::Error| HostFsError::of(&rel, e);
-                chownat(&dir, name.as_os_str(), uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|e| io(e.into()))?;
-                if entry.file_type().map_err(io)?.is_dir() {
-                    stack.push((rel.clone(), dir.open_dir(&name).map_err(io)?));
-                }
-            }
-        }
-        Ok(())
+        chownat(&self.dir, "", uid, gid, AtFlags::EMPTY_PATH)
+            .map_err(|e| HostFsError::of(".", e.into()))?;
+        self.walk(|dir, entry, rel| {
+            chownat(
+                dir,
+                entry.file_name().as_os_str(),
+                uid,
+                gid,
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| HostFsError::of(rel, e.into()))?;
+            Ok(true)
+        })
     }
 
     /// Creates `root` (and its parents) when missing, then opens it.
@@ -386,14 +378,18 @@ impl Tree {
         Ok(names)
     }
 
-    /// Tars the tree (uncompressed, entries sorted by name within each
-    /// folder): folders, regular files, and symlinks stored as links (never
-    /// followed, whatever they point at). `keep(rel, is_dir)` decides per
-    /// entry (`rel` is `/`-separated); a folder left out is not descended.
+    /// Visits every entry beneath the root (not the root itself), a folder
+    /// before its content, in name order within a folder, as
+    /// `visit(folder, entry, rel)` (`rel` is `/`-separated from the root).
+    /// A folder is descended into when `visit` answers `true`; a symlink
+    /// never is, whatever it points at.
     ///
-    /// Errors: [`HostFsError::Io`] naming the entry.
-    pub fn tar(&self, keep: impl Fn(&str, bool) -> bool) -> Result<Vec<u8>, HostFsError> {
-        let mut builder = tar::Builder::new(Vec::new());
+    /// Errors: the first error of `visit`, or [`HostFsError::Io`] naming a
+    /// folder that could not be read.
+    fn walk(
+        &self,
+        mut visit: impl FnMut(&Dir, &cap_std::fs::DirEntry, &str) -> Result<bool, HostFsError>,
+    ) -> Result<(), HostFsError> {
         let mut stack: Vec<(String, Dir)> = vec![(
             String::new(),
             self.dir.try_clone().map_err(|e| HostFsError::of(".", e))?,
@@ -415,42 +411,61 @@ impl Tree {
                 } else {
                     format!("{rel_dir}/{}", name.to_string_lossy())
                 };
+                let descend = visit(&dir, &entry, &rel)?;
                 let io = |e: std::io::Error| HostFsError::of(&rel, e);
-                let ft = entry.file_type().map_err(io)?;
-                if !keep(&rel, ft.is_dir()) {
-                    continue;
-                }
-                let meta = dir.symlink_metadata(&name).map_err(io)?;
-                let mut h = tar::Header::new_gnu();
-                h.set_mode(meta.permissions().mode() & 0o7777);
-                h.set_mtime(
-                    meta.modified()
-                        .ok()
-                        .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
-                        .map_or(0, |d| d.as_secs()),
-                );
-                if ft.is_dir() {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    builder
-                        .append_data(&mut h, format!("{rel}/"), std::io::empty())
-                        .map_err(io)?;
+                if descend && entry.file_type().map_err(io)?.is_dir() {
                     stack.push((rel.clone(), dir.open_dir(&name).map_err(io)?));
-                } else if ft.is_symlink() {
-                    let target = dir.read_link_contents(&name).map_err(io)?;
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    builder.append_link(&mut h, &rel, target).map_err(io)?;
-                } else if ft.is_file() {
-                    let f = dir.open(&name).map_err(io)?;
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(meta.len());
-                    builder
-                        .append_data(&mut h, &rel, f.take(meta.len()))
-                        .map_err(io)?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Tars the tree (uncompressed, entries sorted by name within each
+    /// folder): folders, regular files, and symlinks stored as links (never
+    /// followed, whatever they point at). `keep(rel, is_dir)` decides per
+    /// entry (`rel` is `/`-separated); a folder left out is not descended.
+    ///
+    /// Errors: [`HostFsError::Io`] naming the entry.
+    pub fn tar(&self, keep: impl Fn(&str, bool) -> bool) -> Result<Vec<u8>, HostFsError> {
+        let mut builder = tar::Builder::new(Vec::new());
+        self.walk(|dir, entry, rel| {
+            let name = entry.file_name();
+            let io = |e: std::io::Error| HostFsError::of(rel, e);
+            let ft = entry.file_type().map_err(io)?;
+            if !keep(rel, ft.is_dir()) {
+                return Ok(false);
+            }
+            let meta = dir.symlink_metadata(&name).map_err(io)?;
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(meta.permissions().mode() & 0o7777);
+            h.set_mtime(
+                meta.modified()
+                    .ok()
+                    .and_then(|t| t.into_std().duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs()),
+            );
+            if ft.is_dir() {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                builder
+                    .append_data(&mut h, format!("{rel}/"), std::io::empty())
+                    .map_err(io)?;
+            } else if ft.is_symlink() {
+                let target = dir.read_link_contents(&name).map_err(io)?;
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                builder.append_link(&mut h, rel, target).map_err(io)?;
+            } else if ft.is_file() {
+                let f = dir.open(&name).map_err(io)?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(meta.len());
+                builder
+                    .append_data(&mut h, rel, f.take(meta.len()))
+                    .map_err(io)?;
+            }
+            Ok(true)
+        })?;
         builder.into_inner().map_err(|e| HostFsError::of(".", e))
     }
 
