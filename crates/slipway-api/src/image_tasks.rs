@@ -448,18 +448,7 @@ async fn run_logs(
         let text = format!("The log of run {r} was deleted after the retention period (slipway serve --task-log-retention-days).\n");
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
     }
-    let store = state.store.clone();
-    let id = r.clone();
-    let ended: logs::Ended = Arc::new(move || {
-        let (store, id) = (store.clone(), id.clone());
-        Box::pin(async move {
-            match store.get_task_run(&id).await {
-                Ok(Some(run)) => run.status.is_finished(),
-                Ok(None) => true,
-                Err(_) => false,
-            }
-        })
-    });
+    let ended = logs::ended(state.store.clone(), logs::RunRecord::TaskRun(r.clone()));
     let src = logs::LogSource {
         path,
         status: ("x-slipway-run-status", run.status.as_str().to_string()),

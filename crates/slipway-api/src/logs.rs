@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use slipway_store::{read_log_chunk, MAX_LOG_CHUNK};
+use slipway_store::{read_log_chunk, Store, MAX_LOG_CHUNK};
 
 use crate::ApiResult;
 
@@ -43,6 +43,46 @@ pub struct LogQuery {
 /// Whether the run a log belongs to has ended (a fresh read each call).
 pub type Ended =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync + 'static>;
+
+/// The record whose end ends a followed log.
+#[derive(Debug, Clone)]
+pub enum RunRecord {
+    /// An environment operation (ended when its status is terminal).
+    Operation(String),
+    /// A task run (ended when its status is finished).
+    TaskRun(String),
+    /// A VM image template run (ended when its state is final).
+    ImageRun(String),
+}
+
+/// An [`Ended`] that reads `record` afresh from `store` on each call: ended
+/// when the record says so or is gone; a failed read is "not yet" (the
+/// follower asks again on its next tick).
+pub fn ended(store: Store, record: RunRecord) -> Ended {
+    fn by<T, E>(read: Result<Option<T>, E>, finished: impl FnOnce(&T) -> bool) -> bool {
+        match read {
+            Ok(Some(r)) => finished(&r),
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+    Arc::new(move || {
+        let (store, record) = (store.clone(), record.clone());
+        Box::pin(async move {
+            match &record {
+                RunRecord::Operation(id) => {
+                    by(store.get_operation(id).await, |o| o.status.is_terminal())
+                }
+                RunRecord::TaskRun(id) => {
+                    by(store.get_task_run(id).await, |r| r.status.is_finished())
+                }
+                RunRecord::ImageRun(id) => {
+                    by(store.get_image_run(id).await, |r| r.run_state.is_final())
+                }
+            }
+        })
+    })
+}
 
 /// A log to serve.
 pub struct LogSource {

@@ -354,18 +354,7 @@ async fn run_log(
     let svc = service(&state, &caller)?;
     // State first: a final state read before the log means the log is complete.
     let run = run_of(&state, &t, &r).await?;
-    let store = state.store.clone();
-    let id = r.clone();
-    let ended: logs::Ended = Arc::new(move || {
-        let (store, id) = (store.clone(), id.clone());
-        Box::pin(async move {
-            match store.get_image_run(&id).await {
-                Ok(Some(run)) => run.run_state.is_final(),
-                Ok(None) => true,
-                Err(_) => false,
-            }
-        })
-    });
+    let ended = logs::ended(state.store.clone(), logs::RunRecord::ImageRun(r.clone()));
     let src = logs::LogSource {
         path: svc.log_path(&r),
         status: ("x-slipway-run-status", run.run_state.as_str().to_string()),

@@ -1,8 +1,6 @@
 //! Operations of an environment: list, read, cancel (`…:cancel`), logs, and
 //! the operation status an `Operation-Location` names.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -132,18 +130,10 @@ pub(crate) async fn get_logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
     let (op, _) = require_operation(&state, &caller, &p, &u, &e, &o, false).await?;
-    let store = state.store.clone();
-    let id = op.id.clone();
-    let ended: logs::Ended = Arc::new(move || {
-        let (store, id) = (store.clone(), id.clone());
-        Box::pin(async move {
-            match store.get_operation(&id).await {
-                Ok(Some(op)) => op.status.is_terminal(),
-                Ok(None) => true,
-                Err(_) => false,
-            }
-        })
-    });
+    let ended = logs::ended(
+        state.store.clone(),
+        logs::RunRecord::Operation(op.id.clone()),
+    );
     let src = logs::LogSource {
         path: state
             .store
