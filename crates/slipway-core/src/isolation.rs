@@ -343,6 +343,28 @@ pub const USER_NAMESPACE_SIZE: u32 = 65_536;
 /// run's ids are never a runner's; no account or host file owns them.
 pub const RUN_USER_IDS: std::ops::Range<u32> = 0xC000_0000..0xFFFF_0000;
 
+/// The host user ids VM image builds map their customizers' users to
+/// (chroot executor): each build takes a block of [`USER_NAMESPACE_SIZE`]
+/// ([`build_user_base`]). Between the build VMs' ids ([`BUILD_VM_UIDS`])
+/// and Podman's `containers` sub-id range, so a build's ids are never a
+/// runner's, a task run's or another build's at the same time (one draw
+/// in 3,583); no account or host file owns them.
+pub const BUILD_USER_IDS: std::ops::Range<u32> = 0x7200_0000..0x7FFF_0000;
+
+/// The first host id of the [`BUILD_USER_IDS`] block for a build whose
+/// random draw is `draw`: customizer root is that host id.
+pub fn build_user_base(draw: u64) -> u32 {
+    id_block(&BUILD_USER_IDS, draw)
+}
+
+/// The first id of block `draw mod n` of the `n` whole
+/// [`USER_NAMESPACE_SIZE`] blocks in `range`.
+fn id_block(range: &std::ops::Range<u32>, draw: u64) -> u32 {
+    let blocks = u64::from((range.end - range.start) / USER_NAMESPACE_SIZE);
+    // The block number is below `blocks`, which fits in u32.
+    range.start + (draw % blocks) as u32 * USER_NAMESPACE_SIZE
+}
+
 /// The user namespace of a container Slipway starts (Podman's `UsernsMode`).
 ///
 /// With one of its own, root in the container — and whatever escaped it —
@@ -379,11 +401,8 @@ pub enum UserNamespace {
 impl UserNamespace {
     /// The block of [`RUN_USER_IDS`] for a run whose random draw is `draw`.
     pub fn for_run(draw: u64) -> UserNamespace {
-        let blocks = u64::from((RUN_USER_IDS.end - RUN_USER_IDS.start) / USER_NAMESPACE_SIZE);
-        // The block number is below `blocks`, which fits in u32.
-        let block = (draw % blocks) as u32;
         UserNamespace::Mapped {
-            host_base: RUN_USER_IDS.start + block * USER_NAMESPACE_SIZE,
+            host_base: id_block(&RUN_USER_IDS, draw),
         }
     }
 
@@ -580,7 +599,11 @@ pub fn unprivileged(uid: u32, groups: &[u32]) -> Vec<String> {
 }
 
 /// The command that runs one VM image customizer command (`argv`) over a
-/// mounted image root `root` in the default (no-boot) tier: bubblewrap
+/// mounted image root `root` in the default (no-boot) tier, as root of
+/// the build's user namespace `user_namespace` (a `/proc/<pid>/ns/user`
+/// path; its ids 0–65535 are one [`BUILD_USER_IDS`] block, and `root` is
+/// the image mounted id-mapped into it, so the image's own root-owned
+/// files are the customizer's and nothing of the host's is): bubblewrap
 /// (`bwrap`) with its own mount, PID, IPC, UTS and cgroup namespaces, a
 /// fresh `/proc` (no host process, so no `/proc/<pid>/root` of the host),
 /// a minimal `/dev` (null, zero, full, random, urandom, tty, pts, shm — no
@@ -588,15 +611,27 @@ pub fn unprivileged(uid: u32, groups: &[u32]) -> Vec<String> {
 /// only, a new session, killed with the server (`--die-with-parent`) and
 /// only `env` in its environment. Network: with `netns` (a path under
 /// `/run/netns`, a runner-style network with the runner egress policy) the
-/// sandbox joins it through `nsenter`; without, it has loopback only.
+/// sandbox joins it; without, it has loopback only. `nsenter` enters the
+/// network namespace first (it belongs to the host's user namespace,
+/// which the build's cannot enter), then the user namespace as its root.
 pub fn customizer_command(
     root: &str,
     netns: Option<&str>,
+    user_namespace: &str,
     env: &[(&str, &str)],
     argv: &[&str],
 ) -> Vec<String> {
-    let mut cmd = in_network(netns);
-    cmd.push("bwrap".into());
+    let mut cmd = vec!["nsenter".to_string()];
+    if let Some(ns) = netns {
+        cmd.push(format!("--net={ns}"));
+    }
+    cmd.extend([
+        format!("--user={user_namespace}"),
+        "--setuid=0".into(),
+        "--setgid=0".into(),
+        "--".into(),
+        "bwrap".into(),
+    ]);
     if netns.is_none() {
         cmd.push("--unshare-net".into());
     }
@@ -896,17 +931,27 @@ mod tests {
 
     #[test]
     fn customizers_get_their_own_namespaces_and_only_the_kept_capabilities() {
+        let userns = "/proc/42/ns/user";
         let c = customizer_command(
             "/mnt/img",
             None,
+            userns,
             &[("PATH", "/bin")],
             &["/bin/sh", "-e", "/x"],
         );
         let joined = c.join(" ");
-        assert!(
-            c[0] == "bwrap" && joined.contains("--unshare-net"),
-            "{joined}"
+        assert_eq!(
+            &c[..6],
+            [
+                "nsenter",
+                "--user=/proc/42/ns/user",
+                "--setuid=0",
+                "--setgid=0",
+                "--",
+                "bwrap"
+            ]
         );
+        assert!(joined.contains("--unshare-net"), "{joined}");
         for flag in [
             "--unshare-pid",
             "--unshare-ipc",
@@ -925,10 +970,20 @@ mod tests {
         );
         assert!(!joined.contains("SYS_ADMIN") && !joined.contains("SYS_CHROOT"));
         assert!(joined.ends_with("-- /bin/sh -e /x"), "{joined}");
-        let n = customizer_command("/mnt/img", Some("/run/netns/slwi-1"), &[], &["true"]);
+        let n = customizer_command(
+            "/mnt/img",
+            Some("/run/netns/slwi-1"),
+            userns,
+            &[],
+            &["true"],
+        );
         assert_eq!(
-            &n[..4],
-            ["nsenter", "--net=/run/netns/slwi-1", "--", "bwrap"]
+            &n[..3],
+            [
+                "nsenter",
+                "--net=/run/netns/slwi-1",
+                "--user=/proc/42/ns/user"
+            ]
         );
         assert!(!n.contains(&"--unshare-net".to_string()));
     }
@@ -1275,6 +1330,12 @@ mod tests {
             assert!(u64::from(base) >= 2_147_483_647 + (1 << 30), "{base}");
         }
         assert_ne!(UserNamespace::for_run(1), UserNamespace::for_run(2));
+        for draw in [0, 1, u64::MAX] {
+            let base = build_user_base(draw);
+            assert!(BUILD_USER_IDS.contains(&base), "{base}");
+            assert!(base >= BUILD_VM_UIDS.end, "{base}");
+            assert!(base + USER_NAMESPACE_SIZE <= 2_147_483_647, "{base}");
+        }
         assert_eq!(UserNamespace::Host.engine_mode(), None);
         assert_eq!(
             UserNamespace::Auto.engine_mode().as_deref(),

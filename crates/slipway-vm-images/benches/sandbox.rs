@@ -1,24 +1,26 @@
 //! What confining a VM image customizer costs: one command (`/bin/true`)
 //! over a Debian root tree run with plain `chroot` (the executor before
 //! the sandbox), in the customizer sandbox without network, and in the
-//! sandbox joined to a runner-style network; plus creating and removing a
-//! build's network (once per build). Prints medians and ratios; asserts
-//! nothing.
+//! sandbox joined to a runner-style network; plus what a build sets up
+//! once: its network, and the id-mapped view of the image in a user
+//! namespace of its own. Prints medians and ratios; asserts nothing.
 //!
 //! Needs root, podman and the runner images (`runner-images/build`): the
-//! root tree is `localhost/slipway/debian:bookworm`, mounted with
-//! `podman image mount`.
+//! root tree is `localhost/slipway/debian:bookworm` (`podman image
+//! mount`) copied into an ext4 file system and loop mounted, as a build's
+//! disk is.
 //!
 //! `cargo bench -p slipway-vm-images --bench sandbox [-- runs]` (default 30).
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use slipway_core::isolation;
 use slipway_runner::{NetworkPool, RunnerNetwork};
 use slipway_vm_images::exec::{logged, run_confined, RunLog};
+use slipway_vm_images::sandbox_root::SandboxRoot;
 
 const IMAGE: &str = "localhost/slipway/debian:bookworm";
 
@@ -53,10 +55,55 @@ fn main() {
         "podman image mount {IMAGE}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let root = Path::new(&root);
+    let tree = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Builds mount ext4 disks: the tree goes into one (`mke2fs -d`), loop
+    // mounted (Podman's overlay mount cannot be id-mapped).
     let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("root.ext4");
+    let root = tmp.path().join("image");
+    std::fs::create_dir_all(&root).unwrap();
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-t",
+            "ext4",
+            "-d",
+            &tree,
+            &disk.to_string_lossy(),
+            "2G",
+        ],
+    );
+    run("podman", &["image", "unmount", IMAGE]);
+    run(
+        "mount",
+        &[
+            "-o",
+            "loop",
+            &disk.to_string_lossy(),
+            &root.to_string_lossy(),
+        ],
+    );
+    let root = root.as_path();
     let log = RunLog::open(&tmp.path().join("customization.log")).unwrap();
+    let mut views: Vec<Duration> = Vec::new();
+    for i in 0..runs {
+        let t = Instant::now();
+        let view = SandboxRoot::mount(
+            root,
+            &tmp.path().join("view"),
+            isolation::build_user_base(i as u64),
+        )
+        .expect("id-mapped view");
+        drop(view);
+        views.push(t.elapsed());
+    }
+    let view = SandboxRoot::mount(
+        root,
+        &tmp.path().join("view"),
+        isolation::build_user_base(0),
+    )
+    .expect("id-mapped view");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut chroot = Vec::new();
@@ -67,7 +114,7 @@ fn main() {
             let mut cmd = tokio::process::Command::new("chroot");
             cmd.arg(root).arg("/bin/true");
             chroot.push(timed(logged(cmd, None, &log)).await);
-            sandbox.push(timed(run_confined(root, None, &["/bin/true"], &log)).await);
+            sandbox.push(timed(run_confined(&view, None, &["/bin/true"], &log)).await);
         }
         let pool = NetworkPool::default();
         for i in 0..runs.min(10) {
@@ -80,7 +127,7 @@ fn main() {
             for _ in 0..(runs / 10).max(1) {
                 let path = n.path();
                 sandbox_net
-                    .push(timed(run_confined(root, Some(&path), &["/bin/true"], &log)).await);
+                    .push(timed(run_confined(&view, Some(&path), &["/bin/true"], &log)).await);
             }
             let t = Instant::now();
             n.remove().await;
@@ -109,12 +156,24 @@ fn main() {
             ms(n)
         );
         println!(
+            "  id-mapped view mount+unmount {:5.1} ms  (once per build; user namespace included)",
+            ms(median(views))
+        );
+        println!(
             "  confinement cost per customizer: {:.1} ms",
             ms(sn.saturating_sub(c))
         );
     });
-    let _ = Command::new("podman")
-        .args(["image", "unmount", IMAGE])
-        .stdout(std::process::Stdio::null())
-        .status();
+    drop(view);
+    run("umount", &[&root.to_string_lossy()]);
+}
+
+/// Runs a set-up command, panicking with its stderr when it fails.
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().expect(program);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -6,8 +6,10 @@ use std::path::Path;
 use serde_json::{json, Value};
 use slipway_core::images::run::{self as runs, RunSubState};
 use slipway_core::images::template::{self, Customizer, Distributor, Executor, TemplateProperties};
+use slipway_core::isolation;
 
 use crate::exec::RunLog;
+use crate::sandbox_root::SandboxRoot;
 use crate::vm::Vm;
 use crate::{build_network_name, disk, exec, vm, BuildError, ImageService};
 use slipway_runner::netns::HeldNetwork;
@@ -16,9 +18,11 @@ use slipway_runner::RunnerNetwork;
 /// Where customizers run: the executor of `vmProfile.executor`.
 pub(crate) enum Guest {
     /// The image mounted on the host, entered through the customizer
-    /// sandbox; its network (runner egress policy) when the server has a
-    /// network pool. Dropped in field order: the network after the mount.
-    Chroot(disk::Mounted, Option<HeldNetwork>),
+    /// sandbox as root of the build's user namespace (the id-mapped view
+    /// of the mount); its network (runner egress policy) when the server
+    /// has a network pool. Dropped in field order: the view, the mount,
+    /// then the network.
+    Chroot(SandboxRoot, disk::Mounted, Option<HeldNetwork>),
     /// The image booted under qemu, entered over SSH; qemu (and with it
     /// every connection the guest makes) in the build's network when the
     /// server has a network pool. Dropped in field order: the network
@@ -35,11 +39,11 @@ impl Guest {
         log: &RunLog,
     ) -> Result<(), BuildError> {
         match self {
-            Guest::Chroot(m, net) => {
+            Guest::Chroot(view, m, net) => {
                 let rel = format!("tmp/.slipway/script-{i}.sh");
                 exec::image_tree(m.root())?.write(&rel, &script, 0o700)?;
                 exec::run_confined(
-                    m.root(),
+                    view,
                     net.as_ref().map(|n| n.0.path()).as_deref(),
                     &["/bin/sh", "-e", &format!("/{rel}")],
                     log,
@@ -59,13 +63,12 @@ impl Guest {
         log: &RunLog,
     ) -> Result<(), BuildError> {
         match self {
-            Guest::Chroot(m, net) => {
-                let root = m.root();
+            Guest::Chroot(view, m, net) => {
                 let incoming = format!(".slipway-incoming-{i}");
-                exec::image_tree(root)?.write(&incoming, &bytes, 0o644)?;
+                exec::image_tree(m.root())?.write(&incoming, &bytes, 0o644)?;
                 // Moved from inside the sandbox, so symlinks resolve in the image.
                 exec::run_confined(
-                    root,
+                    view,
                     net.as_ref().map(|n| n.0.path()).as_deref(),
                     &[
                         "/bin/sh",
@@ -82,6 +85,15 @@ impl Guest {
             Guest::Vm(vm, _) => vm.put_file(i, bytes, destination, log).await,
         }
     }
+}
+
+/// The customizers' view of the image `mounted` at `<staging>/sandbox-root`,
+/// for a user namespace of a fresh block of build user ids.
+///
+/// Errors: see [`SandboxRoot::mount`].
+fn sandbox_of(mounted: &disk::Mounted, staging: &Path) -> Result<SandboxRoot, BuildError> {
+    let base = isolation::build_user_base(uuid::Uuid::new_v4().as_u64_pair().0);
+    SandboxRoot::mount(mounted.root(), &staging.join("sandbox-root"), base)
 }
 
 /// Why a build stopped.
@@ -244,8 +256,9 @@ impl ImageService {
         match profile.executor {
             Executor::Chroot => {
                 exec::prepare(&root)?;
+                let view = sandbox_of(&mounted, staging)?;
                 let net = self.build_network(run_id).await?;
-                Ok(Guest::Chroot(mounted, net))
+                Ok(Guest::Chroot(view, mounted, net))
             }
             Executor::FullBoot => {
                 for (need, package) in [
@@ -322,7 +335,8 @@ impl ImageService {
         log: &RunLog,
     ) -> Result<(), BuildError> {
         let mounted = match guest {
-            Guest::Chroot(m, net) => {
+            Guest::Chroot(view, m, net) => {
+                drop(view);
                 drop(net);
                 m
             }
@@ -331,8 +345,8 @@ impl ImageService {
                 drop(net);
                 let (d, m) = (disk.to_path_buf(), staging.join("mnt"));
                 let mounted = blocking(move || disk::Mounted::mount(&d, &m)).await?;
-                let root = mounted.root();
-                exec::run_confined(root, None, &["userdel", "--remove", vm::BUILD_USER], log)
+                let view = sandbox_of(&mounted, staging)?;
+                exec::run_confined(&view, None, &["userdel", "--remove", vm::BUILD_USER], log)
                     .await
                     .map_err(|e| {
                         BuildError::Builder(format!(
@@ -340,7 +354,9 @@ impl ImageService {
                             vm::BUILD_USER
                         ))
                     })?;
-                exec::image_tree(root)?.remove_file("etc/sudoers.d/90-cloud-init-users")?;
+                drop(view);
+                exec::image_tree(mounted.root())?
+                    .remove_file("etc/sudoers.d/90-cloud-init-users")?;
                 mounted
             }
         };

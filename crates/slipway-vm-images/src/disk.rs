@@ -304,7 +304,9 @@ impl Drop for SystemMounts {
     }
 }
 
-fn unmount(m: &Path) {
+/// Unmounts `m` (lazily if busy); failures are left to the next
+/// [`release_leftovers`].
+pub(crate) fn unmount(m: &Path) {
     let p = m.to_string_lossy();
     if run("umount", &[&p]).is_err() {
         let _ = run("umount", &["-l", &p]);

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
+use command_fds::{CommandFdExt, FdMapping};
 use slipway_hostfs::Tree;
+
+use crate::sandbox_root::{SandboxRoot, USER_NAMESPACE_FD};
 
 use crate::BuildError;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -173,16 +176,17 @@ pub fn deprovision(root: &Path) -> Result<(), BuildError> {
     crate::base::write_boot_config(root)
 }
 
-/// Runs `argv` over the mounted image `root` in the customizer sandbox
-/// ([`slipway_core::isolation::customizer_command`]: own mount, PID, IPC
-/// and UTS namespaces, fresh `/proc`, minimal `/dev`, kept capabilities
-/// only; network `netns` or none), streaming its output to `log`; the
-/// process group is killed when this future is dropped (timeout, cancel)
-/// and after the command ends (stray background children).
+/// Runs `argv` over the image `root` in the customizer sandbox
+/// ([`slipway_core::isolation::customizer_command`]: root of the build's
+/// user namespace, own mount, PID, IPC and UTS namespaces, fresh `/proc`,
+/// minimal `/dev`, kept capabilities only; network `netns` or none),
+/// streaming its output to `log`; the process group is killed when this
+/// future is dropped (timeout, cancel) and after the command ends (stray
+/// background children).
 ///
 /// Errors: "exit status N" (or the signal), or a spawn failure.
 pub async fn run_confined(
-    root: &Path,
+    root: &SandboxRoot,
     netns: Option<&str>,
     argv: &[&str],
     log: &RunLog,
@@ -194,10 +198,20 @@ pub async fn run_confined(
         ("TERM", "dumb"),
         ("DEBIAN_FRONTEND", "noninteractive"),
     ];
-    let full =
-        slipway_core::isolation::customizer_command(&root.to_string_lossy(), netns, &env, argv);
+    let full = slipway_core::isolation::customizer_command(
+        &root.path().to_string_lossy(),
+        netns,
+        &SandboxRoot::user_namespace_path(),
+        &env,
+        argv,
+    );
     let mut cmd = tokio::process::Command::new(&full[0]);
     cmd.args(&full[1..]).env_clear().current_dir("/");
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: root.user_namespace()?,
+        child_fd: USER_NAMESPACE_FD,
+    }])
+    .map_err(|_| BuildError::Builder("the customizer's descriptors collide".into()))?;
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }

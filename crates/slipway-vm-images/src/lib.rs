@@ -6,6 +6,8 @@
 //! - [`disk`]: loop mounts, sparse copies, the fixed VHD writer, qemu-img.
 //! - [`exec`]: the default executor (chroot into the mounted image) and the
 //!   run's `customization.log`.
+//! - [`sandbox_root`]: the image id-mapped into the build's own user
+//!   namespace, where the default executor's customizers run as root.
 //! - [`vm`]: the full-boot executor (`vmProfile.executor: FullBoot`): qemu
 //!   with a cloud-init NoCloud seed, customizers over SSH.
 //! - [`ImageService`]: templates, runs (states, staging, timeout, cancel)
@@ -28,6 +30,7 @@
 pub mod base;
 pub mod disk;
 pub mod exec;
+pub mod sandbox_root;
 pub mod vm;
 
 mod build;

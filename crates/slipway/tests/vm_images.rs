@@ -127,6 +127,7 @@ fn debian_image_is_customized_distributed_and_boots() {
             "customize": [
                 {"type": "Shell", "name": "install-hello", "inline": [
                     "apt-get install -y -q hello",
+                    "install -d -o 1000 -g 1000 /srv/owned-by-1000",
                     "printf '#!/bin/sh\\necho \"SLIPWAY-MARKER $(hello) $(cat /etc/slipway/greeting.txt)\" > /dev/ttyS0\\n' > /etc/rc.local",
                     "chmod +x /etc/rc.local"
                 ]},
@@ -244,6 +245,12 @@ fn debian_image_is_customized_distributed_and_boots() {
         "VHD and qcow2 hold the same disk: {}",
         String::from_utf8_lossy(&check.stdout)
     );
+
+    // Customizer root is not host root, yet what it wrote has the image's
+    // ids on the disk: the package's files root's, the folder it handed to
+    // uid 1000 that user's.
+    assert_eq!(owner(&vhd, "/usr/bin/hello"), (0, 0));
+    assert_eq!(owner(&vhd, "/srv/owned-by-1000"), (1000, 1000));
 
     // The qcow2 boots under TCG and the customizer's marker shows.
     let serial = tmp.path().join("serial.log");
@@ -388,6 +395,19 @@ fn debugfs(disk: &Path, command: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The owner (uid, gid) of `path` in the root file system of `disk`, as
+/// stored on the disk.
+fn owner(disk: &Path, path: &str) -> (u32, u32) {
+    let st = debugfs(disk, &format!("stat {path}"));
+    let words: Vec<&str> = st
+        .lines()
+        .find(|l| l.starts_with("User:"))
+        .unwrap_or_else(|| panic!("no owner of {path}: {st}"))
+        .split_whitespace()
+        .collect();
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
 }
 
 /// The server killed (SIGKILL, a crash, the OOM killer) while a build VM
@@ -1121,6 +1141,7 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
                     "echo pids-seen=$(ls -d /proc/[0-9]* | wc -l)",
                     "if ls /dev | grep -Eq '^(sd|vd|nvme|loop)'; then echo host-disks-visible; else echo no-host-disks; fi",
                     "echo capeff=$(awk '/^CapEff/{print $2}' /proc/self/status)",
+                    "echo root-on-host=$(awk '$1 == 0 {print $2}' /proc/self/uid_map)",
                     "sed 's/^/route: /' /proc/net/route",
                     format!("for i in 0 1 2 3 4 5; do ln -s {o}/via-file-$i /.slipway-incoming-$i; done")
                 ]},
@@ -1155,8 +1176,19 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
         "the sandbox sees the host's processes ({pids}): {log}"
     );
     assert!(log.contains("no-host-disks"), "{log}");
-    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID only.
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID only, and
+    // over the build's own user namespace: its root is an unprivileged host
+    // user of a block no runner, task run or account has.
     assert!(log.contains("capeff=00000000000000fb"), "{log}");
+    let root_on_host: u32 = log
+        .lines()
+        .find_map(|l| l.split("root-on-host=").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no root-on-host line: {log}"));
+    assert!(
+        slipway_core::isolation::BUILD_USER_IDS.contains(&root_on_host),
+        "customizer root is host uid {root_on_host}: {log}"
+    );
     // The customizers' network follows the runner egress policy.
     let table = common::routes(
         &log.lines()
