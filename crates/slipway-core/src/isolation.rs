@@ -27,7 +27,7 @@
 //!   time ([`refuse_unconfined_step`]).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -223,6 +223,43 @@ pub fn blocked_ranges() -> Vec<Ipv4Cidr> {
         .iter()
         .map(|(r, _)| r.parse().expect("BLOCKED_RANGES are valid networks"))
         .collect()
+}
+
+/// Why the server itself may not connect to `ip` for a URL a user named
+/// (task contexts and alias files, VM image sources, scripts and files),
+/// or `None` when it may. Refused: IPv4 addresses in [`BLOCKED_RANGES`]
+/// (loopback, the metadata service, private networks…) outside every
+/// network in `allowed` (the operator's `serve --fetch-allowed-cidr`),
+/// IPv4-mapped IPv6 addresses likewise, and IPv6 addresses outside global
+/// unicast (`2000::/3`) or inside 6to4 (`2002::/16`, which embeds an IPv4
+/// address). The answer reads "`<ip>` is `<what the range is>`".
+pub fn fetch_refusal(ip: IpAddr, allowed: &[Ipv4Cidr]) -> Option<String> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => {
+                let first = v6.segments()[0];
+                return if first & 0xE000 != 0x2000 {
+                    Some(format!(
+                        "{ip} is not a global unicast IPv6 address (2000::/3)"
+                    ))
+                } else if first == 0x2002 {
+                    Some(format!("{ip} is a 6to4 address (2002::/16)"))
+                } else {
+                    None
+                };
+            }
+        },
+    };
+    if allowed.iter().any(|c| c.contains(v4)) {
+        return None;
+    }
+    BLOCKED_RANGES
+        .iter()
+        .zip(blocked_ranges())
+        .find(|(_, range)| range.contains(v4))
+        .map(|((range, what), _)| format!("{v4} is {what}, {range}"))
 }
 
 /// What a project environment type sets about its runners (the
@@ -986,6 +1023,39 @@ mod tests {
             ]
         );
         assert!(!n.contains(&"--unshare-net".to_string()));
+    }
+
+    #[test]
+    fn user_named_urls_are_not_fetched_from_blocked_ranges_unless_allowed() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for (addr, what) in [
+            ("127.0.0.1", "loopback"),
+            ("127.0.0.2", "loopback"),
+            ("169.254.169.254", "metadata service"),
+            ("10.1.2.3", "private"),
+            ("192.168.0.1", "private"),
+            ("0.0.0.0", "this network"),
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::1", "not a global unicast"),
+            ("fe80::1", "not a global unicast"),
+            ("fd00::1", "not a global unicast"),
+            ("2002:7f00:1::", "6to4"),
+        ] {
+            let why = fetch_refusal(ip(addr), &[]).unwrap_or_else(|| panic!("{addr} allowed"));
+            assert!(why.contains(what), "{addr}: {why}");
+        }
+        for addr in ["203.0.113.7", "8.8.8.8", "2001:db8::1", "2a00:1450::1"] {
+            assert_eq!(fetch_refusal(ip(addr), &[]), None, "{addr}");
+        }
+        let allowed: Vec<Ipv4Cidr> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.20.0.0/16".parse().unwrap(),
+        ];
+        assert_eq!(fetch_refusal(ip("127.0.0.1"), &allowed), None);
+        assert_eq!(fetch_refusal(ip("10.20.3.4"), &allowed), None);
+        assert!(fetch_refusal(ip("127.0.0.2"), &allowed).is_some());
+        assert!(fetch_refusal(ip("10.21.0.1"), &allowed).is_some());
+        assert!(fetch_refusal(ip("169.254.169.254"), &allowed).is_some());
     }
 
     #[test]

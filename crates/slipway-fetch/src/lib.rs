@@ -10,15 +10,28 @@
 //! of an optional PEM bundle (`slipway serve --ca-file`) for self-hosted
 //! mirrors and artifact stores signed by a private CA.
 //!
+//! URLs users name are fetched only from addresses the isolation policy
+//! allows ([`slipway_core::isolation::fetch_refusal`]): a name that
+//! resolves to loopback, the metadata service or a private network is
+//! refused before any connection is made — at every redirect too, since
+//! each hop is resolved through the same check — unless the operator
+//! opened that network ([`Fetcher::allowing`], `serve
+//! --fetch-allowed-cidr`). Requests to endpoints the operator or a
+//! DevCenter Admin configured ([`Fetcher::agent`], [`Fetcher::post_form`],
+//! [`Fetcher::call`]: registries, identity providers, ARM) are not
+//! checked.
+//!
 //! Blocking (ureq): call from `spawn_blocking`.
 
 use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use slipway_core::isolation::{fetch_refusal, Ipv4Cidr};
 
 /// The largest body [`Fetcher::bytes`] callers in Slipway accept, bytes
 /// (1 GiB, the same bound as uploaded task contexts and build artifacts).
@@ -65,11 +78,48 @@ pub enum FetchError {
     },
 }
 
-/// A shared HTTP(S) client. Cheap to clone (one connection pool).
+/// A shared HTTP(S) client. Cheap to clone (one connection pool per
+/// agent).
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     agent: ureq::Agent,
+    user_agent: ureq::Agent,
+    tls: Arc<rustls::ClientConfig>,
+    allowed: Vec<Ipv4Cidr>,
     extra_cas: usize,
+}
+
+/// Resolves a URL's host and keeps only the addresses the isolation
+/// policy allows; none left is an error naming the first refused one.
+struct CheckedResolver {
+    allowed: Vec<Ipv4Cidr>,
+}
+
+impl ureq::Resolver for CheckedResolver {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = netloc
+            .to_socket_addrs()?
+            .partition(|a| fetch_refusal(a.ip(), &self.allowed).is_none());
+        match (allowed.is_empty(), refused.first()) {
+            (true, Some(a)) => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{}: Slipway does not fetch URLs users name from there (an operator opens a network with serve --fetch-allowed-cidr)",
+                    fetch_refusal(a.ip(), &self.allowed).unwrap_or_default()
+                ),
+            )),
+            _ => Ok(allowed),
+        }
+    }
+}
+
+fn user_agent(tls: &Arc<rustls::ClientConfig>, allowed: &[Ipv4Cidr]) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .tls_config(tls.clone())
+        .resolver(CheckedResolver {
+            allowed: allowed.to_vec(),
+        })
+        .build()
 }
 
 impl Fetcher {
@@ -129,12 +179,29 @@ impl Fetcher {
         .expect("the ring provider supports TLS 1.2 and 1.3")
         .with_root_certificates(roots)
         .with_no_client_auth();
+        let tls = Arc::new(config);
         Fetcher {
-            agent: ureq::AgentBuilder::new()
-                .tls_config(Arc::new(config))
-                .build(),
+            agent: ureq::AgentBuilder::new().tls_config(tls.clone()).build(),
+            user_agent: user_agent(&tls, &[]),
+            tls,
+            allowed: Vec::new(),
             extra_cas,
         }
+    }
+
+    /// The same client, also fetching URLs users name from `networks`
+    /// (self-hosted artifact stores and mirrors on private networks or
+    /// loopback), which the isolation policy blocks otherwise. Replaces
+    /// what an earlier call allowed.
+    pub fn allowing(mut self, networks: &[Ipv4Cidr]) -> Fetcher {
+        self.allowed = networks.to_vec();
+        self.user_agent = user_agent(&self.tls, networks);
+        self
+    }
+
+    /// The networks [`Fetcher::allowing`] opened.
+    pub fn allowed(&self) -> &[Ipv4Cidr] {
+        &self.allowed
     }
 
     /// The configured ureq agent, for protocol clients that need other
@@ -148,23 +215,31 @@ impl Fetcher {
         self.extra_cas
     }
 
-    /// GETs `url` and returns the body as a stream. `timeout` bounds the
-    /// whole request including reading the body.
+    /// GETs `url`, a URL a user named, and returns the body as a stream.
+    /// `timeout` bounds the whole request including reading the body.
     ///
-    /// Errors: [`FetchError::Get`] for connection/TLS failures and statuses ≥ 400.
+    /// Errors: [`FetchError::Get`] for connection/TLS failures, statuses ≥
+    /// 400, and a host (or a redirect's host) that resolves only to
+    /// addresses the isolation policy refuses (the reason names the
+    /// address and its range).
     pub fn open(&self, url: &str, timeout: Duration) -> Result<impl Read + Send, FetchError> {
-        let resp = self.agent.get(url).timeout(timeout).call().map_err(|e| {
-            // ureq's message starts with the URL, which the error already names.
-            let reason = e.to_string();
-            let reason = reason
-                .strip_prefix(url)
-                .and_then(|r| r.strip_prefix(": "))
-                .map_or(reason.clone(), str::to_string);
-            FetchError::Get {
-                url: url.to_string(),
-                reason,
-            }
-        })?;
+        let resp = self
+            .user_agent
+            .get(url)
+            .timeout(timeout)
+            .call()
+            .map_err(|e| {
+                // ureq's message starts with the URL, which the error already names.
+                let reason = e.to_string();
+                let reason = reason
+                    .strip_prefix(url)
+                    .and_then(|r| r.strip_prefix(": "))
+                    .map_or(reason.clone(), str::to_string);
+                FetchError::Get {
+                    url: url.to_string(),
+                    reason,
+                }
+            })?;
         Ok(resp.into_reader())
     }
 
@@ -341,6 +416,7 @@ mod tests {
         let t = Duration::from_secs(30);
 
         let e = Fetcher::system()
+            .allowing(&loopback())
             .bytes(&url, t, 1 << 20)
             .unwrap_err()
             .to_string();
@@ -354,12 +430,15 @@ mod tests {
         let other = test_support::HttpsFileServer::start(root.path());
         let e = Fetcher::with_ca_file(&other.ca_file)
             .unwrap()
+            .allowing(&loopback())
             .bytes(&url, t, 1 << 20)
             .unwrap_err()
             .to_string();
         assert!(e.contains("UnknownIssuer"), "{e}");
 
-        let f = Fetcher::with_ca_file(&server.ca_file).unwrap();
+        let f = Fetcher::with_ca_file(&server.ca_file)
+            .unwrap()
+            .allowing(&loopback());
         assert_eq!(f.extra_cas(), 1);
         assert_eq!(f.bytes(&url, t, 1 << 20).unwrap(), b"hello over tls\n");
 
@@ -371,10 +450,69 @@ mod tests {
     fn an_unreachable_url_is_named_in_the_error() {
         // Port 9 on loopback (discard) is closed on test machines.
         let e = Fetcher::system()
+            .allowing(&loopback())
             .bytes("http://127.0.0.1:9/x", Duration::from_secs(5), 10)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("GET 'http://127.0.0.1:9/x': "), "{e}");
+        assert!(e.contains("Connection Failed"), "{e}");
+    }
+
+    /// 127.0.0.1/32: where the tests' own servers listen.
+    fn loopback() -> Vec<Ipv4Cidr> {
+        vec!["127.0.0.1/32".parse().unwrap()]
+    }
+
+    /// Answers every connection on 127.0.0.1 with `302 Location: to`.
+    fn redirecting_to(to: String) -> u16 {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut head = [0u8; 4096];
+                let _ = c.read(&mut head);
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_url_that_resolves_into_a_blocked_range_is_refused_before_connecting() {
+        // A service on the host's loopback, outside what was allowed.
+        let service = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        service.set_nonblocking(true).unwrap();
+        let target = format!(
+            "http://127.0.0.2:{}/secret",
+            service.local_addr().unwrap().port()
+        );
+        let t = Duration::from_secs(5);
+        let f = Fetcher::system().allowing(&loopback());
+        assert_eq!(f.allowed(), loopback());
+        let direct = f.bytes(&target, t, 1 << 20).unwrap_err().to_string();
+        // Through an allowed address that redirects there.
+        let hop = format!("http://127.0.0.1:{}/r", redirecting_to(target.clone()));
+        let redirected = f.bytes(&hop, t, 1 << 20).unwrap_err().to_string();
+        for e in [&direct, &redirected] {
+            assert!(e.contains("127.0.0.2 is loopback, 127.0.0.0/8"), "{e}");
+            assert!(e.contains("serve --fetch-allowed-cidr"), "{e}");
+        }
+        assert!(direct.starts_with(&format!("GET '{target}': ")), "{direct}");
+        assert_eq!(
+            service.accept().map_err(|e| e.kind()).err(),
+            Some(std::io::ErrorKind::WouldBlock),
+            "the service was connected to"
+        );
+        // Nothing allowed: loopback is refused too (secure by default).
+        let e = Fetcher::system()
+            .bytes(&hop, t, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("127.0.0.1 is loopback"), "{e}");
     }
 }
 

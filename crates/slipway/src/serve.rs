@@ -146,6 +146,15 @@ pub struct ServeArgs {
     /// and files), on top of the system's CA store.
     #[arg(long, env = "SLIPWAY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// An IPv4 network (`a.b.c.d/n`, repeatable) the server may fetch URLs
+    /// users name from (task contexts and alias files, VM image sources,
+    /// scripts and files) although the isolation policy blocks it:
+    /// self-hosted artifact stores and mirrors on private networks or
+    /// loopback. Default none: a URL whose host resolves only to loopback,
+    /// link-local (the metadata service), private or other blocked
+    /// addresses is refused before any connection, at every redirect.
+    #[arg(long, env = "SLIPWAY_FETCH_ALLOWED_CIDR", value_delimiter = ',')]
+    pub fetch_allowed_cidr: Vec<slipway_core::isolation::Ipv4Cidr>,
     /// IPv4 pool of the runners' own networks: each operation takes a /30
     /// from it (the host end is where its runner API listens). Choose a
     /// range no real network of this host uses.
@@ -234,7 +243,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             fetcher
         }
         None => slipway_fetch::Fetcher::system(),
-    };
+    }
+    .allowing(&args.fetch_allowed_cidr);
     let data_dir = args
         .data_dir
         .clone()

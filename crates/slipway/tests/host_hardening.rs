@@ -20,20 +20,9 @@ use sha2::Digest;
 
 const BASE: &str = "localhost/slipway/runner-core:latest";
 
-/// A listener on loopback that counts the connections it receives.
+/// A listener on 127.0.0.1 that counts the connections it receives.
 fn counting_listener() -> (u16, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let h = Arc::clone(&hits);
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            h.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf);
-        }
-    });
-    (port, hits)
+    counting_listener_on("127.0.0.1")
 }
 
 fn message(v: &Value) -> String {
@@ -229,6 +218,61 @@ fn an_oci_context_whose_layer_plants_a_symlink_writes_nothing_outside() {
     assert!(
         !outside.join("x").exists(),
         "the artifact wrote through its planted symlink"
+    );
+}
+
+/// A listener on `ip` (a loopback address) that counts the connections
+/// it receives.
+fn counting_listener_on(ip: &str) -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn urls_users_name_are_not_fetched_from_the_hosts_services() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The operator opened 127.0.0.1 for an artifact store there; a service
+    // on another loopback address stays out of reach, also written as an
+    // IPv4-mapped IPv6 address.
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--fetch-allowed-cidr", "127.0.0.1/32"],
+    );
+    let (port, hits) = counting_listener_on("127.0.0.2");
+    for context in [
+        format!("http://127.0.0.2:{port}/ctx.tar.gz"),
+        format!("http://[::ffff:127.0.0.2]:{port}/ctx.tar.gz"),
+    ] {
+        let (st, v, _) = s.call(
+            "POST",
+            "/imageTasks/builds",
+            Some(json!({"context": context, "images": ["x:1"]})),
+        );
+        assert_eq!(st, 202, "{v}");
+        let id = v["runId"].as_str().unwrap();
+        let run = wait_run(&s, id);
+        let all = format!("{run}{}", run_log(&s, id));
+        assert_eq!(run["status"], "Failed", "{all}");
+        assert!(
+            all.contains("127.0.0.2 is loopback") && all.contains("--fetch-allowed-cidr"),
+            "the failure names the address and how to open it: {all}"
+        );
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the server fetched from the host's service"
     );
 }
 

@@ -112,13 +112,18 @@ impl Server {
     }
 
     /// Starts a server on a fresh port that trusts `https`'s private CA
-    /// (`serve --ca-file`).
+    /// (`serve --ca-file`) and fetches from its address, 127.0.0.1
+    /// (`serve --fetch-allowed-cidr`).
     pub fn start_trusting(
         data: &Path,
         https: &slipway_fetch::test_support::HttpsFileServer,
     ) -> Server {
         let ca = https.ca_file.to_string_lossy().to_string();
-        Self::start_with(data, free_port(), &["--ca-file", &ca])
+        Self::start_with(
+            data,
+            free_port(),
+            &["--ca-file", &ca, "--fetch-allowed-cidr", "127.0.0.1/32"],
+        )
     }
 
     /// Starts a server on `port` with extra `serve` flags. The folder that
