@@ -338,6 +338,7 @@ async fn run_sync(state: &AppState, name: &str) -> ApiResult<()> {
         &state.config.work_dir,
         &state.secret_key,
         &state.config.local_roots,
+        &state.config.fetch_allowed_cidrs,
     )
     .await;
     state.catalog_sync.catalogs_changed();

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Host folders `local` catalogs and `file://` git URLs may name
     /// (`serve --local-catalog-root`).
     pub local_roots: slipway_catalog::LocalRoots,
+    /// Blocked networks the hosts of git URLs users name may still resolve
+    /// into (`serve --fetch-allowed-cidr`).
+    pub fetch_allowed_cidrs: Vec<slipway_core::isolation::Ipv4Cidr>,
 }
 
 /// Shared state of all handlers.

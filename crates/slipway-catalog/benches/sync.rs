@@ -95,16 +95,16 @@ fn main() {
         let roots = slipway_catalog::LocalRoots::new(std::slice::from_ref(&repo)).unwrap();
 
         let t = Instant::now();
-        let first = sync_catalog(&store, "bench", &work, &key, &roots).await.unwrap();
+        let first = sync_catalog(&store, "bench", &work, &key, &roots, &[]).await.unwrap();
         let first_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let again = sync_catalog(&store, "bench", &work, &key, &roots).await.unwrap();
+        let again = sync_catalog(&store, "bench", &work, &key, &roots, &[]).await.unwrap();
         let again_s = t.elapsed().as_secs_f64();
 
         write_definition(&repo, 0, "v2");
         git(&repo, &["commit", "-q", "-am", "one change"]);
         let t = Instant::now();
-        let one = sync_catalog(&store, "bench", &work, &key, &roots).await.unwrap();
+        let one = sync_catalog(&store, "bench", &work, &key, &roots, &[]).await.unwrap();
         let one_s = t.elapsed().as_secs_f64();
 
         println!("catalog sync, {n} definitions (git file://, SQLite store):");
@@ -123,7 +123,7 @@ fn main() {
         );
         // Breakdown of a full read: clone + tree listing, then discovery (parse, validate, zip).
         let t = Instant::now();
-        let fetched = slipway_catalog::fetch(&spec.source, None, &roots, &work).unwrap();
+        let fetched = slipway_catalog::fetch(&spec.source, None, &roots, &[], &work).unwrap();
         let fetch_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let found = slipway_catalog::discover(&fetched.root, &Default::default(), &[]).unwrap();

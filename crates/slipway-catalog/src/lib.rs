@@ -22,6 +22,7 @@ use std::path::Path;
 
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
+use slipway_core::isolation::Ipv4Cidr;
 use slipway_store::{CatalogSource, DefinitionRecord, SecretKey, SecretScope, Store, StoreError};
 use thiserror::Error;
 
@@ -132,7 +133,9 @@ pub struct SyncOutcome {
 /// Syncs catalog `name`: fetch, discover, validate, store content blobs and
 /// replace the definitions in one transaction. `work_dir` holds temporary
 /// clones and key files; `key` opens the catalog's secret; `roots` are the
-/// host folders `local` catalogs and `file://` URLs may name.
+/// host folders `local` catalogs and `file://` URLs may name; `networks`
+/// the blocked networks a git URL's host may still resolve into (`serve
+/// --fetch-allowed-cidr`).
 ///
 /// A git catalog whose branch still points at the last synced commit (and
 /// whose source is unchanged) is not fetched again: the sync reports every
@@ -148,6 +151,7 @@ pub async fn sync_catalog(
     work_dir: &Path,
     key: &SecretKey,
     roots: &LocalRoots,
+    networks: &[Ipv4Cidr],
 ) -> Result<SyncOutcome, CatalogError> {
     let catalog = store
         .get_catalog(name)
@@ -157,7 +161,7 @@ pub async fn sync_catalog(
         return Err(CatalogError::SyncInProgress(name.to_string()));
     }
     let started = std::time::Instant::now();
-    let result = run_sync(store, &catalog, work_dir, key, roots).await;
+    let result = run_sync(store, &catalog, work_dir, key, roots, networks).await;
     tracing::info!(
         catalog = name,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -220,6 +224,7 @@ async fn run_sync(
     work_dir: &Path,
     key: &SecretKey,
     roots: &LocalRoots,
+    networks: &[Ipv4Cidr],
 ) -> Result<SyncOutcome, CatalogError> {
     let name = catalog.name.as_str();
     let src: CatalogSource = catalog.spec.source.clone();
@@ -229,8 +234,8 @@ async fn run_sync(
 
     if src.kind == "git" {
         let (s, c, w) = (src.clone(), cred.clone(), work.clone());
-        let r = roots.clone();
-        let head = blocking(move || remote_head(&s, c.as_ref(), &r, &w)).await?;
+        let (r, n) = (roots.clone(), networks.to_vec());
+        let head = blocking(move || remote_head(&s, c.as_ref(), &r, &n, &w)).await?;
         let same_source = catalog.synced_source.as_ref() == Some(&src);
         if same_source && catalog.last_commit.as_deref() == Some(head.as_str()) {
             let valid = previous.iter().filter(|d| d.is_valid()).count();
@@ -254,9 +259,9 @@ async fn run_sync(
     }
 
     let prev = previous.clone();
-    let roots = roots.clone();
+    let (roots, networks) = (roots.clone(), networks.to_vec());
     let (discovered, commit) = blocking(move || {
-        let fetched = fetch(&src, cred.as_ref(), &roots, &work)?;
+        let fetched = fetch(&src, cred.as_ref(), &roots, &networks, &work)?;
         let discovered = discover(&fetched.root, &fetched.trees, &prev)?;
         let commit = fetched.commit.clone().unwrap_or_else(|| {
             let mut all: Vec<&str> = discovered

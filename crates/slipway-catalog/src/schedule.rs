@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use slipway_core::isolation::Ipv4Cidr;
 use slipway_store::{SecretKey, Store};
 use tokio::sync::Notify;
 
@@ -37,6 +38,7 @@ pub struct SyncScheduler {
     work_dir: PathBuf,
     key: SecretKey,
     roots: LocalRoots,
+    networks: Vec<Ipv4Cidr>,
     interval: Duration,
     trigger: SyncTrigger,
     running: Arc<Mutex<HashSet<String>>>,
@@ -44,12 +46,13 @@ pub struct SyncScheduler {
 
 impl SyncScheduler {
     /// A scheduler syncing every `Scheduled` catalog each `interval` (ADE:
-    /// 30 min); `roots` as for [`sync_catalog`].
+    /// 30 min); `roots` and `networks` as for [`sync_catalog`].
     pub fn new(
         store: Store,
         work_dir: PathBuf,
         key: SecretKey,
         roots: LocalRoots,
+        networks: Vec<Ipv4Cidr>,
         interval: Duration,
     ) -> Self {
         SyncScheduler {
@@ -57,6 +60,7 @@ impl SyncScheduler {
             work_dir,
             key,
             roots,
+            networks,
             interval,
             trigger: SyncTrigger::default(),
             running: Arc::default(),
@@ -134,7 +138,16 @@ impl SyncScheduler {
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
-            match sync_catalog(&this.store, &name, &this.work_dir, &this.key, &this.roots).await {
+            match sync_catalog(
+                &this.store,
+                &name,
+                &this.work_dir,
+                &this.key,
+                &this.roots,
+                &this.networks,
+            )
+            .await
+            {
                 Ok(o) => tracing::info!(catalog = %name, commit = %o.commit, "scheduled sync done"),
                 Err(e) => tracing::warn!(catalog = %name, error = %e, "scheduled sync failed"),
             }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use slipway_hostfs::TempPath;
 
+use slipway_core::isolation::Ipv4Cidr;
 use slipway_core::manifest::normalize_relative_path;
 use slipway_git::{GitCredential, GitError, LocalRoots, Remote};
 use slipway_store::CatalogSource;
@@ -98,9 +99,10 @@ pub fn remote_head(
     src: &CatalogSource,
     cred: Option<&GitCredential>,
     roots: &LocalRoots,
+    networks: &[Ipv4Cidr],
     work: &Path,
 ) -> Result<String, CatalogError> {
-    let remote = Remote::new(&src.uri, cred.cloned(), roots)?;
+    let remote = Remote::new(&src.uri, cred.cloned(), roots)?.within(networks);
     let branch = branch_of(src);
     let pattern = branch.map(|b| format!("refs/heads/{b}"));
     match slipway_git::remote_head(&remote, pattern.as_deref(), work) {
@@ -123,6 +125,7 @@ pub fn fetch(
     src: &CatalogSource,
     cred: Option<&GitCredential>,
     roots: &LocalRoots,
+    networks: &[Ipv4Cidr],
     work: &Path,
 ) -> Result<FetchedSource, CatalogError> {
     check_source(src, roots)?;
@@ -155,7 +158,7 @@ pub fn fetch(
             std::fs::create_dir_all(work)?;
             let dest = work.join(format!("git-{}", uuid::Uuid::new_v4()));
             let clone = TempPath(dest.clone());
-            let remote = Remote::new(&src.uri, cred.cloned(), roots)?;
+            let remote = Remote::new(&src.uri, cred.cloned(), roots)?.within(networks);
             let commit = slipway_git::clone_branch(&remote, branch_of(src), &dest, work).map_err(
                 |e| match e {
                     GitError::NotFound(m) => CatalogError::Source(m),

@@ -81,14 +81,14 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
     let (store, key, repo) = setup(dir.path()).await;
     let work = dir.path().join("work");
 
-    let first = sync_catalog(&store, "main", &work, &key, &roots(&work))
+    let first = sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap();
     assert_eq!(first.stats["added"], 3, "{:?}", first.stats);
     assert!(!first.skipped_fetch);
     assert_eq!(first.commit, git(&repo, &["rev-parse", "HEAD"]));
 
-    let again = sync_catalog(&store, "main", &work, &key, &roots(&work))
+    let again = sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap();
     assert!(again.skipped_fetch, "same commit: no clone");
@@ -107,7 +107,7 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
 
     // Discovery reuses the unchanged folder's record without zipping it.
     let cat = store.get_catalog("main").await.unwrap().unwrap();
-    let fetched = fetch(&cat.spec.source, None, &roots(&work), &work).unwrap();
+    let fetched = fetch(&cat.spec.source, None, &roots(&work), &[], &work).unwrap();
     let found = discover(&fetched.root, &fetched.trees, &before).unwrap();
     let content: HashMap<_, _> = found
         .definitions
@@ -119,7 +119,7 @@ async fn resync_skips_unchanged_commits_and_unchanged_folders() {
     assert!(content["Delta"]);
     drop(fetched);
 
-    let third = sync_catalog(&store, "main", &work, &key, &roots(&work))
+    let third = sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap();
     assert!(!third.skipped_fetch);
@@ -162,14 +162,14 @@ async fn failed_sync_keeps_the_snapshot_and_syncs_never_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let (store, key, _repo) = setup(dir.path()).await;
     let work = dir.path().join("work");
-    sync_catalog(&store, "main", &work, &key, &roots(&work))
+    sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap();
 
     let mut cat = store.get_catalog("main").await.unwrap().unwrap();
     cat.spec.source.branch = Some("no-such-branch".into());
     store.put_catalog("main", &cat.spec).await.unwrap();
-    let err = sync_catalog(&store, "main", &work, &key, &roots(&work))
+    let err = sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::Source(_)), "{err:?}");
@@ -188,7 +188,7 @@ async fn failed_sync_keeps_the_snapshot_and_syncs_never_overlap() {
 
     // A sync in progress (another task or process) blocks a second one.
     assert!(store.begin_catalog_sync("main").await.unwrap());
-    let err = sync_catalog(&store, "main", &work, &key, &roots(&work))
+    let err = sync_catalog(&store, "main", &work, &key, &roots(&work), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, CatalogError::SyncInProgress(_)), "{err:?}");
@@ -224,7 +224,7 @@ async fn registration_keeps_names_unique_checks_source_and_secret_and_says_when_
             needs_sync: true
         }
     );
-    sync_catalog(&store, "main", &work, &key, &roots)
+    sync_catalog(&store, "main", &work, &key, &roots, &[])
         .await
         .unwrap();
     let schedule_only = CatalogSpec {

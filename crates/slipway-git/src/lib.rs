@@ -9,6 +9,14 @@
 //!   path) is refused before git runs.
 //! - [`check_ref`] applies `git check-ref-format`'s rules (one-level names
 //!   allowed) and refuses a leading `-`.
+//! - A remote's host is resolved before git runs and must resolve to
+//!   addresses the isolation policy allows
+//!   ([`slipway_core::isolation::fetch_refusal`]: not loopback, the
+//!   metadata service or private networks unless [`Remote::within`] names
+//!   the operator's `serve --fetch-allowed-cidr`); git then connects only
+//!   there (`http.curloptResolve` for http(s), `ssh -o HostName=` for ssh)
+//!   and follows no http redirect. `git://` hosts are checked but not
+//!   pinned.
 //! - Every user value is placed after `--` / `--end-of-options`, and git
 //!   runs with `GIT_ALLOW_PROTOCOL` limited to the transports above, no
 //!   system or global config, no prompts and `LC_ALL=C` (so failures are
@@ -22,10 +30,12 @@
 //!   scrubbed of the secret and of URL user-info.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
+use slipway_core::isolation::{fetch_refusal, Ipv4Cidr};
 pub use slipway_hostfs::LocalRoots;
 use slipway_hostfs::TempPath;
 
@@ -182,8 +192,8 @@ pub enum Transport {
     File,
 }
 
-/// A URL that passed [`check_url`]: its transport and host (lower-case,
-/// without port or user-info; empty for `file://`).
+/// A URL that passed [`check_url`]: its transport, host (lower-case,
+/// without port or user-info; empty for `file://`) and port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedUrl {
     /// The URL as given.
@@ -192,6 +202,22 @@ pub struct CheckedUrl {
     pub transport: Transport,
     /// Its host.
     pub host: String,
+    /// The port the URL names, else the transport's (443, 80, 22, 9418;
+    /// 0 for `file://`).
+    pub port: u16,
+}
+
+impl Transport {
+    /// The transport's well-known port (0 for `file://`).
+    fn default_port(self) -> u16 {
+        match self {
+            Transport::Https => 443,
+            Transport::Http => 80,
+            Transport::Ssh => 22,
+            Transport::Git => 9418,
+            Transport::File => 0,
+        }
+    }
 }
 
 /// Checks a remote URL (see the module docs for the rules).
@@ -213,12 +239,25 @@ pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> 
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("holds whitespace or control characters"));
     }
-    let host_of = |authority: &str| -> Result<String, GitError> {
-        let host = authority.rsplit('@').next().unwrap_or_default();
-        let host = if let Some(v6) = host.strip_prefix('[') {
-            v6.split(']').next().unwrap_or_default()
+    // `[user@]host[:port]` → (host, port); an scp-like URL has no port.
+    let host_of = |authority: &str, with_port: bool| -> Result<(String, Option<u16>), GitError> {
+        let hostport = authority.rsplit('@').next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, rest) = v6.split_once(']').unwrap_or((v6, ""));
+            (h, rest.strip_prefix(':'))
         } else {
-            host.split(':').next().unwrap_or_default()
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        let port = match port.filter(|p| with_port && !p.is_empty()) {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| {
+                bad(&format!(
+                    "has port '{p}': expected a number from 1 to 65535"
+                ))
+            })?),
+            None => None,
         };
         if host.is_empty() || host.starts_with('-') {
             return Err(bad("has no host, or a host starting with '-'"));
@@ -230,7 +269,7 @@ pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> 
         {
             return Err(bad("has a user name starting with '-'"));
         }
-        Ok(host.to_ascii_lowercase())
+        Ok((host.to_ascii_lowercase(), port))
     };
     if let Some((scheme, rest)) = url.split_once("://") {
         let transport = match scheme {
@@ -247,6 +286,7 @@ pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> 
                     url: url.to_string(),
                     transport: Transport::File,
                     host: String::new(),
+                    port: 0,
                 });
             }
             other => {
@@ -256,11 +296,12 @@ pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> 
             }
         };
         let authority = rest.split('/').next().unwrap_or_default();
-        let host = host_of(authority)?;
+        let (host, port) = host_of(authority, true)?;
         return Ok(CheckedUrl {
             url: url.to_string(),
             transport,
             host,
+            port: port.unwrap_or(transport.default_port()),
         });
     }
     // scp-like: [user@]host:path, no '/' before the first ':'.
@@ -271,11 +312,12 @@ pub fn check_url(url: &str, roots: &LocalRoots) -> Result<CheckedUrl, GitError> 
                     "names a remote helper ('<transport>::<address>'), which is not allowed",
                 ));
             }
-            let host = host_of(authority)?;
+            let (host, _) = host_of(authority, false)?;
             Ok(CheckedUrl {
                 url: url.to_string(),
                 transport: Transport::Ssh,
                 host,
+                port: Transport::Ssh.default_port(),
             })
         }
         _ => Err(bad(
@@ -361,6 +403,7 @@ pub fn looks_like_commit(reference: &str) -> bool {
 pub struct Remote {
     url: CheckedUrl,
     credential: Option<GitCredential>,
+    networks: Vec<Ipv4Cidr>,
 }
 
 impl Remote {
@@ -395,7 +438,53 @@ impl Remote {
                 )));
             }
         }
-        Ok(Remote { url, credential })
+        Ok(Remote {
+            url,
+            credential,
+            networks: Vec::new(),
+        })
+    }
+
+    /// The same remote, whose host may also resolve into `networks` (the
+    /// operator's `serve --fetch-allowed-cidr`); otherwise only to
+    /// addresses [`fetch_refusal`] allows.
+    pub fn within(mut self, networks: &[Ipv4Cidr]) -> Remote {
+        self.networks = networks.to_vec();
+        self
+    }
+
+    /// The addresses git may connect to for this remote: its host
+    /// resolved, those [`fetch_refusal`] refuses left out. Empty for
+    /// `file://`.
+    ///
+    /// Errors: [`GitError::Unreachable`] when the host does not resolve or
+    /// resolves only to refused addresses (naming the first and its range).
+    fn addresses(&self) -> Result<Vec<IpAddr>, GitError> {
+        if self.url.transport == Transport::File {
+            return Ok(Vec::new());
+        }
+        let resolved: Vec<IpAddr> = (self.url.host.as_str(), self.url.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                GitError::Unreachable(format!(
+                    "'{}': cannot resolve '{}': {e}",
+                    self.display(),
+                    self.url.host
+                ))
+            })?
+            .map(|a| a.ip())
+            .collect();
+        let (allowed, refused): (Vec<IpAddr>, Vec<IpAddr>) = resolved
+            .into_iter()
+            .partition(|ip| fetch_refusal(*ip, &self.networks).is_none());
+        match refused.first() {
+            Some(ip) if allowed.is_empty() => Err(GitError::Unreachable(format!(
+                "'{}': {}: Slipway does not fetch URLs users name from there (an operator opens a network with serve --fetch-allowed-cidr)",
+                self.display(),
+                fetch_refusal(*ip, &self.networks).unwrap_or_default()
+            ))),
+            _ => Ok(allowed),
+        }
     }
 
     /// The URL as given.
@@ -439,10 +528,42 @@ impl Git {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let known_hosts = work.join("known_hosts");
-        let ssh_opts = format!(
+        let mut ssh_opts = format!(
             "-o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile='{}'",
             known_hosts.display()
         );
+        // Git's own configuration for this command (`GIT_CONFIG_*`).
+        let mut config: Vec<(&str, String)> = Vec::new();
+        if let Some(r) = remote {
+            // Connect only where the check said, not where a second lookup
+            // (DNS rebinding) or a redirect would lead.
+            let addresses = r.addresses()?;
+            if let Some(first) = addresses.first() {
+                let literal = r.url.host.parse::<IpAddr>().is_ok();
+                match r.url.transport {
+                    Transport::Http | Transport::Https => {
+                        config.push(("http.followRedirects", "false".into()));
+                        if !literal {
+                            let list: Vec<String> = addresses
+                                .iter()
+                                .map(|ip| match ip {
+                                    IpAddr::V6(v6) => format!("[{v6}]"),
+                                    IpAddr::V4(v4) => v4.to_string(),
+                                })
+                                .collect();
+                            config.push((
+                                "http.curloptResolve",
+                                format!("{}:{}:{}", r.url.host, r.url.port, list.join(",")),
+                            ));
+                        }
+                    }
+                    Transport::Ssh if !literal => {
+                        ssh_opts.push_str(&format!(" -o HostName={first}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
         let mut key = None;
         let credential = remote.and_then(|r| r.credential.as_ref());
         match credential {
@@ -453,12 +574,7 @@ impl Git {
                     format!("x-access-token:{token}")
                 };
                 let basic = base64::engine::general_purpose::STANDARD.encode(userpass);
-                env.push(("GIT_CONFIG_COUNT".into(), "1".into()));
-                env.push(("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()));
-                env.push((
-                    "GIT_CONFIG_VALUE_0".into(),
-                    format!("Authorization: Basic {basic}"),
-                ));
+                config.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
                 env.push(("GIT_SSH_COMMAND".into(), format!("ssh {ssh_opts}")));
             }
             Some(GitCredential::SshKey(bytes)) => {
@@ -486,6 +602,13 @@ impl Git {
                 key = Some(guard);
             }
             None => env.push(("GIT_SSH_COMMAND".into(), format!("ssh {ssh_opts}"))),
+        }
+        if !config.is_empty() {
+            env.push(("GIT_CONFIG_COUNT".into(), config.len().to_string()));
+            for (i, (k, v)) in config.into_iter().enumerate() {
+                env.push((format!("GIT_CONFIG_KEY_{i}"), k.to_string()));
+                env.push((format!("GIT_CONFIG_VALUE_{i}"), v));
+            }
         }
         Ok(Git {
             env,
@@ -797,6 +920,96 @@ pub fn folder_trees(repo: &Path, sub: Option<&str>) -> Result<HashMap<String, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The value git is configured with for `key` (`GIT_CONFIG_*`).
+    fn configured(git: &Git, key: &str) -> Option<String> {
+        let env: HashMap<&str, &str> = git
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let n: usize = env.get("GIT_CONFIG_COUNT")?.parse().ok()?;
+        (0..n)
+            .find(|i| env.get(format!("GIT_CONFIG_KEY_{i}").as_str()) == Some(&key))
+            .and_then(|i| env.get(format!("GIT_CONFIG_VALUE_{i}").as_str()))
+            .map(|v| v.to_string())
+    }
+
+    #[test]
+    fn a_remote_is_reached_only_at_the_addresses_its_check_allowed() {
+        let work = tempfile::tempdir().unwrap();
+        let roots = LocalRoots::none();
+        let loopback: Vec<Ipv4Cidr> = vec!["127.0.0.1/32".parse().unwrap()];
+        // A name: git connects to the address checked here (no second
+        // lookup), follows no redirect, and ssh likewise.
+        let http = Remote::new("http://localhost:8080/r.git", None, &roots)
+            .unwrap()
+            .within(&loopback);
+        let git = Git::new(Some(&http), work.path()).unwrap();
+        assert_eq!(
+            configured(&git, "http.curloptResolve").as_deref(),
+            Some("localhost:8080:127.0.0.1")
+        );
+        assert_eq!(
+            configured(&git, "http.followRedirects").as_deref(),
+            Some("false")
+        );
+        let ssh = Remote::new("git@localhost:r.git", None, &roots)
+            .unwrap()
+            .within(&loopback);
+        let git = Git::new(Some(&ssh), work.path()).unwrap();
+        let ssh_command = &git
+            .env
+            .iter()
+            .find(|(k, _)| k == "GIT_SSH_COMMAND")
+            .unwrap()
+            .1;
+        assert!(
+            ssh_command.contains("-o HostName=127.0.0.1"),
+            "{ssh_command}"
+        );
+        // Nothing opened: loopback by name or number is refused before git runs.
+        for url in [
+            "http://localhost:8080/r.git",
+            "https://127.0.0.2/r.git",
+            "git://[::1]/r.git",
+        ] {
+            let r = Remote::new(url, None, &roots).unwrap();
+            let e = Git::new(Some(&r), work.path()).err().unwrap().to_string();
+            assert!(e.contains("--fetch-allowed-cidr"), "{url}: {e}");
+        }
+        // A token's header and the pin travel together.
+        let token = GitCredential::Token {
+            token: "t0k".into(),
+            hosts: vec![],
+        };
+        let with_token = Remote::new("http://localhost:8080/r.git", Some(token), &roots)
+            .unwrap()
+            .within(&loopback);
+        let git = Git::new(Some(&with_token), work.path()).unwrap();
+        assert!(configured(&git, "http.extraHeader").is_some());
+        assert!(configured(&git, "http.curloptResolve").is_some());
+    }
+
+    #[test]
+    fn ports_are_read_from_the_url_or_the_transport() {
+        let roots = LocalRoots::none();
+        for (url, port) in [
+            ("https://h/r.git", 443),
+            ("http://h:8080/r.git", 8080),
+            ("ssh://git@h:2222/r.git", 2222),
+            ("git@h:r.git", 22),
+            ("git://h/r.git", 9418),
+            ("https://[::1]:8443/r.git", 8443),
+            ("https://h:/r.git", 443),
+        ] {
+            assert_eq!(check_url(url, &roots).unwrap().port, port, "{url}");
+        }
+        let e = check_url("https://h:99999/r.git", &roots)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port '99999'"), "{e}");
+    }
 
     #[test]
     fn scrub_hides_userinfo_and_the_secret() {

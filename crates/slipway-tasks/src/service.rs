@@ -260,7 +260,9 @@ impl TaskService {
                 )
             }
         };
-        let remote = git.remote(credential, &self.config.local_roots)?;
+        let remote = git
+            .remote(credential, &self.config.local_roots)?
+            .within(self.config.fetcher.allowed());
         Ok(Some((git, remote)))
     }
 

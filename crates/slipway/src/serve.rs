@@ -281,6 +281,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         work_dir.clone(),
         secret_key.clone(),
         local_roots.clone(),
+        args.fetch_allowed_cidr.clone(),
         Duration::from_secs(args.catalog_sync_interval_seconds.max(1)),
     );
     let catalog_sync = catalog_scheduler.trigger();
@@ -415,6 +416,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             work_dir,
             max_storage_bytes: args.max_storage_mib * 1024 * 1024,
             local_roots,
+            fetch_allowed_cidrs: args.fetch_allowed_cidr.clone(),
             header_read_timeout: Duration::from_secs(args.http_header_timeout_seconds),
             max_connections: args.max_connections as usize,
         }),

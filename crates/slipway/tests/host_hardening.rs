@@ -241,18 +241,18 @@ fn counting_listener_on(ip: &str) -> (u16, Arc<AtomicUsize>) {
 #[test]
 fn urls_users_name_are_not_fetched_from_the_hosts_services() {
     let tmp = tempfile::tempdir().unwrap();
-    // The operator opened 127.0.0.1 for an artifact store there; a service
-    // on another loopback address stays out of reach, also written as an
-    // IPv4-mapped IPv6 address.
-    let s = Server::start_with(
-        &tmp.path().join("data"),
-        common::free_port(),
-        &["--fetch-allowed-cidr", "127.0.0.1/32"],
-    );
+    // Test servers open 127.0.0.1 (`common::Server`), as an operator opens
+    // an artifact store's network; a service on another loopback address
+    // stays out of reach, as a tarball, a git remote over http, ssh or
+    // git://, and written as an IPv4-mapped IPv6 address.
+    let s = Server::start(&tmp.path().join("data"));
     let (port, hits) = counting_listener_on("127.0.0.2");
     for context in [
         format!("http://127.0.0.2:{port}/ctx.tar.gz"),
         format!("http://[::ffff:127.0.0.2]:{port}/ctx.tar.gz"),
+        format!("http://127.0.0.2:{port}/repo.git#main"),
+        format!("ssh://git@127.0.0.2:{port}/repo.git#main"),
+        format!("git://127.0.0.2:{port}/repo.git#main"),
     ] {
         let (st, v, _) = s.call(
             "POST",

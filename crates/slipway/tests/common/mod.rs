@@ -112,18 +112,13 @@ impl Server {
     }
 
     /// Starts a server on a fresh port that trusts `https`'s private CA
-    /// (`serve --ca-file`) and fetches from its address, 127.0.0.1
-    /// (`serve --fetch-allowed-cidr`).
+    /// (`serve --ca-file`).
     pub fn start_trusting(
         data: &Path,
         https: &slipway_fetch::test_support::HttpsFileServer,
     ) -> Server {
         let ca = https.ca_file.to_string_lossy().to_string();
-        Self::start_with(
-            data,
-            free_port(),
-            &["--ca-file", &ca, "--fetch-allowed-cidr", "127.0.0.1/32"],
-        )
+        Self::start_with(data, free_port(), &["--ca-file", &ca])
     }
 
     /// Starts a server on `port` with extra `serve` flags. The folder that
@@ -139,7 +134,10 @@ impl Server {
     }
 
     /// Like [`Server::start_with`] without `--runner-ade`: runners keep
-    /// their image's own `ade`.
+    /// their image's own `ade`. Every test server may fetch users' URLs
+    /// (tarballs, sources, git remotes) from 127.0.0.1, where the tests'
+    /// own servers listen (`--fetch-allowed-cidr 127.0.0.1/32`); the rest
+    /// of loopback stays blocked.
     pub fn start_plain(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
         let root = data.parent().unwrap().to_string_lossy().to_string();
@@ -159,6 +157,7 @@ impl Server {
             .arg(data)
             .args(["--local-catalog-root", &root])
             .args(["--local-catalog-root", &examples])
+            .args(["--fetch-allowed-cidr", "127.0.0.1/32"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
