@@ -16,10 +16,13 @@
 //! refused before any connection is made — at every redirect too, since
 //! each hop is resolved through the same check — unless the operator
 //! opened that network ([`Fetcher::allowing`], `serve
-//! --fetch-allowed-cidr`). Requests to endpoints the operator or a
-//! DevCenter Admin configured ([`Fetcher::agent`], [`Fetcher::post_form`],
-//! [`Fetcher::call`]: registries, identity providers, ARM) are not
-//! checked.
+//! --fetch-allowed-cidr`) or names that very address and port (the
+//! embedded registry, [`Fetcher::allowing_socket`]). The OCI registry
+//! client ([`Fetcher::checked_agent`]) goes through the same check: the
+//! registries and token realms users name are theirs too. Requests to
+//! endpoints the operator or a DevCenter Admin configured
+//! ([`Fetcher::post_form`], [`Fetcher::call`]: identity providers, ARM)
+//! are not checked.
 //!
 //! Blocking (ureq): call from `spawn_blocking`.
 
@@ -86,6 +89,7 @@ pub struct Fetcher {
     user_agent: ureq::Agent,
     tls: Arc<rustls::ClientConfig>,
     allowed: Vec<Ipv4Cidr>,
+    sockets: Vec<SocketAddr>,
     extra_cas: usize,
 }
 
@@ -93,13 +97,15 @@ pub struct Fetcher {
 /// policy allows; none left is an error naming the first refused one.
 struct CheckedResolver {
     allowed: Vec<Ipv4Cidr>,
+    sockets: Vec<SocketAddr>,
 }
 
 impl ureq::Resolver for CheckedResolver {
     fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = netloc
-            .to_socket_addrs()?
-            .partition(|a| fetch_refusal(a.ip(), &self.allowed).is_none());
+        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            netloc.to_socket_addrs()?.partition(|a| {
+                self.sockets.contains(a) || fetch_refusal(a.ip(), &self.allowed).is_none()
+            });
         match (allowed.is_empty(), refused.first()) {
             (true, Some(a)) => Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -113,11 +119,16 @@ impl ureq::Resolver for CheckedResolver {
     }
 }
 
-fn user_agent(tls: &Arc<rustls::ClientConfig>, allowed: &[Ipv4Cidr]) -> ureq::Agent {
+fn user_agent(
+    tls: &Arc<rustls::ClientConfig>,
+    allowed: &[Ipv4Cidr],
+    sockets: &[SocketAddr],
+) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .tls_config(tls.clone())
         .resolver(CheckedResolver {
             allowed: allowed.to_vec(),
+            sockets: sockets.to_vec(),
         })
         .build()
 }
@@ -182,9 +193,10 @@ impl Fetcher {
         let tls = Arc::new(config);
         Fetcher {
             agent: ureq::AgentBuilder::new().tls_config(tls.clone()).build(),
-            user_agent: user_agent(&tls, &[]),
+            user_agent: user_agent(&tls, &[], &[]),
             tls,
             allowed: Vec::new(),
+            sockets: Vec::new(),
             extra_cas,
         }
     }
@@ -195,7 +207,17 @@ impl Fetcher {
     /// what an earlier call allowed.
     pub fn allowing(mut self, networks: &[Ipv4Cidr]) -> Fetcher {
         self.allowed = networks.to_vec();
-        self.user_agent = user_agent(&self.tls, networks);
+        self.user_agent = user_agent(&self.tls, &self.allowed, &self.sockets);
+        self
+    }
+
+    /// The same client, also reaching exactly `socket` (address and
+    /// port) for URLs users name: a service of Slipway's own there, such
+    /// as the embedded registry on loopback, without opening the rest of
+    /// its network.
+    pub fn allowing_socket(mut self, socket: SocketAddr) -> Fetcher {
+        self.sockets.push(socket);
+        self.user_agent = user_agent(&self.tls, &self.allowed, &self.sockets);
         self
     }
 
@@ -204,10 +226,12 @@ impl Fetcher {
         &self.allowed
     }
 
-    /// The configured ureq agent, for protocol clients that need other
-    /// methods and headers (the OCI distribution client of image tasks).
-    pub fn agent(&self) -> &ureq::Agent {
-        &self.agent
+    /// The agent of [`Fetcher::open`], whose connections go only where the
+    /// address policy allows, for protocol clients that talk to hosts
+    /// users name with other methods and headers (the OCI distribution
+    /// client of image tasks: registries and their token realms).
+    pub fn checked_agent(&self) -> &ureq::Agent {
+        &self.user_agent
     }
 
     /// Certificates added by [`Fetcher::with_ca_file`] (0 for [`Fetcher::system`]).
@@ -513,6 +537,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("127.0.0.1 is loopback"), "{e}");
+    }
+
+    #[test]
+    fn an_allowed_socket_opens_that_port_alone() {
+        let t = Duration::from_secs(5);
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = other.local_addr().unwrap();
+        let port = redirecting_to(format!("http://{other}/x"));
+        let own: SocketAddr = ([127, 0, 0, 1], port).into();
+        let f = Fetcher::system().allowing_socket(own);
+        // The allowed socket answers (its redirect is followed); the same
+        // address on another port is refused, also to the checked agent.
+        let e = f
+            .bytes(&format!("http://localhost:{port}/r"), t, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("GET 'http://localhost:{port}/r'"))
+                && e.contains(&other.to_string())
+                && e.contains("127.0.0.1 is loopback"),
+            "{e}"
+        );
+        let agent_err = f
+            .checked_agent()
+            .get(&format!("http://{other}/x"))
+            .call()
+            .unwrap_err()
+            .to_string();
+        assert!(agent_err.contains("127.0.0.1 is loopback"), "{agent_err}");
     }
 }
 

@@ -224,7 +224,7 @@ impl RegistryClient {
             "https"
         };
         RegistryClient {
-            agent: fetcher.agent().clone(),
+            agent: fetcher.checked_agent().clone(),
             base: format!("{scheme}://{host}"),
             credential,
             bearer: None,

@@ -358,7 +358,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                         data_dir.clone(),
                         r.host.clone(),
                         secret_key.clone(),
-                        fetcher.clone(),
+                        fetcher.clone().allowing_socket(std::net::SocketAddr::from((
+                            [127, 0, 0, 1],
+                            registry_port,
+                        ))),
                     )
                 },
             );

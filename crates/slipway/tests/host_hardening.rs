@@ -244,7 +244,7 @@ fn urls_users_name_are_not_fetched_from_the_hosts_services() {
     // Test servers open 127.0.0.1 (`common::Server`), as an operator opens
     // an artifact store's network; a service on another loopback address
     // stays out of reach, as a tarball, a git remote over http, ssh or
-    // git://, and written as an IPv4-mapped IPv6 address.
+    // git://, an OCI registry, and written as an IPv4-mapped IPv6 address.
     let s = Server::start(&tmp.path().join("data"));
     let (port, hits) = counting_listener_on("127.0.0.2");
     for context in [
@@ -253,6 +253,7 @@ fn urls_users_name_are_not_fetched_from_the_hosts_services() {
         format!("http://127.0.0.2:{port}/repo.git#main"),
         format!("ssh://git@127.0.0.2:{port}/repo.git#main"),
         format!("git://127.0.0.2:{port}/repo.git#main"),
+        format!("oci://127.0.0.2:{port}/contexts/app:1"),
     ] {
         let (st, v, _) = s.call(
             "POST",

@@ -56,7 +56,14 @@ fn creds(s: &Server) -> String {
 #[test]
 fn a_quick_build_from_a_local_folder_pushes_an_image_podman_pulls_and_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let s = Server::start(&tmp.path().join("data"));
+    // Nothing on loopback opened to users' URLs (only a documentation
+    // network): Slipway still reaches its own embedded registry there, by
+    // its exact socket, for the pushed image's digest.
+    let s = Server::start_with(
+        &tmp.path().join("data"),
+        common::free_port(),
+        &["--fetch-allowed-cidr", "192.0.2.0/24"],
+    );
     let ctx = tmp.path().join("ctx");
     write(
         &ctx,

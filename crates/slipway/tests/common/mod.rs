@@ -134,10 +134,11 @@ impl Server {
     }
 
     /// Like [`Server::start_with`] without `--runner-ade`: runners keep
-    /// their image's own `ade`. Every test server may fetch users' URLs
-    /// (tarballs, sources, git remotes) from 127.0.0.1, where the tests'
-    /// own servers listen (`--fetch-allowed-cidr 127.0.0.1/32`); the rest
-    /// of loopback stays blocked.
+    /// their image's own `ade`. A test server may fetch users' URLs
+    /// (tarballs, sources, git remotes, registries) from 127.0.0.1, where
+    /// the tests' own servers listen (`--fetch-allowed-cidr 127.0.0.1/32`),
+    /// unless `extra` names its own `--fetch-allowed-cidr`; the rest of
+    /// loopback stays blocked.
     pub fn start_plain(data: &Path, port: u16, extra: &[&str]) -> Server {
         std::fs::create_dir_all(data).unwrap();
         let root = data.parent().unwrap().to_string_lossy().to_string();
@@ -157,7 +158,11 @@ impl Server {
             .arg(data)
             .args(["--local-catalog-root", &root])
             .args(["--local-catalog-root", &examples])
-            .args(["--fetch-allowed-cidr", "127.0.0.1/32"])
+            .args(if extra.contains(&"--fetch-allowed-cidr") {
+                &[][..]
+            } else {
+                &["--fetch-allowed-cidr", "127.0.0.1/32"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
