@@ -1166,11 +1166,7 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
         "the failure names the planted path: {msg}"
     );
     assert!(!log.contains("never-runs"), "{log}");
-    let pids: usize = log
-        .lines()
-        .find_map(|l| l.split("pids-seen=").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no pids-seen line: {log}"));
+    let pids = logged_number(&log, "pids-seen");
     assert!(
         pids <= 5,
         "the sandbox sees the host's processes ({pids}): {log}"
@@ -1180,11 +1176,7 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
     // over the build's own user namespace: its root is an unprivileged host
     // user of a block no runner, task run or account has.
     assert!(log.contains("capeff=00000000000000fb"), "{log}");
-    let root_on_host: u32 = log
-        .lines()
-        .find_map(|l| l.split("root-on-host=").nth(1))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no root-on-host line: {log}"));
+    let root_on_host = u32::try_from(logged_number(&log, "root-on-host")).unwrap();
     assert!(
         slipway_core::isolation::BUILD_USER_IDS.contains(&root_on_host),
         "customizer root is host uid {root_on_host}: {log}"
@@ -1208,6 +1200,14 @@ fn customizers_are_confined_and_planted_symlinks_lead_nowhere() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "the build wrote on the host: {left:?}");
+}
+
+/// The number a customizer printed as `<key>=<n>` in `log`.
+fn logged_number(log: &str, key: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.split(&format!("{key}=")).nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= line: {log}"))
 }
 
 /// Loop devices whose backing file lies beneath `dir` (`losetup --list`).
