@@ -27,7 +27,7 @@
 //!   time ([`refuse_unconfined_step`]).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -260,6 +260,36 @@ pub fn fetch_refusal(ip: IpAddr, allowed: &[Ipv4Cidr]) -> Option<String> {
         .zip(blocked_ranges())
         .find(|(_, range)| range.contains(v4))
         .map(|((range, what), _)| format!("{v4} is {what}, {range}"))
+}
+
+/// The addresses of `resolved` (a URL's host, resolved) the server may
+/// connect to for a URL a user named: those [`fetch_refusal`] allows with
+/// `allowed`, and exactly the sockets in `sockets` (a service of
+/// Slipway's own, such as the embedded registry on loopback).
+///
+/// Errors: when every address is refused, why the first one is, and how
+/// an operator opens a network (`serve --fetch-allowed-cidr`). An empty
+/// `resolved` is no error (the caller's lookup found nothing).
+pub fn reachable(
+    resolved: Vec<SocketAddr>,
+    allowed: &[Ipv4Cidr],
+    sockets: &[SocketAddr],
+) -> Result<Vec<SocketAddr>, String> {
+    let why = |a: &SocketAddr| {
+        if sockets.contains(a) {
+            None
+        } else {
+            fetch_refusal(a.ip(), allowed)
+        }
+    };
+    let (ok, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        resolved.into_iter().partition(|a| why(a).is_none());
+    match refused.first().and_then(why) {
+        Some(reason) if ok.is_empty() => Err(format!(
+            "{reason}: Slipway does not fetch URLs users name from there (an operator opens a network with serve --fetch-allowed-cidr)"
+        )),
+        _ => Ok(ok),
+    }
 }
 
 /// What a project environment type sets about its runners (the
@@ -1056,6 +1086,23 @@ mod tests {
         assert!(fetch_refusal(ip("127.0.0.2"), &allowed).is_some());
         assert!(fetch_refusal(ip("10.21.0.1"), &allowed).is_some());
         assert!(fetch_refusal(ip("169.254.169.254"), &allowed).is_some());
+    }
+
+    #[test]
+    fn only_allowed_addresses_and_sockets_are_reachable() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (public, own, other) = (a("203.0.113.7:443"), a("127.0.0.1:5000"), a("127.0.0.1:80"));
+        assert_eq!(
+            reachable(vec![own, public, other], &[], &[own]),
+            Ok(vec![own, public])
+        );
+        let e = reachable(vec![other, a("[::1]:80")], &[], &[own]).unwrap_err();
+        assert!(
+            e.starts_with("127.0.0.1 is loopback, 127.0.0.0/8: ")
+                && e.contains("--fetch-allowed-cidr"),
+            "{e}"
+        );
+        assert_eq!(reachable(vec![], &[], &[]), Ok(vec![]));
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use slipway_core::isolation::{fetch_refusal, Ipv4Cidr};
+use slipway_core::isolation::{reachable, Ipv4Cidr};
 
 /// The largest body [`Fetcher::bytes`] callers in Slipway accept, bytes
 /// (1 GiB, the same bound as uploaded task contexts and build artifacts).
@@ -102,20 +102,12 @@ struct CheckedResolver {
 
 impl ureq::Resolver for CheckedResolver {
     fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
-            netloc.to_socket_addrs()?.partition(|a| {
-                self.sockets.contains(a) || fetch_refusal(a.ip(), &self.allowed).is_none()
-            });
-        match (allowed.is_empty(), refused.first()) {
-            (true, Some(a)) => Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "{}: Slipway does not fetch URLs users name from there (an operator opens a network with serve --fetch-allowed-cidr)",
-                    fetch_refusal(a.ip(), &self.allowed).unwrap_or_default()
-                ),
-            )),
-            _ => Ok(allowed),
-        }
+        reachable(
+            netloc.to_socket_addrs()?.collect(),
+            &self.allowed,
+            &self.sockets,
+        )
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::PermissionDenied, why))
     }
 }
 

@@ -35,7 +35,7 @@ use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
-use slipway_core::isolation::{fetch_refusal, Ipv4Cidr};
+use slipway_core::isolation::{reachable, Ipv4Cidr};
 pub use slipway_hostfs::LocalRoots;
 use slipway_hostfs::TempPath;
 
@@ -447,14 +447,14 @@ impl Remote {
 
     /// The same remote, whose host may also resolve into `networks` (the
     /// operator's `serve --fetch-allowed-cidr`); otherwise only to
-    /// addresses [`fetch_refusal`] allows.
+    /// addresses [`slipway_core::isolation::fetch_refusal`] allows.
     pub fn within(mut self, networks: &[Ipv4Cidr]) -> Remote {
         self.networks = networks.to_vec();
         self
     }
 
     /// The addresses git may connect to for this remote: its host
-    /// resolved, those [`fetch_refusal`] refuses left out. Empty for
+    /// resolved, those [`slipway_core::isolation::reachable`] refuses left out. Empty for
     /// `file://`.
     ///
     /// Errors: [`GitError::Unreachable`] when the host does not resolve or
@@ -463,7 +463,7 @@ impl Remote {
         if self.url.transport == Transport::File {
             return Ok(Vec::new());
         }
-        let resolved: Vec<IpAddr> = (self.url.host.as_str(), self.url.port)
+        let resolved = (self.url.host.as_str(), self.url.port)
             .to_socket_addrs()
             .map_err(|e| {
                 GitError::Unreachable(format!(
@@ -472,19 +472,10 @@ impl Remote {
                     self.url.host
                 ))
             })?
-            .map(|a| a.ip())
             .collect();
-        let (allowed, refused): (Vec<IpAddr>, Vec<IpAddr>) = resolved
-            .into_iter()
-            .partition(|ip| fetch_refusal(*ip, &self.networks).is_none());
-        match refused.first() {
-            Some(ip) if allowed.is_empty() => Err(GitError::Unreachable(format!(
-                "'{}': {}: Slipway does not fetch URLs users name from there (an operator opens a network with serve --fetch-allowed-cidr)",
-                self.display(),
-                fetch_refusal(*ip, &self.networks).unwrap_or_default()
-            ))),
-            _ => Ok(allowed),
-        }
+        reachable(resolved, &self.networks, &[])
+            .map(|ok| ok.iter().map(|a| a.ip()).collect())
+            .map_err(|why| GitError::Unreachable(format!("'{}': {why}", self.display())))
     }
 
     /// The URL as given.
