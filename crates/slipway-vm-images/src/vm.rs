@@ -39,8 +39,9 @@ const CONSOLE_SILENCE: Duration = Duration::from_secs(5 * 60);
 const HUNG_BOOT_ATTEMPTS: usize = 2;
 /// The CPU model under TCG: a named x86-64-v2 model that TCG emulates in
 /// full (no "TCG doesn't support requested feature" warnings). `max`
-/// exposes every TCG feature and has hung SMP guests at boot.
-const TCG_CPU: &str = "Nehalem";
+/// exposes every TCG feature and has hung SMP guests at boot. Tests that
+/// boot a built image themselves use it too.
+pub const TCG_CPU: &str = "Nehalem";
 /// How long `systemctl poweroff` may take before qemu is killed.
 const POWEROFF_WAIT: Duration = Duration::from_secs(5 * 60);
 /// UEFI firmware code (Debian's `ovmf`), read-only, for disks with an EFI
