@@ -151,7 +151,9 @@ pub struct Vm {
 enum BootError {
     /// KVM could not run the guest; TCG may.
     Kvm(String),
-    /// The console went silent before SSH answered; a new boot may work.
+    /// The console went silent, or TCG's qemu was ended by a signal it did
+    /// not get from us (qemu 7.2's TCG has crashed in a vCPU thread here),
+    /// before SSH answered; a new boot may work.
     Hung(String),
     Failed(String),
 }
@@ -182,6 +184,19 @@ impl ConsoleWatch {
             self.changed = now;
         }
         now.duration_since(self.changed) >= self.silence
+    }
+}
+
+/// Classifies a TCG qemu that ended with `status` before its guest
+/// answered SSH: ended by a signal (a crash) a [`BootError::Hung`] boot
+/// that may work the next time, any other end [`BootError::Failed`].
+/// `logs` (console and qemu log tails) ends the message.
+fn tcg_ended(status: std::process::ExitStatus, logs: &str) -> BootError {
+    use std::os::unix::process::ExitStatusExt;
+    let message = format!("qemu ended ({status}) before the build VM answered SSH; {logs}");
+    match status.signal() {
+        Some(_) => BootError::Hung(message),
+        None => BootError::Failed(message),
     }
 }
 
@@ -563,14 +578,7 @@ impl Vm {
         let mut console = ConsoleWatch::new(Instant::now(), CONSOLE_SILENCE);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                if self.accel == "kvm" {
-                    let reason = tail(&self.qemu_log, 2).replace('\n', " ");
-                    return Err(BootError::Kvm(format!("qemu ended ({status}): {reason}")));
-                }
-                return Err(BootError::Failed(format!(
-                    "qemu ended ({status}) before the build VM answered SSH; {}",
-                    self.logs_tail()
-                )));
+                return Err(self.ended_early(status));
             }
             if self.accel == "kvm" {
                 let q = std::fs::read_to_string(&self.qemu_log).unwrap_or_default();
@@ -604,6 +612,15 @@ impl Vm {
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
+    }
+
+    /// Why a boot failed whose qemu ended with `status` before SSH answered.
+    fn ended_early(&self, status: std::process::ExitStatus) -> BootError {
+        if self.accel == "kvm" {
+            let reason = tail(&self.qemu_log, 2).replace('\n', " ");
+            return BootError::Kvm(format!("qemu ended ({status}): {reason}"));
+        }
+        tcg_ended(status, &self.logs_tail())
     }
 
     /// `ssh … BUILD_USER@127.0.0.1 <remote>`; `remote` is shell text run
@@ -736,6 +753,24 @@ mod tests {
             "5 minutes since it grew"
         );
         assert!(!watch.silent(200, t0 + 12 * minute), "it grew again");
+    }
+
+    #[test]
+    fn a_tcg_qemu_that_crashed_is_booted_again_one_that_exited_is_not() {
+        use std::os::unix::process::ExitStatusExt;
+        let segv = std::process::ExitStatus::from_raw(11);
+        match tcg_ended(segv, "console: ...") {
+            BootError::Hung(m) => assert!(
+                m.contains("signal: 11") && m.ends_with("console: ..."),
+                "{m}"
+            ),
+            _ => panic!("a crash is a hung boot"),
+        }
+        let exit1 = std::process::ExitStatus::from_raw(1 << 8);
+        match tcg_ended(exit1, "") {
+            BootError::Failed(m) => assert!(m.contains("exit status: 1"), "{m}"),
+            _ => panic!("qemu exiting 1 (bad arguments, a missing file) is no hang"),
+        }
     }
 
     #[test]
