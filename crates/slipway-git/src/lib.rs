@@ -14,9 +14,9 @@
 //!   ([`slipway_core::isolation::fetch_refusal`]: not loopback, the
 //!   metadata service or private networks unless [`Remote::within`] names
 //!   the operator's `serve --fetch-allowed-cidr`); git then connects only
-//!   there (`http.curloptResolve` for http(s), `ssh -o HostName=` for ssh)
-//!   and follows no http redirect. `git://` hosts are checked but not
-//!   pinned.
+//!   there (`http.curloptResolve` for http(s), `ssh -o HostName=` for ssh,
+//!   the URL rewritten to the address with `url.<…>.insteadOf` for
+//!   `git://`) and follows no http redirect.
 //! - Every user value is placed after `--` / `--end-of-options`, and git
 //!   runs with `GIT_ALLOW_PROTOCOL` limited to the transports above, no
 //!   system or global config, no prompts and `LC_ALL=C` (so failures are
@@ -38,6 +38,9 @@ use base64::Engine as _;
 use slipway_core::isolation::{reachable, Ipv4Cidr};
 pub use slipway_hostfs::LocalRoots;
 use slipway_hostfs::TempPath;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 /// Variables of the server's environment git still sees (everything else,
 /// `GIT_*` included, is cleared).
@@ -499,6 +502,20 @@ struct Git {
 
 impl Git {
     fn new(remote: Option<&Remote>, work: &Path) -> Result<Git, GitError> {
+        let addresses = match remote {
+            Some(r) => r.addresses()?,
+            None => Vec::new(),
+        };
+        Git::connecting(remote, &addresses, work)
+    }
+
+    /// [`Git::new`] for a remote whose host was checked to resolve to
+    /// `addresses` (first one first): git connects only there.
+    fn connecting(
+        remote: Option<&Remote>,
+        addresses: &[IpAddr],
+        work: &Path,
+    ) -> Result<Git, GitError> {
         let io = |e: std::io::Error| GitError::Io(e.to_string());
         std::fs::create_dir_all(work).map_err(io)?;
         let mut env: Vec<(String, String)> = [
@@ -524,16 +541,15 @@ impl Git {
             known_hosts.display()
         );
         // Git's own configuration for this command (`GIT_CONFIG_*`).
-        let mut config: Vec<(&str, String)> = Vec::new();
+        let mut config: Vec<(String, String)> = Vec::new();
         if let Some(r) = remote {
             // Connect only where the check said, not where a second lookup
             // (DNS rebinding) or a redirect would lead.
-            let addresses = r.addresses()?;
             if let Some(first) = addresses.first() {
                 let literal = r.url.host.parse::<IpAddr>().is_ok();
                 match r.url.transport {
                     Transport::Http | Transport::Https => {
-                        config.push(("http.followRedirects", "false".into()));
+                        config.push(("http.followRedirects".into(), "false".into()));
                         if !literal {
                             let list: Vec<String> = addresses
                                 .iter()
@@ -543,13 +559,31 @@ impl Git {
                                 })
                                 .collect();
                             config.push((
-                                "http.curloptResolve",
+                                "http.curloptResolve".into(),
                                 format!("{}:{}:{}", r.url.host, r.url.port, list.join(",")),
                             ));
                         }
                     }
                     Transport::Ssh if !literal => {
                         ssh_opts.push_str(&format!(" -o HostName={first}"));
+                    }
+                    Transport::Git if !literal => {
+                        // The URL rewritten to the address: git's own
+                        // protocol then names the address as its virtual
+                        // host (`host=`), which git-daemon ignores unless
+                        // run with `--interpolated-path`.
+                        let authority = r.url.url["git://".len()..]
+                            .split('/')
+                            .next()
+                            .unwrap_or_default();
+                        let address = match first {
+                            IpAddr::V6(v6) => format!("[{v6}]"),
+                            IpAddr::V4(v4) => v4.to_string(),
+                        };
+                        config.push((
+                            format!("url.git://{address}:{}.insteadOf", r.url.port),
+                            format!("git://{authority}"),
+                        ));
                     }
                     _ => {}
                 }
@@ -565,7 +599,10 @@ impl Git {
                     format!("x-access-token:{token}")
                 };
                 let basic = base64::engine::general_purpose::STANDARD.encode(userpass);
-                config.push(("http.extraHeader", format!("Authorization: Basic {basic}")));
+                config.push((
+                    "http.extraHeader".into(),
+                    format!("Authorization: Basic {basic}"),
+                ));
                 env.push(("GIT_SSH_COMMAND".into(), format!("ssh {ssh_opts}")));
             }
             Some(GitCredential::SshKey(bytes)) => {
@@ -597,7 +634,7 @@ impl Git {
         if !config.is_empty() {
             env.push(("GIT_CONFIG_COUNT".into(), config.len().to_string()));
             for (i, (k, v)) in config.into_iter().enumerate() {
-                env.push((format!("GIT_CONFIG_KEY_{i}"), k.to_string()));
+                env.push((format!("GIT_CONFIG_KEY_{i}"), k));
                 env.push((format!("GIT_CONFIG_VALUE_{i}"), v));
             }
         }
@@ -959,6 +996,14 @@ mod tests {
             ssh_command.contains("-o HostName=127.0.0.1"),
             "{ssh_command}"
         );
+        let daemon = Remote::new("git://localhost/r.git", None, &roots)
+            .unwrap()
+            .within(&loopback);
+        let git = Git::new(Some(&daemon), work.path()).unwrap();
+        assert_eq!(
+            configured(&git, "url.git://127.0.0.1:9418.insteadOf").as_deref(),
+            Some("git://localhost")
+        );
         // Nothing opened: loopback by name or number is refused before git runs.
         for url in [
             "http://localhost:8080/r.git",
@@ -980,6 +1025,38 @@ mod tests {
         let git = Git::new(Some(&with_token), work.path()).unwrap();
         assert!(configured(&git, "http.extraHeader").is_some());
         assert!(configured(&git, "http.curloptResolve").is_some());
+    }
+
+    #[test]
+    fn real_git_connects_to_the_checked_address_not_to_what_the_name_resolves_to() {
+        // A repository behind git's own protocol, named by a host that
+        // resolves nowhere: git reaches it only through the pin.
+        let base = tempfile::tempdir().unwrap();
+        let repo = base.path().join("r.git");
+        let init = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&repo)
+            .status()
+            .unwrap();
+        assert!(init.success());
+        let daemon = test_support::GitDaemon::start(base.path());
+        let url = format!("git://nowhere.invalid:{}/r.git", daemon.port);
+        let remote = Remote::new(&url, None, &LocalRoots::none()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let pinned =
+            Git::connecting(Some(&remote), &[IpAddr::from([127, 0, 0, 1])], work.path()).unwrap();
+        let heads = pinned.run(work.path(), &["ls-remote", "--", &url], "ls-remote");
+        assert!(
+            heads.as_ref().is_ok_and(|h| h.is_empty()),
+            "an empty repository, reached: {heads:?}"
+        );
+        // The name itself leads nowhere (what git would do unpinned).
+        let unpinned = Git::connecting(Some(&remote), &[], work.path()).unwrap();
+        let e = unpinned
+            .run(work.path(), &["ls-remote", "--", &url], "ls-remote")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nowhere.invalid"), "{e}");
     }
 
     #[test]

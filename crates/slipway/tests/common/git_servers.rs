@@ -1,65 +1,18 @@
-//! Real git servers on 127.0.0.1 for catalog tests: `git daemon` (git://),
-//! git's smart-HTTP CGI `git http-backend` behind a Basic-auth check
-//! (http://), and OpenSSH's `sshd` (ssh://) with a test key.
+//! Real git servers on 127.0.0.1 for catalog tests: git's smart-HTTP CGI
+//! `git http-backend` behind a Basic-auth check (http://) and OpenSSH's
+//! `sshd` (ssh://) with a test key; `git daemon` (git://) is
+//! `slipway_git::test_support::GitDaemon`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
 use super::free_port;
 
-pub fn wait_listening(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("{what} exited with {st}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `git daemon` exporting every repository under `base` as `git://127.0.0.1:<port>/<name>`.
-pub struct GitDaemon {
-    pub port: u16,
-    child: Child,
-}
-
-impl GitDaemon {
-    pub fn start(base: &Path) -> GitDaemon {
-        let port = free_port();
-        // The dashed binary itself: `git daemon` would run it as a child that
-        // outlives a kill of the `git` wrapper.
-        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
-        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
-            .trim()
-            .to_string();
-        let mut child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .arg("--reuseaddr")
-            .arg("--export-all")
-            .arg(format!("--base-path={}", base.display()))
-            .arg("--listen=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .arg(base)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon");
-        wait_listening(port, &mut child, "git daemon");
-        GitDaemon { port, child }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use slipway_git::test_support::wait_listening;
 
 /// Smart-HTTP git server requiring `Authorization: Basic base64(x-access-token:<token>)`.
 pub struct GitHttp {

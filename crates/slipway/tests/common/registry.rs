@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::free_port;
-use super::git_servers::wait_listening;
+use slipway_git::test_support::wait_listening;
 
 /// A running `docker-registry serve`; killed on drop.
 pub struct Registry {
