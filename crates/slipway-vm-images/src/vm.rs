@@ -151,8 +151,9 @@ pub struct Vm {
 enum BootError {
     /// KVM could not run the guest; TCG may.
     Kvm(String),
-    /// The console went silent, or TCG's qemu was ended by a signal it did
-    /// not get from us (qemu 7.2's TCG has crashed in a vCPU thread here),
+    /// The console went silent, the guest kernel reported a stall
+    /// ([`kernel_stall`]), or TCG's qemu was ended by a signal it did not
+    /// get from us (qemu 7.2's TCG has crashed in a vCPU thread here),
     /// before SSH answered; a new boot may work.
     Hung(String),
     Failed(String),
@@ -185,6 +186,29 @@ impl ConsoleWatch {
         }
         now.duration_since(self.changed) >= self.silence
     }
+}
+
+/// What a guest kernel prints on its console when it stops making progress:
+/// RCU stall reports (`rcu: INFO: rcu_sched detected stalls on CPUs/tasks`,
+/// `self-detected stall on CPU`), the soft-lockup watchdog, the hung-task
+/// detector and a panic (Linux's `kernel/rcu/tree_stall.h`,
+/// `kernel/watchdog.c`, `kernel/hung_task.c`, `kernel/panic.c`). None
+/// showed in 28 TCG boots of a Debian 12 image here, four at a time on two
+/// cores; a TCG guest that stalled before SSH answered has been seen to
+/// keep printing such reports instead of going silent.
+const KERNEL_STALL_REPORTS: [&str; 4] = [
+    "detected stall",
+    "BUG: soft lockup",
+    "blocked for more than",
+    "Kernel panic",
+];
+
+/// The first console line holding one of [`KERNEL_STALL_REPORTS`], trimmed.
+fn kernel_stall(console: &str) -> Option<&str> {
+    console
+        .lines()
+        .find(|l| KERNEL_STALL_REPORTS.iter().any(|r| l.contains(r)))
+        .map(str::trim)
 }
 
 /// Classifies a TCG qemu that ended with `status` before its guest
@@ -595,8 +619,14 @@ impl Vm {
             if probe.status().await.is_ok_and(|s| s.success()) {
                 return Ok(());
             }
-            let len = std::fs::metadata(&self.console).map_or(0, |m| m.len());
-            if console.silent(len, Instant::now()) {
+            let text = std::fs::read(&self.console).unwrap_or_default();
+            if let Some(report) = kernel_stall(&String::from_utf8_lossy(&text)) {
+                return Err(BootError::Hung(format!(
+                    "the build VM's kernel reported it stopped making progress ('{report}') before SSH answered; {}",
+                    self.logs_tail()
+                )));
+            }
+            if console.silent(text.len() as u64, Instant::now()) {
                 return Err(BootError::Hung(format!(
                     "the build VM's console has been silent for {} minutes before SSH answered; {}",
                     CONSOLE_SILENCE.as_secs() / 60,
@@ -753,6 +783,40 @@ mod tests {
             "5 minutes since it grew"
         );
         assert!(!watch.silent(200, t0 + 12 * minute), "it grew again");
+    }
+
+    #[test]
+    fn a_kernel_that_reports_a_stall_or_panic_is_a_hung_boot() {
+        let booting = "[    0.893366] clocksource: Switched to clocksource hpet\n\
+             [   11.356132] systemd[1]: Installed transient /etc/machine-id file.\n\
+             [  OK  ] Started ssh.service - OpenBSD Secure Shell server.\n";
+        assert_eq!(kernel_stall(booting), None);
+        for (report, line) in [
+            (
+                "[  568.3] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:",
+                "rcu: INFO: rcu_sched detected stalls",
+            ),
+            (
+                "[   90.1] rcu: INFO: rcu_preempt self-detected stall on CPU",
+                "self-detected stall on CPU",
+            ),
+            (
+                "[   52.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [systemd-udevd:180]",
+                "soft lockup - CPU#1",
+            ),
+            (
+                "[  242.7] INFO: task jbd2/vda1-8:97 blocked for more than 120 seconds.",
+                "jbd2/vda1-8:97",
+            ),
+            (
+                "[    1.9] Kernel panic - not syncing: VFS: Unable to mount root fs",
+                "Unable to mount root fs",
+            ),
+        ] {
+            let console = format!("{booting}{report}\n[  568.4] RAX: 0000000000000000\n");
+            let found = kernel_stall(&console).unwrap_or_default();
+            assert!(found.contains(line), "{report}: {found}");
+        }
     }
 
     #[test]
