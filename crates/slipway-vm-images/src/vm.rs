@@ -196,15 +196,16 @@ impl ConsoleWatch {
 /// showed in 28 TCG boots of a Debian 12 image here, four at a time on two
 /// cores; a TCG guest that stalled before SSH answered has been seen to
 /// keep printing such reports instead of going silent.
-const KERNEL_STALL_REPORTS: [&str; 4] = [
+pub const KERNEL_STALL_REPORTS: [&str; 4] = [
     "detected stall",
     "BUG: soft lockup",
     "blocked for more than",
     "Kernel panic",
 ];
 
-/// The first console line holding one of [`KERNEL_STALL_REPORTS`], trimmed.
-fn kernel_stall(console: &str) -> Option<&str> {
+/// The first console line holding one of [`KERNEL_STALL_REPORTS`], trimmed:
+/// `Some` when the guest kernel says it stopped making progress.
+pub fn kernel_stall(console: &str) -> Option<&str> {
     console
         .lines()
         .find(|l| KERNEL_STALL_REPORTS.iter().any(|r| l.contains(r)))

@@ -62,8 +62,8 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 ///
 /// qemu 7.2's TCG has been seen here to crash (SIGSEGV in a vCPU thread) or
 /// to stop for good early in a guest's boot; like a build VM, a boot whose
-/// qemu ends or whose console stays silent for [`BOOT_SILENCE`] is booted
-/// once more. Panics, with the console's tail, when no boot shows `marker`
+/// qemu ends, whose kernel reports a stall or whose console stays silent
+/// for [`BOOT_SILENCE`] is booted once more. Panics, with the console's tail, when no boot shows `marker`
 /// within [`BOOT_WAIT`].
 fn boot_and_wait_for(disk: &Path, marker: &str, serial: &Path) {
     let mut failures = Vec::new();
@@ -121,6 +121,12 @@ fn boot_once(disk: &Path, marker: &str, serial: &Path) -> Result<(), String> {
             let _ = qemu.stderr.take().map(|mut e| e.read_to_string(&mut err));
             break Err(format!(
                 "qemu ended ({status}): {err}\nconsole:\n{}",
+                tail()
+            ));
+        }
+        if let Some(report) = slipway_vm_images::vm::kernel_stall(&console) {
+            break Err(format!(
+                "the guest kernel reported '{report}'; console:\n{}",
                 tail()
             ));
         }
