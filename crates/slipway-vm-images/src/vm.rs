@@ -194,8 +194,8 @@ impl ConsoleWatch {
 /// detector and a panic (Linux's `kernel/rcu/tree_stall.h`,
 /// `kernel/watchdog.c`, `kernel/hung_task.c`, `kernel/panic.c`). None
 /// showed in 28 TCG boots of a Debian 12 image here, four at a time on two
-/// cores; a TCG guest that stalled before SSH answered has been seen to
-/// keep printing such reports instead of going silent.
+/// cores; a TCG guest that stopped making progress in a CI run kept
+/// printing kernel stack dumps instead of going silent.
 pub const KERNEL_STALL_REPORTS: [&str; 4] = [
     "detected stall",
     "BUG: soft lockup",
