@@ -1029,8 +1029,8 @@ mod tests {
 
     #[test]
     fn real_git_connects_to_the_checked_address_not_to_what_the_name_resolves_to() {
-        // A repository behind git's own protocol, named by a host that
-        // resolves nowhere: git reaches it only through the pin.
+        // A repository behind git's own protocol and smart HTTP, named by a
+        // host that resolves nowhere: git reaches it only through the pin.
         let base = tempfile::tempdir().unwrap();
         let repo = base.path().join("r.git");
         let init = Command::new("git")
@@ -1057,6 +1057,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nowhere.invalid"), "{e}");
+
+        // The same over smart HTTP (`http.curloptResolve`).
+        let http = test_support::GitHttp::start_open(base.path());
+        let url = format!("http://nowhere.invalid:{}/r.git", http.port);
+        let remote = Remote::new(&url, None, &LocalRoots::none()).unwrap();
+        let pinned =
+            Git::connecting(Some(&remote), &[IpAddr::from([127, 0, 0, 1])], work.path()).unwrap();
+        let heads = pinned.run(work.path(), &["ls-remote", "--", &url], "ls-remote");
+        assert!(
+            heads.as_ref().is_ok_and(|h| h.is_empty()),
+            "an empty repository over http, reached: {heads:?}"
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::git_servers::{GitHttp, Sshd};
+use common::git_servers::Sshd;
 use common::{free_port, git, git_repo, Server};
 use serde_json::{json, Value};
-use slipway_git::test_support::GitDaemon;
+use slipway_git::test_support::{GitDaemon, GitHttp};
 
 /// A manifest the way real catalogs write them: `$schema` comment, quoted and
 /// unquoted scalars, unknown keys. Stored with a BOM and CRLF line endings.

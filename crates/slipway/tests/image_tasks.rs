@@ -237,7 +237,7 @@ fn quick_builds_from_git_tarball_url_and_oci_contexts_push_runnable_images() {
         ],
     );
     let token = "git-tok-8c1d-do-not-leak";
-    let http = common::git_servers::GitHttp::start(&repos, token);
+    let http = slipway_git::test_support::GitHttp::start(&repos, token);
     let url = format!(
         "http://x-access-token:{token}@127.0.0.1:{}/app.git#main:web",
         http.port
