@@ -1039,36 +1039,30 @@ mod tests {
             .status()
             .unwrap();
         assert!(init.success());
-        let daemon = test_support::GitDaemon::start(base.path());
-        let url = format!("git://nowhere.invalid:{}/r.git", daemon.port);
-        let remote = Remote::new(&url, None, &LocalRoots::none()).unwrap();
         let work = tempfile::tempdir().unwrap();
-        let pinned =
-            Git::connecting(Some(&remote), &[IpAddr::from([127, 0, 0, 1])], work.path()).unwrap();
-        let heads = pinned.run(work.path(), &["ls-remote", "--", &url], "ls-remote");
-        assert!(
-            heads.as_ref().is_ok_and(|h| h.is_empty()),
-            "an empty repository, reached: {heads:?}"
-        );
-        // The name itself leads nowhere (what git would do unpinned).
-        let unpinned = Git::connecting(Some(&remote), &[], work.path()).unwrap();
-        let e = unpinned
-            .run(work.path(), &["ls-remote", "--", &url], "ls-remote")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nowhere.invalid"), "{e}");
-
-        // The same over smart HTTP (`http.curloptResolve`).
+        // `ls-remote` of `url` with git connecting to `addresses`.
+        let ls_remote = |url: &str, addresses: &[IpAddr]| {
+            let remote = Remote::new(url, None, &LocalRoots::none()).unwrap();
+            Git::connecting(Some(&remote), addresses, work.path())
+                .unwrap()
+                .run(work.path(), &["ls-remote", "--", url], "ls-remote")
+        };
+        let loopback = [IpAddr::from([127, 0, 0, 1])];
+        let daemon = test_support::GitDaemon::start(base.path());
         let http = test_support::GitHttp::start_open(base.path());
-        let url = format!("http://nowhere.invalid:{}/r.git", http.port);
-        let remote = Remote::new(&url, None, &LocalRoots::none()).unwrap();
-        let pinned =
-            Git::connecting(Some(&remote), &[IpAddr::from([127, 0, 0, 1])], work.path()).unwrap();
-        let heads = pinned.run(work.path(), &["ls-remote", "--", &url], "ls-remote");
-        assert!(
-            heads.as_ref().is_ok_and(|h| h.is_empty()),
-            "an empty repository over http, reached: {heads:?}"
-        );
+        for url in [
+            format!("git://nowhere.invalid:{}/r.git", daemon.port),
+            format!("http://nowhere.invalid:{}/r.git", http.port),
+        ] {
+            let heads = ls_remote(&url, &loopback);
+            assert!(
+                heads.as_ref().is_ok_and(|h| h.is_empty()),
+                "{url}: an empty repository, reached: {heads:?}"
+            );
+            // The name itself leads nowhere (what git would do unpinned).
+            let e = ls_remote(&url, &[]).unwrap_err().to_string();
+            assert!(e.contains("nowhere.invalid"), "{url}: {e}");
+        }
     }
 
     #[test]
