@@ -30,7 +30,7 @@
 //!   scrubbed of the secret and of URL user-info.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::process::Command;
 
@@ -576,12 +576,9 @@ impl Git {
                             .split('/')
                             .next()
                             .unwrap_or_default();
-                        let address = match first {
-                            IpAddr::V6(v6) => format!("[{v6}]"),
-                            IpAddr::V4(v4) => v4.to_string(),
-                        };
+                        let address = SocketAddr::new(*first, r.url.port);
                         config.push((
-                            format!("url.git://{address}:{}.insteadOf", r.url.port),
+                            format!("url.git://{address}.insteadOf"),
                             format!("git://{authority}"),
                         ));
                     }

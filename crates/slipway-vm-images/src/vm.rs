@@ -159,17 +159,20 @@ enum BootError {
     Failed(String),
 }
 
-/// Watches the size of the serial console to tell a slow boot (the console
-/// grows) from a hung one (silent for [`CONSOLE_SILENCE`]).
+/// Watches the size of a serial console to tell a slow boot (the console
+/// grows) from a hung one (silent for a whole silence; build VMs use
+/// [`CONSOLE_SILENCE`]).
 #[derive(Debug)]
-struct ConsoleWatch {
+pub struct ConsoleWatch {
     len: u64,
     changed: Instant,
     silence: Duration,
 }
 
 impl ConsoleWatch {
-    fn new(now: Instant, silence: Duration) -> ConsoleWatch {
+    /// A watch of a console that is empty at `now` and may stay silent for
+    /// `silence`.
+    pub fn new(now: Instant, silence: Duration) -> ConsoleWatch {
         ConsoleWatch {
             len: 0,
             changed: now,
@@ -177,9 +180,9 @@ impl ConsoleWatch {
         }
     }
 
-    /// Records the console's size at `now`; true once it has not changed
-    /// for the whole silence.
-    fn silent(&mut self, len: u64, now: Instant) -> bool {
+    /// Records the console's size (bytes) at `now`; true once it has not
+    /// changed for the whole silence.
+    pub fn silent(&mut self, len: u64, now: Instant) -> bool {
         if len != self.len {
             self.len = len;
             self.changed = now;

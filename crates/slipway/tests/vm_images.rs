@@ -63,8 +63,8 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 /// qemu 7.2's TCG has been seen here to crash (SIGSEGV in a vCPU thread) or
 /// to stop for good early in a guest's boot; like a build VM, a boot whose
 /// qemu ends, whose kernel reports a stall or whose console stays silent
-/// for [`BOOT_SILENCE`] is booted once more. Panics, with the console's tail, when no boot shows `marker`
-/// within [`BOOT_WAIT`].
+/// for [`BOOT_SILENCE`] is booted once more. Panics, with the console's
+/// tail, when no boot shows `marker` within [`BOOT_WAIT`].
 fn boot_and_wait_for(disk: &Path, marker: &str, serial: &Path) {
     let mut failures = Vec::new();
     for _ in 0..2 {
@@ -103,7 +103,7 @@ fn boot_once(disk: &Path, marker: &str, serial: &Path) -> Result<(), String> {
         .spawn()
         .expect("qemu-system-x86_64 (scripts/setup-host installs it)");
     let started = Instant::now();
-    let (mut len, mut grew) = (0, started);
+    let mut watch = slipway_vm_images::vm::ConsoleWatch::new(started, BOOT_SILENCE);
     let outcome = loop {
         let console =
             String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
@@ -131,10 +131,7 @@ fn boot_once(disk: &Path, marker: &str, serial: &Path) -> Result<(), String> {
             ));
         }
         let now = Instant::now();
-        if console.len() != len {
-            (len, grew) = (console.len(), now);
-        }
-        if now - grew > BOOT_SILENCE {
+        if watch.silent(console.len() as u64, now) {
             break Err(format!(
                 "the console was silent for {} s; console:\n{}",
                 BOOT_SILENCE.as_secs(),
